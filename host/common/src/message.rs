@@ -1,0 +1,51 @@
+//! What travels on the edges of a job: data batches and in-band control messages.
+
+use arrow::array::RecordBatch;
+
+/// An event-time watermark, or the news that an input has gone idle.
+///
+/// A watermark `t` promises that no more records with a timestamp `<= t` will follow on
+/// that input. An idle input makes no promise and is left out when an operator takes the
+/// minimum over its inputs, so one quiet partition does not stall event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Watermark {
+    /// Event time in milliseconds since the epoch.
+    EventTime(i64),
+    /// The input has no data for now; ignore it until it sends again.
+    Idle,
+}
+
+impl Watermark {
+    /// The watermark that closes every window: sent when a bounded input ends.
+    pub const MAX: Watermark = Watermark::EventTime(i64::MAX);
+
+    /// The event time, or `None` for [`Watermark::Idle`].
+    pub fn time(self) -> Option<i64> {
+        match self {
+            Watermark::EventTime(t) => Some(t),
+            Watermark::Idle => None,
+        }
+    }
+}
+
+/// Identifies a checkpoint barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CheckpointBarrier {
+    /// Monotonically increasing checkpoint id.
+    pub id: u64,
+    /// When the coordinator triggered it (ms since the epoch).
+    pub timestamp: i64,
+}
+
+/// One message on an edge. Control messages are in-band: they are ordered with the data.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A batch of records.
+    Batch(RecordBatch),
+    /// Event-time progress of the sender.
+    Watermark(Watermark),
+    /// A checkpoint barrier: everything before it belongs to the checkpoint.
+    Barrier(CheckpointBarrier),
+    /// The sender will send nothing more.
+    EndOfStream,
+}

@@ -1,0 +1,521 @@
+//! Vectorized aggregation.
+//!
+//! An aggregate is a factory ([`AggregateFunction`]) of [`GroupsAccumulator`]s. One
+//! accumulator holds the state of *every* group of an operator in columnar form (a `Vec`
+//! per state field, indexed by group id); a batch is folded in with one call that carries
+//! a group index per row, so one call serves many keys and windows. This is the shape of
+//! DataFusion's `GroupsAccumulator` and of the Wasm aggregate contract, so DataFusion,
+//! Wasm and Python aggregates plug in behind the same trait.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, Int64Array, PrimitiveArray};
+use arrow::buffer::NullBuffer;
+use arrow::compute::kernels::cast;
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int64Type};
+use fungi_common::{FungiError, Result};
+
+/// The state of one aggregate for many groups.
+///
+/// Lifecycle: the operator creates one accumulator per aggregate call, then for each
+/// batch calls [`update_batch`](Self::update_batch) with the group of each row. To build a
+/// window out of slices it calls [`merge_groups`](Self::merge_groups); to emit results,
+/// [`evaluate`](Self::evaluate); when a group's window is done,
+/// [`reset`](Self::reset) so the id can be reused. Group ids are dense and chosen by the
+/// operator; an accumulator grows its vectors to `total_num_groups` on update.
+pub trait GroupsAccumulator: Send {
+    /// Folds `values` (the aggregate's argument columns) into the groups `group_indices`
+    /// (one per row).
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[u32],
+        total_num_groups: usize,
+    ) -> Result<()>;
+
+    /// Merges the state of group `src` into group `dst` for each pair; `src` is unchanged.
+    /// Groups not yet seen count as empty.
+    fn merge_groups(&mut self, dst_src: &[(u32, u32)], total_num_groups: usize) -> Result<()>;
+
+    /// The result of each of `groups`, in order.
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
+
+    /// Empties `groups` so their ids can be given to new groups.
+    fn reset(&mut self, groups: &[u32]);
+
+    /// Approximate heap size in bytes.
+    fn size(&self) -> usize;
+}
+
+/// A kind of aggregate: knows its result type and makes accumulators.
+pub trait AggregateFunction: Send + Sync + fmt::Debug {
+    /// The function's name, as used in SQL and plans.
+    fn name(&self) -> &str;
+    /// The result type for arguments of `input` types; refuses types it cannot take.
+    fn return_type(&self, input: &[DataType]) -> Result<DataType>;
+    /// A new, empty accumulator for arguments of `input` types.
+    fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>>;
+}
+
+/// An aggregate applied to columns, with the name of its output column.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    /// The function.
+    pub function: Arc<dyn AggregateFunction>,
+    /// Names of the argument columns (empty for `count(*)`).
+    pub inputs: Vec<String>,
+    /// Name of the output column.
+    pub alias: String,
+}
+
+impl AggregateCall {
+    /// `function(inputs...) AS alias`.
+    pub fn new(function: Arc<dyn AggregateFunction>, inputs: &[&str], alias: impl Into<String>) -> Self {
+        AggregateCall {
+            function,
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            alias: alias.into(),
+        }
+    }
+}
+
+/// `count(*)`: rows per group.
+pub fn count_star(alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Count), &[], alias)
+}
+/// `count(col)`: non-null values per group.
+pub fn count(col: &str, alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Count), &[col], alias)
+}
+/// `sum(col)`.
+pub fn sum(col: &str, alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Sum), &[col], alias)
+}
+/// `min(col)`.
+pub fn min(col: &str, alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Min), &[col], alias)
+}
+/// `max(col)`.
+pub fn max(col: &str, alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Max), &[col], alias)
+}
+/// `avg(col)`.
+pub fn avg(col: &str, alias: &str) -> AggregateCall {
+    AggregateCall::new(Arc::new(Avg), &[col], alias)
+}
+
+/// Looks up a built-in aggregate by (case-insensitive) name.
+pub fn builtin(name: &str) -> Option<Arc<dyn AggregateFunction>> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "count" => Arc::new(Count),
+        "sum" => Arc::new(Sum),
+        "min" => Arc::new(Min),
+        "max" => Arc::new(Max),
+        "avg" => Arc::new(Avg),
+        _ => return None,
+    })
+}
+
+fn one_arg(name: &str, input: &[DataType]) -> Result<DataType> {
+    match input {
+        [t] => Ok(t.clone()),
+        _ => Err(FungiError::Plan(format!(
+            "{name} takes exactly one argument, got {}",
+            input.len()
+        ))),
+    }
+}
+
+/// The numeric domain an input type is folded in: integers as i64, floats as f64.
+fn numeric_domain(name: &str, t: &DataType) -> Result<DataType> {
+    match t {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Ok(DataType::Int64),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            Ok(DataType::Int64)
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Ok(DataType::Float64),
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Ok(DataType::Int64),
+        other => Err(FungiError::Plan(format!(
+            "{name} does not accept arguments of type {other}"
+        ))),
+    }
+}
+
+fn grow<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {
+    if v.len() < n {
+        v.resize(n, init);
+    }
+}
+
+/// `count`.
+#[derive(Debug, Clone, Copy)]
+pub struct Count;
+
+impl AggregateFunction for Count {
+    fn name(&self) -> &str {
+        "count"
+    }
+    fn return_type(&self, input: &[DataType]) -> Result<DataType> {
+        if input.len() > 1 {
+            return Err(FungiError::Plan("count takes at most one argument".into()));
+        }
+        Ok(DataType::Int64)
+    }
+    fn accumulator(&self, _input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(CountAccumulator::default()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct CountAccumulator {
+    counts: Vec<i64>,
+}
+
+impl GroupsAccumulator for CountAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        grow(&mut self.counts, total, 0);
+        match values.first().and_then(|v| v.logical_nulls()) {
+            Some(nulls) => {
+                for (&g, valid) in groups.iter().zip(nulls.iter()) {
+                    self.counts[g as usize] += valid as i64;
+                }
+            }
+            None => {
+                for &g in groups {
+                    self.counts[g as usize] += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
+        grow(&mut self.counts, total, 0);
+        for &(d, s) in dst_src {
+            self.counts[d as usize] += self.counts[s as usize];
+        }
+        Ok(())
+    }
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        Ok(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.counts.get(g as usize).copied().unwrap_or(0)),
+        )))
+    }
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            if let Some(c) = self.counts.get_mut(g as usize) {
+                *c = 0;
+            }
+        }
+    }
+    fn size(&self) -> usize {
+        self.counts.capacity() * 8
+    }
+}
+
+/// How a [`FoldAccumulator`] combines two values.
+trait Fold<N>: Send + 'static {
+    fn fold(acc: N, v: N) -> N;
+}
+
+struct AddFold;
+struct MinFold;
+struct MaxFold;
+
+impl Fold<i64> for AddFold {
+    #[inline]
+    fn fold(acc: i64, v: i64) -> i64 {
+        acc.wrapping_add(v)
+    }
+}
+impl Fold<f64> for AddFold {
+    #[inline]
+    fn fold(acc: f64, v: f64) -> f64 {
+        acc + v
+    }
+}
+impl Fold<i64> for MinFold {
+    #[inline]
+    fn fold(acc: i64, v: i64) -> i64 {
+        acc.min(v)
+    }
+}
+impl Fold<f64> for MinFold {
+    #[inline]
+    fn fold(acc: f64, v: f64) -> f64 {
+        acc.min(v)
+    }
+}
+impl Fold<i64> for MaxFold {
+    #[inline]
+    fn fold(acc: i64, v: i64) -> i64 {
+        acc.max(v)
+    }
+}
+impl Fold<f64> for MaxFold {
+    #[inline]
+    fn fold(acc: f64, v: f64) -> f64 {
+        acc.max(v)
+    }
+}
+
+/// One value per group, folded with `F`, null until a non-null input arrives.
+struct FoldAccumulator<T: ArrowPrimitiveType, F> {
+    values: Vec<T::Native>,
+    seen: Vec<bool>,
+    /// The type the result is cast back to (e.g. Int32 for `min` of an INT column).
+    output: DataType,
+    _f: PhantomData<F>,
+}
+
+impl<T: ArrowPrimitiveType, F> FoldAccumulator<T, F> {
+    fn new(output: DataType) -> Self {
+        FoldAccumulator {
+            values: Vec::new(),
+            seen: Vec::new(),
+            output,
+            _f: PhantomData,
+        }
+    }
+}
+
+impl<T, F> GroupsAccumulator for FoldAccumulator<T, F>
+where
+    T: ArrowPrimitiveType,
+    F: Fold<T::Native>,
+{
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        grow(&mut self.values, total, T::Native::default());
+        grow(&mut self.seen, total, false);
+        let input = cast::cast(&values[0], &T::DATA_TYPE)?;
+        let input = input.as_primitive::<T>();
+        let vals = input.values();
+        match input.nulls() {
+            None => {
+                for (&g, &v) in groups.iter().zip(vals.iter()) {
+                    let g = g as usize;
+                    self.values[g] = if self.seen[g] { F::fold(self.values[g], v) } else { v };
+                    self.seen[g] = true;
+                }
+            }
+            Some(nulls) => {
+                for ((&g, &v), valid) in groups.iter().zip(vals.iter()).zip(nulls.iter()) {
+                    if valid {
+                        let g = g as usize;
+                        self.values[g] = if self.seen[g] { F::fold(self.values[g], v) } else { v };
+                        self.seen[g] = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
+        grow(&mut self.values, total, T::Native::default());
+        grow(&mut self.seen, total, false);
+        for &(d, s) in dst_src {
+            let (d, s) = (d as usize, s as usize);
+            if self.seen[s] {
+                self.values[d] = if self.seen[d] {
+                    F::fold(self.values[d], self.values[s])
+                } else {
+                    self.values[s]
+                };
+                self.seen[d] = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let mut validity = BooleanBufferBuilder::new(groups.len());
+        let values: Vec<T::Native> = groups
+            .iter()
+            .map(|&g| {
+                let g = g as usize;
+                let seen = self.seen.get(g).copied().unwrap_or(false);
+                validity.append(seen);
+                if seen { self.values[g] } else { T::Native::default() }
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(PrimitiveArray::<T>::new(
+            values.into(),
+            Some(NullBuffer::new(validity.finish())),
+        ));
+        if array.data_type() == &self.output {
+            Ok(array)
+        } else {
+            Ok(cast::cast(&array, &self.output)?)
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            if let Some(s) = self.seen.get_mut(g as usize) {
+                *s = false;
+            }
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+}
+
+fn fold_accumulator<A, B>(domain: &DataType, output: DataType) -> Box<dyn GroupsAccumulator>
+where
+    A: Fold<i64>,
+    B: Fold<f64>,
+{
+    if domain == &DataType::Float64 {
+        Box::new(FoldAccumulator::<Float64Type, B>::new(output))
+    } else {
+        Box::new(FoldAccumulator::<Int64Type, A>::new(output))
+    }
+}
+
+/// `sum`: BIGINT for integer input, DOUBLE for floating-point input.
+#[derive(Debug, Clone, Copy)]
+pub struct Sum;
+
+impl AggregateFunction for Sum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+    fn return_type(&self, input: &[DataType]) -> Result<DataType> {
+        numeric_domain("sum", &one_arg("sum", input)?)
+    }
+    fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
+        let domain = self.return_type(input)?;
+        Ok(fold_accumulator::<AddFold, AddFold>(&domain, domain.clone()))
+    }
+}
+
+/// `min`: the input type.
+#[derive(Debug, Clone, Copy)]
+pub struct Min;
+
+impl AggregateFunction for Min {
+    fn name(&self) -> &str {
+        "min"
+    }
+    fn return_type(&self, input: &[DataType]) -> Result<DataType> {
+        let t = one_arg("min", input)?;
+        numeric_domain("min", &t)?;
+        Ok(t)
+    }
+    fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
+        let t = self.return_type(input)?;
+        Ok(fold_accumulator::<MinFold, MinFold>(&numeric_domain("min", &t)?, t))
+    }
+}
+
+/// `max`: the input type.
+#[derive(Debug, Clone, Copy)]
+pub struct Max;
+
+impl AggregateFunction for Max {
+    fn name(&self) -> &str {
+        "max"
+    }
+    fn return_type(&self, input: &[DataType]) -> Result<DataType> {
+        let t = one_arg("max", input)?;
+        numeric_domain("max", &t)?;
+        Ok(t)
+    }
+    fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
+        let t = self.return_type(input)?;
+        Ok(fold_accumulator::<MaxFold, MaxFold>(&numeric_domain("max", &t)?, t))
+    }
+}
+
+/// `avg`: DOUBLE.
+#[derive(Debug, Clone, Copy)]
+pub struct Avg;
+
+impl AggregateFunction for Avg {
+    fn name(&self) -> &str {
+        "avg"
+    }
+    fn return_type(&self, input: &[DataType]) -> Result<DataType> {
+        numeric_domain("avg", &one_arg("avg", input)?)?;
+        Ok(DataType::Float64)
+    }
+    fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
+        self.return_type(input)?;
+        Ok(Box::new(AvgAccumulator {
+            sum: FoldAccumulator::new(DataType::Float64),
+            count: CountAccumulator::default(),
+        }))
+    }
+}
+
+struct AvgAccumulator {
+    sum: FoldAccumulator<Float64Type, AddFold>,
+    count: CountAccumulator,
+}
+
+impl GroupsAccumulator for AvgAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.sum.update_batch(values, groups, total)?;
+        self.count.update_batch(values, groups, total)
+    }
+    fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
+        self.sum.merge_groups(dst_src, total)?;
+        self.count.merge_groups(dst_src, total)
+    }
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let sums = self.sum.evaluate(groups)?;
+        let sums = sums.as_primitive::<Float64Type>();
+        let counts = self.count.evaluate(groups)?;
+        let counts = counts.as_primitive::<Int64Type>();
+        let out: PrimitiveArray<Float64Type> = sums
+            .iter()
+            .zip(counts.values().iter())
+            .map(|(s, &c)| s.filter(|_| c > 0).map(|s| s / c as f64))
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn reset(&mut self, groups: &[u32]) {
+        self.sum.reset(groups);
+        self.count.reset(groups);
+    }
+    fn size(&self) -> usize {
+        self.sum.size() + self.count.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int32Array};
+
+    #[test]
+    fn fold_with_nulls_and_merge() {
+        let f = Sum;
+        let mut acc = f.accumulator(&[DataType::Int32]).unwrap();
+        let col: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), None, Some(3), Some(4)]));
+        acc.update_batch(&[col], &[0, 0, 1, 1], 3).unwrap();
+        acc.merge_groups(&[(2, 0), (2, 1)], 3).unwrap();
+        let out = acc.evaluate(&[0, 1, 2]).unwrap();
+        assert_eq!(out.as_primitive::<Int64Type>().values().as_ref(), &[1, 7, 8]);
+        acc.reset(&[0]);
+        assert!(acc.evaluate(&[0]).unwrap().is_null(0));
+    }
+
+    #[test]
+    fn min_keeps_input_type_and_avg_divides() {
+        let col: ArrayRef = Arc::new(Int32Array::from(vec![5, 2, 9]));
+        let mut m = Min.accumulator(&[DataType::Int32]).unwrap();
+        m.update_batch(std::slice::from_ref(&col), &[0, 0, 0], 1).unwrap();
+        assert_eq!(m.evaluate(&[0]).unwrap().as_primitive::<arrow::datatypes::Int32Type>().value(0), 2);
+        let mut a = Avg.accumulator(&[DataType::Int32]).unwrap();
+        a.update_batch(&[col], &[0, 0, 0], 1).unwrap();
+        let out = a.evaluate(&[0]).unwrap();
+        let out = out.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!((out.value(0) - 16.0 / 3.0).abs() < 1e-9);
+        assert!(Sum.accumulator(&[DataType::Utf8]).is_err());
+    }
+}

@@ -1,0 +1,637 @@
+//! Windowed aggregation: the state machine behind the window operator.
+//!
+//! Input rows are split into *on time* and *late* (every window they belong to has
+//! already been finalised: end - 1 + allowed lateness <= watermark); late rows are
+//! returned for the side output and counted, never dropped. On-time rows are grouped by
+//! (key, slice) for sliced assigners or by (key, session) for session windows, and folded
+//! into the [`GroupsAccumulator`]s with one vectorized call per aggregate and batch.
+//!
+//! When the watermark passes a window's last timestamp the window fires: its slices are
+//! merged per key and evaluated, producing rows `keys..., window_start, window_end,
+//! aggregates...`. With allowed lateness the window's state is kept until the watermark
+//! passes `end - 1 + lateness`, and rows arriving meanwhile re-emit the window with the
+//! updated result. End of input is a watermark at `i64::MAX`, which fires everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray};
+use arrow::compute::{concat_batches, filter_record_batch, not};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use fungi_common::time::timestamps_millis;
+use fungi_common::{FungiError, Result};
+use hashbrown::HashMap;
+
+use crate::aggregate::{AggregateCall, GroupsAccumulator};
+use crate::keys::KeyTable;
+use crate::unknown_column;
+use crate::window::{TimeWindow, WindowAssigner};
+
+/// What a windowed aggregation computes.
+#[derive(Debug, Clone)]
+pub struct WindowAggregateSpec {
+    /// Grouping key columns (empty for a global window).
+    pub keys: Vec<String>,
+    /// The event-time column.
+    pub time_column: String,
+    /// How rows are assigned to windows.
+    pub assigner: WindowAssigner,
+    /// How long after a window fires late rows still update it, in ms.
+    pub allowed_lateness: i64,
+    /// The aggregates to compute per key and window.
+    pub aggregates: Vec<AggregateCall>,
+}
+
+/// The result of processing one input batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Rows too late for any window, for the late side output.
+    pub late: Option<RecordBatch>,
+    /// Updated results of windows that had fired and received rows within the allowed
+    /// lateness.
+    pub updates: Option<RecordBatch>,
+}
+
+/// Dense group ids with reuse.
+#[derive(Debug, Default)]
+struct GroupIds {
+    next: u32,
+    free: Vec<u32>,
+}
+
+impl GroupIds {
+    fn alloc(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+    fn total(&self) -> usize {
+        self.next as usize
+    }
+    fn live(&self) -> usize {
+        self.next as usize - self.free.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SlicedState {
+    slice: i64,
+    /// (key id, slice start) -> group id.
+    groups: HashMap<(u32, i64), u32>,
+    /// slice start -> (key id, group id) of every key with data in that slice.
+    slices: BTreeMap<i64, Vec<(u32, u32)>>,
+    /// Windows with data that have not fired yet, by (end, start).
+    pending: BTreeSet<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    start: i64,
+    end: i64,
+    group: u32,
+    fired: bool,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    gap: i64,
+    /// key id -> its sessions, sorted by start, not overlapping.
+    sessions: HashMap<u32, Vec<Session>>,
+    /// Every open session by (end, key id, start): firing and cleanup order.
+    by_end: BTreeSet<(i64, u32, i64)>,
+}
+
+#[derive(Debug)]
+enum Windows {
+    Sliced(SlicedState),
+    Session(SessionState),
+}
+
+/// Windowed aggregation over one operator subtask's keys.
+pub struct WindowAggregator {
+    assigner: WindowAssigner,
+    lateness: i64,
+    time_column: String,
+    time_index: usize,
+    key_indices: Vec<usize>,
+    agg_inputs: Vec<Vec<usize>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    output_schema: SchemaRef,
+    keys: KeyTable,
+    ids: GroupIds,
+    windows: Windows,
+    watermark: i64,
+    late_records: u64,
+    // Scratch buffers reused across batches.
+    key_ids: Vec<u32>,
+    group_indices: Vec<u32>,
+    dirty: BTreeSet<(i64, i64)>,
+    dirty_sessions: BTreeSet<(u32, i64)>,
+}
+
+impl std::fmt::Debug for WindowAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowAggregator")
+            .field("assigner", &self.assigner)
+            .field("watermark", &self.watermark)
+            .field("live_groups", &self.ids.live())
+            .finish()
+    }
+}
+
+fn column_index(schema: &SchemaRef, name: &str) -> Result<usize> {
+    schema.index_of(name).map_err(|_| unknown_column(name, schema))
+}
+
+impl WindowAggregator {
+    /// Builds the aggregator for input rows of `input` schema.
+    pub fn try_new(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<Self> {
+        if spec.allowed_lateness < 0 {
+            return Err(FungiError::Plan("allowed lateness must not be negative".into()));
+        }
+        let time_index = column_index(input, &spec.time_column)?;
+        let key_indices = spec
+            .keys
+            .iter()
+            .map(|k| column_index(input, k))
+            .collect::<Result<Vec<_>>>()?;
+        let key_fields = KeyTable::key_fields_of(input, &spec.keys)?;
+        let mut fields: Vec<Field> = key_fields.clone();
+        let ts_type = DataType::Timestamp(TimeUnit::Millisecond, None);
+        fields.push(Field::new("window_start", ts_type.clone(), false));
+        fields.push(Field::new("window_end", ts_type, false));
+        let mut agg_inputs = Vec::new();
+        let mut accumulators = Vec::new();
+        for call in &spec.aggregates {
+            let indices = call
+                .inputs
+                .iter()
+                .map(|c| column_index(input, c))
+                .collect::<Result<Vec<_>>>()?;
+            let types: Vec<DataType> = indices
+                .iter()
+                .map(|&i| input.field(i).data_type().clone())
+                .collect();
+            let out_type = call.function.return_type(&types).map_err(|e| {
+                FungiError::Plan(format!("aggregate '{}': {e}", call.alias))
+            })?;
+            fields.push(Field::new(&call.alias, out_type, true));
+            accumulators.push(call.function.accumulator(&types)?);
+            agg_inputs.push(indices);
+        }
+        let windows = match spec.assigner {
+            WindowAssigner::Session { gap } => Windows::Session(SessionState {
+                gap,
+                ..Default::default()
+            }),
+            a => Windows::Sliced(SlicedState {
+                slice: a.slice_size().expect("sliced assigner"),
+                ..Default::default()
+            }),
+        };
+        Ok(WindowAggregator {
+            assigner: spec.assigner,
+            lateness: spec.allowed_lateness,
+            time_column: spec.time_column.clone(),
+            time_index,
+            key_indices,
+            agg_inputs,
+            accumulators,
+            output_schema: Arc::new(Schema::new(fields)),
+            keys: KeyTable::new(key_fields)?,
+            ids: GroupIds::default(),
+            windows,
+            watermark: i64::MIN,
+            late_records: 0,
+            key_ids: Vec::new(),
+            group_indices: Vec::new(),
+            dirty: BTreeSet::new(),
+            dirty_sessions: BTreeSet::new(),
+        })
+    }
+
+    /// Schema of the emitted rows: keys, `window_start`, `window_end`, aggregates.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Rows sent to the late side output so far.
+    pub fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
+    /// Number of (key, slice or session) groups holding state.
+    pub fn live_groups(&self) -> usize {
+        self.ids.live()
+    }
+
+    /// The last timestamp that may still be added to some window of a row at `ts`.
+    #[inline]
+    fn expiry(&self, ts: i64) -> i64 {
+        let last_end = match self.windows {
+            Windows::Sliced(ref s) => self.assigner.last_window_end(self.assigner.slice_start(ts, s.slice)),
+            Windows::Session(ref s) => ts.saturating_add(s.gap),
+        };
+        last_end.saturating_sub(1).saturating_add(self.lateness)
+    }
+
+    /// Adds a batch. Returns late rows and updates of already fired windows.
+    pub fn process_batch(&mut self, batch: &RecordBatch) -> Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
+        let ts = timestamps_millis(batch.column(self.time_index), &self.time_column)?;
+        // Split off late rows (vectorized mask; the common case has none).
+        let watermark = self.watermark;
+        let mut batch = batch.clone();
+        let mut ts = ts;
+        if watermark > i64::MIN && ts.values().iter().any(|&t| self.expiry(t) <= watermark) {
+            let late: BooleanArray = ts.values().iter().map(|&t| Some(self.expiry(t) <= watermark)).collect();
+            let late_rows = filter_record_batch(&batch, &late)?;
+            self.late_records += late_rows.num_rows() as u64;
+            outcome.late = Some(late_rows);
+            let keep = not(&late)?;
+            batch = filter_record_batch(&batch, &keep)?;
+            ts = Arc::new(
+                arrow::compute::filter(ts.as_ref(), &keep)?
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("filter keeps the type")
+                    .clone(),
+            );
+        }
+        if batch.num_rows() == 0 {
+            return Ok(outcome);
+        }
+        let key_columns: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let mut key_ids = std::mem::take(&mut self.key_ids);
+        let mut group_indices = std::mem::take(&mut self.group_indices);
+        self.keys.intern(&key_columns, &mut key_ids)?;
+        group_indices.clear();
+        let merged = match &mut self.windows {
+            Windows::Sliced(state) => {
+                assign_slices(state, &self.assigner, &mut self.ids, watermark, ts.values(), &key_ids, &mut group_indices, &mut self.dirty);
+                Vec::new()
+            }
+            Windows::Session(state) => assign_sessions(
+                state,
+                &mut self.ids,
+                &mut self.accumulators,
+                watermark,
+                ts.values(),
+                &key_ids,
+                &mut group_indices,
+                &mut self.dirty_sessions,
+            )?,
+        };
+        let total = self.ids.total();
+        for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
+            let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
+            acc.update_batch(&values, &group_indices, total)?;
+        }
+        // Groups merged away by session merging are empty now.
+        if !merged.is_empty() {
+            self.release(&merged);
+        }
+        self.key_ids = key_ids;
+        self.group_indices = group_indices;
+        outcome.updates = self.emit_dirty()?;
+        Ok(outcome)
+    }
+
+    fn release(&mut self, groups: &[u32]) {
+        for acc in &mut self.accumulators {
+            acc.reset(groups);
+        }
+        self.ids.free.extend_from_slice(groups);
+    }
+
+    /// Advances event time to `watermark`: fires every window whose last timestamp is at
+    /// or before it and frees the state no window needs any more.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        if watermark <= self.watermark {
+            return Ok(None);
+        }
+        self.watermark = watermark;
+        let out = match self.windows {
+            Windows::Sliced(_) => self.fire_sliced(watermark)?,
+            Windows::Session(_) => self.fire_sessions(watermark)?,
+        };
+        if self.ids.live() == 0 {
+            // Every key's state is gone: forget the keys too, so memory stays bounded by
+            // the keys of open windows.
+            self.keys.clear();
+            self.ids = GroupIds::default();
+            if let Windows::Session(s) = &mut self.windows {
+                s.sessions.clear();
+            }
+        }
+        Ok(out)
+    }
+
+    fn emit_dirty(&mut self) -> Result<Option<RecordBatch>> {
+        let mut batches = Vec::new();
+        for (end, start) in std::mem::take(&mut self.dirty) {
+            if let Some(b) = self.evaluate_window(TimeWindow { start, end })? {
+                batches.push(b);
+            }
+        }
+        if !self.dirty_sessions.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty_sessions);
+            let Windows::Session(state) = &self.windows else {
+                unreachable!("dirty sessions only with session windows")
+            };
+            let mut rows = Vec::new();
+            for (key, start) in dirty {
+                if let Some(s) = state.sessions.get(&key).and_then(|v| v.iter().find(|s| s.start == start)) {
+                    rows.push((key, *s));
+                }
+            }
+            batches.extend(self.session_rows(&rows)?);
+        }
+        self.concat(batches)
+    }
+
+    fn concat(&self, batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+        match batches.len() {
+            0 => Ok(None),
+            1 => Ok(batches.into_iter().next()),
+            _ => Ok(Some(concat_batches(&self.output_schema, &batches)?)),
+        }
+    }
+
+    fn fire_sliced(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        let mut batches = Vec::new();
+        loop {
+            let Windows::Sliced(state) = &mut self.windows else { unreachable!() };
+            let Some(&(end, start)) = state.pending.first() else { break };
+            if end - 1 > watermark {
+                break;
+            }
+            state.pending.pop_first();
+            if let Some(b) = self.evaluate_window(TimeWindow { start, end })? {
+                batches.push(b);
+            }
+        }
+        // Free slices whose every window is past the allowed lateness.
+        let Windows::Sliced(state) = &mut self.windows else { unreachable!() };
+        let mut freed = Vec::new();
+        while let Some((&slice_start, _)) = state.slices.first_key_value() {
+            let expiry = self
+                .assigner
+                .last_window_end(slice_start)
+                .saturating_sub(1)
+                .saturating_add(self.lateness);
+            if expiry > watermark {
+                break;
+            }
+            let (_, members) = state.slices.pop_first().expect("exists");
+            for (key, group) in members {
+                state.groups.remove(&(key, slice_start));
+                freed.push(group);
+            }
+        }
+        self.release(&freed);
+        self.concat(batches)
+    }
+
+    /// Evaluates the window `w` from its slices; `None` if it holds no data.
+    fn evaluate_window(&mut self, w: TimeWindow) -> Result<Option<RecordBatch>> {
+        let Windows::Sliced(state) = &self.windows else { unreachable!() };
+        let mut slices = state.slices.range(w.start..w.end);
+        let (Some((_, first)), None) = (slices.next(), slices.clone().next()) else {
+            // Several slices: merge them per key into fresh groups.
+            let mut out: HashMap<u32, u32> = HashMap::new();
+            let mut pairs = Vec::new();
+            let mut key_order = Vec::new();
+            for (_, members) in state.slices.range(w.start..w.end) {
+                for &(key, group) in members {
+                    let dst = *out.entry(key).or_insert_with(|| {
+                        key_order.push(key);
+                        self.ids.alloc()
+                    });
+                    pairs.push((dst, group));
+                }
+            }
+            if key_order.is_empty() {
+                return Ok(None);
+            }
+            let total = self.ids.total();
+            for acc in &mut self.accumulators {
+                acc.merge_groups(&pairs, total)?;
+            }
+            let groups: Vec<u32> = key_order.iter().map(|k| out[k]).collect();
+            let batch = self.window_rows(&key_order, &groups, w)?;
+            self.release(&groups);
+            return Ok(Some(batch));
+        };
+        // One slice (tumbling windows): evaluate its groups directly.
+        let (key_order, groups): (Vec<u32>, Vec<u32>) = first.iter().copied().unzip();
+        if key_order.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.window_rows(&key_order, &groups, w)?))
+    }
+
+    fn window_rows(&self, key_ids: &[u32], groups: &[u32], w: TimeWindow) -> Result<RecordBatch> {
+        let n = key_ids.len();
+        let mut columns = self.keys.columns(key_ids)?;
+        columns.push(Arc::new(TimestampMillisecondArray::from_value(w.start, n)));
+        columns.push(Arc::new(TimestampMillisecondArray::from_value(w.end, n)));
+        for acc in &self.accumulators {
+            columns.push(acc.evaluate(groups)?);
+        }
+        Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
+    }
+
+    fn session_rows(&self, rows: &[(u32, Session)]) -> Result<Option<RecordBatch>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let key_ids: Vec<u32> = rows.iter().map(|(k, _)| *k).collect();
+        let groups: Vec<u32> = rows.iter().map(|(_, s)| s.group).collect();
+        let mut columns = self.keys.columns(&key_ids)?;
+        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|(_, s)| s.start))));
+        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|(_, s)| s.end))));
+        for acc in &self.accumulators {
+            columns.push(acc.evaluate(&groups)?);
+        }
+        Ok(Some(RecordBatch::try_new(self.output_schema.clone(), columns)?))
+    }
+
+    fn fire_sessions(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        let lateness = self.lateness;
+        let Windows::Session(state) = &mut self.windows else { unreachable!() };
+        let mut fire = Vec::new();
+        let mut expired = Vec::new();
+        for &(end, key, start) in &state.by_end {
+            if end - 1 > watermark {
+                break;
+            }
+            let sessions = state.sessions.get_mut(&key).expect("indexed session exists");
+            let s = sessions.iter_mut().find(|s| s.start == start).expect("indexed session exists");
+            if !s.fired {
+                s.fired = true;
+                fire.push((key, *s));
+            }
+            if end.saturating_sub(1).saturating_add(lateness) <= watermark {
+                expired.push((end, key, start));
+            }
+        }
+        let out = self.session_rows(&fire)?;
+        let Windows::Session(state) = &mut self.windows else { unreachable!() };
+        let mut freed = Vec::new();
+        for (end, key, start) in expired {
+            state.by_end.remove(&(end, key, start));
+            let sessions = state.sessions.get_mut(&key).expect("exists");
+            if let Some(pos) = sessions.iter().position(|s| s.start == start) {
+                freed.push(sessions.remove(pos).group);
+            }
+            if sessions.is_empty() {
+                state.sessions.remove(&key);
+            }
+        }
+        self.release(&freed);
+        Ok(out)
+    }
+}
+
+/// Assigns each row to its (key, slice) group, creating groups and registering windows.
+#[allow(clippy::too_many_arguments)]
+fn assign_slices(
+    state: &mut SlicedState,
+    assigner: &WindowAssigner,
+    ids: &mut GroupIds,
+    watermark: i64,
+    ts: &[i64],
+    key_ids: &[u32],
+    group_indices: &mut Vec<u32>,
+    dirty: &mut BTreeSet<(i64, i64)>,
+) {
+    let slice = state.slice;
+    group_indices.reserve(ts.len());
+    for (&t, &key) in ts.iter().zip(key_ids) {
+        let s = assigner.slice_start(t, slice);
+        let group = match state.groups.get(&(key, s)) {
+            Some(&g) => g,
+            None => {
+                let g = ids.alloc();
+                state.groups.insert((key, s), g);
+                let members = state.slices.entry(s).or_default();
+                if members.is_empty() {
+                    assigner.windows_of_slice(s, |w| {
+                        if w.max_timestamp() > watermark {
+                            state.pending.insert((w.end, w.start));
+                        }
+                    });
+                }
+                members.push((key, g));
+                g
+            }
+        };
+        // A row for a window that already fired (within the allowed lateness) updates it.
+        if s + slice - 1 <= watermark {
+            assigner.windows_of_slice(s, |w| {
+                if w.max_timestamp() <= watermark {
+                    dirty.insert((w.end, w.start));
+                }
+            });
+        }
+        group_indices.push(group);
+    }
+}
+
+/// Assigns each row to its key's session, creating, extending and merging sessions.
+/// Returns the groups that were merged into others (to be released after the update).
+#[allow(clippy::too_many_arguments)]
+fn assign_sessions(
+    state: &mut SessionState,
+    ids: &mut GroupIds,
+    accumulators: &mut [Box<dyn GroupsAccumulator>],
+    watermark: i64,
+    ts: &[i64],
+    key_ids: &[u32],
+    group_indices: &mut Vec<u32>,
+    dirty: &mut BTreeSet<(u32, i64)>,
+) -> Result<Vec<u32>> {
+    let gap = state.gap;
+    let mut redirect: HashMap<u32, u32> = HashMap::new();
+    let mut merged = Vec::new();
+    for (&t, &key) in ts.iter().zip(key_ids) {
+        let (start, end) = (t, t.saturating_add(gap));
+        let sessions = state.sessions.entry(key).or_default();
+        // Sessions that touch or overlap [start, end) merge with it.
+        let first = sessions.iter().position(|s| s.start <= end && s.end >= start);
+        let group = match first {
+            None => {
+                let g = ids.alloc();
+                let pos = sessions.partition_point(|s| s.start < start);
+                sessions.insert(pos, Session { start, end, group: g, fired: false });
+                state.by_end.insert((end, key, start));
+                g
+            }
+            Some(i) => {
+                let mut last = i;
+                while last + 1 < sessions.len()
+                    && sessions[last + 1].start <= end
+                    && sessions[last + 1].end >= start
+                {
+                    last += 1;
+                }
+                let old = sessions[i];
+                let mut merged_session = Session {
+                    start: old.start.min(start),
+                    end: old.end.max(end),
+                    group: old.group,
+                    fired: old.fired,
+                };
+                state.by_end.remove(&(old.end, key, old.start));
+                let mut pairs = Vec::new();
+                for other in sessions.drain(i + 1..=last) {
+                    state.by_end.remove(&(other.end, key, other.start));
+                    merged_session.end = merged_session.end.max(other.end);
+                    merged_session.fired |= other.fired;
+                    pairs.push((old.group, other.group));
+                    redirect.insert(other.group, old.group);
+                    merged.push(other.group);
+                }
+                if !pairs.is_empty() {
+                    let total = ids.total();
+                    for acc in accumulators.iter_mut() {
+                        acc.merge_groups(&pairs, total)?;
+                    }
+                }
+                sessions[i] = merged_session;
+                state.by_end.insert((merged_session.end, key, merged_session.start));
+                if merged_session.fired {
+                    // Updating a fired session: it is emitted again once the batch is in.
+                    // A session that grew past the watermark fires again normally.
+                    if merged_session.end - 1 <= watermark {
+                        dirty.insert((key, merged_session.start));
+                    } else {
+                        sessions[i].fired = false;
+                    }
+                }
+                old.group
+            }
+        };
+        group_indices.push(group);
+    }
+    if !redirect.is_empty() {
+        for g in group_indices.iter_mut() {
+            while let Some(&to) = redirect.get(g) {
+                *g = to;
+            }
+        }
+        // Dirty entries keyed by a start that changed in a later merge are dropped by
+        // the lookup in `emit_dirty`; re-add current starts of dirty keys.
+        let keys: Vec<u32> = dirty.iter().map(|(k, _)| *k).collect();
+        for key in keys {
+            if let Some(sessions) = state.sessions.get(&key) {
+                for s in sessions.iter().filter(|s| s.fired && s.end - 1 <= watermark) {
+                    dirty.insert((key, s.start));
+                }
+            }
+        }
+    }
+    Ok(merged)
+}
