@@ -64,9 +64,8 @@ impl KeyTable {
         &self.fields
     }
 
-    /// Interns the keys of every row of `columns`, writing their ids into `ids`.
-    pub fn intern(&mut self, columns: &[ArrayRef], ids: &mut Vec<u32>) -> Result<()> {
-        let num_rows = columns.first().map_or(0, |c| c.len());
+    /// Interns the keys of the `num_rows` rows of `columns`, writing their ids into `ids`.
+    pub fn intern(&mut self, columns: &[ArrayRef], num_rows: usize, ids: &mut Vec<u32>) -> Result<()> {
         ids.clear();
         if self.fields.is_empty() {
             // A global (non-keyed) aggregation: every row has the one empty key.

@@ -265,11 +265,11 @@ impl WindowAggregator {
         let key_columns: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
         let mut key_ids = std::mem::take(&mut self.key_ids);
         let mut group_indices = std::mem::take(&mut self.group_indices);
-        self.keys.intern(&key_columns, &mut key_ids)?;
+        self.keys.intern(&key_columns, batch.num_rows(), &mut key_ids)?;
         group_indices.clear();
         let merged = match &mut self.windows {
             Windows::Sliced(state) => {
-                assign_slices(state, &self.assigner, &mut self.ids, watermark, ts.values(), &key_ids, &mut group_indices, &mut self.dirty);
+                assign_slices(state, &self.assigner, &mut self.ids, watermark, self.lateness, ts.values(), &key_ids, &mut group_indices, &mut self.dirty);
                 Vec::new()
             }
             Windows::Session(state) => assign_sessions(
@@ -502,6 +502,7 @@ fn assign_slices(
     assigner: &WindowAssigner,
     ids: &mut GroupIds,
     watermark: i64,
+    lateness: i64,
     ts: &[i64],
     key_ids: &[u32],
     group_indices: &mut Vec<u32>,
@@ -531,7 +532,8 @@ fn assign_slices(
         // A row for a window that already fired (within the allowed lateness) updates it.
         if s + slice - 1 <= watermark {
             assigner.windows_of_slice(s, |w| {
-                if w.max_timestamp() <= watermark {
+                let t = w.max_timestamp();
+                if t <= watermark && t.saturating_add(lateness) > watermark {
                     dirty.insert((w.end, w.start));
                 }
             });

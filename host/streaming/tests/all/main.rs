@@ -1,0 +1,3 @@
+//! Integration tests of fungi-streaming: window semantics on hand-computed cases.
+
+mod windows;
