@@ -1,0 +1,88 @@
+//! Live counters of a running job, read by the CLI's progress line and later the API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters of one operator, summed over its subtasks.
+#[derive(Debug)]
+pub struct OperatorMetrics {
+    /// Operator name.
+    pub name: String,
+    /// Rows received.
+    pub records_in: AtomicU64,
+    /// Rows emitted on the main output.
+    pub records_out: AtomicU64,
+    /// Rows emitted on side outputs (late data, dead letters).
+    pub records_side: AtomicU64,
+    /// Rows that arrived after their windows closed.
+    pub late_records: AtomicU64,
+    /// Current output watermark (ms; `i64::MIN` before the first one), the minimum over
+    /// subtasks is approximated by the last written value.
+    pub watermark: AtomicI64,
+}
+
+impl OperatorMetrics {
+    /// Zeroed counters for operator `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        OperatorMetrics {
+            name: name.into(),
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            records_side: AtomicU64::new(0),
+            late_records: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub(crate) fn add_in(&self, rows: usize) {
+        self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_out(&self, rows: usize) {
+        self.records_out.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+}
+
+/// Counters of every operator of a job, in graph order.
+#[derive(Debug, Clone, Default)]
+pub struct JobMetrics {
+    /// One entry per operator node.
+    pub operators: Vec<Arc<OperatorMetrics>>,
+}
+
+/// A point-in-time copy of one operator's counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperatorSnapshot {
+    /// Operator name.
+    pub name: String,
+    /// Rows received.
+    pub records_in: u64,
+    /// Rows emitted.
+    pub records_out: u64,
+    /// Rows sent to side outputs.
+    pub records_side: u64,
+    /// Late rows.
+    pub late_records: u64,
+    /// Watermark, if any.
+    pub watermark: Option<i64>,
+}
+
+impl JobMetrics {
+    /// Copies the counters.
+    pub fn snapshot(&self) -> Vec<OperatorSnapshot> {
+        self.operators
+            .iter()
+            .map(|m| {
+                let wm = m.watermark.load(Ordering::Relaxed);
+                OperatorSnapshot {
+                    name: m.name.clone(),
+                    records_in: m.records_in.load(Ordering::Relaxed),
+                    records_out: m.records_out.load(Ordering::Relaxed),
+                    records_side: m.records_side.load(Ordering::Relaxed),
+                    late_records: m.late_records.load(Ordering::Relaxed),
+                    watermark: (wm != i64::MIN).then_some(wm),
+                }
+            })
+            .collect()
+    }
+}

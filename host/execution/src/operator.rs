@@ -1,0 +1,109 @@
+//! The operator trait: how a stateful or stateless step of a job sees its input.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use fungi_common::ids::SubtaskInfo;
+use fungi_common::{Result, Watermark};
+use fungi_state::StateBackend;
+
+use crate::metrics::OperatorMetrics;
+
+/// What an operator sends on: main output, side outputs and watermarks, in order.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub(crate) items: Vec<OutputItem>,
+}
+
+/// One emitted item.
+#[derive(Debug)]
+pub(crate) enum OutputItem {
+    /// A batch on the main output (`None`) or on the named side output.
+    Batch(Option<Arc<str>>, RecordBatch),
+    /// Event-time progress.
+    Watermark(Watermark),
+}
+
+impl Output {
+    /// Emits `batch` on the main output. Empty batches are dropped.
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.items.push(OutputItem::Batch(None, batch));
+        }
+    }
+
+    /// Emits `batch` on the side output `tag` (e.g. `"late"`).
+    pub fn emit_side(&mut self, tag: &Arc<str>, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.items.push(OutputItem::Batch(Some(tag.clone()), batch));
+        }
+    }
+
+    /// Forwards a watermark downstream (after everything emitted before it).
+    pub fn emit_watermark(&mut self, watermark: Watermark) {
+        self.items.push(OutputItem::Watermark(watermark));
+    }
+}
+
+/// What an operator is told when it opens.
+#[derive(Debug, Clone)]
+pub struct OperatorContext {
+    /// Job name.
+    pub job: String,
+    /// Operator name (unique within the job).
+    pub operator: String,
+    /// Which subtask this instance is.
+    pub subtask: SubtaskInfo,
+    /// The job's state backend.
+    pub state_backend: Arc<dyn StateBackend>,
+    /// Counters of this operator (shared by its subtasks).
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// A step of a job that consumes batches and emits batches.
+///
+/// Lifecycle: the task creates one instance per subtask through the node's factory,
+/// calls [`open`](Self::open) once, then, in input order, [`process_batch`] for data,
+/// [`process_watermark`] when the minimum watermark over its inputs advances, and
+/// [`on_tick`] periodically (processing time). When every input has ended it calls
+/// [`finish`](Self::finish) once; nothing is called after that. Operators never see rows
+/// one by one: a batch is the unit of work.
+///
+/// An operator that returns an error fails the job; one that wants to survive bad
+/// records sends them to a side output (dead letters) instead.
+///
+/// [`process_batch`]: Self::process_batch
+/// [`process_watermark`]: Self::process_watermark
+/// [`on_tick`]: Self::on_tick
+pub trait Operator: Send {
+    /// Called once before any data.
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one batch.
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()>;
+
+    /// Event time advanced to `watermark` (or the inputs went idle). The default
+    /// forwards it.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// Periodic processing-time callback with the wall clock in ms since the epoch.
+    fn on_tick(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
+        let _ = (now_ms, out);
+        Ok(())
+    }
+
+    /// All inputs ended: flush what is buffered.
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+}
+
+/// Builds one operator instance per subtask.
+pub type OperatorFactory = Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;

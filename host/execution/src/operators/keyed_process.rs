@@ -1,0 +1,251 @@
+//! Keyed process functions: user code with keyed state and timers, as Flink's
+//! `KeyedProcessFunction`, but called per batch.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, Rows, SortField};
+use fungi_common::keys::{KeyGroups, hash_columns};
+use fungi_common::{FungiError, Result, Watermark};
+use fungi_state::{KeyedStore, StateNamespace};
+use fungi_streaming::timer::{TimeDomain, Timer, TimerService};
+
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+
+/// The keys of a batch: encoded key per row and its key group.
+#[derive(Debug)]
+pub struct KeyedRows {
+    rows: Rows,
+    key_groups: Vec<u32>,
+}
+
+impl KeyedRows {
+    /// The encoded key of row `i` (use it with state and timers).
+    pub fn key(&self, i: usize) -> &[u8] {
+        self.rows.row(i).data()
+    }
+
+    /// The key group of row `i`.
+    pub fn key_group(&self, i: usize) -> u32 {
+        self.key_groups[i]
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.key_groups.len()
+    }
+
+    /// Whether the batch was empty.
+    pub fn is_empty(&self) -> bool {
+        self.key_groups.is_empty()
+    }
+}
+
+/// What a keyed process function can reach while it runs.
+pub struct KeyedContext<'a> {
+    /// Keyed state of this subtask's key groups.
+    pub state: &'a mut dyn KeyedStore,
+    timers: &'a mut TimerService,
+    converter: &'a RowConverter,
+    /// The current watermark, if any.
+    pub watermark: Option<i64>,
+    /// Wall clock in ms since the epoch.
+    pub processing_time: i64,
+}
+
+impl KeyedContext<'_> {
+    /// Fires `on_timers` when the watermark passes `time` for this key.
+    pub fn register_event_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
+        self.timers.register(
+            TimeDomain::EventTime,
+            Timer { time, key_group, key: key.to_vec() },
+        );
+    }
+
+    /// Fires `on_timers` when the wall clock passes `time` for this key.
+    pub fn register_processing_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
+        self.timers.register(
+            TimeDomain::ProcessingTime,
+            Timer { time, key_group, key: key.to_vec() },
+        );
+    }
+
+    /// Deletes a registered event-time timer.
+    pub fn delete_event_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
+        self.timers.delete(
+            TimeDomain::EventTime,
+            &Timer { time, key_group, key: key.to_vec() },
+        );
+    }
+
+    /// Decodes the keys of `timers` back into key columns (for output rows).
+    pub fn key_columns(&self, timers: &[Timer]) -> Result<Vec<ArrayRef>> {
+        let parser = self.converter.parser();
+        Ok(self
+            .converter
+            .convert_rows(timers.iter().map(|t| parser.parse(&t.key)))?)
+    }
+}
+
+/// User logic over a keyed stream with state and timers.
+///
+/// Called once per batch with the keys of its rows (not once per row), and once per
+/// group of timers that fire together.
+pub trait KeyedProcessFunction: Send {
+    /// Processes a batch whose rows' keys are in `keys`.
+    fn process_batch(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &KeyedRows,
+        ctx: &mut KeyedContext<'_>,
+        out: &mut Output,
+    ) -> Result<()>;
+
+    /// Timers that fired, in time order.
+    fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        domain: TimeDomain,
+        ctx: &mut KeyedContext<'_>,
+        out: &mut Output,
+    ) -> Result<()>;
+}
+
+/// Runs a [`KeyedProcessFunction`].
+pub struct KeyedProcessOperator {
+    key_indices: Vec<usize>,
+    function: Box<dyn KeyedProcessFunction>,
+    converter: RowConverter,
+    key_groups: KeyGroups,
+    store: Option<Box<dyn KeyedStore>>,
+    timers: TimerService,
+    watermark: Option<i64>,
+    hashes: Vec<u64>,
+}
+
+impl KeyedProcessOperator {
+    /// A factory keyed by `keys` of `input`, making a function per subtask with `make`.
+    pub fn factory(
+        keys: Vec<String>,
+        input: &SchemaRef,
+        make: impl Fn() -> Box<dyn KeyedProcessFunction> + Send + Sync + 'static,
+    ) -> Result<OperatorFactory> {
+        let key_indices = keys
+            .iter()
+            .map(|k| input.index_of(k).map_err(|_| fungi_streaming::unknown_column(k, input)))
+            .collect::<Result<Vec<_>>>()?;
+        let fields: Vec<SortField> = key_indices
+            .iter()
+            .map(|&i| SortField::new(input.field(i).data_type().clone()))
+            .collect();
+        Ok(Arc::new(move |subtask| {
+            Ok(Box::new(KeyedProcessOperator {
+                key_indices: key_indices.clone(),
+                function: make(),
+                converter: RowConverter::new(fields.clone())?,
+                key_groups: KeyGroups::new(subtask.max_parallelism),
+                store: None,
+                timers: TimerService::new(),
+                watermark: None,
+                hashes: Vec::new(),
+            }) as Box<dyn Operator>)
+        }))
+    }
+
+    fn context_parts(&mut self) -> Result<(&mut dyn KeyedStore, &mut TimerService, &RowConverter)> {
+        let store = self
+            .store
+            .as_deref_mut()
+            .ok_or_else(|| FungiError::Internal("keyed process operator used before open".into()))?;
+        Ok((store, &mut self.timers, &self.converter))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Operator for KeyedProcessOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let range = self
+            .key_groups
+            .range_for_subtask(ctx.subtask.index, ctx.subtask.parallelism);
+        let ns = StateNamespace::new("default", &ctx.job, &ctx.operator);
+        self.store = Some(ctx.state_backend.open_keyed(&ns, range)?);
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let columns: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = self.converter.convert_columns(&columns)?;
+        hash_columns(&columns, &mut self.hashes)?;
+        let key_groups = self.hashes.iter().map(|&h| self.key_groups.key_group(h)).collect();
+        let keyed = KeyedRows { rows, key_groups };
+        let watermark = self.watermark;
+        let mut function = std::mem::replace(&mut self.function, Box::new(NoFunction));
+        let (state, timers, converter) = self.context_parts()?;
+        let mut ctx = KeyedContext {
+            state,
+            timers,
+            converter,
+            watermark,
+            processing_time: now_ms(),
+        };
+        let result = function.process_batch(&batch, &keyed, &mut ctx, out);
+        self.function = function;
+        result
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = watermark {
+            self.watermark = Some(t);
+            let fired = self.timers.advance(TimeDomain::EventTime, t);
+            if !fired.is_empty() {
+                self.fire(&fired, TimeDomain::EventTime, out)?;
+            }
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
+        let fired = self.timers.advance(TimeDomain::ProcessingTime, now_ms);
+        if !fired.is_empty() {
+            self.fire(&fired, TimeDomain::ProcessingTime, out)?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyedProcessOperator {
+    fn fire(&mut self, fired: &[Timer], domain: TimeDomain, out: &mut Output) -> Result<()> {
+        let watermark = self.watermark;
+        let mut function = std::mem::replace(&mut self.function, Box::new(NoFunction));
+        let (state, timers, converter) = self.context_parts()?;
+        let mut ctx = KeyedContext {
+            state,
+            timers,
+            converter,
+            watermark,
+            processing_time: now_ms(),
+        };
+        let result = function.on_timers(fired, domain, &mut ctx, out);
+        self.function = function;
+        result
+    }
+}
+
+/// Placeholder while the real function is borrowed out.
+struct NoFunction;
+
+impl KeyedProcessFunction for NoFunction {
+    fn process_batch(&mut self, _: &RecordBatch, _: &KeyedRows, _: &mut KeyedContext<'_>, _: &mut Output) -> Result<()> {
+        Ok(())
+    }
+    fn on_timers(&mut self, _: &[Timer], _: TimeDomain, _: &mut KeyedContext<'_>, _: &mut Output) -> Result<()> {
+        Ok(())
+    }
+}

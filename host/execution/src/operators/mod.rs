@@ -1,0 +1,14 @@
+//! Built-in operators: batch functions, windowed aggregation, keyed process functions,
+//! watermark assignment, and a collecting sink for tests and examples.
+
+mod collect;
+mod keyed_process;
+mod map;
+mod watermark;
+mod window;
+
+pub use collect::{CollectSink, Collected};
+pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
+pub use map::{FilterOperator, FlatMapOperator, MapOperator};
+pub use watermark::WatermarkAssigner;
+pub use window::{LATE_TAG, WindowOperator};

@@ -1,0 +1,70 @@
+//! The window operator: runs a [`WindowAggregator`] on a keyed stream.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use fungi_common::{Result, Watermark};
+use fungi_streaming::window_aggregate::{WindowAggregateSpec, WindowAggregator};
+
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+
+/// Tag of the side output that receives rows too late for their windows.
+pub const LATE_TAG: &str = "late";
+
+/// Windowed aggregation; late rows go to the side output [`LATE_TAG`].
+pub struct WindowOperator {
+    aggregator: WindowAggregator,
+    late_tag: Arc<str>,
+    metrics: Option<Arc<OperatorMetrics>>,
+}
+
+impl WindowOperator {
+    /// A factory for `spec` over input of `input` schema; also returns the output schema.
+    pub fn factory(spec: WindowAggregateSpec, input: &SchemaRef) -> Result<(OperatorFactory, SchemaRef)> {
+        // Validate (and learn the output schema) once, at planning time.
+        let schema = WindowAggregator::try_new(&spec, input)?.output_schema().clone();
+        let input = input.clone();
+        let factory: OperatorFactory = Arc::new(move |_| {
+            Ok(Box::new(WindowOperator {
+                aggregator: WindowAggregator::try_new(&spec, &input)?,
+                late_tag: Arc::from(LATE_TAG),
+                metrics: None,
+            }) as Box<dyn Operator>)
+        });
+        Ok((factory, schema))
+    }
+}
+
+impl Operator for WindowOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(ctx.metrics.clone());
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let outcome = self.aggregator.process_batch(&batch)?;
+        if let Some(late) = outcome.late {
+            if let Some(m) = &self.metrics {
+                m.late_records.fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+            }
+            out.emit_side(&self.late_tag, late);
+        }
+        if let Some(updates) = outcome.updates {
+            out.emit(updates);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = watermark
+            && let Some(fired) = self.aggregator.advance_watermark(t)?
+        {
+            out.emit(fired);
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+}

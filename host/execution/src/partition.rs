@@ -1,0 +1,148 @@
+//! Routing rows between subtasks: forward, hash by key group, broadcast, rebalance.
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
+use fungi_common::keys::{KeyGroups, hash_columns};
+use fungi_common::{FungiError, Message, Result};
+use tokio::sync::mpsc::Sender;
+
+use crate::graph::Partitioning;
+
+/// Reusable buffers for [`partition_by_key`].
+#[derive(Debug, Default)]
+pub struct PartitionScratch {
+    hashes: Vec<u64>,
+    targets: Vec<Vec<u32>>,
+    key_indices: Option<(SchemaRef, Vec<usize>)>,
+}
+
+/// Splits `batch` by the subtask (of `parallelism`) that owns each row's key group.
+///
+/// Vectorized: one hash pass over the key columns, one pass to bucket row indices into
+/// reused vectors, one `take` per non-empty target. Returns `(subtask, rows)` pairs.
+pub fn partition_by_key(
+    batch: &RecordBatch,
+    keys: &[String],
+    key_groups: KeyGroups,
+    parallelism: u32,
+    scratch: &mut PartitionScratch,
+) -> Result<Vec<(u32, RecordBatch)>> {
+    let schema = batch.schema();
+    let indices = match &scratch.key_indices {
+        Some((s, idx)) if Arc::ptr_eq(s, &schema) || **s == *schema => idx.clone(),
+        _ => {
+            let idx = keys
+                .iter()
+                .map(|k| {
+                    schema.index_of(k).map_err(|_| {
+                        FungiError::Plan(format!("key column '{k}' is not in the stream's schema {schema}"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            scratch.key_indices = Some((schema.clone(), idx.clone()));
+            idx
+        }
+    };
+    if parallelism == 1 {
+        return Ok(vec![(0, batch.clone())]);
+    }
+    let columns: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
+    hash_columns(&columns, &mut scratch.hashes)?;
+    scratch.targets.resize_with(parallelism as usize, Vec::new);
+    for t in &mut scratch.targets {
+        t.clear();
+    }
+    for (row, &h) in scratch.hashes.iter().enumerate() {
+        let target = key_groups.subtask_for_key_group(key_groups.key_group(h), parallelism);
+        scratch.targets[target as usize].push(row as u32);
+    }
+    let mut out = Vec::new();
+    for (target, rows) in scratch.targets.iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        if rows.len() == batch.num_rows() {
+            out.push((target as u32, batch.clone()));
+        } else {
+            let idx = UInt32Array::from(rows.clone());
+            out.push((target as u32, take_record_batch(batch, &idx)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Sends one producer subtask's output on one edge.
+#[derive(Debug)]
+pub(crate) struct Router {
+    pub(crate) tag: Option<Arc<str>>,
+    partitioning: Partitioning,
+    key_groups: KeyGroups,
+    senders: Vec<Sender<Message>>,
+    my_index: usize,
+    next: usize,
+    scratch: PartitionScratch,
+}
+
+/// The downstream task is gone (it failed or the job was cancelled).
+#[derive(Debug)]
+pub(crate) struct Disconnected;
+
+impl Router {
+    pub(crate) fn new(
+        tag: Option<Arc<str>>,
+        partitioning: Partitioning,
+        key_groups: KeyGroups,
+        senders: Vec<Sender<Message>>,
+        my_index: usize,
+    ) -> Self {
+        Router {
+            tag,
+            partitioning,
+            key_groups,
+            senders,
+            my_index,
+            next: my_index,
+            scratch: PartitionScratch::default(),
+        }
+    }
+
+    async fn send_to(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
+        self.senders[target].send(msg).await.map_err(|_| Disconnected)
+    }
+
+    /// Routes a batch. Awaits when the receiving channel is full (backpressure).
+    pub(crate) async fn send_batch(&mut self, batch: RecordBatch) -> Result<Result<(), Disconnected>> {
+        let n = self.senders.len();
+        let sent = match &self.partitioning {
+            Partitioning::Forward => self.send_to(self.my_index % n, Message::Batch(batch)).await,
+            Partitioning::Rebalance => {
+                self.next = (self.next + 1) % n;
+                self.send_to(self.next, Message::Batch(batch)).await
+            }
+            Partitioning::Broadcast => self.broadcast(Message::Batch(batch)).await,
+            Partitioning::Hash(keys) => {
+                let parts = partition_by_key(&batch, keys, self.key_groups, n as u32, &mut self.scratch)?;
+                let mut result = Ok(());
+                for (target, part) in parts {
+                    result = self.send_to(target as usize, Message::Batch(part)).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        Ok(sent)
+    }
+
+    /// Sends a control message to every downstream subtask.
+    pub(crate) async fn broadcast(&self, msg: Message) -> Result<(), Disconnected> {
+        for s in &self.senders {
+            s.send(msg.clone()).await.map_err(|_| Disconnected)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The source trait: where batches enter a job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use fungi_common::Result;
+use fungi_common::ids::SubtaskInfo;
+
+use crate::metrics::OperatorMetrics;
+
+/// What a source produced when polled.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A batch read from `split` (a partition, file or generator shard).
+    Batch {
+        /// The split the rows come from; watermarks are tracked per split.
+        split: u32,
+        /// The rows.
+        batch: RecordBatch,
+    },
+    /// Nothing available now; poll again after about this long.
+    Pending(Duration),
+    /// The source is exhausted (bounded sources only).
+    Finished,
+}
+
+/// What a source subtask is told when it opens.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Which subtask this is; sources split their input by it.
+    pub subtask: SubtaskInfo,
+    /// Rows per batch the job asks for.
+    pub batch_size: usize,
+    /// Counters of the source (shared by its subtasks).
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// A parallel source. Each subtask gets its own instance and reads its share of the
+/// splits.
+///
+/// `next` should return within about a tick (100 ms) so the task can notice
+/// cancellation: a source with nothing to read returns [`SourceEvent::Pending`].
+#[async_trait::async_trait]
+pub trait Source: Send {
+    /// Schema of the batches.
+    fn schema(&self) -> SchemaRef;
+
+    /// Called once before the first `next`, with the splits this subtask should own.
+    fn open(&mut self, ctx: &SourceContext) -> Result<Vec<u32>> {
+        let _ = ctx;
+        Ok(vec![0])
+    }
+
+    /// The next batch, a pause, or the end.
+    async fn next(&mut self) -> Result<SourceEvent>;
+}
+
+/// Builds one source instance per subtask.
+pub type SourceFactory = Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Source>> + Send + Sync>;
+
+/// A bounded source over batches held in memory; subtask `i` of `p` emits batches
+/// `i, i + p, ...`. For tests and examples.
+#[derive(Debug)]
+pub struct VecSource {
+    schema: SchemaRef,
+    batches: std::vec::IntoIter<RecordBatch>,
+}
+
+impl VecSource {
+    /// A factory that splits `batches` round-robin over the subtasks.
+    pub fn factory(schema: SchemaRef, batches: Vec<RecordBatch>) -> SourceFactory {
+        let batches = Arc::new(batches);
+        Arc::new(move |s: &SubtaskInfo| {
+            let mine: Vec<RecordBatch> = batches
+                .iter()
+                .skip(s.index as usize)
+                .step_by(s.parallelism as usize)
+                .cloned()
+                .collect();
+            Ok(Box::new(VecSource {
+                schema: schema.clone(),
+                batches: mine.into_iter(),
+            }) as Box<dyn Source>)
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for VecSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    async fn next(&mut self) -> Result<SourceEvent> {
+        Ok(match self.batches.next() {
+            Some(batch) => SourceEvent::Batch { split: 0, batch },
+            None => SourceEvent::Finished,
+        })
+    }
+}
