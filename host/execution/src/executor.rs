@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
+use crate::dead_letter::DeadLetterQueue;
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, NodeKind};
 use crate::metrics::{JobMetrics, OperatorMetrics, OperatorSnapshot};
@@ -59,6 +60,7 @@ impl LocalExecutor {
         let config = &graph.config;
         let key_groups = KeyGroups::new(config.max_parallelism);
         let cancel = CancellationToken::new();
+        let dead_letters = Arc::new(DeadLetterQueue::default());
         let metrics = JobMetrics {
             operators: graph.nodes.iter().map(|n| Arc::new(OperatorMetrics::new(&n.name))).collect(),
         };
@@ -120,6 +122,7 @@ impl LocalExecutor {
                         subtask,
                         state_backend: self.state_backend.clone(),
                         metrics: metrics.operators[id.0 as usize].clone(),
+                        dead_letters: dead_letters.clone(),
                     });
                 }
                 let head_metrics = metrics.operators[head.id.0 as usize].clone();
@@ -136,6 +139,8 @@ impl LocalExecutor {
                                 subtask,
                                 batch_size: config.batch_size,
                                 metrics: head_metrics,
+                                dead_letters: dead_letters.clone(),
+                                name: head.name.clone(),
                             },
                             watermarks: watermarks.map(SplitWatermarks::new),
                             chain: chain_runner,
@@ -162,6 +167,7 @@ impl LocalExecutor {
             cancel,
             tasks,
             metrics,
+            dead_letters,
             started: Instant::now(),
         })
     }
@@ -174,6 +180,7 @@ pub struct JobHandle {
     cancel: CancellationToken,
     tasks: JoinSet<(String, Result<()>)>,
     metrics: JobMetrics,
+    dead_letters: Arc<DeadLetterQueue>,
     started: Instant,
 }
 
@@ -184,12 +191,19 @@ pub struct JobSummary {
     pub elapsed: Duration,
     /// Final counters per operator.
     pub operators: Vec<OperatorSnapshot>,
+    /// Records sent to the dead-letter output, per reason.
+    pub dead_letters: std::collections::BTreeMap<String, u64>,
 }
 
 impl JobHandle {
     /// Live counters.
     pub fn metrics(&self) -> &JobMetrics {
         &self.metrics
+    }
+
+    /// The job's dead-letter output.
+    pub fn dead_letters(&self) -> &Arc<DeadLetterQueue> {
+        &self.dead_letters
     }
 
     /// The plan as EXPLAIN shows it.
@@ -236,6 +250,7 @@ impl JobHandle {
             None => Ok(JobSummary {
                 elapsed: self.started.elapsed(),
                 operators: self.metrics.snapshot(),
+                dead_letters: self.dead_letters.counts(),
             }),
         }
     }

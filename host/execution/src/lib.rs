@@ -32,6 +32,7 @@
 //! assert_eq!(collected.rows(), 3);
 //! ```
 
+pub mod dead_letter;
 pub mod executor;
 mod gate;
 pub mod graph;

@@ -7,6 +7,7 @@ use fungi_common::ids::SubtaskInfo;
 use fungi_common::{Result, Watermark};
 use fungi_state::StateBackend;
 
+use crate::dead_letter::DeadLetterQueue;
 use crate::metrics::OperatorMetrics;
 
 /// What an operator sends on: main output, side outputs and watermarks, in order.
@@ -58,6 +59,8 @@ pub struct OperatorContext {
     pub state_backend: Arc<dyn StateBackend>,
     /// Counters of this operator (shared by its subtasks).
     pub metrics: Arc<OperatorMetrics>,
+    /// The job's dead-letter output.
+    pub dead_letters: Arc<DeadLetterQueue>,
 }
 
 /// A step of a job that consumes batches and emits batches.

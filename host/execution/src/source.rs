@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use fungi_common::Result;
 use fungi_common::ids::SubtaskInfo;
 
+use crate::dead_letter::DeadLetterQueue;
 use crate::metrics::OperatorMetrics;
 
 /// What a source produced when polled.
@@ -35,6 +36,10 @@ pub struct SourceContext {
     pub batch_size: usize,
     /// Counters of the source (shared by its subtasks).
     pub metrics: Arc<OperatorMetrics>,
+    /// Where records that cannot be decoded go under the dead-letter policy.
+    pub dead_letters: Arc<DeadLetterQueue>,
+    /// The source's name (for error messages and dead letters).
+    pub name: String,
 }
 
 /// A parallel source. Each subtask gets its own instance and reads its share of the

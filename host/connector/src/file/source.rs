@@ -1,0 +1,311 @@
+//! Reading files.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::kernels::cast;
+use arrow::datatypes::SchemaRef;
+use fungi_common::ids::SubtaskInfo;
+use fungi_common::{FungiError, Result};
+use fungi_execution::dead_letter::DeadLetterQueue;
+use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use super::FileFormat;
+use crate::options::Options;
+
+/// What to do with a line that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop the job with an error naming file and line.
+    Fail,
+    /// Send the line to the dead-letter output and go on.
+    DeadLetter,
+}
+
+/// Options understood by [`FileSource::factory`].
+pub const FILE_SOURCE_OPTIONS: &[&str] = &["path", "format", "csv.header", "csv.field-delimiter", "on-error"];
+
+/// Reads the files of its splits one after the other.
+pub struct FileSource {
+    schema: SchemaRef,
+    format: FileFormat,
+    on_error: OnError,
+    files: std::vec::IntoIter<(u32, PathBuf)>,
+    current: Option<Open>,
+    batch_size: usize,
+    dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
+}
+
+enum Open {
+    Lines {
+        split: u32,
+        path: PathBuf,
+        reader: BufReader<File>,
+        /// Number of the next line to read (1-based).
+        line: u64,
+    },
+    Parquet {
+        split: u32,
+        path: PathBuf,
+        reader: ParquetRecordBatchReader,
+    },
+}
+
+/// The visible files under `path` (or `path` itself), in name order.
+fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| FungiError::io(path.display().to_string(), e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| FungiError::io(path.display().to_string(), e))? {
+        let entry = entry.map_err(|e| FungiError::io(path.display().to_string(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl FileSource {
+    /// A factory reading `schema` rows as configured by `options`.
+    pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
+        let path = PathBuf::from(options.require("path")?);
+        let format = FileFormat::from_options(options)?;
+        let on_error = match options.get("on-error").unwrap_or("fail") {
+            "fail" => OnError::Fail,
+            "dead-letter" => OnError::DeadLetter,
+            other => {
+                return Err(FungiError::Config(format!(
+                    "connector 'filesystem', option 'on-error': '{other}' is not fail or dead-letter"
+                )));
+            }
+        };
+        options.check_all_used(FILE_SOURCE_OPTIONS)?;
+        // Fail at planning time if the path is missing.
+        list_files(&path)?;
+        Ok(Arc::new(move |s: &SubtaskInfo| {
+            let files: Vec<(u32, PathBuf)> = list_files(&path)?
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % s.parallelism == s.index)
+                .map(|(i, p)| (i as u32, p))
+                .collect();
+            Ok(Box::new(FileSource {
+                schema: schema.clone(),
+                format,
+                on_error,
+                files: files.into_iter(),
+                current: None,
+                batch_size: 8192,
+                dead_letters: None,
+            }) as Box<dyn Source>)
+        }))
+    }
+
+    fn open_next(&mut self) -> Result<bool> {
+        let Some((split, path)) = self.files.next() else {
+            return Ok(false);
+        };
+        let file = File::open(&path).map_err(|e| FungiError::io(path.display().to_string(), e))?;
+        self.current = Some(match self.format {
+            FileFormat::Parquet => {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_batch_size(self.batch_size).build())
+                    .map_err(|e| FungiError::Config(format!("{}: not a readable Parquet file: {e}", path.display())))?;
+                Open::Parquet { split, path, reader }
+            }
+            FileFormat::Csv { header, .. } => {
+                let mut reader = BufReader::new(file);
+                let mut line = 1;
+                if header {
+                    let mut skip = Vec::new();
+                    reader
+                        .read_until(b'\n', &mut skip)
+                        .map_err(|e| FungiError::io(path.display().to_string(), e))?;
+                    line = 2;
+                }
+                Open::Lines { split, path, reader, line }
+            }
+            FileFormat::Json => Open::Lines {
+                split,
+                path,
+                reader: BufReader::new(file),
+                line: 1,
+            },
+        });
+        Ok(true)
+    }
+
+    /// Decodes `text` (complete lines) in one go; on failure finds the bad lines one by
+    /// one and applies the error policy to them.
+    fn decode_lines(&self, path: &Path, first_line: u64, lines: &[(u64, &[u8])]) -> Result<Option<RecordBatch>> {
+        let all: Vec<u8> = lines.iter().flat_map(|(_, l)| l.iter().copied().chain([b'\n'])).collect();
+        match self.decode(&all, lines.len()) {
+            Ok(batch) => return Ok(batch),
+            Err(_) if lines.is_empty() => return Ok(None),
+            Err(_) => {}
+        }
+        // Slow path, only for chunks with bad input: decode line by line.
+        let _ = first_line;
+        let mut good = Vec::new();
+        for &(number, line) in lines {
+            let mut one = line.to_vec();
+            one.push(b'\n');
+            match self.decode(&one, 1) {
+                Ok(Some(b)) => good.push(b),
+                Ok(None) => {}
+                Err(reason) => {
+                    let position = format!("{}:{number}", path.display());
+                    match (self.on_error, &self.dead_letters) {
+                        (OnError::DeadLetter, Some((dlq, name))) => {
+                            dlq.push(name, "decode", reason.clone(), position, line);
+                        }
+                        _ => {
+                            return Err(FungiError::Decode {
+                                source_name: path.display().to_string(),
+                                line: number,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if good.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(arrow::compute::concat_batches(&self.schema, &good)?))
+    }
+
+    fn decode(&self, bytes: &[u8], rows: usize) -> std::result::Result<Option<RecordBatch>, String> {
+        let rows = rows.max(1);
+        match self.format {
+            FileFormat::Json => {
+                let mut decoder = arrow::json::ReaderBuilder::new(self.schema.clone())
+                    .with_batch_size(rows)
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;
+                if consumed < bytes.len() {
+                    return Err("trailing data after the last record".into());
+                }
+                decoder.flush().map_err(|e| e.to_string())
+            }
+            FileFormat::Csv { delimiter, .. } => {
+                let mut decoder = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(rows)
+                    .build_decoder();
+                let mut offset = 0;
+                while offset < bytes.len() {
+                    let n = decoder.decode(&bytes[offset..]).map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        break;
+                    }
+                    offset += n;
+                }
+                decoder.decode(&[]).map_err(|e| e.to_string())?;
+                decoder.flush().map_err(|e| e.to_string())
+            }
+            FileFormat::Parquet => Err("parquet is not line based".into()),
+        }
+    }
+
+    /// Conforms a Parquet batch to the declared schema: columns by name, cast if needed.
+    fn conform(&self, path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                FungiError::Config(format!("{}: the file has no column '{}'", path.display(), field.name()))
+            })?;
+            columns.push(if column.data_type() == field.data_type() {
+                column.clone()
+            } else {
+                cast::cast(column, field.data_type()).map_err(|e| {
+                    FungiError::Config(format!("{}: column '{}': {e}", path.display(), field.name()))
+                })?
+            });
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn open(&mut self, ctx: &SourceContext) -> Result<Vec<u32>> {
+        self.batch_size = ctx.batch_size;
+        self.dead_letters = Some((ctx.dead_letters.clone(), ctx.name.clone()));
+        Ok(self.files.as_slice().iter().map(|(s, _)| *s).collect())
+    }
+
+    async fn next(&mut self) -> Result<SourceEvent> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(SourceEvent::Finished);
+            }
+            let batch_size = self.batch_size;
+            match self.current.as_mut().expect("opened") {
+                Open::Parquet { split, path, reader } => match reader.next() {
+                    Some(Ok(batch)) => {
+                        let (split, path) = (*split, path.clone());
+                        let batch = self.conform(&path, batch)?;
+                        return Ok(SourceEvent::Batch { split, batch });
+                    }
+                    Some(Err(e)) => {
+                        return Err(FungiError::Config(format!("{}: {e}", path.display())));
+                    }
+                    None => self.current = None,
+                },
+                Open::Lines { split, path, reader, line } => {
+                    let mut buf = Vec::with_capacity(batch_size * 128);
+                    let mut bounds = Vec::with_capacity(batch_size);
+                    let first_line = *line;
+                    while bounds.len() < batch_size {
+                        let start = buf.len();
+                        let n = reader
+                            .read_until(b'\n', &mut buf)
+                            .map_err(|e| FungiError::io(path.display().to_string(), e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        let number = *line;
+                        *line += 1;
+                        let mut end = buf.len();
+                        while end > start && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
+                            end -= 1;
+                        }
+                        if buf[start..end].iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        bounds.push((number, start, end));
+                    }
+                    let (split, path) = (*split, path.clone());
+                    if bounds.is_empty() {
+                        self.current = None;
+                        continue;
+                    }
+                    let lines: Vec<(u64, &[u8])> = bounds.iter().map(|&(n, s, e)| (n, &buf[s..e])).collect();
+                    if let Some(batch) = self.decode_lines(&path, first_line, &lines)? {
+                        return Ok(SourceEvent::Batch { split, batch });
+                    }
+                }
+            }
+        }
+    }
+}

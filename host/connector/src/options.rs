@@ -1,0 +1,131 @@
+//! String options of a connector (`WITH ('key' = 'value', ...)`), with typed getters that
+//! name the offending option in their errors and refuse unknown keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fungi_common::{FungiError, Result};
+
+/// Options of one connector instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    connector: String,
+    values: BTreeMap<String, String>,
+    used: std::cell::RefCell<BTreeSet<String>>,
+}
+
+impl Options {
+    /// Options for `connector` from key/value pairs.
+    pub fn new<K: Into<String>, V: Into<String>>(connector: &str, pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Options {
+            connector: connector.to_string(),
+            values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            used: Default::default(),
+        }
+    }
+
+    fn err(&self, key: &str, msg: impl std::fmt::Display) -> FungiError {
+        FungiError::Config(format!("connector '{}', option '{key}': {msg}", self.connector))
+    }
+
+    /// A string option.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.used.borrow_mut().insert(key.to_string());
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// A required string option.
+    pub fn require(&self, key: &str) -> Result<&str> {
+        self.get(key).ok_or_else(|| self.err(key, "is required"))
+    }
+
+    /// An integer option.
+    pub fn get_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.get(key)
+            .map(|v| v.trim().parse::<u64>().map_err(|_| self.err(key, format!("'{v}' is not a non-negative integer"))))
+            .transpose()
+    }
+
+    /// A signed integer option.
+    pub fn get_i64(&self, key: &str) -> Result<Option<i64>> {
+        self.get(key)
+            .map(|v| v.trim().parse::<i64>().map_err(|_| self.err(key, format!("'{v}' is not an integer"))))
+            .transpose()
+    }
+
+    /// A boolean option (`true`/`false`).
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(self.err(key, format!("'{v}' is not true or false"))),
+            })
+            .transpose()
+    }
+
+    /// A duration option: `500ms`, `10s`, `5min`, `1h`, or a plain number of ms.
+    pub fn get_duration(&self, key: &str) -> Result<Option<Duration>> {
+        self.get(key).map(|v| parse_duration(v).map_err(|m| self.err(key, m))).transpose()
+    }
+
+    /// Keys that start with `prefix`, with the prefix removed.
+    pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.values {
+            if let Some(rest) = k.strip_prefix(prefix) {
+                self.used.borrow_mut().insert(k.clone());
+                out.insert(rest.to_string(), v.clone());
+            }
+        }
+        out
+    }
+
+    /// Refuses options that no getter asked for (typos), naming them and the known ones.
+    pub fn check_all_used(&self, known: &[&str]) -> Result<()> {
+        let used = self.used.borrow();
+        let unknown: Vec<&String> = self.values.keys().filter(|k| !used.contains(*k)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(FungiError::Config(format!(
+            "connector '{}': unknown option(s) {}; known options: {}",
+            self.connector,
+            unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        )))
+    }
+}
+
+/// Parses `500ms`, `10s`, `10 s`, `5min`, `1h`, `2d`, or a plain number of milliseconds.
+pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{v}' is not a duration like 500ms, 10s, 5min"))?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" | "sec" | "second" | "seconds" => n * 1000,
+        "min" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        "d" | "day" | "days" => n * 86_400_000,
+        other => return Err(format!("unknown time unit '{other}' in '{v}'")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_getters_name_the_option() {
+        let o = Options::new("datagen", [("rows-per-second", "fast"), ("x", "1")]);
+        let err = o.get_u64("rows-per-second").unwrap_err().to_string();
+        assert!(err.contains("'rows-per-second'") && err.contains("'fast'"), "{err}");
+        let err = o.check_all_used(&["rows-per-second"]).unwrap_err().to_string();
+        assert!(err.contains("unknown option(s) 'x'"), "{err}");
+        assert_eq!(parse_duration("5min").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+}

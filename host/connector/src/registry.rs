@@ -1,0 +1,56 @@
+//! Connectors by name: how a `WITH (connector = '...')` clause or a job file becomes a
+//! source or sink.
+
+use arrow::datatypes::SchemaRef;
+use fungi_common::{FungiError, Result};
+use fungi_execution::operator::OperatorFactory;
+use fungi_execution::source::SourceFactory;
+
+use crate::blackhole::BlackholeSink;
+use crate::datagen::DatagenSource;
+use crate::file::{FileSink, FileSource};
+use crate::nexmark::NexmarkSource;
+use crate::options::Options;
+use crate::print::PrintSink;
+
+/// Names of the source connectors.
+pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem"];
+/// Names of the sink connectors.
+pub const SINKS: &[&str] = &["filesystem", "stdout", "print", "blackhole"];
+
+/// Builds a source. `schema` is the declared schema; the Nexmark connector brings its own
+/// and ignores it. Returns the factory and the schema of the produced rows.
+pub fn source(connector: &str, schema: Option<SchemaRef>, options: &Options) -> Result<(SourceFactory, SchemaRef)> {
+    let declared = || {
+        schema.clone().ok_or_else(|| {
+            FungiError::Config(format!("connector '{connector}' needs the table's columns to be declared"))
+        })
+    };
+    match connector {
+        "nexmark" => NexmarkSource::factory(options),
+        "datagen" => Ok((DatagenSource::factory(declared()?, options)?, declared()?)),
+        "filesystem" | "file" => Ok((FileSource::factory(declared()?, options)?, declared()?)),
+        other => Err(unknown(other, SOURCES, "source")),
+    }
+}
+
+/// Builds a sink.
+pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
+    match connector {
+        "blackhole" => {
+            options.check_all_used(&[])?;
+            Ok(BlackholeSink::factory())
+        }
+        "stdout" | "print" => PrintSink::factory(options),
+        "filesystem" | "file" => FileSink::factory(options),
+        other => Err(unknown(other, SINKS, "sink")),
+    }
+}
+
+fn unknown(name: &str, known: &[&str], what: &str) -> FungiError {
+    FungiError::Config(format!(
+        "unknown {what} connector '{name}'; available: {}{}",
+        known.join(", "),
+        if name == "kafka" { " (kafka is not available yet in this build)" } else { "" }
+    ))
+}
