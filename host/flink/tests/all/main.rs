@@ -1,0 +1,154 @@
+//! The DataStream API end to end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::compute::kernels::cmp::gt;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use fungi_execution::source::VecSource;
+use fungi_flink::prelude::*;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("user", DataType::Utf8, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new("amount", DataType::Int64, false),
+    ]))
+}
+
+fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn map_filter_window_and_late_side_output() {
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2);
+    let input = vec![
+        batch(&[("ann", 1_000, 5), ("bob", 2_000, 0), ("ann", 9_000, 7)]),
+        batch(&[("bob", 12_000, 3), ("ann", 21_000, 1)]),
+        // 4_000 is behind the watermark (21_000 - 1): window [0, 10 s) has fired.
+        batch(&[("bob", 4_000, 9)]),
+    ];
+    let source = (VecSource::factory(schema(), input), schema());
+    let stream = env
+        .from_source(source, None, "payments")
+        .set_parallelism(1)
+        .assign_timestamps_and_watermarks(WatermarkStrategy::monotonous("ts"))
+        .filter(|b| Ok(gt(b.column(2), &Int64Array::new_scalar(0))?))
+        .map(|b| {
+            let doubled: Int64Array = b.column(2).as_primitive::<Int64Type>().unary(|v| v * 2);
+            let mut cols = b.columns().to_vec();
+            cols[2] = Arc::new(doubled);
+            Ok(RecordBatch::try_new(b.schema(), cols)?)
+        })
+        .unwrap();
+    let windowed = stream
+        .key_by(["user"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+        .aggregate(vec![count_star("n"), sum("amount", "total"), avg("amount", "mean")])
+        .unwrap();
+    let (sink, out) = CollectSink::new();
+    windowed.sink_to(sink.factory(), "results");
+    let (late_sink, late) = CollectSink::new();
+    windowed.side_output("late").unwrap().sink_to(late_sink.factory(), "late");
+    let explain = env.explain().unwrap();
+    assert!(explain.contains("window [op"), "{explain}");
+    assert!(explain.contains("HASH[user]"), "{explain}");
+    let summary = rt().block_on(env.execute("payments")).unwrap();
+    let mut rows = Vec::new();
+    for b in out.batches() {
+        for i in 0..b.num_rows() {
+            rows.push((
+                b.column(0).as_string::<i32>().value(i).to_string(),
+                b.column(1).as_primitive::<TimestampMillisecondType>().value(i),
+                b.column(3).as_primitive::<Int64Type>().value(i),
+                b.column(4).as_primitive::<Int64Type>().value(i),
+                b.column(5).as_any().downcast_ref::<Float64Array>().unwrap().value(i),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        rows,
+        vec![
+            ("ann".into(), 0, 2, 24, 12.0),
+            ("ann".into(), 20_000, 1, 2, 2.0),
+            ("bob".into(), 10_000, 1, 6, 6.0),
+        ]
+    );
+    assert_eq!(late.rows(), 1);
+    let window = summary.operators.iter().find(|o| o.name == "window").unwrap();
+    assert_eq!(window.late_records, 1);
+}
+
+#[test]
+fn windows_need_event_time_and_errors_say_so() {
+    let env = StreamExecutionEnvironment::new();
+    let s = env.from_source((VecSource::factory(schema(), vec![]), schema()), None, "s");
+    let err = s
+        .key_by(["user"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .aggregate(vec![count_star("n")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("assign_timestamps_and_watermarks"), "{err}");
+    let err = s
+        .assign_timestamps_and_watermarks(WatermarkStrategy::monotonous("ts"))
+        .key_by(["usr"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .aggregate(vec![count_star("n")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown column 'usr'"), "{err}");
+    assert!(SlidingEventTimeWindows::of(Duration::from_secs(1), Duration::from_secs(2)).is_err());
+}
+
+#[test]
+fn session_and_sliding_windows_on_nexmark() {
+    let env = StreamExecutionEnvironment::new();
+    let bids = env.from_source(
+        nexmark_source("bid", 20_000).unwrap(),
+        WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::from_millis(100)),
+        "bids",
+    );
+    let (s1, sliding) = CollectSink::new();
+    bids.key_by(["channel"])
+        .window(SlidingEventTimeWindows::of(Duration::from_millis(1000), Duration::from_millis(500)))
+        .aggregate(vec![count_star("n")])
+        .unwrap()
+        .sink_to(s1.factory(), "sliding");
+    let (s2, sessions) = CollectSink::new();
+    bids.key_by(["bidder"])
+        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(200)))
+        .aggregate(vec![count_star("n"), max("price", "top")])
+        .unwrap()
+        .sink_to(s2.factory(), "sessions");
+    rt().block_on(env.execute("nexmark windows")).unwrap();
+    // 18 400 bids over 2 s of event time; every bid is in two sliding windows.
+    let total: i64 = sliding
+        .batches()
+        .iter()
+        .map(|b| b.column(3).as_primitive::<Int64Type>().values().iter().sum::<i64>())
+        .sum();
+    assert_eq!(total, 2 * 18_400);
+    let sessions_total: i64 = sessions
+        .batches()
+        .iter()
+        .map(|b| b.column(3).as_primitive::<Int64Type>().values().iter().sum::<i64>())
+        .sum();
+    assert_eq!(sessions_total, 18_400);
+}
