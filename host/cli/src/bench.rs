@@ -1,0 +1,214 @@
+//! `fungi bench nexmark`: Nexmark pipelines on the built-in generator to a blackhole.
+//!
+//! Each query runs in a child process of its own (the same binary with `--child`), so
+//! peak RSS and CPU time are the query's alone. Reported per query: events/s (Nexmark
+//! events, persons and auctions included, as Flink's Nexmark harness counts them), rows/s
+//! of the table the query reads, rows/s per core used (CPU time / wall time), and peak
+//! RSS.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch};
+use arrow::compute::kernels::{cast, numeric};
+use arrow::datatypes::{DataType, Field, Schema};
+use fungi_common::config::JobConfig;
+use fungi_connector::blackhole::BlackholeSink;
+use fungi_connector::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkSource, NexmarkTable};
+use fungi_execution::executor::LocalExecutor;
+use fungi_execution::graph::{JobGraph, Partitioning};
+use fungi_execution::operators::{MapOperator, WindowOperator};
+use fungi_streaming::aggregate::count_star;
+use fungi_streaming::watermark::WatermarkStrategy;
+use fungi_streaming::window::WindowAssigner;
+use fungi_streaming::window_aggregate::WindowAggregateSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::progress::human;
+
+/// The benchmark pipelines.
+pub(crate) const QUERIES: &[(&str, &str)] = &[
+    ("gen", "the bid generator alone, no runtime"),
+    ("q0", "SELECT auction, bidder, price, dateTime, extra FROM bid (pass-through)"),
+    ("q1", "SELECT auction, bidder, 0.908 * price AS price, dateTime, extra FROM bid"),
+    ("count", "SELECT auction, count(*) FROM bid GROUP BY auction, TUMBLE(dateTime, 10 s)"),
+];
+
+/// One query's measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BenchResult {
+    pub(crate) query: String,
+    pub(crate) parallelism: u32,
+    pub(crate) events: u64,
+    pub(crate) rows: u64,
+    pub(crate) seconds: f64,
+    pub(crate) events_per_second: f64,
+    pub(crate) rows_per_second: f64,
+    pub(crate) cores_used: f64,
+    pub(crate) rows_per_second_per_core: f64,
+    pub(crate) peak_rss_mib: f64,
+}
+
+fn bid_source(graph: &mut JobGraph, events: u64, p: u32, watermarks: Option<WatermarkStrategy>) -> fungi_common::ids::OperatorId {
+    let config = NexmarkConfig { max_events: Some(events), ..Default::default() };
+    graph.add_source("bids", p, NexmarkSource::factory_for(NexmarkTable::Bid, config, None), watermarks)
+}
+
+fn q1_map(batch: RecordBatch) -> fungi_common::Result<RecordBatch> {
+    let price = cast::cast(batch.column(2), &DataType::Float64)?;
+    let scaled = numeric::mul(&price, &Float64Array::new_scalar(0.908))?;
+    let schema = Arc::new(Schema::new(vec![
+        batch.schema().field(0).clone(),
+        batch.schema().field(1).clone(),
+        Field::new("price", DataType::Float64, false),
+        batch.schema().field(5).clone(),
+        batch.schema().field(6).clone(),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        batch.column(0).clone(),
+        batch.column(1).clone(),
+        scaled,
+        batch.column(5).clone(),
+        batch.column(6).clone(),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn q0_map(batch: RecordBatch) -> fungi_common::Result<RecordBatch> {
+    Ok(batch.project(&[0, 1, 2, 5, 6])?)
+}
+
+/// Builds the job graph of `query`.
+fn graph(query: &str, events: u64, p: u32) -> Result<JobGraph> {
+    let mut g = JobGraph::new(format!("nexmark-{query}"));
+    g.config = JobConfig { parallelism: p, ..JobConfig::default() };
+    match query {
+        "q0" | "q1" => {
+            let src = bid_source(&mut g, events, p, None);
+            let map = g.add_operator(query, p, MapOperator::factory(if query == "q0" { q0_map } else { q1_map }));
+            let sink = g.add_operator("blackhole", p, BlackholeSink::factory());
+            g.connect(src, map, Partitioning::Forward);
+            g.connect(map, sink, Partitioning::Forward);
+        }
+        "count" => {
+            let strategy = WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::from_secs(1));
+            let src = bid_source(&mut g, events, p, Some(strategy));
+            let spec = WindowAggregateSpec {
+                keys: vec!["auction".into()],
+                time_column: "dateTime".into(),
+                assigner: WindowAssigner::tumbling(10_000)?,
+                allowed_lateness: 0,
+                aggregates: vec![count_star("bids")],
+            };
+            let (factory, _) = WindowOperator::factory(spec, &NexmarkTable::Bid.schema())?;
+            let window = g.add_stateful_operator("window", p, factory);
+            let sink = g.add_operator("blackhole", p, BlackholeSink::factory());
+            g.connect(src, window, Partitioning::Hash(vec!["auction".into()]));
+            g.connect(window, sink, Partitioning::Forward);
+        }
+        other => bail!("unknown query '{other}'; available: {}", QUERIES.iter().map(|q| q.0).collect::<Vec<_>>().join(", ")),
+    }
+    Ok(g)
+}
+
+/// CPU seconds (user + system) used by this process so far, from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line; 100 ticks per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident set size of this process in MiB, from /proc.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs one query in this process (the child side).
+pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let rows = if query == "gen" {
+        let config = NexmarkConfig { max_events: Some(events), ..Default::default() };
+        let mut rows = 0u64;
+        let mut generator = NexmarkGenerator::new(NexmarkTable::Bid, config, 0, 1)?;
+        while let Some(b) = generator.next_batch(8192)? {
+            rows += std::hint::black_box(b).num_rows() as u64;
+        }
+        rows
+    } else {
+        let g = graph(query, events, p)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(p as usize)
+            .enable_all()
+            .build()?;
+        let summary = runtime.block_on(async { LocalExecutor::new().execute(g)?.wait().await })?;
+        summary.operators.first().map_or(0, |o| o.records_out)
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let cores = ((cpu_seconds() - cpu0) / seconds).max(0.01);
+    Ok(BenchResult {
+        query: query.to_string(),
+        parallelism: p,
+        events,
+        rows,
+        seconds,
+        events_per_second: events as f64 / seconds,
+        rows_per_second: rows as f64 / seconds,
+        cores_used: cores,
+        rows_per_second_per_core: rows as f64 / seconds / cores,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Runs each query in a child process and collects the results.
+pub(crate) fn run_all(queries: &[String], events: u64, p: u32) -> Result<Vec<BenchResult>> {
+    let exe = std::env::current_exe().context("cannot find the fungi binary to run queries in")?;
+    let mut results = Vec::new();
+    for q in queries {
+        eprintln!("running {q} ({events} events, parallelism {p})...");
+        let out = Command::new(&exe)
+            .args(["bench", "nexmark", "--child", "--query", q, "--events", &events.to_string(), "--parallelism", &p.to_string()])
+            .output()
+            .with_context(|| format!("cannot start the benchmark of {q}"))?;
+        if !out.status.success() {
+            bail!("benchmark of {q} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        results.push(serde_json::from_str(line.trim()).with_context(|| format!("bad output from the benchmark of {q}: {line}"))?);
+    }
+    Ok(results)
+}
+
+/// The results as a table.
+pub(crate) fn table(results: &[BenchResult]) -> String {
+    let mut s = format!(
+        "{:<6} {:>3} {:>12} {:>10} {:>12} {:>12} {:>6} {:>14} {:>9}\n",
+        "query", "p", "events", "seconds", "events/s", "rows/s", "cores", "rows/s/core", "peak RSS"
+    );
+    for r in results {
+        s.push_str(&format!(
+            "{:<6} {:>3} {:>12} {:>10.3} {:>12} {:>12} {:>6.2} {:>14} {:>6.0}MiB\n",
+            r.query,
+            r.parallelism,
+            r.events,
+            r.seconds,
+            human(r.events_per_second),
+            human(r.rows_per_second),
+            r.cores_used,
+            human(r.rows_per_second_per_core),
+            r.peak_rss_mib
+        ));
+    }
+    s
+}
