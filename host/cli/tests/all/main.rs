@@ -1,0 +1,98 @@
+//! The `fungi` binary end to end.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fungi() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fungi"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("NO_COLOR", "1");
+    c
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn help_documents_every_command() {
+    let out = fungi().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for cmd in ["run", "bench"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+    let out = fungi().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--local") && text.contains("--explain"), "{text}");
+}
+
+#[test]
+fn runs_the_sensor_example_with_a_dead_letter() {
+    let out = fungi()
+        .args(["run", "--local", &repo("examples/jobs/sensor-sessions.toml")])
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("| s1     | 2026-11-26T10:00:00 | 2026-11-26T10:00:40 | 3 "), "{stdout}");
+    assert!(stderr.contains("1 dead letters") && stderr.contains("sensors.csv:8"), "{stderr}");
+}
+
+#[test]
+fn bad_job_files_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[source]\nconnector = \"nexmark\"\noptions = { events = \"100\" }\n[window]\nkind = \"tumbling\"\nsize = \"1s\"\naggregates = [\"count(*)\"]\n[sink]\nconnector = \"blackhole\"\n",
+    )
+    .unwrap();
+    let out = fungi().args(["run", "--local", job.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a window needs event time"), "{stderr}");
+    std::fs::write(&job, "[source]\nconnector = \"nexmark\"\n[sink]\nconnector = \"blackhole\"\ncolour = 1\n").unwrap();
+    let out = fungi().args(["run", "--local", job.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `colour`"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_the_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[source]\nconnector = \"nexmark\"\noptions = { \"rate-limit\" = \"10000\" }\n[sink]\nconnector = \"blackhole\"\n",
+    )
+    .unwrap();
+    let child = fungi()
+        .args(["run", "--local", job.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5), "stops promptly");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("job stopped by the user"), "{stderr}");
+}
+
+#[test]
+fn bench_runs_a_small_query() {
+    let out = fungi()
+        .args(["bench", "nexmark", "--query", "q1,count", "--events", "200000", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 2);
+    assert_eq!(results[0]["rows"], 184_000);
+    assert!(results[1]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+}
