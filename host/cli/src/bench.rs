@@ -31,9 +31,18 @@ use crate::progress::human;
 /// The benchmark pipelines.
 pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("gen", "the bid generator alone, no runtime"),
-    ("q0", "SELECT auction, bidder, price, dateTime, extra FROM bid (pass-through)"),
-    ("q1", "SELECT auction, bidder, 0.908 * price AS price, dateTime, extra FROM bid"),
-    ("count", "SELECT auction, count(*) FROM bid GROUP BY auction, TUMBLE(dateTime, 10 s)"),
+    (
+        "q0",
+        "SELECT auction, bidder, price, dateTime, extra FROM bid (pass-through)",
+    ),
+    (
+        "q1",
+        "SELECT auction, bidder, 0.908 * price AS price, dateTime, extra FROM bid",
+    ),
+    (
+        "count",
+        "SELECT auction, count(*) FROM bid GROUP BY auction, TUMBLE(dateTime, 10 s)",
+    ),
 ];
 
 /// One query's measurement.
@@ -51,9 +60,22 @@ pub(crate) struct BenchResult {
     pub(crate) peak_rss_mib: f64,
 }
 
-fn bid_source(graph: &mut JobGraph, events: u64, p: u32, watermarks: Option<WatermarkStrategy>) -> fungi_common::ids::OperatorId {
-    let config = NexmarkConfig { max_events: Some(events), ..Default::default() };
-    graph.add_source("bids", p, NexmarkSource::factory_for(NexmarkTable::Bid, config, None), watermarks)
+fn bid_source(
+    graph: &mut JobGraph,
+    events: u64,
+    p: u32,
+    watermarks: Option<WatermarkStrategy>,
+) -> fungi_common::ids::OperatorId {
+    let config = NexmarkConfig {
+        max_events: Some(events),
+        ..Default::default()
+    };
+    graph.add_source(
+        "bids",
+        p,
+        NexmarkSource::factory_for(NexmarkTable::Bid, config, None),
+        watermarks,
+    )
 }
 
 fn q1_map(batch: RecordBatch) -> fungi_common::Result<RecordBatch> {
@@ -83,17 +105,25 @@ fn q0_map(batch: RecordBatch) -> fungi_common::Result<RecordBatch> {
 /// Builds the job graph of `query`.
 fn graph(query: &str, events: u64, p: u32) -> Result<JobGraph> {
     let mut g = JobGraph::new(format!("nexmark-{query}"));
-    g.config = JobConfig { parallelism: p, ..JobConfig::default() };
+    g.config = JobConfig {
+        parallelism: p,
+        ..JobConfig::default()
+    };
     match query {
         "q0" | "q1" => {
             let src = bid_source(&mut g, events, p, None);
-            let map = g.add_operator(query, p, MapOperator::factory(if query == "q0" { q0_map } else { q1_map }));
+            let map = g.add_operator(
+                query,
+                p,
+                MapOperator::factory(if query == "q0" { q0_map } else { q1_map }),
+            );
             let sink = g.add_operator("blackhole", p, BlackholeSink::factory());
             g.connect(src, map, Partitioning::Forward);
             g.connect(map, sink, Partitioning::Forward);
         }
         "count" => {
-            let strategy = WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::from_secs(1));
+            let strategy =
+                WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::from_secs(1));
             let src = bid_source(&mut g, events, p, Some(strategy));
             let spec = WindowAggregateSpec {
                 keys: vec!["auction".into()],
@@ -108,18 +138,28 @@ fn graph(query: &str, events: u64, p: u32) -> Result<JobGraph> {
             g.connect(src, window, Partitioning::Hash(vec!["auction".into()]));
             g.connect(window, sink, Partitioning::Forward);
         }
-        other => bail!("unknown query '{other}'; available: {}", QUERIES.iter().map(|q| q.0).collect::<Vec<_>>().join(", ")),
+        other => bail!(
+            "unknown query '{other}'; available: {}",
+            QUERIES.iter().map(|q| q.0).collect::<Vec<_>>().join(", ")
+        ),
     }
     Ok(g)
 }
 
 /// CPU seconds (user + system) used by this process so far, from /proc.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line; 100 ticks per second on Linux.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -139,7 +179,10 @@ pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let rows = if query == "gen" {
-        let config = NexmarkConfig { max_events: Some(events), ..Default::default() };
+        let config = NexmarkConfig {
+            max_events: Some(events),
+            ..Default::default()
+        };
         let mut rows = 0u64;
         let mut generator = NexmarkGenerator::new(NexmarkTable::Bid, config, 0, 1)?;
         while let Some(b) = generator.next_batch(8192)? {
@@ -178,14 +221,30 @@ pub(crate) fn run_all(queries: &[String], events: u64, p: u32) -> Result<Vec<Ben
     for q in queries {
         eprintln!("running {q} ({events} events, parallelism {p})...");
         let out = Command::new(&exe)
-            .args(["bench", "nexmark", "--child", "--query", q, "--events", &events.to_string(), "--parallelism", &p.to_string()])
+            .args([
+                "bench",
+                "nexmark",
+                "--child",
+                "--query",
+                q,
+                "--events",
+                &events.to_string(),
+                "--parallelism",
+                &p.to_string(),
+            ])
             .output()
             .with_context(|| format!("cannot start the benchmark of {q}"))?;
         if !out.status.success() {
-            bail!("benchmark of {q} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "benchmark of {q} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let line = String::from_utf8_lossy(&out.stdout);
-        results.push(serde_json::from_str(line.trim()).with_context(|| format!("bad output from the benchmark of {q}: {line}"))?);
+        results.push(
+            serde_json::from_str(line.trim())
+                .with_context(|| format!("bad output from the benchmark of {q}: {line}"))?,
+        );
     }
     Ok(results)
 }

@@ -118,7 +118,9 @@ fn options(connector: &str, values: &BTreeMap<String, toml::Value>) -> Options {
 
 fn millis(what: &str, v: &Option<String>) -> Result<i64> {
     let v = v.as_ref().ok_or_else(|| anyhow!("window needs '{what}'"))?;
-    Ok(parse_duration(v).map_err(|e| anyhow!("window '{what}': {e}"))?.as_millis() as i64)
+    Ok(parse_duration(v)
+        .map_err(|e| anyhow!("window '{what}': {e}"))?
+        .as_millis() as i64)
 }
 
 /// Parses `fn(col) [AS alias]` or `count(*)`.
@@ -127,22 +129,36 @@ fn parse_aggregate(text: &str) -> Result<AggregateCall> {
         Some(i) => (text[..i].trim(), Some(text[i + 4..].trim().to_string())),
         None => (text.trim(), None),
     };
-    let open = call.find('(').ok_or_else(|| anyhow!("aggregate '{text}' is not of the form fn(column)"))?;
+    let open = call
+        .find('(')
+        .ok_or_else(|| anyhow!("aggregate '{text}' is not of the form fn(column)"))?;
     if !call.ends_with(')') {
         bail!("aggregate '{text}' is not of the form fn(column)");
     }
     let name = call[..open].trim();
     let arg = call[open + 1..call.len() - 1].trim();
-    let function = builtin(name).ok_or_else(|| anyhow!("unknown aggregate '{name}' in '{text}'; available: count, sum, min, max, avg"))?;
-    let inputs: Vec<String> = if arg == "*" || arg.is_empty() { vec![] } else { vec![arg.to_string()] };
-    let alias = alias.unwrap_or_else(|| format!("{name}_{}", if inputs.is_empty() { "star" } else { arg }));
-    Ok(AggregateCall { function, inputs, alias })
+    let function = builtin(name).ok_or_else(|| {
+        anyhow!("unknown aggregate '{name}' in '{text}'; available: count, sum, min, max, avg")
+    })?;
+    let inputs: Vec<String> = if arg == "*" || arg.is_empty() {
+        vec![]
+    } else {
+        vec![arg.to_string()]
+    };
+    let alias =
+        alias.unwrap_or_else(|| format!("{name}_{}", if inputs.is_empty() { "star" } else { arg }));
+    Ok(AggregateCall {
+        function,
+        inputs,
+        alias,
+    })
 }
 
 impl JobFile {
     /// Reads and parses a job file.
     pub(crate) fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read job file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read job file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid job file {}", path.display()))
     }
 
@@ -178,13 +194,20 @@ impl JobFile {
                 schema
                     .index_of(&w.column)
                     .map_err(|_| fungi_streaming::unknown_column(&w.column, &schema))?;
-                let delay = w.max_out_of_orderness.as_deref().map(parse_duration).transpose().map_err(|e| anyhow!("watermark: {e}"))?;
+                let delay = w
+                    .max_out_of_orderness
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|e| anyhow!("watermark: {e}"))?;
                 let mut s = match delay {
                     Some(d) => WatermarkStrategy::bounded_out_of_orderness(&w.column, d),
                     None => WatermarkStrategy::monotonous(&w.column),
                 };
                 if let Some(idle) = &w.idle_timeout {
-                    s = s.with_idleness(parse_duration(idle).map_err(|e| anyhow!("watermark idle-timeout: {e}"))?);
+                    s = s.with_idleness(
+                        parse_duration(idle).map_err(|e| anyhow!("watermark idle-timeout: {e}"))?,
+                    );
                 }
                 Some(s)
             }
@@ -197,27 +220,49 @@ impl JobFile {
         if let Some(w) = &self.window {
             let assigner = match w.kind.as_str() {
                 "tumbling" | "tumble" => WindowAssigner::tumbling(millis("size", &w.size)?)?,
-                "sliding" | "hop" => WindowAssigner::sliding(millis("size", &w.size)?, millis("slide", &w.slide)?)?,
+                "sliding" | "hop" => {
+                    WindowAssigner::sliding(millis("size", &w.size)?, millis("slide", &w.slide)?)?
+                }
                 "session" => WindowAssigner::session(millis("gap", &w.gap)?)?,
-                "cumulate" => WindowAssigner::cumulate(millis("step", &w.step)?, millis("size", &w.size)?)?,
-                other => bail!("unknown window kind '{other}'; use tumbling, sliding, session or cumulate"),
+                "cumulate" => {
+                    WindowAssigner::cumulate(millis("step", &w.step)?, millis("size", &w.size)?)?
+                }
+                other => bail!(
+                    "unknown window kind '{other}'; use tumbling, sliding, session or cumulate"
+                ),
             };
-            let time_column = time_column
-                .clone()
-                .ok_or_else(|| anyhow!("a window needs event time: add `watermark = {{ column = ... }}` to [source]"))?;
+            let time_column = time_column.clone().ok_or_else(|| {
+                anyhow!(
+                    "a window needs event time: add `watermark = {{ column = ... }}` to [source]"
+                )
+            })?;
             let spec = WindowAggregateSpec {
                 keys: w.key_by.clone(),
                 time_column,
                 assigner,
-                allowed_lateness: w.allowed_lateness.as_ref().map(|_| millis("allowed-lateness", &w.allowed_lateness)).transpose()?.unwrap_or(0),
-                aggregates: w.aggregates.iter().map(|a| parse_aggregate(a)).collect::<Result<_>>()?,
+                allowed_lateness: w
+                    .allowed_lateness
+                    .as_ref()
+                    .map(|_| millis("allowed-lateness", &w.allowed_lateness))
+                    .transpose()?
+                    .unwrap_or(0),
+                aggregates: w
+                    .aggregates
+                    .iter()
+                    .map(|a| parse_aggregate(a))
+                    .collect::<Result<_>>()?,
             };
             let (factory, _) = WindowOperator::factory(spec, &schema)?;
             let window = graph.add_stateful_operator("window", p, factory);
-            let edge = if w.key_by.is_empty() { Partitioning::Rebalance } else { Partitioning::Hash(w.key_by.clone()) };
+            let edge = if w.key_by.is_empty() {
+                Partitioning::Rebalance
+            } else {
+                Partitioning::Hash(w.key_by.clone())
+            };
             graph.connect(source, window, edge);
             if let Some(late) = &self.late_sink {
-                let sink = registry::sink(&late.connector, &options(&late.connector, &late.options))?;
+                let sink =
+                    registry::sink(&late.connector, &options(&late.connector, &late.options))?;
                 let late_node = graph.add_operator("late-sink", 1, sink);
                 graph.connect_side(window, LATE_TAG, late_node, Partitioning::Rebalance);
             }
@@ -225,13 +270,24 @@ impl JobFile {
         } else if self.late_sink.is_some() {
             bail!("late-sink needs a [window]");
         }
-        let sink_factory = registry::sink(&self.sink.connector, &options(&self.sink.connector, &self.sink.options))?;
+        let sink_factory = registry::sink(
+            &self.sink.connector,
+            &options(&self.sink.connector, &self.sink.options),
+        )?;
         // Printing is serial; files get one part per subtask.
-        let sink_parallelism = if matches!(self.sink.connector.as_str(), "stdout" | "print") { 1 } else { p };
+        let sink_parallelism = if matches!(self.sink.connector.as_str(), "stdout" | "print") {
+            1
+        } else {
+            p
+        };
         if sink_parallelism != p {
             last_edge = Partitioning::Rebalance;
         }
-        let sink = graph.add_operator(&format!("{}-sink", self.sink.connector), sink_parallelism, sink_factory);
+        let sink = graph.add_operator(
+            &format!("{}-sink", self.sink.connector),
+            sink_parallelism,
+            sink_factory,
+        );
         graph.connect(last, sink, last_edge);
         Ok(graph)
     }
@@ -244,7 +300,10 @@ mod tests {
     #[test]
     fn aggregates_parse() {
         let a = parse_aggregate("count(*) AS n").unwrap();
-        assert_eq!((a.function.name(), a.inputs.len(), a.alias.as_str()), ("count", 0, "n"));
+        assert_eq!(
+            (a.function.name(), a.inputs.len(), a.alias.as_str()),
+            ("count", 0, "n")
+        );
         let a = parse_aggregate("max(price)").unwrap();
         assert_eq!(a.alias, "max_price");
         let err = parse_aggregate("median(price)").unwrap_err().to_string();

@@ -88,7 +88,9 @@ struct NexmarkArgs {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("FUNGI_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("FUNGI_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -171,13 +173,20 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
     let queries: Vec<String> = if args.query == "all" {
         bench::QUERIES.iter().map(|q| q.0.to_string()).collect()
     } else {
-        args.query.split(',').map(|s| s.trim().to_string()).collect()
+        args.query
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
     };
     for q in &queries {
         if !bench::QUERIES.iter().any(|(name, _)| name == q) {
             bail!(
                 "unknown query '{q}'; available: {}",
-                bench::QUERIES.iter().map(|q| q.0).collect::<Vec<_>>().join(", ")
+                bench::QUERIES
+                    .iter()
+                    .map(|q| q.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

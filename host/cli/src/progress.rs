@@ -20,7 +20,10 @@ impl Progress {
     pub(crate) fn new(enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .expect("valid template"),
+            );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
@@ -37,7 +40,9 @@ impl Progress {
     pub(crate) fn update(&mut self, metrics: &JobMetrics) {
         let Some(bar) = &self.bar else { return };
         let ops = metrics.snapshot();
-        let (Some(first), Some(last)) = (ops.first(), ops.last()) else { return };
+        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
+            return;
+        };
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64().max(1e-3);
         let rate_in = (first.records_out - self.last_in) as f64 / dt;

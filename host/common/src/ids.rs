@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// Index of an operator (node) in a job graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct OperatorId(pub u32);
 
 impl fmt::Display for OperatorId {

@@ -13,11 +13,11 @@
 use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::kernels::cast;
 use arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
     UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow::compute::kernels::cast;
 
 use crate::error::{FungiError, Result};
 
@@ -121,8 +121,12 @@ fn hash_column(column: &ArrayRef, out: &mut [u64]) -> Result<()> {
         DataType::Binary => hash_bytes!(column.as_binary::<i32>(), out),
         DataType::LargeBinary => hash_bytes!(column.as_binary::<i64>(), out),
         DataType::BinaryView => hash_bytes!(column.as_binary_view(), out),
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) | DataType::Time32(_)
-        | DataType::Time64(_) | DataType::Duration(_) => {
+        DataType::Date32
+        | DataType::Date64
+        | DataType::Timestamp(_, _)
+        | DataType::Time32(_)
+        | DataType::Time64(_)
+        | DataType::Duration(_) => {
             let ints = cast::cast(column, &DataType::Int64)?;
             hash_primitive!(ints, out, Int64Type, |v: i64| v as u64)
         }
@@ -203,7 +207,10 @@ mod tests {
         let a: ArrayRef = Arc::new(StringArray::from(vec!["fungi"]));
         let mut h = Vec::new();
         hash_columns(&[a], &mut h).unwrap();
-        assert_eq!(KeyGroups::new(128).key_group(h[0]), KeyGroups::new(128).key_group(h[0]));
+        assert_eq!(
+            KeyGroups::new(128).key_group(h[0]),
+            KeyGroups::new(128).key_group(h[0])
+        );
         let again = {
             let a: ArrayRef = Arc::new(StringArray::from(vec!["fungi"]));
             let mut h2 = Vec::new();
@@ -220,7 +227,10 @@ mod tests {
             for p in 1..=maxp.min(13) {
                 for g in 0..maxp {
                     let s = kg.subtask_for_key_group(g, p);
-                    assert!(kg.range_for_subtask(s, p).contains(&g), "maxp {maxp} p {p} g {g}");
+                    assert!(
+                        kg.range_for_subtask(s, p).contains(&g),
+                        "maxp {maxp} p {p} g {g}"
+                    );
                 }
             }
         }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::compute::kernels::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -58,24 +58,32 @@ impl DatagenSource {
         for field in schema.fields() {
             let prefix = format!("fields.{}.", field.name());
             let opt = |k: &str| options.get(&format!("{prefix}{k}")).map(str::to_string);
-            let int = |k: &str| -> Result<Option<i64>> {
-                options.get_i64(&format!("{prefix}{k}"))
-            };
+            let int = |k: &str| -> Result<Option<i64>> { options.get_i64(&format!("{prefix}{k}")) };
             let kind = opt("kind").unwrap_or_else(|| "random".into());
             let numeric = field.data_type().is_numeric();
             let generator = match (kind.as_str(), field.data_type()) {
                 (_, DataType::Timestamp(_, _)) => FieldGen::Now,
-                ("sequence", _) if numeric || field.data_type() == &DataType::Utf8 => FieldGen::Sequence {
-                    start: int("start")?.unwrap_or(0),
-                    end: int("end")?.unwrap_or(i64::MAX),
-                },
-                ("random", DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float32 | DataType::Float64 | DataType::Utf8 | DataType::Boolean) => {
-                    FieldGen::Random {
-                        min: int("min")?.unwrap_or(0),
-                        max: int("max")?.unwrap_or(if numeric { 1_000_000 } else { 1 }),
-                        length: int("length")?.unwrap_or(10).max(0) as usize,
+                ("sequence", _) if numeric || field.data_type() == &DataType::Utf8 => {
+                    FieldGen::Sequence {
+                        start: int("start")?.unwrap_or(0),
+                        end: int("end")?.unwrap_or(i64::MAX),
                     }
                 }
+                (
+                    "random",
+                    DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Utf8
+                    | DataType::Boolean,
+                ) => FieldGen::Random {
+                    min: int("min")?.unwrap_or(0),
+                    max: int("max")?.unwrap_or(if numeric { 1_000_000 } else { 1 }),
+                    length: int("length")?.unwrap_or(10).max(0) as usize,
+                },
                 (k @ ("random" | "sequence"), t) => {
                     return Err(FungiError::Config(format!(
                         "connector 'datagen': field '{}' of type {t} cannot be generated with kind '{k}'",
@@ -127,7 +135,9 @@ impl DatagenSource {
 
     fn limit(&self) -> Option<u64> {
         let seq_limit = self.spec.fields.iter().filter_map(|f| match f {
-            FieldGen::Sequence { start, end } => Some((end - start).max(-1).saturating_add(1) as u64),
+            FieldGen::Sequence { start, end } => {
+                Some((end - start).max(-1).saturating_add(1) as u64)
+            }
             _ => None,
         });
         self.spec.number_of_rows.into_iter().chain(seq_limit).min()
@@ -138,7 +148,9 @@ impl DatagenSource {
         let salt = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let array: ArrayRef = match &self.spec.fields[i] {
             FieldGen::Now => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 let mut b = TimestampMillisecondBuilder::with_capacity(rows.len());
                 b.append_value_n(now, rows.len());
                 cast::cast(&b.finish(), field.data_type())?
@@ -174,7 +186,10 @@ impl DatagenSource {
                     DataType::Float32 | DataType::Float64 => {
                         let mut b = Float64Builder::with_capacity(rows.len());
                         for &r in rows {
-                            b.append_value(*min as f64 + SplitMix64::new(r ^ salt).next_f64() * (max - min) as f64);
+                            b.append_value(
+                                *min as f64
+                                    + SplitMix64::new(r ^ salt).next_f64() * (max - min) as f64,
+                            );
                         }
                         cast::cast(&b.finish(), field.data_type())?
                     }
@@ -229,7 +244,10 @@ impl Source for DatagenSource {
             .map(|i| self.column(i, &rows))
             .collect::<Result<Vec<_>>>()?;
         let batch = RecordBatch::try_new(self.spec.schema.clone(), columns)?;
-        Ok(SourceEvent::Batch { split: self.subtask.index, batch })
+        Ok(SourceEvent::Batch {
+            split: self.subtask.index,
+            batch,
+        })
     }
 }
 

@@ -16,16 +16,25 @@ pub struct Options {
 
 impl Options {
     /// Options for `connector` from key/value pairs.
-    pub fn new<K: Into<String>, V: Into<String>>(connector: &str, pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn new<K: Into<String>, V: Into<String>>(
+        connector: &str,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         Options {
             connector: connector.to_string(),
-            values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             used: Default::default(),
         }
     }
 
     fn err(&self, key: &str, msg: impl std::fmt::Display) -> FungiError {
-        FungiError::Config(format!("connector '{}', option '{key}': {msg}", self.connector))
+        FungiError::Config(format!(
+            "connector '{}', option '{key}': {msg}",
+            self.connector
+        ))
     }
 
     /// A string option.
@@ -42,14 +51,22 @@ impl Options {
     /// An integer option.
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>> {
         self.get(key)
-            .map(|v| v.trim().parse::<u64>().map_err(|_| self.err(key, format!("'{v}' is not a non-negative integer"))))
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| self.err(key, format!("'{v}' is not a non-negative integer")))
+            })
             .transpose()
     }
 
     /// A signed integer option.
     pub fn get_i64(&self, key: &str) -> Result<Option<i64>> {
         self.get(key)
-            .map(|v| v.trim().parse::<i64>().map_err(|_| self.err(key, format!("'{v}' is not an integer"))))
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| self.err(key, format!("'{v}' is not an integer")))
+            })
             .transpose()
     }
 
@@ -66,7 +83,9 @@ impl Options {
 
     /// A duration option: `500ms`, `10s`, `5min`, `1h`, or a plain number of ms.
     pub fn get_duration(&self, key: &str) -> Result<Option<Duration>> {
-        self.get(key).map(|v| parse_duration(v).map_err(|m| self.err(key, m))).transpose()
+        self.get(key)
+            .map(|v| parse_duration(v).map_err(|m| self.err(key, m)))
+            .transpose()
     }
 
     /// Keys that start with `prefix`, with the prefix removed.
@@ -91,7 +110,11 @@ impl Options {
         Err(FungiError::Config(format!(
             "connector '{}': unknown option(s) {}; known options: {}",
             self.connector,
-            unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
             known.join(", ")
         )))
     }
@@ -102,7 +125,9 @@ pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{v}' is not a duration like 500ms, 10s, 5min"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{v}' is not a duration like 500ms, 10s, 5min"))?;
     let ms = match unit.trim() {
         "" | "ms" => n,
         "s" | "sec" | "second" | "seconds" => n * 1000,
@@ -122,8 +147,14 @@ mod tests {
     fn typed_getters_name_the_option() {
         let o = Options::new("datagen", [("rows-per-second", "fast"), ("x", "1")]);
         let err = o.get_u64("rows-per-second").unwrap_err().to_string();
-        assert!(err.contains("'rows-per-second'") && err.contains("'fast'"), "{err}");
-        let err = o.check_all_used(&["rows-per-second"]).unwrap_err().to_string();
+        assert!(
+            err.contains("'rows-per-second'") && err.contains("'fast'"),
+            "{err}"
+        );
+        let err = o
+            .check_all_used(&["rows-per-second"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown option(s) 'x'"), "{err}");
         assert_eq!(parse_duration("5min").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("5 fortnights").is_err());

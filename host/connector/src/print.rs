@@ -47,7 +47,9 @@ impl PrintSink {
         let prefix = options.get("print-identifier").map(str::to_string);
         options.check_all_used(PRINT_OPTIONS)?;
         let sink = PrintSink { format, prefix };
-        Ok(Arc::new(move |_| Ok(Box::new(sink.clone()) as Box<dyn Operator>)))
+        Ok(Arc::new(move |_| {
+            Ok(Box::new(sink.clone()) as Box<dyn Operator>)
+        }))
     }
 
     fn render(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
@@ -59,8 +61,12 @@ impl PrintSink {
                 w.finish()?;
             }
             PrintFormat::Table => {
-                writeln!(buf, "{}", pretty_format_batches(std::slice::from_ref(batch))?)
-                    .map_err(|e| FungiError::io("stdout", e))?;
+                writeln!(
+                    buf,
+                    "{}",
+                    pretty_format_batches(std::slice::from_ref(batch))?
+                )
+                .map_err(|e| FungiError::io("stdout", e))?;
             }
         }
         if let Some(p) = &self.prefix {
@@ -78,7 +84,9 @@ impl Operator for PrintSink {
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
         let bytes = self.render(&batch)?;
         let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&bytes).map_err(|e| FungiError::io("stdout", e))?;
+        stdout
+            .write_all(&bytes)
+            .map_err(|e| FungiError::io("stdout", e))?;
         stdout.flush().map_err(|e| FungiError::io("stdout", e))
     }
 }

@@ -20,10 +20,16 @@ pub const SINKS: &[&str] = &["filesystem", "stdout", "print", "blackhole"];
 
 /// Builds a source. `schema` is the declared schema; the Nexmark connector brings its own
 /// and ignores it. Returns the factory and the schema of the produced rows.
-pub fn source(connector: &str, schema: Option<SchemaRef>, options: &Options) -> Result<(SourceFactory, SchemaRef)> {
+pub fn source(
+    connector: &str,
+    schema: Option<SchemaRef>,
+    options: &Options,
+) -> Result<(SourceFactory, SchemaRef)> {
     let declared = || {
         schema.clone().ok_or_else(|| {
-            FungiError::Config(format!("connector '{connector}' needs the table's columns to be declared"))
+            FungiError::Config(format!(
+                "connector '{connector}' needs the table's columns to be declared"
+            ))
         })
     };
     match connector {
@@ -51,6 +57,10 @@ fn unknown(name: &str, known: &[&str], what: &str) -> FungiError {
     FungiError::Config(format!(
         "unknown {what} connector '{name}'; available: {}{}",
         known.join(", "),
-        if name == "kafka" { " (kafka is not available yet in this build)" } else { "" }
+        if name == "kafka" {
+            " (kafka is not available yet in this build)"
+        } else {
+            ""
+        }
     ))
 }

@@ -58,7 +58,14 @@ impl DeadLetterQueue {
     }
 
     /// Adds a record.
-    pub fn push(&self, operator: &str, reason: &str, message: String, position: String, raw: &[u8]) {
+    pub fn push(
+        &self,
+        operator: &str,
+        reason: &str,
+        message: String,
+        position: String,
+        raw: &[u8],
+    ) {
         warn!(operator, reason, position = %position, error = %message, "record sent to the dead-letter output");
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -91,6 +98,12 @@ impl DeadLetterQueue {
 
     /// The most recent records, oldest first.
     pub fn recent(&self) -> Vec<DeadLetter> {
-        self.inner.lock().expect("poisoned").recent.iter().cloned().collect()
+        self.inner
+            .lock()
+            .expect("poisoned")
+            .recent
+            .iter()
+            .cloned()
+            .collect()
     }
 }

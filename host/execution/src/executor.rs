@@ -45,7 +45,9 @@ impl LocalExecutor {
 
     /// Uses `backend` for keyed state.
     pub fn with_state_backend(backend: Arc<dyn StateBackend>) -> Self {
-        LocalExecutor { state_backend: backend }
+        LocalExecutor {
+            state_backend: backend,
+        }
     }
 
     /// Plans and starts `graph`. Must be called from within a tokio runtime.
@@ -62,7 +64,11 @@ impl LocalExecutor {
         let cancel = CancellationToken::new();
         let dead_letters = Arc::new(DeadLetterQueue::default());
         let metrics = JobMetrics {
-            operators: graph.nodes.iter().map(|n| Arc::new(OperatorMetrics::new(&n.name))).collect(),
+            operators: graph
+                .nodes
+                .iter()
+                .map(|n| Arc::new(OperatorMetrics::new(&n.name)))
+                .collect(),
         };
         // Channels for every edge that leaves a chain: one per (producer, consumer) pair.
         let mut receivers: Vec<Vec<Vec<mpsc::Receiver<Message>>>> = plan
@@ -76,19 +82,28 @@ impl LocalExecutor {
             .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
             .collect();
         for e in &graph.edges {
-            let (from_chain, to_chain) = (plan.chain_of[e.from.0 as usize], plan.chain_of[e.to.0 as usize]);
+            let (from_chain, to_chain) = (
+                plan.chain_of[e.from.0 as usize],
+                plan.chain_of[e.to.0 as usize],
+            );
             if from_chain == to_chain {
                 continue;
             }
-            let (pa, pb) = (plan.chains[from_chain].parallelism, plan.chains[to_chain].parallelism);
-            for i in 0..pa as usize {
+            let pb = plan.chains[to_chain].parallelism;
+            for (i, producer) in routers[from_chain].iter_mut().enumerate() {
                 let mut senders = Vec::with_capacity(pb as usize);
                 for rx in receivers[to_chain].iter_mut() {
                     let (tx, r) = mpsc::channel(config.channel_capacity);
                     senders.push(tx);
                     rx.push(r);
                 }
-                routers[from_chain][i].push(Router::new(e.tag.clone(), e.partitioning.clone(), key_groups, senders, i));
+                producer.push(Router::new(
+                    e.tag.clone(),
+                    e.partitioning.clone(),
+                    key_groups,
+                    senders,
+                    i,
+                ));
             }
         }
         let mut tasks = JoinSet::new();
@@ -103,9 +118,13 @@ impl LocalExecutor {
                 let gate = receivers[c].pop().expect("one receiver list per subtask");
                 let head = graph.node(chain.nodes[0]);
                 let (op_nodes, source) = match &head.kind {
-                    NodeKind::Source { factory, watermarks } => {
-                        (&chain.nodes[1..], Some((factory(&subtask)?, watermarks.clone())))
-                    }
+                    NodeKind::Source {
+                        factory,
+                        watermarks,
+                    } => (
+                        &chain.nodes[1..],
+                        Some((factory(&subtask)?, watermarks.clone())),
+                    ),
                     NodeKind::Operator { .. } => (&chain.nodes[..], None),
                 };
                 let mut ops = Vec::new();
@@ -113,7 +132,10 @@ impl LocalExecutor {
                 for id in op_nodes {
                     let node = graph.node(*id);
                     let NodeKind::Operator { factory } = &node.kind else {
-                        return Err(FungiError::Internal(format!("source '{}' inside a chain", node.name)));
+                        return Err(FungiError::Internal(format!(
+                            "source '{}' inside a chain",
+                            node.name
+                        )));
                     };
                     ops.push(factory(&subtask)?);
                     contexts.push(OperatorContext {
@@ -126,7 +148,8 @@ impl LocalExecutor {
                     });
                 }
                 let head_metrics = metrics.operators[head.id.0 as usize].clone();
-                let chain_runner = ChainRunner::new(ops, contexts, task_routers, Some(head_metrics.clone()));
+                let chain_runner =
+                    ChainRunner::new(ops, contexts, task_routers, Some(head_metrics.clone()));
                 let name = format!("{} ({}/{})", head.name, s + 1, chain.parallelism);
                 let cancel = cancel.clone();
                 let tick = config.tick_interval;
@@ -228,7 +251,10 @@ impl JobHandle {
         while let Some(joined) = self.tasks.join_next().await {
             let (name, result) = match joined {
                 Ok(r) => r,
-                Err(e) => ("task".to_string(), Err(FungiError::Internal(format!("task panicked: {e}")))),
+                Err(e) => (
+                    "task".to_string(),
+                    Err(FungiError::Internal(format!("task panicked: {e}"))),
+                ),
             };
             if let Err(e) = result {
                 if !matches!(e, FungiError::Cancelled) {

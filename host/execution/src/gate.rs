@@ -50,7 +50,11 @@ impl InputGate {
                     Poll::Pending => open = true,
                 }
             }
-            if open { Poll::Pending } else { Poll::Ready(None) }
+            if open {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
         })
         .await
     }

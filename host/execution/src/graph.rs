@@ -140,11 +140,24 @@ impl JobGraph {
         factory: SourceFactory,
         watermarks: Option<WatermarkStrategy>,
     ) -> OperatorId {
-        self.add(name, parallelism, NodeKind::Source { factory, watermarks }, false)
+        self.add(
+            name,
+            parallelism,
+            NodeKind::Source {
+                factory,
+                watermarks,
+            },
+            false,
+        )
     }
 
     /// Adds a stateless operator with `parallelism` subtasks.
-    pub fn add_operator(&mut self, name: &str, parallelism: u32, factory: OperatorFactory) -> OperatorId {
+    pub fn add_operator(
+        &mut self,
+        name: &str,
+        parallelism: u32,
+        factory: OperatorFactory,
+    ) -> OperatorId {
         self.add(name, parallelism, NodeKind::Operator { factory }, false)
     }
 
@@ -169,7 +182,13 @@ impl JobGraph {
     }
 
     /// Connects `from`'s side output `tag` to `to`.
-    pub fn connect_side(&mut self, from: OperatorId, tag: &str, to: OperatorId, partitioning: Partitioning) {
+    pub fn connect_side(
+        &mut self,
+        from: OperatorId,
+        tag: &str,
+        to: OperatorId,
+        partitioning: Partitioning,
+    ) {
         self.edges.push(Edge {
             from,
             to,

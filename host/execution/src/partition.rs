@@ -38,7 +38,9 @@ pub fn partition_by_key(
                 .iter()
                 .map(|k| {
                     schema.index_of(k).map_err(|_| {
-                        FungiError::Plan(format!("key column '{k}' is not in the stream's schema {schema}"))
+                        FungiError::Plan(format!(
+                            "key column '{k}' is not in the stream's schema {schema}"
+                        ))
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -110,11 +112,17 @@ impl Router {
     }
 
     async fn send_to(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
-        self.senders[target].send(msg).await.map_err(|_| Disconnected)
+        self.senders[target]
+            .send(msg)
+            .await
+            .map_err(|_| Disconnected)
     }
 
     /// Routes a batch. Awaits when the receiving channel is full (backpressure).
-    pub(crate) async fn send_batch(&mut self, batch: RecordBatch) -> Result<Result<(), Disconnected>> {
+    pub(crate) async fn send_batch(
+        &mut self,
+        batch: RecordBatch,
+    ) -> Result<Result<(), Disconnected>> {
         let n = self.senders.len();
         let sent = match &self.partitioning {
             Partitioning::Forward => self.send_to(self.my_index % n, Message::Batch(batch)).await,
@@ -124,7 +132,8 @@ impl Router {
             }
             Partitioning::Broadcast => self.broadcast(Message::Batch(batch)).await,
             Partitioning::Hash(keys) => {
-                let parts = partition_by_key(&batch, keys, self.key_groups, n as u32, &mut self.scratch)?;
+                let parts =
+                    partition_by_key(&batch, keys, self.key_groups, n as u32, &mut self.scratch)?;
                 let mut result = Ok(());
                 for (target, part) in parts {
                     result = self.send_to(target as usize, Message::Batch(part)).await;

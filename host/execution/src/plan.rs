@@ -47,7 +47,10 @@ impl PhysicalPlan {
         }
         for e in &graph.edges {
             if e.from.0 as usize >= n || e.to.0 as usize >= n {
-                return Err(FungiError::Plan(format!("edge {} -> {} names an unknown node", e.from, e.to)));
+                return Err(FungiError::Plan(format!(
+                    "edge {} -> {} names an unknown node",
+                    e.from, e.to
+                )));
             }
             let (a, b) = (graph.node(e.from), graph.node(e.to));
             if e.partitioning == Partitioning::Forward && a.parallelism != b.parallelism {
@@ -67,10 +70,16 @@ impl PhysicalPlan {
             let inputs = graph.edges.iter().filter(|e| e.to == node.id).count();
             match node.kind {
                 NodeKind::Source { .. } if inputs > 0 => {
-                    return Err(FungiError::Plan(format!("source '{}' cannot have inputs", node.name)));
+                    return Err(FungiError::Plan(format!(
+                        "source '{}' cannot have inputs",
+                        node.name
+                    )));
                 }
                 NodeKind::Operator { .. } if inputs == 0 => {
-                    return Err(FungiError::Plan(format!("operator '{}' has no input", node.name)));
+                    return Err(FungiError::Plan(format!(
+                        "operator '{}' has no input",
+                        node.name
+                    )));
                 }
                 _ => {}
             }
@@ -114,7 +123,11 @@ impl PhysicalPlan {
                 }
             }
         }
-        Ok(PhysicalPlan { graph, chains, chain_of })
+        Ok(PhysicalPlan {
+            graph,
+            chains,
+            chain_of,
+        })
     }
 
     /// A readable description: tasks (chains) with their operators, parallelism, state,
@@ -131,20 +144,36 @@ impl PhysicalPlan {
             for id in &chain.nodes {
                 let node = self.graph.node(*id);
                 let kind = match &node.kind {
-                    NodeKind::Source { watermarks: Some(w), .. } => {
+                    NodeKind::Source {
+                        watermarks: Some(w),
+                        ..
+                    } => {
                         format!("source, event time '{}' {:?}", w.timestamp_column, w.kind)
                     }
                     NodeKind::Source { .. } => "source".to_string(),
-                    NodeKind::Operator { .. } if node.stateful => "operator, keyed state".to_string(),
+                    NodeKind::Operator { .. } if node.stateful => {
+                        "operator, keyed state".to_string()
+                    }
                     NodeKind::Operator { .. } => "operator".to_string(),
                 };
                 let _ = writeln!(s, "  {} [{}] ({kind})", node.name, node.id);
             }
         }
         for e in &self.graph.edges {
-            let (a, b) = (self.chain_of[e.from.0 as usize], self.chain_of[e.to.0 as usize]);
-            let tag = e.tag.as_deref().map(|t| format!(" side output '{t}'")).unwrap_or_default();
-            let how = if a == b { "CHAINED".to_string() } else { e.partitioning.to_string() };
+            let (a, b) = (
+                self.chain_of[e.from.0 as usize],
+                self.chain_of[e.to.0 as usize],
+            );
+            let tag = e
+                .tag
+                .as_deref()
+                .map(|t| format!(" side output '{t}'"))
+                .unwrap_or_default();
+            let how = if a == b {
+                "CHAINED".to_string()
+            } else {
+                e.partitioning.to_string()
+            };
             let _ = writeln!(
                 s,
                 "  {} -> {}{tag}: {how}",

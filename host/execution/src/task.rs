@@ -108,7 +108,9 @@ impl ChainRunner {
                     }
                 }
                 OutputItem::Batch(Some(tag), b) => {
-                    metrics.records_side.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                    metrics
+                        .records_side
+                        .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
                     if last {
                         self.external.push(OutputItem::Batch(Some(tag), b));
                     } else {
@@ -137,7 +139,10 @@ impl ChainRunner {
     fn unconsumed(&mut self, tag: &str) {
         if !self.warned_unconsumed {
             self.warned_unconsumed = true;
-            warn!(side_output = tag, "rows emitted to a side output nobody consumes; they are counted in records_side");
+            warn!(
+                side_output = tag,
+                "rows emitted to a side output nobody consumes; they are counted in records_side"
+            );
         }
     }
 
@@ -150,7 +155,9 @@ impl ChainRunner {
                     let mut consumed = false;
                     for r in self.routers.iter_mut().filter(|r| r.tag == tag) {
                         consumed = true;
-                        r.send_batch(batch.clone()).await?.map_err(|_| FungiError::Cancelled)?;
+                        r.send_batch(batch.clone())
+                            .await?
+                            .map_err(|_| FungiError::Cancelled)?;
                     }
                     if !consumed && let Some(tag) = tag {
                         self.unconsumed(&tag);
@@ -163,7 +170,9 @@ impl ChainRunner {
                         m.watermark.store(t, Ordering::Relaxed);
                     }
                     for r in &self.routers {
-                        r.broadcast(Message::Watermark(w)).await.map_err(|_| FungiError::Cancelled)?;
+                        r.broadcast(Message::Watermark(w))
+                            .await
+                            .map_err(|_| FungiError::Cancelled)?;
                     }
                 }
             }
@@ -176,7 +185,9 @@ impl ChainRunner {
         self.input(Input::Finish)?;
         self.flush().await?;
         for r in &self.routers {
-            r.broadcast(Message::EndOfStream).await.map_err(|_| FungiError::Cancelled)?;
+            r.broadcast(Message::EndOfStream)
+                .await
+                .map_err(|_| FungiError::Cancelled)?;
         }
         Ok(())
     }
@@ -205,7 +216,10 @@ pub(crate) struct SourceTask {
 
 impl SourceTask {
     pub(crate) async fn run(mut self) -> Result<()> {
-        let splits = self.source.open(&self.context).map_err(|e| operator_error(&self.name, e))?;
+        let splits = self
+            .source
+            .open(&self.context)
+            .map_err(|e| operator_error(&self.name, e))?;
         let start = Instant::now();
         if let Some(w) = &mut self.watermarks {
             for s in splits {
@@ -213,13 +227,20 @@ impl SourceTask {
             }
         }
         self.chain.open()?;
-        let ts_column = self.watermarks.as_ref().map(|w| w.strategy().timestamp_column.clone());
+        let ts_column = self
+            .watermarks
+            .as_ref()
+            .map(|w| w.strategy().timestamp_column.clone());
         let mut last_tick = start;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(FungiError::Cancelled);
             }
-            let event = self.source.next().await.map_err(|e| operator_error(&self.name, e))?;
+            let event = self
+                .source
+                .next()
+                .await
+                .map_err(|e| operator_error(&self.name, e))?;
             let now = Instant::now();
             match event {
                 SourceEvent::Batch { split, batch } => {
@@ -229,7 +250,13 @@ impl SourceTask {
                             FungiError::Plan(format!(
                                 "source '{}' has no timestamp column '{col}'; its columns are: {}",
                                 self.name,
-                                batch.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                                batch
+                                    .schema()
+                                    .fields()
+                                    .iter()
+                                    .map(|f| f.name().as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         })?;
                         let ts = timestamps_millis(batch.column(index), col)?;

@@ -27,7 +27,8 @@ impl Default for StreamExecutionEnvironment {
 
 impl std::fmt::Debug for StreamExecutionEnvironment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamExecutionEnvironment").finish_non_exhaustive()
+        f.debug_struct("StreamExecutionEnvironment")
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,7 +90,9 @@ impl StreamExecutionEnvironment {
         // have the same parallelism, rebalance otherwise.
         let parallelism: Vec<u32> = graph.nodes.iter().map(|n| n.parallelism).collect();
         for e in &mut graph.edges {
-            if e.partitioning == Partitioning::Forward && parallelism[e.from.0 as usize] != parallelism[e.to.0 as usize] {
+            if e.partitioning == Partitioning::Forward
+                && parallelism[e.from.0 as usize] != parallelism[e.to.0 as usize]
+            {
                 e.partitioning = Partitioning::Rebalance;
             }
         }
@@ -104,7 +107,11 @@ impl StreamExecutionEnvironment {
     /// Starts the job and returns at once.
     pub fn execute_async(&self, name: &str) -> Result<JobHandle> {
         let graph = self.job_graph(name);
-        if !graph.nodes.iter().any(|n| matches!(n.kind, NodeKind::Operator { .. })) {
+        if !graph
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Operator { .. }))
+        {
             return Err(fungi_common::FungiError::Plan(
                 "the job has no operators or sinks; add a sink with sink_to() or print()".into(),
             ));

@@ -36,7 +36,8 @@ mod windows;
 pub use environment::StreamExecutionEnvironment;
 pub use stream::{DataStream, KeyedStream, WindowedStream};
 pub use windows::{
-    CumulativeEventTimeWindows, EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows,
+    CumulativeEventTimeWindows, EventTimeSessionWindows, SlidingEventTimeWindows,
+    TumblingEventTimeWindows,
 };
 
 use arrow::datatypes::SchemaRef;
@@ -53,17 +54,23 @@ pub fn nexmark_source(table: &str, events: u64) -> Result<SourceSpec> {
     fungi_connector::registry::source(
         "nexmark",
         None,
-        &Options::new("nexmark", [("table", table.to_string()), ("events", events.to_string())]),
+        &Options::new(
+            "nexmark",
+            [("table", table.to_string()), ("events", events.to_string())],
+        ),
     )
 }
 
 /// Everything a DataStream program usually needs.
 pub mod prelude {
     pub use super::{
-        CumulativeEventTimeWindows, DataStream, EventTimeSessionWindows, KeyedStream, SlidingEventTimeWindows,
-        SourceSpec, StreamExecutionEnvironment, TumblingEventTimeWindows, WindowedStream, nexmark_source,
+        CumulativeEventTimeWindows, DataStream, EventTimeSessionWindows, KeyedStream,
+        SlidingEventTimeWindows, SourceSpec, StreamExecutionEnvironment, TumblingEventTimeWindows,
+        WindowedStream, nexmark_source,
     };
-    pub use fungi_execution::operators::{CollectSink, KeyedContext, KeyedProcessFunction, KeyedRows};
+    pub use fungi_execution::operators::{
+        CollectSink, KeyedContext, KeyedProcessFunction, KeyedRows,
+    };
     pub use fungi_streaming::aggregate::{avg, count, count_star, max, min, sum};
     pub use fungi_streaming::watermark::WatermarkStrategy;
 }

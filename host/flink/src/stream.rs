@@ -10,8 +10,8 @@ use fungi_common::{FungiError, Result};
 use fungi_execution::graph::Partitioning;
 use fungi_execution::operator::OperatorFactory;
 use fungi_execution::operators::{
-    FilterOperator, FlatMapOperator, KeyedProcessFunction, KeyedProcessOperator, LATE_TAG, MapOperator,
-    WatermarkAssigner, WindowOperator,
+    FilterOperator, FlatMapOperator, KeyedProcessFunction, KeyedProcessOperator, LATE_TAG,
+    MapOperator, WatermarkAssigner, WindowOperator,
 };
 use fungi_streaming::aggregate::AggregateCall;
 use fungi_streaming::watermark::WatermarkStrategy;
@@ -34,7 +34,10 @@ pub struct DataStream {
 
 impl std::fmt::Debug for DataStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataStream").field("node", &self.node).field("schema", &self.schema).finish()
+        f.debug_struct("DataStream")
+            .field("node", &self.node)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -62,7 +65,13 @@ impl DataStream {
     }
 
     /// Adds an operator fed by this stream and returns the stream it produces.
-    fn then(&self, name: &str, factory: OperatorFactory, schema: SchemaRef, stateful: bool) -> DataStream {
+    fn then(
+        &self,
+        name: &str,
+        factory: OperatorFactory,
+        schema: SchemaRef,
+        stateful: bool,
+    ) -> DataStream {
         let mut g = self.env.graph.lock().expect("poisoned");
         let parallelism = g.config.parallelism;
         let node = if stateful {
@@ -110,26 +119,49 @@ impl DataStream {
             {
                 *watermarks = Some(strategy);
                 drop(g);
-                return DataStream { time_column: Some(column), ..self };
+                return DataStream {
+                    time_column: Some(column),
+                    ..self
+                };
             }
         }
-        let mut s = self.then("watermarks", WatermarkAssigner::factory(strategy), self.schema.clone(), false);
+        let mut s = self.then(
+            "watermarks",
+            WatermarkAssigner::factory(strategy),
+            self.schema.clone(),
+            false,
+        );
         s.time_column = Some(column);
         s
     }
 
     /// Applies `f` to every batch. `f` is called once on an empty batch at planning time
     /// to learn the output schema.
-    pub fn map(&self, f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static) -> Result<DataStream> {
+    pub fn map(
+        &self,
+        f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Result<DataStream> {
         let schema = f(RecordBatch::new_empty(self.schema.clone()))
-            .map_err(|e| FungiError::Plan(format!("map function failed on an empty batch (used to learn its output schema): {e}")))?
+            .map_err(|e| {
+                FungiError::Plan(format!(
+                    "map function failed on an empty batch (used to learn its output schema): {e}"
+                ))
+            })?
             .schema();
         Ok(self.then("map", MapOperator::factory(f), schema, false))
     }
 
     /// Keeps the rows for which `predicate` is true.
-    pub fn filter(&self, predicate: impl Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync + 'static) -> DataStream {
-        self.then("filter", FilterOperator::factory(predicate), self.schema.clone(), false)
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync + 'static,
+    ) -> DataStream {
+        self.then(
+            "filter",
+            FilterOperator::factory(predicate),
+            self.schema.clone(),
+            false,
+        )
     }
 
     /// Turns each batch into zero or more batches of `schema`.
@@ -159,7 +191,10 @@ impl DataStream {
             .cloned()
             .ok_or_else(|| {
                 let known: Vec<&str> = self.side_outputs.iter().map(|(t, _)| &**t).collect();
-                FungiError::Plan(format!("this stream has no side output '{tag}'; it has: {}", known.join(", ")))
+                FungiError::Plan(format!(
+                    "this stream has no side output '{tag}'; it has: {}",
+                    known.join(", ")
+                ))
             })?;
         Ok(DataStream {
             tag: Some(tag),
@@ -177,7 +212,10 @@ impl DataStream {
 
     /// Prints the stream to stdout as JSON lines.
     pub fn print(&self) -> Result<DataStream> {
-        let sink = fungi_connector::registry::sink("stdout", &fungi_connector::options::Options::default())?;
+        let sink = fungi_connector::registry::sink(
+            "stdout",
+            &fungi_connector::options::Options::default(),
+        )?;
         Ok(self.sink_to(sink, "print"))
     }
 }
@@ -256,7 +294,8 @@ impl WindowedStream {
         // Results have no event-time column of their own; a later window on them needs
         // assign_timestamps_and_watermarks() (e.g. on window_start).
         out.time_column = None;
-        out.side_outputs.push((Arc::from(LATE_TAG), stream.schema.clone()));
+        out.side_outputs
+            .push((Arc::from(LATE_TAG), stream.schema.clone()));
         Ok(out)
     }
 }

@@ -64,7 +64,13 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
     }
 
     /// Sets the value for `key`.
-    pub fn put(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], value: &V) -> Result<()> {
+    pub fn put(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        value: &V,
+    ) -> Result<()> {
         let bytes = encode(&self.name, value)?;
         store.put(key_group, &state_key(&self.name, key, &[]), &bytes)
     }
@@ -95,14 +101,26 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
     }
 
     /// Appends `value` to the list of `key`.
-    pub fn add(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], value: V) -> Result<()> {
+    pub fn add(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        value: V,
+    ) -> Result<()> {
         let mut list = self.get(store, key_group, key)?;
         list.push(value);
         self.inner.put(store, key_group, key, &list)
     }
 
     /// Replaces the list of `key`.
-    pub fn update(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], values: &Vec<V>) -> Result<()> {
+    pub fn update(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        values: &Vec<V>,
+    ) -> Result<()> {
         self.inner.put(store, key_group, key, values)
     }
 
@@ -133,7 +151,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
 
     /// The value under `map_key` in the map of `key`.
-    pub fn get(&self, store: &dyn KeyedStore, key_group: u32, key: &[u8], map_key: &K) -> Result<Option<V>> {
+    pub fn get(
+        &self,
+        store: &dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        map_key: &K,
+    ) -> Result<Option<V>> {
         store
             .get(key_group, &self.entry_key(key, map_key)?)?
             .map(|b| decode(&self.name, &b))
@@ -141,31 +165,50 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
 
     /// Sets `map_key` to `value` in the map of `key`.
-    pub fn put(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], map_key: &K, value: &V) -> Result<()> {
+    pub fn put(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        map_key: &K,
+        value: &V,
+    ) -> Result<()> {
         let bytes = encode(&self.name, value)?;
         store.put(key_group, &self.entry_key(key, map_key)?, &bytes)
     }
 
     /// Removes `map_key` from the map of `key`.
-    pub fn remove(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], map_key: &K) -> Result<()> {
+    pub fn remove(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        map_key: &K,
+    ) -> Result<()> {
         store.delete(key_group, &self.entry_key(key, map_key)?)
     }
 
     /// All entries of the map of `key`, in the order of their encoded keys.
-    pub fn entries(&self, store: &dyn KeyedStore, key_group: u32, key: &[u8]) -> Result<Vec<(K, V)>> {
+    pub fn entries(
+        &self,
+        store: &dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+    ) -> Result<Vec<(K, V)>> {
         let prefix = state_key(&self.name, key, &[]);
         let mut out = Vec::new();
         let mut error = None;
-        store.scan_prefix(key_group, &prefix, &mut |k, v| {
-            match (decode(&self.name, &k[prefix.len()..]), decode(&self.name, v)) {
-                (Ok(k), Ok(v)) => {
-                    out.push((k, v));
-                    true
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    error = Some(e);
-                    false
-                }
+        store.scan_prefix(key_group, &prefix, &mut |k, v| match (
+            decode(&self.name, &k[prefix.len()..]),
+            decode(&self.name, v),
+        ) {
+            (Ok(k), Ok(v)) => {
+                out.push((k, v));
+                true
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                error = Some(e);
+                false
             }
         })?;
         error.map_or(Ok(out), Err)
@@ -209,14 +252,25 @@ impl<F: AggregateFunction> AggregatingState<F> {
     }
 
     /// Folds `value` into the accumulator of `key`.
-    pub fn add(&self, store: &mut dyn KeyedStore, key_group: u32, key: &[u8], value: F::In) -> Result<()> {
+    pub fn add(
+        &self,
+        store: &mut dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+        value: F::In,
+    ) -> Result<()> {
         let mut acc = self.inner.get(store, key_group, key)?.unwrap_or_default();
         self.function.add(&mut acc, value);
         self.inner.put(store, key_group, key, &acc)
     }
 
     /// The current result for `key`, if anything was added.
-    pub fn get(&self, store: &dyn KeyedStore, key_group: u32, key: &[u8]) -> Result<Option<F::Out>> {
+    pub fn get(
+        &self,
+        store: &dyn KeyedStore,
+        key_group: u32,
+        key: &[u8],
+    ) -> Result<Option<F::Out>> {
         Ok(self
             .inner
             .get(store, key_group, key)?

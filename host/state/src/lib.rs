@@ -28,7 +28,7 @@ use std::ops::Range;
 
 pub use kinds::{AggregateFunction, AggregatingState, ListState, MapState, ValueState};
 pub use memory::MemoryStateBackend;
-pub use snapshot::KeyedSnapshot;
+pub use snapshot::{KeyGroupEntries, KeyedSnapshot};
 
 /// Errors of the state layer.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,11 @@ pub struct StateNamespace {
 
 impl StateNamespace {
     /// A namespace from its three parts.
-    pub fn new(tenant: impl Into<String>, job: impl Into<String>, operator: impl Into<String>) -> Self {
+    pub fn new(
+        tenant: impl Into<String>,
+        job: impl Into<String>,
+        operator: impl Into<String>,
+    ) -> Self {
         StateNamespace {
             tenant: tenant.into(),
             job: job.into(),
@@ -101,8 +105,11 @@ pub trait StateBackend: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Opens the keyed store of one operator subtask owning the key groups `key_groups`.
-    fn open_keyed(&self, namespace: &StateNamespace, key_groups: Range<u32>)
-    -> Result<Box<dyn KeyedStore>>;
+    fn open_keyed(
+        &self,
+        namespace: &StateNamespace,
+        key_groups: Range<u32>,
+    ) -> Result<Box<dyn KeyedStore>>;
 }
 
 /// An ordered byte key-value store for one operator subtask, partitioned by key group.

@@ -9,12 +9,15 @@ use crate::{Result, StateError};
 /// Format version written in front of every encoded snapshot.
 const SNAPSHOT_VERSION: u8 = 1;
 
+/// The entries of one key group, in key order: (key, value) pairs.
+pub type KeyGroupEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Entries of a keyed store, grouped by key group. Restoring filters by key group, so a
 /// snapshot taken at one parallelism can be split among the subtasks of another.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyedSnapshot {
     /// Key group -> its entries in key order.
-    pub groups: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>,
+    pub groups: BTreeMap<u32, KeyGroupEntries>,
 }
 
 impl KeyedSnapshot {

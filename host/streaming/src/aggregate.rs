@@ -72,7 +72,11 @@ pub struct AggregateCall {
 
 impl AggregateCall {
     /// `function(inputs...) AS alias`.
-    pub fn new(function: Arc<dyn AggregateFunction>, inputs: &[&str], alias: impl Into<String>) -> Self {
+    pub fn new(
+        function: Arc<dyn AggregateFunction>,
+        inputs: &[&str],
+        alias: impl Into<String>,
+    ) -> Self {
         AggregateCall {
             function,
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
@@ -198,9 +202,9 @@ impl GroupsAccumulator for CountAccumulator {
         Ok(())
     }
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        Ok(Arc::new(Int64Array::from_iter_values(
-            groups.iter().map(|&g| self.counts.get(g as usize).copied().unwrap_or(0)),
-        )))
+        Ok(Arc::new(Int64Array::from_iter_values(groups.iter().map(
+            |&g| self.counts.get(g as usize).copied().unwrap_or(0),
+        ))))
     }
     fn reset(&mut self, groups: &[u32]) {
         for &g in groups {
@@ -295,7 +299,11 @@ where
             None => {
                 for (&g, &v) in groups.iter().zip(vals.iter()) {
                     let g = g as usize;
-                    self.values[g] = if self.seen[g] { F::fold(self.values[g], v) } else { v };
+                    self.values[g] = if self.seen[g] {
+                        F::fold(self.values[g], v)
+                    } else {
+                        v
+                    };
                     self.seen[g] = true;
                 }
             }
@@ -303,7 +311,11 @@ where
                 for ((&g, &v), valid) in groups.iter().zip(vals.iter()).zip(nulls.iter()) {
                     if valid {
                         let g = g as usize;
-                        self.values[g] = if self.seen[g] { F::fold(self.values[g], v) } else { v };
+                        self.values[g] = if self.seen[g] {
+                            F::fold(self.values[g], v)
+                        } else {
+                            v
+                        };
                         self.seen[g] = true;
                     }
                 }
@@ -337,7 +349,11 @@ where
                 let g = g as usize;
                 let seen = self.seen.get(g).copied().unwrap_or(false);
                 validity.append(seen);
-                if seen { self.values[g] } else { T::Native::default() }
+                if seen {
+                    self.values[g]
+                } else {
+                    T::Native::default()
+                }
             })
             .collect();
         let array: ArrayRef = Arc::new(PrimitiveArray::<T>::new(
@@ -389,7 +405,10 @@ impl AggregateFunction for Sum {
     }
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
         let domain = self.return_type(input)?;
-        Ok(fold_accumulator::<AddFold, AddFold>(&domain, domain.clone()))
+        Ok(fold_accumulator::<AddFold, AddFold>(
+            &domain,
+            domain.clone(),
+        ))
     }
 }
 
@@ -408,7 +427,10 @@ impl AggregateFunction for Min {
     }
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
         let t = self.return_type(input)?;
-        Ok(fold_accumulator::<MinFold, MinFold>(&numeric_domain("min", &t)?, t))
+        Ok(fold_accumulator::<MinFold, MinFold>(
+            &numeric_domain("min", &t)?,
+            t,
+        ))
     }
 }
 
@@ -427,7 +449,10 @@ impl AggregateFunction for Max {
     }
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
         let t = self.return_type(input)?;
-        Ok(fold_accumulator::<MaxFold, MaxFold>(&numeric_domain("max", &t)?, t))
+        Ok(fold_accumulator::<MaxFold, MaxFold>(
+            &numeric_domain("max", &t)?,
+            t,
+        ))
     }
 }
 
@@ -500,7 +525,10 @@ mod tests {
         acc.update_batch(&[col], &[0, 0, 1, 1], 3).unwrap();
         acc.merge_groups(&[(2, 0), (2, 1)], 3).unwrap();
         let out = acc.evaluate(&[0, 1, 2]).unwrap();
-        assert_eq!(out.as_primitive::<Int64Type>().values().as_ref(), &[1, 7, 8]);
+        assert_eq!(
+            out.as_primitive::<Int64Type>().values().as_ref(),
+            &[1, 7, 8]
+        );
         acc.reset(&[0]);
         assert!(acc.evaluate(&[0]).unwrap().is_null(0));
     }
@@ -509,8 +537,15 @@ mod tests {
     fn min_keeps_input_type_and_avg_divides() {
         let col: ArrayRef = Arc::new(Int32Array::from(vec![5, 2, 9]));
         let mut m = Min.accumulator(&[DataType::Int32]).unwrap();
-        m.update_batch(std::slice::from_ref(&col), &[0, 0, 0], 1).unwrap();
-        assert_eq!(m.evaluate(&[0]).unwrap().as_primitive::<arrow::datatypes::Int32Type>().value(0), 2);
+        m.update_batch(std::slice::from_ref(&col), &[0, 0, 0], 1)
+            .unwrap();
+        assert_eq!(
+            m.evaluate(&[0])
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(0),
+            2
+        );
         let mut a = Avg.accumulator(&[DataType::Int32]).unwrap();
         a.update_batch(&[col], &[0, 0, 0], 1).unwrap();
         let out = a.evaluate(&[0]).unwrap();

@@ -65,7 +65,12 @@ impl KeyTable {
     }
 
     /// Interns the keys of the `num_rows` rows of `columns`, writing their ids into `ids`.
-    pub fn intern(&mut self, columns: &[ArrayRef], num_rows: usize, ids: &mut Vec<u32>) -> Result<()> {
+    pub fn intern(
+        &mut self,
+        columns: &[ArrayRef],
+        num_rows: usize,
+        ids: &mut Vec<u32>,
+    ) -> Result<()> {
         ids.clear();
         if self.fields.is_empty() {
             // A global (non-keyed) aggregation: every row has the one empty key.

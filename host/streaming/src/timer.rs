@@ -92,7 +92,11 @@ mod tests {
     use super::*;
 
     fn t(time: i64, key: &[u8]) -> Timer {
-        Timer { time, key_group: 0, key: key.to_vec() }
+        Timer {
+            time,
+            key_group: 0,
+            key: key.to_vec(),
+        }
     }
 
     #[test]

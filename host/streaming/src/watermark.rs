@@ -149,9 +149,11 @@ impl SplitWatermarks {
             None if self.splits.is_empty() => return None,
             None => Watermark::Idle,
             Some(i64::MIN) => return None,
-            Some(max_ts) => {
-                Watermark::EventTime(max_ts.saturating_sub(self.strategy.delay()).saturating_sub(1))
-            }
+            Some(max_ts) => Watermark::EventTime(
+                max_ts
+                    .saturating_sub(self.strategy.delay())
+                    .saturating_sub(1),
+            ),
         };
         self.emit(current)
     }
@@ -251,7 +253,11 @@ mod tests {
         w.observe(0, &ts(&[1000, 1500, 1200]), now);
         assert_eq!(w.poll(now), Some(Watermark::EventTime(1399)));
         w.observe(0, &ts(&[1100]), now);
-        assert_eq!(w.poll(now), None, "an older record does not move the watermark");
+        assert_eq!(
+            w.poll(now),
+            None,
+            "an older record does not move the watermark"
+        );
     }
 
     #[test]
@@ -277,10 +283,20 @@ mod tests {
     #[test]
     fn combiner_takes_min_over_active_inputs() {
         let mut c = WatermarkCombiner::new(2);
-        assert_eq!(c.update(0, Watermark::EventTime(10)), None, "input 1 silent");
-        assert_eq!(c.update(1, Watermark::EventTime(5)), Some(Watermark::EventTime(5)));
+        assert_eq!(
+            c.update(0, Watermark::EventTime(10)),
+            None,
+            "input 1 silent"
+        );
+        assert_eq!(
+            c.update(1, Watermark::EventTime(5)),
+            Some(Watermark::EventTime(5))
+        );
         assert_eq!(c.update(1, Watermark::Idle), Some(Watermark::EventTime(10)));
         assert_eq!(c.update(0, Watermark::Idle), Some(Watermark::Idle));
-        assert_eq!(c.update(1, Watermark::EventTime(7)), Some(Watermark::EventTime(10)));
+        assert_eq!(
+            c.update(1, Watermark::EventTime(7)),
+            Some(Watermark::EventTime(10))
+        );
     }
 }

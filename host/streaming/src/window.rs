@@ -65,7 +65,9 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 fn positive(what: &str, v: i64) -> Result<()> {
     if v <= 0 {
-        Err(FungiError::Plan(format!("window {what} must be positive, got {v} ms")))
+        Err(FungiError::Plan(format!(
+            "window {what} must be positive, got {v} ms"
+        )))
     } else {
         Ok(())
     }
@@ -87,7 +89,11 @@ impl WindowAssigner {
                 "sliding window slide ({slide} ms) is larger than its size ({size} ms): records between windows would be lost"
             )));
         }
-        Ok(WindowAssigner::Sliding { size, slide, offset: 0 })
+        Ok(WindowAssigner::Sliding {
+            size,
+            slide,
+            offset: 0,
+        })
     }
 
     /// Session windows with inactivity `gap` ms.
@@ -150,7 +156,10 @@ impl WindowAssigner {
                 let back = (last_start + size - slice_start - slice) / slide;
                 for k in (0..=back).rev() {
                     let s = last_start - k * slide;
-                    f(TimeWindow { start: s, end: s + size });
+                    f(TimeWindow {
+                        start: s,
+                        end: s + size,
+                    });
                 }
             }
             WindowAssigner::Cumulate { step, max_size } => {

@@ -141,14 +141,18 @@ impl std::fmt::Debug for WindowAggregator {
 }
 
 fn column_index(schema: &SchemaRef, name: &str) -> Result<usize> {
-    schema.index_of(name).map_err(|_| unknown_column(name, schema))
+    schema
+        .index_of(name)
+        .map_err(|_| unknown_column(name, schema))
 }
 
 impl WindowAggregator {
     /// Builds the aggregator for input rows of `input` schema.
     pub fn try_new(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<Self> {
         if spec.allowed_lateness < 0 {
-            return Err(FungiError::Plan("allowed lateness must not be negative".into()));
+            return Err(FungiError::Plan(
+                "allowed lateness must not be negative".into(),
+            ));
         }
         let time_index = column_index(input, &spec.time_column)?;
         let key_indices = spec
@@ -173,9 +177,10 @@ impl WindowAggregator {
                 .iter()
                 .map(|&i| input.field(i).data_type().clone())
                 .collect();
-            let out_type = call.function.return_type(&types).map_err(|e| {
-                FungiError::Plan(format!("aggregate '{}': {e}", call.alias))
-            })?;
+            let out_type = call
+                .function
+                .return_type(&types)
+                .map_err(|e| FungiError::Plan(format!("aggregate '{}': {e}", call.alias)))?;
             fields.push(Field::new(&call.alias, out_type, true));
             accumulators.push(call.function.accumulator(&types)?);
             agg_inputs.push(indices);
@@ -230,7 +235,9 @@ impl WindowAggregator {
     #[inline]
     fn expiry(&self, ts: i64) -> i64 {
         let last_end = match self.windows {
-            Windows::Sliced(ref s) => self.assigner.last_window_end(self.assigner.slice_start(ts, s.slice)),
+            Windows::Sliced(ref s) => self
+                .assigner
+                .last_window_end(self.assigner.slice_start(ts, s.slice)),
             Windows::Session(ref s) => ts.saturating_add(s.gap),
         };
         last_end.saturating_sub(1).saturating_add(self.lateness)
@@ -245,7 +252,11 @@ impl WindowAggregator {
         let mut batch = batch.clone();
         let mut ts = ts;
         if watermark > i64::MIN && ts.values().iter().any(|&t| self.expiry(t) <= watermark) {
-            let late: BooleanArray = ts.values().iter().map(|&t| Some(self.expiry(t) <= watermark)).collect();
+            let late: BooleanArray = ts
+                .values()
+                .iter()
+                .map(|&t| Some(self.expiry(t) <= watermark))
+                .collect();
             let late_rows = filter_record_batch(&batch, &late)?;
             self.late_records += late_rows.num_rows() as u64;
             outcome.late = Some(late_rows);
@@ -262,14 +273,29 @@ impl WindowAggregator {
         if batch.num_rows() == 0 {
             return Ok(outcome);
         }
-        let key_columns: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let key_columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let mut key_ids = std::mem::take(&mut self.key_ids);
         let mut group_indices = std::mem::take(&mut self.group_indices);
-        self.keys.intern(&key_columns, batch.num_rows(), &mut key_ids)?;
+        self.keys
+            .intern(&key_columns, batch.num_rows(), &mut key_ids)?;
         group_indices.clear();
         let merged = match &mut self.windows {
             Windows::Sliced(state) => {
-                assign_slices(state, &self.assigner, &mut self.ids, watermark, self.lateness, ts.values(), &key_ids, &mut group_indices, &mut self.dirty);
+                assign_slices(
+                    state,
+                    &self.assigner,
+                    &mut self.ids,
+                    watermark,
+                    self.lateness,
+                    ts.values(),
+                    &key_ids,
+                    &mut group_indices,
+                    &mut self.dirty,
+                );
                 Vec::new()
             }
             Windows::Session(state) => assign_sessions(
@@ -342,7 +368,11 @@ impl WindowAggregator {
             };
             let mut rows = Vec::new();
             for (key, start) in dirty {
-                if let Some(s) = state.sessions.get(&key).and_then(|v| v.iter().find(|s| s.start == start)) {
+                if let Some(s) = state
+                    .sessions
+                    .get(&key)
+                    .and_then(|v| v.iter().find(|s| s.start == start))
+                {
                     rows.push((key, *s));
                 }
             }
@@ -362,8 +392,12 @@ impl WindowAggregator {
     fn fire_sliced(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
         let mut batches = Vec::new();
         loop {
-            let Windows::Sliced(state) = &mut self.windows else { unreachable!() };
-            let Some(&(end, start)) = state.pending.first() else { break };
+            let Windows::Sliced(state) = &mut self.windows else {
+                unreachable!()
+            };
+            let Some(&(end, start)) = state.pending.first() else {
+                break;
+            };
             if end - 1 > watermark {
                 break;
             }
@@ -373,7 +407,9 @@ impl WindowAggregator {
             }
         }
         // Free slices whose every window is past the allowed lateness.
-        let Windows::Sliced(state) = &mut self.windows else { unreachable!() };
+        let Windows::Sliced(state) = &mut self.windows else {
+            unreachable!()
+        };
         let mut freed = Vec::new();
         while let Some((&slice_start, _)) = state.slices.first_key_value() {
             let expiry = self
@@ -396,7 +432,9 @@ impl WindowAggregator {
 
     /// Evaluates the window `w` from its slices; `None` if it holds no data.
     fn evaluate_window(&mut self, w: TimeWindow) -> Result<Option<RecordBatch>> {
-        let Windows::Sliced(state) = &self.windows else { unreachable!() };
+        let Windows::Sliced(state) = &self.windows else {
+            unreachable!()
+        };
         let mut slices = state.slices.range(w.start..w.end);
         let (Some((_, first)), None) = (slices.next(), slices.clone().next()) else {
             // Several slices: merge them per key into fresh groups.
@@ -450,25 +488,40 @@ impl WindowAggregator {
         let key_ids: Vec<u32> = rows.iter().map(|(k, _)| *k).collect();
         let groups: Vec<u32> = rows.iter().map(|(_, s)| s.group).collect();
         let mut columns = self.keys.columns(&key_ids)?;
-        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|(_, s)| s.start))));
-        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|(_, s)| s.end))));
+        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|(_, s)| s.start),
+        )));
+        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|(_, s)| s.end),
+        )));
         for acc in &self.accumulators {
             columns.push(acc.evaluate(&groups)?);
         }
-        Ok(Some(RecordBatch::try_new(self.output_schema.clone(), columns)?))
+        Ok(Some(RecordBatch::try_new(
+            self.output_schema.clone(),
+            columns,
+        )?))
     }
 
     fn fire_sessions(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
         let lateness = self.lateness;
-        let Windows::Session(state) = &mut self.windows else { unreachable!() };
+        let Windows::Session(state) = &mut self.windows else {
+            unreachable!()
+        };
         let mut fire = Vec::new();
         let mut expired = Vec::new();
         for &(end, key, start) in &state.by_end {
             if end - 1 > watermark {
                 break;
             }
-            let sessions = state.sessions.get_mut(&key).expect("indexed session exists");
-            let s = sessions.iter_mut().find(|s| s.start == start).expect("indexed session exists");
+            let sessions = state
+                .sessions
+                .get_mut(&key)
+                .expect("indexed session exists");
+            let s = sessions
+                .iter_mut()
+                .find(|s| s.start == start)
+                .expect("indexed session exists");
             if !s.fired {
                 s.fired = true;
                 fire.push((key, *s));
@@ -478,7 +531,9 @@ impl WindowAggregator {
             }
         }
         let out = self.session_rows(&fire)?;
-        let Windows::Session(state) = &mut self.windows else { unreachable!() };
+        let Windows::Session(state) = &mut self.windows else {
+            unreachable!()
+        };
         let mut freed = Vec::new();
         for (end, key, start) in expired {
             state.by_end.remove(&(end, key, start));
@@ -562,12 +617,22 @@ fn assign_sessions(
         let (start, end) = (t, t.saturating_add(gap));
         let sessions = state.sessions.entry(key).or_default();
         // Sessions that touch or overlap [start, end) merge with it.
-        let first = sessions.iter().position(|s| s.start <= end && s.end >= start);
+        let first = sessions
+            .iter()
+            .position(|s| s.start <= end && s.end >= start);
         let group = match first {
             None => {
                 let g = ids.alloc();
                 let pos = sessions.partition_point(|s| s.start < start);
-                sessions.insert(pos, Session { start, end, group: g, fired: false });
+                sessions.insert(
+                    pos,
+                    Session {
+                        start,
+                        end,
+                        group: g,
+                        fired: false,
+                    },
+                );
                 state.by_end.insert((end, key, start));
                 g
             }
@@ -603,7 +668,9 @@ fn assign_sessions(
                     }
                 }
                 sessions[i] = merged_session;
-                state.by_end.insert((merged_session.end, key, merged_session.start));
+                state
+                    .by_end
+                    .insert((merged_session.end, key, merged_session.start));
                 if merged_session.fired {
                     // Updating a fired session: it is emitted again once the batch is in.
                     // A session that grew past the watermark fires again normally.
@@ -629,7 +696,10 @@ fn assign_sessions(
         let keys: Vec<u32> = dirty.iter().map(|(k, _)| *k).collect();
         for key in keys {
             if let Some(sessions) = state.sessions.get(&key) {
-                for s in sessions.iter().filter(|s| s.fired && s.end - 1 <= watermark) {
+                for s in sessions
+                    .iter()
+                    .filter(|s| s.fired && s.end - 1 <= watermark)
+                {
                     dirty.insert((key, s.start));
                 }
             }

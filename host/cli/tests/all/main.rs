@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 fn fungi() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fungi"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("NO_COLOR", "1");
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -23,21 +24,34 @@ fn help_documents_every_command() {
     }
     let out = fungi().args(["run", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("--local") && text.contains("--explain"), "{text}");
+    assert!(
+        text.contains("--local") && text.contains("--explain"),
+        "{text}"
+    );
 }
 
 #[test]
 fn runs_the_sensor_example_with_a_dead_letter() {
     let out = fungi()
-        .args(["run", "--local", &repo("examples/jobs/sensor-sessions.toml")])
+        .args([
+            "run",
+            "--local",
+            &repo("examples/jobs/sensor-sessions.toml"),
+        ])
         .current_dir(repo(""))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("| s1     | 2026-11-26T10:00:00 | 2026-11-26T10:00:40 | 3 "), "{stdout}");
-    assert!(stderr.contains("1 dead letters") && stderr.contains("sensors.csv:8"), "{stderr}");
+    assert!(
+        stdout.contains("| s1     | 2026-11-26T10:00:00 | 2026-11-26T10:00:40 | 3 "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 dead letters") && stderr.contains("sensors.csv:8"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -49,12 +63,22 @@ fn bad_job_files_name_the_problem() {
         "[source]\nconnector = \"nexmark\"\noptions = { events = \"100\" }\n[window]\nkind = \"tumbling\"\nsize = \"1s\"\naggregates = [\"count(*)\"]\n[sink]\nconnector = \"blackhole\"\n",
     )
     .unwrap();
-    let out = fungi().args(["run", "--local", job.to_str().unwrap()]).output().unwrap();
+    let out = fungi()
+        .args(["run", "--local", job.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a window needs event time"), "{stderr}");
-    std::fs::write(&job, "[source]\nconnector = \"nexmark\"\n[sink]\nconnector = \"blackhole\"\ncolour = 1\n").unwrap();
-    let out = fungi().args(["run", "--local", job.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &job,
+        "[source]\nconnector = \"nexmark\"\n[sink]\nconnector = \"blackhole\"\ncolour = 1\n",
+    )
+    .unwrap();
+    let out = fungi()
+        .args(["run", "--local", job.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown field `colour`"), "{stderr}");
 }
@@ -74,7 +98,10 @@ fn ctrl_c_stops_the_job_cleanly() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let start = Instant::now();
     let out = child.wait_with_output().unwrap();
@@ -87,10 +114,16 @@ fn ctrl_c_stops_the_job_cleanly() {
 #[test]
 fn bench_runs_a_small_query() {
     let out = fungi()
-        .args(["bench", "nexmark", "--query", "q1,count", "--events", "200000", "--json"])
+        .args([
+            "bench", "nexmark", "--query", "q1,count", "--events", "200000", "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(results.as_array().unwrap().len(), 2);
     assert_eq!(results[0]["rows"], 184_000);

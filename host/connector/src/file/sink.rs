@@ -66,10 +66,11 @@ impl FileSink {
                         .with_delimiter(delimiter)
                         .build(BufWriter::new(file)),
                 ),
-                FileFormat::Parquet => Writer::Parquet(
-                    ArrowWriter::try_new(file, batch.schema(), None)
-                        .map_err(|e| FungiError::Config(format!("{}: {e}", self.in_progress.display())))?,
-                ),
+                FileFormat::Parquet => {
+                    Writer::Parquet(ArrowWriter::try_new(file, batch.schema(), None).map_err(
+                        |e| FungiError::Config(format!("{}: {e}", self.in_progress.display())),
+                    )?)
+                }
             });
         }
         Ok(self.writer.as_mut().expect("just created"))
@@ -78,7 +79,8 @@ impl FileSink {
 
 impl Operator for FileSink {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| FungiError::io(self.dir.display().to_string(), e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| FungiError::io(self.dir.display().to_string(), e))?;
         let name = format!("part-{}.{}", ctx.subtask.index, self.format.extension());
         self.in_progress = self.dir.join(format!(".{name}.inprogress"));
         self.final_path = self.dir.join(name);
@@ -90,7 +92,9 @@ impl Operator for FileSink {
         match self.writer(&batch)? {
             Writer::Json(w) => w.write(&batch)?,
             Writer::Csv(w) => w.write(&batch)?,
-            Writer::Parquet(w) => w.write(&batch).map_err(|e| FungiError::Config(format!("{path}: {e}")))?,
+            Writer::Parquet(w) => w
+                .write(&batch)
+                .map_err(|e| FungiError::Config(format!("{path}: {e}")))?,
         }
         Ok(())
     }
@@ -107,7 +111,8 @@ impl Operator for FileSink {
                 std::io::Write::flush(&mut w.into_inner()).map_err(|e| self.io(e))?;
             }
             Some(Writer::Parquet(w)) => {
-                w.close().map_err(|e| FungiError::Config(format!("{path}: {e}")))?;
+                w.close()
+                    .map_err(|e| FungiError::Config(format!("{path}: {e}")))?;
             }
         }
         std::fs::rename(&self.in_progress, &self.final_path).map_err(|e| self.io(e))

@@ -27,7 +27,13 @@ pub enum OnError {
 }
 
 /// Options understood by [`FileSource::factory`].
-pub const FILE_SOURCE_OPTIONS: &[&str] = &["path", "format", "csv.header", "csv.field-delimiter", "on-error"];
+pub const FILE_SOURCE_OPTIONS: &[&str] = &[
+    "path",
+    "format",
+    "csv.header",
+    "csv.field-delimiter",
+    "on-error",
+];
 
 /// Reads the files of its splits one after the other.
 pub struct FileSource {
@@ -57,12 +63,15 @@ enum Open {
 
 /// The visible files under `path` (or `path` itself), in name order.
 fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|e| FungiError::io(path.display().to_string(), e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| FungiError::io(path.display().to_string(), e))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| FungiError::io(path.display().to_string(), e))? {
+    for entry in
+        std::fs::read_dir(path).map_err(|e| FungiError::io(path.display().to_string(), e))?
+    {
         let entry = entry.map_err(|e| FungiError::io(path.display().to_string(), e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -122,8 +131,17 @@ impl FileSource {
             FileFormat::Parquet => {
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                     .and_then(|b| b.with_batch_size(self.batch_size).build())
-                    .map_err(|e| FungiError::Config(format!("{}: not a readable Parquet file: {e}", path.display())))?;
-                Open::Parquet { split, path, reader }
+                    .map_err(|e| {
+                        FungiError::Config(format!(
+                            "{}: not a readable Parquet file: {e}",
+                            path.display()
+                        ))
+                    })?;
+                Open::Parquet {
+                    split,
+                    path,
+                    reader,
+                }
             }
             FileFormat::Csv { header, .. } => {
                 let mut reader = BufReader::new(file);
@@ -135,7 +153,12 @@ impl FileSource {
                         .map_err(|e| FungiError::io(path.display().to_string(), e))?;
                     line = 2;
                 }
-                Open::Lines { split, path, reader, line }
+                Open::Lines {
+                    split,
+                    path,
+                    reader,
+                    line,
+                }
             }
             FileFormat::Json => Open::Lines {
                 split,
@@ -149,8 +172,16 @@ impl FileSource {
 
     /// Decodes `text` (complete lines) in one go; on failure finds the bad lines one by
     /// one and applies the error policy to them.
-    fn decode_lines(&self, path: &Path, first_line: u64, lines: &[(u64, &[u8])]) -> Result<Option<RecordBatch>> {
-        let all: Vec<u8> = lines.iter().flat_map(|(_, l)| l.iter().copied().chain([b'\n'])).collect();
+    fn decode_lines(
+        &self,
+        path: &Path,
+        first_line: u64,
+        lines: &[(u64, &[u8])],
+    ) -> Result<Option<RecordBatch>> {
+        let all: Vec<u8> = lines
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied().chain([b'\n']))
+            .collect();
         match self.decode(&all, lines.len()) {
             Ok(batch) => return Ok(batch),
             Err(_) if lines.is_empty() => return Ok(None),
@@ -188,7 +219,11 @@ impl FileSource {
         Ok(Some(arrow::compute::concat_batches(&self.schema, &good)?))
     }
 
-    fn decode(&self, bytes: &[u8], rows: usize) -> std::result::Result<Option<RecordBatch>, String> {
+    fn decode(
+        &self,
+        bytes: &[u8],
+        rows: usize,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
         let rows = rows.max(1);
         match self.format {
             FileFormat::Json => {
@@ -210,7 +245,9 @@ impl FileSource {
                     .build_decoder();
                 let mut offset = 0;
                 while offset < bytes.len() {
-                    let n = decoder.decode(&bytes[offset..]).map_err(|e| e.to_string())?;
+                    let n = decoder
+                        .decode(&bytes[offset..])
+                        .map_err(|e| e.to_string())?;
                     if n == 0 {
                         break;
                     }
@@ -228,13 +265,21 @@ impl FileSource {
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
             let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                FungiError::Config(format!("{}: the file has no column '{}'", path.display(), field.name()))
+                FungiError::Config(format!(
+                    "{}: the file has no column '{}'",
+                    path.display(),
+                    field.name()
+                ))
             })?;
             columns.push(if column.data_type() == field.data_type() {
                 column.clone()
             } else {
                 cast::cast(column, field.data_type()).map_err(|e| {
-                    FungiError::Config(format!("{}: column '{}': {e}", path.display(), field.name()))
+                    FungiError::Config(format!(
+                        "{}: column '{}': {e}",
+                        path.display(),
+                        field.name()
+                    ))
                 })?
             });
         }
@@ -261,7 +306,11 @@ impl Source for FileSource {
             }
             let batch_size = self.batch_size;
             match self.current.as_mut().expect("opened") {
-                Open::Parquet { split, path, reader } => match reader.next() {
+                Open::Parquet {
+                    split,
+                    path,
+                    reader,
+                } => match reader.next() {
                     Some(Ok(batch)) => {
                         let (split, path) = (*split, path.clone());
                         let batch = self.conform(&path, batch)?;
@@ -272,7 +321,12 @@ impl Source for FileSource {
                     }
                     None => self.current = None,
                 },
-                Open::Lines { split, path, reader, line } => {
+                Open::Lines {
+                    split,
+                    path,
+                    reader,
+                    line,
+                } => {
                     let mut buf = Vec::with_capacity(batch_size * 128);
                     let mut bounds = Vec::with_capacity(batch_size);
                     let first_line = *line;
@@ -300,7 +354,8 @@ impl Source for FileSource {
                         self.current = None;
                         continue;
                     }
-                    let lines: Vec<(u64, &[u8])> = bounds.iter().map(|&(n, s, e)| (n, &buf[s..e])).collect();
+                    let lines: Vec<(u64, &[u8])> =
+                        bounds.iter().map(|&(n, s, e)| (n, &buf[s..e])).collect();
                     if let Some(batch) = self.decode_lines(&path, first_line, &lines)? {
                         return Ok(SourceEvent::Batch { split, batch });
                     }

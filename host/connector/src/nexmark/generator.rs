@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
+use arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fungi_common::{FungiError, Result};
 
@@ -29,10 +31,25 @@ const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 const AVG_PERSON_BYTES: usize = 200;
 const AVG_AUCTION_BYTES: usize = 500;
 const AVG_BID_BYTES: usize = 100;
-const FIRST_NAMES: [&str; 11] = ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
-const LAST_NAMES: [&str; 9] = ["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
+const FIRST_NAMES: [&str; 11] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
+];
+const LAST_NAMES: [&str; 9] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
+];
 const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
-const US_CITIES: [&str; 10] = ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"];
+const US_CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
 
 /// Which of the three Nexmark streams to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +70,9 @@ impl NexmarkTable {
             "person" | "persons" | "people" => Ok(NexmarkTable::Person),
             "auction" | "auctions" => Ok(NexmarkTable::Auction),
             "bid" | "bids" => Ok(NexmarkTable::Bid),
-            _ => Err(FungiError::Config(format!("unknown Nexmark table '{s}'; use person, auction or bid"))),
+            _ => Err(FungiError::Config(format!(
+                "unknown Nexmark table '{s}'; use person, auction or bid"
+            ))),
         }
     }
 
@@ -100,7 +119,9 @@ impl NexmarkTable {
         let rem = event_id % TOTAL_PROPORTION;
         match self {
             NexmarkTable::Person => rem < PERSON_PROPORTION,
-            NexmarkTable::Auction => (PERSON_PROPORTION..PERSON_PROPORTION + AUCTION_PROPORTION).contains(&rem),
+            NexmarkTable::Auction => {
+                (PERSON_PROPORTION..PERSON_PROPORTION + AUCTION_PROPORTION).contains(&rem)
+            }
             NexmarkTable::Bid => rem >= PERSON_PROPORTION + AUCTION_PROPORTION,
         }
     }
@@ -159,7 +180,12 @@ fn last_base0_auction_id(event_id: u64) -> u64 {
 
 fn last_base0_person_id(event_id: u64) -> u64 {
     let epoch = event_id / TOTAL_PROPORTION;
-    let offset = (event_id % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
+    let rem = event_id % TOTAL_PROPORTION;
+    let offset = if rem >= PERSON_PROPORTION {
+        PERSON_PROPORTION - 1
+    } else {
+        rem
+    };
     epoch * PERSON_PROPORTION + offset
 }
 
@@ -192,8 +218,11 @@ fn base_url(rng: &mut SplitMix64) -> String {
 
 /// The fixed channel table: 4 hot channels first, then `channel-N` entries.
 fn channel_table() -> Vec<(String, String)> {
-    let mut rng = SplitMix64::new(0x4e45_584d_4152_4b);
-    let mut out: Vec<(String, String)> = HOT_CHANNELS.iter().map(|c| (c.to_string(), base_url(&mut rng))).collect();
+    let mut rng = SplitMix64::new(0x004e_4558_4d41_524b);
+    let mut out: Vec<(String, String)> = HOT_CHANNELS
+        .iter()
+        .map(|c| (c.to_string(), base_url(&mut rng)))
+        .collect();
     for n in 0..CHANNELS_NUMBER {
         let mut url = base_url(&mut rng);
         if rng.below(10) > 0 {
@@ -207,9 +236,16 @@ fn channel_table() -> Vec<(String, String)> {
 
 impl NexmarkGenerator {
     /// A generator of `table` for subtask `index` of `parallelism`.
-    pub fn new(table: NexmarkTable, config: NexmarkConfig, index: u32, parallelism: u32) -> Result<Self> {
+    pub fn new(
+        table: NexmarkTable,
+        config: NexmarkConfig,
+        index: u32,
+        parallelism: u32,
+    ) -> Result<Self> {
         if config.events_per_second == 0 {
-            return Err(FungiError::Config("Nexmark events per second must be positive".into()));
+            return Err(FungiError::Config(
+                "Nexmark events per second must be positive".into(),
+            ));
         }
         Ok(NexmarkGenerator {
             table,
@@ -230,11 +266,14 @@ impl NexmarkGenerator {
     /// Event time of an event, in ms.
     #[inline]
     fn timestamp(&self, event_id: u64) -> i64 {
-        self.config.base_time + (event_id as u128 * 1000 / self.config.events_per_second as u128) as i64
+        self.config.base_time
+            + (event_id as u128 * 1000 / self.config.events_per_second as u128) as i64
     }
 
     fn exhausted(&self, epoch: u64) -> bool {
-        self.config.max_events.is_some_and(|max| epoch * TOTAL_PROPORTION >= max)
+        self.config
+            .max_events
+            .is_some_and(|max| epoch * TOTAL_PROPORTION >= max)
     }
 
     /// Whether every event has been generated.
@@ -269,7 +308,13 @@ impl NexmarkGenerator {
     }
 
     /// Appends padding so the event is about `avg` bytes, as the Java generator does.
-    fn extra(rng: &mut SplitMix64, current: usize, avg: usize, scratch: &mut Vec<u8>, out: &mut StringBuilder) {
+    fn extra(
+        rng: &mut SplitMix64,
+        current: usize,
+        avg: usize,
+        scratch: &mut Vec<u8>,
+        out: &mut StringBuilder,
+    ) {
         scratch.clear();
         if current < avg {
             let desired = avg - current;
@@ -365,7 +410,13 @@ impl NexmarkGenerator {
             let len = 1 + rng.below(100) as usize;
             rng.letters(len, &mut self.scratch);
             desc.append_value(std::str::from_utf8(&self.scratch).expect("ascii"));
-            Self::extra(&mut rng, 100, AVG_AUCTION_BYTES, &mut self.scratch, &mut extra);
+            Self::extra(
+                &mut rng,
+                100,
+                AVG_AUCTION_BYTES,
+                &mut self.scratch,
+                &mut extra,
+            );
         }
         vec![
             Arc::new(id_b.finish()),
@@ -415,13 +466,20 @@ impl NexmarkGenerator {
                     self.scratch.push(b' ');
                 }
                 let digits = rng.below(10_000);
-                self.scratch.extend_from_slice(format!("{digits:04}").as_bytes());
+                self.scratch
+                    .extend_from_slice(format!("{digits:04}").as_bytes());
             }
             card.append_value(std::str::from_utf8(&self.scratch).expect("ascii"));
             city.append_value(US_CITIES[rng.below(US_CITIES.len() as u64) as usize]);
             state.append_value(US_STATES[rng.below(US_STATES.len() as u64) as usize]);
             date_time.append_value(self.timestamp(id));
-            Self::extra(&mut rng, 50, AVG_PERSON_BYTES, &mut self.scratch, &mut extra);
+            Self::extra(
+                &mut rng,
+                50,
+                AVG_PERSON_BYTES,
+                &mut self.scratch,
+                &mut extra,
+            );
         }
         vec![
             Arc::new(id_b.finish()),
@@ -443,7 +501,10 @@ mod tests {
     use arrow::datatypes::Int64Type;
 
     fn all(table: NexmarkTable, events: u64, p: u32) -> Vec<RecordBatch> {
-        let config = NexmarkConfig { max_events: Some(events), ..Default::default() };
+        let config = NexmarkConfig {
+            max_events: Some(events),
+            ..Default::default()
+        };
         let mut out = Vec::new();
         for i in 0..p {
             let mut g = NexmarkGenerator::new(table, config.clone(), i, p).unwrap();
@@ -456,7 +517,12 @@ mod tests {
 
     #[test]
     fn proportions_and_determinism() {
-        let rows = |t, p| all(t, 10_000, p).iter().map(|b| b.num_rows()).sum::<usize>();
+        let rows = |t, p| {
+            all(t, 10_000, p)
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        };
         assert_eq!(rows(NexmarkTable::Bid, 1), 9200);
         assert_eq!(rows(NexmarkTable::Auction, 1), 600);
         assert_eq!(rows(NexmarkTable::Person, 1), 200);
@@ -466,13 +532,28 @@ mod tests {
         let b = all(NexmarkTable::Bid, 1000, 1);
         assert_eq!(a, b);
         let prices = a[0].column(2).as_primitive::<Int64Type>();
-        assert!(prices.values().iter().all(|&p| (100..=100_000_000).contains(&p)));
+        assert!(
+            prices
+                .values()
+                .iter()
+                .all(|&p| (100..=100_000_000).contains(&p))
+        );
     }
 
     #[test]
     fn bids_reference_existing_auctions_mostly() {
         let batches = all(NexmarkTable::Bid, 50_000, 1);
-        let auctions: i64 = batches.iter().map(|b| b.column(0).as_primitive::<Int64Type>().values().iter().filter(|&&a| a >= FIRST_AUCTION_ID).count() as i64).sum();
+        let auctions: i64 = batches
+            .iter()
+            .map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .filter(|&&a| a >= FIRST_AUCTION_ID)
+                    .count() as i64
+            })
+            .sum();
         assert_eq!(auctions, 46_000);
     }
 }

@@ -26,14 +26,22 @@ pub struct NexmarkSource {
 }
 
 /// Options understood by [`NexmarkSource::factory`].
-pub const NEXMARK_OPTIONS: &[&str] = &["table", "events", "events-per-second", "base-time", "rate-limit"];
+pub const NEXMARK_OPTIONS: &[&str] = &[
+    "table",
+    "events",
+    "events-per-second",
+    "base-time",
+    "rate-limit",
+];
 
 impl NexmarkSource {
     /// Parses options into (table, config, per-subtask rate limit).
     pub fn parse(options: &Options) -> Result<(NexmarkTable, NexmarkConfig, Option<u64>)> {
         let table = NexmarkTable::parse(options.get("table").unwrap_or("bid"))?;
-        let mut config = NexmarkConfig::default();
-        config.max_events = options.get_u64("events")?;
+        let mut config = NexmarkConfig {
+            max_events: options.get_u64("events")?,
+            ..Default::default()
+        };
         if let Some(eps) = options.get_u64("events-per-second")? {
             config.events_per_second = eps;
         }
@@ -52,7 +60,11 @@ impl NexmarkSource {
     }
 
     /// A factory for `table` under `config`, throttled to `rate_limit` events per second.
-    pub fn factory_for(table: NexmarkTable, config: NexmarkConfig, rate_limit: Option<u64>) -> SourceFactory {
+    pub fn factory_for(
+        table: NexmarkTable,
+        config: NexmarkConfig,
+        rate_limit: Option<u64>,
+    ) -> SourceFactory {
         Arc::new(move |s: &SubtaskInfo| {
             let generator = NexmarkGenerator::new(table, config.clone(), s.index, s.parallelism)?;
             // Rows of this table are a fixed share of all events.
@@ -97,7 +109,10 @@ impl Source for NexmarkSource {
         Ok(match self.generator.next_batch(rows)? {
             Some(batch) => {
                 self.produced += batch.num_rows() as u64;
-                SourceEvent::Batch { split: self.split, batch }
+                SourceEvent::Batch {
+                    split: self.split,
+                    batch,
+                }
             }
             None => SourceEvent::Finished,
         })

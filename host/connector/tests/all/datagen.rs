@@ -17,7 +17,11 @@ fn bounded_sequence_and_random_ranges() {
         Field::new("id", DataType::Int64, false),
         Field::new("score", DataType::Int32, false),
         Field::new("tag", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let options = Options::new(
         "datagen",
@@ -38,21 +42,38 @@ fn bounded_sequence_and_random_ranges() {
     let s = g.add_operator("collect", 1, sink.factory());
     g.connect(src, s, Partitioning::Rebalance);
     run(g).unwrap();
-    let mut ids: Vec<i64> = out.batches().iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+    let mut ids: Vec<i64> = out
+        .batches()
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
     ids.sort();
     assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
     for b in out.batches() {
         let scores = b.column(1).as_primitive::<arrow::datatypes::Int32Type>();
         assert!(scores.values().iter().all(|s| (5..=7).contains(s)));
-        assert!(b.column(2).as_string::<i32>().iter().flatten().all(|t| t.len() == 4));
+        assert!(
+            b.column(2)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .all(|t| t.len() == 4)
+        );
     }
     let err = registry::source(
         "datagen",
-        Some(Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]))),
+        Some(Arc::new(Schema::new(vec![Field::new(
+            "id",
+            DataType::Int64,
+            false,
+        )]))),
         &Options::new("datagen", [("fields.id.kind", "sequential")]),
     )
     .err()
     .unwrap()
     .to_string();
-    assert!(err.contains("'sequential' is not random or sequence"), "{err}");
+    assert!(
+        err.contains("'sequential' is not random or sequence"),
+        "{err}"
+    );
 }

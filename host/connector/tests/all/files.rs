@@ -19,10 +19,22 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-fn read(path: &str, format: &str, extra: &[(&str, &str)]) -> (fungi_common::Result<fungi_execution::executor::JobSummary>, Collected) {
+fn read(
+    path: &str,
+    format: &str,
+    extra: &[(&str, &str)],
+) -> (
+    fungi_common::Result<fungi_execution::executor::JobSummary>,
+    Collected,
+) {
     let mut opts = vec![("path", path), ("format", format)];
     opts.extend_from_slice(extra);
-    let (factory, schema) = registry::source("filesystem", Some(schema()), &Options::new("filesystem", opts)).unwrap();
+    let (factory, schema) = registry::source(
+        "filesystem",
+        Some(schema()),
+        &Options::new("filesystem", opts),
+    )
+    .unwrap();
     assert_eq!(schema.fields().len(), 2);
     let mut g = JobGraph::new("read");
     let src = g.add_source("files", 1, factory, None);
@@ -57,7 +69,11 @@ fn malformed_lines_go_to_dead_letters_and_the_rest_flows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.csv");
     std::fs::write(&path, "id,name\n1,a\ntwo,b\n3,c\n4\n").unwrap();
-    let (result, out) = read(path.to_str().unwrap(), "csv", &[("csv.header", "true"), ("on-error", "dead-letter")]);
+    let (result, out) = read(
+        path.to_str().unwrap(),
+        "csv",
+        &[("csv.header", "true"), ("on-error", "dead-letter")],
+    );
     let summary = result.unwrap();
     assert_eq!(ids(&out), vec![1, 3]);
     assert_eq!(summary.dead_letters.get("decode"), Some(&2));
@@ -69,23 +85,43 @@ fn malformed_lines_go_to_dead_letters_and_the_rest_flows() {
 
 #[test]
 fn unknown_options_and_missing_paths_are_refused() {
-    let err = registry::source("filesystem", Some(schema()), &Options::new("filesystem", [("path", "/nonexistent/x"), ("format", "json")]))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = registry::source(
+        "filesystem",
+        Some(schema()),
+        &Options::new(
+            "filesystem",
+            [("path", "/nonexistent/x"), ("format", "json")],
+        ),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("/nonexistent/x"), "{err}");
-    let err = registry::sink("filesystem", &Options::new("filesystem", [("path", "/tmp/x"), ("format", "json"), ("colour", "red")]))
+    let err = registry::sink(
+        "filesystem",
+        &Options::new(
+            "filesystem",
+            [("path", "/tmp/x"), ("format", "json"), ("colour", "red")],
+        ),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("'colour'"), "{err}");
+    let err = registry::source("kafka", None, &Options::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("'colour'"), "{err}");
-    let err = registry::source("kafka", None, &Options::default()).err().unwrap().to_string();
     assert!(err.contains("unknown source connector 'kafka'"), "{err}");
 }
 
 #[test]
 fn every_format_round_trips() {
-    for (format, extra) in [("json", vec![]), ("csv", vec![("csv.header", "true")]), ("parquet", vec![])] {
+    for (format, extra) in [
+        ("json", vec![]),
+        ("csv", vec![("csv.header", "true")]),
+        ("parquet", vec![]),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let out_dir = dir.path().join("out");
         let batches: Vec<RecordBatch> = (0..4)
@@ -94,7 +130,9 @@ fn every_format_round_trips() {
                     schema(),
                     vec![
                         Arc::new(Int64Array::from_iter_values((0..50).map(|i| b * 50 + i))),
-                        Arc::new(StringArray::from_iter((0..50).map(|i| (i % 3 != 0).then(|| format!("n{i}"))))),
+                        Arc::new(StringArray::from_iter(
+                            (0..50).map(|i| (i % 3 != 0).then(|| format!("n{i}"))),
+                        )),
                     ],
                 )
                 .unwrap()
@@ -113,7 +151,10 @@ fn every_format_round_trips() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{format}: {names:?}");
-        assert!(names.iter().all(|n| n.starts_with("part-")), "no in-progress files left: {names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with("part-")),
+            "no in-progress files left: {names:?}"
+        );
         let (result, out) = read(out_dir.to_str().unwrap(), format, &extra);
         result.unwrap();
         assert_eq!(ids(&out), (0..200).collect::<Vec<_>>(), "{format}");

@@ -12,8 +12,12 @@ use crate::run;
 #[test]
 fn parallel_bids_are_complete_and_deterministic() {
     let collect = |p: u32| {
-        let (factory, schema) =
-            registry::source("nexmark", None, &Options::new("nexmark", [("table", "bid"), ("events", "20000")])).unwrap();
+        let (factory, schema) = registry::source(
+            "nexmark",
+            None,
+            &Options::new("nexmark", [("table", "bid"), ("events", "20000")]),
+        )
+        .unwrap();
         assert_eq!(schema.field(5).name(), "dateTime");
         let mut g = JobGraph::new("nexmark");
         let src = g.add_source("bids", p, factory, None);
@@ -28,7 +32,9 @@ fn parallel_bids_are_complete_and_deterministic() {
                 let a = b.column(0).as_primitive::<Int64Type>().clone();
                 let bd = b.column(1).as_primitive::<Int64Type>().clone();
                 let p = b.column(2).as_primitive::<Int64Type>().clone();
-                (0..b.num_rows()).map(move |i| (a.value(i), bd.value(i), p.value(i))).collect::<Vec<_>>()
+                (0..b.num_rows())
+                    .map(move |i| (a.value(i), bd.value(i), p.value(i)))
+                    .collect::<Vec<_>>()
             })
             .collect();
         rows.sort();

@@ -28,7 +28,13 @@ impl Collected {
 
     /// Number of rows received.
     pub fn rows(&self) -> usize {
-        self.inner.lock().expect("poisoned").batches.iter().map(|b| b.num_rows()).sum()
+        self.inner
+            .lock()
+            .expect("poisoned")
+            .batches
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
     }
 
     /// Watermarks received, in order.
@@ -73,7 +79,12 @@ impl CollectSink {
 
 impl Operator for CollectSink {
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
-        self.collected.inner.lock().expect("poisoned").batches.push(batch);
+        self.collected
+            .inner
+            .lock()
+            .expect("poisoned")
+            .batches
+            .push(batch);
         if let Some(d) = self.delay {
             std::thread::sleep(d);
         }
@@ -81,7 +92,12 @@ impl Operator for CollectSink {
     }
 
     fn process_watermark(&mut self, watermark: Watermark, _out: &mut Output) -> Result<()> {
-        self.collected.inner.lock().expect("poisoned").watermarks.push(watermark);
+        self.collected
+            .inner
+            .lock()
+            .expect("poisoned")
+            .watermarks
+            .push(watermark);
         Ok(())
     }
 }

@@ -59,7 +59,11 @@ impl KeyedContext<'_> {
     pub fn register_event_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
         self.timers.register(
             TimeDomain::EventTime,
-            Timer { time, key_group, key: key.to_vec() },
+            Timer {
+                time,
+                key_group,
+                key: key.to_vec(),
+            },
         );
     }
 
@@ -67,7 +71,11 @@ impl KeyedContext<'_> {
     pub fn register_processing_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
         self.timers.register(
             TimeDomain::ProcessingTime,
-            Timer { time, key_group, key: key.to_vec() },
+            Timer {
+                time,
+                key_group,
+                key: key.to_vec(),
+            },
         );
     }
 
@@ -75,7 +83,11 @@ impl KeyedContext<'_> {
     pub fn delete_event_time_timer(&mut self, key_group: u32, key: &[u8], time: i64) {
         self.timers.delete(
             TimeDomain::EventTime,
-            &Timer { time, key_group, key: key.to_vec() },
+            &Timer {
+                time,
+                key_group,
+                key: key.to_vec(),
+            },
         );
     }
 
@@ -133,7 +145,11 @@ impl KeyedProcessOperator {
     ) -> Result<OperatorFactory> {
         let key_indices = keys
             .iter()
-            .map(|k| input.index_of(k).map_err(|_| fungi_streaming::unknown_column(k, input)))
+            .map(|k| {
+                input
+                    .index_of(k)
+                    .map_err(|_| fungi_streaming::unknown_column(k, input))
+            })
             .collect::<Result<Vec<_>>>()?;
         let fields: Vec<SortField> = key_indices
             .iter()
@@ -154,10 +170,9 @@ impl KeyedProcessOperator {
     }
 
     fn context_parts(&mut self) -> Result<(&mut dyn KeyedStore, &mut TimerService, &RowConverter)> {
-        let store = self
-            .store
-            .as_deref_mut()
-            .ok_or_else(|| FungiError::Internal("keyed process operator used before open".into()))?;
+        let store = self.store.as_deref_mut().ok_or_else(|| {
+            FungiError::Internal("keyed process operator used before open".into())
+        })?;
         Ok((store, &mut self.timers, &self.converter))
     }
 }
@@ -179,10 +194,18 @@ impl Operator for KeyedProcessOperator {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let columns: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let rows = self.converter.convert_columns(&columns)?;
         hash_columns(&columns, &mut self.hashes)?;
-        let key_groups = self.hashes.iter().map(|&h| self.key_groups.key_group(h)).collect();
+        let key_groups = self
+            .hashes
+            .iter()
+            .map(|&h| self.key_groups.key_group(h))
+            .collect();
         let keyed = KeyedRows { rows, key_groups };
         let watermark = self.watermark;
         let mut function = std::mem::replace(&mut self.function, Box::new(NoFunction));
@@ -242,10 +265,22 @@ impl KeyedProcessOperator {
 struct NoFunction;
 
 impl KeyedProcessFunction for NoFunction {
-    fn process_batch(&mut self, _: &RecordBatch, _: &KeyedRows, _: &mut KeyedContext<'_>, _: &mut Output) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _: &RecordBatch,
+        _: &KeyedRows,
+        _: &mut KeyedContext<'_>,
+        _: &mut Output,
+    ) -> Result<()> {
         Ok(())
     }
-    fn on_timers(&mut self, _: &[Timer], _: TimeDomain, _: &mut KeyedContext<'_>, _: &mut Output) -> Result<()> {
+    fn on_timers(
+        &mut self,
+        _: &[Timer],
+        _: TimeDomain,
+        _: &mut KeyedContext<'_>,
+        _: &mut Output,
+    ) -> Result<()> {
         Ok(())
     }
 }

@@ -17,7 +17,9 @@ pub struct MapOperator(MapFn);
 
 impl MapOperator {
     /// A factory for `f` applied to every batch.
-    pub fn factory(f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static) -> OperatorFactory {
+    pub fn factory(
+        f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> OperatorFactory {
         let f: MapFn = Arc::new(f);
         Arc::new(move |_| Ok(Box::new(MapOperator(f.clone())) as Box<dyn Operator>))
     }
@@ -35,7 +37,9 @@ pub struct FilterOperator(FilterFn);
 
 impl FilterOperator {
     /// A factory for the predicate `f`; null counts as false.
-    pub fn factory(f: impl Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync + 'static) -> OperatorFactory {
+    pub fn factory(
+        f: impl Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync + 'static,
+    ) -> OperatorFactory {
         let f: FilterFn = Arc::new(f);
         Arc::new(move |_| Ok(Box::new(FilterOperator(f.clone())) as Box<dyn Operator>))
     }

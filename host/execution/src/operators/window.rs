@@ -23,9 +23,14 @@ pub struct WindowOperator {
 
 impl WindowOperator {
     /// A factory for `spec` over input of `input` schema; also returns the output schema.
-    pub fn factory(spec: WindowAggregateSpec, input: &SchemaRef) -> Result<(OperatorFactory, SchemaRef)> {
+    pub fn factory(
+        spec: WindowAggregateSpec,
+        input: &SchemaRef,
+    ) -> Result<(OperatorFactory, SchemaRef)> {
         // Validate (and learn the output schema) once, at planning time.
-        let schema = WindowAggregator::try_new(&spec, input)?.output_schema().clone();
+        let schema = WindowAggregator::try_new(&spec, input)?
+            .output_schema()
+            .clone();
         let input = input.clone();
         let factory: OperatorFactory = Arc::new(move |_| {
             Ok(Box::new(WindowOperator {
@@ -48,7 +53,8 @@ impl Operator for WindowOperator {
         let outcome = self.aggregator.process_batch(&batch)?;
         if let Some(late) = outcome.late {
             if let Some(m) = &self.metrics {
-                m.late_records.fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+                m.late_records
+                    .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
             }
             out.emit_side(&self.late_tag, late);
         }

@@ -11,14 +11,20 @@ use fungi_execution::source::{Source, SourceEvent};
 pub(crate) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
         Field::new("v", DataType::Int64, false),
     ]))
 }
 
 pub(crate) fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
     let k: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
-    let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1)));
+    let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(
+        rows.iter().map(|r| r.1),
+    ));
     let v: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)));
     RecordBatch::try_new(schema(), vec![k, ts, v]).unwrap()
 }

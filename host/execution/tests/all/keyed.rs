@@ -5,11 +5,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use fungi_common::Result;
+use fungi_execution::Output;
 use fungi_execution::executor::LocalExecutor;
 use fungi_execution::graph::{JobGraph, Partitioning};
-use fungi_execution::operators::{CollectSink, KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
+use fungi_execution::operators::{
+    CollectSink, KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows,
+};
 use fungi_execution::source::VecSource;
-use fungi_execution::Output;
 use fungi_state::ValueState;
 use fungi_streaming::timer::{TimeDomain, Timer};
 use fungi_streaming::watermark::WatermarkStrategy;
@@ -23,8 +25,16 @@ struct SumThenEmit {
 }
 
 impl KeyedProcessFunction for SumThenEmit {
-    fn process_batch(&mut self, batch: &RecordBatch, keys: &KeyedRows, ctx: &mut KeyedContext<'_>, _out: &mut Output) -> Result<()> {
-        let ts = batch.column(1).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+    fn process_batch(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &KeyedRows,
+        ctx: &mut KeyedContext<'_>,
+        _out: &mut Output,
+    ) -> Result<()> {
+        let ts = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         let v = batch.column(2).as_primitive::<Int64Type>();
         for i in 0..keys.len() {
             let (kg, key) = (keys.key_group(i), keys.key(i));
@@ -35,7 +45,13 @@ impl KeyedProcessFunction for SumThenEmit {
         Ok(())
     }
 
-    fn on_timers(&mut self, timers: &[Timer], domain: TimeDomain, ctx: &mut KeyedContext<'_>, out: &mut Output) -> Result<()> {
+    fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        domain: TimeDomain,
+        ctx: &mut KeyedContext<'_>,
+        out: &mut Output,
+    ) -> Result<()> {
         assert_eq!(domain, TimeDomain::EventTime);
         // Only the latest timer of each key emits (earlier ones see a newer timer pending).
         let mut sums = Vec::new();
@@ -75,7 +91,9 @@ fn timers_fire_per_key_with_state() {
         Some(WatermarkStrategy::monotonous("ts")),
     );
     let factory = KeyedProcessOperator::factory(vec!["k".into()], &schema(), || {
-        Box::new(SumThenEmit { sum: ValueState::new("sum") })
+        Box::new(SumThenEmit {
+            sum: ValueState::new("sum"),
+        })
     })
     .unwrap();
     let p = g.add_stateful_operator("process", 2, factory);
@@ -83,19 +101,31 @@ fn timers_fire_per_key_with_state() {
     let s = g.add_operator("sink", 1, sink.factory());
     g.connect(src, p, Partitioning::Hash(vec!["k".into()]));
     g.connect(p, s, Partitioning::Rebalance);
-    runtime().block_on(async { LocalExecutor::new().execute(g).unwrap().wait().await.unwrap() });
+    runtime().block_on(async {
+        LocalExecutor::new()
+            .execute(g)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    });
     let mut rows: Vec<(String, i64)> = out
         .batches()
         .iter()
         .flat_map(|b| {
             let k = b.column(0).as_string::<i32>().clone();
             let s = b.column(1).as_primitive::<Int64Type>().clone();
-            (0..b.num_rows()).map(move |i| (k.value(i).to_string(), s.value(i))).collect::<Vec<_>>()
+            (0..b.num_rows())
+                .map(move |i| (k.value(i).to_string(), s.value(i)))
+                .collect::<Vec<_>>()
         })
         .collect();
     rows.sort();
     // a: timers at 11 and 13 -> sum 3 once. b: the second batch (b@30) is processed before
     // the watermark it raises (39) fires b's timer at 12, so b's sum is 30; its timer at 40
     // finds the state cleared. c: 5 at the end of input.
-    assert_eq!(rows, vec![("a".into(), 3), ("b".into(), 30), ("c".into(), 5)]);
+    assert_eq!(
+        rows,
+        vec![("a".into(), 3), ("b".into(), 30), ("c".into(), 5)]
+    );
 }

@@ -42,8 +42,11 @@ impl Operator for KeySpy {
 fn one_key_always_lands_on_one_subtask() {
     let batches: Vec<RecordBatch> = (0..40)
         .map(|b| {
-            let rows: Vec<(String, i64, i64)> = (0..100).map(|i| (format!("key{}", (i * 7 + b) % 37), i, i)).collect();
-            let refs: Vec<(&str, i64, i64)> = rows.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
+            let rows: Vec<(String, i64, i64)> = (0..100)
+                .map(|i| (format!("key{}", (i * 7 + b) % 37), i, i))
+                .collect();
+            let refs: Vec<(&str, i64, i64)> =
+                rows.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
             batch(&refs)
         })
         .collect();
@@ -54,10 +57,22 @@ fn one_key_always_lands_on_one_subtask() {
     let spy = g.add_operator(
         "spy",
         4,
-        Arc::new(move |_| Ok(Box::new(KeySpy { seen: spy_seen.clone(), subtask: 0 }) as Box<dyn Operator>)),
+        Arc::new(move |_| {
+            Ok(Box::new(KeySpy {
+                seen: spy_seen.clone(),
+                subtask: 0,
+            }) as Box<dyn Operator>)
+        }),
     );
     g.connect(src, spy, Partitioning::Hash(vec!["k".into()]));
-    runtime().block_on(async { LocalExecutor::new().execute(g).unwrap().wait().await.unwrap() });
+    runtime().block_on(async {
+        LocalExecutor::new()
+            .execute(g)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    });
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 37);
     let used: HashSet<u32> = seen.values().flatten().copied().collect();
@@ -111,13 +126,21 @@ fn slow_sink_bounds_memory() {
     let src = g.add_source(
         "fast",
         1,
-        Arc::new(move |_| Ok(Box::new(CountingSource { produced: p.clone() }) as Box<dyn Source>)),
+        Arc::new(move |_| {
+            Ok(Box::new(CountingSource {
+                produced: p.clone(),
+            }) as Box<dyn Source>)
+        }),
         None,
     );
     // A map in its own task (rebalance edge) adds a second bounded channel.
     let map = g.add_operator("id", 1, MapOperator::factory(Ok));
     let (sink, collected) = CollectSink::new();
-    let sink = g.add_operator("slow", 1, sink.with_delay(Duration::from_millis(5)).factory());
+    let sink = g.add_operator(
+        "slow",
+        1,
+        sink.with_delay(Duration::from_millis(5)).factory(),
+    );
     g.connect(src, map, Partitioning::Rebalance);
     g.connect(map, sink, Partitioning::Rebalance);
     runtime().block_on(async {
@@ -128,14 +151,22 @@ fn slow_sink_bounds_memory() {
         assert!(matches!(job.wait().await, Err(FungiError::Cancelled)));
         // Two channels of 4 batches, plus one batch in hand per task.
         assert!(consumed > 10, "the sink made progress: {consumed}");
-        assert!(made - consumed <= 2 * 4 + 3, "in flight: produced {made}, consumed {consumed}");
+        assert!(
+            made - consumed <= 2 * 4 + 3,
+            "in flight: produced {made}, consumed {consumed}"
+        );
     });
 }
 
 #[test]
 fn forward_operators_are_chained() {
     let mut g = JobGraph::new("chain");
-    let src = g.add_source("src", 2, VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]), None);
+    let src = g.add_source(
+        "src",
+        2,
+        VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]),
+        None,
+    );
     let m = g.add_operator("map", 2, MapOperator::factory(Ok));
     let (sink, collected) = CollectSink::new();
     let s = g.add_operator("sink", 1, sink.factory());
@@ -146,7 +177,14 @@ fn forward_operators_are_chained() {
     let explain = plan.explain();
     assert!(explain.contains("src -> map: CHAINED"), "{explain}");
     assert!(explain.contains("map -> sink: REBALANCE"), "{explain}");
-    runtime().block_on(async { LocalExecutor::new().execute(g).unwrap().wait().await.unwrap() });
+    runtime().block_on(async {
+        LocalExecutor::new()
+            .execute(g)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    });
     assert_eq!(collected.rows(), 1);
 }
 
@@ -156,18 +194,27 @@ fn bad_graphs_are_refused() {
     let src = g.add_source("src", 2, VecSource::factory(schema(), vec![]), None);
     let m = g.add_operator("map", 3, MapOperator::factory(Ok));
     g.connect(src, m, Partitioning::Forward);
-    let err = fungi_execution::plan::PhysicalPlan::new(g).unwrap_err().to_string();
+    let err = fungi_execution::plan::PhysicalPlan::new(g)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("forward edge 'src' -> 'map'"), "{err}");
     let mut g = JobGraph::new("bad");
     g.add_operator("lonely", 1, MapOperator::factory(Ok));
-    let err = fungi_execution::plan::PhysicalPlan::new(g).unwrap_err().to_string();
+    let err = fungi_execution::plan::PhysicalPlan::new(g)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("'lonely' has no input"), "{err}");
 }
 
 #[test]
 fn operator_failure_fails_the_job_with_its_name() {
     let mut g = JobGraph::new("fail");
-    let src = g.add_source("src", 1, VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]), None);
+    let src = g.add_source(
+        "src",
+        1,
+        VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]),
+        None,
+    );
     let m = g.add_operator(
         "explode",
         1,

@@ -24,7 +24,9 @@ fn window_rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, i64)> {
         for i in 0..b.num_rows() {
             out.push((
                 b.column(0).as_string::<i32>().value(i).to_string(),
-                b.column(1).as_primitive::<TimestampMillisecondType>().value(i),
+                b.column(1)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(i),
                 b.column(3).as_primitive::<Int64Type>().value(i),
                 b.column(4).as_primitive::<Int64Type>().value(i),
             ));
@@ -43,7 +45,10 @@ fn window_job(steps: Vec<Step>, strategy: WatermarkStrategy) -> (JobGraph, Colle
         1,
         Arc::new(move |_| {
             let steps = steps.lock().unwrap().take().unwrap_or_default();
-            Ok(Box::new(ScriptedSource { steps: steps.into_iter(), splits: vec![0, 1] }) as Box<dyn Source>)
+            Ok(Box::new(ScriptedSource {
+                steps: steps.into_iter(),
+                splits: vec![0, 1],
+            }) as Box<dyn Source>)
         }),
         Some(strategy),
     );
@@ -77,7 +82,14 @@ fn end_of_stream_flushes_open_windows_and_late_rows_reach_side_output() {
         Step::Batch(1, batch(&[("a", 3, 100), ("b", 31, 6)])),
     ];
     let (g, out, late) = window_job(steps, WatermarkStrategy::monotonous("ts"));
-    let summary = runtime().block_on(async { LocalExecutor::new().execute(g).unwrap().wait().await.unwrap() });
+    let summary = runtime().block_on(async {
+        LocalExecutor::new()
+            .execute(g)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap()
+    });
     assert_eq!(
         window_rows(&out.batches()),
         vec![
@@ -88,7 +100,11 @@ fn end_of_stream_flushes_open_windows_and_late_rows_reach_side_output() {
         ]
     );
     assert_eq!(late.rows(), 1);
-    let window = summary.operators.iter().find(|o| o.name == "window").unwrap();
+    let window = summary
+        .operators
+        .iter()
+        .find(|o| o.name == "window")
+        .unwrap();
     assert_eq!(window.late_records, 1);
     assert_eq!(window.records_side, 1);
     assert_eq!(out.watermarks().last(), Some(&Watermark::MAX));
@@ -111,7 +127,10 @@ fn idle_split_does_not_stall_windows() {
         let metrics = job.metrics().operators[1].clone();
         tokio::time::sleep(Duration::from_millis(450)).await;
         let fired_while_running = out.rows();
-        assert!(fired_while_running > 3, "windows fired before the end: {fired_while_running}");
+        assert!(
+            fired_while_running > 3,
+            "windows fired before the end: {fired_while_running}"
+        );
         assert!(metrics.watermark.load(Ordering::Relaxed) > 100);
         job.wait().await.unwrap();
     });
@@ -127,7 +146,11 @@ fn idle_split_does_not_stall_windows() {
     runtime().block_on(async {
         let job = LocalExecutor::new().execute(g).unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert_eq!(out.rows(), 0, "nothing fires while a split holds event time back");
+        assert_eq!(
+            out.rows(),
+            0,
+            "nothing fires while a split holds event time back"
+        );
         job.wait().await.unwrap();
         assert_eq!(out.rows(), 11, "end of stream fires every window");
     });

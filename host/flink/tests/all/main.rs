@@ -3,16 +3,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use arrow::compute::kernels::cmp::gt;
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use fungi_execution::source::VecSource;
 use fungi_flink::prelude::*;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("user", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
         Field::new("amount", DataType::Int64, false),
     ]))
 }
@@ -22,7 +31,9 @@ fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
         schema(),
         vec![
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
-            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
         ],
     )
@@ -59,12 +70,19 @@ fn map_filter_window_and_late_side_output() {
     let windowed = stream
         .key_by(["user"])
         .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
-        .aggregate(vec![count_star("n"), sum("amount", "total"), avg("amount", "mean")])
+        .aggregate(vec![
+            count_star("n"),
+            sum("amount", "total"),
+            avg("amount", "mean"),
+        ])
         .unwrap();
     let (sink, out) = CollectSink::new();
     windowed.sink_to(sink.factory(), "results");
     let (late_sink, late) = CollectSink::new();
-    windowed.side_output("late").unwrap().sink_to(late_sink.factory(), "late");
+    windowed
+        .side_output("late")
+        .unwrap()
+        .sink_to(late_sink.factory(), "late");
     let explain = env.explain().unwrap();
     assert!(explain.contains("window [op"), "{explain}");
     assert!(explain.contains("HASH[user]"), "{explain}");
@@ -74,10 +92,16 @@ fn map_filter_window_and_late_side_output() {
         for i in 0..b.num_rows() {
             rows.push((
                 b.column(0).as_string::<i32>().value(i).to_string(),
-                b.column(1).as_primitive::<TimestampMillisecondType>().value(i),
+                b.column(1)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(i),
                 b.column(3).as_primitive::<Int64Type>().value(i),
                 b.column(4).as_primitive::<Int64Type>().value(i),
-                b.column(5).as_any().downcast_ref::<Float64Array>().unwrap().value(i),
+                b.column(5)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .unwrap()
+                    .value(i),
             ));
         }
     }
@@ -91,7 +115,11 @@ fn map_filter_window_and_late_side_output() {
         ]
     );
     assert_eq!(late.rows(), 1);
-    let window = summary.operators.iter().find(|o| o.name == "window").unwrap();
+    let window = summary
+        .operators
+        .iter()
+        .find(|o| o.name == "window")
+        .unwrap();
     assert_eq!(window.late_records, 1);
 }
 
@@ -127,13 +155,18 @@ fn session_and_sliding_windows_on_nexmark() {
     );
     let (s1, sliding) = CollectSink::new();
     bids.key_by(["channel"])
-        .window(SlidingEventTimeWindows::of(Duration::from_millis(1000), Duration::from_millis(500)))
+        .window(SlidingEventTimeWindows::of(
+            Duration::from_millis(1000),
+            Duration::from_millis(500),
+        ))
         .aggregate(vec![count_star("n")])
         .unwrap()
         .sink_to(s1.factory(), "sliding");
     let (s2, sessions) = CollectSink::new();
     bids.key_by(["bidder"])
-        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(200)))
+        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(
+            200,
+        )))
         .aggregate(vec![count_star("n"), max("price", "top")])
         .unwrap()
         .sink_to(s2.factory(), "sessions");
@@ -142,13 +175,25 @@ fn session_and_sliding_windows_on_nexmark() {
     let total: i64 = sliding
         .batches()
         .iter()
-        .map(|b| b.column(3).as_primitive::<Int64Type>().values().iter().sum::<i64>())
+        .map(|b| {
+            b.column(3)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
         .sum();
     assert_eq!(total, 2 * 18_400);
     let sessions_total: i64 = sessions
         .batches()
         .iter()
-        .map(|b| b.column(3).as_primitive::<Int64Type>().values().iter().sum::<i64>())
+        .map(|b| {
+            b.column(3)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
         .sum();
     assert_eq!(sessions_total, 18_400);
 }

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use fungi_streaming::aggregate::{avg, count_star, max, min, sum};
 use fungi_streaming::window::WindowAssigner;
 use fungi_streaming::window_aggregate::{WindowAggregateSpec, WindowAggregator};
@@ -11,14 +15,20 @@ use fungi_streaming::window_aggregate::{WindowAggregateSpec, WindowAggregator};
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
         Field::new("v", DataType::Int64, true),
     ]))
 }
 
 fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
     let k: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
-    let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1)));
+    let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(
+        rows.iter().map(|r| r.1),
+    ));
     let v: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)));
     RecordBatch::try_new(schema(), vec![k, ts, v]).unwrap()
 }
@@ -35,7 +45,13 @@ fn rows(batches: &[RecordBatch]) -> Vec<Row> {
         let c = b.column(3).as_primitive::<Int64Type>();
         let v = b.column(4).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            out.push((k.value(i).to_string(), s.value(i), e.value(i), c.value(i), v.value(i)));
+            out.push((
+                k.value(i).to_string(),
+                s.value(i),
+                e.value(i),
+                c.value(i),
+                v.value(i),
+            ));
         }
     }
     out.sort();
@@ -56,9 +72,12 @@ fn r(k: &str, s: i64, e: i64, n: i64, v: i64) -> Row {
     (k.to_string(), s, e, n, v)
 }
 
+/// A batch of (key, ts, value) rows and the watermark that follows it.
+type Step<'a> = (&'a [(&'a str, i64, i64)], i64);
+
 /// Feeds `input` (batch, watermark after it) and returns everything emitted, including the
 /// final flush at end of input.
-fn run(agg: &mut WindowAggregator, input: &[(&[(&str, i64, i64)], i64)]) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+fn run(agg: &mut WindowAggregator, input: &[Step<'_>]) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
     let mut out = Vec::new();
     let mut late = Vec::new();
     for (rows, wm) in input {
@@ -73,7 +92,9 @@ fn run(agg: &mut WindowAggregator, input: &[(&[(&str, i64, i64)], i64)]) -> (Vec
 
 #[test]
 fn tumbling_out_of_order() {
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 0), &schema()).unwrap();
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 0), &schema())
+            .unwrap();
     let (out, late) = run(
         &mut agg,
         &[
@@ -85,7 +106,12 @@ fn tumbling_out_of_order() {
     assert!(late.is_empty());
     assert_eq!(
         rows(&out),
-        vec![r("a", 0, 10, 3, 7), r("a", 10, 20, 2, 24), r("b", 10, 20, 2, 30), r("b", 20, 30, 1, 100)]
+        vec![
+            r("a", 0, 10, 3, 7),
+            r("a", 10, 20, 2, 24),
+            r("b", 10, 20, 2, 30),
+            r("b", 20, 30, 1, 100)
+        ]
     );
     assert_eq!(agg.live_groups(), 0, "state is freed after firing");
 }
@@ -93,10 +119,15 @@ fn tumbling_out_of_order() {
 #[test]
 fn sliding_shares_slices() {
     // Size 10, slide 5: windows [-5,5), [0,10), [5,15), [10,20), [15,25).
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::sliding(10, 5).unwrap(), 0), &schema()).unwrap();
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::sliding(10, 5).unwrap(), 0), &schema())
+            .unwrap();
     let (out, _) = run(
         &mut agg,
-        &[(&[("a", 7, 1), ("a", 2, 2), ("a", 12, 4)], 3), (&[("a", 4, 8), ("b", 16, 1)], 10)],
+        &[
+            (&[("a", 7, 1), ("a", 2, 2), ("a", 12, 4)], 3),
+            (&[("a", 4, 8), ("b", 16, 1)], 10),
+        ],
     );
     assert_eq!(
         rows(&out),
@@ -115,7 +146,9 @@ fn sliding_shares_slices() {
 fn session_windows_merge() {
     // Gap 5: a@1, a@4 -> [1,9); a@20 -> [20,25); b@2 -> [2,7); a@12 then a@16 bridges
     // nothing ([12,17) and [16,21) merge with [20,25) into [12,25)).
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::session(5).unwrap(), 0), &schema()).unwrap();
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::session(5).unwrap(), 0), &schema())
+            .unwrap();
     let (out, _) = run(
         &mut agg,
         &[
@@ -124,18 +157,44 @@ fn session_windows_merge() {
             (&[("a", 16, 6)], 0),
         ],
     );
-    assert_eq!(rows(&out), vec![r("a", 1, 9, 2, 5), r("a", 12, 25, 3, 13), r("b", 2, 7, 1, 3)]);
+    assert_eq!(
+        rows(&out),
+        vec![
+            r("a", 1, 9, 2, 5),
+            r("a", 12, 25, 3, 13),
+            r("b", 2, 7, 1, 3)
+        ]
+    );
 }
 
 #[test]
 fn session_merges_within_a_batch() {
     // Rows in one batch that bridge two existing sessions.
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::session(3).unwrap(), 0), &schema()).unwrap();
-    let (out, _) = run(&mut agg, &[(&[("a", 0, 1), ("a", 10, 2)], 0), (&[("a", 10, 4), ("a", 5, 8)], 0)]);
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::session(3).unwrap(), 0), &schema())
+            .unwrap();
+    let (out, _) = run(
+        &mut agg,
+        &[
+            (&[("a", 0, 1), ("a", 10, 2)], 0),
+            (&[("a", 10, 4), ("a", 5, 8)], 0),
+        ],
+    );
     // [0,3) + [5,8) touch? 3 < 5: no. [5,8) and [10,13): 8 < 10: no.
-    assert_eq!(rows(&out), vec![r("a", 0, 3, 1, 1), r("a", 5, 8, 1, 8), r("a", 10, 13, 2, 6)]);
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::session(3).unwrap(), 0), &schema()).unwrap();
-    let (out, _) = run(&mut agg, &[(&[("a", 0, 1), ("a", 6, 2)], 0), (&[("a", 6, 4), ("a", 3, 8)], 0)]);
+    assert_eq!(
+        rows(&out),
+        vec![r("a", 0, 3, 1, 1), r("a", 5, 8, 1, 8), r("a", 10, 13, 2, 6)]
+    );
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::session(3).unwrap(), 0), &schema())
+            .unwrap();
+    let (out, _) = run(
+        &mut agg,
+        &[
+            (&[("a", 0, 1), ("a", 6, 2)], 0),
+            (&[("a", 6, 4), ("a", 3, 8)], 0),
+        ],
+    );
     // a@3 -> [3,6) touches [0,3) and [6,9): one session [0,9).
     assert_eq!(rows(&out), vec![r("a", 0, 9, 4, 15)]);
 }
@@ -143,20 +202,43 @@ fn session_merges_within_a_batch() {
 #[test]
 fn cumulate_windows() {
     // Step 5, max 10: windows [0,5), [0,10), [10,15), [10,20).
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::cumulate(5, 10).unwrap(), 0), &schema()).unwrap();
-    let (out, late) = run(&mut agg, &[(&[("a", 7, 1), ("a", 3, 2)], 4), (&[("a", 1, 4), ("a", 12, 8)], 12)]);
+    let mut agg = WindowAggregator::try_new(
+        &spec(WindowAssigner::cumulate(5, 10).unwrap(), 0),
+        &schema(),
+    )
+    .unwrap();
+    let (out, late) = run(
+        &mut agg,
+        &[
+            (&[("a", 7, 1), ("a", 3, 2)], 4),
+            (&[("a", 1, 4), ("a", 12, 8)], 12),
+        ],
+    );
     // a@1 arrives after [0,5) fired: too late for it, on time for [0,10).
     assert!(late.is_empty());
     assert_eq!(
         rows(&out),
-        vec![r("a", 0, 5, 1, 2), r("a", 0, 10, 3, 7), r("a", 10, 15, 1, 8), r("a", 10, 20, 1, 8)]
+        vec![
+            r("a", 0, 5, 1, 2),
+            r("a", 0, 10, 3, 7),
+            r("a", 10, 15, 1, 8),
+            r("a", 10, 20, 1, 8)
+        ]
     );
 }
 
 #[test]
 fn late_rows_go_to_side_output() {
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 0), &schema()).unwrap();
-    let (out, late) = run(&mut agg, &[(&[("a", 1, 1)], 15), (&[("a", 5, 2), ("a", 16, 3), ("b", 9, 4)], 20)]);
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 0), &schema())
+            .unwrap();
+    let (out, late) = run(
+        &mut agg,
+        &[
+            (&[("a", 1, 1)], 15),
+            (&[("a", 5, 2), ("a", 16, 3), ("b", 9, 4)], 20),
+        ],
+    );
     assert_eq!(rows(&out), vec![r("a", 0, 10, 1, 1), r("a", 10, 20, 1, 3)]);
     let late_rows: usize = late.iter().map(|b| b.num_rows()).sum();
     assert_eq!(late_rows, 2);
@@ -167,7 +249,9 @@ fn late_rows_go_to_side_output() {
 
 #[test]
 fn allowed_lateness_updates_fired_windows() {
-    let mut agg = WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 5), &schema()).unwrap();
+    let mut agg =
+        WindowAggregator::try_new(&spec(WindowAssigner::tumbling(10).unwrap(), 5), &schema())
+            .unwrap();
     let mut emitted = Vec::new();
     agg.process_batch(&batch(&[("a", 1, 1)])).unwrap();
     emitted.extend(agg.advance_watermark(10).unwrap());
@@ -175,7 +259,10 @@ fn allowed_lateness_updates_fired_windows() {
     // Within lateness (9 + 5 > 12): the window is emitted again with the new result.
     let o = agg.process_batch(&batch(&[("a", 2, 5)])).unwrap();
     assert!(o.late.is_none());
-    assert_eq!(rows(&o.updates.into_iter().collect::<Vec<_>>()), vec![r("a", 0, 10, 2, 6)]);
+    assert_eq!(
+        rows(&o.updates.into_iter().collect::<Vec<_>>()),
+        vec![r("a", 0, 10, 2, 6)]
+    );
     // Past lateness: late.
     agg.advance_watermark(14).unwrap();
     let o = agg.process_batch(&batch(&[("a", 3, 7)])).unwrap();
@@ -190,16 +277,28 @@ fn global_window_and_all_builtins() {
         time_column: "ts".into(),
         assigner: WindowAssigner::tumbling(100).unwrap(),
         allowed_lateness: 0,
-        aggregates: vec![count_star("n"), sum("v", "s"), min("v", "lo"), max("v", "hi"), avg("v", "mean")],
+        aggregates: vec![
+            count_star("n"),
+            sum("v", "s"),
+            min("v", "lo"),
+            max("v", "hi"),
+            avg("v", "mean"),
+        ],
     };
     let mut agg = WindowAggregator::try_new(&spec, &schema()).unwrap();
-    agg.process_batch(&batch(&[("a", 1, 3), ("b", 50, 9), ("c", 99, 6)])).unwrap();
+    agg.process_batch(&batch(&[("a", 1, 3), ("b", 50, 9), ("c", 99, 6)]))
+        .unwrap();
     let out = agg.advance_watermark(i64::MAX).unwrap();
     let out = out.expect("the global window fires");
     assert_eq!(out.num_columns(), 7);
     let col = |i: usize| out.column(i).as_primitive::<Int64Type>().value(0);
     assert_eq!((col(2), col(3), col(4), col(5)), (3, 18, 3, 9));
-    assert_eq!(out.column(6).as_primitive::<arrow::datatypes::Float64Type>().value(0), 6.0);
+    assert_eq!(
+        out.column(6)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(0),
+        6.0
+    );
     assert!(!out.column(0).is_null(0));
 }
 
@@ -207,6 +306,11 @@ fn global_window_and_all_builtins() {
 fn unknown_columns_are_named() {
     let mut s = spec(WindowAssigner::tumbling(10).unwrap(), 0);
     s.keys = vec!["nope".into()];
-    let err = WindowAggregator::try_new(&s, &schema()).unwrap_err().to_string();
-    assert!(err.contains("unknown column 'nope'") && err.contains("k, ts, v"), "{err}");
+    let err = WindowAggregator::try_new(&s, &schema())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown column 'nope'") && err.contains("k, ts, v"),
+        "{err}"
+    );
 }
