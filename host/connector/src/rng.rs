@@ -40,12 +40,15 @@ impl SplitMix64 {
     pub(crate) fn letters(&mut self, len: usize, out: &mut Vec<u8>) {
         let mut left = len;
         while left > 0 {
-            let mut r = self.next_u64();
-            for _ in 0..left.min(8) {
-                out.push(b'a' + ((r & 0xff) % 26) as u8);
-                r >>= 8;
+            let r = self.next_u64();
+            let mut chunk = [0u8; 8];
+            for (i, c) in chunk.iter_mut().enumerate() {
+                // Multiply-shift maps a byte to 0..26 without a division.
+                *c = b'a' + ((((r >> (8 * i)) & 0xff) * 26) >> 8) as u8;
             }
-            left = left.saturating_sub(8);
+            let n = left.min(8);
+            out.extend_from_slice(&chunk[..n]);
+            left -= n;
         }
     }
 }

@@ -51,6 +51,29 @@ const US_CITIES: [&str; 10] = [
     "Cheyenne",
 ];
 
+/// Random lowercase text that strings are cut from: one draw picks an offset, so a
+/// string costs a copy instead of a draw per letter.
+#[derive(Debug)]
+struct LetterPool(String);
+
+const POOL_LEN: usize = 1 << 16;
+
+impl LetterPool {
+    fn new() -> Self {
+        let mut rng = SplitMix64::new(0x706f_6f6c);
+        let mut bytes = Vec::with_capacity(POOL_LEN + 1024);
+        rng.letters(POOL_LEN + 1024, &mut bytes);
+        LetterPool(String::from_utf8(bytes).expect("ascii letters"))
+    }
+
+    /// `len` (at most 1024) random letters.
+    #[inline]
+    fn take(&self, rng: &mut SplitMix64, len: usize) -> &str {
+        let start = rng.below(POOL_LEN as u64) as usize;
+        &self.0[start..start + len.min(1024)]
+    }
+}
+
 /// Which of the three Nexmark streams to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NexmarkTable {
@@ -161,6 +184,7 @@ pub struct NexmarkGenerator {
     next_epoch: u64,
     epoch_step: u64,
     channels: Arc<Vec<(String, String)>>,
+    pool: Arc<LetterPool>,
     scratch: Vec<u8>,
 }
 
@@ -202,7 +226,8 @@ fn next_base0_person_id(event_id: u64, rng: &mut SplitMix64) -> u64 {
 }
 
 fn next_price(rng: &mut SplitMix64) -> i64 {
-    (10f64.powf(rng.next_f64() * 6.0) * 100.0).round() as i64
+    // 10^(6u) * 100, with exp instead of the costlier powf.
+    ((rng.next_f64() * 6.0 * std::f64::consts::LN_10).exp() * 100.0).round() as i64
 }
 
 fn base_url(rng: &mut SplitMix64) -> String {
@@ -254,6 +279,7 @@ impl NexmarkGenerator {
             next_epoch: index as u64,
             epoch_step: parallelism.max(1) as u64,
             channels: Arc::new(channel_table()),
+            pool: Arc::new(LetterPool::new()),
             scratch: Vec::with_capacity(256),
         })
     }
@@ -308,21 +334,15 @@ impl NexmarkGenerator {
     }
 
     /// Appends padding so the event is about `avg` bytes, as the Java generator does.
-    fn extra(
-        rng: &mut SplitMix64,
-        current: usize,
-        avg: usize,
-        scratch: &mut Vec<u8>,
-        out: &mut StringBuilder,
-    ) {
-        scratch.clear();
-        if current < avg {
-            let desired = avg - current;
-            let delta = (desired as f64 * 0.2).round() as u64;
-            let len = desired as u64 - delta + rng.below(2 * delta + 1);
-            rng.letters(len as usize, scratch);
+    fn extra(&self, rng: &mut SplitMix64, current: usize, avg: usize, out: &mut StringBuilder) {
+        if current >= avg {
+            out.append_value("");
+            return;
         }
-        out.append_value(std::str::from_utf8(scratch).expect("ascii"));
+        let desired = avg - current;
+        let delta = (desired as f64 * 0.2).round() as u64;
+        let len = desired as u64 - delta + rng.below(2 * delta + 1);
+        out.append_value(self.pool.take(rng, len as usize));
     }
 
     fn bids(&mut self, ids: &[u64]) -> Vec<ArrayRef> {
@@ -358,7 +378,7 @@ impl NexmarkGenerator {
             channel.append_value(ch);
             url.append_value(u);
             date_time.append_value(self.timestamp(id));
-            Self::extra(&mut rng, 32, AVG_BID_BYTES, &mut self.scratch, &mut extra);
+            self.extra(&mut rng, 32, AVG_BID_BYTES, &mut extra);
         }
         vec![
             Arc::new(auction.finish()),
@@ -402,21 +422,11 @@ impl NexmarkGenerator {
             let events_in_flight = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
             let span_ms = (events_in_flight * 1000 / self.config.events_per_second).max(1);
             expires.append_value(ts + 1 + rng.below(span_ms * 2) as i64);
-            self.scratch.clear();
             let len = 1 + rng.below(20) as usize;
-            rng.letters(len, &mut self.scratch);
-            item.append_value(std::str::from_utf8(&self.scratch).expect("ascii"));
-            self.scratch.clear();
+            item.append_value(self.pool.take(&mut rng, len));
             let len = 1 + rng.below(100) as usize;
-            rng.letters(len, &mut self.scratch);
-            desc.append_value(std::str::from_utf8(&self.scratch).expect("ascii"));
-            Self::extra(
-                &mut rng,
-                100,
-                AVG_AUCTION_BYTES,
-                &mut self.scratch,
-                &mut extra,
-            );
+            desc.append_value(self.pool.take(&mut rng, len));
+            self.extra(&mut rng, 100, AVG_AUCTION_BYTES, &mut extra);
         }
         vec![
             Arc::new(id_b.finish()),
@@ -473,13 +483,7 @@ impl NexmarkGenerator {
             city.append_value(US_CITIES[rng.below(US_CITIES.len() as u64) as usize]);
             state.append_value(US_STATES[rng.below(US_STATES.len() as u64) as usize]);
             date_time.append_value(self.timestamp(id));
-            Self::extra(
-                &mut rng,
-                50,
-                AVG_PERSON_BYTES,
-                &mut self.scratch,
-                &mut extra,
-            );
+            self.extra(&mut rng, 50, AVG_PERSON_BYTES, &mut extra);
         }
         vec![
             Arc::new(id_b.finish()),
