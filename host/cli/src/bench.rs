@@ -33,8 +33,14 @@ use crate::progress::human;
 /// The benchmark pipelines.
 pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("gen", "the bid generator alone, no runtime"),
-    ("q0-replay", "q0 over bids generated into memory before the clock starts: the runtime's own cost"),
-    ("count-replay", "count over bids generated into memory before the clock starts"),
+    (
+        "q0-replay",
+        "q0 over bids generated into memory before the clock starts: the runtime's own cost",
+    ),
+    (
+        "count-replay",
+        "count over bids generated into memory before the clock starts",
+    ),
     (
         "q0",
         "SELECT auction, bidder, price, dateTime, extra FROM bid (pass-through)",

@@ -343,15 +343,66 @@ impl WindowAggregator {
             Windows::Session(_) => self.fire_sessions(watermark)?,
         };
         if self.ids.live() == 0 {
-            // Every key's state is gone: forget the keys too, so memory stays bounded by
-            // the keys of open windows.
+            // Every key's state is gone: forget the keys too.
             self.keys.clear();
             self.ids = GroupIds::default();
             if let Windows::Session(s) = &mut self.windows {
                 s.sessions.clear();
             }
+        } else if self.keys.len() > 1024 && self.live_keys().len() * 2 < self.keys.len() {
+            // Most interned keys have no open window left: rebuild the table with the
+            // live ones, so memory stays bounded by the keys of open windows.
+            self.compact_keys()?;
         }
         Ok(out)
+    }
+
+    /// Number of distinct keys currently interned.
+    pub fn interned_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Key ids that still hold state, sorted.
+    fn live_keys(&self) -> Vec<u32> {
+        let mut live: Vec<u32> = match &self.windows {
+            Windows::Sliced(s) => s.groups.keys().map(|(k, _)| *k).collect(),
+            Windows::Session(s) => s.sessions.keys().copied().collect(),
+        };
+        live.sort_unstable();
+        live.dedup();
+        live
+    }
+
+    fn compact_keys(&mut self) -> Result<()> {
+        let live = self.live_keys();
+        let columns = self.keys.columns(&live)?;
+        let mut fresh = KeyTable::new(self.keys.fields().to_vec())?;
+        let mut new_ids = Vec::with_capacity(live.len());
+        fresh.intern(&columns, live.len(), &mut new_ids)?;
+        let remap: HashMap<u32, u32> = live.iter().copied().zip(new_ids).collect();
+        match &mut self.windows {
+            Windows::Sliced(s) => {
+                s.groups = s
+                    .groups
+                    .drain()
+                    .map(|((k, slice), g)| ((remap[&k], slice), g))
+                    .collect();
+                for members in s.slices.values_mut() {
+                    for (k, _) in members.iter_mut() {
+                        *k = remap[k];
+                    }
+                }
+            }
+            Windows::Session(s) => {
+                s.sessions = s.sessions.drain().map(|(k, v)| (remap[&k], v)).collect();
+                s.by_end = std::mem::take(&mut s.by_end)
+                    .into_iter()
+                    .map(|(end, k, start)| (end, remap[&k], start))
+                    .collect();
+            }
+        }
+        self.keys = fresh;
+        Ok(())
     }
 
     fn emit_dirty(&mut self) -> Result<Option<RecordBatch>> {

@@ -129,3 +129,73 @@ fn timers_fire_per_key_with_state() {
         vec![("a".into(), 3), ("b".into(), 30), ("c".into(), 5)]
     );
 }
+
+/// Emits each key once, 30 ms of wall-clock time after its first row.
+struct EmitLater;
+
+impl KeyedProcessFunction for EmitLater {
+    fn process_batch(
+        &mut self,
+        _batch: &RecordBatch,
+        keys: &KeyedRows,
+        ctx: &mut KeyedContext<'_>,
+        _out: &mut Output,
+    ) -> Result<()> {
+        for i in 0..keys.len() {
+            let at = ctx.processing_time + 30;
+            ctx.register_processing_time_timer(keys.key_group(i), keys.key(i), at);
+        }
+        Ok(())
+    }
+
+    fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        domain: TimeDomain,
+        ctx: &mut KeyedContext<'_>,
+        out: &mut Output,
+    ) -> Result<()> {
+        assert_eq!(domain, TimeDomain::ProcessingTime);
+        let cols = ctx.key_columns(timers)?;
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        out.emit(RecordBatch::try_new(schema, cols)?);
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_while_the_job_runs() {
+    use crate::common::{ScriptedSource, Step};
+    use std::time::Duration;
+    let steps = std::sync::Mutex::new(Some(vec![
+        Step::Batch(0, batch(&[("a", 1, 1), ("b", 1, 1)])),
+        Step::Sleep(Duration::from_millis(300)),
+    ]));
+    let mut g = JobGraph::new("processing-time");
+    g.config.tick_interval = Duration::from_millis(10);
+    let src = g.add_source(
+        "src",
+        1,
+        Arc::new(move |_| {
+            let steps = steps.lock().unwrap().take().unwrap_or_default();
+            Ok(Box::new(ScriptedSource {
+                steps: steps.into_iter(),
+                splits: vec![0],
+            }) as Box<dyn fungi_execution::Source>)
+        }),
+        None,
+    );
+    let factory =
+        KeyedProcessOperator::factory(vec!["k".into()], &schema(), || Box::new(EmitLater)).unwrap();
+    let p = g.add_stateful_operator("later", 1, factory);
+    let (sink, out) = CollectSink::new();
+    let s = g.add_operator("sink", 1, sink.factory());
+    g.connect(src, p, Partitioning::Hash(vec!["k".into()]));
+    g.connect(p, s, Partitioning::Forward);
+    runtime().block_on(async {
+        let job = LocalExecutor::new().execute(g).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(out.rows(), 2, "both timers fired before the input ended");
+        job.wait().await.unwrap();
+    });
+}
