@@ -82,6 +82,19 @@ fn spender_schema() -> arrow::datatypes::SchemaRef {
     ]))
 }
 
+/// Prints how many rows came out and the first few of them.
+fn print_sample(what: &str, batches: &[RecordBatch]) -> fungi_common::Result<()> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    println!("{rows} {what}, for example:");
+    let first: Vec<RecordBatch> = batches
+        .iter()
+        .take(1)
+        .map(|b| b.slice(0, b.num_rows().min(5)))
+        .collect();
+    println!("{}", pretty_format_batches(&first)?);
+    Ok(())
+}
+
 fn main() -> fungi_common::Result<()> {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
@@ -118,21 +131,7 @@ fn main() -> fungi_common::Result<()> {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let summary = runtime.block_on(env.execute("hot auctions"))?;
     println!("finished in {:.2}s", summary.elapsed.as_secs_f64());
-    println!("{} window results, for example:", windows.rows());
-    let sample: Vec<RecordBatch> = windows
-        .batches()
-        .into_iter()
-        .take(1)
-        .map(|b| b.slice(0, b.num_rows().min(5)))
-        .collect();
-    println!("{}", pretty_format_batches(&sample)?);
-    println!("{} big spenders flagged, for example:", spenders.rows());
-    let sample: Vec<RecordBatch> = spenders
-        .batches()
-        .into_iter()
-        .take(1)
-        .map(|b| b.slice(0, b.num_rows().min(5)))
-        .collect();
-    println!("{}", pretty_format_batches(&sample)?);
+    print_sample("window results", &windows.batches())?;
+    print_sample("big spenders flagged", &spenders.batches())?;
     Ok(())
 }

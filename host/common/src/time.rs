@@ -44,6 +44,13 @@ pub fn timestamps_millis(column: &ArrayRef, name: &str) -> Result<Arc<Int64Array
     Ok(Arc::new(array.clone()))
 }
 
+/// The wall clock in milliseconds since the epoch (0 if the clock is before 1970).
+pub fn now_millis() -> EpochMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Formats milliseconds since the epoch as an RFC 3339 UTC string (for logs and the CLI).
 pub fn format_millis(ms: EpochMillis) -> String {
     if ms == i64::MAX {

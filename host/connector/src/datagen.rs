@@ -8,7 +8,7 @@
 //! from the row number, so runs are reproducible.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -148,9 +148,7 @@ impl DatagenSource {
         let salt = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let array: ArrayRef = match &self.spec.fields[i] {
             FieldGen::Now => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
+                let now = fungi_common::time::now_millis();
                 let mut b = TimestampMillisecondBuilder::with_capacity(rows.len());
                 b.append_value_n(now, rows.len());
                 cast::cast(&b.finish(), field.data_type())?

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
 
@@ -67,9 +66,7 @@ impl DeadLetterQueue {
         raw: &[u8],
     ) {
         warn!(operator, reason, position = %position, error = %message, "record sent to the dead-letter output");
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let time = fungi_common::time::now_millis();
         let letter = DeadLetter {
             operator: operator.to_string(),
             reason: reason.to_string(),

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use fungi_common::time::timestamps_millis;
+use fungi_common::time::{now_millis, timestamps_millis};
 use fungi_common::{FungiError, Message, Result, Watermark};
 use fungi_streaming::watermark::{SplitWatermarks, WatermarkCombiner};
 use tokio_util::sync::CancellationToken;
@@ -16,12 +16,6 @@ use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output, OutputItem};
 use crate::partition::Router;
 use crate::source::{Source, SourceContext, SourceEvent};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// What is pushed into a chain.
 enum Input {
@@ -279,7 +273,7 @@ impl SourceTask {
             }
             if now.duration_since(last_tick) >= self.tick {
                 last_tick = now;
-                self.chain.input(Input::Tick(now_ms()))?;
+                self.chain.input(Input::Tick(now_millis()))?;
             }
             self.chain.flush().await?;
         }
@@ -328,7 +322,7 @@ impl OperatorTask {
                     // failed or was cancelled; the job reports that task's error.
                     None => return Err(FungiError::Cancelled),
                 },
-                _ = ticker.tick() => self.chain.input(Input::Tick(now_ms()))?,
+                _ = ticker.tick() => self.chain.input(Input::Tick(now_millis()))?,
             }
             self.chain.flush().await?;
         }

@@ -7,6 +7,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use fungi_common::keys::{KeyGroups, hash_columns};
+use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_state::{KeyedStore, StateNamespace};
 use fungi_streaming::timer::{TimeDomain, Timer, TimerService};
@@ -168,19 +169,6 @@ impl KeyedProcessOperator {
             }) as Box<dyn Operator>)
         }))
     }
-
-    fn context_parts(&mut self) -> Result<(&mut dyn KeyedStore, &mut TimerService, &RowConverter)> {
-        let store = self.store.as_deref_mut().ok_or_else(|| {
-            FungiError::Internal("keyed process operator used before open".into())
-        })?;
-        Ok((store, &mut self.timers, &self.converter))
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Operator for KeyedProcessOperator {
@@ -207,19 +195,7 @@ impl Operator for KeyedProcessOperator {
             .map(|&h| self.key_groups.key_group(h))
             .collect();
         let keyed = KeyedRows { rows, key_groups };
-        let watermark = self.watermark;
-        let mut function = std::mem::replace(&mut self.function, Box::new(NoFunction));
-        let (state, timers, converter) = self.context_parts()?;
-        let mut ctx = KeyedContext {
-            state,
-            timers,
-            converter,
-            watermark,
-            processing_time: now_ms(),
-        };
-        let result = function.process_batch(&batch, &keyed, &mut ctx, out);
-        self.function = function;
-        result
+        self.call(|function, ctx| function.process_batch(&batch, &keyed, ctx, out))
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
@@ -244,43 +220,25 @@ impl Operator for KeyedProcessOperator {
 }
 
 impl KeyedProcessOperator {
-    fn fire(&mut self, fired: &[Timer], domain: TimeDomain, out: &mut Output) -> Result<()> {
-        let watermark = self.watermark;
-        let mut function = std::mem::replace(&mut self.function, Box::new(NoFunction));
-        let (state, timers, converter) = self.context_parts()?;
+    /// Calls the user function with a context over this subtask's state and timers.
+    fn call(
+        &mut self,
+        f: impl FnOnce(&mut dyn KeyedProcessFunction, &mut KeyedContext<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let state = self.store.as_deref_mut().ok_or_else(|| {
+            FungiError::Internal("keyed process operator used before open".into())
+        })?;
         let mut ctx = KeyedContext {
             state,
-            timers,
-            converter,
-            watermark,
-            processing_time: now_ms(),
+            timers: &mut self.timers,
+            converter: &self.converter,
+            watermark: self.watermark,
+            processing_time: now_millis(),
         };
-        let result = function.on_timers(fired, domain, &mut ctx, out);
-        self.function = function;
-        result
+        f(self.function.as_mut(), &mut ctx)
     }
-}
 
-/// Placeholder while the real function is borrowed out.
-struct NoFunction;
-
-impl KeyedProcessFunction for NoFunction {
-    fn process_batch(
-        &mut self,
-        _: &RecordBatch,
-        _: &KeyedRows,
-        _: &mut KeyedContext<'_>,
-        _: &mut Output,
-    ) -> Result<()> {
-        Ok(())
-    }
-    fn on_timers(
-        &mut self,
-        _: &[Timer],
-        _: TimeDomain,
-        _: &mut KeyedContext<'_>,
-        _: &mut Output,
-    ) -> Result<()> {
-        Ok(())
+    fn fire(&mut self, fired: &[Timer], domain: TimeDomain, out: &mut Output) -> Result<()> {
+        self.call(|function, ctx| function.on_timers(fired, domain, ctx, out))
     }
 }
