@@ -31,8 +31,9 @@ struct Cli {
 enum Command {
     /// Run a job.
     ///
-    /// The job is a TOML job file (source, optional window, sink; see
-    /// examples/jobs/). Progress (records in/out per second, watermark) is shown on
+    /// The job is a streaming SQL file (`.sql`: CREATE TABLE, CREATE VIEW, INSERT INTO,
+    /// SELECT; a SELECT prints its rows) or a TOML job file (source, optional window,
+    /// sink; see examples/jobs/). Progress (records in/out per second, watermark) is shown on
     /// stderr; Ctrl-C stops the job cleanly.
     Run(RunArgs),
     /// Run benchmarks.
@@ -45,7 +46,7 @@ struct RunArgs {
     /// Run in this process (embedded mode). The only mode until the server lands.
     #[arg(long)]
     local: bool,
-    /// Path of the job file.
+    /// Path of the SQL file or job file.
     job: PathBuf,
     /// Parallelism of every operator (overrides the job file).
     #[arg(long, short)]
@@ -108,60 +109,124 @@ fn run(args: RunArgs) -> Result<()> {
     if !args.local {
         bail!("only embedded mode exists so far: pass --local");
     }
-    let job = job::JobFile::load(&args.job)?;
-    let graph = job.to_graph(args.parallelism)?;
-    let plan = PhysicalPlan::new(graph)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let plans = if args.job.extension().is_some_and(|e| e == "sql") {
+        runtime.block_on(sql_jobs(&args))?
+    } else {
+        let job = job::JobFile::load(&args.job)?;
+        vec![PhysicalPlan::new(job.to_graph(args.parallelism)?)?]
+    };
     if args.explain {
-        print!("{}", plan.explain());
+        for plan in &plans {
+            print!("{}", plan.explain());
+        }
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    runtime.block_on(async move {
-        let handle = LocalExecutor::new().start(plan)?;
-        let metrics = handle.metrics().clone();
-        let dead_letters = handle.dead_letters().clone();
-        let cancel = handle.cancel_token();
-        let mut progress = progress::Progress::new(!args.no_progress);
-        let mut wait = Box::pin(handle.wait());
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let mut interrupted = false;
-        let result = loop {
-            tokio::select! {
-                r = &mut wait => break r,
-                _ = tick.tick() => progress.update(&metrics),
-                _ = tokio::signal::ctrl_c(), if !interrupted => {
-                    interrupted = true;
-                    eprintln!("\nstopping the job (Ctrl-C)...");
-                    cancel.cancel();
-                }
+    if plans.is_empty() {
+        eprintln!(
+            "no INSERT or SELECT in {}: nothing to run",
+            args.job.display()
+        );
+        return Ok(());
+    }
+    runtime.block_on(run_jobs(plans, !args.no_progress))
+}
+
+/// Plans every statement of a SQL file; INSERTs and SELECTs become jobs (a SELECT prints
+/// its rows as JSON lines on stdout).
+async fn sql_jobs(args: &RunArgs) -> Result<Vec<PhysicalPlan>> {
+    let text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("cannot read {}", args.job.display()))?;
+    let mut config = fungi_common::config::JobConfig::default();
+    if let Some(p) = args.parallelism {
+        config.parallelism = p;
+    }
+    let mut session = fungi_sql::SqlSession::new(config);
+    let outcomes = session
+        .execute_script(&text)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.job.display()))?;
+    let mut plans = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            fungi_sql::Outcome::Done(_) => {}
+            fungi_sql::Outcome::Explain(text) => print!("{text}"),
+            fungi_sql::Outcome::Insert(graph) => plans.push(PhysicalPlan::new(graph)?),
+            fungi_sql::Outcome::Query(query) => {
+                let sink = fungi_connector::registry::sink("stdout", &Default::default())?;
+                plans.push(PhysicalPlan::new(query.with_sink(sink, "print"))?);
             }
-        };
-        progress.finish();
+        }
+    }
+    Ok(plans)
+}
+
+/// Runs jobs side by side with progress (of the first job) and a clean Ctrl-C.
+async fn run_jobs(plans: Vec<PhysicalPlan>, show_progress: bool) -> Result<()> {
+    let mut handles = Vec::new();
+    for plan in plans {
+        handles.push(LocalExecutor::new().start(plan)?);
+    }
+    let metrics = handles[0].metrics().clone();
+    let all_metrics: Vec<_> = handles.iter().map(|h| h.metrics().clone()).collect();
+    let dead_letters: Vec<_> = handles.iter().map(|h| h.dead_letters().clone()).collect();
+    let cancels: Vec<_> = handles.iter().map(|h| h.cancel_token()).collect();
+    let mut progress = progress::Progress::new(show_progress);
+    let mut wait = Box::pin(futures_join_all(handles));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut interrupted = false;
+    let results = loop {
+        tokio::select! {
+            r = &mut wait => break r,
+            _ = tick.tick() => progress.update(&metrics),
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("\nstopping (Ctrl-C)...");
+                cancels.iter().for_each(|c| c.cancel());
+            }
+        }
+    };
+    progress.finish();
+    let mut failure = None;
+    for ((result, metrics), dead) in results.into_iter().zip(&all_metrics).zip(&dead_letters) {
         let ops = metrics.snapshot();
         let (read, written) = (
             ops.first().map_or(0, |o| o.records_out),
             ops.last().map_or(0, |o| o.records_in),
         );
-        let dead = dead_letters.total();
         match result {
             Ok(summary) => {
                 eprintln!(
-                    "job finished in {:.2}s: {read} records read, {written} written, {} late, {dead} dead letters",
+                    "job finished in {:.2}s: {read} records read, {written} written, {} late, {} dead letters",
                     summary.elapsed.as_secs_f64(),
                     ops.iter().map(|o| o.late_records).sum::<u64>(),
+                    dead.total(),
                 );
-                for d in dead_letters.recent().iter().take(5) {
+                for d in dead.recent().iter().take(5) {
                     eprintln!("  dead letter at {}: {}", d.position, d.message);
                 }
-                Ok(())
             }
             Err(FungiError::Cancelled) if interrupted => {
                 eprintln!("job stopped by the user: {read} records read, {written} written");
-                Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => failure = failure.or(Some(e)),
         }
-    })
+    }
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Waits for every job, in order.
+async fn futures_join_all(
+    handles: Vec<fungi_execution::executor::JobHandle>,
+) -> Vec<fungi_common::Result<fungi_execution::executor::JobSummary>> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.wait().await);
+    }
+    out
 }
 
 fn bench_nexmark(args: NexmarkArgs) -> Result<()> {

@@ -40,10 +40,10 @@ pub trait GroupsAccumulator: Send {
     fn merge_groups(&mut self, dst_src: &[(u32, u32)], total_num_groups: usize) -> Result<()>;
 
     /// The result of each of `groups`, in order.
-    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef>;
 
     /// Empties `groups` so their ids can be given to new groups.
-    fn reset(&mut self, groups: &[u32]);
+    fn reset(&mut self, groups: &[u32]) -> Result<()>;
 
     /// Approximate heap size in bytes.
     fn size(&self) -> usize;
@@ -201,17 +201,18 @@ impl GroupsAccumulator for CountAccumulator {
         }
         Ok(())
     }
-    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
         Ok(Arc::new(Int64Array::from_iter_values(groups.iter().map(
             |&g| self.counts.get(g as usize).copied().unwrap_or(0),
         ))))
     }
-    fn reset(&mut self, groups: &[u32]) {
+    fn reset(&mut self, groups: &[u32]) -> Result<()> {
         for &g in groups {
             if let Some(c) = self.counts.get_mut(g as usize) {
                 *c = 0;
             }
         }
+        Ok(())
     }
     fn size(&self) -> usize {
         self.counts.capacity() * 8
@@ -341,7 +342,7 @@ where
         Ok(())
     }
 
-    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
         let mut validity = BooleanBufferBuilder::new(groups.len());
         let values: Vec<T::Native> = groups
             .iter()
@@ -367,12 +368,13 @@ where
         }
     }
 
-    fn reset(&mut self, groups: &[u32]) {
+    fn reset(&mut self, groups: &[u32]) -> Result<()> {
         for &g in groups {
             if let Some(s) = self.seen.get_mut(g as usize) {
                 *s = false;
             }
         }
+        Ok(())
     }
 
     fn size(&self) -> usize {
@@ -491,7 +493,7 @@ impl GroupsAccumulator for AvgAccumulator {
         self.sum.merge_groups(dst_src, total)?;
         self.count.merge_groups(dst_src, total)
     }
-    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
         let sums = self.sum.evaluate(groups)?;
         let sums = sums.as_primitive::<Float64Type>();
         let counts = self.count.evaluate(groups)?;
@@ -503,9 +505,9 @@ impl GroupsAccumulator for AvgAccumulator {
             .collect();
         Ok(Arc::new(out))
     }
-    fn reset(&mut self, groups: &[u32]) {
-        self.sum.reset(groups);
-        self.count.reset(groups);
+    fn reset(&mut self, groups: &[u32]) -> Result<()> {
+        self.sum.reset(groups)?;
+        self.count.reset(groups)
     }
     fn size(&self) -> usize {
         self.sum.size() + self.count.size()
@@ -529,7 +531,7 @@ mod tests {
             out.as_primitive::<Int64Type>().values().as_ref(),
             &[1, 7, 8]
         );
-        acc.reset(&[0]);
+        acc.reset(&[0]).unwrap();
         assert!(acc.evaluate(&[0]).unwrap().is_null(0));
     }
 

@@ -316,7 +316,7 @@ impl WindowAggregator {
         }
         // Groups merged away by session merging are empty now.
         if !merged.is_empty() {
-            self.release(&merged);
+            self.release(&merged)?;
         }
         self.key_ids = key_ids;
         self.group_indices = group_indices;
@@ -324,11 +324,12 @@ impl WindowAggregator {
         Ok(outcome)
     }
 
-    fn release(&mut self, groups: &[u32]) {
+    fn release(&mut self, groups: &[u32]) -> Result<()> {
         for acc in &mut self.accumulators {
-            acc.reset(groups);
+            acc.reset(groups)?;
         }
         self.ids.free.extend_from_slice(groups);
+        Ok(())
     }
 
     /// Advances event time to `watermark`: fires every window whose last timestamp is at
@@ -477,7 +478,7 @@ impl WindowAggregator {
                 freed.push(group);
             }
         }
-        self.release(&freed);
+        self.release(&freed)?;
         self.concat(batches)
     }
 
@@ -510,7 +511,7 @@ impl WindowAggregator {
             }
             let groups: Vec<u32> = key_order.iter().map(|k| out[k]).collect();
             let batch = self.window_rows(&key_order, &groups, w)?;
-            self.release(&groups);
+            self.release(&groups)?;
             return Ok(Some(batch));
         };
         // One slice (tumbling windows): evaluate its groups directly.
@@ -521,18 +522,23 @@ impl WindowAggregator {
         Ok(Some(self.window_rows(&key_order, &groups, w)?))
     }
 
-    fn window_rows(&self, key_ids: &[u32], groups: &[u32], w: TimeWindow) -> Result<RecordBatch> {
+    fn window_rows(
+        &mut self,
+        key_ids: &[u32],
+        groups: &[u32],
+        w: TimeWindow,
+    ) -> Result<RecordBatch> {
         let n = key_ids.len();
         let mut columns = self.keys.columns(key_ids)?;
         columns.push(Arc::new(TimestampMillisecondArray::from_value(w.start, n)));
         columns.push(Arc::new(TimestampMillisecondArray::from_value(w.end, n)));
-        for acc in &self.accumulators {
+        for acc in &mut self.accumulators {
             columns.push(acc.evaluate(groups)?);
         }
         Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
     }
 
-    fn session_rows(&self, rows: &[(u32, Session)]) -> Result<Option<RecordBatch>> {
+    fn session_rows(&mut self, rows: &[(u32, Session)]) -> Result<Option<RecordBatch>> {
         if rows.is_empty() {
             return Ok(None);
         }
@@ -545,7 +551,7 @@ impl WindowAggregator {
         columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(
             rows.iter().map(|(_, s)| s.end),
         )));
-        for acc in &self.accumulators {
+        for acc in &mut self.accumulators {
             columns.push(acc.evaluate(&groups)?);
         }
         Ok(Some(RecordBatch::try_new(
@@ -596,7 +602,7 @@ impl WindowAggregator {
                 state.sessions.remove(&key);
             }
         }
-        self.release(&freed);
+        self.release(&freed)?;
         Ok(out)
     }
 }

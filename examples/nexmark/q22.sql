@@ -1,0 +1,28 @@
+-- Nexmark q22: Get URL Directories
+-- Splits each bid's URL into its first three directories.
+--
+-- Run: fungi run --local examples/nexmark/q22.sql
+-- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
+-- them from its `nexmark` connector through views with the same columns).
+-- Adapted to the dialect: Flink's SPLIT_INDEX(url, '/', 3) (0-based) is DataFusion's split_part(url, '/', 4) (1-based).
+
+CREATE TABLE bid (
+    auction BIGINT,
+    bidder BIGINT,
+    price BIGINT,
+    channel VARCHAR,
+    url VARCHAR,
+    dateTime TIMESTAMP(3),
+    extra VARCHAR,
+    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '1000000');
+
+CREATE TABLE nexmark_q22 (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, dir1 VARCHAR, dir2 VARCHAR, dir3 VARCHAR)
+WITH ('connector' = 'blackhole');
+
+INSERT INTO nexmark_q22
+SELECT auction, bidder, price, channel,
+    split_part(url, '/', 4) AS dir1,
+    split_part(url, '/', 5) AS dir2,
+    split_part(url, '/', 6) AS dir3
+FROM bid;

@@ -1,0 +1,233 @@
+//! `CREATE TABLE` with Flink's `WATERMARK FOR` clause and `WITH (...)` options.
+//!
+//! The parts DataFusion's parser does not know are taken out here; the column list that
+//! remains is planned by DataFusion, so column types follow its SQL type mapping.
+
+use crate::error::{Result, SqlError};
+use crate::text::{find_keyword, matching_paren, split_top_level, unquote};
+
+/// A `CREATE TABLE` taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CreateTable {
+    pub(crate) name: String,
+    /// The column definitions without the watermark (and primary key) clauses.
+    pub(crate) columns: Vec<String>,
+    /// `WATERMARK FOR column AS column - INTERVAL ...`: (column, delay in ms).
+    pub(crate) watermark: Option<(String, i64)>,
+    /// `WITH` options, keys and values unquoted, in order.
+    pub(crate) options: Vec<(String, String)>,
+}
+
+/// Whether `stmt` is a `CREATE [TEMPORARY] TABLE`.
+pub(crate) fn is_create_table(stmt: &str) -> bool {
+    let words: Vec<String> = stmt
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    matches!(words.as_slice(), [c, t, ..] if c == "CREATE" && t == "TABLE")
+        || matches!(words.as_slice(), [c, tmp, t] if c == "CREATE" && tmp == "TEMPORARY" && t == "TABLE")
+}
+
+/// Parses `INTERVAL '4' SECOND`, `INTERVAL '0.001' SECOND`, `INTERVAL '5' MINUTES`,
+/// `INTERVAL '2 seconds'` into milliseconds.
+pub(crate) fn parse_interval_ms(text: &str) -> Result<i64> {
+    let t = text.trim();
+    let bad = || {
+        SqlError::Plan(format!(
+            "'{t}' is not an interval like INTERVAL '10' SECOND"
+        ))
+    };
+    if !t.to_ascii_uppercase().starts_with("INTERVAL") {
+        return Err(bad());
+    }
+    let rest = t[8..].trim();
+    let (value, unit) = if let Some(quoted) = rest.strip_prefix('\'') {
+        let close = quoted.find('\'').ok_or_else(bad)?;
+        let inner = &quoted[..close];
+        let unit = quoted[close + 1..].trim();
+        if unit.is_empty() {
+            // INTERVAL '2 seconds'
+            let mut parts = inner.split_whitespace();
+            (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            )
+        } else {
+            (inner.trim().to_string(), unit.to_string())
+        }
+    } else {
+        let mut parts = rest.split_whitespace();
+        (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        )
+    };
+    let value: f64 = value.parse().map_err(|_| bad())?;
+    let unit = unit.to_ascii_uppercase();
+    let factor = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1.0,
+        "SECOND" => 1000.0,
+        "MINUTE" => 60_000.0,
+        "HOUR" => 3_600_000.0,
+        "DAY" => 86_400_000.0,
+        _ => {
+            return Err(SqlError::Plan(format!(
+                "unsupported interval unit '{unit}' in '{t}'; use MILLISECOND, SECOND, MINUTE, HOUR or DAY"
+            )));
+        }
+    };
+    Ok((value * factor).round() as i64)
+}
+
+fn parse_watermark(item: &str) -> Result<(String, i64)> {
+    // WATERMARK FOR <col> AS <expr>
+    let words: Vec<&str> = item.split_whitespace().collect();
+    if words.len() < 5
+        || !words[1].eq_ignore_ascii_case("FOR")
+        || !words[3].eq_ignore_ascii_case("AS")
+    {
+        return Err(SqlError::Plan(format!(
+            "cannot read '{item}'; write WATERMARK FOR ts AS ts - INTERVAL '5' SECOND"
+        )));
+    }
+    let column = unquote(words[2]);
+    let expr = words[4..].join(" ");
+    let expr_col = unquote(words[4]);
+    if expr_col != column {
+        return Err(SqlError::Plan(format!(
+            "watermark expression '{expr}' must be based on the column '{column}' (e.g. {column} - INTERVAL '5' SECOND)"
+        )));
+    }
+    let rest = expr[words[4].len()..].trim();
+    if rest.is_empty() {
+        return Ok((column, 0));
+    }
+    let Some(interval) = rest.strip_prefix('-') else {
+        return Err(SqlError::Plan(format!(
+            "unsupported watermark expression '{expr}'; write {column} or {column} - INTERVAL '5' SECOND"
+        )));
+    };
+    Ok((column, parse_interval_ms(interval)?))
+}
+
+/// Takes a `CREATE TABLE` statement apart.
+pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
+    let with = find_keyword(stmt, "WITH", 0);
+    let open = stmt
+        .find('(')
+        .ok_or_else(|| SqlError::Plan("CREATE TABLE needs WITH (...) options".into()))?;
+    // `CREATE TABLE t WITH (...)`: no columns, the connector brings its schema.
+    let no_columns = with.is_some_and(|w| w < open);
+    let header_end = if no_columns {
+        with.unwrap_or(open)
+    } else {
+        open
+    };
+    let header: Vec<&str> = stmt[..header_end].split_whitespace().collect();
+    let name = header
+        .iter()
+        .rev()
+        .find(|w| !["IF", "NOT", "EXISTS"].contains(&w.to_ascii_uppercase().as_str()))
+        .map(|w| unquote(w))
+        .filter(|n| !n.eq_ignore_ascii_case("TABLE"))
+        .ok_or_else(|| SqlError::Plan("CREATE TABLE needs a table name".into()))?;
+    let close = if no_columns {
+        header_end.saturating_sub(1)
+    } else {
+        matching_paren(stmt, open).ok_or_else(|| {
+            SqlError::Plan(format!("unbalanced parentheses in CREATE TABLE {name}"))
+        })?
+    };
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    let items = if no_columns {
+        Vec::new()
+    } else {
+        split_top_level(&stmt[open + 1..close])
+    };
+    for item in items {
+        let upper = item.to_ascii_uppercase();
+        if upper.starts_with("WATERMARK") {
+            watermark = Some(parse_watermark(&item)?);
+        } else if upper.starts_with("PRIMARY KEY") {
+            // Flink's `PRIMARY KEY (..) NOT ENFORCED` is informational; nothing enforces it.
+        } else {
+            columns.push(item);
+        }
+    }
+    let mut options = Vec::new();
+    let rest = &stmt[close + 1..];
+    if let Some(with) = find_keyword(rest, "WITH", 0) {
+        let open = rest[with..]
+            .find('(')
+            .map(|i| i + with)
+            .ok_or_else(|| SqlError::Plan("WITH needs options in parentheses".into()))?;
+        let end = matching_paren(rest, open)
+            .ok_or_else(|| SqlError::Plan("unbalanced parentheses in WITH (...)".into()))?;
+        for pair in split_top_level(&rest[open + 1..end]) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "option '{pair}' is not of the form 'key' = 'value'"
+                ))
+            })?;
+            options.push((unquote(k), unquote(v)));
+        }
+    } else if !rest.trim().is_empty() {
+        return Err(SqlError::Plan(format!(
+            "unexpected '{}' after the columns of {name}; options go in WITH (...)",
+            rest.trim()
+        )));
+    }
+    Ok(CreateTable {
+        name,
+        columns,
+        watermark,
+        options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flink_ddl() {
+        let t = parse_create_table(
+            "CREATE TABLE bid (auction BIGINT, price BIGINT, dateTime TIMESTAMP(3), \
+             WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND) \
+             WITH ('connector' = 'nexmark', 'table' = 'bid')",
+        )
+        .unwrap();
+        assert_eq!(t.name, "bid");
+        assert_eq!(t.columns.len(), 3);
+        assert_eq!(t.watermark, Some(("dateTime".into(), 4000)));
+        assert_eq!(
+            t.options,
+            vec![
+                ("connector".into(), "nexmark".into()),
+                ("table".into(), "bid".into())
+            ]
+        );
+        assert!(is_create_table("create  table x (a int)"));
+        let t = parse_create_table("CREATE TABLE bid WITH ('connector' = 'nexmark')").unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.columns.len(), t.options.len()),
+            ("bid", 0, 1)
+        );
+        assert!(!is_create_table("CREATE VIEW v AS SELECT 1"));
+    }
+
+    #[test]
+    fn intervals_and_bad_watermarks() {
+        assert_eq!(parse_interval_ms("INTERVAL '0.001' SECOND").unwrap(), 1);
+        assert_eq!(parse_interval_ms("INTERVAL '2' MINUTES").unwrap(), 120_000);
+        assert_eq!(parse_interval_ms("INTERVAL '3 seconds'").unwrap(), 3000);
+        let err = parse_create_table(
+            "CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS other - INTERVAL '1' SECOND)",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("based on the column 'ts'"), "{err}");
+    }
+}

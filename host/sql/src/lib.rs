@@ -1,0 +1,43 @@
+//! Streaming SQL for Fungi.
+//!
+//! DataFusion parses and plans; this crate turns its logical plans into Fungi job graphs
+//! (see [`planner`]). It accepts Flink's streaming SQL:
+//!
+//! - `CREATE TABLE t (cols..., WATERMARK FOR ts AS ts - INTERVAL '4' SECOND) WITH
+//!   ('connector' = 'nexmark' | 'datagen' | 'filesystem' | 'blackhole' | 'stdout', ...)`
+//!   (a table without columns takes its connector's schema, e.g. Nexmark's);
+//! - `CREATE VIEW`, `SET 'parallelism.default' = '2'`, `EXPLAIN`;
+//! - window table functions `TABLE(TUMBLE|HOP|CUMULATE|SESSION(TABLE t, DESCRIPTOR(ts),
+//!   ...))` grouped by `window_start, window_end` and keys, with every DataFusion
+//!   aggregate;
+//! - projections, filters, CASE, casts and every DataFusion scalar function;
+//! - `INSERT INTO sink SELECT ...` (a job) and bare `SELECT` (a job whose sink the caller
+//!   picks, e.g. stdout).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use fungi_sql::{Outcome, SqlSession};
+//! let mut session = SqlSession::default();
+//! let outcomes = session.execute_script("
+//!     CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '1000');
+//!     EXPLAIN SELECT auction, price * 0.908 AS euros FROM bid WHERE price > 100;
+//! ").await.unwrap();
+//! let Outcome::Explain(text) = &outcomes[1] else { panic!() };
+//! assert!(text.contains("filter"));
+//! # });
+//! ```
+
+mod aggregate;
+mod catalog;
+mod ddl;
+mod error;
+mod operators;
+pub mod planner;
+mod session;
+mod text;
+mod tvf;
+mod udfs;
+
+pub use catalog::TableDef;
+pub use error::{Result, SqlError};
+pub use session::{Outcome, Query, SqlSession};

@@ -1,0 +1,507 @@
+//! From DataFusion's logical plan to Fungi's job graph.
+//!
+//! Each supported plan node becomes operators whose output batches have exactly the
+//! columns (order and types) of the node's DataFusion schema, so expressions of the parent
+//! node, compiled against that schema, can be evaluated on them:
+//!
+//! | logical node | operators |
+//! |---|---|
+//! | `TableScan` | the table's source (per-split watermarks), plus a projection |
+//! | `Projection` | [`ProjectOperator`] over DataFusion physical expressions |
+//! | `Filter` | [`PredicateOperator`] |
+//! | `SubqueryAlias` | nothing (same columns) |
+//! | `Aggregate` grouped by a window's `window_start, window_end` | key/argument projection → hash exchange → [`WindowOperator`] → column reorder |
+//!
+//! Everything else is refused with a message that says what to write instead.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, expr::ScalarFunction};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::{Column as PhysicalColumn, Literal};
+use fungi_common::ids::OperatorId;
+use fungi_connector::registry;
+use fungi_execution::graph::{JobGraph, Partitioning};
+use fungi_execution::operators::WindowOperator;
+use fungi_streaming::aggregate::{AggregateCall, builtin};
+use fungi_streaming::window::WindowAssigner;
+use fungi_streaming::window_aggregate::WindowAggregateSpec;
+
+use crate::aggregate::DfAggregate;
+use crate::catalog::TableDef;
+use crate::error::{Result, SqlError};
+use crate::operators::{PredicateOperator, ProjectOperator};
+use crate::udfs;
+
+/// A planned subtree: the node producing its rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Planned {
+    pub(crate) node: OperatorId,
+    pub(crate) parallelism: u32,
+}
+
+/// Translates one query into `graph`.
+pub(crate) struct Planner<'a> {
+    pub(crate) state: &'a SessionState,
+    pub(crate) tables: &'a std::collections::BTreeMap<String, TableDef>,
+    pub(crate) graph: &'a mut JobGraph,
+    /// Set while planning the input of a windowed aggregation: window marker columns
+    /// there are not needed (the window operator computes windows), so they become NULL.
+    pub(crate) in_window_input: bool,
+}
+
+fn arrow_schema(schema: &DFSchema) -> SchemaRef {
+    Arc::new(schema.as_arrow().clone())
+}
+
+/// A window recognised in an aggregation's GROUP BY.
+#[derive(Debug, Clone)]
+struct WindowGroup {
+    assigner: WindowAssigner,
+    time: Expr,
+}
+
+impl Planner<'_> {
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+    }
+
+    /// Adds `name` fed by `input` with the same parallelism (chained).
+    fn then(
+        &mut self,
+        input: Planned,
+        name: &str,
+        factory: fungi_execution::operator::OperatorFactory,
+    ) -> Planned {
+        let node = self.graph.add_operator(name, input.parallelism, factory);
+        self.graph.connect(input.node, node, Partitioning::Forward);
+        Planned {
+            node,
+            parallelism: input.parallelism,
+        }
+    }
+
+    pub(crate) fn plan(&mut self, plan: &LogicalPlan) -> Result<Planned> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::Projection(p) if self.in_window_input => {
+                let input = self.plan(&p.input)?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| match marker_call(e) {
+                        Some(_) => Ok(Arc::new(Literal::new(ScalarValue::TimestampMillisecond(
+                            None, None,
+                        ))) as Arc<dyn PhysicalExpr>),
+                        None => self.physical(e, p.input.schema()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(self.then(
+                    input,
+                    "project",
+                    ProjectOperator::factory(exprs, arrow_schema(&p.schema)),
+                ))
+            }
+            LogicalPlan::Projection(p) => {
+                if let Some(kind) = p.expr.iter().find_map(non_tumble_marker) {
+                    return Err(SqlError::unsupported(
+                        format!(
+                            "using the columns of a {} window without aggregating over them",
+                            kind.to_uppercase()
+                        ),
+                        "group by window_start, window_end (and keys) with aggregates, or use TUMBLE",
+                    ));
+                }
+                let input = self.plan(&p.input)?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.physical(e, p.input.schema()))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(self.then(
+                    input,
+                    "project",
+                    ProjectOperator::factory(exprs, arrow_schema(&p.schema)),
+                ))
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.plan(&f.input)?;
+                let predicate = self.physical(&f.predicate, f.input.schema())?;
+                Ok(self.then(input, "filter", PredicateOperator::factory(predicate)))
+            }
+            LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
+            LogicalPlan::Aggregate(agg) => {
+                // Aggregations below this one see their own windows.
+                let outer = std::mem::replace(&mut self.in_window_input, false);
+                let r = self.aggregate(agg);
+                self.in_window_input = outer;
+                r
+            }
+            LogicalPlan::Join(_) => Err(SqlError::unsupported(
+                "joins",
+                "window joins and interval joins are being built; for now aggregate each side in its own query",
+            )),
+            LogicalPlan::Window(_) => Err(SqlError::unsupported(
+                "OVER (...) window functions such as ROW_NUMBER",
+                "Top-N and deduplication are being built; aggregate with a window table function instead",
+            )),
+            LogicalPlan::Sort(_) => Err(SqlError::unsupported(
+                "ORDER BY on an unbounded stream",
+                "drop ORDER BY, or order within windows once Top-N lands",
+            )),
+            LogicalPlan::Limit(_) => Err(SqlError::unsupported("LIMIT on a stream", "drop LIMIT")),
+            LogicalPlan::Union(_) => Err(SqlError::unsupported(
+                "UNION",
+                "run the queries separately into the same sink",
+            )),
+            LogicalPlan::Distinct(_) => Err(SqlError::unsupported(
+                "SELECT DISTINCT on an unbounded stream",
+                "use GROUP BY window_start, window_end with the columns instead",
+            )),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::unsupported(
+                "queries without a FROM table",
+                "read from a table declared with CREATE TABLE",
+            )),
+            other => Err(SqlError::unsupported(
+                format!("the plan node {}", other.display()),
+                "write the query with projections, filters and window aggregations",
+            )),
+        }
+    }
+
+    fn scan(&mut self, scan: &datafusion::logical_expr::TableScan) -> Result<Planned> {
+        let name = scan.table_name.table();
+        let table = self.tables.get(name).ok_or_else(|| {
+            SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
+        })?;
+        let declared = table.declared.then(|| table.schema.clone());
+        let (factory, produced) =
+            registry::source(&table.connector, declared, &table.connector_options())?;
+        let p = self.graph.config.parallelism;
+        let source = self
+            .graph
+            .add_source(name, p, factory, table.watermark_strategy());
+        let mut planned = Planned {
+            node: source,
+            parallelism: p,
+        };
+        // Conform the source's rows to the table, then to the scan's projection.
+        let indices: Vec<usize> = match &scan.projection {
+            Some(p) => p.clone(),
+            None => (0..table.schema.fields().len()).collect(),
+        };
+        let identity = indices.len() == produced.fields().len()
+            && indices.iter().enumerate().all(|(i, &j)| i == j)
+            && produced
+                .fields()
+                .iter()
+                .zip(table.schema.fields())
+                .all(|(a, b)| a.data_type() == b.data_type());
+        if !identity {
+            let produced_df = DFSchema::try_from(produced.as_ref().clone())?;
+            let exprs = indices
+                .iter()
+                .map(|&i| {
+                    let field = table.schema.field(i);
+                    let col = Expr::Column(Column::new_unqualified(field.name()));
+                    let e = if produced.field_with_name(field.name())?.data_type()
+                        == field.data_type()
+                    {
+                        col
+                    } else {
+                        Expr::Cast(datafusion::logical_expr::Cast::new(
+                            Box::new(col),
+                            field.data_type().clone(),
+                        ))
+                    };
+                    self.physical(&e, &produced_df)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            planned = self.then(
+                planned,
+                "conform",
+                ProjectOperator::factory(exprs, arrow_schema(&scan.projected_schema)),
+            );
+        }
+        Ok(planned)
+    }
+
+    fn aggregate(&mut self, agg: &Aggregate) -> Result<Planned> {
+        let input_schema = agg.input.schema();
+        // Which group expressions are window bounds, and which window.
+        let mut window: Option<WindowGroup> = None;
+        let mut bounds = Vec::new(); // (position in group_expr, bound name)
+        let mut keys = Vec::new(); // (position, expr)
+        for (i, g) in agg.group_expr.iter().enumerate() {
+            match resolve_marker(g, &agg.input)? {
+                Some((bound, group)) => {
+                    if let Some(w) = &window
+                        && w.assigner != group.assigner
+                    {
+                        return Err(SqlError::unsupported(
+                            "grouping by two different windows",
+                            "group by the bounds of one window",
+                        ));
+                    }
+                    window = Some(group);
+                    bounds.push((i, bound));
+                }
+                None => keys.push((i, g.clone())),
+            }
+        }
+        let Some(window) = window else {
+            return Err(SqlError::unsupported(
+                "GROUP BY without a window (an updating aggregation)",
+                "aggregate per window: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, <keys>",
+            ));
+        };
+        // 1. Project the event time, the keys and every aggregate argument.
+        self.in_window_input = true;
+        let input = self.plan(&agg.input);
+        self.in_window_input = false;
+        let input = input?;
+        let input_arrow = arrow_schema(input_schema);
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> =
+            vec![self.physical(&window.time, input_schema)?];
+        let mut fields = vec![Field::new(
+            "__time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        )];
+        let mut key_names = Vec::new();
+        for (n, (_, k)) in keys.iter().enumerate() {
+            let e = self.physical(k, input_schema)?;
+            let name = format!("__k{n}");
+            fields.push(Field::new(&name, e.data_type(&input_arrow)?, true));
+            exprs.push(e);
+            key_names.push(name);
+        }
+        let mut calls = Vec::new();
+        for (n, a) in agg.aggr_expr.iter().enumerate() {
+            let planning = PhysicalPlanningContext::default();
+            let lowered = LoweredAggregateBuilder::new(
+                a,
+                input_schema,
+                &input_arrow,
+                self.state.execution_props(),
+                &planning,
+            )
+            .build()?;
+            let (expr, filter, order_by) = (lowered.aggregate, lowered.filter, lowered.order_bys);
+            if filter.is_some() {
+                return Err(SqlError::unsupported(
+                    "FILTER (WHERE ...) on an aggregate",
+                    "move the condition into a CASE inside the aggregate",
+                ));
+            }
+            if !order_by.is_empty() {
+                return Err(SqlError::unsupported(
+                    "ORDER BY inside an aggregate",
+                    "drop the ORDER BY",
+                ));
+            }
+            let mut inputs = Vec::new();
+            let mut types = Vec::new();
+            for (j, arg) in expr.expressions().into_iter().enumerate() {
+                let name = format!("__a{n}_{j}");
+                let t = arg.data_type(&input_arrow)?;
+                fields.push(Field::new(&name, t.clone(), true));
+                types.push(t);
+                exprs.push(arg);
+                inputs.push(name);
+            }
+            let native = (!expr.is_distinct())
+                .then(|| builtin(expr.fun().name()))
+                .flatten()
+                .filter(|f| f.return_type(&types).ok().as_ref() == Some(expr.field().data_type()));
+            let function: Arc<dyn fungi_streaming::aggregate::AggregateFunction> = match native {
+                Some(f) => f,
+                None => Arc::new(DfAggregate::new(expr.clone())),
+            };
+            calls.push(AggregateCall {
+                function,
+                inputs,
+                alias: format!("__agg{n}"),
+            });
+        }
+        let pre_schema = Arc::new(Schema::new(fields));
+        let pre = self.then(
+            input,
+            "window-input",
+            ProjectOperator::factory(exprs, pre_schema.clone()),
+        );
+        // 2. The window operator, fed by key group.
+        let spec = WindowAggregateSpec {
+            keys: key_names.clone(),
+            time_column: "__time".into(),
+            assigner: window.assigner,
+            allowed_lateness: 0,
+            aggregates: calls,
+        };
+        let (factory, window_schema) = WindowOperator::factory(spec, &pre_schema)?;
+        let (parallelism, edge) = if key_names.is_empty() {
+            (1, Partitioning::Rebalance)
+        } else {
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(key_names.clone()),
+            )
+        };
+        let node = self
+            .graph
+            .add_stateful_operator("window", parallelism, factory);
+        self.graph.connect(pre.node, node, edge);
+        let windowed = Planned { node, parallelism };
+        // 3. Reorder into the aggregate's columns: group expressions, then aggregates.
+        let window_df = DFSchema::try_from(window_schema.as_ref().clone())?;
+        let nkeys = key_names.len();
+        let mut out = Vec::new();
+        let mut key_iter = 0;
+        for (i, _) in agg.group_expr.iter().enumerate() {
+            let e: Arc<dyn PhysicalExpr> = match bounds.iter().find(|(p, _)| *p == i) {
+                Some((_, "start")) => Arc::new(PhysicalColumn::new("window_start", nkeys)),
+                Some((_, "end")) => Arc::new(PhysicalColumn::new("window_end", nkeys + 1)),
+                Some(_) => {
+                    // window_time = window_end - 1 ms
+                    let e = Expr::Column(Column::new_unqualified("window_end"))
+                        - Expr::Literal(
+                            ScalarValue::IntervalMonthDayNano(Some(
+                                arrow::datatypes::IntervalMonthDayNano::new(0, 0, 1_000_000),
+                            )),
+                            None,
+                        );
+                    self.physical(&e, &window_df)?
+                }
+                None => {
+                    key_iter += 1;
+                    Arc::new(PhysicalColumn::new(&key_names[key_iter - 1], key_iter - 1))
+                }
+            };
+            out.push(e);
+        }
+        for n in 0..agg.aggr_expr.len() {
+            out.push(Arc::new(PhysicalColumn::new(
+                &format!("__agg{n}"),
+                nkeys + 2 + n,
+            )));
+        }
+        Ok(self.then(
+            windowed,
+            "window-output",
+            ProjectOperator::factory(out, arrow_schema(&agg.schema)),
+        ))
+    }
+}
+
+/// The kind of a non-tumbling window marker in `expr`, if any.
+fn non_tumble_marker(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = expr.apply(|e| {
+        if let Some((kind, ..)) = marker_call(e)
+            && kind != "tumble"
+        {
+            found = Some(kind);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+use datafusion::common::tree_node::TreeNode;
+
+/// If `e` is a window marker call: (kind, bound, time expression, a, b).
+fn marker_call(e: &Expr) -> Option<(String, &'static str, Expr, i64, i64)> {
+    let e = strip(e);
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = e else {
+        return None;
+    };
+    let bound = match func.name() {
+        udfs::START => "start",
+        udfs::END => "end",
+        udfs::TIME => "time",
+        _ => return None,
+    };
+    let lit_str = |e: &Expr| match strip(e) {
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _) => Some(s.clone()),
+        _ => None,
+    };
+    let lit_i64 = |e: &Expr| match strip(e) {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(*v),
+        _ => None,
+    };
+    Some((
+        lit_str(&args[0])?,
+        bound,
+        args[1].clone(),
+        lit_i64(&args[2])?,
+        lit_i64(&args[3])?,
+    ))
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip(&a.expr),
+        Expr::Cast(c) => strip(&c.expr),
+        Expr::TryCast(c) => strip(&c.expr),
+        other => other,
+    }
+}
+
+/// If the group expression `g` (over `input`) is a window bound, the bound and window.
+fn resolve_marker(g: &Expr, input: &LogicalPlan) -> Result<Option<(&'static str, WindowGroup)>> {
+    let found = match strip(g) {
+        Expr::Column(c) => find_definition(c, input),
+        other => Some((other.clone(), input.clone())),
+    };
+    let Some((def, scope)) = found else {
+        return Ok(None);
+    };
+    let Some((kind, bound, time, a, b)) = marker_call(&def) else {
+        return Ok(None);
+    };
+    let assigner = match kind.as_str() {
+        "tumble" => WindowAssigner::tumbling(a)?,
+        "hop" => WindowAssigner::sliding(b, a)?,
+        "cumulate" => WindowAssigner::cumulate(a, b)?,
+        "session" => WindowAssigner::session(a)?,
+        other => return Err(SqlError::Plan(format!("unknown window kind '{other}'"))),
+    };
+    // The time expression refers to the marker's input; the aggregation sees the same
+    // column by name (the window TVF keeps every input column).
+    let time = match strip(&time) {
+        Expr::Column(c) => Expr::Column(Column::new_unqualified(&c.name)),
+        other => other.clone(),
+    };
+    let _ = scope;
+    Ok(Some((bound, WindowGroup { assigner, time })))
+}
+
+/// Where the column `c` of `plan`'s output is defined: the expression and its input.
+fn find_definition(c: &Column, plan: &LogicalPlan) -> Option<(Expr, LogicalPlan)> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let idx = p
+                .schema
+                .index_of_column(c)
+                .ok()
+                .or_else(|| p.schema.fields().iter().position(|f| f.name() == &c.name))?;
+            let e = p.expr.get(idx)?.clone();
+            match strip(&e) {
+                Expr::Column(inner) if marker_call(&e).is_none() => {
+                    find_definition(inner, &p.input)
+                }
+                _ => Some((e, (*p.input).clone())),
+            }
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            find_definition(&Column::new_unqualified(&c.name), &a.input)
+        }
+        LogicalPlan::Filter(f) => find_definition(c, &f.input),
+        _ => None,
+    }
+}

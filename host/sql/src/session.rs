@@ -1,0 +1,402 @@
+//! A SQL session: a catalog of tables and views, and the statements run against it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::MemTable;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use fungi_common::config::JobConfig;
+use fungi_connector::registry;
+use fungi_execution::graph::{JobGraph, Partitioning};
+use fungi_execution::operator::OperatorFactory;
+use fungi_execution::plan::PhysicalPlan;
+
+use crate::catalog::TableDef;
+use crate::ddl::{is_create_table, parse_create_table};
+use crate::error::{Result, SqlError};
+use crate::planner::{Planned, Planner};
+use crate::text::{closest, split_statements, unquote};
+use crate::tvf::rewrite;
+use crate::udfs::{Mod, WindowMarker};
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A DDL or SET statement took effect; the message says what happened.
+    Done(String),
+    /// `INSERT INTO`: a complete job, ready to run.
+    Insert(JobGraph),
+    /// A bare `SELECT`: a job without a sink; attach one with [`Query::with_sink`].
+    Query(Query),
+    /// `EXPLAIN`: the streaming job graph as text.
+    Explain(String),
+}
+
+/// A planned `SELECT` whose results still need somewhere to go.
+#[derive(Debug)]
+pub struct Query {
+    graph: JobGraph,
+    output: Planned,
+    /// The result columns.
+    pub schema: arrow::datatypes::SchemaRef,
+}
+
+impl Query {
+    /// The job with `sink` (one subtask, so rows print in order per window) attached.
+    pub fn with_sink(mut self, sink: OperatorFactory, name: &str) -> JobGraph {
+        let node = self.graph.add_operator(name, 1, sink);
+        let edge = if self.output.parallelism == 1 {
+            Partitioning::Forward
+        } else {
+            Partitioning::Rebalance
+        };
+        self.graph.connect(self.output.node, node, edge);
+        self.graph
+    }
+}
+
+/// Plans Flink-style streaming SQL into Fungi jobs.
+pub struct SqlSession {
+    ctx: SessionContext,
+    tables: BTreeMap<String, TableDef>,
+    config: JobConfig,
+    jobs: usize,
+}
+
+impl std::fmt::Debug for SqlSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSession")
+            .field("tables", &self.tables.keys())
+            .finish()
+    }
+}
+
+impl Default for SqlSession {
+    fn default() -> Self {
+        Self::new(JobConfig::default())
+    }
+}
+
+impl SqlSession {
+    /// A session whose jobs use `config`.
+    pub fn new(config: JobConfig) -> Self {
+        let mut options = SessionConfig::new();
+        // Flink's identifiers are case-sensitive (`dateTime` stays `dateTime`).
+        options.options_mut().sql_parser.enable_ident_normalization = false;
+        let ctx = SessionContext::new_with_config(options);
+        for udf in WindowMarker::udfs() {
+            ctx.register_udf(udf);
+        }
+        ctx.register_udf(Mod::udf());
+        SqlSession {
+            ctx,
+            tables: BTreeMap::new(),
+            config,
+            jobs: 0,
+        }
+    }
+
+    /// The job configuration (changed by `SET`).
+    pub fn config(&self) -> &JobConfig {
+        &self.config
+    }
+
+    /// The declared tables.
+    pub fn tables(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.values()
+    }
+
+    /// Runs every statement of a script, in order.
+    pub async fn execute_script(&mut self, sql: &str) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        for (i, stmt) in split_statements(sql).iter().enumerate() {
+            let outcome = self.execute(stmt).await.map_err(|e| match e {
+                SqlError::Plan(m) => SqlError::Plan(format!("statement {}: {m}", i + 1)),
+                other => other,
+            })?;
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&mut self, stmt: &str) -> Result<Outcome> {
+        let stmt = stmt.trim().trim_end_matches(';').trim();
+        let first = stmt
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match first.as_str() {
+            "CREATE" if is_create_table(stmt) => self.create_table(stmt).await,
+            "CREATE" | "DROP" => {
+                let sql = rewrite(stmt)?;
+                self.ctx.sql(&sql).await?;
+                if first == "DROP" {
+                    let name = stmt
+                        .split_whitespace()
+                        .last()
+                        .map(unquote)
+                        .unwrap_or_default();
+                    self.tables.remove(&name);
+                }
+                Ok(Outcome::Done("OK".into()))
+            }
+            "SET" => self.set(stmt),
+            "EXPLAIN" => {
+                let inner = stmt[7..].trim();
+                let graph = match self.plan_statement(inner).await? {
+                    Outcome::Insert(g) => g,
+                    Outcome::Query(q) => {
+                        q.with_sink(registry::sink("blackhole", &Default::default())?, "print")
+                    }
+                    _ => return Err(SqlError::Plan("EXPLAIN takes a SELECT or INSERT".into())),
+                };
+                Ok(Outcome::Explain(PhysicalPlan::new(graph)?.explain()))
+            }
+            "SELECT" | "WITH" | "INSERT" => self.plan_statement(stmt).await,
+            _ => Err(SqlError::unsupported(
+                format!(
+                    "the statement '{}'",
+                    stmt.split_whitespace()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                "use CREATE TABLE, CREATE VIEW, INSERT INTO, SELECT, EXPLAIN or SET",
+            )),
+        }
+    }
+
+    fn set(&mut self, stmt: &str) -> Result<Outcome> {
+        let body = stmt[3..].trim();
+        let (k, v) = body
+            .split_once('=')
+            .ok_or_else(|| SqlError::Plan(format!("SET needs 'key' = 'value', got '{body}'")))?;
+        let (k, v) = (unquote(k), unquote(v));
+        let number = || {
+            v.parse::<u32>()
+                .map_err(|_| SqlError::Plan(format!("SET '{k}': '{v}' is not a number")))
+        };
+        match k.as_str() {
+            "parallelism.default" | "table.exec.resource.default-parallelism" => {
+                self.config.parallelism = number()?
+            }
+            "pipeline.max-parallelism" => self.config.max_parallelism = number()?,
+            _ => {
+                return Err(SqlError::Plan(format!(
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism"
+                )));
+            }
+        }
+        self.config.validate()?;
+        Ok(Outcome::Done(format!("{k} = {v}")))
+    }
+
+    async fn create_table(&mut self, stmt: &str) -> Result<Outcome> {
+        let ddl = parse_create_table(stmt)?;
+        let mut options = ddl.options.clone();
+        let connector = options
+            .iter()
+            .position(|(k, _)| k == "connector")
+            .map(|i| options.remove(i).1)
+            .ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "table '{}' needs WITH ('connector' = '...')",
+                    ddl.name
+                ))
+            })?;
+        let known: Vec<&str> = registry::SOURCES
+            .iter()
+            .chain(registry::SINKS)
+            .copied()
+            .collect();
+        if !known.contains(&connector.as_str()) {
+            let hint = closest(&connector, known.iter().copied())
+                .map(|c| format!(" Did you mean '{c}'?"))
+                .unwrap_or_default();
+            return Err(SqlError::Plan(format!(
+                "unknown connector '{connector}' for table '{}'.{hint} Available: {}",
+                ddl.name,
+                known.join(", ")
+            )));
+        }
+        let (schema, declared) = if ddl.columns.is_empty() {
+            let (_, schema) = registry::source(
+                &connector,
+                None,
+                &fungi_connector::options::Options::new(&connector, options.clone()),
+            )?;
+            (schema, false)
+        } else {
+            let probe = format!("CREATE TABLE \"{}\" ({})", ddl.name, ddl.columns.join(", "));
+            let plan = self.state().create_logical_plan(&probe).await?;
+            let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) = plan else {
+                return Err(SqlError::Plan(format!(
+                    "cannot read the columns of '{}'",
+                    ddl.name
+                )));
+            };
+            (Arc::new(c.input.schema().as_arrow().clone()), true)
+        };
+        if let Some((col, _)) = &ddl.watermark {
+            let field = schema.field_with_name(col).map_err(|_| {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let hint = closest(col, names.iter().copied())
+                    .map(|c| format!(" Did you mean '{c}'?"))
+                    .unwrap_or_default();
+                SqlError::Plan(format!(
+                    "WATERMARK FOR '{col}': table '{}' has no such column.{hint}",
+                    ddl.name
+                ))
+            })?;
+            if !matches!(
+                field.data_type(),
+                arrow::datatypes::DataType::Timestamp(_, _)
+            ) {
+                return Err(SqlError::Plan(format!(
+                    "WATERMARK FOR '{col}': the column is {}, it must be a TIMESTAMP(3)",
+                    field.data_type()
+                )));
+            }
+        }
+        let table = TableDef {
+            name: ddl.name.clone(),
+            schema: schema.clone(),
+            declared,
+            connector,
+            options,
+            watermark: ddl.watermark,
+        };
+        // Check the options now, not when the job starts.
+        if registry::SOURCES.contains(&table.connector.as_str()) {
+            registry::source(
+                &table.connector,
+                table.declared.then(|| schema.clone()),
+                &table.connector_options(),
+            )?;
+        } else {
+            registry::sink(&table.connector, &table.connector_options())?;
+        }
+        self.ctx.deregister_table(ddl.name.as_str())?;
+        self.ctx.register_table(
+            ddl.name.as_str(),
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        )?;
+        self.tables.insert(ddl.name.clone(), table);
+        Ok(Outcome::Done(format!("table {} created", ddl.name)))
+    }
+
+    fn state(&self) -> SessionState {
+        self.ctx.state()
+    }
+
+    /// Plans a SELECT or INSERT.
+    async fn plan_statement(&mut self, stmt: &str) -> Result<Outcome> {
+        let sql = rewrite(stmt)?;
+        let state = self.state();
+        let plan = state
+            .create_logical_plan(&sql)
+            .await
+            .map_err(|e| self.explain_error(e))?;
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?;
+        self.jobs += 1;
+        let mut graph = JobGraph::new(format!("sql-{}", self.jobs));
+        graph.config = self.config.clone();
+        match &plan {
+            LogicalPlan::Dml(dml)
+                if dml.op == WriteOp::Insert(datafusion::logical_expr::dml::InsertOp::Append) =>
+            {
+                let name = dml.table_name.table().to_string();
+                let table = self
+                    .tables
+                    .get(&name)
+                    .ok_or_else(|| {
+                        SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
+                    })?
+                    .clone();
+                let mut planner = Planner {
+                    state: &state,
+                    tables: &self.tables,
+                    graph: &mut graph,
+                    in_window_input: false,
+                };
+                let out = planner.plan(&dml.input)?;
+                let sink =
+                    registry::sink(&table.connector, &table.connector_options()).map_err(|e| {
+                        SqlError::Plan(format!("table '{name}' cannot be written to: {e}"))
+                    })?;
+                let parallelism = if matches!(table.connector.as_str(), "stdout" | "print") {
+                    1
+                } else {
+                    out.parallelism
+                };
+                let node = graph.add_operator(&format!("{name}-sink"), parallelism, sink);
+                let edge = if parallelism == out.parallelism {
+                    Partitioning::Forward
+                } else {
+                    Partitioning::Rebalance
+                };
+                graph.connect(out.node, node, edge);
+                graph.name = format!("insert-into-{name}");
+                Ok(Outcome::Insert(graph))
+            }
+            LogicalPlan::Dml(_) => Err(SqlError::unsupported(
+                "UPDATE, DELETE and INSERT OVERWRITE",
+                "use INSERT INTO",
+            )),
+            query => {
+                let schema = Arc::new(query.schema().as_arrow().clone());
+                let mut planner = Planner {
+                    state: &state,
+                    tables: &self.tables,
+                    graph: &mut graph,
+                    in_window_input: false,
+                };
+                let output = planner.plan(query)?;
+                Ok(Outcome::Query(Query {
+                    graph,
+                    output,
+                    schema,
+                }))
+            }
+        }
+    }
+
+    /// Adds "did you mean" to DataFusion's unknown-table and unknown-function errors.
+    fn explain_error(&self, e: datafusion::error::DataFusionError) -> SqlError {
+        let msg = e.to_string();
+        if let Some(rest) = msg.split("Invalid function '").nth(1) {
+            let name = rest.split('\'').next().unwrap_or("");
+            let state = self.state();
+            let names: Vec<&str> = state
+                .scalar_functions()
+                .keys()
+                .chain(state.aggregate_functions().keys())
+                .chain(state.window_functions().keys())
+                .map(String::as_str)
+                .filter(|n| !n.starts_with("fungi_"))
+                .collect();
+            let hint = closest(name, names.iter().copied())
+                .map(|c| format!(" Did you mean '{c}'?"))
+                .unwrap_or_default();
+            return SqlError::Plan(format!("unknown function '{name}'.{hint}"));
+        }
+        if let Some(rest) = msg
+            .split("table '")
+            .nth(1)
+            .filter(|_| msg.contains("not found"))
+        {
+            let name = rest.split('\'').next().unwrap_or("");
+            let name = name.rsplit('.').next().unwrap_or(name);
+            if let Some(c) = closest(name, self.tables.keys().map(String::as_str)) {
+                return SqlError::Plan(format!("table '{name}' not found. Did you mean '{c}'?"));
+            }
+        }
+        e.into()
+    }
+}

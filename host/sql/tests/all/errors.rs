@@ -1,0 +1,52 @@
+//! Planner errors name the problem and say what to write instead.
+
+use fungi_sql::SqlSession;
+
+const BID: &str = "CREATE TABLE bid (auction BIGINT, price BIGINT, dateTime TIMESTAMP(3), WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '100');";
+
+async fn error(sql: &str) -> String {
+    let mut session = SqlSession::default();
+    match session.execute_script(&format!("{BID}\n{sql}")).await {
+        Ok(_) => panic!("expected an error for {sql}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn typos_get_suggestions() {
+    let e = error("SELECT auctoin FROM bid").await;
+    assert!(e.contains("auctoin") && e.contains("auction"), "{e}");
+    let e = error("SELECT auction FROM bids").await;
+    assert!(
+        e.contains("bids") && e.contains("Did you mean 'bid'"),
+        "{e}"
+    );
+    let e = error("SELECT cuont(*) FROM bid").await;
+    assert!(e.contains("cuont") && e.contains("count"), "{e}");
+    let e = error("CREATE TABLE t (a INT) WITH ('connector' = 'blakhole')").await;
+    assert!(
+        e.contains("unknown connector 'blakhole'") && e.contains("Did you mean 'blackhole'"),
+        "{e}"
+    );
+    let e =
+        error("CREATE TABLE t (a INT, WATERMARK FOR ts AS ts) WITH ('connector' = 'blackhole')")
+            .await;
+    assert!(e.contains("WATERMARK FOR 'ts'"), "{e}");
+}
+
+#[tokio::test]
+async fn unsupported_sql_says_what_to_write() {
+    let e = error("SELECT auction, count(*) FROM bid GROUP BY auction").await;
+    assert!(
+        e.contains("unsupported: GROUP BY without a window") && e.contains("TUMBLE"),
+        "{e}"
+    );
+    let e = error("SELECT * FROM bid ORDER BY price").await;
+    assert!(e.contains("ORDER BY on an unbounded stream"), "{e}");
+    let e = error("SELECT a.auction FROM bid a JOIN bid b ON a.auction = b.auction").await;
+    assert!(e.contains("unsupported: joins"), "{e}");
+    let e = error("SELECT window_start FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '2' SECOND))").await;
+    assert!(e.contains("HOP window without aggregating"), "{e}");
+    let e = error("UPDATE bid SET price = 1").await;
+    assert!(e.contains("unsupported"), "{e}");
+}

@@ -1,0 +1,62 @@
+//! Streaming SQL end to end: results against DataFusion's batch engine (the oracle),
+//! planner error messages, and EXPLAIN.
+
+mod errors;
+mod explain;
+mod oracle;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use fungi_execution::executor::LocalExecutor;
+use fungi_execution::operators::CollectSink;
+use fungi_sql::{Outcome, SqlSession};
+
+/// Rows of `batches` as sorted strings (a multiset to compare).
+pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters: Vec<ArrayFormatter<'_>> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs a script whose last statement is a SELECT and returns its rows.
+pub(crate) async fn select(session: &mut SqlSession, script: &str) -> Vec<String> {
+    let mut outcomes = session.execute_script(script).await.unwrap();
+    let Some(Outcome::Query(query)) = outcomes.pop() else {
+        panic!("the script must end with a SELECT")
+    };
+    let (sink, collected) = CollectSink::new();
+    let graph = query.with_sink(sink.factory(), "collect");
+    LocalExecutor::new()
+        .execute(graph)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    rows(&collected.batches())
+}
+
+/// Rows of `sql` computed by DataFusion in batch mode.
+pub(crate) async fn batch_rows(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Vec<String> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    rows(&batches)
+}

@@ -1,0 +1,207 @@
+//! The correctness oracle: for a bounded Nexmark file, each query's streaming result
+//! equals DataFusion's batch result over the same file (windows computed with
+//! `date_bin`). The file is shuffled within 1.5 s, less than the 4 s watermark delay, so
+//! rows arrive out of order but none is late.
+
+use std::path::Path;
+
+use arrow::json::LineDelimitedWriter;
+use datafusion::prelude::{JsonReadOptions, SessionConfig, SessionContext};
+use fungi_connector::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
+use fungi_sql::SqlSession;
+
+use crate::{batch_rows, select};
+
+/// Writes `events` Nexmark events' bids as JSON lines, locally shuffled.
+fn write_bids(path: &Path, events: u64) {
+    let config = NexmarkConfig {
+        max_events: Some(events),
+        ..Default::default()
+    };
+    let mut generator = NexmarkGenerator::new(NexmarkTable::Bid, config, 0, 1).unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = generator.next_batch(1000).unwrap() {
+        batches.push(b);
+    }
+    // 1000 bids span ~109 ms of event time; reverse groups of 12 batches (~1.3 s).
+    for chunk in batches.chunks_mut(12) {
+        chunk.reverse();
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = LineDelimitedWriter::new(file);
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+const DDL: &str = "CREATE TABLE bid (
+    auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+    dateTime TIMESTAMP(3), extra VARCHAR,
+    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'PATH', 'format' = 'json');";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ddl: String,
+    batch: SessionContext,
+}
+
+async fn fixture(events: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bids.json");
+    write_bids(&path, events);
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let batch = SessionContext::new_with_config(config);
+    let schema = NexmarkTable::Bid.schema();
+    batch
+        .register_json(
+            "bid",
+            path.to_str().unwrap(),
+            JsonReadOptions::default().schema(&schema),
+        )
+        .await
+        .unwrap();
+    Fixture {
+        ddl: DDL.replace("PATH", path.to_str().unwrap()),
+        _dir: dir,
+        batch,
+    }
+}
+
+async fn check(f: &Fixture, parallelism: u32, stream_sql: &str, batch_sql: &str) {
+    let mut session = SqlSession::default();
+    session
+        .execute(&format!("SET 'parallelism.default' = '{parallelism}'"))
+        .await
+        .unwrap();
+    let streamed = select(&mut session, &format!("{}\n{stream_sql}", f.ddl)).await;
+    let expected = batch_rows(&f.batch, batch_sql).await;
+    assert!(
+        !expected.is_empty(),
+        "the oracle returned no rows for {batch_sql}"
+    );
+    if streamed != expected {
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|r| !streamed.contains(r))
+            .take(5)
+            .collect();
+        let extra: Vec<&String> = streamed
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(5)
+            .collect();
+        panic!(
+            "{stream_sql}\nstreamed {} rows, expected {}\nmissing: {missing:#?}\nunexpected: {extra:#?}",
+            streamed.len(),
+            expected.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_queries_match_batch() {
+    let f = fixture(100_000).await;
+    for (stream, batch) in [
+        // q0
+        (
+            "SELECT auction, bidder, price, dateTime, extra FROM bid",
+            "SELECT auction, bidder, price, dateTime, extra FROM bid",
+        ),
+        // q1 and q2
+        (
+            "SELECT auction, bidder, 0.908 * price AS price FROM bid",
+            "SELECT auction, bidder, 0.908 * price AS price FROM bid",
+        ),
+        (
+            "SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0",
+            "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+        ),
+        // CASE, casts and scalar functions (q14, q21, q22 style)
+        (
+            "SELECT CASE WHEN date_part('second', dateTime) < 30 THEN 'early' ELSE 'late' END, CAST(price AS DOUBLE) / 100, upper(channel), split_part(url, '/', 4), character_length(extra) - character_length(replace(extra, 'c', '')) FROM bid WHERE price > 1000000",
+            "SELECT CASE WHEN date_part('second', dateTime) < 30 THEN 'early' ELSE 'late' END, CAST(price AS DOUBLE) / 100, upper(channel), split_part(url, '/', 4), character_length(extra) - character_length(replace(extra, 'c', '')) FROM bid WHERE price > 1000000",
+        ),
+    ] {
+        check(&f, 2, stream, batch).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_aggregations_match_batch() {
+    // 200 000 events: 20 s of event time, 184 000 bids.
+    let f = fixture(200_000).await;
+    // Exact aggregates only: approx_distinct's sketches hash with per-instance seeds.
+    let aggs = "count(*), sum(price), min(price), max(price), avg(price), count(DISTINCT bidder), median(price)";
+    // Tumbling windows of 1 s.
+    check(
+        &f,
+        2,
+        &format!("SELECT auction, window_start, window_end, {aggs} FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) GROUP BY auction, window_start, window_end"),
+        &format!("SELECT auction, date_bin(INTERVAL '1' SECOND, dateTime, TIMESTAMP '1970-01-01') AS ws, date_bin(INTERVAL '1' SECOND, dateTime, TIMESTAMP '1970-01-01') + INTERVAL '1' SECOND, {aggs} FROM bid GROUP BY auction, ws"),
+    )
+    .await;
+    // Sliding windows of 3 s every 1 s: the union of three shifted tumbling windows.
+    let hop_batch = (0..3)
+        .map(|k| format!(
+            "SELECT channel, date_bin(INTERVAL '3' SECOND, dateTime, TIMESTAMP '1970-01-01 00:00:0{k}') AS ws, date_bin(INTERVAL '3' SECOND, dateTime, TIMESTAMP '1970-01-01 00:00:0{k}') + INTERVAL '3' SECOND AS we, count(*) AS n, max(price) AS top FROM bid GROUP BY channel, ws"
+        ))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    check(
+        &f,
+        1,
+        "SELECT channel, window_start, window_end, count(*), max(price) FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) WHERE channel IN ('Apple', 'Google') GROUP BY channel, window_start, window_end",
+        &format!("SELECT * FROM ({hop_batch}) WHERE channel IN ('Apple', 'Google')"),
+    )
+    .await;
+    // Cumulating windows: step 1 s up to 4 s.
+    let cumulate_batch = (1..=4)
+        .map(|j| format!(
+            "SELECT date_bin(INTERVAL '4' SECOND, dateTime, TIMESTAMP '1970-01-01') AS ws, date_bin(INTERVAL '4' SECOND, dateTime, TIMESTAMP '1970-01-01') + INTERVAL '{j}' SECOND AS we, count(*) AS n, sum(price) AS total FROM bid WHERE dateTime < date_bin(INTERVAL '4' SECOND, dateTime, TIMESTAMP '1970-01-01') + INTERVAL '{j}' SECOND GROUP BY ws"
+        ))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    check(
+        &f,
+        2,
+        "SELECT window_start, window_end, count(*), sum(price) FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '4' SECOND)) GROUP BY window_start, window_end",
+        &cumulate_batch,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_windows_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clicks.csv");
+    // user, ts (s): u1 sessions [0,12) [30,35); u2 [3,13) with gap 5 s.
+    std::fs::write(
+        &path,
+        "u1,1970-01-01T00:00:00Z,1\nu2,1970-01-01T00:00:03Z,1\nu1,1970-01-01T00:00:07Z,2\nu1,1970-01-01T00:00:04Z,4\nu2,1970-01-01T00:00:08Z,8\nu1,1970-01-01T00:00:30Z,16\n",
+    )
+    .unwrap();
+    let mut session = SqlSession::default();
+    let rows = select(
+        &mut session,
+        &format!(
+            "CREATE TABLE clicks (usr VARCHAR, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             SELECT usr, window_start, window_end, count(*), sum(v)
+             FROM TABLE(SESSION(TABLE clicks PARTITION BY usr, DESCRIPTOR(ts), INTERVAL '5' SECOND))
+             GROUP BY usr, window_start, window_end",
+            path.display()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            "u1 | 1970-01-01T00:00:00 | 1970-01-01T00:00:12 | 3 | 7",
+            "u1 | 1970-01-01T00:00:30 | 1970-01-01T00:00:35 | 1 | 16",
+            "u2 | 1970-01-01T00:00:03 | 1970-01-01T00:00:13 | 2 | 9",
+        ]
+    );
+}
