@@ -270,14 +270,20 @@ impl SqlSession {
             options,
             watermark: ddl.watermark,
         };
-        // Check the options now, not when the job starts.
-        if registry::SOURCES.contains(&table.connector.as_str()) {
+        // Check the options now, not when the job starts. A connector that is both a
+        // source and a sink (filesystem) is checked when a query uses the table, since
+        // reading needs existing files and writing does not.
+        let (source, sink) = (
+            registry::SOURCES.contains(&table.connector.as_str()),
+            registry::SINKS.contains(&table.connector.as_str()),
+        );
+        if source && !sink {
             registry::source(
                 &table.connector,
                 table.declared.then(|| schema.clone()),
                 &table.connector_options(),
             )?;
-        } else {
+        } else if sink && !source {
             registry::sink(&table.connector, &table.connector_options())?;
         }
         self.ctx.deregister_table(ddl.name.as_str())?;

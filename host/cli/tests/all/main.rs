@@ -115,7 +115,13 @@ fn ctrl_c_stops_the_job_cleanly() {
 fn bench_runs_a_small_query() {
     let out = fungi()
         .args([
-            "bench", "nexmark", "--query", "q1,count", "--events", "200000", "--json",
+            "bench",
+            "nexmark",
+            "--query",
+            "q1,ds-count",
+            "--events",
+            "200000",
+            "--json",
         ])
         .output()
         .unwrap();
