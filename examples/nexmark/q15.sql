@@ -1,9 +1,12 @@
 -- Nexmark q15: Bidding Statistics Report
 -- Daily counts of bids, bidders and auctions by price range.
 --
--- NOT RUNNABLE YET: needs updating (non-windowed) aggregations and aggregate FILTER clauses. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q15.sql
+-- An aggregation without a window: the result is a changelog (+I, -U, +U), as in Flink;
+-- the sink must accept updates (blackhole and stdout do).
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
+-- Flink's DATE_FORMAT(ts, 'yyyy-MM-dd') is rewritten to DataFusion's to_char(ts, '%Y-%m-%d').
 
 CREATE TABLE bid (
     auction BIGINT,

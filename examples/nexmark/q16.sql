@@ -1,9 +1,12 @@
 -- Nexmark q16: Channel Statistics Report
 -- Daily counts per channel and minute.
 --
--- NOT RUNNABLE YET: needs updating (non-windowed) aggregations. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q16.sql
+-- An aggregation without a window: the result is a changelog (+I, -U, +U), as in Flink;
+-- the sink must accept updates (blackhole and stdout do).
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
+-- Flink's DATE_FORMAT(ts, 'yyyy-MM-dd') is rewritten to DataFusion's to_char(ts, '%Y-%m-%d').
 
 CREATE TABLE bid (
     auction BIGINT,

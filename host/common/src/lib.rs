@@ -22,6 +22,7 @@
 //! assert_eq!(groups.key_group(hashes[0]), groups.key_group(hashes[1]));
 //! ```
 
+pub mod changelog;
 pub mod config;
 pub mod error;
 pub mod ids;

@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int8Type, Schema};
 use arrow::json::LineDelimitedWriter;
 use arrow::util::pretty::pretty_format_batches;
+use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
 use fungi_execution::{Operator, Output};
@@ -53,6 +55,14 @@ impl PrintSink {
     }
 
     fn render(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let changelog;
+        let batch = match show_changes(batch)? {
+            Some(b) => {
+                changelog = b;
+                &changelog
+            }
+            None => batch,
+        };
         let mut buf = Vec::new();
         match self.format {
             PrintFormat::Json => {
@@ -78,6 +88,29 @@ impl PrintSink {
         }
         Ok(buf)
     }
+}
+
+/// For a changelog batch, the rows with an `op` column (`+I`, `-U`, `+U`, `-D`) in
+/// front instead of the internal change column.
+fn show_changes(batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+    let schema = batch.schema();
+    let n = schema.fields().len();
+    if n == 0 || schema.field(n - 1).name() != OP_COLUMN {
+        return Ok(None);
+    }
+    let codes = batch.column(n - 1).as_primitive::<Int8Type>();
+    let ops: StringArray = codes
+        .iter()
+        .map(|c| c.and_then(RowKind::from_code).map(RowKind::short))
+        .collect();
+    let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, true))];
+    fields.extend(schema.fields().iter().take(n - 1).cloned());
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(ops)];
+    columns.extend(batch.columns().iter().take(n - 1).cloned());
+    Ok(Some(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?))
 }
 
 impl Operator for PrintSink {

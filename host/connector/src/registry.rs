@@ -18,6 +18,12 @@ pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem"];
 /// Names of the sink connectors.
 pub const SINKS: &[&str] = &["filesystem", "stdout", "print", "blackhole"];
 
+/// Whether the sink connector can apply a changelog (updates and deletes), not only
+/// inserts.
+pub fn accepts_updates(connector: &str) -> bool {
+    matches!(connector, "stdout" | "print" | "blackhole")
+}
+
 /// Builds a source. `schema` is the declared schema; the Nexmark connector brings its own
 /// and ignores it. Returns the factory and the schema of the produced rows.
 pub fn source(

@@ -24,11 +24,13 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, expr::ScalarFunctio
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column as PhysicalColumn, Literal};
+use fungi_common::changelog::OP_COLUMN;
 use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
-use fungi_execution::operators::WindowOperator;
+use fungi_execution::operators::{UpdatingAggregateOperator, WindowOperator};
 use fungi_streaming::aggregate::{AggregateCall, builtin};
+use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
 use fungi_streaming::window::WindowAssigner;
 use fungi_streaming::window_aggregate::WindowAggregateSpec;
 
@@ -43,6 +45,8 @@ use crate::udfs;
 pub(crate) struct Planned {
     pub(crate) node: OperatorId,
     pub(crate) parallelism: u32,
+    /// Whether the rows are a changelog (with the change column last).
+    pub(crate) updating: bool,
 }
 
 /// Translates one query into `graph`.
@@ -53,6 +57,8 @@ pub(crate) struct Planner<'a> {
     /// Set while planning the input of a windowed aggregation: window marker columns
     /// there are not needed (the window operator computes windows), so they become NULL.
     pub(crate) in_window_input: bool,
+    /// `table.exec.state.ttl` in ms, for aggregations without a window.
+    pub(crate) state_ttl_ms: Option<i64>,
 }
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
@@ -83,6 +89,7 @@ impl Planner<'_> {
         Planned {
             node,
             parallelism: input.parallelism,
+            updating: input.updating,
         }
     }
 
@@ -118,16 +125,19 @@ impl Planner<'_> {
                     ));
                 }
                 let input = self.plan(&p.input)?;
-                let exprs = p
+                let mut exprs = p
                     .expr
                     .iter()
                     .map(|e| self.physical(e, p.input.schema()))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(self.then(
-                    input,
-                    "project",
-                    ProjectOperator::factory(exprs, arrow_schema(&p.schema)),
-                ))
+                let mut schema = arrow_schema(&p.schema);
+                if input.updating {
+                    // Carry the change column through.
+                    let n = p.input.schema().fields().len();
+                    exprs.push(Arc::new(PhysicalColumn::new(OP_COLUMN, n)));
+                    schema = with_op_column(&schema);
+                }
+                Ok(self.then(input, "project", ProjectOperator::factory(exprs, schema)))
             }
             LogicalPlan::Filter(f) => {
                 let input = self.plan(&f.input)?;
@@ -189,6 +199,7 @@ impl Planner<'_> {
         let mut planned = Planned {
             node: source,
             parallelism: p,
+            updating: false,
         };
         // Conform the source's rows to the table, then to the scan's projection.
         let indices: Vec<usize> = match &scan.projection {
@@ -254,25 +265,28 @@ impl Planner<'_> {
                 None => keys.push((i, g.clone())),
             }
         }
-        let Some(window) = window else {
-            return Err(SqlError::unsupported(
-                "GROUP BY without a window (an updating aggregation)",
-                "aggregate per window: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, <keys>",
-            ));
-        };
-        // 1. Project the event time, the keys and every aggregate argument.
-        self.in_window_input = true;
+        // 1. Project the event time (windows only), the keys and every aggregate argument.
+        self.in_window_input = window.is_some();
         let input = self.plan(&agg.input);
         self.in_window_input = false;
         let input = input?;
+        if input.updating {
+            return Err(SqlError::unsupported(
+                "aggregating an updating result (an aggregation over an aggregation without a window)",
+                "aggregate per window, or aggregate the source directly",
+            ));
+        }
         let input_arrow = arrow_schema(input_schema);
-        let mut exprs: Vec<Arc<dyn PhysicalExpr>> =
-            vec![self.physical(&window.time, input_schema)?];
-        let mut fields = vec![Field::new(
-            "__time",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        )];
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        let mut fields = Vec::new();
+        if let Some(window) = &window {
+            exprs.push(self.physical(&window.time, input_schema)?);
+            fields.push(Field::new(
+                "__time",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ));
+        }
         let mut key_names = Vec::new();
         for (n, (_, k)) in keys.iter().enumerate() {
             let e = self.physical(k, input_schema)?;
@@ -283,31 +297,42 @@ impl Planner<'_> {
         }
         let mut calls = Vec::new();
         for (n, a) in agg.aggr_expr.iter().enumerate() {
+            // FILTER (WHERE c): the aggregate sees NULL where c is not true, which every
+            // NULL-ignoring aggregate turns into "skip the row".
+            let (a, filter) = split_filter(a)?;
             let planning = PhysicalPlanningContext::default();
             let lowered = LoweredAggregateBuilder::new(
-                a,
+                &a,
                 input_schema,
                 &input_arrow,
                 self.state.execution_props(),
                 &planning,
             )
             .build()?;
-            let (expr, filter, order_by) = (lowered.aggregate, lowered.filter, lowered.order_bys);
-            if filter.is_some() {
-                return Err(SqlError::unsupported(
-                    "FILTER (WHERE ...) on an aggregate",
-                    "move the condition into a CASE inside the aggregate",
-                ));
-            }
+            let (expr, order_by) = (lowered.aggregate, lowered.order_bys);
             if !order_by.is_empty() {
                 return Err(SqlError::unsupported(
                     "ORDER BY inside an aggregate",
                     "drop the ORDER BY",
                 ));
             }
+            let args: Vec<Arc<dyn PhysicalExpr>> = match &filter {
+                None => expr.expressions(),
+                Some((filter, logical_args)) => logical_args
+                    .iter()
+                    .map(|arg| {
+                        let guarded = Expr::Case(datafusion::logical_expr::expr::Case::new(
+                            None,
+                            vec![(Box::new(filter.clone()), Box::new(arg.clone()))],
+                            None,
+                        ));
+                        self.physical(&guarded, input_schema)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
             let mut inputs = Vec::new();
             let mut types = Vec::new();
-            for (j, arg) in expr.expressions().into_iter().enumerate() {
+            for (j, arg) in args.into_iter().enumerate() {
                 let name = format!("__a{n}_{j}");
                 let t = arg.data_type(&input_arrow)?;
                 fields.push(Field::new(&name, t.clone(), true));
@@ -330,6 +355,14 @@ impl Planner<'_> {
             });
         }
         let pre_schema = Arc::new(Schema::new(fields));
+        let Some(window) = window else {
+            let pre = self.then(
+                input,
+                "aggregate-input",
+                ProjectOperator::factory(exprs, pre_schema.clone()),
+            );
+            return self.updating_aggregate(agg, pre, &pre_schema, key_names, calls);
+        };
         let pre = self.then(
             input,
             "window-input",
@@ -356,7 +389,11 @@ impl Planner<'_> {
             .graph
             .add_stateful_operator("window", parallelism, factory);
         self.graph.connect(pre.node, node, edge);
-        let windowed = Planned { node, parallelism };
+        let windowed = Planned {
+            node,
+            parallelism,
+            updating: false,
+        };
         // 3. Reorder into the aggregate's columns: group expressions, then aggregates.
         let window_df = DFSchema::try_from(window_schema.as_ref().clone())?;
         let nkeys = key_names.len();
@@ -396,6 +433,116 @@ impl Planner<'_> {
             ProjectOperator::factory(out, arrow_schema(&agg.schema)),
         ))
     }
+}
+
+impl Planner<'_> {
+    /// An aggregation without a window: per-key accumulators emitting a changelog.
+    fn updating_aggregate(
+        &mut self,
+        agg: &Aggregate,
+        pre: Planned,
+        pre_schema: &SchemaRef,
+        key_names: Vec<String>,
+        calls: Vec<AggregateCall>,
+    ) -> Result<Planned> {
+        let spec = UpdatingAggregateSpec {
+            keys: key_names.clone(),
+            aggregates: calls,
+            ttl_ms: self.state_ttl_ms,
+        };
+        let (factory, schema) = UpdatingAggregateOperator::factory(spec, pre_schema)?;
+        let (parallelism, edge) = if key_names.is_empty() {
+            (1, Partitioning::Rebalance)
+        } else {
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(key_names.clone()),
+            )
+        };
+        let node = self
+            .graph
+            .add_stateful_operator("aggregate", parallelism, factory);
+        self.graph.connect(pre.node, node, edge);
+        let aggregated = Planned {
+            node,
+            parallelism,
+            updating: true,
+        };
+        // The aggregation emits keys, aggregates and the change column: exactly the
+        // aggregate node's columns (group expressions first) plus the change column.
+        let exprs: Vec<Arc<dyn PhysicalExpr>> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Arc::new(PhysicalColumn::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let out_schema = with_op_column(&arrow_schema(&agg.schema));
+        Ok(self.then(
+            aggregated,
+            "aggregate-output",
+            ProjectOperator::factory(exprs, out_schema),
+        ))
+    }
+}
+
+/// `schema` with the change column appended.
+pub(crate) fn with_op_column(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Aggregate functions that skip NULL inputs, so `FILTER (WHERE c)` can be applied by
+/// nulling the rows where `c` is not true.
+const NULL_IGNORING: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "mean",
+    "median",
+    "stddev",
+    "stddev_pop",
+    "var",
+    "var_pop",
+    "approx_distinct",
+    "approx_median",
+    "approx_percentile_cont",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+];
+
+/// Splits `FILTER (WHERE c)` off an aggregate: the aggregate without it, and (c, args).
+fn split_filter(a: &Expr) -> Result<(Expr, Option<(Expr, Vec<Expr>)>)> {
+    let (inner, alias) = match a {
+        Expr::Alias(al) => (al.expr.as_ref(), Some(al.name.clone())),
+        other => (other, None),
+    };
+    let Expr::AggregateFunction(f) = inner else {
+        return Ok((a.clone(), None));
+    };
+    let Some(filter) = f.params.filter.clone() else {
+        return Ok((a.clone(), None));
+    };
+    if !NULL_IGNORING.contains(&f.func.name()) {
+        return Err(SqlError::unsupported(
+            format!("FILTER (WHERE ...) on {}", f.func.name()),
+            "use FILTER with count, sum, min, max, avg and other aggregates that skip NULLs, or a CASE inside the aggregate",
+        ));
+    }
+    let mut unfiltered = f.clone();
+    unfiltered.params.filter = None;
+    let args = f.params.args.clone();
+    let e = Expr::AggregateFunction(unfiltered);
+    let e = match alias {
+        Some(name) => e.alias(name),
+        None => e,
+    };
+    Ok((e, Some((*filter, args))))
 }
 
 /// The kind of a non-tumbling window marker in `expr`, if any.

@@ -63,6 +63,7 @@ pub struct SqlSession {
     tables: BTreeMap<String, TableDef>,
     config: JobConfig,
     jobs: usize,
+    state_ttl_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -95,6 +96,7 @@ impl SqlSession {
             tables: BTreeMap::new(),
             config,
             jobs: 0,
+            state_ttl_ms: None,
         }
     }
 
@@ -185,9 +187,15 @@ impl SqlSession {
                 self.config.parallelism = number()?
             }
             "pipeline.max-parallelism" => self.config.max_parallelism = number()?,
+            "table.exec.state.ttl" => {
+                let ms = fungi_connector::options::parse_duration(&v)
+                    .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?
+                    .as_millis() as i64;
+                self.state_ttl_ms = (ms > 0).then_some(ms);
+            }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism"
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl"
                 )));
             }
         }
@@ -330,8 +338,17 @@ impl SqlSession {
                     tables: &self.tables,
                     graph: &mut graph,
                     in_window_input: false,
+                    state_ttl_ms: self.state_ttl_ms,
                 };
                 let out = planner.plan(&dml.input)?;
+                if out.updating && !registry::accepts_updates(&table.connector) {
+                    return Err(SqlError::Plan(format!(
+                        "table '{name}' (connector '{}') accepts only inserts, but the query produces updates \
+                         because it aggregates without a window; aggregate per window (TUMBLE, HOP, ...) \
+                         or write to a sink that accepts updates (stdout, blackhole)",
+                        table.connector
+                    )));
+                }
                 let sink =
                     registry::sink(&table.connector, &table.connector_options()).map_err(|e| {
                         SqlError::Plan(format!("table '{name}' cannot be written to: {e}"))
@@ -362,6 +379,7 @@ impl SqlSession {
                     tables: &self.tables,
                     graph: &mut graph,
                     in_window_input: false,
+                    state_ttl_ms: self.state_ttl_ms,
                 };
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {

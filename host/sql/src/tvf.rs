@@ -14,9 +14,59 @@ use crate::text::{find_keyword, matching_paren, split_top_level, unquote};
 /// The window kinds and their marker names.
 pub(crate) const KINDS: &[&str] = &["tumble", "hop", "cumulate", "session"];
 
-/// Applies both rewrites: window table functions, then legacy group windows.
+/// Applies the rewrites: window table functions, legacy group windows, Flink functions.
 pub(crate) fn rewrite(sql: &str) -> Result<String> {
-    rewrite_group_windows(&rewrite_window_tvfs(sql)?)
+    rewrite_date_format(&rewrite_group_windows(&rewrite_window_tvfs(sql)?)?)
+}
+
+/// Flink's `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')` (Java patterns) becomes DataFusion's
+/// `to_char(ts, '%Y-%m-%d %H:%M:%S')`.
+pub(crate) fn rewrite_date_format(sql: &str) -> Result<String> {
+    let mut out = sql.to_string();
+    let mut from = 0;
+    while let Some(pos) = find_keyword(&out, "DATE_FORMAT", from) {
+        let open = pos + "DATE_FORMAT".len();
+        if !out[open..].starts_with('(') {
+            from = open;
+            continue;
+        }
+        let close = matching_paren(&out, open)
+            .ok_or_else(|| SqlError::Plan("unbalanced parentheses in DATE_FORMAT".into()))?;
+        let args = split_top_level(&out[open + 1..close]);
+        if args.len() != 2 || !args[1].starts_with('\'') {
+            return Err(SqlError::Plan("DATE_FORMAT takes a timestamp and a pattern literal, e.g. DATE_FORMAT(ts, 'yyyy-MM-dd')".into()));
+        }
+        let pattern = unquote(&args[1]);
+        let mut chrono = String::new();
+        let mut rest = pattern.as_str();
+        while !rest.is_empty() {
+            let (token, len) = [
+                ("yyyy", "%Y"),
+                ("SSS", "%3f"),
+                ("MM", "%m"),
+                ("dd", "%d"),
+                ("HH", "%H"),
+                ("mm", "%M"),
+                ("ss", "%S"),
+            ]
+            .iter()
+            .find(|(j, _)| rest.starts_with(j))
+            .map(|(j, c)| (c.to_string(), j.len()))
+            .unwrap_or_else(|| {
+                let c = rest.chars().next().expect("not empty");
+                (
+                    if c == '%' { "%%".into() } else { c.to_string() },
+                    c.len_utf8(),
+                )
+            });
+            chrono.push_str(&token);
+            rest = &rest[len..];
+        }
+        let replacement = format!("to_char({}, '{}')", args[0], chrono.replace('\'', "''"));
+        out.replace_range(pos..=close, &replacement);
+        from = pos + replacement.len();
+    }
+    Ok(out)
 }
 
 /// Rewrites every window table function call in `sql`.
@@ -185,6 +235,15 @@ pub(crate) fn rewrite_group_windows(sql: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_date_format() {
+        let out = rewrite_date_format("SELECT DATE_FORMAT(dateTime, 'yyyy-MM-dd HH:mm'), x FROM t GROUP BY DATE_FORMAT(dateTime, 'yyyy-MM-dd')").unwrap();
+        assert_eq!(
+            out,
+            "SELECT to_char(dateTime, '%Y-%m-%d %H:%M'), x FROM t GROUP BY to_char(dateTime, '%Y-%m-%d')"
+        );
+    }
 
     #[test]
     fn rewrites_legacy_group_windows() {

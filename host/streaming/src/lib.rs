@@ -23,6 +23,7 @@
 pub mod aggregate;
 pub mod keys;
 pub mod timer;
+pub mod updating_aggregate;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;

@@ -4,11 +4,13 @@
 mod collect;
 mod keyed_process;
 mod map;
+mod updating;
 mod watermark;
 mod window;
 
 pub use collect::{CollectSink, Collected};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
 pub use map::{FilterOperator, FlatMapOperator, MapOperator};
+pub use updating::UpdatingAggregateOperator;
 pub use watermark::WatermarkAssigner;
 pub use window::{LATE_TAG, WindowOperator};

@@ -13,6 +13,13 @@ use fungi_sql::{Outcome, SqlSession};
 
 /// Rows of `batches` as sorted strings (a multiset to compare).
 pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = rows_in_order(batches);
+    out.sort();
+    out
+}
+
+/// Rows of `batches` as strings, in arrival order.
+pub(crate) fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {
@@ -31,12 +38,18 @@ pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<String> {
             );
         }
     }
-    out.sort();
     out
 }
 
-/// Runs a script whose last statement is a SELECT and returns its rows.
+/// Runs a script whose last statement is a SELECT and returns its rows, sorted.
 pub(crate) async fn select(session: &mut SqlSession, script: &str) -> Vec<String> {
+    let mut rows = select_in_order(session, script).await;
+    rows.sort();
+    rows
+}
+
+/// Runs a script whose last statement is a SELECT and returns its rows in arrival order.
+pub(crate) async fn select_in_order(session: &mut SqlSession, script: &str) -> Vec<String> {
     let mut outcomes = session.execute_script(script).await.unwrap();
     let Some(Outcome::Query(query)) = outcomes.pop() else {
         panic!("the script must end with a SELECT")
@@ -49,7 +62,7 @@ pub(crate) async fn select(session: &mut SqlSession, script: &str) -> Vec<String
         .wait()
         .await
         .unwrap();
-    rows(&collected.batches())
+    rows_in_order(&collected.batches())
 }
 
 /// Rows of `sql` computed by DataFusion in batch mode.

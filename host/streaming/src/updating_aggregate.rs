@@ -1,0 +1,280 @@
+//! Aggregation without a window: an updating result, emitted as a changelog.
+//!
+//! Each batch is folded into per-key accumulators with one vectorized call per
+//! aggregate; then, for every key the batch touched (once per key, not per row: Flink's
+//! mini-batch), the operator emits `-U` with the previous result and `+U` with the new
+//! one, or `+I` for a key seen for the first time. With a state TTL, keys not updated
+//! for that long are forgotten (their next row starts over with `+I`), which bounds the
+//! state of queries over unbounded key spaces.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int8Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use fungi_common::changelog::{OP_COLUMN, RowKind};
+use fungi_common::{FungiError, Result};
+
+use crate::aggregate::{AggregateCall, GroupsAccumulator};
+use crate::keys::KeyTable;
+use crate::unknown_column;
+
+/// What an updating aggregation computes.
+#[derive(Debug, Clone)]
+pub struct UpdatingAggregateSpec {
+    /// Grouping key columns (empty: one global group).
+    pub keys: Vec<String>,
+    /// Aggregates per key.
+    pub aggregates: Vec<AggregateCall>,
+    /// Forget keys not updated for this many ms.
+    pub ttl_ms: Option<i64>,
+}
+
+/// Per-key accumulators and the changelog they produce.
+pub struct UpdatingAggregator {
+    key_indices: Vec<usize>,
+    agg_inputs: Vec<Vec<usize>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    output_schema: SchemaRef,
+    keys: KeyTable,
+    emitted: Vec<bool>,
+    last_update: Vec<i64>,
+    ttl_ms: Option<i64>,
+    // Scratch, reused across batches.
+    key_ids: Vec<u32>,
+    touched_mark: Vec<u64>,
+    batch_no: u64,
+}
+
+impl std::fmt::Debug for UpdatingAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdatingAggregator")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl UpdatingAggregator {
+    /// Builds the aggregator for input rows of `input` schema.
+    pub fn try_new(spec: &UpdatingAggregateSpec, input: &SchemaRef) -> Result<Self> {
+        let index = |n: &String| input.index_of(n).map_err(|_| unknown_column(n, input));
+        let key_indices = spec.keys.iter().map(index).collect::<Result<Vec<_>>>()?;
+        let key_fields = KeyTable::key_fields_of(input, &spec.keys)?;
+        let mut fields = key_fields.clone();
+        let mut agg_inputs = Vec::new();
+        let mut accumulators = Vec::new();
+        for call in &spec.aggregates {
+            let indices = call.inputs.iter().map(index).collect::<Result<Vec<_>>>()?;
+            let types: Vec<DataType> = indices
+                .iter()
+                .map(|&i| input.field(i).data_type().clone())
+                .collect();
+            let out = call
+                .function
+                .return_type(&types)
+                .map_err(|e| FungiError::Plan(format!("aggregate '{}': {e}", call.alias)))?;
+            fields.push(Field::new(&call.alias, out, true));
+            accumulators.push(call.function.accumulator(&types)?);
+            agg_inputs.push(indices);
+        }
+        fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        if spec.ttl_ms.is_some_and(|t| t <= 0) {
+            return Err(FungiError::Plan("state TTL must be positive".into()));
+        }
+        Ok(UpdatingAggregator {
+            key_indices,
+            agg_inputs,
+            accumulators,
+            output_schema: Arc::new(Schema::new(fields)),
+            keys: KeyTable::new(key_fields)?,
+            emitted: Vec::new(),
+            last_update: Vec::new(),
+            ttl_ms: spec.ttl_ms,
+            key_ids: Vec::new(),
+            touched_mark: Vec::new(),
+            batch_no: 0,
+        })
+    }
+
+    /// Keys, aggregates, then the change column.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Number of keys holding state.
+    pub fn live_keys(&self) -> usize {
+        self.emitted.iter().filter(|e| **e).count()
+    }
+
+    fn rows(
+        &mut self,
+        groups: &[u32],
+        kinds: impl Iterator<Item = RowKind>,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = self.keys.columns(groups)?;
+        for acc in &mut self.accumulators {
+            columns.push(acc.evaluate(groups)?);
+        }
+        columns.push(Arc::new(Int8Array::from_iter_values(
+            kinds.map(|k| k as i8),
+        )));
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(groups.len()));
+        Ok(RecordBatch::try_new_with_options(
+            self.output_schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Folds in a batch; returns the changes it causes (retractions first).
+    pub fn process_batch(&mut self, batch: &RecordBatch, now_ms: i64) -> Result<Vec<RecordBatch>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let key_columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let mut key_ids = std::mem::take(&mut self.key_ids);
+        self.keys
+            .intern(&key_columns, batch.num_rows(), &mut key_ids)?;
+        let total = self.keys.len();
+        self.emitted.resize(total, false);
+        self.last_update.resize(total, now_ms);
+        self.touched_mark.resize(total, 0);
+        self.batch_no += 1;
+        let mut touched = Vec::new();
+        for &id in &key_ids {
+            let mark = &mut self.touched_mark[id as usize];
+            if *mark != self.batch_no {
+                *mark = self.batch_no;
+                touched.push(id);
+            }
+        }
+        let updated: Vec<u32> = touched
+            .iter()
+            .copied()
+            .filter(|&g| self.emitted[g as usize])
+            .collect();
+        let mut out = Vec::new();
+        if !updated.is_empty() {
+            out.push(self.rows(
+                &updated,
+                std::iter::repeat_n(RowKind::UpdateBefore, updated.len()),
+            )?);
+        }
+        for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
+            let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
+            acc.update_batch(&values, &key_ids, total)?;
+        }
+        let kinds: Vec<RowKind> = touched
+            .iter()
+            .map(|&g| {
+                if self.emitted[g as usize] {
+                    RowKind::UpdateAfter
+                } else {
+                    RowKind::Insert
+                }
+            })
+            .collect();
+        out.push(self.rows(&touched, kinds.into_iter())?);
+        for &g in &touched {
+            self.emitted[g as usize] = true;
+            self.last_update[g as usize] = now_ms;
+        }
+        self.key_ids = key_ids;
+        Ok(out)
+    }
+
+    /// Forgets keys not updated within the TTL. Returns how many were dropped.
+    pub fn expire(&mut self, now_ms: i64) -> Result<usize> {
+        let Some(ttl) = self.ttl_ms else { return Ok(0) };
+        let expired: Vec<u32> = (0..self.emitted.len() as u32)
+            .filter(|&g| self.emitted[g as usize] && now_ms - self.last_update[g as usize] >= ttl)
+            .collect();
+        for acc in &mut self.accumulators {
+            acc.reset(&expired)?;
+        }
+        for &g in &expired {
+            self.emitted[g as usize] = false;
+        }
+        if self.live_keys() == 0 {
+            // Nothing is left: drop the interned keys too.
+            self.keys.clear();
+            self.emitted.clear();
+            self.last_update.clear();
+            self.touched_mark.clear();
+        }
+        Ok(expired.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{count_star, sum};
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::Int64Type;
+
+    fn batch(rows: &[(&str, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn changes(out: &[RecordBatch]) -> Vec<(String, i64, i64, &'static str)> {
+        let mut v = Vec::new();
+        for b in out {
+            for i in 0..b.num_rows() {
+                v.push((
+                    b.column(0).as_string::<i32>().value(i).to_string(),
+                    b.column(1).as_primitive::<Int64Type>().value(i),
+                    b.column(2).as_primitive::<Int64Type>().value(i),
+                    RowKind::from_code(
+                        b.column(3)
+                            .as_primitive::<arrow::datatypes::Int8Type>()
+                            .value(i),
+                    )
+                    .unwrap()
+                    .short(),
+                ));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn emits_insert_then_retract_and_update_per_key() {
+        let spec = UpdatingAggregateSpec {
+            keys: vec!["k".into()],
+            aggregates: vec![count_star("n"), sum("v", "s")],
+            ttl_ms: Some(1000),
+        };
+        let mut agg = UpdatingAggregator::try_new(&spec, &batch(&[]).schema()).unwrap();
+        let out = agg
+            .process_batch(&batch(&[("a", 1), ("b", 2), ("a", 3)]), 0)
+            .unwrap();
+        assert_eq!(
+            changes(&out),
+            vec![("a".into(), 2, 4, "+I"), ("b".into(), 1, 2, "+I")]
+        );
+        let out = agg.process_batch(&batch(&[("a", 10)]), 500).unwrap();
+        assert_eq!(
+            changes(&out),
+            vec![("a".into(), 2, 4, "-U"), ("a".into(), 3, 14, "+U")]
+        );
+        // b is idle for 1 s: forgotten; a is not.
+        assert_eq!(agg.expire(1200).unwrap(), 1);
+        let out = agg.process_batch(&batch(&[("b", 5)]), 1300).unwrap();
+        assert_eq!(changes(&out), vec![("b".into(), 1, 5, "+I")]);
+    }
+}
