@@ -516,8 +516,11 @@ const NULL_IGNORING: &[&str] = &[
     "bool_or",
 ];
 
+/// An aggregate's `FILTER (WHERE c)` condition and its arguments.
+type AggregateFilter = (Expr, Vec<Expr>);
+
 /// Splits `FILTER (WHERE c)` off an aggregate: the aggregate without it, and (c, args).
-fn split_filter(a: &Expr) -> Result<(Expr, Option<(Expr, Vec<Expr>)>)> {
+fn split_filter(a: &Expr) -> Result<(Expr, Option<AggregateFilter>)> {
     let (inner, alias) = match a {
         Expr::Alias(al) => (al.expr.as_ref(), Some(al.name.clone())),
         other => (other, None),
