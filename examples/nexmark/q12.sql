@@ -13,6 +13,7 @@ CREATE TABLE bid (
     url VARCHAR,
     dateTime TIMESTAMP(3),
     extra VARCHAR,
+    p_time AS PROCTIME(),
     WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
 ) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '1000000');
 

@@ -150,6 +150,11 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         let upper = item.to_ascii_uppercase();
         if upper.starts_with("WATERMARK") {
             watermark = Some(parse_watermark(&item)?);
+        } else if upper.split_whitespace().nth(1) == Some("AS") {
+            return Err(SqlError::unsupported(
+                format!("the computed column '{item}'"),
+                "declare plain columns; processing-time attributes (PROCTIME()) and computed columns are being built",
+            ));
         } else if upper.starts_with("PRIMARY KEY") {
             // Flink's `PRIMARY KEY (..) NOT ENFORCED` is informational; nothing enforces it.
         } else {

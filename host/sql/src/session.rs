@@ -309,6 +309,18 @@ impl SqlSession {
 
     /// Plans a SELECT or INSERT.
     async fn plan_statement(&mut self, stmt: &str) -> Result<Outcome> {
+        if crate::text::find_keyword(stmt, "SYSTEM_TIME", 0).is_some() {
+            return Err(SqlError::unsupported(
+                "lookup joins (FOR SYSTEM_TIME AS OF)",
+                "lookup joins against external tables are being built; join windows of two streams once window joins land",
+            ));
+        }
+        if crate::text::find_keyword(stmt, "PROCTIME", 0).is_some() {
+            return Err(SqlError::unsupported(
+                "processing time (PROCTIME())",
+                "use an event-time column with a WATERMARK; processing-time attributes are being built",
+            ));
+        }
         let sql = rewrite(stmt)?;
         let state = self.state();
         let plan = state

@@ -135,3 +135,50 @@ fn bench_runs_a_small_query() {
     assert_eq!(results[0]["rows"], 184_000);
     assert!(results[1]["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn every_nexmark_file_runs_or_says_why_not() {
+    let dir = repo("examples/nexmark");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 23, "q0..q22");
+    let work = tempfile::tempdir().unwrap();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Small runs: 100 000 events instead of the files' million.
+        let small = work.path().join(file.file_name().unwrap());
+        std::fs::write(
+            &small,
+            text.replace("'events' = '1000000'", "'events' = '100000'"),
+        )
+        .unwrap();
+        let out = fungi()
+            .args(["run", "--local", small.to_str().unwrap(), "--no-progress"])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if text.contains("NOT RUNNABLE YET") {
+            assert!(
+                !out.status.success(),
+                "{} says it cannot run, but it ran",
+                file.display()
+            );
+            assert!(
+                stderr.contains("unsupported"),
+                "{}: {stderr}",
+                file.display()
+            );
+        } else {
+            assert!(out.status.success(), "{}: {stderr}", file.display());
+            assert!(
+                stderr.contains("job finished"),
+                "{}: {stderr}",
+                file.display()
+            );
+        }
+    }
+}
