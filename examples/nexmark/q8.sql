@@ -1,7 +1,8 @@
 -- Nexmark q8: Monitor New Users
 -- Persons who opened an account and created an auction in the same 10-second window.
 --
--- NOT RUNNABLE YET: needs window joins. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q8.sql
+-- A window join: rows of two window aggregations that share a window (and key).
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

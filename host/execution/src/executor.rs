@@ -71,7 +71,7 @@ impl LocalExecutor {
                 .collect(),
         };
         // Channels for every edge that leaves a chain: one per (producer, consumer) pair.
-        let mut receivers: Vec<Vec<Vec<mpsc::Receiver<Message>>>> = plan
+        let mut receivers: Vec<Vec<Vec<(usize, mpsc::Receiver<Message>)>>> = plan
             .chains
             .iter()
             .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
@@ -90,12 +90,19 @@ impl LocalExecutor {
                 continue;
             }
             let pb = plan.chains[to_chain].parallelism;
+            // Which input of the consumer this edge is.
+            let logical = graph
+                .edges
+                .iter()
+                .filter(|x| x.to == e.to)
+                .position(|x| std::ptr::eq(x, e))
+                .expect("the edge is among its consumer's inputs");
             for (i, producer) in routers[from_chain].iter_mut().enumerate() {
                 let mut senders = Vec::with_capacity(pb as usize);
                 for rx in receivers[to_chain].iter_mut() {
                     let (tx, r) = mpsc::channel(config.channel_capacity);
                     senders.push(tx);
-                    rx.push(r);
+                    rx.push((logical, r));
                 }
                 producer.push(Router::new(
                     e.tag.clone(),
@@ -173,7 +180,9 @@ impl LocalExecutor {
                         tasks.spawn(async move { (name, task.run().await) });
                     }
                     None => {
+                        let (logical_inputs, gate): (Vec<usize>, Vec<_>) = gate.into_iter().unzip();
                         let task = OperatorTask {
+                            logical_inputs,
                             gate: InputGate::new(gate),
                             chain: chain_runner,
                             cancel,

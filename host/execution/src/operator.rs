@@ -88,6 +88,19 @@ pub trait Operator: Send {
     /// Processes one batch.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()>;
 
+    /// Processes one batch that arrived on input `input` (the position of its edge among
+    /// the operator's incoming edges, in the order they were added to the graph).
+    /// Operators with one input need not implement it; joins do.
+    fn process_batch_from(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> Result<()> {
+        let _ = input;
+        self.process_batch(batch, out)
+    }
+
     /// Event time advanced to `watermark` (or the inputs went idle). The default
     /// forwards it.
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {

@@ -19,7 +19,9 @@ use crate::source::{Source, SourceContext, SourceEvent};
 
 /// What is pushed into a chain.
 enum Input {
-    Batch(RecordBatch),
+    /// A batch from logical input `usize` (the position of its edge among the
+    /// operator's inputs).
+    Batch(usize, RecordBatch),
     Watermark(Watermark),
     Tick(i64),
     Finish,
@@ -66,13 +68,13 @@ impl ChainRunner {
     fn input(&mut self, input: Input) -> Result<()> {
         if self.ops.is_empty() {
             match input {
-                Input::Batch(b) => self.external.push(OutputItem::Batch(None, b)),
+                Input::Batch(_, b) => self.external.push(OutputItem::Batch(None, b)),
                 Input::Watermark(w) => self.external.push(OutputItem::Watermark(w)),
                 Input::Tick(_) | Input::Finish => {}
             }
             return Ok(());
         }
-        if let Input::Batch(b) = &input {
+        if let Input::Batch(_, b) = &input {
             self.contexts[0].metrics.add_in(b.num_rows());
         }
         self.push(0, input)
@@ -83,7 +85,7 @@ impl ChainRunner {
         let mut out = std::mem::take(&mut self.outs[i]);
         let finish = matches!(input, Input::Finish);
         let result = match input {
-            Input::Batch(b) => self.ops[i].process_batch(b, &mut out),
+            Input::Batch(from, b) => self.ops[i].process_batch_from(from, b, &mut out),
             Input::Watermark(w) => self.ops[i].process_watermark(w, &mut out),
             Input::Tick(now) => self.ops[i].on_tick(now, &mut out),
             Input::Finish => self.ops[i].finish(&mut out),
@@ -98,7 +100,7 @@ impl ChainRunner {
                         self.external.push(OutputItem::Batch(None, b));
                     } else {
                         self.contexts[i + 1].metrics.add_in(b.num_rows());
-                        self.push(i + 1, Input::Batch(b))?;
+                        self.push(i + 1, Input::Batch(0, b))?;
                     }
                 }
                 OutputItem::Batch(Some(tag), b) => {
@@ -256,7 +258,7 @@ impl SourceTask {
                         let ts = timestamps_millis(batch.column(index), col)?;
                         w.observe(split, &ts, now);
                     }
-                    self.chain.input(Input::Batch(batch))?;
+                    self.chain.input(Input::Batch(0, batch))?;
                 }
                 SourceEvent::Pending(wait) => {
                     tokio::select! {
@@ -286,6 +288,8 @@ impl SourceTask {
 /// Runs an operator chain subtask fed by channels.
 pub(crate) struct OperatorTask {
     pub(crate) gate: InputGate,
+    /// For each channel of the gate, which of the head operator's inputs it feeds.
+    pub(crate) logical_inputs: Vec<usize>,
     pub(crate) chain: ChainRunner,
     pub(crate) cancel: CancellationToken,
     pub(crate) tick: Duration,
@@ -304,7 +308,7 @@ impl OperatorTask {
                 biased;
                 _ = self.cancel.cancelled() => return Err(FungiError::Cancelled),
                 msg = self.gate.recv() => match msg {
-                    Some((_, Message::Batch(b))) => self.chain.input(Input::Batch(b))?,
+                    Some((i, Message::Batch(b))) => self.chain.input(Input::Batch(self.logical_inputs[i], b))?,
                     Some((i, Message::Watermark(w))) => {
                         if let Some(c) = combiner.update(i, w) {
                             self.chain.input(Input::Watermark(c))?;

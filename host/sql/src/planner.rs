@@ -20,6 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, expr::ScalarFunction};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
@@ -28,7 +29,9 @@ use fungi_common::changelog::OP_COLUMN;
 use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
-use fungi_execution::operators::{UpdatingAggregateOperator, WindowOperator};
+use fungi_execution::operators::{
+    UpdatingAggregateOperator, WindowJoinOperator, WindowJoinSpec, WindowOperator,
+};
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
 use fungi_streaming::window::WindowAssigner;
@@ -47,6 +50,16 @@ pub(crate) struct Planned {
     pub(crate) parallelism: u32,
     /// Whether the rows are a changelog (with the change column last).
     pub(crate) updating: bool,
+    /// Columns holding each row's window bounds (start, end), for rows that are the
+    /// results of a window: cascaded windows and window joins use them.
+    pub(crate) window: WindowColumns,
+}
+
+/// Indices of the window_start and window_end columns of a windowed stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WindowColumns {
+    pub(crate) start: Option<usize>,
+    pub(crate) end: Option<usize>,
 }
 
 /// Translates one query into `graph`.
@@ -90,6 +103,7 @@ impl Planner<'_> {
             node,
             parallelism: input.parallelism,
             updating: input.updating,
+            window: input.window,
         }
     }
 
@@ -131,13 +145,27 @@ impl Planner<'_> {
                     .map(|e| self.physical(e, p.input.schema()))
                     .collect::<Result<Vec<_>>>()?;
                 let mut schema = arrow_schema(&p.schema);
+                let moved = |idx: Option<usize>| {
+                    idx.and_then(|i| {
+                        p.expr
+                            .iter()
+                            .position(|e| column_index(e, p.input.schema()) == Some(i))
+                    })
+                };
+                let window = WindowColumns {
+                    start: moved(input.window.start),
+                    end: moved(input.window.end),
+                };
                 if input.updating {
                     // Carry the change column through.
                     let n = p.input.schema().fields().len();
                     exprs.push(Arc::new(PhysicalColumn::new(OP_COLUMN, n)));
                     schema = with_op_column(&schema);
                 }
-                Ok(self.then(input, "project", ProjectOperator::factory(exprs, schema)))
+                let mut projected =
+                    self.then(input, "project", ProjectOperator::factory(exprs, schema));
+                projected.window = window;
+                Ok(projected)
             }
             LogicalPlan::Filter(f) => {
                 let input = self.plan(&f.input)?;
@@ -152,10 +180,7 @@ impl Planner<'_> {
                 self.in_window_input = outer;
                 r
             }
-            LogicalPlan::Join(_) => Err(SqlError::unsupported(
-                "joins",
-                "window joins and interval joins are being built; for now aggregate each side in its own query",
-            )),
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Window(_) => Err(SqlError::unsupported(
                 "OVER (...) window functions such as ROW_NUMBER",
                 "Top-N and deduplication are being built; aggregate with a window table function instead",
@@ -200,6 +225,7 @@ impl Planner<'_> {
             node: source,
             parallelism: p,
             updating: false,
+            window: WindowColumns::default(),
         };
         // Conform the source's rows to the table, then to the scan's projection.
         let indices: Vec<usize> = match &scan.projection {
@@ -275,6 +301,31 @@ impl Planner<'_> {
                 "aggregating an updating result (an aggregation over an aggregation without a window)",
                 "aggregate per window, or aggregate the source directly",
             ));
+        }
+        // Grouping by the window bounds of windowed rows (a window over window results):
+        // each row already names its window; it fires when the watermark passes its end.
+        let mut cascaded = WindowColumns::default();
+        if window.is_none()
+            && let Some(end) = input.window.end
+        {
+            let position = |idx: Option<usize>| {
+                idx.and_then(|i| {
+                    agg.group_expr
+                        .iter()
+                        .position(|g| column_index(g, input_schema) == Some(i))
+                })
+            };
+            if let Some(end_pos) = position(Some(end)) {
+                cascaded = WindowColumns {
+                    start: position(input.window.start),
+                    end: Some(end_pos),
+                };
+                let end_col = Expr::Column(Column::from(input_schema.qualified_field(end)));
+                window = Some(WindowGroup {
+                    assigner: WindowAssigner::tumbling(1)?,
+                    time: end_col - one_milli(),
+                });
+            }
         }
         let input_arrow = arrow_schema(input_schema);
         let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
@@ -393,6 +444,7 @@ impl Planner<'_> {
             node,
             parallelism,
             updating: false,
+            window: WindowColumns::default(),
         };
         // 3. Reorder into the aggregate's columns: group expressions, then aggregates.
         let window_df = DFSchema::try_from(window_schema.as_ref().clone())?;
@@ -405,13 +457,7 @@ impl Planner<'_> {
                 Some((_, "end")) => Arc::new(PhysicalColumn::new("window_end", nkeys + 1)),
                 Some(_) => {
                     // window_time = window_end - 1 ms
-                    let e = Expr::Column(Column::new_unqualified("window_end"))
-                        - Expr::Literal(
-                            ScalarValue::IntervalMonthDayNano(Some(
-                                arrow::datatypes::IntervalMonthDayNano::new(0, 0, 1_000_000),
-                            )),
-                            None,
-                        );
+                    let e = Expr::Column(Column::new_unqualified("window_end")) - one_milli();
                     self.physical(&e, &window_df)?
                 }
                 None => {
@@ -427,11 +473,24 @@ impl Planner<'_> {
                 nkeys + 2 + n,
             )));
         }
-        Ok(self.then(
+        let mut result = self.then(
             windowed,
             "window-output",
             ProjectOperator::factory(out, arrow_schema(&agg.schema)),
-        ))
+        );
+        result.window = WindowColumns {
+            start: bounds
+                .iter()
+                .find(|(_, b)| *b == "start")
+                .map(|(p, _)| *p)
+                .or(cascaded.start),
+            end: bounds
+                .iter()
+                .find(|(_, b)| *b == "end")
+                .map(|(p, _)| *p)
+                .or(cascaded.end),
+        };
+        Ok(result)
     }
 }
 
@@ -467,6 +526,7 @@ impl Planner<'_> {
             node,
             parallelism,
             updating: true,
+            window: WindowColumns::default(),
         };
         // The aggregation emits keys, aggregates and the change column: exactly the
         // aggregate node's columns (group expressions first) plus the change column.
@@ -483,6 +543,138 @@ impl Planner<'_> {
             ProjectOperator::factory(exprs, out_schema),
         ))
     }
+}
+
+impl Planner<'_> {
+    /// A join of two windowed streams on their windows (and keys): a window join.
+    fn join(&mut self, j: &datafusion::logical_expr::Join) -> Result<Planned> {
+        use datafusion::logical_expr::JoinType;
+        let not_windowed = || {
+            SqlError::unsupported(
+                "joins other than window joins (regular, interval and lookup joins)",
+                "join two window aggregations ON their window_start, window_end (and keys): a window join",
+            )
+        };
+        if j.join_type != JoinType::Inner {
+            return Err(SqlError::unsupported(
+                format!("{} joins", j.join_type),
+                "use an inner window join",
+            ));
+        }
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        // Equalities between the two sides become join keys; the rest is a filter.
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (a, b) in &j.on {
+            match (column_index(a, &ls), column_index(b, &rs)) {
+                (Some(x), Some(y)) => pairs.push((x, y)),
+                _ => return Err(not_windowed()),
+            }
+        }
+        let mut rest = Vec::new();
+        if let Some(filter) = &j.filter {
+            for c in split_conjunction(filter) {
+                let pair = match c {
+                    Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq => {
+                        match (column_index(&b.left, &ls), column_index(&b.right, &rs)) {
+                            (Some(x), Some(y)) => Some((x, y)),
+                            _ => match (column_index(&b.right, &ls), column_index(&b.left, &rs)) {
+                                (Some(x), Some(y)) => Some((x, y)),
+                                _ => None,
+                            },
+                        }
+                    }
+                    _ => None,
+                };
+                match pair {
+                    Some(p) => pairs.push(p),
+                    None => rest.push(c.clone()),
+                }
+            }
+        }
+        let left = self.plan(&j.left)?;
+        let right = self.plan(&j.right)?;
+        if left.updating || right.updating {
+            return Err(SqlError::unsupported(
+                "joining an updating result",
+                "join window aggregations instead",
+            ));
+        }
+        let (Some(le), Some(re)) = (left.window.end, right.window.end) else {
+            return Err(not_windowed());
+        };
+        if !pairs.contains(&(le, re)) {
+            return Err(SqlError::unsupported(
+                "a join of windowed streams without equal windows",
+                "add ON a.window_end = b.window_end (and window_start) to join rows of the same window",
+            ));
+        }
+        let bound = |p: &(usize, usize)| {
+            *p == (le, re)
+                || (left.window.start.is_some()
+                    && Some(p.0) == left.window.start
+                    && Some(p.1) == right.window.start)
+        };
+        let keys: Vec<(usize, usize)> = pairs.iter().copied().filter(|p| !bound(p)).collect();
+        let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
+        let spec = WindowJoinSpec {
+            window_end: (le, re),
+            keys: keys.clone(),
+        };
+        let (factory, _) = WindowJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let (parallelism, ledge, redge) = if keys.is_empty() {
+            (1, Partitioning::Rebalance, Partitioning::Rebalance)
+        } else {
+            let names = |schema: &SchemaRef, side: fn(&(usize, usize)) -> usize| {
+                keys.iter()
+                    .map(|k| schema.field(side(k)).name().clone())
+                    .collect::<Vec<_>>()
+            };
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(names(&la, |k| k.0)),
+                Partitioning::Hash(names(&ra, |k| k.1)),
+            )
+        };
+        let node = self
+            .graph
+            .add_stateful_operator("window-join", parallelism, factory);
+        // The left input's edge first: its position is the operator's input number.
+        self.graph.connect(left.node, node, ledge);
+        self.graph.connect(right.node, node, redge);
+        let mut joined = Planned {
+            node,
+            parallelism,
+            updating: false,
+            window: WindowColumns {
+                start: left.window.start,
+                end: Some(le),
+            },
+        };
+        if let Some(filter) = rest.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&filter, &j.schema)?;
+            joined = self.then(joined, "join-filter", PredicateOperator::factory(predicate));
+        }
+        Ok(joined)
+    }
+}
+
+/// The index of `e` in `schema` if it is a (possibly aliased or cast-free) column.
+fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
+    match e {
+        Expr::Alias(a) => column_index(&a.expr, schema),
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        _ => None,
+    }
+}
+
+/// One millisecond, as an interval literal.
+fn one_milli() -> Expr {
+    Expr::Literal(
+        ScalarValue::IntervalMonthDayNano(Some(arrow::datatypes::IntervalMonthDayNano::new(
+            0, 0, 1_000_000,
+        ))),
+        None,
+    )
 }
 
 /// `schema` with the change column appended.

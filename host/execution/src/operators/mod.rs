@@ -7,6 +7,7 @@ mod map;
 mod updating;
 mod watermark;
 mod window;
+mod window_join;
 
 pub use collect::{CollectSink, Collected};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
@@ -14,3 +15,4 @@ pub use map::{FilterOperator, FlatMapOperator, MapOperator};
 pub use updating::UpdatingAggregateOperator;
 pub use watermark::WatermarkAssigner;
 pub use window::{LATE_TAG, WindowOperator};
+pub use window_join::{WindowJoinOperator, WindowJoinSpec};

@@ -267,3 +267,43 @@ async fn append_only_sinks_refuse_updating_queries() {
         "{err}"
     );
 }
+
+/// Sliding 10 s windows every 2 s, in batch: the union of five shifted tumbling windows.
+fn hop_counts_batch() -> String {
+    (0..5)
+        .map(|k| format!(
+            "SELECT auction, count(*) AS num, date_bin(INTERVAL '10' SECOND, dateTime, TIMESTAMP '1970-01-01 00:00:0{}') AS starttime, date_bin(INTERVAL '10' SECOND, dateTime, TIMESTAMP '1970-01-01 00:00:0{}') + INTERVAL '10' SECOND AS endtime FROM bid GROUP BY auction, starttime",
+            k * 2, k * 2
+        ))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_join_and_cascaded_window_match_batch() {
+    // Nexmark q5 (hot items): a window aggregation, a window over its results, and a
+    // window join of the two.
+    let f = fixture(300_000).await;
+    let stream = "SELECT AuctionBids.auction, AuctionBids.num
+        FROM (
+            SELECT auction, count(*) AS num, window_start AS starttime, window_end AS endtime
+            FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+            GROUP BY auction, window_start, window_end
+        ) AS AuctionBids
+        JOIN (
+            SELECT max(CountBids.num) AS maxn, CountBids.starttime, CountBids.endtime
+            FROM (
+                SELECT count(*) AS num, window_start AS starttime, window_end AS endtime
+                FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+                GROUP BY auction, window_start, window_end
+            ) AS CountBids
+            GROUP BY CountBids.starttime, CountBids.endtime
+        ) AS MaxBids
+        ON AuctionBids.starttime = MaxBids.starttime AND AuctionBids.endtime = MaxBids.endtime AND AuctionBids.num >= MaxBids.maxn";
+    let hop = hop_counts_batch();
+    let batch = format!(
+        "SELECT A.auction, A.num FROM ({hop}) A JOIN (SELECT max(num) AS maxn, starttime, endtime FROM ({hop}) C GROUP BY starttime, endtime) M
+         ON A.starttime = M.starttime AND A.endtime = M.endtime AND A.num >= M.maxn"
+    );
+    check(&f, 2, stream, &batch).await;
+}
