@@ -23,6 +23,9 @@ use crate::plan::PhysicalPlan;
 use crate::source::SourceContext;
 use crate::task::{ChainRunner, OperatorTask, SourceTask};
 
+/// One input channel of a subtask and which of its operator's inputs it feeds.
+type InputChannel = (usize, mpsc::Receiver<Message>);
+
 /// Runs jobs inside the current tokio runtime (embedded mode).
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
@@ -71,7 +74,7 @@ impl LocalExecutor {
                 .collect(),
         };
         // Channels for every edge that leaves a chain: one per (producer, consumer) pair.
-        let mut receivers: Vec<Vec<Vec<(usize, mpsc::Receiver<Message>)>>> = plan
+        let mut receivers: Vec<Vec<Vec<InputChannel>>> = plan
             .chains
             .iter()
             .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
