@@ -31,6 +31,7 @@ use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
     UpdatingAggregateOperator, WindowJoinOperator, WindowJoinSpec, WindowOperator,
+    WindowRankOperator, WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
@@ -152,9 +153,15 @@ impl Planner<'_> {
                             .position(|e| column_index(e, p.input.schema()) == Some(i))
                     })
                 };
+                // Rows of a TUMBLE table function carry their window as marker columns.
+                let marker = |bound: &str| {
+                    p.expr
+                        .iter()
+                        .position(|e| marker_call(e).is_some_and(|m| m.1 == bound))
+                };
                 let window = WindowColumns {
-                    start: moved(input.window.start),
-                    end: moved(input.window.end),
+                    start: moved(input.window.start).or_else(|| marker("start")),
+                    end: moved(input.window.end).or_else(|| marker("end")),
                 };
                 if input.updating {
                     // Carry the change column through.
@@ -181,10 +188,7 @@ impl Planner<'_> {
                 r
             }
             LogicalPlan::Join(j) => self.join(j),
-            LogicalPlan::Window(_) => Err(SqlError::unsupported(
-                "OVER (...) window functions such as ROW_NUMBER",
-                "Top-N and deduplication are being built; aggregate with a window table function instead",
-            )),
+            LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Sort(_) => Err(SqlError::unsupported(
                 "ORDER BY on an unbounded stream",
                 "drop ORDER BY, or order within windows once Top-N lands",
@@ -655,6 +659,116 @@ impl Planner<'_> {
             joined = self.then(joined, "join-filter", PredicateOperator::factory(predicate));
         }
         Ok(joined)
+    }
+}
+
+impl Planner<'_> {
+    /// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)` over
+    /// windowed rows: a window Top-N (with a filter on the number above it).
+    fn rank(&mut self, w: &datafusion::logical_expr::logical_plan::Window) -> Result<Planned> {
+        use datafusion::logical_expr::expr::WindowFunction;
+        let unbounded = || {
+            SqlError::unsupported(
+                "ROW_NUMBER over an unbounded stream (Top-N and deduplication without a window)",
+                "rank per window: PARTITION BY window_start, window_end of a window table function (a window Top-N)",
+            )
+        };
+        let [expr] = w.window_expr.as_slice() else {
+            return Err(SqlError::unsupported(
+                "several OVER (...) functions in one SELECT",
+                "use one ROW_NUMBER() per query",
+            ));
+        };
+        let Expr::WindowFunction(f) = strip(expr) else {
+            return Err(unbounded());
+        };
+        let WindowFunction { fun, params } = f.as_ref();
+        if fun.name() != "row_number" {
+            return Err(SqlError::unsupported(
+                format!("the OVER (...) function {}", fun.name()),
+                "use ROW_NUMBER() for Top-N per window; OVER aggregations are being built",
+            ));
+        }
+        let input = self.plan(&w.input)?;
+        if input.updating {
+            return Err(SqlError::unsupported(
+                "ranking an updating result",
+                "rank window results instead",
+            ));
+        }
+        let schema = w.input.schema();
+        let partition: Vec<usize> = params
+            .partition_by
+            .iter()
+            .map(|e| column_index(e, schema))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                SqlError::unsupported(
+                    "PARTITION BY expressions that are not columns",
+                    "partition by columns",
+                )
+            })?;
+        let Some(end) = input.window.end.filter(|e| partition.contains(e)) else {
+            tracing::debug!(window = ?input.window, ?partition, input = %w.input.display_indent(), "rank without a window");
+            return Err(unbounded());
+        };
+        let order = params
+            .order_by
+            .iter()
+            .map(|s| {
+                column_index(&s.expr, schema).map(|i| {
+                    (
+                        i,
+                        arrow::compute::SortOptions {
+                            descending: !s.asc,
+                            nulls_first: s.nulls_first,
+                        },
+                    )
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                SqlError::unsupported(
+                    "ORDER BY expressions in OVER (...) that are not columns",
+                    "order by columns",
+                )
+            })?;
+        let keys: Vec<usize> = partition
+            .iter()
+            .copied()
+            .filter(|&p| p != end && Some(p) != input.window.start)
+            .collect();
+        let rank_column = w.schema.field(w.schema.fields().len() - 1).name().clone();
+        let spec = WindowRankSpec {
+            window_end: end,
+            partition,
+            order,
+            rank_column,
+        };
+        let (factory, _) = WindowRankOperator::factory(spec, arrow_schema(schema))?;
+        let in_arrow = arrow_schema(schema);
+        let (parallelism, edge) = if keys.is_empty() {
+            (1, Partitioning::Rebalance)
+        } else {
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(
+                    keys.iter()
+                        .map(|&k| in_arrow.field(k).name().clone())
+                        .collect(),
+                ),
+            )
+        };
+        let node = self
+            .graph
+            .add_stateful_operator("window-rank", parallelism, factory);
+        self.graph.connect(input.node, node, edge);
+        Ok(Planned {
+            node,
+            parallelism,
+            updating: false,
+            window: input.window,
+        })
     }
 }
 

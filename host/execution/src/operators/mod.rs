@@ -8,6 +8,7 @@ mod updating;
 mod watermark;
 mod window;
 mod window_join;
+mod window_rank;
 
 pub use collect::{CollectSink, Collected};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
@@ -16,3 +17,4 @@ pub use updating::UpdatingAggregateOperator;
 pub use watermark::WatermarkAssigner;
 pub use window::{LATE_TAG, WindowOperator};
 pub use window_join::{WindowJoinOperator, WindowJoinSpec};
+pub use window_rank::{WindowRankOperator, WindowRankSpec};

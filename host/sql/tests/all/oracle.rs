@@ -307,3 +307,46 @@ async fn window_join_and_cascaded_window_match_batch() {
     );
     check(&f, 2, stream, &batch).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_top_n_matches_batch() {
+    let f = fixture(200_000).await;
+    let tumble = "date_bin(INTERVAL '1' SECOND, dateTime, TIMESTAMP '1970-01-01')";
+    // Top 3 auctions by bids per window (over a window aggregation).
+    check(
+        &f,
+        2,
+        "SELECT * FROM (
+            SELECT window_start, window_end, auction, num,
+                   ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC, auction) AS rownum
+            FROM (SELECT window_start, window_end, auction, count(*) AS num
+                  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+                  GROUP BY window_start, window_end, auction)
+         ) WHERE rownum <= 3",
+        &format!(
+            "SELECT * FROM (
+                SELECT ws, we, auction, num, ROW_NUMBER() OVER (PARTITION BY ws, we ORDER BY num DESC, auction) AS rownum
+                FROM (SELECT {tumble} AS ws, {tumble} + INTERVAL '1' SECOND AS we, auction, count(*) AS num FROM bid GROUP BY ws, we, auction)
+             ) WHERE rownum <= 3"
+        ),
+    )
+    .await;
+    // Top 2 bids per channel and window, straight on the window table function.
+    check(
+        &f,
+        2,
+        "SELECT * FROM (
+            SELECT channel, price, auction, bidder, window_start, window_end,
+                   ROW_NUMBER() OVER (PARTITION BY window_start, window_end, channel ORDER BY price DESC, auction, bidder) AS rownum
+            FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+         ) WHERE rownum <= 2 AND channel IN ('Apple', 'Baidu')",
+        &format!(
+            "SELECT * FROM (
+                SELECT channel, price, auction, bidder, {tumble} AS ws, {tumble} + INTERVAL '1' SECOND AS we,
+                       ROW_NUMBER() OVER (PARTITION BY {tumble}, channel ORDER BY price DESC, auction, bidder) AS rownum
+                FROM bid
+             ) WHERE rownum <= 2 AND channel IN ('Apple', 'Baidu')"
+        ),
+    )
+    .await;
+}
