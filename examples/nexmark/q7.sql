@@ -1,7 +1,8 @@
 -- Nexmark q7: Highest Bid
 -- The highest bids of each 10-second window.
 --
--- NOT RUNNABLE YET: needs interval joins. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q7.sql
+-- An interval join: bids joined to their window's maximum by time bounds.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

@@ -30,8 +30,8 @@ use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
-    UpdatingAggregateOperator, WindowJoinOperator, WindowJoinSpec, WindowOperator,
-    WindowRankOperator, WindowRankSpec,
+    IntervalJoinOperator, IntervalJoinSpec, UpdatingAggregateOperator, WindowJoinOperator,
+    WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
@@ -175,6 +175,14 @@ impl Planner<'_> {
                 Ok(projected)
             }
             LogicalPlan::Filter(f) => {
+                if let LogicalPlan::Join(j) = f.input.as_ref() {
+                    // WHERE conditions over a join may be its time bounds (interval joins).
+                    let conditions = split_conjunction(&f.predicate)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    return self.join(j, conditions);
+                }
                 let input = self.plan(&f.input)?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
                 Ok(self.then(input, "filter", PredicateOperator::factory(predicate)))
@@ -187,7 +195,7 @@ impl Planner<'_> {
                 self.in_window_input = outer;
                 r
             }
-            LogicalPlan::Join(j) => self.join(j),
+            LogicalPlan::Join(j) => self.join(j, Vec::new()),
             LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Sort(_) => Err(SqlError::unsupported(
                 "ORDER BY on an unbounded stream",
@@ -551,7 +559,7 @@ impl Planner<'_> {
 
 impl Planner<'_> {
     /// A join of two windowed streams on their windows (and keys): a window join.
-    fn join(&mut self, j: &datafusion::logical_expr::Join) -> Result<Planned> {
+    fn join(&mut self, j: &datafusion::logical_expr::Join, extra: Vec<Expr>) -> Result<Planned> {
         use datafusion::logical_expr::JoinType;
         let not_windowed = || {
             SqlError::unsupported(
@@ -574,7 +582,7 @@ impl Planner<'_> {
                 _ => return Err(not_windowed()),
             }
         }
-        let mut rest = Vec::new();
+        let mut rest = extra;
         if let Some(filter) = &j.filter {
             for c in split_conjunction(filter) {
                 let pair = match c {
@@ -603,15 +611,39 @@ impl Planner<'_> {
                 "join window aggregations instead",
             ));
         }
-        let (Some(le), Some(re)) = (left.window.end, right.window.end) else {
-            return Err(not_windowed());
+        let windowed = match (left.window.end, right.window.end) {
+            (Some(le), Some(re)) if pairs.contains(&(le, re)) => Some((le, re)),
+            _ => None,
         };
-        if !pairs.contains(&(le, re)) {
-            return Err(SqlError::unsupported(
-                "a join of windowed streams without equal windows",
-                "add ON a.window_end = b.window_end (and window_start) to join rows of the same window",
-            ));
-        }
+        let Some((le, re)) = windowed else {
+            // Not a window join: an interval join needs `l.t BETWEEN r.t - a AND r.t + b`.
+            let Some(pos) = rest
+                .iter()
+                .position(|c| interval_bounds(c, &ls, &rs).is_some())
+            else {
+                return Err(not_windowed());
+            };
+            let condition = rest.remove(pos);
+            let (time, lower, upper) = interval_bounds(&condition, &ls, &rs).expect("checked");
+            let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
+            let spec = IntervalJoinSpec {
+                time,
+                keys: pairs.clone(),
+                lower,
+                upper,
+            };
+            let (factory, _) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
+            return self.connect_join(
+                j,
+                left,
+                right,
+                &pairs,
+                factory,
+                "interval-join",
+                rest,
+                WindowColumns::default(),
+            );
+        };
         let bound = |p: &(usize, usize)| {
             *p == (le, re)
                 || (left.window.start.is_some()
@@ -619,12 +651,36 @@ impl Planner<'_> {
                     && Some(p.1) == right.window.start)
         };
         let keys: Vec<(usize, usize)> = pairs.iter().copied().filter(|p| !bound(p)).collect();
-        let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
         let spec = WindowJoinSpec {
             window_end: (le, re),
             keys: keys.clone(),
         };
-        let (factory, _) = WindowJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let (factory, _) = WindowJoinOperator::factory(spec, arrow_schema(&ls), arrow_schema(&rs))?;
+        let window = WindowColumns {
+            start: left.window.start,
+            end: Some(le),
+        };
+        self.connect_join(j, left, right, &keys, factory, "window-join", rest, window)
+    }
+
+    /// Adds a two-input join operator fed by key (or by one subtask without keys) and the
+    /// filter of the remaining join conditions.
+    #[allow(clippy::too_many_arguments)]
+    fn connect_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        left: Planned,
+        right: Planned,
+        keys: &[(usize, usize)],
+        factory: fungi_execution::operator::OperatorFactory,
+        name: &str,
+        rest: Vec<Expr>,
+        window: WindowColumns,
+    ) -> Result<Planned> {
+        let (la, ra) = (
+            arrow_schema(j.left.schema()),
+            arrow_schema(j.right.schema()),
+        );
         let (parallelism, ledge, redge) = if keys.is_empty() {
             (1, Partitioning::Rebalance, Partitioning::Rebalance)
         } else {
@@ -639,9 +695,7 @@ impl Planner<'_> {
                 Partitioning::Hash(names(&ra, |k| k.1)),
             )
         };
-        let node = self
-            .graph
-            .add_stateful_operator("window-join", parallelism, factory);
+        let node = self.graph.add_stateful_operator(name, parallelism, factory);
         // The left input's edge first: its position is the operator's input number.
         self.graph.connect(left.node, node, ledge);
         self.graph.connect(right.node, node, redge);
@@ -649,16 +703,68 @@ impl Planner<'_> {
             node,
             parallelism,
             updating: false,
-            window: WindowColumns {
-                start: left.window.start,
-                end: Some(le),
-            },
+            window,
         };
         if let Some(filter) = rest.into_iter().reduce(|a, b| a.and(b)) {
             let predicate = self.physical(&filter, &j.schema)?;
             joined = self.then(joined, "join-filter", PredicateOperator::factory(predicate));
         }
         Ok(joined)
+    }
+}
+
+/// `l.t BETWEEN r.t + a AND r.t + b` (either side first): the time columns and the bounds
+/// of `l.t - r.t` in ms.
+fn interval_bounds(c: &Expr, ls: &DFSchema, rs: &DFSchema) -> Option<((usize, usize), i64, i64)> {
+    let Expr::Between(b) = c else { return None };
+    if b.negated {
+        return None;
+    }
+    let (lo_col, lo) = offset(&b.low)?;
+    let (hi_col, hi) = offset(&b.high)?;
+    if lo_col != hi_col {
+        return None;
+    }
+    if let (Some(l), Some(r)) = (column_index(&b.expr, ls), column_index(&lo_col, rs)) {
+        return Some(((l, r), lo, hi));
+    }
+    if let (Some(r), Some(l)) = (column_index(&b.expr, rs), column_index(&lo_col, ls)) {
+        // r.t in [l.t + lo, l.t + hi]  <=>  l.t - r.t in [-hi, -lo]
+        return Some(((l, r), -hi, -lo));
+    }
+    None
+}
+
+/// `col`, `col + INTERVAL`, `col - INTERVAL`: the column and the offset in ms.
+fn offset(e: &Expr) -> Option<(Expr, i64)> {
+    match strip(e) {
+        c @ Expr::Column(_) => Some((c.clone(), 0)),
+        Expr::BinaryExpr(b) => {
+            use datafusion::logical_expr::Operator;
+            let ms = interval_ms(strip(&b.right))?;
+            let col = strip(&b.left).clone();
+            if !matches!(col, Expr::Column(_)) {
+                return None;
+            }
+            match b.op {
+                Operator::Plus => Some((col, ms)),
+                Operator::Minus => Some((col, -ms)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn interval_ms(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
+        }
+        _ => None,
     }
 }
 

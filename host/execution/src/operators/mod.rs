@@ -2,6 +2,7 @@
 //! watermark assignment, and a collecting sink for tests and examples.
 
 mod collect;
+mod interval_join;
 mod keyed_process;
 mod map;
 mod updating;
@@ -11,6 +12,7 @@ mod window_join;
 mod window_rank;
 
 pub use collect::{CollectSink, Collected};
+pub use interval_join::{IntervalJoinOperator, IntervalJoinSpec};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
 pub use map::{FilterOperator, FlatMapOperator, MapOperator};
 pub use updating::UpdatingAggregateOperator;

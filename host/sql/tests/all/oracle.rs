@@ -350,3 +350,28 @@ async fn window_top_n_matches_batch() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_join_matches_batch() {
+    // Nexmark q7 (highest bid): each 2 s window's maximum price, joined back to the bids
+    // of that window by an interval join on time.
+    let f = fixture(200_000).await;
+    let stream = "SELECT B.auction, B.price, B.bidder, B.dateTime
+        FROM bid B
+        JOIN (
+            SELECT MAX(price) AS maxprice, window_end AS dateTime
+            FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
+            GROUP BY window_start, window_end
+        ) B1
+        ON B.price = B1.maxprice
+        WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '2' SECOND AND B1.dateTime";
+    let batch = "SELECT B.auction, B.price, B.bidder, B.dateTime
+        FROM bid B
+        JOIN (
+            SELECT MAX(price) AS maxprice, date_bin(INTERVAL '2' SECOND, dateTime, TIMESTAMP '1970-01-01') + INTERVAL '2' SECOND AS dateTime
+            FROM bid GROUP BY date_bin(INTERVAL '2' SECOND, dateTime, TIMESTAMP '1970-01-01')
+        ) B1
+        ON B.price = B1.maxprice
+        WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '2' SECOND AND B1.dateTime";
+    check(&f, 2, stream, batch).await;
+}
