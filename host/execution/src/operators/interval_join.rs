@@ -174,7 +174,7 @@ impl IntervalJoinOperator {
             watermark.saturating_add(self.spec.lower),
             watermark.saturating_sub(self.spec.upper),
         ];
-        for side in 0..2 {
+        for (side, &limit) in limits.iter().enumerate() {
             if self.buffers[side].is_empty() {
                 continue;
             }
