@@ -188,7 +188,7 @@ impl IntervalJoinOperator {
             let keep: BooleanArray = times
                 .values()
                 .iter()
-                .map(|&t| Some(t > limits[side]))
+                .map(|&t| Some(t > limit))
                 .collect();
             let kept = filter_record_batch(&batch, &keep)?;
             self.buffers[side] = if kept.num_rows() > 0 {
