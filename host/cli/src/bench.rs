@@ -60,6 +60,30 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("q14", "Nexmark q14 in SQL: CASE, filter, string functions"),
     ("q21", "Nexmark q21 in SQL: CASE and regular expressions"),
     ("q22", "Nexmark q22 in SQL: split_part"),
+    (
+        "q5",
+        "Nexmark q5 in SQL: sliding windows, a window over them, a window join",
+    ),
+    (
+        "q7",
+        "Nexmark q7 in SQL: tumbling window maximum, interval join back to the bids",
+    ),
+    (
+        "q8",
+        "Nexmark q8 in SQL: window join of persons and auctions",
+    ),
+    (
+        "q15",
+        "Nexmark q15 in SQL: updating daily statistics with FILTER and count distinct",
+    ),
+    (
+        "q16",
+        "Nexmark q16 in SQL: updating statistics per channel and day",
+    ),
+    (
+        "q17",
+        "Nexmark q17 in SQL: updating statistics per auction and day",
+    ),
 ];
 
 /// The Nexmark SQL files the benchmark runs, embedded at build time.
@@ -71,6 +95,12 @@ const SQL: &[(&str, &str)] = &[
     ("q14", include_str!("../../../examples/nexmark/q14.sql")),
     ("q21", include_str!("../../../examples/nexmark/q21.sql")),
     ("q22", include_str!("../../../examples/nexmark/q22.sql")),
+    ("q5", include_str!("../../../examples/nexmark/q5.sql")),
+    ("q7", include_str!("../../../examples/nexmark/q7.sql")),
+    ("q8", include_str!("../../../examples/nexmark/q8.sql")),
+    ("q15", include_str!("../../../examples/nexmark/q15.sql")),
+    ("q16", include_str!("../../../examples/nexmark/q16.sql")),
+    ("q17", include_str!("../../../examples/nexmark/q17.sql")),
 ];
 
 /// Plans an embedded Nexmark SQL file for `events` events at parallelism `p`.

@@ -403,10 +403,15 @@ impl Planner<'_> {
                 exprs.push(arg);
                 inputs.push(name);
             }
-            let native = (!expr.is_distinct())
-                .then(|| builtin(expr.fun().name()))
-                .flatten()
-                .filter(|f| f.return_type(&types).ok().as_ref() == Some(expr.field().data_type()));
+            let native = if expr.is_distinct() {
+                (expr.fun().name() == "count").then(|| {
+                    Arc::new(fungi_streaming::aggregate::CountDistinct)
+                        as Arc<dyn fungi_streaming::aggregate::AggregateFunction>
+                })
+            } else {
+                builtin(expr.fun().name())
+            }
+            .filter(|f| f.return_type(&types).ok().as_ref() == Some(expr.field().data_type()));
             let function: Arc<dyn fungi_streaming::aggregate::AggregateFunction> = match native {
                 Some(f) => f,
                 None => Arc::new(DfAggregate::new(expr.clone())),

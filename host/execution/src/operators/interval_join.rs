@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{cast, concat_batches, take};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use fungi_common::keys::hash_columns;
@@ -36,7 +36,8 @@ pub struct IntervalJoinOperator {
     spec: IntervalJoinSpec,
     schemas: [SchemaRef; 2],
     output: SchemaRef,
-    buffers: [Vec<RecordBatch>; 2],
+    /// Buffered batches of each side with the latest event time in each.
+    buffers: [Vec<(RecordBatch, i64)>; 2],
     hashes: Vec<u64>,
 }
 
@@ -74,7 +75,9 @@ impl IntervalJoinOperator {
         if self.buffers[other].is_empty() || new.num_rows() == 0 {
             return Ok(None);
         }
-        let buffered = concat_batches(&self.schemas[other], &self.buffers[other])?;
+        let batches: Vec<RecordBatch> =
+            self.buffers[other].iter().map(|(b, _)| b.clone()).collect();
+        let buffered = concat_batches(&self.schemas[other], &batches)?;
         let (left, right) = if side == 0 {
             (new, &buffered)
         } else {
@@ -166,38 +169,18 @@ impl IntervalJoinOperator {
         Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
     }
 
-    /// Drops buffered rows that can no longer match.
-    fn evict(&mut self, watermark: i64) -> Result<()> {
+    /// Drops buffered batches none of whose rows can match any more. Whole batches go
+    /// at once, so eviction copies nothing; the time bounds are checked when probing.
+    fn evict(&mut self, watermark: i64) {
         // Left rows match right times in [l.t - upper, l.t - lower]; right rows match left
         // times in [r.t + lower, r.t + upper]. Future rows are newer than the watermark.
         let limits = [
             watermark.saturating_add(self.spec.lower),
             watermark.saturating_sub(self.spec.upper),
         ];
-        for (side, &limit) in limits.iter().enumerate() {
-            if self.buffers[side].is_empty() {
-                continue;
-            }
-            let column = if side == 0 {
-                self.spec.time.0
-            } else {
-                self.spec.time.1
-            };
-            let batch = concat_batches(&self.schemas[side], &self.buffers[side])?;
-            let times = Int64Array::from(millis(&batch, column)?);
-            let keep: BooleanArray = times
-                .values()
-                .iter()
-                .map(|&t| Some(t > limit))
-                .collect();
-            let kept = filter_record_batch(&batch, &keep)?;
-            self.buffers[side] = if kept.num_rows() > 0 {
-                vec![kept]
-            } else {
-                Vec::new()
-            };
+        for (buffer, limit) in self.buffers.iter_mut().zip(limits) {
+            buffer.retain(|(_, latest)| *latest > limit);
         }
-        Ok(())
     }
 }
 
@@ -217,7 +200,16 @@ impl Operator for IntervalJoinOperator {
             out.emit(joined);
         }
         if batch.num_rows() > 0 {
-            self.buffers[side].push(batch);
+            let column = if side == 0 {
+                self.spec.time.0
+            } else {
+                self.spec.time.1
+            };
+            let latest = millis(&batch, column)?
+                .into_iter()
+                .max()
+                .unwrap_or(i64::MIN);
+            self.buffers[side].push((batch, latest));
         }
         Ok(())
     }
@@ -226,7 +218,7 @@ impl Operator for IntervalJoinOperator {
         if let Watermark::EventTime(t) = watermark
             && t != i64::MAX
         {
-            self.evict(t)?;
+            self.evict(t);
         }
         out.emit_watermark(watermark);
         Ok(())
