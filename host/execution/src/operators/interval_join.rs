@@ -8,14 +8,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{RowConverter, SortField};
-use fungi_common::keys::hash_columns;
 use fungi_common::{Result, Watermark};
-use hashbrown::HashTable;
 
+use super::hash_join::{gather, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
 
 /// Columns and bounds of an interval join.
@@ -93,80 +91,25 @@ impl IntervalJoinOperator {
             .spec
             .keys
             .iter()
-            .zip(&lk)
-            .map(|((_, r), l)| cast(right.column(*r), l.data_type()))
-            .collect::<Result<_, _>>()?;
+            .map(|(_, r)| right.column(*r).clone())
+            .collect();
         let (lt, rt) = (
             millis(left, self.spec.time.0)?,
             millis(right, self.spec.time.1)?,
         );
-        let in_bounds = |i: usize, j: usize| {
-            let d = lt[i] - rt[j];
-            d >= self.spec.lower && d <= self.spec.upper
-        };
-        let (mut li, mut ri) = (Vec::new(), Vec::new());
-        if lk.is_empty() {
-            for i in 0..left.num_rows() {
-                for j in 0..right.num_rows() {
-                    if in_bounds(i, j) {
-                        li.push(i as u32);
-                        ri.push(j as u32);
-                    }
-                }
-            }
-        } else {
-            let converter = RowConverter::new(
-                lk.iter()
-                    .map(|c| SortField::new(c.data_type().clone()))
-                    .collect(),
-            )?;
-            let (lrows, rrows) = (
-                converter.convert_columns(&lk)?,
-                converter.convert_columns(&rk)?,
-            );
-            hash_columns(&rk, &mut self.hashes)?;
-            let rhash = std::mem::take(&mut self.hashes);
-            let mut table: HashTable<u32> = HashTable::with_capacity(right.num_rows());
-            let mut next = vec![u32::MAX; right.num_rows()];
-            for (j, &h) in rhash.iter().enumerate() {
-                let row = rrows.row(j);
-                match table.find_mut(h, |&k| rrows.row(k as usize) == row) {
-                    Some(head) => {
-                        next[j] = *head;
-                        *head = j as u32;
-                    }
-                    None => {
-                        table.insert_unique(h, j as u32, |&k| rhash[k as usize]);
-                    }
-                }
-            }
-            hash_columns(&lk, &mut self.hashes)?;
-            for (i, &h) in self.hashes.iter().enumerate() {
-                let row = lrows.row(i);
-                if let Some(&head) = table.find(h, |&k| rrows.row(k as usize) == row) {
-                    let mut j = head;
-                    while j != u32::MAX {
-                        if in_bounds(i, j as usize) {
-                            li.push(i as u32);
-                            ri.push(j);
-                        }
-                        j = next[j as usize];
-                    }
-                }
-            }
-        }
-        if li.is_empty() {
-            return Ok(None);
-        }
-        let (li, ri) = (UInt32Array::from(li), UInt32Array::from(ri));
-        let mut columns = Vec::with_capacity(self.output.fields().len());
-        for c in left.columns() {
-            columns.push(take(c, &li, None)?);
-        }
-        for c in right.columns() {
-            columns.push(take(c, &ri, None)?);
-        }
-        Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
+        let (lower, upper) = (self.spec.lower, self.spec.upper);
+        let (li, ri) = matching_pairs(
+            &lk,
+            &rk,
+            left.num_rows(),
+            right.num_rows(),
+            &mut self.hashes,
+            |i, j| {
+                let d = lt[i] - rt[j];
+                d >= lower && d <= upper
+            },
+        )?;
+        gather(&self.output, left, right, li, ri)
     }
 
     /// Drops buffered batches none of whose rows can match any more. Whole batches go

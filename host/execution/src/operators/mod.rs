@@ -2,6 +2,7 @@
 //! watermark assignment, and a collecting sink for tests and examples.
 
 mod collect;
+mod hash_join;
 mod interval_join;
 mod keyed_process;
 mod map;

@@ -9,14 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
-use arrow::row::{RowConverter, SortField};
-use fungi_common::keys::hash_columns;
 use fungi_common::{FungiError, Result, Watermark};
-use hashbrown::HashTable;
 
+use super::hash_join::{gather, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
 
 /// Where the join finds the window and the keys on each side.
@@ -91,73 +89,15 @@ impl WindowJoinOperator {
             .iter()
             .map(|(_, r)| right.column(*r).clone())
             .collect();
-        let (li, ri) = if lk.is_empty() {
-            // No keys: every left row with every right row of the window.
-            let (n, m) = (left.num_rows() as u32, right.num_rows() as u32);
-            (
-                (0..n)
-                    .flat_map(|i| std::iter::repeat_n(i, m as usize))
-                    .collect(),
-                (0..n).flat_map(|_| 0..m).collect(),
-            )
-        } else {
-            // Compare keys in one row format; cast the right keys to the left types.
-            let fields: Vec<SortField> = lk
-                .iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect();
-            let converter = RowConverter::new(fields)?;
-            let rk: Vec<ArrayRef> = rk
-                .iter()
-                .zip(&lk)
-                .map(|(r, l)| arrow::compute::cast(r, l.data_type()))
-                .collect::<Result<_, _>>()?;
-            let lrows = converter.convert_columns(&lk)?;
-            let rrows = converter.convert_columns(&rk)?;
-            // Build on the right: a hash table of first rows and a chain of the others.
-            hash_columns(&rk, &mut self.hashes)?;
-            let rhash = std::mem::take(&mut self.hashes);
-            let mut table: HashTable<u32> = HashTable::with_capacity(right.num_rows());
-            let mut next = vec![u32::MAX; right.num_rows()];
-            for (i, &h) in rhash.iter().enumerate() {
-                let row = rrows.row(i);
-                match table.find_mut(h, |&j| rrows.row(j as usize) == row) {
-                    Some(head) => {
-                        next[i] = *head;
-                        *head = i as u32;
-                    }
-                    None => {
-                        table.insert_unique(h, i as u32, |&j| rhash[j as usize]);
-                    }
-                }
-            }
-            hash_columns(&lk, &mut self.hashes)?;
-            let (mut li, mut ri) = (Vec::new(), Vec::new());
-            for (i, &h) in self.hashes.iter().enumerate() {
-                let row = lrows.row(i);
-                if let Some(&head) = table.find(h, |&j| rrows.row(j as usize) == row) {
-                    let mut j = head;
-                    while j != u32::MAX {
-                        li.push(i as u32);
-                        ri.push(j);
-                        j = next[j as usize];
-                    }
-                }
-            }
-            (li, ri)
-        };
-        if li.is_empty() {
-            return Ok(None);
-        }
-        let (li, ri) = (UInt32Array::from(li), UInt32Array::from(ri));
-        let mut columns = Vec::with_capacity(self.output.fields().len());
-        for c in left.columns() {
-            columns.push(take(c, &li, None)?);
-        }
-        for c in right.columns() {
-            columns.push(take(c, &ri, None)?);
-        }
-        Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
+        let (li, ri) = matching_pairs(
+            &lk,
+            &rk,
+            left.num_rows(),
+            right.num_rows(),
+            &mut self.hashes,
+            |_, _| true,
+        )?;
+        gather(&self.output, left, right, li, ri)
     }
 }
 
