@@ -80,6 +80,17 @@ pub(crate) fn matching_pairs(
     Ok((li, ri))
 }
 
+/// The key columns of `left` and `right` for (left, right) key index pairs.
+pub(crate) fn key_columns(
+    keys: &[(usize, usize)],
+    left: &RecordBatch,
+    right: &RecordBatch,
+) -> (Vec<ArrayRef>, Vec<ArrayRef>) {
+    keys.iter()
+        .map(|&(l, r)| (left.column(l).clone(), right.column(r).clone()))
+        .unzip()
+}
+
 /// The joined rows: the left columns taken at `li`, then the right columns at `ri`.
 pub(crate) fn gather(
     output: &SchemaRef,

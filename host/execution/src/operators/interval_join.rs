@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use fungi_common::{Result, Watermark};
 
-use super::hash_join::{gather, matching_pairs};
+use super::hash_join::{gather, key_columns, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
 
 /// Columns and bounds of an interval join.
@@ -81,18 +81,7 @@ impl IntervalJoinOperator {
         } else {
             (&buffered, new)
         };
-        let lk: Vec<ArrayRef> = self
-            .spec
-            .keys
-            .iter()
-            .map(|(l, _)| left.column(*l).clone())
-            .collect();
-        let rk: Vec<ArrayRef> = self
-            .spec
-            .keys
-            .iter()
-            .map(|(_, r)| right.column(*r).clone())
-            .collect();
+        let (lk, rk) = key_columns(&self.spec.keys, left, right);
         let (lt, rt) = (
             millis(left, self.spec.time.0)?,
             millis(right, self.spec.time.1)?,

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use fungi_common::{FungiError, Result, Watermark};
 
-use super::hash_join::{gather, matching_pairs};
+use super::hash_join::{gather, key_columns, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
 
 /// Where the join finds the window and the keys on each side.
@@ -77,18 +77,7 @@ impl WindowJoinOperator {
         if left.num_rows() == 0 || right.num_rows() == 0 {
             return Ok(None);
         }
-        let lk: Vec<ArrayRef> = self
-            .spec
-            .keys
-            .iter()
-            .map(|(l, _)| left.column(*l).clone())
-            .collect();
-        let rk: Vec<ArrayRef> = self
-            .spec
-            .keys
-            .iter()
-            .map(|(_, r)| right.column(*r).clone())
-            .collect();
+        let (lk, rk) = key_columns(&self.spec.keys, left, right);
         let (li, ri) = matching_pairs(
             &lk,
             &rk,
