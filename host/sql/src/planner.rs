@@ -108,6 +108,33 @@ impl Planner<'_> {
         }
     }
 
+    /// Adds a stateful operator fed by `keys` (hash partitioned; one subtask without keys).
+    fn add_keyed(
+        &mut self,
+        input: &Planned,
+        name: &str,
+        factory: fungi_execution::operator::OperatorFactory,
+        keys: &[String],
+        updating: bool,
+    ) -> Planned {
+        let (parallelism, edge) = if keys.is_empty() {
+            (1, Partitioning::Rebalance)
+        } else {
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(keys.to_vec()),
+            )
+        };
+        let node = self.graph.add_stateful_operator(name, parallelism, factory);
+        self.graph.connect(input.node, node, edge);
+        Planned {
+            node,
+            parallelism,
+            updating,
+            window: WindowColumns::default(),
+        }
+    }
+
     pub(crate) fn plan(&mut self, plan: &LogicalPlan) -> Result<Planned> {
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
@@ -445,24 +472,7 @@ impl Planner<'_> {
             aggregates: calls,
         };
         let (factory, window_schema) = WindowOperator::factory(spec, &pre_schema)?;
-        let (parallelism, edge) = if key_names.is_empty() {
-            (1, Partitioning::Rebalance)
-        } else {
-            (
-                self.graph.config.parallelism,
-                Partitioning::Hash(key_names.clone()),
-            )
-        };
-        let node = self
-            .graph
-            .add_stateful_operator("window", parallelism, factory);
-        self.graph.connect(pre.node, node, edge);
-        let windowed = Planned {
-            node,
-            parallelism,
-            updating: false,
-            window: WindowColumns::default(),
-        };
+        let windowed = self.add_keyed(&pre, "window", factory, &key_names, false);
         // 3. Reorder into the aggregate's columns: group expressions, then aggregates.
         let window_df = DFSchema::try_from(window_schema.as_ref().clone())?;
         let nkeys = key_names.len();
@@ -527,24 +537,7 @@ impl Planner<'_> {
             ttl_ms: self.state_ttl_ms,
         };
         let (factory, schema) = UpdatingAggregateOperator::factory(spec, pre_schema)?;
-        let (parallelism, edge) = if key_names.is_empty() {
-            (1, Partitioning::Rebalance)
-        } else {
-            (
-                self.graph.config.parallelism,
-                Partitioning::Hash(key_names.clone()),
-            )
-        };
-        let node = self
-            .graph
-            .add_stateful_operator("aggregate", parallelism, factory);
-        self.graph.connect(pre.node, node, edge);
-        let aggregated = Planned {
-            node,
-            parallelism,
-            updating: true,
-            window: WindowColumns::default(),
-        };
+        let aggregated = self.add_keyed(&pre, "aggregate", factory, &key_names, true);
         // The aggregation emits keys, aggregates and the change column: exactly the
         // aggregate node's columns (group expressions first) plus the change column.
         let exprs: Vec<Arc<dyn PhysicalExpr>> = schema
@@ -858,28 +851,13 @@ impl Planner<'_> {
         };
         let (factory, _) = WindowRankOperator::factory(spec, arrow_schema(schema))?;
         let in_arrow = arrow_schema(schema);
-        let (parallelism, edge) = if keys.is_empty() {
-            (1, Partitioning::Rebalance)
-        } else {
-            (
-                self.graph.config.parallelism,
-                Partitioning::Hash(
-                    keys.iter()
-                        .map(|&k| in_arrow.field(k).name().clone())
-                        .collect(),
-                ),
-            )
-        };
-        let node = self
-            .graph
-            .add_stateful_operator("window-rank", parallelism, factory);
-        self.graph.connect(input.node, node, edge);
-        Ok(Planned {
-            node,
-            parallelism,
-            updating: false,
-            window: input.window,
-        })
+        let key_names: Vec<String> = keys
+            .iter()
+            .map(|&k| in_arrow.field(k).name().clone())
+            .collect();
+        let mut ranked = self.add_keyed(&input, "window-rank", factory, &key_names, false);
+        ranked.window = input.window;
+        Ok(ranked)
     }
 }
 
