@@ -85,6 +85,51 @@ impl AggregateCall {
     }
 }
 
+/// The aggregates of an operator, bound to its input: argument column indices, result
+/// fields and one accumulator per call.
+pub(crate) struct BoundAggregates {
+    pub(crate) inputs: Vec<Vec<usize>>,
+    pub(crate) fields: Vec<arrow::datatypes::Field>,
+    pub(crate) accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// Resolves `calls` against `input`, naming unknown columns and refused argument types.
+pub(crate) fn bind(
+    calls: &[AggregateCall],
+    input: &arrow::datatypes::SchemaRef,
+) -> Result<BoundAggregates> {
+    let mut bound = BoundAggregates {
+        inputs: Vec::new(),
+        fields: Vec::new(),
+        accumulators: Vec::new(),
+    };
+    for call in calls {
+        let indices = call
+            .inputs
+            .iter()
+            .map(|c| {
+                input
+                    .index_of(c)
+                    .map_err(|_| crate::unknown_column(c, input))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let types: Vec<DataType> = indices
+            .iter()
+            .map(|&i| input.field(i).data_type().clone())
+            .collect();
+        let out = call
+            .function
+            .return_type(&types)
+            .map_err(|e| FungiError::Plan(format!("aggregate '{}': {e}", call.alias)))?;
+        bound
+            .fields
+            .push(arrow::datatypes::Field::new(&call.alias, out, true));
+        bound.accumulators.push(call.function.accumulator(&types)?);
+        bound.inputs.push(indices);
+    }
+    Ok(bound)
+}
+
 /// `count(*)`: rows per group.
 pub fn count_star(alias: &str) -> AggregateCall {
     AggregateCall::new(Arc::new(Count), &[], alias)

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
 
-use crate::aggregate::{AggregateCall, GroupsAccumulator};
+use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
 use crate::keys::KeyTable;
 use crate::unknown_column;
 
@@ -60,22 +60,9 @@ impl UpdatingAggregator {
         let key_indices = spec.keys.iter().map(index).collect::<Result<Vec<_>>>()?;
         let key_fields = KeyTable::key_fields_of(input, &spec.keys)?;
         let mut fields = key_fields.clone();
-        let mut agg_inputs = Vec::new();
-        let mut accumulators = Vec::new();
-        for call in &spec.aggregates {
-            let indices = call.inputs.iter().map(index).collect::<Result<Vec<_>>>()?;
-            let types: Vec<DataType> = indices
-                .iter()
-                .map(|&i| input.field(i).data_type().clone())
-                .collect();
-            let out = call
-                .function
-                .return_type(&types)
-                .map_err(|e| FungiError::Plan(format!("aggregate '{}': {e}", call.alias)))?;
-            fields.push(Field::new(&call.alias, out, true));
-            accumulators.push(call.function.accumulator(&types)?);
-            agg_inputs.push(indices);
-        }
+        let bound = bind(&spec.aggregates, input)?;
+        fields.extend(bound.fields);
+        let (agg_inputs, accumulators) = (bound.inputs, bound.accumulators);
         fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
         if spec.ttl_ms.is_some_and(|t| t <= 0) {
             return Err(FungiError::Plan("state TTL must be positive".into()));

@@ -22,7 +22,7 @@ use fungi_common::time::timestamps_millis;
 use fungi_common::{FungiError, Result};
 use hashbrown::HashMap;
 
-use crate::aggregate::{AggregateCall, GroupsAccumulator};
+use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
 use crate::keys::KeyTable;
 use crate::unknown_column;
 use crate::window::{TimeWindow, WindowAssigner};
@@ -165,26 +165,9 @@ impl WindowAggregator {
         let ts_type = DataType::Timestamp(TimeUnit::Millisecond, None);
         fields.push(Field::new("window_start", ts_type.clone(), false));
         fields.push(Field::new("window_end", ts_type, false));
-        let mut agg_inputs = Vec::new();
-        let mut accumulators = Vec::new();
-        for call in &spec.aggregates {
-            let indices = call
-                .inputs
-                .iter()
-                .map(|c| column_index(input, c))
-                .collect::<Result<Vec<_>>>()?;
-            let types: Vec<DataType> = indices
-                .iter()
-                .map(|&i| input.field(i).data_type().clone())
-                .collect();
-            let out_type = call
-                .function
-                .return_type(&types)
-                .map_err(|e| FungiError::Plan(format!("aggregate '{}': {e}", call.alias)))?;
-            fields.push(Field::new(&call.alias, out_type, true));
-            accumulators.push(call.function.accumulator(&types)?);
-            agg_inputs.push(indices);
-        }
+        let bound = bind(&spec.aggregates, input)?;
+        fields.extend(bound.fields);
+        let (agg_inputs, accumulators) = (bound.inputs, bound.accumulators);
         let windows = match spec.assigner {
             WindowAssigner::Session { gap } => Windows::Session(SessionState {
                 gap,
