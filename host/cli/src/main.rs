@@ -63,14 +63,16 @@ struct RunArgs {
 enum BenchCommand {
     /// Nexmark pipelines on the built-in generator to a blackhole sink.
     ///
-    /// Queries: gen (generator alone), q0 (pass-through), q1 (currency conversion),
-    /// count (keyed tumbling count per auction). Each runs in its own process.
+    /// Queries: the Nexmark SQL files that run (q0, q1, q2, q5, q7, q8, q11, q14, q15,
+    /// q16, q17, q21, q22), the hand-built pipelines (ds-q0, ds-q1, ds-count), the
+    /// generator alone (gen) and the runtime without it (q0-replay, count-replay). Each
+    /// runs in its own process.
     Nexmark(NexmarkArgs),
 }
 
 #[derive(Debug, Args)]
 struct NexmarkArgs {
-    /// Query to run: gen, q0, q1, count, or all.
+    /// Queries to run, comma-separated, or all.
     #[arg(long, default_value = "all")]
     query: String,
     /// Nexmark events to generate (persons, auctions and bids together).
