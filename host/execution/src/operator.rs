@@ -108,6 +108,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Every upstream subtask of input `input` has ended (the other inputs may go on).
+    /// Lookup joins use it to learn that their table is loaded.
+    fn input_ended(&mut self, input: usize, out: &mut Output) -> Result<()> {
+        let _ = (input, out);
+        Ok(())
+    }
+
     /// Periodic processing-time callback with the wall clock in ms since the epoch.
     fn on_tick(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
         let _ = (now_ms, out);

@@ -24,6 +24,8 @@ enum Input {
     Batch(usize, RecordBatch),
     Watermark(Watermark),
     Tick(i64),
+    /// Every channel of logical input `usize` ended (for the head operator only).
+    InputEnded(usize),
     Finish,
 }
 
@@ -70,7 +72,7 @@ impl ChainRunner {
             match input {
                 Input::Batch(_, b) => self.external.push(OutputItem::Batch(None, b)),
                 Input::Watermark(w) => self.external.push(OutputItem::Watermark(w)),
-                Input::Tick(_) | Input::Finish => {}
+                Input::Tick(_) | Input::InputEnded(_) | Input::Finish => {}
             }
             return Ok(());
         }
@@ -88,6 +90,7 @@ impl ChainRunner {
             Input::Batch(from, b) => self.ops[i].process_batch_from(from, b, &mut out),
             Input::Watermark(w) => self.ops[i].process_watermark(w, &mut out),
             Input::Tick(now) => self.ops[i].on_tick(now, &mut out),
+            Input::InputEnded(n) => self.ops[i].input_ended(n, &mut out),
             Input::Finish => self.ops[i].finish(&mut out),
         };
         result.map_err(|e| operator_error(&self.contexts[i].operator, e))?;
@@ -320,6 +323,13 @@ impl OperatorTask {
                         ended[i] = true;
                         if ended.iter().all(|&e| e) {
                             return self.chain.end_of_stream().await;
+                        }
+                        let logical = self.logical_inputs[i];
+                        let all_ended = (0..inputs)
+                            .filter(|&c| self.logical_inputs[c] == logical)
+                            .all(|c| ended[c]);
+                        if all_ended {
+                            self.chain.input(Input::InputEnded(logical))?;
                         }
                     }
                     // Every channel closed without an end-of-stream: an upstream task

@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod keys;
+pub mod row_store;
 pub mod timer;
 pub mod updating_aggregate;
 pub mod watermark;

@@ -1,0 +1,342 @@
+//! Top-N and deduplication without a window: `ROW_NUMBER() OVER (PARTITION BY ...
+//! ORDER BY ...)` filtered to the first N rows, as an updating result.
+//!
+//! Each partition keeps its current top N rows, sorted (rows in a [`RowStore`] that keeps
+//! the order columns' row encoding, so comparing two rows is a byte comparison). A batch
+//! is folded in row by row against those small lists; then, once per partition the batch
+//! touched (a mini-batch, as Flink's), the difference between the old and the new top N
+//! is emitted as a changelog:
+//!
+//! - when the query uses the row number, each position whose row changed gets `-U` (old
+//!   row, its number) and `+U` (new row) - or `+I` for a position filled for the first
+//!   time - as in Flink's `AppendOnlyTopNFunction`;
+//! - otherwise rows that left the top N get `-D` and rows that entered get `+I`.
+//!
+//! A new row that ties with kept rows goes after them, except when deduplicating on a
+//! time column in descending order (keep the last row), where the newest row wins.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int8Array, RecordBatch, UInt64Array};
+use arrow::compute::SortOptions;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use fungi_common::changelog::{OP_COLUMN, RowKind};
+use fungi_common::time::now_millis;
+use fungi_common::{FungiError, Result};
+use fungi_streaming::keys::KeyTable;
+use fungi_streaming::row_store::{RowRef, RowStore};
+
+use crate::operator::{Operator, OperatorFactory, Output};
+
+/// What a Top-N computes.
+#[derive(Debug, Clone)]
+pub struct RankSpec {
+    /// Partition columns.
+    pub partition: Vec<usize>,
+    /// Order columns and their directions.
+    pub order: Vec<(usize, SortOptions)>,
+    /// How many rows per partition are kept (`rownum <= limit`).
+    pub limit: usize,
+    /// Name of the row-number column appended to the output.
+    pub rank_column: String,
+    /// Whether anything downstream reads the row number (see the module docs).
+    pub rank_used: bool,
+    /// A new row wins ties with kept rows.
+    pub newest_wins_ties: bool,
+    /// Forget partitions not updated for this long (ms).
+    pub ttl_ms: Option<i64>,
+}
+
+/// Keeps the top N rows per partition and emits how they change.
+pub struct RankOperator {
+    spec: RankSpec,
+    output: SchemaRef,
+    store: RowStore,
+    keys: KeyTable,
+    lists: Vec<Vec<RowRef>>,
+    last_update: Vec<i64>,
+    // Scratch, reused across batches.
+    key_ids: Vec<u32>,
+    touched_mark: Vec<u64>,
+    batch_no: u64,
+}
+
+impl RankOperator {
+    /// A factory over rows of `input`; returns the output schema (input, row number,
+    /// change column).
+    pub fn factory(spec: RankSpec, input: SchemaRef) -> Result<(OperatorFactory, SchemaRef)> {
+        if spec.limit == 0 {
+            return Err(FungiError::Plan(
+                "a Top-N must keep at least one row per partition".into(),
+            ));
+        }
+        let output = Self::new(&spec, &input)?.output;
+        let out = output.clone();
+        let factory: OperatorFactory =
+            Arc::new(move |_| Ok(Box::new(Self::new(&spec, &input)?) as Box<dyn Operator>));
+        Ok((factory, out))
+    }
+
+    fn new(spec: &RankSpec, input: &SchemaRef) -> Result<Self> {
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(&spec.rank_column, DataType::UInt64, false));
+        fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        let key_fields = spec
+            .partition
+            .iter()
+            .map(|&p| input.field(p).clone())
+            .collect();
+        Ok(RankOperator {
+            spec: spec.clone(),
+            output: Arc::new(Schema::new(fields)),
+            store: RowStore::new(input.clone(), &spec.order)?,
+            keys: KeyTable::new(key_fields)?,
+            lists: Vec::new(),
+            last_update: Vec::new(),
+            key_ids: Vec::new(),
+            touched_mark: Vec::new(),
+            batch_no: 0,
+        })
+    }
+
+    /// Rows currently in some partition's top N.
+    pub fn kept_rows(&self) -> usize {
+        self.store.live_rows()
+    }
+}
+
+/// Changes to emit: rows, their numbers and kinds.
+#[derive(Default)]
+struct Changes {
+    rows: Vec<RowRef>,
+    ranks: Vec<u64>,
+    kinds: Vec<i8>,
+}
+
+impl Changes {
+    fn push(&mut self, row: RowRef, position: usize, kind: RowKind) {
+        self.rows.push(row);
+        self.ranks.push(position as u64 + 1);
+        self.kinds.push(kind as i8);
+    }
+}
+
+impl Operator for RankOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let now = now_millis();
+        let partition: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&p| batch.column(p).clone())
+            .collect();
+        let mut ids = std::mem::take(&mut self.key_ids);
+        self.keys.intern(&partition, n, &mut ids)?;
+        let total = self.keys.len();
+        self.lists.resize_with(total, Vec::new);
+        self.last_update.resize(total, now);
+        self.touched_mark.resize(total, 0);
+        self.batch_no += 1;
+        let b = self.store.push(batch, now)?;
+        // Fold the rows in; remember each touched partition's list as it was.
+        let mut touched: Vec<(u32, usize, usize)> = Vec::new();
+        let mut before: Vec<RowRef> = Vec::new();
+        let mut evicted: Vec<RowRef> = Vec::new();
+        let limit = self.spec.limit;
+        for (i, &id) in ids.iter().enumerate() {
+            let new = RowRef {
+                batch: b,
+                row: i as u32,
+            };
+            let store = &self.store;
+            let list = &self.lists[id as usize];
+            let row = store.encoded(new);
+            let pos = if self.spec.newest_wins_ties {
+                list.partition_point(|r| store.encoded(*r) < row)
+            } else {
+                list.partition_point(|r| store.encoded(*r) <= row)
+            };
+            if pos >= limit {
+                continue;
+            }
+            let id = id as usize;
+            if self.touched_mark[id] != self.batch_no {
+                self.touched_mark[id] = self.batch_no;
+                touched.push((id as u32, before.len(), list.len()));
+                before.extend_from_slice(list);
+            }
+            let list = &mut self.lists[id];
+            list.insert(pos, new);
+            self.store.retain(new);
+            if list.len() > limit {
+                evicted.extend(list.pop());
+            }
+            self.last_update[id] = now;
+        }
+        // The changes, per touched partition.
+        let mut changes = Changes::default();
+        for &(id, start, len) in &touched {
+            let old = &before[start..start + len];
+            let new = &self.lists[id as usize];
+            if self.spec.rank_used {
+                for k in 0..old.len().max(new.len()) {
+                    match (old.get(k), new.get(k)) {
+                        (Some(o), Some(nw)) if o == nw => {}
+                        (Some(&o), Some(&nw)) => {
+                            changes.push(o, k, RowKind::UpdateBefore);
+                            changes.push(nw, k, RowKind::UpdateAfter);
+                        }
+                        (None, Some(&nw)) => changes.push(nw, k, RowKind::Insert),
+                        (Some(&o), None) => changes.push(o, k, RowKind::Delete),
+                        (None, None) => {}
+                    }
+                }
+            } else {
+                for (k, o) in old.iter().enumerate() {
+                    if !new.contains(o) {
+                        changes.push(*o, k, RowKind::Delete);
+                    }
+                }
+                for (k, nw) in new.iter().enumerate() {
+                    if !old.contains(nw) {
+                        changes.push(*nw, k, RowKind::Insert);
+                    }
+                }
+            }
+        }
+        if !changes.rows.is_empty() {
+            let mut columns = self.store.gather(&changes.rows)?;
+            columns.push(Arc::new(UInt64Array::from(changes.ranks)));
+            columns.push(Arc::new(Int8Array::from(changes.kinds)));
+            out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
+        }
+        for r in evicted {
+            self.store.release(r);
+        }
+        self.store.sweep();
+        if self.store.should_compact() {
+            self.store.compact(self.lists.iter_mut().flatten(), now)?;
+        }
+        self.key_ids = ids;
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now_ms: i64, _out: &mut Output) -> Result<()> {
+        let Some(ttl) = self.spec.ttl_ms else {
+            return Ok(());
+        };
+        for (list, &t) in self.lists.iter_mut().zip(&self.last_update) {
+            if !list.is_empty() && now_ms - t >= ttl {
+                for r in list.drain(..) {
+                    self.store.release(r);
+                }
+            }
+        }
+        self.store.sweep();
+        if self.store.live_rows() == 0 {
+            self.keys.clear();
+            self.lists.clear();
+            self.last_update.clear();
+            self.touched_mark.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Int8Type, Int64Type, UInt64Type};
+
+    fn batch(rows: &[(i64, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn run(op: &mut RankOperator, rows: &[(i64, i64)]) -> Vec<(i64, i64, u64, &'static str)> {
+        let mut out = Output::default();
+        op.process_batch(batch(rows), &mut out).unwrap();
+        let mut v = Vec::new();
+        for item in out.items {
+            if let crate::operator::OutputItem::Batch(None, b) = item {
+                for i in 0..b.num_rows() {
+                    v.push((
+                        b.column(0).as_primitive::<Int64Type>().value(i),
+                        b.column(1).as_primitive::<Int64Type>().value(i),
+                        b.column(2).as_primitive::<UInt64Type>().value(i),
+                        RowKind::from_code(b.column(3).as_primitive::<Int8Type>().value(i))
+                            .unwrap()
+                            .short(),
+                    ));
+                }
+            }
+        }
+        v
+    }
+
+    fn operator(limit: usize, rank_used: bool) -> RankOperator {
+        let spec = RankSpec {
+            partition: vec![0],
+            order: vec![(
+                1,
+                SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            )],
+            limit,
+            rank_column: "rn".into(),
+            rank_used,
+            newest_wins_ties: false,
+            ttl_ms: None,
+        };
+        RankOperator::new(&spec, &batch(&[]).schema()).unwrap()
+    }
+
+    #[test]
+    fn top_two_with_row_numbers_updates_shifted_positions() {
+        let mut op = operator(2, true);
+        assert_eq!(
+            run(&mut op, &[(1, 10), (1, 5), (2, 7)]),
+            vec![(1, 10, 1, "+I"), (1, 5, 2, "+I"), (2, 7, 1, "+I")]
+        );
+        // 20 takes first place; 10 moves to second; 5 drops out.
+        assert_eq!(
+            run(&mut op, &[(1, 20), (1, 1)]),
+            vec![
+                (1, 10, 1, "-U"),
+                (1, 20, 1, "+U"),
+                (1, 5, 2, "-U"),
+                (1, 10, 2, "+U")
+            ]
+        );
+        assert_eq!(op.kept_rows(), 3);
+    }
+
+    #[test]
+    fn top_one_without_row_numbers_deletes_and_inserts() {
+        let mut op = operator(1, false);
+        run(&mut op, &[(1, 10)]);
+        assert_eq!(
+            run(&mut op, &[(1, 30), (1, 20)]),
+            vec![(1, 10, 1, "-D"), (1, 30, 1, "+I")]
+        );
+        // A tie keeps the row already there.
+        assert_eq!(run(&mut op, &[(1, 30)]), vec![]);
+    }
+}

@@ -1,0 +1,356 @@
+//! Regular joins: inner equi-joins without a window or time bounds, and lookup joins.
+//!
+//! Every row of each input is kept (in a [`RowStore`], indexed by join key), because a
+//! row arriving later on the other side may still match it; a batch arriving on one side
+//! is probed against the other side's index with one key interning per batch. Each
+//! matching pair is emitted once, by whichever of its rows arrived second.
+//!
+//! Inputs may be changelogs (an aggregation without a window upstream): a retraction
+//! (`-U`/`-D`) removes the equal stored row and emits `-D` for each of its pairs; an
+//! addition emits `+I` (Flink's inner join does the same). The output is a changelog if
+//! either input is one. A state TTL bounds what is kept: rows older than it are
+//! forgotten, as in Flink with `table.exec.state.ttl`.
+//!
+//! In lookup mode (`JOIN t FOR SYSTEM_TIME AS OF ...` on a bounded table) the right
+//! input is the table: left rows are not kept; they are probed against the whole table,
+//! waiting (with their watermarks) until the table has been read.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array};
+use arrow::buffer::NullBuffer;
+use arrow::compute::{SortOptions, cast, take};
+use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
+use fungi_common::changelog::{OP_COLUMN, RowKind};
+use fungi_common::time::now_millis;
+use fungi_common::{FungiError, Result, Watermark};
+use fungi_streaming::keys::KeyTable;
+use fungi_streaming::row_store::{RowRef, RowStore};
+
+use crate::operator::{Operator, OperatorFactory, Output};
+
+/// Columns and options of a regular join.
+#[derive(Debug, Clone)]
+pub struct RegularJoinSpec {
+    /// Pairs of (left, right) key columns that must be equal (none: every pair matches).
+    pub keys: Vec<(usize, usize)>,
+    /// The change column of each input, if that input is a changelog.
+    pub ops: [Option<usize>; 2],
+    /// The right input is a bounded lookup table (see the module docs).
+    pub lookup: bool,
+    /// Forget rows kept for longer than this (ms).
+    pub ttl_ms: Option<i64>,
+}
+
+/// One input's kept rows: the rows, and for each key id the rows with that key.
+struct Side {
+    store: RowStore,
+    index: Vec<Vec<RowRef>>,
+    /// Data columns (without the change column) and the change column's position.
+    columns: Vec<usize>,
+    op: Option<usize>,
+}
+
+/// An inner regular (or lookup) join; output columns are the left input's columns, then
+/// the right's (change columns dropped), then a change column if an input is a changelog.
+pub struct RegularJoinOperator {
+    spec: RegularJoinSpec,
+    output: SchemaRef,
+    updating: bool,
+    keys: KeyTable,
+    sides: [Side; 2],
+    /// Lookup mode: left batches (and the watermark) waiting for the table.
+    pending: Vec<RecordBatch>,
+    held_watermark: Option<Watermark>,
+    table_loaded: bool,
+    key_ids: Vec<u32>,
+}
+
+/// The input's schema without its change column, and the kept column indices.
+fn data_schema(input: &SchemaRef, op: Option<usize>) -> (SchemaRef, Vec<usize>) {
+    let columns: Vec<usize> = (0..input.fields().len())
+        .filter(|&i| Some(i) != op)
+        .collect();
+    let fields: Vec<Field> = columns.iter().map(|&i| input.field(i).clone()).collect();
+    (Arc::new(Schema::new(fields)), columns)
+}
+
+impl RegularJoinOperator {
+    /// A factory joining rows of `left` and `right`; returns the output schema.
+    pub fn factory(
+        spec: RegularJoinSpec,
+        left: SchemaRef,
+        right: SchemaRef,
+    ) -> Result<(OperatorFactory, SchemaRef)> {
+        if spec.ttl_ms.is_some_and(|t| t <= 0) {
+            return Err(FungiError::Plan("state TTL must be positive".into()));
+        }
+        let probe = Self::new(&spec, &left, &right)?;
+        let output = probe.output.clone();
+        let factory: OperatorFactory =
+            Arc::new(move |_| Ok(Box::new(Self::new(&spec, &left, &right)?) as Box<dyn Operator>));
+        Ok((factory, output))
+    }
+
+    fn new(spec: &RegularJoinSpec, left: &SchemaRef, right: &SchemaRef) -> Result<Self> {
+        let side = |input: &SchemaRef, op: Option<usize>| -> Result<Side> {
+            let (schema, columns) = data_schema(input, op);
+            // Changelog inputs encode whole rows, to find the row a retraction removes.
+            let encode: Vec<(usize, SortOptions)> = match op {
+                Some(_) => (0..schema.fields().len())
+                    .map(|i| (i, SortOptions::default()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            Ok(Side {
+                store: RowStore::new(schema, &encode)?,
+                index: Vec::new(),
+                columns,
+                op,
+            })
+        };
+        let sides = [side(left, spec.ops[0])?, side(right, spec.ops[1])?];
+        let updating = spec.ops.iter().any(Option::is_some);
+        let mut fields: Vec<Field> = Vec::new();
+        for s in &sides {
+            fields.extend(s.store.schema().fields().iter().map(|f| f.as_ref().clone()));
+        }
+        if updating {
+            fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        }
+        let key_fields: Vec<Field> = spec
+            .keys
+            .iter()
+            .map(|&(l, _)| left.field(l).clone().with_nullable(true))
+            .collect();
+        Ok(RegularJoinOperator {
+            spec: spec.clone(),
+            output: Arc::new(Schema::new(fields)),
+            updating,
+            keys: KeyTable::new(key_fields)?,
+            sides,
+            pending: Vec::new(),
+            held_watermark: None,
+            table_loaded: false,
+            key_ids: Vec::new(),
+        })
+    }
+
+    /// Joins `batch` from `side` with the other side's rows and keeps it.
+    fn process(&mut self, side: usize, batch: &RecordBatch, out: &mut Output) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let data = batch.project(&self.sides[side].columns)?;
+        // Whether each row adds (+I/+U) or retracts (-U/-D).
+        let retracts: Option<Vec<bool>> = match self.sides[side].op {
+            None => None,
+            Some(c) => {
+                let codes = batch
+                    .column(c)
+                    .as_primitive_opt::<Int8Type>()
+                    .ok_or_else(|| FungiError::Plan(format!("{OP_COLUMN} must be Int8")))?;
+                Some(
+                    codes
+                        .values()
+                        .iter()
+                        .map(|&k| {
+                            matches!(
+                                RowKind::from_code(k),
+                                Some(RowKind::UpdateBefore | RowKind::Delete)
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        };
+        // Intern the keys (cast to the left key types); rows with a NULL key match nothing.
+        let mut key_columns = Vec::with_capacity(self.spec.keys.len());
+        for (k, &(l, r)) in self.spec.keys.iter().enumerate() {
+            let c = batch.column(if side == 0 { l } else { r });
+            let want = self.keys.fields()[k].data_type();
+            key_columns.push(if c.data_type() == want {
+                c.clone()
+            } else {
+                cast(c, want)?
+            });
+        }
+        let nulls = key_columns.iter().fold(None::<NullBuffer>, |acc, c| {
+            NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
+        });
+        let mut ids = std::mem::take(&mut self.key_ids);
+        self.keys.intern(&key_columns, n, &mut ids)?;
+        let total = self.keys.len();
+        for s in &mut self.sides {
+            if s.index.len() < total {
+                s.index.resize_with(total, Vec::new);
+            }
+        }
+        let valid = |i: usize| nulls.as_ref().is_none_or(|b| b.is_valid(i));
+        // Probe the other side.
+        let other = 1 - side;
+        let ttl = self.spec.ttl_ms.is_some();
+        let (mut mine, mut theirs, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            if !valid(i) {
+                continue;
+            }
+            let Side { store, index, .. } = &mut self.sides[other];
+            let list = &mut index[ids[i] as usize];
+            if ttl {
+                list.retain(|r| store.contains(*r));
+            }
+            let kind = match &retracts {
+                Some(r) if r[i] => RowKind::Delete,
+                _ => RowKind::Insert,
+            };
+            for &r in list.iter() {
+                mine.push(i as u32);
+                theirs.push(r);
+                kinds.push(kind as i8);
+            }
+        }
+        if !mine.is_empty() {
+            let idx = UInt32Array::from(mine);
+            let own: Vec<ArrayRef> = data
+                .columns()
+                .iter()
+                .map(|c| take(c, &idx, None))
+                .collect::<Result<_, _>>()?;
+            let other_cols = self.sides[other].store.gather(&theirs)?;
+            let mut columns = if side == 0 {
+                [own, other_cols].concat()
+            } else {
+                [other_cols, own].concat()
+            };
+            if self.updating {
+                columns.push(Arc::new(Int8Array::from(kinds)));
+            }
+            out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
+        }
+        // Keep the rows (not the lookup join's probe side).
+        if !(self.spec.lookup && side == 0) {
+            self.keep(side, data, &ids, retracts.as_deref(), &valid)?;
+        }
+        self.key_ids = ids;
+        Ok(())
+    }
+
+    fn keep(
+        &mut self,
+        side: usize,
+        data: RecordBatch,
+        ids: &[u32],
+        retracts: Option<&[bool]>,
+        valid: &dyn Fn(usize) -> bool,
+    ) -> Result<()> {
+        let now = now_millis();
+        let Side { store, index, .. } = &mut self.sides[side];
+        let n = data.num_rows();
+        let batch = store.push(data, now)?;
+        let retracted = |i: usize| retracts.is_some_and(|r| r[i]);
+        for i in (0..n).filter(|&i| valid(i) && !retracted(i)) {
+            let r = RowRef {
+                batch,
+                row: i as u32,
+            };
+            index[ids[i] as usize].push(r);
+            store.retain(r);
+        }
+        for i in (0..n).filter(|&i| valid(i) && retracted(i)) {
+            let this = RowRef {
+                batch,
+                row: i as u32,
+            };
+            let list = &mut index[ids[i] as usize];
+            // A retraction of a row not kept (forgotten by TTL) removes nothing.
+            if let Some(p) = list.iter().position(|&r| {
+                r != this && store.contains(r) && store.encoded(r) == store.encoded(this)
+            }) {
+                let gone = list.swap_remove(p);
+                store.release(gone);
+            }
+        }
+        store.sweep();
+        if store.should_compact() {
+            for list in index.iter_mut() {
+                list.retain(|r| store.contains(*r));
+            }
+            store.compact(index.iter_mut().flatten(), now)?;
+        }
+        Ok(())
+    }
+
+    /// Lookup mode: the table is loaded; probe the rows that waited for it.
+    fn table_ready(&mut self, out: &mut Output) -> Result<()> {
+        if self.table_loaded {
+            return Ok(());
+        }
+        self.table_loaded = true;
+        for batch in std::mem::take(&mut self.pending) {
+            self.process(0, &batch, out)?;
+        }
+        if let Some(w) = self.held_watermark.take() {
+            out.emit_watermark(w);
+        }
+        Ok(())
+    }
+
+    /// Rows kept per side (for tests and metrics).
+    pub fn kept_rows(&self) -> [usize; 2] {
+        [
+            self.sides[0].store.live_rows(),
+            self.sides[1].store.live_rows(),
+        ]
+    }
+}
+
+impl Operator for RegularJoinOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        self.process_batch_from(0, batch, out)
+    }
+
+    fn process_batch_from(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> Result<()> {
+        let side = input.min(1);
+        if self.spec.lookup && side == 0 && !self.table_loaded {
+            self.pending.push(batch);
+            return Ok(());
+        }
+        self.process(side, &batch, out)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if self.spec.lookup && !self.table_loaded {
+            self.held_watermark = Some(watermark);
+        } else {
+            out.emit_watermark(watermark);
+        }
+        Ok(())
+    }
+
+    fn input_ended(&mut self, input: usize, out: &mut Output) -> Result<()> {
+        if self.spec.lookup && input == 1 {
+            self.table_ready(out)?;
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now_ms: i64, _out: &mut Output) -> Result<()> {
+        if let Some(ttl) = self.spec.ttl_ms {
+            for s in &mut self.sides {
+                s.store.expire(now_ms, ttl);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        self.table_ready(out)
+    }
+}
