@@ -1,7 +1,8 @@
 -- Nexmark q18: Find Last Bid
 -- The last bid of each bidder on each auction.
 --
--- NOT RUNNABLE YET: needs deduplication (ROW_NUMBER). `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q18.sql
+-- Deduplication keeping the last row: a Top-1 without a window, emitted as a changelog.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

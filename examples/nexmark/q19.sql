@@ -1,7 +1,8 @@
 -- Nexmark q19: Auction TOP-10 Price
 -- The ten highest bids of each auction.
 --
--- NOT RUNNABLE YET: needs Top-N (ROW_NUMBER). `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q19.sql
+-- A Top-10 without a window; the row number is selected, so shifted rows are updated.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

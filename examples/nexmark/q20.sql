@@ -1,7 +1,9 @@
 -- Nexmark q20: Expand bid with auction
 -- Each bid with the details of its auction, for one category.
 --
--- NOT RUNNABLE YET: needs regular (updating) joins. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q20.sql
+-- A regular join: both tables are kept in state (bounded by 'table.exec.state.ttl' if set);
+-- the filter on the auction is applied before the join.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

@@ -1,7 +1,9 @@
 -- Nexmark q3: Local Item Suggestion
 -- Persons in some states who sell items in one category (an updating join).
 --
--- NOT RUNNABLE YET: needs regular (updating) joins. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q3.sql
+-- A regular join: both tables are kept in state (bounded by 'table.exec.state.ttl' if set);
+-- joins of two append-only tables produce an append-only result.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

@@ -1,7 +1,10 @@
 -- Nexmark q4: Average Price for a Category
 -- The average of the winning bid prices of closed auctions, per category.
 --
--- NOT RUNNABLE YET: needs interval joins and updating aggregations. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q4.sql
+-- A regular join (the BETWEEN is a filter on joined rows, as in Flink), an aggregation
+-- without a window over it (a changelog), and an aggregation of that changelog (AVG takes
+-- retracted rows back).
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

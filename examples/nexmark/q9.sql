@@ -1,7 +1,8 @@
 -- Nexmark q9: Winning Bids
 -- The winning bid of each auction (the highest bid placed before it expired).
 --
--- NOT RUNNABLE YET: needs interval joins and Top-N. `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q9.sql
+-- A regular join ranked per auction: a Top-1 without a window, emitted as a changelog.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

@@ -84,6 +84,24 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
         "q17",
         "Nexmark q17 in SQL: updating statistics per auction and day",
     ),
+    (
+        "q3",
+        "Nexmark q3 in SQL: regular join of auctions and persons",
+    ),
+    (
+        "q20",
+        "Nexmark q20 in SQL: regular join of bids and auctions",
+    ),
+    (
+        "q4",
+        "Nexmark q4 in SQL: regular join, updating max, average over the changelog",
+    ),
+    ("q9", "Nexmark q9 in SQL: regular join, Top-1 per auction"),
+    (
+        "q18",
+        "Nexmark q18 in SQL: deduplication keeping the last bid",
+    ),
+    ("q19", "Nexmark q19 in SQL: Top-10 bids per auction"),
 ];
 
 /// The Nexmark SQL files the benchmark runs, embedded at build time.
@@ -101,6 +119,12 @@ const SQL: &[(&str, &str)] = &[
     ("q15", include_str!("../../../examples/nexmark/q15.sql")),
     ("q16", include_str!("../../../examples/nexmark/q16.sql")),
     ("q17", include_str!("../../../examples/nexmark/q17.sql")),
+    ("q3", include_str!("../../../examples/nexmark/q3.sql")),
+    ("q20", include_str!("../../../examples/nexmark/q20.sql")),
+    ("q4", include_str!("../../../examples/nexmark/q4.sql")),
+    ("q9", include_str!("../../../examples/nexmark/q9.sql")),
+    ("q18", include_str!("../../../examples/nexmark/q18.sql")),
+    ("q19", include_str!("../../../examples/nexmark/q19.sql")),
 ];
 
 /// Plans an embedded Nexmark SQL file for `events` events at parallelism `p`.
@@ -365,7 +389,7 @@ pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
             .enable_all()
             .build()?;
         let summary = runtime.block_on(async { LocalExecutor::new().execute(g)?.wait().await })?;
-        summary.operators.first().map_or(0, |o| o.records_out)
+        fungi_execution::metrics::records_read(&summary.operators)
     };
     let seconds = start.elapsed().as_secs_f64();
     let cores = ((cpu_seconds() - cpu0) / seconds).max(0.01);

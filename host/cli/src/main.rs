@@ -63,8 +63,7 @@ struct RunArgs {
 enum BenchCommand {
     /// Nexmark pipelines on the built-in generator to a blackhole sink.
     ///
-    /// Queries: the Nexmark SQL files that run (q0, q1, q2, q5, q7, q8, q11, q14, q15,
-    /// q16, q17, q21, q22), the hand-built pipelines (ds-q0, ds-q1, ds-count), the
+    /// Queries: the Nexmark SQL files (q0-q5, q7-q9, q11, q14-q22), the hand-built pipelines (ds-q0, ds-q1, ds-count), the
     /// generator alone (gen) and the runtime without it (q0-replay, count-replay). Each
     /// runs in its own process.
     Nexmark(NexmarkArgs),
@@ -193,7 +192,7 @@ async fn run_jobs(plans: Vec<PhysicalPlan>, show_progress: bool) -> Result<()> {
     for ((result, metrics), dead) in results.into_iter().zip(&all_metrics).zip(&dead_letters) {
         let ops = metrics.snapshot();
         let (read, written) = (
-            ops.first().map_or(0, |o| o.records_out),
+            fungi_execution::metrics::records_read(&ops),
             ops.last().map_or(0, |o| o.records_in),
         );
         match result {

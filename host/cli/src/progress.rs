@@ -40,15 +40,16 @@ impl Progress {
     pub(crate) fn update(&mut self, metrics: &JobMetrics) {
         let Some(bar) = &self.bar else { return };
         let ops = metrics.snapshot();
-        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
+        let Some(last) = ops.last() else {
             return;
         };
+        let read = fungi_execution::metrics::records_read(&ops);
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64().max(1e-3);
-        let rate_in = (first.records_out - self.last_in) as f64 / dt;
+        let rate_in = read.saturating_sub(self.last_in) as f64 / dt;
         let rate_out = (last.records_in - self.last_out) as f64 / dt;
         self.last = now;
-        self.last_in = first.records_out;
+        self.last_in = read;
         self.last_out = last.records_in;
         let watermark = ops
             .iter()
@@ -59,7 +60,7 @@ impl Progress {
         bar.set_message(format!(
             "in {} rec/s ({} total) | out {} rec/s ({} total) | watermark {watermark} | late {late}",
             human(rate_in),
-            human(first.records_out as f64),
+            human(read as f64),
             human(rate_out),
             human(last.records_in as f64),
         ));

@@ -70,7 +70,12 @@ impl LocalExecutor {
             operators: graph
                 .nodes
                 .iter()
-                .map(|n| Arc::new(OperatorMetrics::new(&n.name)))
+                .map(|n| {
+                    Arc::new(match n.kind {
+                        crate::graph::NodeKind::Source { .. } => OperatorMetrics::source(&n.name),
+                        _ => OperatorMetrics::new(&n.name),
+                    })
+                })
                 .collect(),
         };
         // Channels for every edge that leaves a chain: one per (producer, consumer) pair.

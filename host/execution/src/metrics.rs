@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub struct OperatorMetrics {
     /// Operator name.
     pub name: String,
+    /// Whether the node is a source (its output is what the job reads).
+    pub source: bool,
     /// Rows received.
     pub records_in: AtomicU64,
     /// Rows emitted on the main output.
@@ -26,11 +28,20 @@ impl OperatorMetrics {
     pub fn new(name: impl Into<String>) -> Self {
         OperatorMetrics {
             name: name.into(),
+            source: false,
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             records_side: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Zeroed counters for source `name`.
+    pub fn source(name: impl Into<String>) -> Self {
+        OperatorMetrics {
+            source: true,
+            ..Self::new(name)
         }
     }
 
@@ -55,6 +66,8 @@ pub struct JobMetrics {
 pub struct OperatorSnapshot {
     /// Operator name.
     pub name: String,
+    /// Whether the node is a source.
+    pub source: bool,
     /// Rows received.
     pub records_in: u64,
     /// Rows emitted.
@@ -67,6 +80,11 @@ pub struct OperatorSnapshot {
     pub watermark: Option<i64>,
 }
 
+/// Rows the job's sources produced (what it read).
+pub fn records_read(ops: &[OperatorSnapshot]) -> u64 {
+    ops.iter().filter(|o| o.source).map(|o| o.records_out).sum()
+}
+
 impl JobMetrics {
     /// Copies the counters.
     pub fn snapshot(&self) -> Vec<OperatorSnapshot> {
@@ -76,6 +94,7 @@ impl JobMetrics {
                 let wm = m.watermark.load(Ordering::Relaxed);
                 OperatorSnapshot {
                     name: m.name.clone(),
+                    source: m.source,
                     records_in: m.records_in.load(Ordering::Relaxed),
                     records_out: m.records_out.load(Ordering::Relaxed),
                     records_side: m.records_side.load(Ordering::Relaxed),

@@ -25,7 +25,7 @@ enum Input {
     Watermark(Watermark),
     Tick(i64),
     /// Every channel of logical input `usize` ended (for the head operator only).
-    InputEnded(usize),
+    Ended(usize),
     Finish,
 }
 
@@ -72,7 +72,7 @@ impl ChainRunner {
             match input {
                 Input::Batch(_, b) => self.external.push(OutputItem::Batch(None, b)),
                 Input::Watermark(w) => self.external.push(OutputItem::Watermark(w)),
-                Input::Tick(_) | Input::InputEnded(_) | Input::Finish => {}
+                Input::Tick(_) | Input::Ended(_) | Input::Finish => {}
             }
             return Ok(());
         }
@@ -90,7 +90,7 @@ impl ChainRunner {
             Input::Batch(from, b) => self.ops[i].process_batch_from(from, b, &mut out),
             Input::Watermark(w) => self.ops[i].process_watermark(w, &mut out),
             Input::Tick(now) => self.ops[i].on_tick(now, &mut out),
-            Input::InputEnded(n) => self.ops[i].input_ended(n, &mut out),
+            Input::Ended(n) => self.ops[i].input_ended(n, &mut out),
             Input::Finish => self.ops[i].finish(&mut out),
         };
         result.map_err(|e| operator_error(&self.contexts[i].operator, e))?;
@@ -329,7 +329,7 @@ impl OperatorTask {
                             .filter(|&c| self.logical_inputs[c] == logical)
                             .all(|c| ended[c]);
                         if all_ended {
-                            self.chain.input(Input::InputEnded(logical))?;
+                            self.chain.input(Input::Ended(logical))?;
                         }
                     }
                     // Every channel closed without an end-of-stream: an upstream task

@@ -30,8 +30,9 @@ use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
-    IntervalJoinOperator, IntervalJoinSpec, UpdatingAggregateOperator, WindowJoinOperator,
-    WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
+    IntervalJoinOperator, IntervalJoinSpec, RankOperator, RankSpec, RegularJoinOperator,
+    RegularJoinSpec, UpdatingAggregateOperator, WindowJoinOperator, WindowJoinSpec, WindowOperator,
+    WindowRankOperator, WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
@@ -71,8 +72,23 @@ pub(crate) struct Planner<'a> {
     /// Set while planning the input of a windowed aggregation: window marker columns
     /// there are not needed (the window operator computes windows), so they become NULL.
     pub(crate) in_window_input: bool,
-    /// `table.exec.state.ttl` in ms, for aggregations without a window.
+    /// `table.exec.state.ttl` in ms, for aggregations, joins and Top-N without a window.
     pub(crate) state_ttl_ms: Option<i64>,
+    /// Tables joined with `FOR SYSTEM_TIME AS OF` in this statement (lookup joins).
+    pub(crate) lookups: Vec<String>,
+    /// Set while planning the input of a `rownum <= N` filter over `ROW_NUMBER()`.
+    rank_request: Option<RankRequest>,
+    /// Set by a projection over such a filter: whether it reads the row number.
+    rank_used_above: Option<bool>,
+}
+
+/// What a filter over a `ROW_NUMBER()` column asks of the ranking below it.
+#[derive(Debug, Clone, Copy)]
+struct RankRequest {
+    /// Rows kept per partition.
+    limit: usize,
+    /// Whether the row number is read above the filter.
+    rank_used: bool,
 }
 
 fn arrow_schema(schema: &DFSchema) -> SchemaRef {
@@ -84,6 +100,28 @@ fn arrow_schema(schema: &DFSchema) -> SchemaRef {
 struct WindowGroup {
     assigner: WindowAssigner,
     time: Expr,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner adding to `graph`.
+    pub(crate) fn new(
+        state: &'a SessionState,
+        tables: &'a std::collections::BTreeMap<String, TableDef>,
+        graph: &'a mut JobGraph,
+        state_ttl_ms: Option<i64>,
+        lookups: Vec<String>,
+    ) -> Self {
+        Planner {
+            state,
+            tables,
+            graph,
+            in_window_input: false,
+            state_ttl_ms,
+            lookups,
+            rank_request: None,
+            rank_used_above: None,
+        }
+    }
 }
 
 impl Planner<'_> {
@@ -166,6 +204,13 @@ impl Planner<'_> {
                         "group by window_start, window_end (and keys) with aggregates, or use TUMBLE",
                     ));
                 }
+                if let Some((rank, _)) = rank_filter(&p.input) {
+                    let used = p
+                        .expr
+                        .iter()
+                        .any(|e| e.column_refs().iter().any(|c| c.name == rank.name));
+                    self.rank_used_above = Some(used);
+                }
                 let input = self.plan(&p.input)?;
                 let mut exprs = p
                     .expr
@@ -210,7 +255,14 @@ impl Planner<'_> {
                         .collect();
                     return self.join(j, conditions);
                 }
-                let input = self.plan(&f.input)?;
+                let rank = rank_filter(plan).map(|(_, limit)| RankRequest {
+                    limit,
+                    rank_used: self.rank_used_above.take().unwrap_or(true),
+                });
+                let outer = std::mem::replace(&mut self.rank_request, rank);
+                let input = self.plan(&f.input);
+                self.rank_request = outer;
+                let input = input?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
                 Ok(self.then(input, "filter", PredicateOperator::factory(predicate)))
             }
@@ -335,10 +387,10 @@ impl Planner<'_> {
         let input = self.plan(&agg.input);
         self.in_window_input = false;
         let input = input?;
-        if input.updating {
+        if input.updating && window.is_some() {
             return Err(SqlError::unsupported(
-                "aggregating an updating result (an aggregation over an aggregation without a window)",
-                "aggregate per window, or aggregate the source directly",
+                "a window aggregation over an updating result (an aggregation or join without a window)",
+                "aggregate per window first, or aggregate the updating result without a window",
             ));
         }
         // Grouping by the window bounds of windowed rows (a window over window results):
@@ -449,6 +501,14 @@ impl Planner<'_> {
                 alias: format!("__agg{n}"),
             });
         }
+        if input.updating {
+            // Carry the change column: the aggregation takes retracted rows back.
+            exprs.push(Arc::new(PhysicalColumn::new(
+                OP_COLUMN,
+                input_schema.fields().len(),
+            )));
+            fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        }
         let pre_schema = Arc::new(Schema::new(fields));
         let Some(window) = window else {
             let pre = self.then(
@@ -535,6 +595,7 @@ impl Planner<'_> {
             keys: key_names.clone(),
             aggregates: calls,
             ttl_ms: self.state_ttl_ms,
+            op_column: pre.updating.then(|| OP_COLUMN.to_string()),
         };
         let (factory, schema) = UpdatingAggregateOperator::factory(spec, pre_schema)?;
         let aggregated = self.add_keyed(&pre, "aggregate", factory, &key_names, true);
@@ -555,92 +616,154 @@ impl Planner<'_> {
     }
 }
 
+/// Which input(s) of a join an expression reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sides {
+    Left,
+    Right,
+    Both,
+    Neither,
+}
+
+fn sides(e: &Expr, ls: &DFSchema, rs: &DFSchema) -> Sides {
+    let (mut l, mut r) = (false, false);
+    for c in e.column_refs() {
+        if ls.has_column(c) {
+            l = true;
+        } else if rs.has_column(c) {
+            r = true;
+        }
+    }
+    match (l, r) {
+        (true, true) => Sides::Both,
+        (true, false) => Sides::Left,
+        (false, true) => Sides::Right,
+        (false, false) => Sides::Neither,
+    }
+}
+
+/// The plan's scanned table, if it is a scan (possibly aliased).
+fn scanned_table(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::TableScan(s) => Some(s.table_name.table().to_string()),
+        LogicalPlan::SubqueryAlias(a) => scanned_table(&a.input),
+        _ => None,
+    }
+}
+
 impl Planner<'_> {
-    /// A join of two windowed streams on their windows (and keys): a window join.
+    /// An inner join: a window join (both sides windowed, joined on their windows), an
+    /// interval join (a time condition `l.t BETWEEN r.t - a AND r.t + b`), a lookup join
+    /// (`FOR SYSTEM_TIME AS OF`), or else a regular join.
     fn join(&mut self, j: &datafusion::logical_expr::Join, extra: Vec<Expr>) -> Result<Planned> {
         use datafusion::logical_expr::JoinType;
-        let not_windowed = || {
-            SqlError::unsupported(
-                "joins other than window joins (regular, interval and lookup joins)",
-                "join two window aggregations ON their window_start, window_end (and keys): a window join",
-            )
-        };
         if j.join_type != JoinType::Inner {
             return Err(SqlError::unsupported(
                 format!("{} joins", j.join_type),
-                "use an inner window join",
+                "use an INNER join (outer joins are being built)",
             ));
         }
         let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
-        // Equalities between the two sides become join keys; the rest is a filter.
-        let mut pairs: Vec<(usize, usize)> = Vec::new();
-        for (a, b) in &j.on {
-            match (column_index(a, &ls), column_index(b, &rs)) {
-                (Some(x), Some(y)) => pairs.push((x, y)),
-                _ => return Err(not_windowed()),
-            }
-        }
-        let mut rest = extra;
-        if let Some(filter) = &j.filter {
-            for c in split_conjunction(filter) {
-                let pair = match c {
-                    Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq => {
-                        match (column_index(&b.left, &ls), column_index(&b.right, &rs)) {
-                            (Some(x), Some(y)) => Some((x, y)),
-                            _ => match (column_index(&b.right, &ls), column_index(&b.left, &rs)) {
-                                (Some(x), Some(y)) => Some((x, y)),
-                                _ => None,
-                            },
-                        }
+        // Equalities between the two sides are join keys; conditions on one side are
+        // applied before the join; the rest is a filter over the joined rows.
+        let mut keys: Vec<(Expr, Expr)> = j.on.clone();
+        let (mut left_only, mut right_only, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        let conditions = j
+            .filter
+            .iter()
+            .flat_map(|f| split_conjunction(f).into_iter().cloned())
+            .chain(extra);
+        for c in conditions {
+            if let Expr::BinaryExpr(b) = &c
+                && b.op == datafusion::logical_expr::Operator::Eq
+            {
+                match (sides(&b.left, &ls, &rs), sides(&b.right, &ls, &rs)) {
+                    (Sides::Left, Sides::Right) => {
+                        keys.push((*b.left.clone(), *b.right.clone()));
+                        continue;
                     }
-                    _ => None,
-                };
-                match pair {
-                    Some(p) => pairs.push(p),
-                    None => rest.push(c.clone()),
+                    (Sides::Right, Sides::Left) => {
+                        keys.push((*b.right.clone(), *b.left.clone()));
+                        continue;
+                    }
+                    _ => {}
                 }
             }
+            match sides(&c, &ls, &rs) {
+                Sides::Left => left_only.push(c),
+                Sides::Right => right_only.push(c),
+                _ => rest.push(c),
+            }
         }
-        let left = self.plan(&j.left)?;
-        let right = self.plan(&j.right)?;
-        if left.updating || right.updating {
-            return Err(SqlError::unsupported(
-                "joining an updating result",
-                "join window aggregations instead",
-            ));
+        let lookup = scanned_table(&j.right).filter(|t| self.lookups.contains(t));
+        let mut left = self.plan(&j.left)?;
+        let mut right = self.plan(&j.right)?;
+        if let Some(c) = left_only.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&c, &ls)?;
+            left = self.then(left, "filter", PredicateOperator::factory(predicate));
         }
+        if let Some(c) = right_only.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&c, &rs)?;
+            right = self.then(right, "filter", PredicateOperator::factory(predicate));
+        }
+        let column_pairs: Option<Vec<(usize, usize)>> = keys
+            .iter()
+            .map(|(a, b)| Some((column_index(a, &ls)?, column_index(b, &rs)?)))
+            .collect();
+        if lookup.is_none()
+            && !left.updating
+            && !right.updating
+            && let Some(pairs) = &column_pairs
+            && let Some(joined) = self.time_join(j, left, right, pairs, &mut rest)?
+        {
+            return Ok(joined);
+        }
+        self.regular_join(j, left, right, &keys, lookup, rest)
+    }
+
+    /// A window join or an interval join, if the keys and conditions make one.
+    fn time_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        left: Planned,
+        right: Planned,
+        pairs: &[(usize, usize)],
+        rest: &mut Vec<Expr>,
+    ) -> Result<Option<Planned>> {
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
         let windowed = match (left.window.end, right.window.end) {
             (Some(le), Some(re)) if pairs.contains(&(le, re)) => Some((le, re)),
             _ => None,
         };
         let Some((le, re)) = windowed else {
-            // Not a window join: an interval join needs `l.t BETWEEN r.t - a AND r.t + b`.
+            // An interval join needs `l.t BETWEEN r.t - a AND r.t + b`.
             let Some(pos) = rest
                 .iter()
                 .position(|c| interval_bounds(c, &ls, &rs).is_some())
             else {
-                return Err(not_windowed());
+                return Ok(None);
             };
             let condition = rest.remove(pos);
             let (time, lower, upper) = interval_bounds(&condition, &ls, &rs).expect("checked");
-            let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
             let spec = IntervalJoinSpec {
                 time,
-                keys: pairs.clone(),
+                keys: pairs.to_vec(),
                 lower,
                 upper,
             };
             let (factory, _) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
-            return self.connect_join(
-                j,
-                left,
-                right,
-                &pairs,
+            let joined = self.connect_join(
+                [&left, &right],
+                [&la, &ra],
+                pairs,
                 factory,
                 "interval-join",
-                rest,
-                WindowColumns::default(),
+                false,
             );
+            return self
+                .join_output(j, joined, None, std::mem::take(rest))
+                .map(Some);
         };
         let bound = |p: &(usize, usize)| {
             *p == (le, re)
@@ -653,32 +776,144 @@ impl Planner<'_> {
             window_end: (le, re),
             keys: keys.clone(),
         };
-        let (factory, _) = WindowJoinOperator::factory(spec, arrow_schema(&ls), arrow_schema(&rs))?;
-        let window = WindowColumns {
+        let (factory, _) = WindowJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let mut joined = self.connect_join(
+            [&left, &right],
+            [&la, &ra],
+            &keys,
+            factory,
+            "window-join",
+            false,
+        );
+        joined.window = WindowColumns {
             start: left.window.start,
             end: Some(le),
         };
-        self.connect_join(j, left, right, &keys, factory, "window-join", rest, window)
+        self.join_output(j, joined, None, std::mem::take(rest))
+            .map(Some)
     }
 
-    /// Adds a two-input join operator fed by key (or by one subtask without keys) and the
-    /// filter of the remaining join conditions.
-    #[allow(clippy::too_many_arguments)]
-    fn connect_join(
+    /// A regular (or lookup) join: keys may be expressions, inputs may be changelogs.
+    fn regular_join(
         &mut self,
         j: &datafusion::logical_expr::Join,
         left: Planned,
         right: Planned,
+        keys: &[(Expr, Expr)],
+        lookup: Option<String>,
+        rest: Vec<Expr>,
+    ) -> Result<Planned> {
+        if let Some(table) = &lookup {
+            let def = &self.tables[table];
+            if def.connector != "filesystem" {
+                return Err(SqlError::unsupported(
+                    format!(
+                        "a lookup join (FOR SYSTEM_TIME AS OF) on table '{table}' of connector '{}', which is unbounded",
+                        def.connector
+                    ),
+                    "look up a bounded table (connector 'filesystem'), or join the two streams with a regular or interval join",
+                ));
+            }
+            if right.updating {
+                return Err(SqlError::unsupported(
+                    "a lookup join on an updating result",
+                    "look up a table",
+                ));
+            }
+        }
+        // Key expressions that are not columns are computed as extra columns.
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let (left, la, lkeys) = self.with_key_columns(left, &ls, keys.iter().map(|k| &k.0))?;
+        let (right, ra, rkeys) = self.with_key_columns(right, &rs, keys.iter().map(|k| &k.1))?;
+        let pairs: Vec<(usize, usize)> = lkeys.into_iter().zip(rkeys).collect();
+        let op_of = |p: &Planned, schema: &SchemaRef| p.updating.then(|| schema.fields().len() - 1);
+        let spec = RegularJoinSpec {
+            keys: pairs.clone(),
+            ops: [op_of(&left, &la), op_of(&right, &ra)],
+            lookup: lookup.is_some(),
+            ttl_ms: self.state_ttl_ms,
+        };
+        let (factory, output) = RegularJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let updating = left.updating || right.updating;
+        let name = if lookup.is_some() {
+            "lookup-join"
+        } else {
+            "join"
+        };
+        let joined =
+            self.connect_join([&left, &right], [&la, &ra], &pairs, factory, name, updating);
+        // Drop computed key columns: the join node's columns (and the change column).
+        let width = |s: &DFSchema| s.fields().len();
+        let (lw, rw) = (width(&ls), width(&rs));
+        let lstored = la.fields().len() - usize::from(left.updating);
+        let keep: Vec<usize> = (0..lw)
+            .chain(lstored..lstored + rw)
+            .chain(updating.then_some(output.fields().len() - 1))
+            .collect();
+        let project = (keep.len() != output.fields().len()).then_some(keep);
+        self.join_output(j, joined, project.map(|k| (k, output)), rest)
+    }
+
+    /// `input` with the key expressions `keys` as columns: the (possibly extended)
+    /// schema and the key column indices. The change column stays last.
+    fn with_key_columns<'e>(
+        &mut self,
+        input: Planned,
+        schema: &DFSchema,
+        keys: impl Iterator<Item = &'e Expr>,
+    ) -> Result<(Planned, SchemaRef, Vec<usize>)> {
+        let base = arrow_schema(schema);
+        let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Arc::new(PhysicalColumn::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let mut indices = Vec::new();
+        for k in keys {
+            match column_index(k, schema) {
+                Some(i) => indices.push(i),
+                None => {
+                    let e = self.physical(k, schema)?;
+                    indices.push(fields.len());
+                    fields.push(Field::new(
+                        format!("__key{}", fields.len()),
+                        e.data_type(&base)?,
+                        true,
+                    ));
+                    exprs.push(e);
+                }
+            }
+        }
+        if input.updating {
+            exprs.push(Arc::new(PhysicalColumn::new(
+                OP_COLUMN,
+                base.fields().len(),
+            )));
+            fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        }
+        let extended = Arc::new(Schema::new(fields));
+        if exprs.len() == base.fields().len() + usize::from(input.updating) {
+            return Ok((input, extended, indices));
+        }
+        let planned = self.then(
+            input,
+            "join-keys",
+            ProjectOperator::factory(exprs, extended.clone()),
+        );
+        Ok((planned, extended, indices))
+    }
+
+    /// Adds a two-input join operator fed by key (or by one subtask without keys).
+    fn connect_join(
+        &mut self,
+        inputs: [&Planned; 2],
+        schemas: [&SchemaRef; 2],
         keys: &[(usize, usize)],
         factory: fungi_execution::operator::OperatorFactory,
         name: &str,
-        rest: Vec<Expr>,
-        window: WindowColumns,
-    ) -> Result<Planned> {
-        let (la, ra) = (
-            arrow_schema(j.left.schema()),
-            arrow_schema(j.right.schema()),
-        );
+        updating: bool,
+    ) -> Planned {
         let (parallelism, ledge, redge) = if keys.is_empty() {
             (1, Partitioning::Rebalance, Partitioning::Rebalance)
         } else {
@@ -689,20 +924,51 @@ impl Planner<'_> {
             };
             (
                 self.graph.config.parallelism,
-                Partitioning::Hash(names(&la, |k| k.0)),
-                Partitioning::Hash(names(&ra, |k| k.1)),
+                Partitioning::Hash(names(schemas[0], |k| k.0)),
+                Partitioning::Hash(names(schemas[1], |k| k.1)),
             )
         };
         let node = self.graph.add_stateful_operator(name, parallelism, factory);
         // The left input's edge first: its position is the operator's input number.
-        self.graph.connect(left.node, node, ledge);
-        self.graph.connect(right.node, node, redge);
-        let mut joined = Planned {
+        self.graph.connect(inputs[0].node, node, ledge);
+        self.graph.connect(inputs[1].node, node, redge);
+        Planned {
             node,
             parallelism,
-            updating: false,
-            window,
-        };
+            updating,
+            window: WindowColumns::default(),
+        }
+    }
+
+    /// The join node's rows: an optional projection of the operator's columns (`keep`
+    /// of `output`), then the filter of the remaining join conditions.
+    fn join_output(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        mut joined: Planned,
+        project: Option<(Vec<usize>, SchemaRef)>,
+        rest: Vec<Expr>,
+    ) -> Result<Planned> {
+        if let Some((keep, output)) = project {
+            let window = joined.window;
+            let exprs = keep
+                .iter()
+                .map(|&i| {
+                    Arc::new(PhysicalColumn::new(output.field(i).name(), i))
+                        as Arc<dyn PhysicalExpr>
+                })
+                .collect();
+            let mut schema = arrow_schema(&j.schema);
+            if joined.updating {
+                schema = with_op_column(&schema);
+            }
+            joined = self.then(
+                joined,
+                "join-output",
+                ProjectOperator::factory(exprs, schema),
+            );
+            joined.window = window;
+        }
         if let Some(filter) = rest.into_iter().reduce(|a, b| a.and(b)) {
             let predicate = self.physical(&filter, &j.schema)?;
             joined = self.then(joined, "join-filter", PredicateOperator::factory(predicate));
@@ -773,8 +1039,8 @@ impl Planner<'_> {
         use datafusion::logical_expr::expr::WindowFunction;
         let unbounded = || {
             SqlError::unsupported(
-                "ROW_NUMBER over an unbounded stream (Top-N and deduplication without a window)",
-                "rank per window: PARTITION BY window_start, window_end of a window table function (a window Top-N)",
+                "ROW_NUMBER over an unbounded stream without a filter on the row number",
+                "keep the first N rows per partition with WHERE rownum <= N (a Top-N), or rank per window (PARTITION BY window_start, window_end)",
             )
         };
         let [expr] = w.window_expr.as_slice() else {
@@ -793,11 +1059,12 @@ impl Planner<'_> {
                 "use ROW_NUMBER() for Top-N per window; OVER aggregations are being built",
             ));
         }
+        let request = self.rank_request.take();
         let input = self.plan(&w.input)?;
         if input.updating {
             return Err(SqlError::unsupported(
-                "ranking an updating result",
-                "rank window results instead",
+                "ranking an updating result (an aggregation or join of changelogs without a window)",
+                "rank an append-only stream: a table, a window aggregation or a join of tables",
             ));
         }
         let schema = w.input.schema();
@@ -812,10 +1079,6 @@ impl Planner<'_> {
                     "partition by columns",
                 )
             })?;
-        let Some(end) = input.window.end.filter(|e| partition.contains(e)) else {
-            tracing::debug!(window = ?input.window, ?partition, input = %w.input.display_indent(), "rank without a window");
-            return Err(unbounded());
-        };
         let order = params
             .order_by
             .iter()
@@ -837,27 +1100,110 @@ impl Planner<'_> {
                     "order by columns",
                 )
             })?;
+        let rank_column = w.schema.field(w.schema.fields().len() - 1).name().clone();
+        let in_arrow = arrow_schema(schema);
+        let names = |cols: &[usize]| -> Vec<String> {
+            cols.iter()
+                .map(|&k| in_arrow.field(k).name().clone())
+                .collect()
+        };
+        let Some(end) = input.window.end.filter(|e| partition.contains(e)) else {
+            // Top-N (or deduplication) without a window: an updating result.
+            let Some(request) = request else {
+                return Err(unbounded());
+            };
+            // Deduplication keeping the last row: the newest row wins ties.
+            let newest_wins_ties = request.limit == 1
+                && matches!(order.as_slice(), [(c, o)] if o.descending
+                    && matches!(in_arrow.field(*c).data_type(), DataType::Timestamp(..)));
+            let spec = RankSpec {
+                partition: partition.clone(),
+                order,
+                limit: request.limit,
+                rank_column,
+                rank_used: request.rank_used,
+                newest_wins_ties,
+                ttl_ms: self.state_ttl_ms,
+            };
+            let (factory, _) = RankOperator::factory(spec, in_arrow.clone())?;
+            return Ok(self.add_keyed(&input, "rank", factory, &names(&partition), true));
+        };
         let keys: Vec<usize> = partition
             .iter()
             .copied()
             .filter(|&p| p != end && Some(p) != input.window.start)
             .collect();
-        let rank_column = w.schema.field(w.schema.fields().len() - 1).name().clone();
         let spec = WindowRankSpec {
             window_end: end,
             partition,
             order,
             rank_column,
         };
-        let (factory, _) = WindowRankOperator::factory(spec, arrow_schema(schema))?;
-        let in_arrow = arrow_schema(schema);
-        let key_names: Vec<String> = keys
-            .iter()
-            .map(|&k| in_arrow.field(k).name().clone())
-            .collect();
-        let mut ranked = self.add_keyed(&input, "window-rank", factory, &key_names, false);
+        let (factory, _) = WindowRankOperator::factory(spec, in_arrow.clone())?;
+        let mut ranked = self.add_keyed(&input, "window-rank", factory, &names(&keys), false);
         ranked.window = input.window;
         Ok(ranked)
+    }
+}
+
+/// If `plan` is a filter `rownum <= N` (or `< N`, or `= 1`) on a `ROW_NUMBER()` column of
+/// its input: that column and N.
+fn rank_filter(plan: &LogicalPlan) -> Option<(Column, usize)> {
+    use datafusion::logical_expr::Operator;
+    let f = match plan {
+        LogicalPlan::Filter(f) => f,
+        LogicalPlan::SubqueryAlias(a) => return rank_filter(&a.input),
+        _ => return None,
+    };
+    split_conjunction(&f.predicate).into_iter().find_map(|c| {
+        let Expr::BinaryExpr(b) = c else { return None };
+        let (col, value, op) = match (strip(&b.left), strip(&b.right)) {
+            (Expr::Column(c), Expr::Literal(v, _)) => (c, v, b.op),
+            (Expr::Literal(v, _), Expr::Column(c)) => (c, v, b.op.swap()?),
+            _ => return None,
+        };
+        let ScalarValue::Int64(Some(n)) = value.cast_to(&DataType::Int64).ok()? else {
+            return None;
+        };
+        let limit = match op {
+            Operator::LtEq => n,
+            Operator::Lt => n - 1,
+            Operator::Eq if n == 1 => 1,
+            _ => return None,
+        };
+        (limit > 0 && is_row_number(col, &f.input)).then(|| (col.clone(), limit as usize))
+    })
+}
+
+/// Whether column `c` of `plan` is a `ROW_NUMBER()` window function's result.
+fn is_row_number(c: &Column, plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let Some(idx) = p
+                .schema
+                .index_of_column(c)
+                .ok()
+                .or_else(|| p.schema.fields().iter().position(|f| f.name() == &c.name))
+            else {
+                return false;
+            };
+            match strip(&p.expr[idx]) {
+                Expr::Column(inner) => is_row_number(inner, &p.input),
+                Expr::WindowFunction(w) => w.fun.name() == "row_number",
+                _ => false,
+            }
+        }
+        LogicalPlan::SubqueryAlias(a) => is_row_number(&Column::new_unqualified(&c.name), &a.input),
+        LogicalPlan::Filter(f) => is_row_number(c, &f.input),
+        LogicalPlan::Window(w) => {
+            let Some(idx) = w.schema.fields().iter().position(|f| f.name() == &c.name) else {
+                return false;
+            };
+            let first = w.input.schema().fields().len();
+            idx >= first
+                && matches!(strip(&w.window_expr[idx - first]), Expr::WindowFunction(f) if f.fun.name() == "row_number")
+        }
+        _ => false,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct Query {
 }
 
 impl Query {
+    /// Whether the rows are a changelog (a last column with each row's change kind).
+    pub fn is_updating(&self) -> bool {
+        self.output.updating
+    }
+
     /// The job with `sink` (one subtask, so rows print in order per window) attached.
     pub fn with_sink(mut self, sink: OperatorFactory, name: &str) -> JobGraph {
         let node = self.graph.add_operator(name, 1, sink);
@@ -309,19 +314,14 @@ impl SqlSession {
 
     /// Plans a SELECT or INSERT.
     async fn plan_statement(&mut self, stmt: &str) -> Result<Outcome> {
-        if crate::text::find_keyword(stmt, "SYSTEM_TIME", 0).is_some() {
-            return Err(SqlError::unsupported(
-                "lookup joins (FOR SYSTEM_TIME AS OF)",
-                "lookup joins against external tables are being built; join windows of two streams once window joins land",
-            ));
-        }
         if crate::text::find_keyword(stmt, "PROCTIME", 0).is_some() {
             return Err(SqlError::unsupported(
                 "processing time (PROCTIME())",
                 "use an event-time column with a WATERMARK; processing-time attributes are being built",
             ));
         }
-        let sql = rewrite(stmt)?;
+        let (stmt, lookups) = crate::tvf::rewrite_lookup_joins(stmt)?;
+        let sql = rewrite(&stmt)?;
         let state = self.state();
         let plan = state
             .create_logical_plan(&sql)
@@ -345,19 +345,19 @@ impl SqlSession {
                         SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
                     })?
                     .clone();
-                let mut planner = Planner {
-                    state: &state,
-                    tables: &self.tables,
-                    graph: &mut graph,
-                    in_window_input: false,
-                    state_ttl_ms: self.state_ttl_ms,
-                };
+                let mut planner = Planner::new(
+                    &state,
+                    &self.tables,
+                    &mut graph,
+                    self.state_ttl_ms,
+                    lookups.clone(),
+                );
                 let out = planner.plan(&dml.input)?;
                 if out.updating && !registry::accepts_updates(&table.connector) {
                     return Err(SqlError::Plan(format!(
                         "table '{name}' (connector '{}') accepts only inserts, but the query produces updates \
-                         because it aggregates without a window; aggregate per window (TUMBLE, HOP, ...) \
-                         or write to a sink that accepts updates (stdout, blackhole)",
+                         because it aggregates without a window (or ranks with ROW_NUMBER without a window, or joins such results); \
+                         aggregate or rank per window (TUMBLE, HOP, ...) or write to a sink that accepts updates (stdout, blackhole)",
                         table.connector
                     )));
                 }
@@ -386,13 +386,13 @@ impl SqlSession {
             )),
             query => {
                 let schema = Arc::new(query.schema().as_arrow().clone());
-                let mut planner = Planner {
-                    state: &state,
-                    tables: &self.tables,
-                    graph: &mut graph,
-                    in_window_input: false,
-                    state_ttl_ms: self.state_ttl_ms,
-                };
+                let mut planner = Planner::new(
+                    &state,
+                    &self.tables,
+                    &mut graph,
+                    self.state_ttl_ms,
+                    lookups.clone(),
+                );
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {
                     graph,

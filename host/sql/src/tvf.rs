@@ -69,6 +69,53 @@ pub(crate) fn rewrite_date_format(sql: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Flink's lookup join `JOIN t FOR SYSTEM_TIME AS OF x.proctime [AS] s` becomes
+/// `JOIN t [AS] s`; returns the rewritten SQL and the names of the tables joined that
+/// way, which the planner turns into lookup joins.
+pub(crate) fn rewrite_lookup_joins(sql: &str) -> Result<(String, Vec<String>)> {
+    let mut out = sql.to_string();
+    let mut tables = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = find_keyword(&out, "SYSTEM_TIME", from) {
+        let before = out[..pos].trim_end();
+        let Some(head) = before
+            .len()
+            .checked_sub(3)
+            .filter(|&i| before[i..].eq_ignore_ascii_case("for"))
+        else {
+            // Not a lookup join (e.g. a column named system_time).
+            from = pos + 1;
+            continue;
+        };
+        let table = before[..head]
+            .split_whitespace()
+            .last()
+            .map(unquote)
+            .ok_or_else(|| {
+                SqlError::Plan("FOR SYSTEM_TIME AS OF must follow a table name".into())
+            })?;
+        let rest = &out[pos + "SYSTEM_TIME".len()..];
+        let mut words = rest.split_whitespace();
+        let (Some(a), Some(o), Some(time)) = (words.next(), words.next(), words.next()) else {
+            return Err(SqlError::Plan(
+                "expected AS OF <time attribute> after FOR SYSTEM_TIME".into(),
+            ));
+        };
+        if !a.eq_ignore_ascii_case("as") || !o.eq_ignore_ascii_case("of") {
+            return Err(SqlError::Plan(
+                "expected AS OF <time attribute> after FOR SYSTEM_TIME".into(),
+            ));
+        }
+        // The clause ends after the time attribute (one compound identifier).
+        let time_at = rest.find(time).expect("a word of rest") + pos + "SYSTEM_TIME".len();
+        let end = time_at + time.len();
+        out.replace_range(head..end, "");
+        tables.push(table);
+        from = head;
+    }
+    Ok((out, tables))
+}
+
 /// Rewrites every window table function call in `sql`.
 pub(crate) fn rewrite_window_tvfs(sql: &str) -> Result<String> {
     let mut out = sql.to_string();
@@ -235,6 +282,23 @@ pub(crate) fn rewrite_group_windows(sql: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_lookup_joins() {
+        let (sql, tables) = rewrite_lookup_joins(
+            "SELECT * FROM b JOIN side_input FOR SYSTEM_TIME AS OF B.p_time AS S ON b.k = S.key",
+        )
+        .unwrap();
+        assert_eq!(sql, "SELECT * FROM b JOIN side_input  AS S ON b.k = S.key");
+        assert_eq!(tables, vec!["side_input".to_string()]);
+        assert!(
+            rewrite_lookup_joins("SELECT system_time FROM t")
+                .unwrap()
+                .1
+                .is_empty()
+        );
+        assert!(rewrite_lookup_joins("SELECT * FROM a JOIN t FOR SYSTEM_TIME b").is_err());
+    }
 
     #[test]
     fn rewrites_date_format() {

@@ -45,6 +45,21 @@ pub trait GroupsAccumulator: Send {
     /// Empties `groups` so their ids can be given to new groups.
     fn reset(&mut self, groups: &[u32]) -> Result<()>;
 
+    /// Takes `values` back out of `groups`: the rows of a retraction (`-U`/`-D`) in an
+    /// updating input. Only accumulators made by
+    /// [`AggregateFunction::retracting_accumulator`] are asked to.
+    fn retract_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[u32],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let _ = (values, group_indices, total_num_groups);
+        Err(FungiError::Plan(
+            "this aggregate cannot take rows back (retractions)".into(),
+        ))
+    }
+
     /// Approximate heap size in bytes.
     fn size(&self) -> usize;
 }
@@ -57,6 +72,15 @@ pub trait AggregateFunction: Send + Sync + fmt::Debug {
     fn return_type(&self, input: &[DataType]) -> Result<DataType>;
     /// A new, empty accumulator for arguments of `input` types.
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>>;
+    /// An accumulator that can also take rows back ([`GroupsAccumulator::retract_batch`]),
+    /// for aggregating an updating result; `None` if the function cannot.
+    fn retracting_accumulator(
+        &self,
+        input: &[DataType],
+    ) -> Result<Option<Box<dyn GroupsAccumulator>>> {
+        let _ = input;
+        Ok(None)
+    }
 }
 
 /// An aggregate applied to columns, with the name of its output column.
@@ -94,9 +118,11 @@ pub(crate) struct BoundAggregates {
 }
 
 /// Resolves `calls` against `input`, naming unknown columns and refused argument types.
+/// With `retracting`, the accumulators must be able to take rows back.
 pub(crate) fn bind(
     calls: &[AggregateCall],
     input: &arrow::datatypes::SchemaRef,
+    retracting: bool,
 ) -> Result<BoundAggregates> {
     let mut bound = BoundAggregates {
         inputs: Vec::new(),
@@ -124,7 +150,19 @@ pub(crate) fn bind(
         bound
             .fields
             .push(arrow::datatypes::Field::new(&call.alias, out, true));
-        bound.accumulators.push(call.function.accumulator(&types)?);
+        let accumulator = if retracting {
+            call.function
+                .retracting_accumulator(&types)?
+                .ok_or_else(|| {
+                    FungiError::Plan(format!(
+                        "{} cannot aggregate an updating result (it cannot take rows back when they are retracted); use count, sum or avg, or aggregate per window",
+                        call.function.name()
+                    ))
+                })?
+        } else {
+            call.function.accumulator(&types)?
+        };
+        bound.accumulators.push(accumulator);
         bound.inputs.push(indices);
     }
     Ok(bound)
@@ -215,6 +253,12 @@ impl AggregateFunction for Count {
     fn accumulator(&self, _input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(CountAccumulator::default()))
     }
+    fn retracting_accumulator(
+        &self,
+        input: &[DataType],
+    ) -> Result<Option<Box<dyn GroupsAccumulator>>> {
+        self.accumulator(input).map(Some)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -222,21 +266,32 @@ struct CountAccumulator {
     counts: Vec<i64>,
 }
 
-impl GroupsAccumulator for CountAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+impl CountAccumulator {
+    /// Adds `delta` per counted row.
+    fn add(&mut self, values: &[ArrayRef], groups: &[u32], total: usize, delta: i64) {
         grow(&mut self.counts, total, 0);
         match values.first().and_then(|v| v.logical_nulls()) {
             Some(nulls) => {
                 for (&g, valid) in groups.iter().zip(nulls.iter()) {
-                    self.counts[g as usize] += valid as i64;
+                    self.counts[g as usize] += delta * valid as i64;
                 }
             }
             None => {
                 for &g in groups {
-                    self.counts[g as usize] += 1;
+                    self.counts[g as usize] += delta;
                 }
             }
         }
+    }
+}
+
+impl GroupsAccumulator for CountAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.add(values, groups, total, 1);
+        Ok(())
+    }
+    fn retract_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.add(values, groups, total, -1);
         Ok(())
     }
     fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
@@ -267,6 +322,11 @@ impl GroupsAccumulator for CountAccumulator {
 /// How a [`FoldAccumulator`] combines two values.
 trait Fold<N>: Send + 'static {
     fn fold(acc: N, v: N) -> N;
+    /// Takes `v` back out of `acc`, if the fold can.
+    fn unfold(acc: N, v: N) -> Option<N> {
+        let _ = (acc, v);
+        None
+    }
 }
 
 struct AddFold;
@@ -278,11 +338,19 @@ impl Fold<i64> for AddFold {
     fn fold(acc: i64, v: i64) -> i64 {
         acc.wrapping_add(v)
     }
+    #[inline]
+    fn unfold(acc: i64, v: i64) -> Option<i64> {
+        Some(acc.wrapping_sub(v))
+    }
 }
 impl Fold<f64> for AddFold {
     #[inline]
     fn fold(acc: f64, v: f64) -> f64 {
         acc + v
+    }
+    #[inline]
+    fn unfold(acc: f64, v: f64) -> Option<f64> {
+        Some(acc - v)
     }
 }
 impl Fold<i64> for MinFold {
@@ -365,6 +433,22 @@ where
                         self.seen[g] = true;
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        grow(&mut self.values, total, T::Native::default());
+        grow(&mut self.seen, total, false);
+        let input = cast::cast(&values[0], &T::DATA_TYPE)?;
+        let input = input.as_primitive::<T>();
+        for (i, (&g, &v)) in groups.iter().zip(input.values().iter()).enumerate() {
+            if input.is_valid(i) {
+                let g = g as usize;
+                self.values[g] = F::unfold(self.values[g], v).ok_or_else(|| {
+                    FungiError::Plan("this aggregate cannot take rows back".into())
+                })?;
             }
         }
         Ok(())
@@ -457,6 +541,55 @@ impl AggregateFunction for Sum {
             domain.clone(),
         ))
     }
+    fn retracting_accumulator(
+        &self,
+        input: &[DataType],
+    ) -> Result<Option<Box<dyn GroupsAccumulator>>> {
+        Ok(Some(Box::new(RetractingSum {
+            sum: self.accumulator(input)?,
+            count: CountAccumulator::default(),
+        })))
+    }
+}
+
+/// A sum that can take values back: it also counts the non-null values, so a group whose
+/// values were all retracted is NULL again, not 0.
+struct RetractingSum {
+    sum: Box<dyn GroupsAccumulator>,
+    count: CountAccumulator,
+}
+
+impl GroupsAccumulator for RetractingSum {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.sum.update_batch(values, groups, total)?;
+        self.count.update_batch(values, groups, total)
+    }
+    fn retract_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.sum.retract_batch(values, groups, total)?;
+        self.count.retract_batch(values, groups, total)
+    }
+    fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
+        self.sum.merge_groups(dst_src, total)?;
+        self.count.merge_groups(dst_src, total)
+    }
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
+        let sums = self.sum.evaluate(groups)?;
+        let counts = self.count.evaluate(groups)?;
+        let empty: arrow::array::BooleanArray = counts
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .map(|&c| Some(c <= 0))
+            .collect();
+        Ok(arrow::compute::nullif(&sums, &empty)?)
+    }
+    fn reset(&mut self, groups: &[u32]) -> Result<()> {
+        self.sum.reset(groups)?;
+        self.count.reset(groups)
+    }
+    fn size(&self) -> usize {
+        self.sum.size() + self.count.size()
+    }
 }
 
 /// `min`: the input type.
@@ -522,6 +655,12 @@ impl AggregateFunction for Avg {
             count: CountAccumulator::default(),
         }))
     }
+    fn retracting_accumulator(
+        &self,
+        input: &[DataType],
+    ) -> Result<Option<Box<dyn GroupsAccumulator>>> {
+        self.accumulator(input).map(Some)
+    }
 }
 
 struct AvgAccumulator {
@@ -533,6 +672,10 @@ impl GroupsAccumulator for AvgAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
         self.sum.update_batch(values, groups, total)?;
         self.count.update_batch(values, groups, total)
+    }
+    fn retract_batch(&mut self, values: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.sum.retract_batch(values, groups, total)?;
+        self.count.retract_batch(values, groups, total)
     }
     fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<()> {
         self.sum.merge_groups(dst_src, total)?;

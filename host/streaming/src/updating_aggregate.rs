@@ -6,10 +6,16 @@
 //! one, or `+I` for a key seen for the first time. With a state TTL, keys not updated
 //! for that long are forgotten (their next row starts over with `+I`), which bounds the
 //! state of queries over unbounded key spaces.
+//!
+//! The input may itself be a changelog (an aggregation over an aggregation, or over a
+//! join of changelogs): rows marked `-U`/`-D` are taken back out of the accumulators
+//! (which must be able to: count, sum, avg), and a key none of whose rows is left is
+//! deleted (`-D`).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int8Array, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch};
+use arrow::datatypes::Int8Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
@@ -27,6 +33,8 @@ pub struct UpdatingAggregateSpec {
     pub aggregates: Vec<AggregateCall>,
     /// Forget keys not updated for this many ms.
     pub ttl_ms: Option<i64>,
+    /// The input's change column, if the input is a changelog.
+    pub op_column: Option<String>,
 }
 
 /// Per-key accumulators and the changelog they produce.
@@ -37,6 +45,9 @@ pub struct UpdatingAggregator {
     output_schema: SchemaRef,
     keys: KeyTable,
     emitted: Vec<bool>,
+    /// Input rows currently aggregated per key (additions minus retractions).
+    row_counts: Vec<i64>,
+    op_index: Option<usize>,
     last_update: Vec<i64>,
     ttl_ms: Option<i64>,
     // Scratch, reused across batches.
@@ -60,7 +71,8 @@ impl UpdatingAggregator {
         let key_indices = spec.keys.iter().map(index).collect::<Result<Vec<_>>>()?;
         let key_fields = KeyTable::key_fields_of(input, &spec.keys)?;
         let mut fields = key_fields.clone();
-        let bound = bind(&spec.aggregates, input)?;
+        let op_index = spec.op_column.as_ref().map(index).transpose()?;
+        let bound = bind(&spec.aggregates, input, op_index.is_some())?;
         fields.extend(bound.fields);
         let (agg_inputs, accumulators) = (bound.inputs, bound.accumulators);
         fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
@@ -74,6 +86,8 @@ impl UpdatingAggregator {
             output_schema: Arc::new(Schema::new(fields)),
             keys: KeyTable::new(key_fields)?,
             emitted: Vec::new(),
+            row_counts: Vec::new(),
+            op_index,
             last_update: Vec::new(),
             ttl_ms: spec.ttl_ms,
             key_ids: Vec::new(),
@@ -127,17 +141,43 @@ impl UpdatingAggregator {
             .intern(&key_columns, batch.num_rows(), &mut key_ids)?;
         let total = self.keys.len();
         self.emitted.resize(total, false);
+        self.row_counts.resize(total, 0);
         self.last_update.resize(total, now_ms);
         self.touched_mark.resize(total, 0);
         self.batch_no += 1;
+        // Which rows take values back (`-U`/`-D` rows of a changelog input).
+        let retract: Option<BooleanArray> = match self.op_index {
+            None => None,
+            Some(c) => {
+                let codes = batch
+                    .column(c)
+                    .as_primitive_opt::<Int8Type>()
+                    .ok_or_else(|| FungiError::Plan(format!("{OP_COLUMN} must be Int8")))?;
+                Some(
+                    codes
+                        .values()
+                        .iter()
+                        .map(|&k| {
+                            Some(matches!(
+                                RowKind::from_code(k),
+                                Some(RowKind::UpdateBefore | RowKind::Delete)
+                            ))
+                        })
+                        .collect(),
+                )
+            }
+        };
         let mut touched = Vec::new();
-        for &id in &key_ids {
+        for (i, &id) in key_ids.iter().enumerate() {
+            let back = retract.as_ref().is_some_and(|r| r.value(i));
+            self.row_counts[id as usize] += if back { -1 } else { 1 };
             let mark = &mut self.touched_mark[id as usize];
             if *mark != self.batch_no {
                 *mark = self.batch_no;
                 touched.push(id);
             }
         }
+        // The results being replaced: updated keys (`-U`) and emptied keys (`-D`).
         let updated: Vec<u32> = touched
             .iter()
             .copied()
@@ -145,16 +185,58 @@ impl UpdatingAggregator {
             .collect();
         let mut out = Vec::new();
         if !updated.is_empty() {
-            out.push(self.rows(
-                &updated,
-                std::iter::repeat_n(RowKind::UpdateBefore, updated.len()),
-            )?);
+            let kinds: Vec<RowKind> = updated
+                .iter()
+                .map(|&g| {
+                    if self.row_counts[g as usize] > 0 {
+                        RowKind::UpdateBefore
+                    } else {
+                        RowKind::Delete
+                    }
+                })
+                .collect();
+            out.push(self.rows(&updated, kinds.into_iter())?);
         }
-        for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
-            let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
-            acc.update_batch(&values, &key_ids, total)?;
+        match &retract {
+            None => {
+                for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
+                    let values: Vec<ArrayRef> =
+                        inputs.iter().map(|&i| batch.column(i).clone()).collect();
+                    acc.update_batch(&values, &key_ids, total)?;
+                }
+            }
+            Some(retract) => {
+                let add = arrow::compute::not(retract)?;
+                for (mask, back) in [(&add, false), (retract, true)] {
+                    if mask.true_count() == 0 {
+                        continue;
+                    }
+                    let groups: Vec<u32> = key_ids
+                        .iter()
+                        .zip(mask.values().iter())
+                        .filter_map(|(&g, m)| m.then_some(g))
+                        .collect();
+                    for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
+                        let values: Vec<ArrayRef> = inputs
+                            .iter()
+                            .map(|&i| arrow::compute::filter(batch.column(i), mask))
+                            .collect::<Result<_, _>>()?;
+                        if back {
+                            acc.retract_batch(&values, &groups, total)?;
+                        } else {
+                            acc.update_batch(&values, &groups, total)?;
+                        }
+                    }
+                }
+            }
         }
-        let kinds: Vec<RowKind> = touched
+        // The new results of keys that still have rows.
+        let live: Vec<u32> = touched
+            .iter()
+            .copied()
+            .filter(|&g| self.row_counts[g as usize] > 0)
+            .collect();
+        let kinds: Vec<RowKind> = live
             .iter()
             .map(|&g| {
                 if self.emitted[g as usize] {
@@ -164,10 +246,28 @@ impl UpdatingAggregator {
                 }
             })
             .collect();
-        out.push(self.rows(&touched, kinds.into_iter())?);
-        for &g in &touched {
+        if !live.is_empty() {
+            out.push(self.rows(&live, kinds.into_iter())?);
+        }
+        for &g in &live {
             self.emitted[g as usize] = true;
             self.last_update[g as usize] = now_ms;
+        }
+        // Keys left without rows start over (a retraction of a forgotten key, after a
+        // TTL, counts as nothing).
+        let emptied: Vec<u32> = touched
+            .iter()
+            .copied()
+            .filter(|&g| self.row_counts[g as usize] <= 0)
+            .collect();
+        if !emptied.is_empty() {
+            for acc in &mut self.accumulators {
+                acc.reset(&emptied)?;
+            }
+            for &g in &emptied {
+                self.emitted[g as usize] = false;
+                self.row_counts[g as usize] = 0;
+            }
         }
         self.key_ids = key_ids;
         Ok(out)
@@ -184,11 +284,13 @@ impl UpdatingAggregator {
         }
         for &g in &expired {
             self.emitted[g as usize] = false;
+            self.row_counts[g as usize] = 0;
         }
         if self.live_keys() == 0 {
             // Nothing is left: drop the interned keys too.
             self.keys.clear();
             self.emitted.clear();
+            self.row_counts.clear();
             self.last_update.clear();
             self.touched_mark.clear();
         }
@@ -245,6 +347,7 @@ mod tests {
             keys: vec!["k".into()],
             aggregates: vec![count_star("n"), sum("v", "s")],
             ttl_ms: Some(1000),
+            op_column: None,
         };
         let mut agg = UpdatingAggregator::try_new(&spec, &batch(&[]).schema()).unwrap();
         let out = agg
@@ -263,5 +366,76 @@ mod tests {
         assert_eq!(agg.expire(1200).unwrap(), 1);
         let out = agg.process_batch(&batch(&[("b", 5)]), 1300).unwrap();
         assert_eq!(changes(&out), vec![("b".into(), 1, 5, "+I")]);
+    }
+
+    fn changelog(rows: &[(&str, i64, RowKind)]) -> RecordBatch {
+        let plain = batch(&rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+        let mut fields: Vec<Field> = plain
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        let mut columns = plain.columns().to_vec();
+        columns.push(Arc::new(Int8Array::from_iter_values(
+            rows.iter().map(|r| r.2 as i8),
+        )));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    #[test]
+    fn retractions_update_and_delete_keys() {
+        let spec = UpdatingAggregateSpec {
+            keys: vec!["k".into()],
+            aggregates: vec![count_star("n"), sum("v", "s")],
+            ttl_ms: None,
+            op_column: Some(OP_COLUMN.into()),
+        };
+        let input = changelog(&[]).schema();
+        let mut agg = UpdatingAggregator::try_new(&spec, &input).unwrap();
+        use RowKind::*;
+        agg.process_batch(
+            &changelog(&[("a", 1, Insert), ("a", 2, Insert), ("b", 7, Insert)]),
+            0,
+        )
+        .unwrap();
+        // a: 2 is updated to 5; b's only row goes away.
+        let out = agg
+            .process_batch(
+                &changelog(&[
+                    ("a", 2, UpdateBefore),
+                    ("a", 5, UpdateAfter),
+                    ("b", 7, Delete),
+                ]),
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            changes(&out),
+            vec![
+                ("a".into(), 2, 3, "-U"),
+                ("b".into(), 1, 7, "-D"),
+                ("a".into(), 2, 6, "+U")
+            ]
+        );
+        assert_eq!(agg.live_keys(), 1);
+    }
+
+    #[test]
+    fn min_and_max_refuse_updating_input() {
+        let spec = UpdatingAggregateSpec {
+            keys: vec!["k".into()],
+            aggregates: vec![crate::aggregate::max("v", "m")],
+            ttl_ms: None,
+            op_column: Some(OP_COLUMN.into()),
+        };
+        let err = UpdatingAggregator::try_new(&spec, &changelog(&[]).schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max cannot aggregate an updating result"),
+            "{err}"
+        );
     }
 }

@@ -165,7 +165,7 @@ impl WindowAggregator {
         let ts_type = DataType::Timestamp(TimeUnit::Millisecond, None);
         fields.push(Field::new("window_start", ts_type.clone(), false));
         fields.push(Field::new("window_end", ts_type, false));
-        let bound = bind(&spec.aggregates, input)?;
+        let bound = bind(&spec.aggregates, input, false)?;
         fields.extend(bound.fields);
         let (agg_inputs, accumulators) = (bound.inputs, bound.accumulators);
         let windows = match spec.assigner {

@@ -36,16 +36,33 @@ async fn typos_get_suggestions() {
 
 #[tokio::test]
 async fn unsupported_sql_says_what_to_write() {
-    let e = error("SELECT n, count(*) FROM (SELECT auction, count(*) AS n FROM bid GROUP BY auction) GROUP BY n").await;
+    let e =
+        error("SELECT max(n) FROM (SELECT auction, count(*) AS n FROM bid GROUP BY auction)").await;
     assert!(
-        e.contains("unsupported: aggregating an updating result"),
+        e.contains("max cannot aggregate an updating result")
+            && e.contains("use count, sum or avg"),
         "{e}"
     );
     let e = error("SELECT * FROM bid ORDER BY price").await;
     assert!(e.contains("ORDER BY on an unbounded stream"), "{e}");
-    let e = error("SELECT a.auction FROM bid a JOIN bid b ON a.auction = b.auction").await;
+    let e = error("SELECT a.auction FROM bid a LEFT JOIN bid b ON a.auction = b.auction").await;
     assert!(
-        e.contains("unsupported: joins other than window joins"),
+        e.contains("unsupported: Left joins") && e.contains("use an INNER join"),
+        "{e}"
+    );
+    let e = error(
+        "SELECT auction, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bid",
+    )
+    .await;
+    assert!(
+        e.contains("without a filter on the row number") && e.contains("WHERE rownum <= N"),
+        "{e}"
+    );
+    let e = error("SELECT * FROM (SELECT auction, n, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY n) AS rn FROM (SELECT auction, count(*) AS n FROM bid GROUP BY auction)) WHERE rn <= 3").await;
+    assert!(e.contains("ranking an updating result"), "{e}");
+    let e = error("SELECT a.auction FROM bid a JOIN bid FOR SYSTEM_TIME AS OF a.dateTime AS b ON a.auction = b.auction").await;
+    assert!(
+        e.contains("lookup join") && e.contains("connector 'nexmark', which is unbounded"),
         "{e}"
     );
     let e = error("SELECT window_start FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '2' SECOND))").await;

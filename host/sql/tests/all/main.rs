@@ -65,6 +65,57 @@ pub(crate) async fn select_in_order(session: &mut SqlSession, script: &str) -> V
     rows_in_order(&collected.batches())
 }
 
+/// Runs a script whose last statement is a SELECT and returns its final rows, sorted: a
+/// changelog result is applied (each retraction removes the row it names).
+pub(crate) async fn select_final(session: &mut SqlSession, script: &str) -> Vec<String> {
+    let mut outcomes = session.execute_script(script).await.unwrap();
+    let Some(Outcome::Query(query)) = outcomes.pop() else {
+        panic!("the script must end with a SELECT")
+    };
+    let updating = query.is_updating();
+    let (sink, collected) = CollectSink::new();
+    let graph = query.with_sink(sink.factory(), "collect");
+    LocalExecutor::new()
+        .execute(graph)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let rows = rows_in_order(&collected.batches());
+    if updating {
+        apply_changelog(rows)
+    } else {
+        let mut rows = rows;
+        rows.sort();
+        rows
+    }
+}
+
+/// Applies a changelog (rows with the change column last) and returns the final rows.
+pub(crate) fn apply_changelog(rows: Vec<String>) -> Vec<String> {
+    let mut table: Vec<String> = Vec::new();
+    for row in rows {
+        let (values, op) = row.rsplit_once(" | ").expect("change column");
+        match op {
+            "0" | "2" => table.push(values.to_string()),
+            "1" | "3" => {
+                let key = values.split(" | ").next().unwrap_or("");
+                let Some(i) = table.iter().position(|v| v == values) else {
+                    let same: Vec<&String> = table
+                        .iter()
+                        .filter(|v| v.starts_with(&format!("{key} |")))
+                        .collect();
+                    panic!("retracted row {values} was never emitted; rows of that key: {same:?}");
+                };
+                table.remove(i);
+            }
+            other => panic!("unknown change {other}"),
+        }
+    }
+    table.sort();
+    table
+}
+
 /// Rows of `sql` computed by DataFusion in batch mode.
 pub(crate) async fn batch_rows(
     ctx: &datafusion::prelude::SessionContext,
