@@ -1,7 +1,9 @@
 -- Nexmark q12: Processing Time Windows
 -- Bids per bidder in 10-second processing-time windows.
 --
--- NOT RUNNABLE YET: needs processing-time attributes (a p_time AS PROCTIME() column). `fungi run` refuses it at planning and says why.
+-- Run: fungi run --local examples/nexmark/q12.sql
+-- Processing-time windows: p_time AS PROCTIME() is a computed column; the windows fire by
+-- the wall clock (and all at once when the bounded generator ends).
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

@@ -102,6 +102,14 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
         "Nexmark q18 in SQL: deduplication keeping the last bid",
     ),
     ("q19", "Nexmark q19 in SQL: Top-10 bids per auction"),
+    (
+        "q12",
+        "Nexmark q12 in SQL: processing-time tumbling windows",
+    ),
+    (
+        "q13",
+        "Nexmark q13 in SQL: lookup join with a file (run from the repository root)",
+    ),
 ];
 
 /// The Nexmark SQL files the benchmark runs, embedded at build time.
@@ -125,6 +133,8 @@ const SQL: &[(&str, &str)] = &[
     ("q9", include_str!("../../../examples/nexmark/q9.sql")),
     ("q18", include_str!("../../../examples/nexmark/q18.sql")),
     ("q19", include_str!("../../../examples/nexmark/q19.sql")),
+    ("q12", include_str!("../../../examples/nexmark/q12.sql")),
+    ("q13", include_str!("../../../examples/nexmark/q13.sql")),
 ];
 
 /// Plans an embedded Nexmark SQL file for `events` events at parallelism `p`.

@@ -21,9 +21,20 @@ pub struct TableDef {
     pub options: Vec<(String, String)>,
     /// `WATERMARK FOR column AS column - delay`: (column, delay in ms).
     pub watermark: Option<(String, i64)>,
+    /// Computed columns (`name AS expression`), the last columns of `schema`: computed
+    /// from the connector's columns when the table is read.
+    pub computed: Vec<(String, datafusion::logical_expr::Expr)>,
 }
 
 impl TableDef {
+    /// The columns the connector produces (`schema` without computed columns).
+    pub fn source_schema(&self) -> SchemaRef {
+        let n = self.schema.fields().len() - self.computed.len();
+        std::sync::Arc::new(arrow::datatypes::Schema::new(
+            self.schema.fields()[..n].to_vec(),
+        ))
+    }
+
     /// The connector options.
     pub fn connector_options(&self) -> Options {
         Options::new(&self.connector, self.options.clone())

@@ -14,6 +14,8 @@ pub(crate) struct CreateTable {
     pub(crate) columns: Vec<String>,
     /// `WATERMARK FOR column AS column - INTERVAL ...`: (column, delay in ms).
     pub(crate) watermark: Option<(String, i64)>,
+    /// Computed columns `name AS expression`: (name, expression text).
+    pub(crate) computed: Vec<(String, String)>,
     /// `WITH` options, keys and values unquoted, in order.
     pub(crate) options: Vec<(String, String)>,
 }
@@ -140,6 +142,7 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         })?
     };
     let mut columns = Vec::new();
+    let mut computed = Vec::new();
     let mut watermark = None;
     let items = if no_columns {
         Vec::new()
@@ -151,10 +154,9 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         if upper.starts_with("WATERMARK") {
             watermark = Some(parse_watermark(&item)?);
         } else if upper.split_whitespace().nth(1) == Some("AS") {
-            return Err(SqlError::unsupported(
-                format!("the computed column '{item}'"),
-                "declare plain columns; processing-time attributes (PROCTIME()) and computed columns are being built",
-            ));
+            let name = item.split_whitespace().next().expect("two words");
+            let at = item.to_ascii_uppercase().find(" AS ").expect("AS");
+            computed.push((unquote(name), item[at + 4..].trim().to_string()));
         } else if upper.starts_with("PRIMARY KEY") {
             // Flink's `PRIMARY KEY (..) NOT ENFORCED` is informational; nothing enforces it.
         } else {
@@ -188,6 +190,7 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         name,
         columns,
         watermark,
+        computed,
         options,
     })
 }

@@ -30,9 +30,9 @@ use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
-    IntervalJoinOperator, IntervalJoinSpec, RankOperator, RankSpec, RegularJoinOperator,
-    RegularJoinSpec, UpdatingAggregateOperator, WindowJoinOperator, WindowJoinSpec, WindowOperator,
-    WindowRankOperator, WindowRankSpec,
+    IntervalJoinOperator, IntervalJoinSpec, ProcessingTimeWatermarks, RankOperator, RankSpec,
+    RegularJoinOperator, RegularJoinSpec, UpdatingAggregateOperator, WindowJoinOperator,
+    WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;
@@ -305,7 +305,7 @@ impl Planner<'_> {
         let table = self.tables.get(name).ok_or_else(|| {
             SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
         })?;
-        let declared = table.declared.then(|| table.schema.clone());
+        let declared = table.declared.then(|| table.source_schema());
         let (factory, produced) =
             registry::source(&table.connector, declared, &table.connector_options())?;
         let p = self.graph.config.parallelism;
@@ -323,7 +323,9 @@ impl Planner<'_> {
             Some(p) => p.clone(),
             None => (0..table.schema.fields().len()).collect(),
         };
-        let identity = indices.len() == produced.fields().len()
+        let base = table.schema.fields().len() - table.computed.len();
+        let identity = table.computed.is_empty()
+            && indices.len() == produced.fields().len()
             && indices.iter().enumerate().all(|(i, &j)| i == j)
             && produced
                 .fields()
@@ -335,6 +337,10 @@ impl Planner<'_> {
             let exprs = indices
                 .iter()
                 .map(|&i| {
+                    if i >= base {
+                        // A computed column, from the connector's columns.
+                        return self.physical(&table.computed[i - base].1, &produced_df);
+                    }
                     let field = table.schema.field(i);
                     let col = Expr::Column(Column::new_unqualified(field.name()));
                     let e = if produced.field_with_name(field.name())?.data_type()
@@ -510,7 +516,7 @@ impl Planner<'_> {
             fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
         }
         let pre_schema = Arc::new(Schema::new(fields));
-        let Some(window) = window else {
+        let Some(mut window) = window else {
             let pre = self.then(
                 input,
                 "aggregate-input",
@@ -518,11 +524,29 @@ impl Planner<'_> {
             );
             return self.updating_aggregate(agg, pre, &pre_schema, key_names, calls);
         };
-        let pre = self.then(
+        // A window over a processing-time attribute: each row's time is the wall clock
+        // when it reaches the window's input, and so is the watermark.
+        let proctime = is_proctime(&window.time, input_schema, &agg.input);
+        if proctime {
+            let now = Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(udfs::Proctime::udf()),
+                vec![],
+            ));
+            exprs[0] = self.physical(&now, input_schema)?;
+            window.time = now;
+        }
+        let mut pre = self.then(
             input,
             "window-input",
             ProjectOperator::factory(exprs, pre_schema.clone()),
         );
+        if proctime {
+            pre = self.then(
+                pre,
+                "proctime-watermarks",
+                ProcessingTimeWatermarks::factory(),
+            );
+        }
         // 2. The window operator, fed by key group.
         let spec = WindowAggregateSpec {
             keys: key_names.clone(),
@@ -1144,6 +1168,24 @@ impl Planner<'_> {
         ranked.window = input.window;
         Ok(ranked)
     }
+}
+
+/// Whether the window time `time` (over `input`) is a processing-time attribute: a
+/// `PROCTIME()` call or a column computed by one.
+fn is_proctime(time: &Expr, schema: &DFSchema, input: &LogicalPlan) -> bool {
+    if crate::session::is_proctime_call(time) {
+        return true;
+    }
+    let Expr::Column(c) = strip(time) else {
+        return false;
+    };
+    let marked = schema
+        .qualified_field_with_unqualified_name(&c.name)
+        .ok()
+        .is_some_and(|(_, f)| {
+            f.metadata().get(udfs::TIME_ATTRIBUTE).map(String::as_str) == Some("proctime")
+        });
+    marked || find_definition(c, input).is_some_and(|(e, _)| crate::session::is_proctime_call(&e))
 }
 
 /// If `plan` is a filter `rownum <= N` (or `< N`, or `= 1`) on a `ROW_NUMBER()` column of

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::MemTable;
+use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -19,7 +20,7 @@ use crate::error::{Result, SqlError};
 use crate::planner::{Planned, Planner};
 use crate::text::{closest, split_statements, unquote};
 use crate::tvf::rewrite;
-use crate::udfs::{Mod, WindowMarker};
+use crate::udfs::{self, Mod, Proctime, WindowMarker};
 
 /// What a statement produced.
 #[derive(Debug)]
@@ -96,6 +97,7 @@ impl SqlSession {
             ctx.register_udf(udf);
         }
         ctx.register_udf(Mod::udf());
+        ctx.register_udf(Proctime::udf());
         SqlSession {
             ctx,
             tables: BTreeMap::new(),
@@ -236,7 +238,7 @@ impl SqlSession {
                 known.join(", ")
             )));
         }
-        let (schema, declared) = if ddl.columns.is_empty() {
+        let (mut schema, declared) = if ddl.columns.is_empty() {
             let (_, schema) = registry::source(
                 &connector,
                 None,
@@ -244,7 +246,10 @@ impl SqlSession {
             )?;
             (schema, false)
         } else {
-            let probe = format!("CREATE TABLE \"{}\" ({})", ddl.name, ddl.columns.join(", "));
+            // Column names are quoted, so names that are keywords elsewhere (`key`, `value`)
+            // stay names.
+            let columns: Vec<String> = ddl.columns.iter().map(|c| quote_column_name(c)).collect();
+            let probe = format!("CREATE TABLE \"{}\" ({})", ddl.name, columns.join(", "));
             let plan = self.state().create_logical_plan(&probe).await?;
             let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) = plan else {
                 return Err(SqlError::Plan(format!(
@@ -254,6 +259,36 @@ impl SqlSession {
             };
             (Arc::new(c.input.schema().as_arrow().clone()), true)
         };
+        // Computed columns: typed against the declared ones, appended after them.
+        let mut computed = Vec::new();
+        if !ddl.computed.is_empty() {
+            let base = DFSchema::try_from(schema.as_ref().clone())?;
+            let mut fields: Vec<arrow::datatypes::Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (name, text) in &ddl.computed {
+                let expr = self.ctx.parse_sql_expr(text, &base).map_err(|e| {
+                    SqlError::Plan(format!("computed column '{name}' of '{}': {e}", ddl.name))
+                })?;
+                let data_type = datafusion::logical_expr::ExprSchemable::get_type(&expr, &base)?;
+                let mut field = arrow::datatypes::Field::new(name, data_type, true);
+                if is_proctime_call(&expr) {
+                    field = field.with_metadata(
+                        [(udfs::TIME_ATTRIBUTE.to_string(), "proctime".to_string())].into(),
+                    );
+                }
+                fields.push(field);
+                computed.push((name.clone(), expr));
+            }
+            schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        }
+        if let Some((col, _)) = &ddl.watermark
+            && ddl.computed.iter().any(|(c, _)| c == col)
+        {
+            return Err(SqlError::unsupported(
+                format!("WATERMARK FOR the computed column '{col}'"),
+                "declare the watermark on a column the connector provides",
+            ));
+        }
         if let Some((col, _)) = &ddl.watermark {
             let field = schema.field_with_name(col).map_err(|_| {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -282,6 +317,7 @@ impl SqlSession {
             connector,
             options,
             watermark: ddl.watermark,
+            computed,
         };
         // Check the options now, not when the job starts. A connector that is both a
         // source and a sink (filesystem) is checked when a query uses the table, since
@@ -293,7 +329,7 @@ impl SqlSession {
         if source && !sink {
             registry::source(
                 &table.connector,
-                table.declared.then(|| schema.clone()),
+                table.declared.then(|| table.source_schema()),
                 &table.connector_options(),
             )?;
         } else if sink && !source {
@@ -314,12 +350,6 @@ impl SqlSession {
 
     /// Plans a SELECT or INSERT.
     async fn plan_statement(&mut self, stmt: &str) -> Result<Outcome> {
-        if crate::text::find_keyword(stmt, "PROCTIME", 0).is_some() {
-            return Err(SqlError::unsupported(
-                "processing time (PROCTIME())",
-                "use an event-time column with a WATERMARK; processing-time attributes are being built",
-            ));
-        }
         let (stmt, lookups) = crate::tvf::rewrite_lookup_joins(stmt)?;
         let sql = rewrite(&stmt)?;
         let state = self.state();
@@ -435,4 +465,24 @@ impl SqlSession {
         }
         e.into()
     }
+}
+
+/// Whether `e` is a call of `PROCTIME()`.
+pub(crate) fn is_proctime_call(e: &datafusion::logical_expr::Expr) -> bool {
+    let e = match e {
+        datafusion::logical_expr::Expr::Alias(a) => a.expr.as_ref(),
+        other => other,
+    };
+    matches!(e, datafusion::logical_expr::Expr::ScalarFunction(f) if f.func.name() == udfs::PROCTIME)
+}
+
+/// A column definition `name TYPE ...` with the name double-quoted.
+fn quote_column_name(def: &str) -> String {
+    let def = def.trim();
+    let end = match def.chars().next() {
+        Some(q @ ('`' | '"')) => def[1..].find(q).map_or(def.len(), |i| i + 2),
+        _ => def.find(char::is_whitespace).unwrap_or(def.len()),
+    };
+    let name = unquote(&def[..end]);
+    format!("\"{}\"{}", name.replace('"', "\"\""), &def[end..])
 }

@@ -1,4 +1,5 @@
-//! The window marker functions used by the window table function rewrite.
+//! Functions Fungi adds to DataFusion's: the window marker functions used by the window
+//! table function rewrite, and Flink's `MOD` and `PROCTIME`.
 
 use std::sync::Arc;
 
@@ -180,5 +181,51 @@ impl ScalarUDFImpl for Mod {
         Ok(ColumnarValue::Array(arrow::compute::kernels::numeric::rem(
             &a, &b,
         )?))
+    }
+}
+
+/// Name of the field metadata key marking a processing-time attribute.
+pub(crate) const TIME_ATTRIBUTE: &str = "fungi.time";
+
+/// Flink's `PROCTIME()`: the wall-clock time when the row is processed (ms precision).
+/// A column declared `p AS PROCTIME()` is a processing-time attribute: windows over it
+/// fire by the wall clock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Proctime {
+    signature: Signature,
+}
+
+pub(crate) const PROCTIME: &str = "proctime";
+
+impl Proctime {
+    pub(crate) fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Proctime {
+            signature: Signature::exact(vec![], Volatility::Volatile),
+        })
+    }
+}
+
+impl ScalarUDFImpl for Proctime {
+    fn name(&self) -> &str {
+        PROCTIME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(ts_type())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        // One reading of the clock per batch: the rows of a batch are processed together.
+        let now = fungi_common::time::now_millis();
+        Ok(ColumnarValue::Array(Arc::new(
+            TimestampMillisecondArray::from_value(now, args.number_rows),
+        )))
     }
 }

@@ -57,3 +57,78 @@ impl Operator for WatermarkAssigner {
         Ok(())
     }
 }
+
+/// Watermarks by the wall clock, for windows over a processing-time attribute (rows
+/// stamped with the wall clock just upstream, in the same task). After each batch and on
+/// each tick it emits `now - 1`, so a window fires once the clock passes its end, with or
+/// without new rows. Upstream event-time watermarks are dropped, except the final one at
+/// the end of a bounded input, which flushes every window.
+#[derive(Debug, Default)]
+pub struct ProcessingTimeWatermarks {
+    emitted: i64,
+}
+
+impl ProcessingTimeWatermarks {
+    /// A factory.
+    pub fn factory() -> OperatorFactory {
+        Arc::new(|_| {
+            Ok(Box::new(ProcessingTimeWatermarks { emitted: i64::MIN }) as Box<dyn Operator>)
+        })
+    }
+
+    fn advance(&mut self, now_ms: i64, out: &mut Output) {
+        let wm = now_ms - 1;
+        if wm > self.emitted {
+            self.emitted = wm;
+            out.emit_watermark(Watermark::EventTime(wm));
+        }
+    }
+}
+
+impl Operator for ProcessingTimeWatermarks {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        out.emit(batch);
+        self.advance(fungi_common::time::now_millis(), out);
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if watermark == Watermark::MAX {
+            self.emitted = i64::MAX;
+            out.emit_watermark(watermark);
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
+        self.advance(now_ms, out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::OutputItem;
+
+    #[test]
+    fn processing_time_watermarks_follow_the_clock_not_the_data() {
+        let mut op = ProcessingTimeWatermarks { emitted: i64::MIN };
+        let mut out = Output::default();
+        op.process_watermark(Watermark::EventTime(5), &mut out)
+            .unwrap();
+        assert!(out.items.is_empty(), "event-time watermarks are dropped");
+        op.on_tick(1_000, &mut out).unwrap();
+        op.on_tick(900, &mut out).unwrap();
+        op.process_watermark(Watermark::MAX, &mut out).unwrap();
+        let marks: Vec<Watermark> = out
+            .items
+            .into_iter()
+            .filter_map(|i| match i {
+                OutputItem::Watermark(w) => Some(w),
+                OutputItem::Batch(..) => None,
+            })
+            .collect();
+        assert_eq!(marks, vec![Watermark::EventTime(999), Watermark::MAX]);
+    }
+}

@@ -55,7 +55,7 @@ CREATE TABLE auction (
 ) WITH ('connector' = 'filesystem', 'path' = 'DIR/auction.json', 'format' = 'json');";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     ddl: String,
     batch: SessionContext,
 }
@@ -85,7 +85,7 @@ async fn fixture(events: u64) -> Fixture {
     }
     Fixture {
         ddl: DDL.replace("DIR", dir.path().to_str().unwrap()),
-        _dir: dir,
+        dir,
         batch,
     }
 }
@@ -463,5 +463,69 @@ mod nexmark {
              ON P.id = A.seller AND P.starttime = A.starttime"
         );
         check(&f, 2, &example_query(8), &batch).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookup_join_matches_batch() {
+        let f = fixture(100_000).await;
+        let side = f.dir.path().join("side_input.csv");
+        let text: String = (0..10_000).map(|k| format!("{k},side-{k}\n")).collect();
+        std::fs::write(&side, text).unwrap();
+        let ddl = format!(
+            "CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            side.display()
+        );
+        f.batch
+            .register_csv(
+                "side_input",
+                side.to_str().unwrap(),
+                datafusion::prelude::CsvReadOptions::new()
+                    .has_header(false)
+                    .schema(&arrow::datatypes::Schema::new(vec![
+                        arrow::datatypes::Field::new(
+                            "key",
+                            arrow::datatypes::DataType::Int64,
+                            false,
+                        ),
+                        arrow::datatypes::Field::new(
+                            "value",
+                            arrow::datatypes::DataType::Utf8,
+                            false,
+                        ),
+                    ])),
+            )
+            .await
+            .unwrap();
+        let stream = format!("{ddl}\n{}", example_query(13));
+        let batch = "SELECT B.auction, B.bidder, B.price, B.dateTime, S.value
+            FROM bid B JOIN side_input S ON B.auction % 10000 = S.key";
+        check(&f, 2, &stream, batch).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processing_time_windows_count_every_bid() {
+        // q12's windows depend on the wall clock; their counts per bidder add up to the
+        // bidder's bids, whichever windows the bids fell in.
+        let f = fixture(100_000).await;
+        let ddl = format!(
+            "CREATE TABLE bid_p (
+                auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+                dateTime TIMESTAMP(3), extra VARCHAR, p_time AS PROCTIME(),
+                WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+            ) WITH ('connector' = 'filesystem', 'path' = '{}/bid.json', 'format' = 'json');",
+            f.dir.path().display()
+        );
+        let q12 = example_query(12).replace(
+            "FROM TABLE(TUMBLE(TABLE bid,",
+            "FROM TABLE(TUMBLE(TABLE bid_p,",
+        );
+        let stream = format!("{ddl}\nSELECT bidder, sum(bid_count) FROM ({q12}) GROUP BY bidder");
+        check(
+            &f,
+            2,
+            &stream,
+            "SELECT bidder, count(*) FROM bid GROUP BY bidder",
+        )
+        .await;
     }
 }
