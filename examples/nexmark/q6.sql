@@ -1,7 +1,9 @@
 -- Nexmark q6: Average Selling Price by Seller
 -- Each seller's average selling price over their last 10 closed auctions.
 --
--- NOT RUNNABLE YET: needs interval joins and OVER aggregations (Flink itself cannot run this query). `fungi run` refuses it at planning and says why.
+-- NOT RUNNABLE YET: needs an OVER aggregation (AVG(...) OVER (... ROWS BETWEEN 10 PRECEDING
+-- AND CURRENT ROW)) over an updating result: each auction's final price changes as bids
+-- arrive. Flink refuses this query too. `fungi run` refuses it at planning and says why.
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
 

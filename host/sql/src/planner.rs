@@ -1079,8 +1079,8 @@ impl Planner<'_> {
         let WindowFunction { fun, params } = f.as_ref();
         if fun.name() != "row_number" {
             return Err(SqlError::unsupported(
-                format!("the OVER (...) function {}", fun.name()),
-                "use ROW_NUMBER() for Top-N per window; OVER aggregations are being built",
+                format!("OVER aggregations ({}(...) OVER (...))", fun.name()),
+                "aggregate per window (TUMBLE, HOP, SESSION) or without a window (GROUP BY keys); ROW_NUMBER() OVER (...) with WHERE rownum <= N is supported for Top-N",
             ));
         }
         let request = self.rank_request.take();
