@@ -42,6 +42,8 @@ pub struct RowStore {
     batches: Vec<Option<Stored>>,
     stored_rows: usize,
     live_rows: usize,
+    /// Batches not dropped.
+    occupied: usize,
     /// Batches that may have no referenced row left (checked by `sweep`).
     unreferenced: Vec<u32>,
 }
@@ -77,6 +79,7 @@ impl RowStore {
             batches: Vec::new(),
             stored_rows: 0,
             live_rows: 0,
+            occupied: 0,
             unreferenced: Vec::new(),
         })
     }
@@ -110,6 +113,7 @@ impl RowStore {
     pub fn push(&mut self, batch: RecordBatch, now_ms: i64) -> Result<u32> {
         let encoded = self.encode(&batch)?;
         self.stored_rows += batch.num_rows();
+        self.occupied += 1;
         self.batches.push(Some(Stored {
             batch,
             encoded,
@@ -135,6 +139,7 @@ impl RowStore {
 
     fn drop_batch(&mut self, id: u32) {
         if let Some(s) = self.batches[id as usize].take() {
+            self.occupied -= 1;
             self.stored_rows -= s.batch.num_rows();
             self.live_rows -= s.live as usize;
         }
@@ -226,6 +231,7 @@ impl RowStore {
             {
                 dropped += s.batch.num_rows();
                 if let Some(s) = self.batches[id].take() {
+                    self.occupied -= 1;
                     self.stored_rows -= s.batch.num_rows();
                     self.live_rows -= s.live as usize;
                 }
@@ -240,8 +246,8 @@ impl RowStore {
     /// Whether compacting would free much: most stored rows are dead, or most batch
     /// slots are empty.
     pub fn should_compact(&self) -> bool {
-        let occupied = self.batches.iter().filter(|b| b.is_some()).count();
-        self.stored_rows > 2 * self.live_rows + 65_536 || self.batches.len() > 2 * occupied + 1024
+        self.stored_rows > 2 * self.live_rows + 65_536
+            || self.batches.len() > 2 * self.occupied + 1024
     }
 
     /// Copies the rows `refs` (every live reference the owner holds, none dangling) into
@@ -268,6 +274,7 @@ impl RowStore {
         }));
         self.stored_rows = copy.len();
         self.live_rows = copy.len();
+        self.occupied = 1;
         for (i, r) in refs.iter_mut().enumerate() {
             **r = RowRef {
                 batch: 0,

@@ -354,3 +354,131 @@ impl Operator for RegularJoinOperator {
         self.table_ready(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::OutputItem;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+    fn schema(op: bool) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, false),
+        ];
+        if op {
+            fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    fn batch(rows: &[(Option<i64>, &str)], kinds: Option<&[RowKind]>) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        ];
+        if let Some(k) = kinds {
+            columns.push(Arc::new(Int8Array::from_iter_values(
+                k.iter().map(|k| *k as i8),
+            )));
+        }
+        RecordBatch::try_new(schema(kinds.is_some()), columns).unwrap()
+    }
+
+    fn rows(out: Output) -> Vec<String> {
+        let mut v = Vec::new();
+        for item in out.items {
+            if let OutputItem::Batch(None, b) = item {
+                let options = FormatOptions::default();
+                let f: Vec<ArrayFormatter<'_>> = b
+                    .columns()
+                    .iter()
+                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                    .collect();
+                for i in 0..b.num_rows() {
+                    v.push(
+                        f.iter()
+                            .map(|f| f.value(i).to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                }
+            }
+        }
+        v
+    }
+
+    fn join(spec: RegularJoinSpec, left_op: bool) -> RegularJoinOperator {
+        RegularJoinOperator::new(&spec, &schema(left_op), &schema(false)).unwrap()
+    }
+
+    fn feed(j: &mut RegularJoinOperator, input: usize, b: RecordBatch) -> Vec<String> {
+        let mut out = Output::default();
+        j.process_batch_from(input, b, &mut out).unwrap();
+        rows(out)
+    }
+
+    #[test]
+    fn changelog_input_retracts_pairs() {
+        use RowKind::*;
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [Some(2), None],
+            lookup: false,
+            ttl_ms: None,
+        };
+        let mut j = join(spec, true);
+        assert!(
+            feed(
+                &mut j,
+                0,
+                batch(&[(Some(1), "a"), (None, "n")], Some(&[Insert, Insert]))
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            feed(&mut j, 1, batch(&[(Some(1), "x"), (None, "y")], None)),
+            vec!["1,a,1,x,0"],
+            "NULL keys match nothing"
+        );
+        // a is updated to b: its pair is deleted, the new one inserted.
+        assert_eq!(
+            feed(
+                &mut j,
+                0,
+                batch(
+                    &[(Some(1), "a"), (Some(1), "b")],
+                    Some(&[UpdateBefore, UpdateAfter])
+                )
+            ),
+            vec!["1,a,1,x,3", "1,b,1,x,0"]
+        );
+        assert_eq!(j.kept_rows(), [1, 1]);
+    }
+
+    #[test]
+    fn lookup_rows_wait_for_the_table_and_are_not_kept() {
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [None, None],
+            lookup: true,
+            ttl_ms: None,
+        };
+        let mut j = join(spec, false);
+        assert!(feed(&mut j, 0, batch(&[(Some(1), "probe")], None)).is_empty());
+        let mut out = Output::default();
+        j.process_watermark(Watermark::EventTime(10), &mut out)
+            .unwrap();
+        assert!(out.items.is_empty(), "the watermark waits with the rows");
+        assert!(feed(&mut j, 1, batch(&[(Some(1), "t")], None)).is_empty());
+        let mut out = Output::default();
+        j.input_ended(1, &mut out).unwrap();
+        assert_eq!(rows(out), vec!["1,probe,1,t"]);
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(1), "p2")], None)),
+            vec!["1,p2,1,t"]
+        );
+        assert_eq!(j.kept_rows(), [0, 1]);
+    }
+}
