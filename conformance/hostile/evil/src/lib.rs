@@ -1,0 +1,90 @@
+//! Every way a plugin can misbehave, one function each. The host must stop each one
+//! within its tenant's limit and keep running.
+
+use std::hint::black_box;
+
+/// CPU: never returns.
+#[fungi_sdk::udf]
+fn spin(x: i64) -> i64 {
+    let mut v = x;
+    loop {
+        v = black_box(v.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+/// Memory: allocates until refused.
+#[fungi_sdk::udf]
+fn bomb(x: i64) -> i64 {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![x as u8; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn deeper(n: u64) -> u64 {
+    let pad = black_box([n; 16]);
+    black_box(deeper(n + 1)) + pad[3]
+}
+
+/// Stack: recurses without end.
+#[fungi_sdk::udf]
+fn recurse(x: i64) -> i64 {
+    deeper(x as u64) as i64
+}
+
+/// Panics.
+#[fungi_sdk::udf]
+fn boom(x: i64) -> i64 {
+    if black_box(true) {
+        panic!("boom at {x}");
+    }
+    x
+}
+
+/// Output: one MiB per row.
+#[fungi_sdk::udf]
+fn flood(x: i64) -> String {
+    "x".repeat((1 << 20) + (x as usize & 1))
+}
+
+/// Logs: prints far more than the capture keeps, then returns normally.
+#[fungi_sdk::udf]
+fn chatty(x: i64) -> i64 {
+    for i in 0..10_000 {
+        println!("chatty line {i} for {x}");
+    }
+    x
+}
+
+/// Network: connects to `addr` (`ip:port`); says what happened.
+#[fungi_sdk::udf]
+fn connect(addr: &str) -> String {
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// Files: reads `path`; says what happened.
+#[fungi_sdk::udf]
+fn read_file(path: &str) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(s) => format!("read {} bytes", s.len()),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// Environment: how many variables the plugin can see.
+#[fungi_sdk::udf]
+fn env_count(x: i64) -> i64 {
+    black_box(x);
+    std::env::vars().count() as i64
+}
+
+fungi_sdk::scalar_plugin! {
+    name: "evil",
+    description: "hostile functions for the host's limit tests",
+    functions: [spin, bomb, recurse, boom, flood, chatty, connect, read_file, env_count],
+}

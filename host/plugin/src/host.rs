@@ -1,0 +1,186 @@
+//! The plugin host: one wasmtime engine (with its compile cache and epoch ticker) and
+//! the linker that says what plugins may import.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::scalar::fungi::plugin::host as host_api;
+use crate::error::{PluginError, Result};
+use crate::limits::InstanceLimiter;
+use crate::output::CapturedOutput;
+use crate::plugin::Plugin;
+
+/// How often the engine's epoch advances; call deadlines are counted in these ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Options of a [`PluginHost`].
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Directory of the compiled-component cache (keyed by content hash and engine
+    /// version); `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Meter fuel (needed for [`TenantLimits::fuel_per_call`](crate::TenantLimits)).
+    pub fuel: bool,
+}
+
+/// The state of one plugin instance's store.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: InstanceLimiter,
+    pub(crate) output: CapturedOutput,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) config: Vec<(String, String)>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl host_api::Host for HostState {
+    fn log(&mut self, level: host_api::Level, message: String, fields: Vec<(String, String)>) {
+        let plugin = &*self.plugin;
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match level {
+            host_api::Level::Trace => tracing::trace!(plugin, %fields, "{message}"),
+            host_api::Level::Debug => tracing::debug!(plugin, %fields, "{message}"),
+            host_api::Level::Info => tracing::info!(plugin, %fields, "{message}"),
+            host_api::Level::Warn => tracing::warn!(plugin, %fields, "{message}"),
+            host_api::Level::Error => tracing::error!(plugin, %fields, "{message}"),
+        }
+    }
+
+    fn counter_add(&mut self, name: String, value: u64) {
+        tracing::trace!(
+            plugin = &*self.plugin,
+            counter = name,
+            value,
+            "plugin metric"
+        );
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) {
+        tracing::trace!(plugin = &*self.plugin, gauge = name, value, "plugin metric");
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        self.config
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+impl crate::bindings::scalar::fungi::plugin::types::Host for HostState {}
+
+/// Loads plugins and runs them under limits. One per process is enough; it is cheap to
+/// share (`Arc`).
+pub struct PluginHost {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) fuel: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host with `options`; starts the epoch ticker thread.
+    pub fn new(options: HostOptions) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel)
+            .max_wasm_stack(1 << 20);
+        if let Some(dir) = &options.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PluginError::Host(format!("cache directory {}: {e}", dir.display()))
+            })?;
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache)
+                .map_err(|e| PluginError::Host(format!("compile cache: {e}")))?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| PluginError::Host(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Host(e.to_string()))?;
+        host_api::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Host(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // The epoch ticker: call deadlines are counted in its ticks. It runs on its own
+        // thread so that a guest spinning on a runtime worker is still interrupted.
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("fungi-plugin-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Host(format!("epoch ticker: {e}")))?;
+        Ok(Arc::new(PluginHost {
+            engine,
+            linker,
+            fuel: options.fuel,
+            stop,
+        }))
+    }
+
+    /// Loads a plugin from component bytes (compiled, or taken from the cache).
+    pub fn load(self: &Arc<Self>, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Load {
+            plugin: name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        Plugin::new(self.clone(), name, bytes, component)
+    }
+
+    /// Loads a plugin from a `.wasm` file; its name is the file stem.
+    pub fn load_file(self: &Arc<Self>, path: &Path) -> Result<Arc<Plugin>> {
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Load {
+            plugin: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        self.load(&name, &bytes)
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,225 @@
+//! What a tenant's plugins may use, and the accounting that enforces it.
+//!
+//! Limits are per tenant ([`TenantLimits`]); every plugin instance of the tenant shares
+//! one [`Tenant`], which counts the tenant's live instances, the linear memory they hold
+//! and the CPU time its calls used in the current second. Per instance a
+//! [`InstanceLimiter`] (a wasmtime `ResourceLimiter`) refuses memory growth beyond the
+//! instance's or the tenant's limit; per call an epoch deadline stops runaway code.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The limits of one tenant's plugins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantLimits {
+    /// Linear memory of one instance, bytes.
+    pub memory_per_instance: usize,
+    /// Linear memory of all the tenant's instances together, bytes.
+    pub memory_total: usize,
+    /// Wall-clock time of one call (enforced by epoch interruption).
+    pub call_timeout: Duration,
+    /// Time the tenant's calls may use per second of wall clock; a tenant over budget
+    /// waits for the next second.
+    pub cpu_budget_per_second: Duration,
+    /// Live instances of the tenant.
+    pub max_instances: usize,
+    /// Bytes a call may return.
+    pub max_output_bytes: usize,
+    /// Bytes of stdout/stderr kept per call (the rest is counted and dropped).
+    pub max_log_bytes: usize,
+    /// Deterministic metering: fuel per call (WebAssembly instructions, roughly).
+    pub fuel_per_call: Option<u64>,
+    /// Stack of the guest, bytes.
+    pub max_stack: usize,
+    /// `host:port` addresses plugins may connect to.
+    pub network_allow: Vec<String>,
+    /// Host directories granted to plugins: (host path, guest path, writable).
+    pub directories: Vec<(PathBuf, String, bool)>,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            memory_per_instance: 64 << 20,
+            memory_total: 512 << 20,
+            call_timeout: Duration::from_secs(1),
+            cpu_budget_per_second: Duration::from_secs(1),
+            max_instances: 64,
+            max_output_bytes: 64 << 20,
+            max_log_bytes: 16 << 10,
+            fuel_per_call: None,
+            max_stack: 512 << 10,
+            network_allow: Vec::new(),
+            directories: Vec::new(),
+        }
+    }
+}
+
+/// A tenant: its limits and what its plugins currently use.
+#[derive(Debug)]
+pub struct Tenant {
+    name: String,
+    limits: TenantLimits,
+    memory: AtomicUsize,
+    instances: AtomicUsize,
+    budget: Mutex<BudgetWindow>,
+}
+
+#[derive(Debug)]
+struct BudgetWindow {
+    start: Instant,
+    used: Duration,
+    throttled: Duration,
+}
+
+impl Tenant {
+    /// A tenant named `name` with `limits`.
+    pub fn new(name: impl Into<String>, limits: TenantLimits) -> Self {
+        Tenant {
+            name: name.into(),
+            limits,
+            memory: AtomicUsize::new(0),
+            instances: AtomicUsize::new(0),
+            budget: Mutex::new(BudgetWindow {
+                start: Instant::now(),
+                used: Duration::ZERO,
+                throttled: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// The tenant's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tenant's limits.
+    pub fn limits(&self) -> &TenantLimits {
+        &self.limits
+    }
+
+    /// Linear memory held by the tenant's instances, bytes.
+    pub fn memory_in_use(&self) -> usize {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Live instances.
+    pub fn live_instances(&self) -> usize {
+        self.instances.load(Ordering::Relaxed)
+    }
+
+    /// Total time the tenant's calls waited because its CPU budget was spent.
+    pub fn throttled(&self) -> Duration {
+        self.budget.lock().expect("budget lock").throttled
+    }
+
+    /// Reserves an instance slot; `false` if the tenant has its maximum.
+    pub(crate) fn acquire_instance(&self) -> bool {
+        let max = self.limits.max_instances;
+        self.instances
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release_instance(&self, memory: usize) {
+        self.instances.fetch_sub(1, Ordering::AcqRel);
+        self.memory.fetch_sub(memory, Ordering::AcqRel);
+    }
+
+    /// How long a call must wait before the tenant has budget again (zero if it has).
+    pub(crate) fn wait_for_budget(&self) -> Duration {
+        let mut w = self.budget.lock().expect("budget lock");
+        let now = Instant::now();
+        if now.duration_since(w.start) >= Duration::from_secs(1) {
+            w.start = now;
+            w.used = Duration::ZERO;
+        }
+        if w.used < self.limits.cpu_budget_per_second {
+            return Duration::ZERO;
+        }
+        let wait = Duration::from_secs(1).saturating_sub(now.duration_since(w.start));
+        w.throttled += wait;
+        wait
+    }
+
+    /// Charges `spent` to the current budget window.
+    pub(crate) fn charge(&self, spent: Duration) {
+        let mut w = self.budget.lock().expect("budget lock");
+        w.used += spent;
+    }
+}
+
+/// Waits (off the async runtime's worker if it can) until `tenant` has CPU budget.
+pub(crate) fn throttle(tenant: &Tenant) {
+    loop {
+        let wait = tenant.wait_for_budget();
+        if wait.is_zero() {
+            return;
+        }
+        tracing::debug!(
+            tenant = tenant.name(),
+            ?wait,
+            "plugin CPU budget spent; waiting"
+        );
+        let sleep = || std::thread::sleep(wait);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(sleep)
+            }
+            _ => sleep(),
+        }
+    }
+}
+
+/// The `ResourceLimiter` of one instance: memory per instance and per tenant.
+pub(crate) struct InstanceLimiter {
+    pub(crate) tenant: std::sync::Arc<Tenant>,
+    /// Bytes of linear memory this instance holds (charged to the tenant).
+    pub(crate) memory: usize,
+    /// Set when a growth was refused, to report the limit instead of a bare trap.
+    pub(crate) refused: Option<String>,
+}
+
+impl wasmtime::ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let limits = self.tenant.limits();
+        if desired > limits.memory_per_instance {
+            self.refused = Some(format!(
+                "memory limit of {} MiB per instance exceeded (asked for {} MiB)",
+                limits.memory_per_instance >> 20,
+                desired >> 20
+            ));
+            return Ok(false);
+        }
+        let grow = desired.saturating_sub(current);
+        let total = self.tenant.memory.fetch_add(grow, Ordering::AcqRel) + grow;
+        if total > limits.memory_total {
+            self.tenant.memory.fetch_sub(grow, Ordering::AcqRel);
+            self.refused = Some(format!(
+                "tenant memory limit of {} MiB exceeded",
+                limits.memory_total >> 20
+            ));
+            return Ok(false);
+        }
+        self.memory += grow;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}

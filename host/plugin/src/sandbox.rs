@@ -1,0 +1,316 @@
+//! One plugin instance in its own store, under its tenant's limits.
+//!
+//! Every call goes through [`Sandbox::call`]: it waits for the tenant's CPU budget, arms
+//! the epoch deadline (and fuel), runs the guest, charges the time, collects what the
+//! guest printed, and turns a trap or a broken limit into a [`PluginError`]. After such
+//! an error the sandbox is *poisoned*: its store may be in any state, so it is dropped
+//! and the next call gets a fresh instance.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+use crate::bindings::scalar::fungi::plugin::types as types_api;
+use crate::bindings::{aggregate, scalar};
+use crate::error::{PluginError, Result};
+use crate::host::{EPOCH_TICK, HostState};
+use crate::limits::{InstanceLimiter, Tenant, throttle};
+use crate::output::CapturedOutput;
+use crate::plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
+
+/// The typed exports of an instance.
+pub(crate) enum Exports {
+    Scalar(scalar::ScalarUdf),
+    Aggregate(aggregate::AggregateUdf),
+}
+
+/// A live instance of a plugin.
+pub(crate) struct Sandbox {
+    pub(crate) store: Store<HostState>,
+    pub(crate) exports: Exports,
+    tenant: Arc<Tenant>,
+    plugin: Arc<str>,
+    poisoned: bool,
+}
+
+impl Sandbox {
+    /// Instantiates `plugin` for `tenant` (fresh store, WASI as the tenant grants).
+    pub(crate) fn new(
+        plugin: &Plugin,
+        tenant: &Arc<Tenant>,
+        config: &[(String, String)],
+    ) -> Result<Self> {
+        let name = plugin.name.clone();
+        if !tenant.acquire_instance() {
+            return Err(PluginError::Limit {
+                plugin: name.to_string(),
+                function: "(instantiate)".into(),
+                limit: format!(
+                    "tenant '{}' has its maximum of {} plugin instances",
+                    tenant.name(),
+                    tenant.limits().max_instances
+                ),
+                output: String::new(),
+            });
+        }
+        let limits = tenant.limits();
+        let output = CapturedOutput::new(limits.max_log_bytes);
+        let wasi = build_wasi(tenant, &output).inspect_err(|_| tenant.release_instance(0))?;
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: InstanceLimiter {
+                tenant: tenant.clone(),
+                memory: 0,
+                refused: None,
+            },
+            output,
+            plugin: name.clone(),
+            config: config.to_vec(),
+        };
+        let mut store = Store::new(&plugin.host.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(tenant));
+        if plugin.host.fuel {
+            store
+                .set_fuel(limits.fuel_per_call.unwrap_or(u64::MAX))
+                .map_err(|e| PluginError::Host(e.to_string()))?;
+        }
+        let instantiated = match plugin.kind() {
+            PluginKind::Scalar => scalar::ScalarUdfPre::new(plugin.pre.clone())
+                .and_then(|pre| pre.instantiate(&mut store))
+                .map(Exports::Scalar),
+            PluginKind::Aggregate => aggregate::AggregateUdfPre::new(plugin.pre.clone())
+                .and_then(|pre| pre.instantiate(&mut store))
+                .map(Exports::Aggregate),
+            other => {
+                tenant.release_instance(0);
+                return Err(PluginError::Load {
+                    plugin: name.to_string(),
+                    reason: format!("{other} plugins cannot be run by this host yet"),
+                });
+            }
+        };
+        match instantiated {
+            Ok(exports) => Ok(Sandbox {
+                store,
+                exports,
+                tenant: tenant.clone(),
+                plugin: name,
+                poisoned: false,
+            }),
+            Err(e) => {
+                let err = classify(&mut store, tenant, &name, "(instantiate)", e);
+                tenant.release_instance(store.data().limiter.memory);
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether a failed call left the instance unusable.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Runs `f` as one guest call named `function`, under the limits.
+    pub(crate) fn call<R>(
+        &mut self,
+        function: &str,
+        f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R>,
+    ) -> Result<R> {
+        throttle(&self.tenant);
+        self.store.set_epoch_deadline(deadline_ticks(&self.tenant));
+        if let Some(fuel) = self.tenant.limits().fuel_per_call
+            && self.store.get_fuel().is_ok()
+        {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| PluginError::Host(e.to_string()))?;
+        }
+        let start = Instant::now();
+        let result = f(&mut self.store, &self.exports);
+        self.tenant.charge(start.elapsed());
+        match result {
+            Ok(r) => {
+                let printed = self.store.data().output.take();
+                if !printed.is_empty() {
+                    tracing::info!(plugin = &*self.plugin, function, "{}", printed.trim_end());
+                }
+                Ok(r)
+            }
+            Err(e) => Err(self.failure(function, e)),
+        }
+    }
+
+    /// Classifies a failed call and poisons the sandbox.
+    fn failure(&mut self, function: &str, e: wasmtime::Error) -> PluginError {
+        self.poisoned = true;
+        classify(&mut self.store, &self.tenant, &self.plugin, function, e)
+    }
+
+    /// The plugin's manifest.
+    pub(crate) fn manifest(&mut self) -> Result<Manifest> {
+        let m = self.call("manifest", |store, exports| match exports {
+            Exports::Scalar(b) => b.fungi_plugin_plugin().call_describe(store),
+            Exports::Aggregate(b) => b.fungi_plugin_plugin().call_describe(store),
+        })?;
+        Ok(Manifest {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            network: m.capabilities.network,
+            directories: m.capabilities.directories,
+        })
+    }
+
+    /// The functions the plugin exports, with signatures decoded.
+    pub(crate) fn functions(&mut self) -> Result<Vec<FunctionSignature>> {
+        let plugin = self.plugin.to_string();
+        let list: Vec<(types_api::FunctionSignature, bool)> =
+            self.call("functions", |store, exports| match exports {
+                Exports::Scalar(b) => Ok(b
+                    .fungi_plugin_scalar()
+                    .call_functions(store)?
+                    .into_iter()
+                    .map(|s| (s, false))
+                    .collect()),
+                Exports::Aggregate(b) => Ok(b
+                    .fungi_plugin_aggregate()
+                    .call_functions(store)?
+                    .into_iter()
+                    .map(|a| (a.signature, a.retractable))
+                    .collect()),
+            })?;
+        list.into_iter()
+            .map(|(s, retractable)| {
+                let contract = |reason: String| PluginError::Contract {
+                    plugin: plugin.clone(),
+                    function: s.name.clone(),
+                    reason,
+                };
+                let arguments = crate::ipc::decode_fields(&s.arguments)
+                    .map_err(|e| contract(format!("bad argument schema: {e}")))?;
+                let returns = crate::ipc::decode_fields(&s.returns)
+                    .map_err(|e| contract(format!("bad result schema: {e}")))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| contract("the result schema has no field".into()))?;
+                Ok(FunctionSignature {
+                    name: s.name.clone(),
+                    arguments,
+                    returns,
+                    volatility: match s.volatility {
+                        types_api::Volatility::Immutable => Volatility::Immutable,
+                        types_api::Volatility::Stable => Volatility::Stable,
+                        types_api::Volatility::Volatile => Volatility::Volatile,
+                    },
+                    retractable,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a failed call broke: a limit (memory, time, fuel, stack) or a trap.
+fn classify(
+    store: &mut Store<HostState>,
+    tenant: &Tenant,
+    plugin: &str,
+    function: &str,
+    e: wasmtime::Error,
+) -> PluginError {
+    let output = store.data().output.take();
+    let (plugin, function) = (plugin.to_string(), function.to_string());
+    if let Some(refused) = store.data_mut().limiter.refused.take() {
+        return PluginError::Limit {
+            plugin,
+            function,
+            limit: refused,
+            output,
+        };
+    }
+    let limit = |limit: String| PluginError::Limit {
+        plugin: plugin.clone(),
+        function: function.clone(),
+        limit,
+        output: output.clone(),
+    };
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => limit(format!(
+            "call time limit of {} ms exceeded",
+            tenant.limits().call_timeout.as_millis()
+        )),
+        Some(wasmtime::Trap::OutOfFuel) => limit(format!(
+            "fuel limit of {} per call exceeded",
+            tenant.limits().fuel_per_call.unwrap_or(0)
+        )),
+        Some(wasmtime::Trap::StackOverflow) => {
+            limit("stack limit exceeded (too deep recursion)".into())
+        }
+        Some(trap) => PluginError::Trap {
+            plugin,
+            function,
+            reason: trap.to_string(),
+            output,
+        },
+        None => PluginError::Trap {
+            plugin,
+            function,
+            reason: format!("{e:#}"),
+            output,
+        },
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let memory = self.store.data().limiter.memory;
+        self.tenant.release_instance(memory);
+    }
+}
+
+fn deadline_ticks(tenant: &Tenant) -> u64 {
+    (tenant.limits().call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// WASI for a tenant: nothing ambient; stdout/stderr captured; directories and network
+/// addresses only as granted.
+fn build_wasi(tenant: &Tenant, output: &CapturedOutput) -> Result<WasiCtx> {
+    let mut b = WasiCtx::builder();
+    b.stdout(output.clone()).stderr(output.clone());
+    for (host, guest, writable) in &tenant.limits().directories {
+        let perms = if *writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(host, guest, perms).map_err(|e| {
+            PluginError::Host(format!("granting directory {}: {e}", host.display()))
+        })?;
+    }
+    let allowed: Vec<std::net::SocketAddr> = tenant
+        .limits()
+        .network_allow
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    b.allow_ip_name_lookup(false);
+    b.allow_udp(false);
+    b.allow_tcp(!allowed.is_empty());
+    b.socket_addr_check(move |addr, usage| {
+        use wasmtime_wasi::sockets::SocketAddrUse;
+        let ok = match usage {
+            // The implicit bind of an outgoing connection (wildcard address, any port).
+            SocketAddrUse::TcpBind => {
+                !allowed.is_empty() && addr.ip().is_unspecified() && addr.port() == 0
+            }
+            SocketAddrUse::TcpConnect => allowed.contains(&addr),
+            _ => false,
+        };
+        Box::pin(async move { ok })
+    });
+    Ok(b.build())
+}

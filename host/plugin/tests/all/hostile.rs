@@ -1,0 +1,228 @@
+//! Hostile plugins are stopped within their tenant's limits; the host, the next call and
+//! other tenants carry on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
+use arrow::datatypes::Int64Type;
+use fungi_plugin::{PluginError, ScalarUdf, TenantLimits};
+use fungi_plugin_artifacts::{HOSTILE_EVIL, STRINGS_GEO};
+
+use crate::{load, tenant};
+
+fn ints(n: usize) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(0..n as i64))
+}
+
+fn strings(v: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+fn evil(function: &str, limits: TenantLimits) -> ScalarUdf {
+    ScalarUdf::new(
+        load(HOSTILE_EVIL),
+        tenant(function, limits),
+        function,
+        Vec::new(),
+    )
+    .unwrap()
+}
+
+fn limit(err: PluginError, what: &str) {
+    assert_eq!(err.code(), "PLUGIN_LIMIT", "{err}");
+    assert!(err.to_string().contains(what), "{err}");
+}
+
+#[test]
+fn an_infinite_loop_is_interrupted_at_the_call_time_limit() {
+    let limits = TenantLimits {
+        call_timeout: Duration::from_millis(100),
+        ..TenantLimits::default()
+    };
+    let f = evil("spin", limits);
+    let start = Instant::now();
+    let err = f.call(&[ints(1)], 1).unwrap_err();
+    let took = start.elapsed();
+    limit(err, "call time limit of 100 ms exceeded");
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    // The next call gets a fresh instance (and is stopped again).
+    limit(f.call(&[ints(1)], 1).unwrap_err(), "call time limit");
+}
+
+#[test]
+fn a_memory_bomb_hits_the_instance_memory_limit() {
+    let limits = TenantLimits {
+        memory_per_instance: 32 << 20,
+        ..TenantLimits::default()
+    };
+    let t = tenant("bomb", limits);
+    let f = ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "bomb", Vec::new()).unwrap();
+    limit(
+        f.call(&[ints(1)], 1).unwrap_err(),
+        "memory limit of 32 MiB per instance exceeded",
+    );
+    // The discarded instance gave its memory back to the tenant.
+    assert_eq!(t.live_instances(), 0);
+    assert_eq!(t.memory_in_use(), 0);
+}
+
+#[test]
+fn deep_recursion_is_stopped() {
+    // The guest overflows its own stack (in linear memory, below address 0) or the
+    // engine's; either way the call traps and the next one gets a fresh instance.
+    let f = evil("recurse", TenantLimits::default());
+    for _ in 0..2 {
+        let err = f.call(&[ints(1)], 1).unwrap_err();
+        assert!(
+            matches!(err.code(), "PLUGIN_TRAP" | "PLUGIN_LIMIT"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("'recurse'"), "{err}");
+    }
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_plugins_message() {
+    let f = evil("boom", TenantLimits::default());
+    let err = f.call(&[ints(1)], 1).unwrap_err();
+    assert_eq!(err.code(), "PLUGIN_TRAP", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("'boom' trapped") && text.contains("boom at 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    let limits = TenantLimits {
+        max_output_bytes: 4 << 20,
+        ..TenantLimits::default()
+    };
+    let f = evil("flood", limits);
+    limit(
+        f.call(&[ints(8)], 8).unwrap_err(),
+        "output limit of 4194304 bytes per call exceeded",
+    );
+}
+
+#[test]
+fn printing_is_captured_and_capped() {
+    let f = evil("chatty", TenantLimits::default());
+    let out = f.call(&[ints(3)], 3).unwrap();
+    assert_eq!(
+        out.as_primitive::<Int64Type>().values().to_vec(),
+        vec![0, 1, 2]
+    );
+}
+
+#[test]
+fn no_network_files_or_environment_unless_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let f = evil("connect", TenantLimits::default());
+    let out = f.call(&[strings(&[&addr, "10.1.2.3:80"])], 2).unwrap();
+    for v in out.as_string::<i32>().iter() {
+        assert!(v.unwrap().starts_with("refused"), "{v:?}");
+    }
+    // Allow-listed: the same address connects.
+    let granted = TenantLimits {
+        network_allow: vec![addr.clone()],
+        ..TenantLimits::default()
+    };
+    let f = evil("connect", granted);
+    let out = f.call(&[strings(&[&addr, "10.1.2.3:80"])], 2).unwrap();
+    let out: Vec<_> = out
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert_eq!(out[0], "connected");
+    assert!(out[1].starts_with("refused"), "{out:?}");
+
+    let f = evil("read_file", TenantLimits::default());
+    let out = f
+        .call(&[strings(&["/etc/passwd", "../../etc/passwd"])], 2)
+        .unwrap();
+    for v in out.as_string::<i32>().iter() {
+        assert!(v.unwrap().starts_with("refused"), "{v:?}");
+    }
+    // A granted directory is readable, but nothing above it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.txt"), "hello").unwrap();
+    let granted = TenantLimits {
+        directories: vec![(dir.path().to_path_buf(), "/data".into(), false)],
+        ..TenantLimits::default()
+    };
+    let f = evil("read_file", granted);
+    let out = f
+        .call(&[strings(&["/data/ok.txt", "/data/../../etc/passwd"])], 2)
+        .unwrap();
+    let out: Vec<_> = out
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert_eq!(out[0], "read 5 bytes");
+    assert!(out[1].starts_with("refused"), "{out:?}");
+
+    let f = evil("env_count", TenantLimits::default());
+    let out = f.call(&[ints(1)], 1).unwrap();
+    assert_eq!(out.as_primitive::<Int64Type>().value(0), 0);
+}
+
+#[test]
+fn the_instance_limit_bounds_a_tenant() {
+    let limits = TenantLimits {
+        max_instances: 1,
+        ..TenantLimits::default()
+    };
+    let t = tenant("few", limits);
+    let plugin = load(STRINGS_GEO);
+    let a = ScalarUdf::new(plugin.clone(), t.clone(), "gcd", Vec::new()).unwrap();
+    let b = ScalarUdf::new(plugin, t.clone(), "slugify", Vec::new()).unwrap();
+    a.call(&[ints(2), ints(2)], 2).unwrap();
+    // `a` keeps its idle instance; `b` needs a second one.
+    let err = b.call(&[strings(&["x"])], 1).unwrap_err();
+    limit(err, "maximum of 1 plugin instances");
+}
+
+#[test]
+fn a_runaway_tenant_does_not_stop_another_tenant() {
+    // Tenant A spins (each call stopped at 200 ms) on another thread while tenant B's
+    // calls go on; B's calls stay fast.
+    let spin = evil(
+        "spin",
+        TenantLimits {
+            call_timeout: Duration::from_millis(200),
+            ..TenantLimits::default()
+        },
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let runaway = std::thread::spawn(move || {
+        let mut stopped = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(spin.call(&[ints(1)], 1).is_err());
+            stopped += 1;
+        }
+        stopped
+    });
+    let gcd = ScalarUdf::new(
+        load(STRINGS_GEO),
+        tenant("victim", TenantLimits::default()),
+        "gcd",
+        Vec::new(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..50 {
+        gcd.call(&[ints(8192), ints(8192)], 8192).unwrap();
+    }
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(runaway.join().unwrap() >= 1);
+    // A generous bound: 50 calls of 8192 rows take a few ms alone.
+    assert!(took < Duration::from_secs(5), "the victim took {took:?}");
+}

@@ -1,0 +1,278 @@
+//! Write Fungi plugins in Rust.
+//!
+//! A plugin is a WebAssembly component (target `wasm32-wasip2`) that implements one world
+//! of the contract in `wit/` (package `fungi:plugin`). This crate generates the guest
+//! bindings from that contract and hides them behind plain Rust traits: Arrow arrays in,
+//! Arrow arrays out.
+//!
+//! Scalar functions, row style (the macro writes the vectorized loop and handles NULLs):
+//!
+//! ```ignore
+//! #[fungi_sdk::udf]
+//! fn gcd(a: i64, b: i64) -> i64 { /* ... */ }
+//!
+//! fungi_sdk::scalar_plugin! {
+//!     name: "math",
+//!     description: "integer helpers",
+//!     functions: [gcd],
+//! }
+//! ```
+//!
+//! or batch style, implementing [`ScalarFunction`] directly. Aggregates implement
+//! [`AggregateFunction`] and [`Accumulator`] (one accumulator holds every group; each
+//! call carries a group id per row) and are exported with [`aggregate_plugin!`].
+
+use std::sync::Arc;
+
+pub use arrow_array;
+pub use arrow_schema;
+pub use fungi_sdk_macros::udf;
+
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_schema::{DataType, Field, Schema};
+
+#[doc(hidden)]
+pub use fungi_sdk_aggregate_bindings as aggregate_bindings;
+#[doc(hidden)]
+pub use fungi_sdk_scalar_bindings as scalar_bindings;
+
+pub mod udf;
+
+mod adapters;
+#[doc(hidden)]
+pub use adapters::{AggregateAdapter, ScalarAdapter};
+
+/// An error a plugin returns (instead of panicking, which the host treats as a crash).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The input is not what the function accepts.
+    InvalidInput(String),
+    /// Valid, but not supported by this plugin.
+    Unsupported(String),
+    /// Anything else.
+    Internal(String),
+}
+
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+/// How a function's result depends on its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volatility {
+    /// Same input, same output.
+    Immutable,
+    /// Same within a query.
+    Stable,
+    /// May differ per call.
+    Volatile,
+}
+
+/// What the plugin says about itself.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// `host:port` addresses it wants to reach.
+    pub network: Vec<String>,
+    /// Guest directories it wants.
+    pub directories: Vec<String>,
+}
+
+/// A scalar function: one output value per input row, a batch at a time.
+pub trait ScalarFunction: Send + Sync + 'static {
+    /// The name SQL calls it by.
+    fn name(&self) -> &str;
+    /// Argument types.
+    fn arguments(&self) -> Vec<DataType>;
+    /// Result type.
+    fn returns(&self) -> DataType;
+    /// Volatility (default: immutable).
+    fn volatility(&self) -> Volatility {
+        Volatility::Immutable
+    }
+    /// Evaluates `args` (`rows` rows; one array per argument); returns `rows` values.
+    fn call(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error>;
+}
+
+/// An aggregate function: makes accumulators.
+pub trait AggregateFunction: Send + Sync + 'static {
+    /// The name SQL calls it by.
+    fn name(&self) -> &str;
+    /// Argument types.
+    fn arguments(&self) -> Vec<DataType>;
+    /// Result type.
+    fn returns(&self) -> DataType;
+    /// Whether its accumulators implement [`Accumulator::retract`].
+    fn retractable(&self) -> bool {
+        false
+    }
+    /// A new, empty accumulator.
+    fn accumulator(&self, config: &[(String, String)]) -> Result<Box<dyn Accumulator>, Error>;
+}
+
+/// The state of an aggregate for many groups (dense ids chosen by the host).
+pub trait Accumulator: 'static {
+    /// Folds `args` into `groups` (one group id per row); ids are below `total`.
+    fn update(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error>;
+    /// Takes `args` back out of `groups`.
+    fn retract(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error> {
+        let _ = (args, groups, total);
+        Err(Error::Unsupported("this aggregate cannot retract".into()))
+    }
+    /// Merges group `src` into `dst` for each pair; `src` is unchanged.
+    fn merge(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<(), Error>;
+    /// The result of each of `groups`.
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, Error>;
+    /// Empties `groups`.
+    fn reset(&mut self, groups: &[u32]);
+    /// The state of each of `groups` as bytes.
+    fn snapshot(&self, groups: &[u32]) -> Result<Vec<Vec<u8>>, Error>;
+    /// Restores `groups` from [`snapshot`](Self::snapshot) bytes.
+    fn restore(&mut self, groups: &[u32], states: &[Vec<u8>]) -> Result<(), Error>;
+}
+
+/// A scalar plugin: its manifest and functions (implemented by [`scalar_plugin!`]).
+pub trait ScalarPlugin: 'static {
+    /// The manifest.
+    fn manifest() -> Manifest;
+    /// The functions.
+    fn functions() -> Vec<Arc<dyn ScalarFunction>>;
+}
+
+/// An aggregate plugin: its manifest and aggregates (implemented by
+/// [`aggregate_plugin!`]).
+pub trait AggregatePlugin: 'static {
+    /// The manifest.
+    fn manifest() -> Manifest;
+    /// The aggregates.
+    fn functions() -> Vec<Arc<dyn AggregateFunction>>;
+}
+
+/// Arrow IPC helpers for the boundary.
+#[doc(hidden)]
+pub mod ipc {
+    use super::*;
+
+    /// Encodes `batch` as Arrow IPC stream bytes.
+    pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())?;
+        w.write(batch)?;
+        w.finish()?;
+        drop(w);
+        Ok(out)
+    }
+
+    /// Encodes a schema of `types` (named `arg0`...) or of one field `result`.
+    pub fn schema(fields: Vec<Field>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let schema = Schema::new(fields);
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(&mut out, &schema).expect("schema encodes");
+        w.finish().expect("schema encodes");
+        drop(w);
+        out
+    }
+
+    /// Decodes the columns of an IPC stream with one batch (no batch: no rows).
+    pub fn decode(bytes: &[u8]) -> Result<(Vec<ArrayRef>, usize), Error> {
+        let mut r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+        match r.next() {
+            Some(b) => {
+                let b = b?;
+                let rows = b.num_rows();
+                Ok((b.columns().to_vec(), rows))
+            }
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// One column as an IPC batch.
+    pub fn column(array: ArrayRef) -> Result<Vec<u8>, Error> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "result",
+            array.data_type().clone(),
+            true,
+        )]));
+        let rows = array.len();
+        let batch = RecordBatch::try_new_with_options(
+            schema,
+            vec![array],
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        encode(&batch)
+    }
+}
+
+/// Exports a library of scalar functions.
+///
+/// ```ignore
+/// fungi_sdk::scalar_plugin! {
+///     name: "strings-geo",
+///     description: "string and geographic functions",
+///     functions: [haversine, gcd],
+/// }
+/// ```
+#[macro_export]
+macro_rules! scalar_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        functions: [$($f:expr),* $(,)?] $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __FungiScalarPlugin;
+        impl $crate::ScalarPlugin for __FungiScalarPlugin {
+            fn manifest() -> $crate::Manifest {
+                $crate::Manifest {
+                    name: ($name).to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: ($description).to_string(),
+                    ..::std::default::Default::default()
+                }
+            }
+            fn functions() -> ::std::vec::Vec<::std::sync::Arc<dyn $crate::ScalarFunction>> {
+                vec![$(::std::sync::Arc::new($f)),*]
+            }
+        }
+        #[doc(hidden)]
+        type __FungiScalarExport = $crate::ScalarAdapter<__FungiScalarPlugin>;
+        $crate::scalar_bindings::export_scalar_udf!(__FungiScalarExport with_types_in $crate::scalar_bindings);
+    };
+}
+
+/// Exports a library of aggregate functions (see [`scalar_plugin!`]).
+#[macro_export]
+macro_rules! aggregate_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        functions: [$($f:expr),* $(,)?] $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __FungiAggregatePlugin;
+        impl $crate::AggregatePlugin for __FungiAggregatePlugin {
+            fn manifest() -> $crate::Manifest {
+                $crate::Manifest {
+                    name: ($name).to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: ($description).to_string(),
+                    ..::std::default::Default::default()
+                }
+            }
+            fn functions() -> ::std::vec::Vec<::std::sync::Arc<dyn $crate::AggregateFunction>> {
+                vec![$(::std::sync::Arc::new($f)),*]
+            }
+        }
+        #[doc(hidden)]
+        type __FungiAggregateExport = $crate::AggregateAdapter<__FungiAggregatePlugin>;
+        $crate::aggregate_bindings::export_aggregate_udf!(__FungiAggregateExport with_types_in $crate::aggregate_bindings);
+    };
+}
