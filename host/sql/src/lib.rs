@@ -12,7 +12,9 @@
 //!   aggregate;
 //! - projections, filters, CASE, casts and every DataFusion scalar function;
 //! - `INSERT INTO sink SELECT ...` (a job) and bare `SELECT` (a job whose sink the caller
-//!   picks, e.g. stdout).
+//!   picks, e.g. stdout);
+//! - plugin functions: `CREATE FUNCTION f LANGUAGE WASM USING 'plugin.wasm'` and
+//!   `LOAD PLUGIN 'plugin.wasm'` (scalar functions and aggregates, also in windows).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -33,6 +35,7 @@ mod ddl;
 mod error;
 mod operators;
 pub mod planner;
+mod plugins;
 mod session;
 mod text;
 mod tvf;

@@ -80,6 +80,11 @@ pub(crate) struct Planner<'a> {
     rank_request: Option<RankRequest>,
     /// Set by a projection over such a filter: whether it reads the row number.
     rank_used_above: Option<bool>,
+    /// Aggregates of loaded plugins, run as Fungi accumulators.
+    plugin_aggregates: &'a std::collections::BTreeMap<
+        String,
+        Arc<dyn fungi_streaming::aggregate::AggregateFunction>,
+    >,
 }
 
 /// What a filter over a `ROW_NUMBER()` column asks of the ranking below it.
@@ -110,6 +115,10 @@ impl<'a> Planner<'a> {
         graph: &'a mut JobGraph,
         state_ttl_ms: Option<i64>,
         lookups: Vec<String>,
+        plugin_aggregates: &'a std::collections::BTreeMap<
+            String,
+            Arc<dyn fungi_streaming::aggregate::AggregateFunction>,
+        >,
     ) -> Self {
         Planner {
             state,
@@ -120,6 +129,7 @@ impl<'a> Planner<'a> {
             lookups,
             rank_request: None,
             rank_used_above: None,
+            plugin_aggregates,
         }
     }
 }
@@ -488,7 +498,10 @@ impl Planner<'_> {
                 exprs.push(arg);
                 inputs.push(name);
             }
-            let native = if expr.is_distinct() {
+            let plugin = self.plugin_aggregates.get(expr.fun().name()).cloned();
+            let native = if plugin.is_some() {
+                plugin
+            } else if expr.is_distinct() {
                 (expr.fun().name() == "count").then(|| {
                     Arc::new(fungi_streaming::aggregate::CountDistinct)
                         as Arc<dyn fungi_streaming::aggregate::AggregateFunction>

@@ -18,6 +18,7 @@ use crate::catalog::TableDef;
 use crate::ddl::{is_create_table, parse_create_table};
 use crate::error::{Result, SqlError};
 use crate::planner::{Planned, Planner};
+use crate::plugins::{self, SessionPlugins};
 use crate::text::{closest, split_statements, unquote};
 use crate::tvf::rewrite;
 use crate::udfs::{self, Mod, Proctime, WindowMarker};
@@ -70,6 +71,7 @@ pub struct SqlSession {
     config: JobConfig,
     jobs: usize,
     state_ttl_ms: Option<i64>,
+    plugins: SessionPlugins,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -104,6 +106,7 @@ impl SqlSession {
             config,
             jobs: 0,
             state_ttl_ms: None,
+            plugins: SessionPlugins::default(),
         }
     }
 
@@ -139,6 +142,14 @@ impl SqlSession {
             .unwrap_or("")
             .to_ascii_uppercase();
         match first.as_str() {
+            "CREATE" | "LOAD" if plugins::is_plugin_statement(stmt) => {
+                let parsed = plugins::parse(stmt)?;
+                let names = self.plugins.register(&parsed, &self.ctx)?;
+                Ok(Outcome::Done(plugins::registered_message(
+                    &parsed.path,
+                    &names,
+                )))
+            }
             "CREATE" if is_create_table(stmt) => self.create_table(stmt).await,
             "CREATE" | "DROP" => {
                 let sql = rewrite(stmt)?;
@@ -174,7 +185,7 @@ impl SqlSession {
                         .collect::<Vec<_>>()
                         .join(" ")
                 ),
-                "use CREATE TABLE, CREATE VIEW, INSERT INTO, SELECT, EXPLAIN or SET",
+                "use CREATE TABLE, CREATE VIEW, CREATE FUNCTION, LOAD PLUGIN, INSERT INTO, SELECT, EXPLAIN or SET",
             )),
         }
     }
@@ -200,9 +211,15 @@ impl SqlSession {
                     .as_millis() as i64;
                 self.state_ttl_ms = (ms > 0).then_some(ms);
             }
+            key if key.starts_with("plugin.") => {
+                let mut limits = self.plugins.limits.clone();
+                plugins::set_limit(&mut limits, key, &v)?;
+                self.plugins.set_limits(limits);
+            }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl"
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, {}",
+                    plugins::LIMIT_KEYS.join(", ")
                 )));
             }
         }
@@ -381,6 +398,7 @@ impl SqlSession {
                     &mut graph,
                     self.state_ttl_ms,
                     lookups.clone(),
+                    &self.plugins.aggregates,
                 );
                 let out = planner.plan(&dml.input)?;
                 if out.updating && !registry::accepts_updates(&table.connector) {
@@ -422,6 +440,7 @@ impl SqlSession {
                     &mut graph,
                     self.state_ttl_ms,
                     lookups.clone(),
+                    &self.plugins.aggregates,
                 );
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {

@@ -4,6 +4,7 @@
 mod errors;
 mod explain;
 mod oracle;
+mod plugins;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};

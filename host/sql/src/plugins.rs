@@ -1,0 +1,474 @@
+//! Plugin functions in SQL.
+//!
+//! ```sql
+//! CREATE FUNCTION haversine LANGUAGE WASM USING 'plugins/strings_geo.wasm';
+//! CREATE FUNCTION distinct_bidders AS 'hll_distinct' LANGUAGE WASM USING 'hll.wasm';
+//! LOAD PLUGIN 'plugins/strings_geo.wasm';   -- every function of the plugin
+//! ```
+//!
+//! (Flink's `CREATE FUNCTION name AS 'identifier' LANGUAGE ... USING JAR '...'`, with
+//! `WASM` as the language.) Scalar functions become DataFusion `ScalarUDF`s that call the
+//! plugin once per batch; aggregates become DataFusion `AggregateUDF`s for planning, and
+//! the streaming planner runs them as Fungi accumulators (one call per batch for all the
+//! groups of an operator), so they work inside windows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::{Result as DfResult, exec_err, not_impl_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility as DfVolatility,
+};
+use fungi_plugin::{
+    AggregateUdf, HostOptions, PluginHost, PluginKind, ScalarUdf, Tenant, TenantLimits, Volatility,
+};
+use fungi_streaming::aggregate::AggregateFunction;
+
+use crate::error::{Result, SqlError};
+use crate::text::{find_keyword, unquote};
+
+/// The plugins of a session: the host (made on first use), the tenant whose limits they
+/// run under, and the aggregates the planner runs natively.
+pub(crate) struct SessionPlugins {
+    host: Option<Arc<PluginHost>>,
+    options: HostOptions,
+    pub(crate) limits: TenantLimits,
+    tenant: Option<Arc<Tenant>>,
+    pub(crate) aggregates: BTreeMap<String, Arc<dyn AggregateFunction>>,
+}
+
+impl Default for SessionPlugins {
+    fn default() -> Self {
+        SessionPlugins {
+            host: None,
+            options: HostOptions {
+                cache_dir: std::env::var_os("FUNGI_PLUGIN_CACHE").map(Into::into),
+                fuel: false,
+            },
+            limits: TenantLimits::default(),
+            tenant: None,
+            aggregates: BTreeMap::new(),
+        }
+    }
+}
+
+/// A parsed `CREATE FUNCTION ... LANGUAGE WASM` or `LOAD PLUGIN`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PluginStatement {
+    /// The component file.
+    pub(crate) path: String,
+    /// (SQL name, plugin function); `None`: every function under its own name.
+    pub(crate) function: Option<(String, String)>,
+}
+
+/// Whether `stmt` is a `CREATE FUNCTION` or `LOAD PLUGIN`.
+pub(crate) fn is_plugin_statement(stmt: &str) -> bool {
+    let words: Vec<String> = stmt
+        .split_whitespace()
+        .take(4)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        w.as_slice(),
+        ["LOAD", "PLUGIN", ..]
+            | ["CREATE", "FUNCTION", ..]
+            | ["CREATE", "TEMPORARY", "FUNCTION", ..]
+            | ["CREATE", "TEMPORARY", "SYSTEM", "FUNCTION"]
+            | ["CREATE", "SYSTEM", "FUNCTION", ..]
+    )
+}
+
+/// Parses a plugin statement.
+pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
+    let quoted = |from: usize| -> Option<String> {
+        let rest = &stmt[from..];
+        let start = rest.find('\'')?;
+        let end = rest[start + 1..].find('\'')? + start + 1;
+        Some(rest[start + 1..end].to_string())
+    };
+    if stmt
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("LOAD"))
+    {
+        let path = quoted(0).ok_or_else(|| {
+            SqlError::Plan("LOAD PLUGIN needs a file: LOAD PLUGIN 'path/to/plugin.wasm'".into())
+        })?;
+        return Ok(PluginStatement {
+            path,
+            function: None,
+        });
+    }
+    let language = find_keyword(stmt, "LANGUAGE", 0).ok_or_else(|| {
+        SqlError::unsupported(
+            "CREATE FUNCTION without LANGUAGE WASM",
+            "write CREATE FUNCTION name [AS 'plugin_function'] LANGUAGE WASM USING 'plugin.wasm'",
+        )
+    })?;
+    let lang = stmt[language + "LANGUAGE".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    if !lang.eq_ignore_ascii_case("WASM") {
+        return Err(SqlError::unsupported(
+            format!("functions in LANGUAGE {lang}"),
+            "build the function as a Wasm plugin (fungi-sdk) and use LANGUAGE WASM USING 'plugin.wasm'",
+        ));
+    }
+    let using = find_keyword(stmt, "USING", 0).ok_or_else(|| {
+        SqlError::Plan("CREATE FUNCTION ... LANGUAGE WASM needs USING 'plugin.wasm'".into())
+    })?;
+    let path = quoted(using).ok_or_else(|| {
+        SqlError::Plan("USING needs the plugin file in quotes: USING 'plugin.wasm'".into())
+    })?;
+    let function_kw = find_keyword(stmt, "FUNCTION", 0).expect("checked by is_plugin_statement");
+    let mut words = stmt[function_kw + "FUNCTION".len()..].split_whitespace();
+    let mut name = words.next().unwrap_or("");
+    if name.eq_ignore_ascii_case("IF") {
+        // IF NOT EXISTS
+        words.next();
+        words.next();
+        name = words.next().unwrap_or("");
+    }
+    let name = unquote(name);
+    if name.is_empty() || name.eq_ignore_ascii_case("LANGUAGE") {
+        return Err(SqlError::Plan("CREATE FUNCTION needs a name".into()));
+    }
+    let target = match find_keyword(stmt, "AS", function_kw) {
+        Some(at) if at < language => quoted(at).unwrap_or_else(|| name.clone()),
+        _ => name.clone(),
+    };
+    Ok(PluginStatement {
+        path,
+        function: Some((name, target)),
+    })
+}
+
+impl SessionPlugins {
+    fn host(&mut self) -> Result<Arc<PluginHost>> {
+        if let Some(h) = &self.host {
+            return Ok(h.clone());
+        }
+        let h = PluginHost::new(self.options.clone()).map_err(plugin_error)?;
+        self.host = Some(h.clone());
+        Ok(h)
+    }
+
+    /// The session's tenant (made when the first plugin loads, with the limits SET so
+    /// far).
+    fn tenant(&mut self) -> Arc<Tenant> {
+        self.tenant
+            .get_or_insert_with(|| Arc::new(Tenant::new("session", self.limits.clone())))
+            .clone()
+    }
+
+    /// Changes the limits; plugins loaded later use them.
+    pub(crate) fn set_limits(&mut self, limits: TenantLimits) {
+        self.limits = limits;
+        self.tenant = None;
+    }
+
+    /// Loads the plugin of `stmt` and registers its functions with `ctx`. Returns the
+    /// registered SQL names.
+    pub(crate) fn register(
+        &mut self,
+        stmt: &PluginStatement,
+        ctx: &datafusion::prelude::SessionContext,
+    ) -> Result<Vec<String>> {
+        let plugin = self
+            .host()?
+            .load_file(std::path::Path::new(&stmt.path))
+            .map_err(plugin_error)?;
+        let tenant = self.tenant();
+        let wanted: Vec<(String, String)> = match &stmt.function {
+            Some((sql, target)) => {
+                plugin.function(target).map_err(plugin_error)?;
+                vec![(sql.clone(), target.clone())]
+            }
+            None => plugin
+                .functions()
+                .iter()
+                .map(|f| (f.name.clone(), f.name.clone()))
+                .collect(),
+        };
+        for (sql, target) in &wanted {
+            match plugin.kind() {
+                PluginKind::Scalar => {
+                    let udf = ScalarUdf::new(plugin.clone(), tenant.clone(), target, Vec::new())
+                        .map_err(plugin_error)?;
+                    ctx.register_udf(ScalarUDF::new_from_impl(WasmScalar::new(sql, udf)));
+                }
+                PluginKind::Aggregate => {
+                    let udaf =
+                        AggregateUdf::new(plugin.clone(), tenant.clone(), target, Vec::new())
+                            .map_err(plugin_error)?;
+                    let udaf = Arc::new(udaf);
+                    ctx.register_udaf(AggregateUDF::new_from_impl(WasmAggregate::new(
+                        sql,
+                        udaf.clone(),
+                    )));
+                    self.aggregates.insert(sql.clone(), udaf);
+                }
+                other => {
+                    return Err(SqlError::unsupported(
+                        format!("plugin '{}' ({other}) as a function", plugin.name()),
+                        "use scalar or aggregate plugins in CREATE FUNCTION / LOAD PLUGIN",
+                    ));
+                }
+            }
+        }
+        Ok(wanted.into_iter().map(|w| w.0).collect())
+    }
+}
+
+/// The `SET 'plugin.*'` keys.
+pub(crate) const LIMIT_KEYS: &[&str] = &[
+    "plugin.call-timeout",
+    "plugin.cpu-budget-per-second",
+    "plugin.memory-per-instance",
+    "plugin.memory-total",
+    "plugin.max-instances",
+    "plugin.max-output",
+];
+
+/// Applies `SET 'key' = 'value'` for a plugin limit (durations as `500 ms`, sizes as
+/// `64 mb`).
+pub(crate) fn set_limit(limits: &mut TenantLimits, key: &str, value: &str) -> Result<()> {
+    let bad = |what: &str| SqlError::Plan(format!("SET '{key}': '{value}' is not {what}"));
+    let duration = || {
+        fungi_connector::options::parse_duration(value).map_err(|_| bad("a duration (e.g. 500 ms)"))
+    };
+    let size = || -> Result<usize> {
+        let v = value.trim().to_ascii_lowercase();
+        let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+        let n: usize = v[..split]
+            .trim()
+            .parse()
+            .map_err(|_| bad("a size (e.g. 64 mb)"))?;
+        let unit = match v[split..].trim() {
+            "" | "b" => 1,
+            "kb" | "k" | "kib" => 1 << 10,
+            "mb" | "m" | "mib" => 1 << 20,
+            "gb" | "g" | "gib" => 1 << 30,
+            _ => return Err(bad("a size (e.g. 64 mb)")),
+        };
+        Ok(n * unit)
+    };
+    match key {
+        "plugin.call-timeout" => limits.call_timeout = duration()?,
+        "plugin.cpu-budget-per-second" => limits.cpu_budget_per_second = duration()?,
+        "plugin.memory-per-instance" => limits.memory_per_instance = size()?,
+        "plugin.memory-total" => limits.memory_total = size()?,
+        "plugin.max-output" => limits.max_output_bytes = size()?,
+        "plugin.max-instances" => {
+            limits.max_instances = value.trim().parse().map_err(|_| bad("a number"))?
+        }
+        _ => {
+            return Err(SqlError::Plan(format!(
+                "unknown setting '{key}'; plugin limits: {}",
+                LIMIT_KEYS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn plugin_error(e: fungi_plugin::PluginError) -> SqlError {
+    SqlError::Plan(e.to_string())
+}
+
+fn df_volatility(v: Volatility) -> DfVolatility {
+    match v {
+        Volatility::Immutable => DfVolatility::Immutable,
+        Volatility::Stable => DfVolatility::Stable,
+        Volatility::Volatile => DfVolatility::Volatile,
+    }
+}
+
+/// A plugin scalar function as a DataFusion UDF.
+#[derive(Debug)]
+struct WasmScalar {
+    name: String,
+    udf: Arc<ScalarUdf>,
+    signature: Signature,
+}
+
+impl WasmScalar {
+    fn new(name: &str, udf: ScalarUdf) -> Self {
+        let sig = udf.signature();
+        let signature = Signature::exact(
+            sig.arguments
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+            df_volatility(sig.volatility),
+        );
+        WasmScalar {
+            name: name.to_string(),
+            udf: Arc::new(udf),
+            signature,
+        }
+    }
+}
+
+impl PartialEq for WasmScalar {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.udf, &other.udf)
+    }
+}
+impl Eq for WasmScalar {}
+impl std::hash::Hash for WasmScalar {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for WasmScalar {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.udf.signature().returns.data_type().clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        match self.udf.call(&arrays, rows) {
+            Ok(a) => Ok(ColumnarValue::Array(a)),
+            Err(e) => exec_err!("{e}"),
+        }
+    }
+}
+
+/// A plugin aggregate as a DataFusion UDAF, for planning. Fungi's streaming operators
+/// run it through its own accumulators; DataFusion never executes it.
+#[derive(Debug)]
+struct WasmAggregate {
+    name: String,
+    udaf: Arc<AggregateUdf>,
+    signature: Signature,
+}
+
+impl WasmAggregate {
+    fn new(name: &str, udaf: Arc<AggregateUdf>) -> Self {
+        let signature = Signature::exact(
+            udaf.signature()
+                .arguments
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+            DfVolatility::Immutable,
+        );
+        WasmAggregate {
+            name: name.to_string(),
+            udaf,
+            signature,
+        }
+    }
+}
+
+impl PartialEq for WasmAggregate {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.udaf, &other.udaf)
+    }
+}
+impl Eq for WasmAggregate {}
+impl std::hash::Hash for WasmAggregate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl AggregateUDFImpl for WasmAggregate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.udaf.signature().returns.data_type().clone())
+    }
+
+    fn accumulator(&self, _acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        not_impl_err!(
+            "the plugin aggregate {} runs in Fungi's streaming operators, not in DataFusion's executor",
+            self.name
+        )
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        Ok(vec![Arc::new(arrow::datatypes::Field::new(
+            format!("{}[state]", args.name),
+            DataType::Binary,
+            true,
+        ))])
+    }
+}
+
+/// The plugin statement's outcome message.
+pub(crate) fn registered_message(plugin: &str, names: &[String]) -> String {
+    format!("plugin {plugin}: registered {}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_limits() {
+        let mut l = TenantLimits::default();
+        set_limit(&mut l, "plugin.memory-per-instance", "16 MB").unwrap();
+        set_limit(&mut l, "plugin.call-timeout", "250 ms").unwrap();
+        assert_eq!(l.memory_per_instance, 16 << 20);
+        assert_eq!(l.call_timeout, std::time::Duration::from_millis(250));
+        assert!(set_limit(&mut l, "plugin.max-instances", "many").is_err());
+        assert!(set_limit(&mut l, "plugin.nope", "1").is_err());
+    }
+
+    #[test]
+    fn parses_create_function_and_load_plugin() {
+        assert!(is_plugin_statement(
+            "CREATE FUNCTION f LANGUAGE WASM USING 'a.wasm'"
+        ));
+        assert!(is_plugin_statement("LOAD PLUGIN 'a.wasm'"));
+        assert!(!is_plugin_statement("CREATE TABLE t (a INT)"));
+        assert_eq!(
+            parse("CREATE FUNCTION dist AS 'haversine' LANGUAGE WASM USING 'geo.wasm'").unwrap(),
+            PluginStatement {
+                path: "geo.wasm".into(),
+                function: Some(("dist".into(), "haversine".into())),
+            }
+        );
+        assert_eq!(
+            parse("CREATE TEMPORARY FUNCTION IF NOT EXISTS gcd LANGUAGE WASM USING JAR 'm.wasm'")
+                .unwrap()
+                .function,
+            Some(("gcd".into(), "gcd".into()))
+        );
+        assert_eq!(parse("LOAD PLUGIN 'x.wasm'").unwrap().function, None);
+        let e = parse("CREATE FUNCTION f AS 'com.acme.F' LANGUAGE JAVA USING JAR 'f.jar'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("LANGUAGE JAVA") && e.contains("LANGUAGE WASM"),
+            "{e}"
+        );
+    }
+}

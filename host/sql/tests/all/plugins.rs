@@ -1,0 +1,104 @@
+//! Plugin functions in SQL: in windows, against the equivalent native functions.
+
+use fungi_plugin_artifacts::{HLL, STRINGS_GEO};
+use fungi_sql::SqlSession;
+
+use crate::select;
+
+const BID: &str =
+    "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '200000');";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_functions_in_a_window_match_native_ones() {
+    let mut session = SqlSession::default();
+    session
+        .execute("SET 'parallelism.default' = '2'")
+        .await
+        .unwrap();
+    let script = format!(
+        "{BID}
+         CREATE FUNCTION wasm_gcd AS 'gcd' LANGUAGE WASM USING '{STRINGS_GEO}';
+         LOAD PLUGIN '{HLL}';
+         SELECT window_start, sum(wasm_gcd(auction, bidder)), sum(gcd(auction, bidder)),
+                hll_distinct(bidder), count(DISTINCT bidder), count(*)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+         GROUP BY window_start, window_end"
+    );
+    let rows = select(&mut session, &script).await;
+    assert!(rows.len() > 10, "{} windows", rows.len());
+    for row in &rows {
+        let cols: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cols[1], cols[2], "plugin gcd = native gcd: {row}");
+        let (hll, exact): (f64, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+        assert!(
+            (hll - exact).abs() <= (exact * 0.05).max(2.0),
+            "hll {hll} vs count distinct {exact}: {row}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plugin_statements_name_what_is_wrong() {
+    let mut session = SqlSession::default();
+    let e = session
+        .execute("CREATE FUNCTION f LANGUAGE WASM USING '/no/such/plugin.wasm'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/no/such/plugin.wasm") && e.contains("cannot be loaded"),
+        "{e}"
+    );
+    let e = session
+        .execute(&format!(
+            "CREATE FUNCTION f AS 'haversin' LANGUAGE WASM USING '{STRINGS_GEO}'"
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no function 'haversin'") && e.contains("haversine"),
+        "{e}"
+    );
+    // A plugin aggregate that cannot retract is refused over a changelog.
+    let e = session
+        .execute_script(&format!(
+            "{BID} LOAD PLUGIN '{HLL}';
+             SELECT hll_distinct(n) FROM (SELECT auction, count(*) AS n FROM bid GROUP BY auction)"
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hll_distinct cannot aggregate an updating result"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_plugin_fails_the_query_with_its_limit() {
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{BID}
+         SET 'plugin.call-timeout' = '100 ms';
+         CREATE FUNCTION spin LANGUAGE WASM USING '{}';
+         SELECT spin(auction) FROM bid",
+        fungi_plugin_artifacts::HOSTILE_EVIL
+    );
+    let mut outcomes = session.execute_script(&script).await.unwrap();
+    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
+        panic!("a query")
+    };
+    let (sink, _) = fungi_execution::operators::CollectSink::new();
+    let err = fungi_execution::executor::LocalExecutor::new()
+        .execute(query.with_sink(sink.factory(), "collect"))
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("plugin 'evil', function 'spin'") && err.contains("call time limit of 100 ms"),
+        "{err}"
+    );
+}
