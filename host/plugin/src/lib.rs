@@ -34,6 +34,7 @@
 
 mod aggregate;
 mod bindings;
+pub mod conformance;
 mod error;
 mod host;
 pub mod ipc;
@@ -42,6 +43,7 @@ mod output;
 mod plugin;
 mod sandbox;
 mod scalar;
+mod vectors;
 
 pub use aggregate::{AggregateUdf, WasmAccumulator};
 pub use bindings::CONTRACT_VERSION;

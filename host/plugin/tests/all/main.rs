@@ -1,6 +1,7 @@
 //! The plugin host against real components built from `plugins/` and
 //! `conformance/hostile/` (by `fungi-plugin-artifacts`).
 
+mod conformance;
 mod contract;
 mod functions;
 mod hostile;

@@ -1,0 +1,369 @@
+//! The conformance kit: contract tests any plugin of a kind must pass, plus the test
+//! vectors kept in `conformance/vectors/<plugin name>.json` when there are some.
+//!
+//! Every kind: empty batches, all-NULL rows and rows of each declared type are answered
+//! (not trapped), and a wrong argument type gives an error rather than a trap. Aggregates
+//! also: merging is associative, state survives a snapshot/restore round trip, and a
+//! retractable aggregate taking back what it was given is back to empty. `fungi plugin
+//! test` prints the [`Report`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    new_null_array,
+};
+use arrow::datatypes::DataType;
+use fungi_streaming::aggregate::GroupsAccumulator;
+
+use crate::aggregate::AggregateUdf;
+use crate::limits::{Tenant, TenantLimits};
+use crate::plugin::{FunctionSignature, Plugin, PluginKind};
+use crate::scalar::ScalarUdf;
+
+/// One check and its outcome.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Function checked (empty for plugin-wide checks).
+    pub function: String,
+    /// What was checked.
+    pub name: String,
+    /// `None` if it passed; otherwise what went wrong.
+    pub failure: Option<String>,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.failure.is_none())
+    }
+
+    pub(crate) fn record_failure(&mut self, function: &str, name: &str, why: String) {
+        self.record(function, name, Err(why));
+    }
+
+    pub(crate) fn record_result(&mut self, function: &str, name: &str, result: Result<(), String>) {
+        self.record(function, name, result);
+    }
+
+    fn record(&mut self, function: &str, name: &str, result: Result<(), String>) {
+        self.checks.push(Check {
+            function: function.to_string(),
+            name: name.to_string(),
+            failure: result.err(),
+        });
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.checks {
+            let status = if c.failure.is_none() { "ok  " } else { "FAIL" };
+            write!(f, "{status} {:<14} {}", c.function, c.name)?;
+            if let Some(why) = &c.failure {
+                write!(f, ": {why}")?;
+            }
+            writeln!(f)?;
+        }
+        let failed = self.checks.iter().filter(|c| c.failure.is_some()).count();
+        write!(
+            f,
+            "{} checks, {} passed, {failed} failed",
+            self.checks.len(),
+            self.checks.len() - failed
+        )
+    }
+}
+
+/// Deterministic values of `t` (`rows` of them, every fifth NULL if `nulls`).
+fn values(t: &DataType, rows: usize, seed: u64, nulls: bool) -> Option<ArrayRef> {
+    let mut x = seed;
+    let mut next = move || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let valid = |i: usize| !nulls || i % 5 != 4;
+    Some(match t {
+        DataType::Int64 => Arc::new(Int64Array::from_iter((0..rows).map(|i| {
+            let v = (next() % 2001) as i64 - 1000;
+            valid(i).then_some(v)
+        }))),
+        DataType::Int32 => Arc::new(Int32Array::from_iter((0..rows).map(|i| {
+            let v = (next() % 2001) as i32 - 1000;
+            valid(i).then_some(v)
+        }))),
+        DataType::Float64 => Arc::new(Float64Array::from_iter((0..rows).map(|i| {
+            let v = (next() % 180_000) as f64 / 1000.0 - 90.0;
+            valid(i).then_some(v)
+        }))),
+        DataType::Utf8 => Arc::new(StringArray::from_iter((0..rows).map(|i| {
+            let v = format!("Row {} of {}", next() % 1000, rows);
+            valid(i).then_some(v)
+        }))),
+        DataType::Boolean => Arc::new(BooleanArray::from_iter(
+            (0..rows).map(|i| valid(i).then_some(next() % 2 == 0)),
+        )),
+        _ => return None,
+    })
+}
+
+fn arguments(
+    sig: &FunctionSignature,
+    rows: usize,
+    seed: u64,
+    nulls: bool,
+) -> Option<Vec<ArrayRef>> {
+    sig.arguments
+        .iter()
+        .enumerate()
+        .map(|(i, f)| values(f.data_type(), rows, seed + i as u64, nulls))
+        .collect()
+}
+
+/// A column of a type the function does not take (to check errors are returned).
+fn wrong_arguments(sig: &FunctionSignature, rows: usize) -> Vec<ArrayRef> {
+    sig.arguments
+        .iter()
+        .map(|f| {
+            if f.data_type() == &DataType::Utf8 {
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)) as ArrayRef
+            } else {
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| i.to_string()),
+                )) as ArrayRef
+            }
+        })
+        .collect()
+}
+
+/// Runs the contract tests for `plugin` (and its vectors from `vectors`, a directory of
+/// `<plugin name>.json` files).
+pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    let limits = TenantLimits {
+        call_timeout: std::time::Duration::from_secs(5),
+        ..TenantLimits::default()
+    };
+    let tenant = Arc::new(Tenant::new("conformance", limits));
+    report.record(
+        "",
+        "exports at least one function",
+        if plugin.functions().is_empty() {
+            Err("no functions".into())
+        } else {
+            Ok(())
+        },
+    );
+    for sig in plugin.functions() {
+        match plugin.kind() {
+            PluginKind::Scalar => scalar_checks(plugin, &tenant, sig, &mut report),
+            PluginKind::Aggregate => aggregate_checks(plugin, &tenant, sig, &mut report),
+            other => report.record(&sig.name, "kind", Err(format!("{other}: no checks yet"))),
+        }
+    }
+    if let Some(dir) = vectors {
+        crate::vectors::check(plugin, &tenant, dir, &mut report);
+    }
+    report
+}
+
+fn scalar_checks(
+    plugin: &Arc<Plugin>,
+    tenant: &Arc<Tenant>,
+    sig: &FunctionSignature,
+    report: &mut Report,
+) {
+    let name = &sig.name;
+    let f = match ScalarUdf::new(plugin.clone(), tenant.clone(), name, Vec::new()) {
+        Ok(f) => f,
+        Err(e) => return report.record(name, "create", Err(e.to_string())),
+    };
+    let expect_rows = |args: Vec<ArrayRef>, rows: usize| -> Result<(), String> {
+        let out = f.call(&args, rows).map_err(|e| e.to_string())?;
+        if out.len() != rows {
+            return Err(format!("{} rows for {rows}", out.len()));
+        }
+        Ok(())
+    };
+    let Some(empty) = arguments(sig, 0, 1, false) else {
+        return report.record(
+            name,
+            "declared types",
+            Err(format!(
+                "argument types {:?} have no test values",
+                sig.arguments
+            )),
+        );
+    };
+    report.record(name, "empty batch", expect_rows(empty, 0));
+    let nulls: Vec<ArrayRef> = sig
+        .arguments
+        .iter()
+        .map(|a| new_null_array(a.data_type(), 3))
+        .collect();
+    report.record(name, "NULL arguments", expect_rows(nulls, 3));
+    let typed = arguments(sig, 512, 7, true).expect("types checked");
+    report.record(
+        name,
+        "each declared type, with NULLs",
+        expect_rows(typed, 512),
+    );
+    let wrong = f.call(&wrong_arguments(sig, 4), 4);
+    report.record(
+        name,
+        "wrong types are an error, not a trap",
+        match wrong {
+            Ok(_) if sig.arguments.is_empty() => Ok(()),
+            Ok(_) => Err("accepted arguments of the wrong type".into()),
+            Err(e) if e.code() == "PLUGIN_ERROR" => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+}
+
+fn aggregate_checks(
+    plugin: &Arc<Plugin>,
+    tenant: &Arc<Tenant>,
+    sig: &FunctionSignature,
+    report: &mut Report,
+) {
+    let name = &sig.name;
+    let udaf = match AggregateUdf::new(plugin.clone(), tenant.clone(), name, Vec::new()) {
+        Ok(f) => f,
+        Err(e) => return report.record(name, "create", Err(e.to_string())),
+    };
+    let Some(parts) = (0..3)
+        .map(|k| arguments(sig, 300, 11 + k * 7, true))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return report.record(
+            name,
+            "declared types",
+            Err(format!(
+                "argument types {:?} have no test values",
+                sig.arguments
+            )),
+        );
+    };
+    let acc = || udaf.create_accumulator().map_err(|e| e.to_string());
+    let eval = |a: &mut crate::aggregate::WasmAccumulator, groups: &[u32]| {
+        a.evaluate(groups).map_err(|e| e.to_string())
+    };
+    let fill =
+        |a: &mut crate::aggregate::WasmAccumulator, plan: &[(usize, u32)]| -> Result<(), String> {
+            for &(p, group) in plan {
+                a.update_batch(&parts[p], &vec![group; 300], 8)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+    report.record(
+        name,
+        "empty group evaluates",
+        (|| {
+            let mut a = acc()?;
+            let out = eval(&mut a, &[0])?;
+            (out.len() == 1)
+                .then_some(())
+                .ok_or("no row for the group".to_string())
+        })(),
+    );
+    report.record(
+        name,
+        "empty batch",
+        (|| {
+            let mut a = acc()?;
+            let empty = arguments(sig, 0, 1, false).expect("types checked");
+            a.update_batch(&empty, &[], 1).map_err(|e| e.to_string())
+        })(),
+    );
+    // (a + b) + c == a + (b + c), through merges of groups 0, 1, 2.
+    report.record(
+        name,
+        "merge is associative",
+        (|| {
+            let mut left = acc()?;
+            fill(&mut left, &[(0, 0), (1, 1), (2, 2)])?;
+            left.merge_groups(&[(3, 0), (3, 1)], 8)
+                .map_err(|e| e.to_string())?;
+            left.merge_groups(&[(4, 3), (4, 2)], 8)
+                .map_err(|e| e.to_string())?;
+            let mut right = acc()?;
+            fill(&mut right, &[(0, 0), (1, 1), (2, 2)])?;
+            right
+                .merge_groups(&[(3, 1), (3, 2)], 8)
+                .map_err(|e| e.to_string())?;
+            right
+                .merge_groups(&[(4, 0), (4, 3)], 8)
+                .map_err(|e| e.to_string())?;
+            let mut direct = acc()?;
+            fill(&mut direct, &[(0, 0), (1, 0), (2, 0)])?;
+            let (l, r, d) = (
+                eval(&mut left, &[4])?,
+                eval(&mut right, &[4])?,
+                eval(&mut direct, &[0])?,
+            );
+            if l.to_data() != r.to_data() || l.to_data() != d.to_data() {
+                return Err(format!(
+                    "(a+b)+c = {l:?}, a+(b+c) = {r:?}, all at once = {d:?}"
+                ));
+            }
+            Ok(())
+        })(),
+    );
+    report.record(
+        name,
+        "state round-trips",
+        (|| {
+            let mut a = acc()?;
+            fill(&mut a, &[(0, 0), (1, 1)])?;
+            let states = a.snapshot(&[0, 1]).map_err(|e| e.to_string())?;
+            let mut b = acc()?;
+            b.restore(&[1, 0], &states).map_err(|e| e.to_string())?;
+            let (x, y) = (eval(&mut a, &[0, 1])?, eval(&mut b, &[1, 0])?);
+            (x.to_data() == y.to_data())
+                .then_some(())
+                .ok_or(format!("before {x:?}, after {y:?}"))
+        })(),
+    );
+    if sig.retractable {
+        report.record(
+            name,
+            "retracting everything empties a group",
+            (|| {
+                let mut a = acc()?;
+                fill(&mut a, &[(0, 0)])?;
+                a.retract_batch(&parts[0], &[0; 300], 8)
+                    .map_err(|e| e.to_string())?;
+                let mut empty = acc()?;
+                let (x, y) = (eval(&mut a, &[0])?, eval(&mut empty, &[0])?);
+                (x.to_data() == y.to_data())
+                    .then_some(())
+                    .ok_or(format!("{x:?} instead of {y:?}"))
+            })(),
+        );
+    }
+    report.record(
+        name,
+        "wrong types are an error, not a trap",
+        (|| {
+            let mut a = acc()?;
+            match a.update_batch(&wrong_arguments(sig, 4), &[0; 4], 1) {
+                Ok(()) => Err("accepted arguments of the wrong type".into()),
+                Err(e) if e.to_string().contains("[PLUGIN_ERROR]") => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })(),
+    );
+}

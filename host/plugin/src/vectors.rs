@@ -1,0 +1,193 @@
+//! Test vectors: known inputs and outputs of a plugin's functions, kept as JSON in
+//! `conformance/vectors/<plugin name>.json`:
+//!
+//! ```json
+//! { "scalar": [ { "function": "gcd", "args": [[12, 10], [18, 4]], "expected": [6, 2] } ],
+//!   "aggregate": [ { "function": "hll_distinct", "args": [[1, 2, 2]], "groups": [0, 0, 1],
+//!                    "expected": [2, 1] } ] }
+//! ```
+//!
+//! Values are JSON numbers, strings, booleans or `null`, read as the function's declared
+//! Arrow types; floating-point results compare with a relative tolerance of 1e-9.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+};
+use arrow::datatypes::{DataType, Float64Type};
+use fungi_streaming::aggregate::GroupsAccumulator;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::aggregate::AggregateUdf;
+use crate::conformance::Report;
+use crate::limits::Tenant;
+use crate::plugin::Plugin;
+use crate::scalar::ScalarUdf;
+
+#[derive(Debug, Deserialize, Default)]
+struct Vectors {
+    #[serde(default)]
+    scalar: Vec<ScalarVector>,
+    #[serde(default)]
+    aggregate: Vec<AggregateVector>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScalarVector {
+    function: String,
+    args: Vec<Vec<Value>>,
+    expected: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AggregateVector {
+    function: String,
+    args: Vec<Vec<Value>>,
+    groups: Vec<u32>,
+    expected: Vec<Value>,
+}
+
+fn array(t: &DataType, values: &[Value]) -> Result<ArrayRef, String> {
+    let bad = |v: &Value| format!("{v} is not a {t}");
+    Ok(match t {
+        DataType::Int64 => Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Ok(None)
+                    } else {
+                        v.as_i64().map(Some).ok_or_else(|| bad(v))
+                    }
+                })
+                .collect::<Result<Int64Array, _>>()?,
+        ),
+        DataType::Int32 => Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Ok(None)
+                    } else {
+                        v.as_i64().map(|x| Some(x as i32)).ok_or_else(|| bad(v))
+                    }
+                })
+                .collect::<Result<Int32Array, _>>()?,
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Ok(None)
+                    } else {
+                        v.as_f64().map(Some).ok_or_else(|| bad(v))
+                    }
+                })
+                .collect::<Result<Float64Array, _>>()?,
+        ),
+        DataType::Utf8 => Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Ok(None)
+                    } else {
+                        v.as_str()
+                            .map(|s| Some(s.to_string()))
+                            .ok_or_else(|| bad(v))
+                    }
+                })
+                .collect::<Result<StringArray, _>>()?,
+        ),
+        DataType::Boolean => Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Ok(None)
+                    } else {
+                        v.as_bool().map(Some).ok_or_else(|| bad(v))
+                    }
+                })
+                .collect::<Result<BooleanArray, _>>()?,
+        ),
+        other => return Err(format!("vectors cannot express {other}")),
+    })
+}
+
+fn same(got: &ArrayRef, want: &ArrayRef) -> bool {
+    if got.data_type() == &DataType::Float64 && want.data_type() == &DataType::Float64 {
+        let (g, w) = (
+            got.as_primitive::<Float64Type>(),
+            want.as_primitive::<Float64Type>(),
+        );
+        return g.len() == w.len()
+            && g.iter().zip(w.iter()).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                (None, None) => true,
+                _ => false,
+            });
+    }
+    got.to_data() == want.to_data()
+}
+
+/// Checks the vectors of `plugin` found in `dir` (nothing if there is no file for it).
+pub(crate) fn check(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, dir: &Path, report: &mut Report) {
+    let file = dir.join(format!("{}.json", plugin.manifest().name));
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return;
+    };
+    let vectors: Vectors = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return report.record_failure("", &file.display().to_string(), e.to_string()),
+    };
+    for (i, v) in vectors.scalar.iter().enumerate() {
+        let label = format!("vector {}", i + 1);
+        let result = (|| -> Result<(), String> {
+            let f = ScalarUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
+                .map_err(|e| e.to_string())?;
+            let sig = f.signature().clone();
+            let args = sig
+                .arguments
+                .iter()
+                .zip(&v.args)
+                .map(|(a, values)| array(a.data_type(), values))
+                .collect::<Result<Vec<_>, _>>()?;
+            let want = array(sig.returns.data_type(), &v.expected)?;
+            let got = f.call(&args, v.expected.len()).map_err(|e| e.to_string())?;
+            same(&got, &want)
+                .then_some(())
+                .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
+        })();
+        report.record_result(&v.function, &label, result);
+    }
+    for (i, v) in vectors.aggregate.iter().enumerate() {
+        let label = format!("vector {}", i + 1);
+        let result = (|| -> Result<(), String> {
+            let f = AggregateUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
+                .map_err(|e| e.to_string())?;
+            let sig = f.signature().clone();
+            let args = sig
+                .arguments
+                .iter()
+                .zip(&v.args)
+                .map(|(a, values)| array(a.data_type(), values))
+                .collect::<Result<Vec<_>, _>>()?;
+            let total = v.expected.len();
+            let mut acc = f.create_accumulator().map_err(|e| e.to_string())?;
+            acc.update_batch(&args, &v.groups, total)
+                .map_err(|e| e.to_string())?;
+            let groups: Vec<u32> = (0..total as u32).collect();
+            let got = acc.evaluate(&groups).map_err(|e| e.to_string())?;
+            let want = array(sig.returns.data_type(), &v.expected)?;
+            same(&got, &want)
+                .then_some(())
+                .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
+        })();
+        report.record_result(&v.function, &label, result);
+    }
+}
