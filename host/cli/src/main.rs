@@ -1,11 +1,13 @@
 //! `fungi`: the command-line tool of the Fungi streaming platform.
 //!
 //! `fungi run --local JOB` runs a job in this process (embedded mode) with live progress;
-//! `fungi bench nexmark` measures the Nexmark pipelines. Later commands (server, plugin,
-//! savepoint) join as their crates land.
+//! `fungi bench nexmark` measures the Nexmark pipelines; `fungi plugin new | build |
+//! inspect | test` is the plugin author's loop. Later commands (server, savepoint) join
+//! as their crates land.
 
 mod bench;
 mod job;
+mod plugin;
 mod progress;
 
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ enum Command {
     /// Run benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write, build, inspect and test Wasm plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +105,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
+        Command::Plugin(command) => plugin::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

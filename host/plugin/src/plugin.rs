@@ -100,6 +100,7 @@ pub struct Plugin {
     pub(crate) pre: InstancePre<HostState>,
     manifest: Manifest,
     functions: Vec<FunctionSignature>,
+    imports: Vec<String>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -154,10 +155,14 @@ impl Plugin {
             ),
         })?;
         // Imports: WASI and the host interface of the same contract version, nothing else.
-        for (import, _) in ty.imports(engine) {
+        let imports: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        for import in &imports {
             let allowed = import.starts_with("wasi:")
-                || import == format!("fungi:plugin/host@{CONTRACT_VERSION}")
-                || import == format!("fungi:plugin/types@{CONTRACT_VERSION}");
+                || *import == format!("fungi:plugin/host@{CONTRACT_VERSION}")
+                || *import == format!("fungi:plugin/types@{CONTRACT_VERSION}");
             if let Some(rest) = import.strip_prefix("fungi:plugin/")
                 && !allowed
             {
@@ -171,7 +176,7 @@ impl Plugin {
             if !allowed {
                 return Err(PluginError::ForbiddenImport {
                     plugin: name.to_string(),
-                    import: import.to_string(),
+                    import: import.clone(),
                 });
             }
         }
@@ -196,6 +201,7 @@ impl Plugin {
                 directories: Vec::new(),
             },
             functions: Vec::new(),
+            imports,
         };
         // Ask the plugin what it is, in a throwaway sandbox with default limits.
         let tenant = Arc::new(Tenant::new("fungi-loader", TenantLimits::default()));
@@ -228,6 +234,11 @@ impl Plugin {
     /// The functions it exports (scalar, aggregate and table plugins).
     pub fn functions(&self) -> &[FunctionSignature] {
         &self.functions
+    }
+
+    /// What the component imports (WASI interfaces, the Fungi host interface).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// The signature of function `name`.

@@ -19,7 +19,7 @@ fn help_documents_every_command() {
     let out = fungi().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for cmd in ["run", "bench"] {
+    for cmd in ["run", "bench", "plugin"] {
         assert!(text.contains(cmd), "{text}");
     }
     let out = fungi().args(["run", "--help"]).output().unwrap();
@@ -186,4 +186,100 @@ fn every_nexmark_file_runs_or_says_why_not() {
             );
         }
     }
+}
+
+#[test]
+fn plugin_inspect_and_test_describe_and_check_a_component() {
+    let out = fungi()
+        .args(["plugin", "inspect", fungi_plugin_artifacts::STRINGS_GEO])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "strings-geo 0.1.0",
+        "a scalar function library",
+        "fungi:plugin@0.1.0",
+        "haversine(Float64, Float64, Float64, Float64) -> Float64",
+        "fungi:plugin/types@0.1.0",
+        "wasi:cli/stdout",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
+    let out = fungi()
+        .args(["plugin", "test", fungi_plugin_artifacts::HLL])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("merge is associative") && text.contains("0 failed"),
+        "{text}"
+    );
+    let out = fungi()
+        .args(["plugin", "test", fungi_plugin_artifacts::HOSTILE_EVIL])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not conform"));
+}
+
+#[test]
+fn plugin_new_builds_a_working_plugin() {
+    // The template is built with the guests' shared target directory, so the SDK's
+    // dependencies are reused.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my-udf");
+    let out = fungi()
+        .args([
+            "plugin",
+            "new",
+            path.to_str().unwrap(),
+            "--kind",
+            "aggregate",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guests = std::path::Path::new(fungi_plugin_artifacts::HLL)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_path_buf();
+    let out = fungi()
+        .args(["plugin", "build", path.to_str().unwrap(), "--target-dir"])
+        .arg(&guests)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("my_sum(Int64) -> Int64") && text.contains("(retractable)"),
+        "{text}"
+    );
+    let manifest = std::fs::read_to_string(path.join("my_udf.manifest.json")).unwrap();
+    assert!(manifest.contains("\"kind\": \"aggregate\""), "{manifest}");
+    let out = fungi()
+        .args(["plugin", "test", path.join("my_udf.wasm").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("retracting everything empties a group"),
+        "{text}"
+    );
 }

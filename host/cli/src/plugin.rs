@@ -1,0 +1,386 @@
+//! `fungi plugin new | build | inspect | test`: the plugin author's loop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use fungi_plugin::{HostOptions, Plugin, PluginHost, PluginKind};
+
+/// Plugin commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Create a plugin crate from a template (a scalar function or an aggregate).
+    New(NewArgs),
+    /// Build a plugin crate to a wasm32-wasip2 component and print its manifest.
+    Build(BuildArgs),
+    /// Show a component's kind, manifest, functions with Arrow signatures, and what it
+    /// imports.
+    Inspect(FileArgs),
+    /// Run the conformance kit (contract tests and test vectors) against a component.
+    Test(TestArgs),
+}
+
+/// What a new plugin provides.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Kind {
+    /// Scalar functions.
+    Scalar,
+    /// Aggregate functions.
+    Aggregate,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// Directory (and crate name) of the new plugin.
+    path: PathBuf,
+    /// What the plugin provides.
+    #[arg(long, value_enum, default_value_t = Kind::Scalar)]
+    kind: Kind,
+    /// Path of the Fungi SDK (`sdk-rust/` of the Fungi repository).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk-rust"))]
+    sdk: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// The plugin crate's directory.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Cargo target directory (default: the crate's `target/`).
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FileArgs {
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+    /// Directory of test vectors (`<plugin name>.json`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conformance/vectors"))]
+    vectors: PathBuf,
+}
+
+pub(crate) fn run(command: PluginCommand) -> Result<()> {
+    match command {
+        PluginCommand::New(args) => new(&args),
+        PluginCommand::Build(args) => build(&args.path, args.target_dir.as_deref()),
+        PluginCommand::Inspect(args) => {
+            let plugin = load(&args.plugin)?;
+            print!("{}", describe(&plugin));
+            Ok(())
+        }
+        PluginCommand::Test(args) => {
+            let plugin = load(&args.plugin)?;
+            let report = fungi_plugin::conformance::run(&plugin, Some(&args.vectors));
+            println!("{report}");
+            if !report.passed() {
+                bail!("{} does not conform", args.plugin.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<std::sync::Arc<Plugin>> {
+    let host = PluginHost::new(HostOptions {
+        cache_dir: std::env::var_os("FUNGI_PLUGIN_CACHE").map(Into::into),
+        fuel: false,
+    })?;
+    Ok(host.load_file(path)?)
+}
+
+/// The text `fungi plugin inspect` prints.
+pub(crate) fn describe(plugin: &Plugin) -> String {
+    let m = plugin.manifest();
+    let mut out = format!(
+        "plugin:       {} {} ({})\nkind:         {}\ncontract:     fungi:plugin@{}\ndigest:       blake3:{}\n",
+        m.name,
+        m.version,
+        m.description,
+        plugin.kind(),
+        fungi_plugin::CONTRACT_VERSION,
+        plugin.digest()
+    );
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    out.push_str(&format!(
+        "capabilities: network: {}; directories: {}\n",
+        list(&m.network),
+        list(&m.directories)
+    ));
+    out.push_str("functions:\n");
+    for f in plugin.functions() {
+        let args: Vec<String> = f
+            .arguments
+            .iter()
+            .map(|a| a.data_type().to_string())
+            .collect();
+        let extra = match plugin.kind() {
+            PluginKind::Aggregate if f.retractable => " (retractable)",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "  {}({}) -> {} [{:?}]{extra}\n",
+            f.name,
+            args.join(", "),
+            f.returns.data_type(),
+            f.volatility
+        ));
+    }
+    out.push_str("imports:\n");
+    for import in plugin.imports() {
+        out.push_str(&format!("  {import}\n"));
+    }
+    out
+}
+
+/// The manifest `fungi plugin build` writes next to the component.
+fn manifest_json(plugin: &Plugin) -> serde_json::Value {
+    let m = plugin.manifest();
+    serde_json::json!({
+        "name": m.name,
+        "version": m.version,
+        "description": m.description,
+        "kind": format!("{:?}", plugin.kind()).to_lowercase(),
+        "contract": format!("fungi:plugin@{}", fungi_plugin::CONTRACT_VERSION),
+        "digest": format!("blake3:{}", plugin.digest()),
+        "capabilities": { "network": m.network, "directories": m.directories },
+        "functions": plugin.functions().iter().map(|f| serde_json::json!({
+            "name": f.name,
+            "arguments": f.arguments.iter().map(|a| a.data_type().to_string()).collect::<Vec<_>>(),
+            "returns": f.returns.data_type().to_string(),
+            "volatility": format!("{:?}", f.volatility).to_lowercase(),
+            "retractable": f.retractable,
+        })).collect::<Vec<_>>(),
+        "imports": plugin.imports(),
+    })
+}
+
+fn new(args: &NewArgs) -> Result<()> {
+    if args.path.exists() {
+        bail!("{} already exists", args.path.display());
+    }
+    let name = args
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the plugin path needs a directory name")?
+        .to_string();
+    let sdk = args
+        .sdk
+        .canonicalize()
+        .with_context(|| format!("the Fungi SDK is not at {} (use --sdk)", args.sdk.display()))?;
+    std::fs::create_dir_all(args.path.join("src"))?;
+    std::fs::write(
+        args.path.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+fungi-sdk = {{ path = "{}" }}
+
+[profile.release]
+opt-level = 3
+codegen-units = 1
+lto = true
+panic = "abort"
+strip = true
+
+# A plugin is its own workspace.
+[workspace]
+"#,
+            sdk.display()
+        ),
+    )?;
+    let lib = match args.kind {
+        Kind::Scalar => format!(
+            r#"//! {name}: scalar functions for Fungi.
+
+/// Adds one. NULL in, NULL out (the macro handles it).
+#[fungi_sdk::udf]
+fn plus_one(x: i64) -> i64 {{
+    x + 1
+}}
+
+fungi_sdk::scalar_plugin! {{
+    name: "{name}",
+    description: "my scalar functions",
+    functions: [plus_one],
+}}
+"#
+        ),
+        Kind::Aggregate => format!(
+            r#"//! {name}: an aggregate for Fungi.
+
+use std::sync::Arc;
+
+use fungi_sdk::arrow_array::cast::AsArray;
+use fungi_sdk::arrow_array::types::Int64Type;
+use fungi_sdk::arrow_array::{{Array, ArrayRef, Int64Array}};
+use fungi_sdk::arrow_schema::DataType;
+use fungi_sdk::{{Accumulator, AggregateFunction, Error}};
+
+/// The sum of BIGINT values, per group.
+struct MySum;
+
+impl AggregateFunction for MySum {{
+    fn name(&self) -> &str {{
+        "my_sum"
+    }}
+    fn arguments(&self) -> Vec<DataType> {{
+        vec![DataType::Int64]
+    }}
+    fn returns(&self) -> DataType {{
+        DataType::Int64
+    }}
+    fn retractable(&self) -> bool {{
+        true
+    }}
+    fn accumulator(&self, _config: &[(String, String)]) -> Result<Box<dyn Accumulator>, Error> {{
+        Ok(Box::new(Sums(Vec::new())))
+    }}
+}}
+
+struct Sums(Vec<i64>);
+
+impl Sums {{
+    fn add(&mut self, args: &[ArrayRef], groups: &[u32], total: usize, sign: i64) -> Result<(), Error> {{
+        self.0.resize(self.0.len().max(total), 0);
+        let v = args[0]
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| Error::InvalidInput("expected BIGINT".into()))?;
+        for (i, &g) in groups.iter().enumerate() {{
+            if v.is_valid(i) {{
+                self.0[g as usize] += sign * v.value(i);
+            }}
+        }}
+        Ok(())
+    }}
+}}
+
+impl Accumulator for Sums {{
+    fn update(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error> {{
+        self.add(args, groups, total, 1)
+    }}
+    fn retract(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error> {{
+        self.add(args, groups, total, -1)
+    }}
+    fn merge(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<(), Error> {{
+        self.0.resize(self.0.len().max(total), 0);
+        for &(d, s) in dst_src {{
+            self.0[d as usize] += self.0[s as usize];
+        }}
+        Ok(())
+    }}
+    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, Error> {{
+        Ok(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.0.get(g as usize).copied().unwrap_or(0)),
+        )))
+    }}
+    fn reset(&mut self, groups: &[u32]) {{
+        for &g in groups {{
+            if let Some(v) = self.0.get_mut(g as usize) {{
+                *v = 0;
+            }}
+        }}
+    }}
+    fn snapshot(&self, groups: &[u32]) -> Result<Vec<Vec<u8>>, Error> {{
+        Ok(groups
+            .iter()
+            .map(|&g| self.0.get(g as usize).copied().unwrap_or(0).to_le_bytes().to_vec())
+            .collect())
+    }}
+    fn restore(&mut self, groups: &[u32], states: &[Vec<u8>]) -> Result<(), Error> {{
+        for (&g, s) in groups.iter().zip(states) {{
+            let bytes: [u8; 8] = s.as_slice().try_into().map_err(|_| Error::InvalidInput("bad state".into()))?;
+            self.0.resize(self.0.len().max(g as usize + 1), 0);
+            self.0[g as usize] = i64::from_le_bytes(bytes);
+        }}
+        Ok(())
+    }}
+}}
+
+fungi_sdk::aggregate_plugin! {{
+    name: "{name}",
+    description: "my aggregate",
+    functions: [MySum],
+}}
+"#
+        ),
+    };
+    std::fs::write(args.path.join("src/lib.rs"), lib)?;
+    println!(
+        "created {} ({:?} plugin); build it with: fungi plugin build {}",
+        args.path.display(),
+        args.kind,
+        args.path.display()
+    );
+    Ok(())
+}
+
+fn build(path: &Path, target_dir: Option<&Path>) -> Result<()> {
+    let manifest = path.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("no plugin crate at {} (Cargo.toml missing)", path.display()))?;
+    let name = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').replace('-', "_"))
+        .context("Cargo.toml has no package name")?;
+    let target = match target_dir {
+        Some(t) => t.to_path_buf(),
+        None => path.join("target"),
+    };
+    let status = Command::new("cargo")
+        .current_dir(path)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let built = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    let plugin = load(&built)?;
+    let out = path.join(format!("{name}.wasm"));
+    std::fs::copy(&built, &out)?;
+    let manifest = path.join(format!("{name}.manifest.json"));
+    std::fs::write(
+        &manifest,
+        serde_json::to_string_pretty(&manifest_json(&plugin))?,
+    )?;
+    println!(
+        "built {} ({} bytes); manifest in {}\n{}",
+        out.display(),
+        std::fs::metadata(&out)?.len(),
+        manifest.display(),
+        describe(&plugin)
+    );
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Plugin functions against the same functions as native DataFusion UDFs, at 8192-row
+//! batches; the fixed cost of a call; instantiation; loading from the compile cache; and
+//! a victim tenant's calls while another tenant's plugin spins.
+//!
+//! `cargo bench -p fungi-plugin --bench udf`
+
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+use fungi_plugin_artifacts::{HOSTILE_EVIL, STRINGS_GEO};
+
+const ROWS: usize = 8192;
+
+fn ints(seed: i64) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(
+        (0..ROWS as i64).map(|i| (i * 7919 + seed) % 1_000_003),
+    ))
+}
+
+fn texts() -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        (0..ROWS).map(|i| format!("Hello, Wörld number {i} -- of Fungi!")),
+    ))
+}
+
+/// `slugify` as a native DataFusion UDF (the plugin's algorithm).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NativeSlugify {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NativeSlugify {
+    fn name(&self) -> &str {
+        "slugify"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let input = arrow::array::AsArray::as_string::<i32>(&input);
+        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 8);
+        let mut s = String::new();
+        for v in input.iter() {
+            match v {
+                None => out.append_null(),
+                Some(v) => {
+                    s.clear();
+                    let mut dash = false;
+                    for c in v.chars() {
+                        if c.is_ascii_alphanumeric() {
+                            if dash && !s.is_empty() {
+                                s.push('-');
+                            }
+                            dash = false;
+                            s.push(c.to_ascii_lowercase());
+                        } else {
+                            dash = true;
+                        }
+                    }
+                    out.append_value(&s);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn invoke(udf: &ScalarUDF, args: &[ArrayRef], ret: DataType) -> ArrayRef {
+    let arg_fields = args
+        .iter()
+        .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
+        .collect();
+    let r = udf
+        .invoke_with_args(ScalarFunctionArgs {
+            args: args
+                .iter()
+                .map(|a| ColumnarValue::Array(a.clone()))
+                .collect(),
+            arg_fields,
+            number_rows: args[0].len(),
+            return_field: Arc::new(Field::new("r", ret, true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        })
+        .unwrap();
+    r.to_array(args[0].len()).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let host = PluginHost::new(HostOptions::default()).unwrap();
+    let plugin = host.load_file(std::path::Path::new(STRINGS_GEO)).unwrap();
+    let tenant = Arc::new(Tenant::new("bench", TenantLimits::default()));
+    let wasm_gcd = ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", Vec::new()).unwrap();
+    let wasm_slug = ScalarUdf::new(plugin.clone(), tenant.clone(), "slugify", Vec::new()).unwrap();
+    let native_gcd = datafusion::functions::math::gcd();
+    let native_slug = ScalarUDF::new_from_impl(NativeSlugify {
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    });
+    let (a, b, s) = (ints(1), ints(17), texts());
+    // Same results, or the comparison means nothing.
+    assert_eq!(
+        wasm_gcd
+            .call(&[a.clone(), b.clone()], ROWS)
+            .unwrap()
+            .to_data(),
+        invoke(&native_gcd, &[a.clone(), b.clone()], DataType::Int64).to_data()
+    );
+    assert_eq!(
+        wasm_slug
+            .call(std::slice::from_ref(&s), ROWS)
+            .unwrap()
+            .to_data(),
+        invoke(&native_slug, std::slice::from_ref(&s), DataType::Utf8).to_data()
+    );
+
+    let mut g = c.benchmark_group("gcd_8192");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.bench_function("native_datafusion", |bench| {
+        bench.iter(|| invoke(&native_gcd, &[a.clone(), b.clone()], DataType::Int64))
+    });
+    g.bench_function("wasm_plugin", |bench| {
+        bench.iter(|| wasm_gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("slugify_8192");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.bench_function("native_datafusion", |bench| {
+        bench.iter(|| invoke(&native_slug, std::slice::from_ref(&s), DataType::Utf8))
+    });
+    g.bench_function("wasm_plugin", |bench| {
+        bench.iter(|| wasm_slug.call(std::slice::from_ref(&s), ROWS).unwrap())
+    });
+    g.finish();
+
+    // Fixed cost per call: a one-row batch.
+    let (a1, b1) = (a.slice(0, 1), b.slice(0, 1));
+    c.bench_function("wasm_gcd_1_row", |bench| {
+        bench.iter(|| wasm_gcd.call(&[a1.clone(), b1.clone()], 1).unwrap())
+    });
+
+    // A fresh instance (from the pre-instantiated component) and its first call.
+    c.bench_function("instantiate_and_first_call", |bench| {
+        bench.iter(|| {
+            let f = ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", Vec::new()).unwrap();
+            f.call(&[a1.clone(), b1.clone()], 1).unwrap()
+        })
+    });
+
+    // Loading a component whose compiled form is in the on-disk cache.
+    let cache = tempfile::tempdir().unwrap();
+    let cached = PluginHost::new(HostOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        fuel: false,
+    })
+    .unwrap();
+    let bytes = std::fs::read(STRINGS_GEO).unwrap();
+    cached.load("strings-geo", &bytes).unwrap();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10);
+    g.bench_function("from_cache", |bench| {
+        bench.iter(|| cached.load("strings-geo", &bytes).unwrap())
+    });
+    g.bench_function("compile", |bench| {
+        bench.iter(|| host.load("strings-geo", &bytes).unwrap())
+    });
+    g.finish();
+
+    // The victim's gcd while another tenant's plugin spins on the other core.
+    let spin = ScalarUdf::new(
+        host.load_file(std::path::Path::new(HOSTILE_EVIL)).unwrap(),
+        Arc::new(Tenant::new(
+            "runaway",
+            TenantLimits {
+                call_timeout: Duration::from_millis(100),
+                ..TenantLimits::default()
+            },
+        )),
+        "spin",
+        Vec::new(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let one = a1.clone();
+    let runaway = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = spin.call(std::slice::from_ref(&one), 1);
+        }
+    });
+    let mut g = c.benchmark_group("gcd_8192_with_runaway_neighbour");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.bench_function("wasm_plugin", |bench| {
+        bench.iter(|| wasm_gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
+    });
+    g.finish();
+    stop.store(true, Ordering::Relaxed);
+    runaway.join().unwrap();
+}
+
+criterion_group!(udf, benches);
+criterion_main!(udf);
