@@ -4,5 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 cargo fmt --all --check
+# The guest workspaces (plugins, hostile plugins) and the SDK are formatted too.
+for guest in sdk-rust plugins conformance/hostile; do
+  (cd "$guest" && cargo fmt --all --check)
+done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
