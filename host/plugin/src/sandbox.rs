@@ -116,10 +116,10 @@ impl Sandbox {
     }
 
     /// Runs `f` as one guest call named `function`, under the limits.
-    pub(crate) fn call<R>(
+    pub(crate) fn call<R: Send>(
         &mut self,
         function: &str,
-        f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R> + Send,
     ) -> Result<R> {
         throttle(&self.tenant);
         self.store.set_epoch_deadline(deadline_ticks(&self.tenant));
@@ -131,7 +131,8 @@ impl Sandbox {
                 .map_err(|e| PluginError::Host(e.to_string()))?;
         }
         let start = Instant::now();
-        let result = f(&mut self.store, &self.exports);
+        let (store, exports) = (&mut self.store, &self.exports);
+        let result = outside_async_runtime(|| f(store, exports));
         self.tenant.charge(start.elapsed());
         match result {
             Ok(r) => {
@@ -211,6 +212,24 @@ impl Sandbox {
                 })
             })
             .collect()
+    }
+}
+
+/// Runs a guest call where WASI's synchronous host functions may block: they drive
+/// their I/O on a Tokio runtime and must not run on an async worker thread. On a
+/// multi-threaded runtime the call runs in `block_in_place`; on a current-thread
+/// runtime, on a scoped thread; outside any runtime, right here.
+fn outside_async_runtime<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Err(_) => call(),
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(call)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
     }
 }
 

@@ -1,4 +1,8 @@
 //! Stateless operators that evaluate DataFusion physical expressions on each batch.
+//!
+//! A batch whose evaluation fails in a plugin function (a trap, a broken limit, an error
+//! the plugin returned) fails the job, or, with `SET 'plugin.on-error' = 'dead-letter'`,
+//! goes to the dead-letter output row by row (as JSON) and the job goes on.
 
 use std::sync::Arc;
 
@@ -7,8 +11,69 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 use fungi_common::{FungiError, Result};
-use fungi_execution::operator::OperatorFactory;
+use fungi_execution::dead_letter::DeadLetterQueue;
+use fungi_execution::operator::{OperatorContext, OperatorFactory};
 use fungi_execution::{Operator, Output};
+
+/// What a plugin failure in an expression does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnPluginError {
+    /// Fail the job.
+    Fail,
+    /// Send the batch's rows to the dead-letter output and go on.
+    DeadLetter,
+}
+
+/// Where failing batches go, set when the operator opens.
+#[derive(Debug, Clone)]
+struct PluginErrors {
+    policy: OnPluginError,
+    dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
+}
+
+impl PluginErrors {
+    fn new(policy: OnPluginError) -> Self {
+        PluginErrors {
+            policy,
+            dead_letters: None,
+        }
+    }
+
+    fn open(&mut self, ctx: &OperatorContext) {
+        self.dead_letters = Some((ctx.dead_letters.clone(), ctx.operator.clone()));
+    }
+
+    /// `Ok(())` if the failure was dead-lettered (the batch is dropped), else the error.
+    fn handle(&self, batch: &RecordBatch, e: datafusion::error::DataFusionError) -> Result<()> {
+        let message = e.to_string();
+        let from_plugin = message.contains("[PLUGIN_");
+        match (&self.dead_letters, self.policy) {
+            (Some((dlq, operator)), OnPluginError::DeadLetter) if from_plugin => {
+                let mut buf = Vec::new();
+                {
+                    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                    w.write(batch)?;
+                    w.finish()?;
+                }
+                for (i, line) in buf
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .enumerate()
+                {
+                    dlq.push(
+                        operator,
+                        "plugin error",
+                        message.clone(),
+                        format!("row {i} of a batch"),
+                        line,
+                    );
+                }
+                Ok(())
+            }
+            _ => Err(df(e)),
+        }
+    }
+}
 
 fn df(e: datafusion::error::DataFusionError) -> FungiError {
     FungiError::Operator {
@@ -22,27 +87,41 @@ fn df(e: datafusion::error::DataFusionError) -> FungiError {
 pub(crate) struct ProjectOperator {
     exprs: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
+    errors: PluginErrors,
 }
 
 impl ProjectOperator {
-    pub(crate) fn factory(exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef) -> OperatorFactory {
-        let op = ProjectOperator { exprs, schema };
+    pub(crate) fn factory(
+        policy: OnPluginError,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    ) -> OperatorFactory {
+        let op = ProjectOperator {
+            exprs,
+            schema,
+            errors: PluginErrors::new(policy),
+        };
         Arc::new(move |_| Ok(Box::new(op.clone()) as Box<dyn Operator>))
     }
 }
 
 impl Operator for ProjectOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.errors.open(ctx);
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let rows = batch.num_rows();
-        let columns = self
+        let columns = match self
             .exprs
             .iter()
-            .map(|e| {
-                e.evaluate(&batch)
-                    .and_then(|v| v.into_array(rows))
-                    .map_err(df)
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion::error::Result<Vec<_>>>()
+        {
+            Ok(c) => c,
+            Err(e) => return self.errors.handle(&batch, e),
+        };
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
         out.emit(RecordBatch::try_new_with_options(
             self.schema.clone(),
@@ -57,22 +136,37 @@ impl Operator for ProjectOperator {
 #[derive(Debug, Clone)]
 pub(crate) struct PredicateOperator {
     predicate: Arc<dyn PhysicalExpr>,
+    errors: PluginErrors,
 }
 
 impl PredicateOperator {
-    pub(crate) fn factory(predicate: Arc<dyn PhysicalExpr>) -> OperatorFactory {
-        let op = PredicateOperator { predicate };
+    pub(crate) fn factory(
+        policy: OnPluginError,
+        predicate: Arc<dyn PhysicalExpr>,
+    ) -> OperatorFactory {
+        let op = PredicateOperator {
+            predicate,
+            errors: PluginErrors::new(policy),
+        };
         Arc::new(move |_| Ok(Box::new(op.clone()) as Box<dyn Operator>))
     }
 }
 
 impl Operator for PredicateOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.errors.open(ctx);
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let mask = self
+        let mask = match self
             .predicate
             .evaluate(&batch)
             .and_then(|v| v.into_array(batch.num_rows()))
-            .map_err(df)?;
+        {
+            Ok(m) => m,
+            Err(e) => return self.errors.handle(&batch, e),
+        };
         let mask = mask
             .as_boolean_opt()
             .ok_or_else(|| FungiError::Plan("a WHERE condition must be boolean".into()))?;

@@ -80,6 +80,8 @@ pub(crate) struct Planner<'a> {
     rank_request: Option<RankRequest>,
     /// Set by a projection over such a filter: whether it reads the row number.
     rank_used_above: Option<bool>,
+    /// What a failing plugin call in an expression does (`SET 'plugin.on-error'`).
+    pub(crate) on_plugin_error: crate::operators::OnPluginError,
     /// Aggregates of loaded plugins, run as Fungi accumulators.
     plugin_aggregates: &'a std::collections::BTreeMap<
         String,
@@ -130,6 +132,7 @@ impl<'a> Planner<'a> {
             rank_request: None,
             rank_used_above: None,
             plugin_aggregates,
+            on_plugin_error: crate::operators::OnPluginError::Fail,
         }
     }
 }
@@ -201,7 +204,7 @@ impl Planner<'_> {
                 Ok(self.then(
                     input,
                     "project",
-                    ProjectOperator::factory(exprs, arrow_schema(&p.schema)),
+                    ProjectOperator::factory(self.on_plugin_error, exprs, arrow_schema(&p.schema)),
                 ))
             }
             LogicalPlan::Projection(p) => {
@@ -251,8 +254,11 @@ impl Planner<'_> {
                     exprs.push(Arc::new(PhysicalColumn::new(OP_COLUMN, n)));
                     schema = with_op_column(&schema);
                 }
-                let mut projected =
-                    self.then(input, "project", ProjectOperator::factory(exprs, schema));
+                let mut projected = self.then(
+                    input,
+                    "project",
+                    ProjectOperator::factory(self.on_plugin_error, exprs, schema),
+                );
                 projected.window = window;
                 Ok(projected)
             }
@@ -274,7 +280,11 @@ impl Planner<'_> {
                 self.rank_request = outer;
                 let input = input?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
-                Ok(self.then(input, "filter", PredicateOperator::factory(predicate)))
+                Ok(self.then(
+                    input,
+                    "filter",
+                    PredicateOperator::factory(self.on_plugin_error, predicate),
+                ))
             }
             LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
             LogicalPlan::Aggregate(agg) => {
@@ -369,7 +379,11 @@ impl Planner<'_> {
             planned = self.then(
                 planned,
                 "conform",
-                ProjectOperator::factory(exprs, arrow_schema(&scan.projected_schema)),
+                ProjectOperator::factory(
+                    self.on_plugin_error,
+                    exprs,
+                    arrow_schema(&scan.projected_schema),
+                ),
             );
         }
         Ok(planned)
@@ -533,7 +547,7 @@ impl Planner<'_> {
             let pre = self.then(
                 input,
                 "aggregate-input",
-                ProjectOperator::factory(exprs, pre_schema.clone()),
+                ProjectOperator::factory(self.on_plugin_error, exprs, pre_schema.clone()),
             );
             return self.updating_aggregate(agg, pre, &pre_schema, key_names, calls);
         };
@@ -551,7 +565,7 @@ impl Planner<'_> {
         let mut pre = self.then(
             input,
             "window-input",
-            ProjectOperator::factory(exprs, pre_schema.clone()),
+            ProjectOperator::factory(self.on_plugin_error, exprs, pre_schema.clone()),
         );
         if proctime {
             pre = self.then(
@@ -600,7 +614,7 @@ impl Planner<'_> {
         let mut result = self.then(
             windowed,
             "window-output",
-            ProjectOperator::factory(out, arrow_schema(&agg.schema)),
+            ProjectOperator::factory(self.on_plugin_error, out, arrow_schema(&agg.schema)),
         );
         result.window = WindowColumns {
             start: bounds
@@ -648,7 +662,7 @@ impl Planner<'_> {
         Ok(self.then(
             aggregated,
             "aggregate-output",
-            ProjectOperator::factory(exprs, out_schema),
+            ProjectOperator::factory(self.on_plugin_error, exprs, out_schema),
         ))
     }
 }
@@ -737,11 +751,19 @@ impl Planner<'_> {
         let mut right = self.plan(&j.right)?;
         if let Some(c) = left_only.into_iter().reduce(|a, b| a.and(b)) {
             let predicate = self.physical(&c, &ls)?;
-            left = self.then(left, "filter", PredicateOperator::factory(predicate));
+            left = self.then(
+                left,
+                "filter",
+                PredicateOperator::factory(self.on_plugin_error, predicate),
+            );
         }
         if let Some(c) = right_only.into_iter().reduce(|a, b| a.and(b)) {
             let predicate = self.physical(&c, &rs)?;
-            right = self.then(right, "filter", PredicateOperator::factory(predicate));
+            right = self.then(
+                right,
+                "filter",
+                PredicateOperator::factory(self.on_plugin_error, predicate),
+            );
         }
         let column_pairs: Option<Vec<(usize, usize)>> = keys
             .iter()
@@ -936,7 +958,7 @@ impl Planner<'_> {
         let planned = self.then(
             input,
             "join-keys",
-            ProjectOperator::factory(exprs, extended.clone()),
+            ProjectOperator::factory(self.on_plugin_error, exprs, extended.clone()),
         );
         Ok((planned, extended, indices))
     }
@@ -1002,13 +1024,17 @@ impl Planner<'_> {
             joined = self.then(
                 joined,
                 "join-output",
-                ProjectOperator::factory(exprs, schema),
+                ProjectOperator::factory(self.on_plugin_error, exprs, schema),
             );
             joined.window = window;
         }
         if let Some(filter) = rest.into_iter().reduce(|a, b| a.and(b)) {
             let predicate = self.physical(&filter, &j.schema)?;
-            joined = self.then(joined, "join-filter", PredicateOperator::factory(predicate));
+            joined = self.then(
+                joined,
+                "join-filter",
+                PredicateOperator::factory(self.on_plugin_error, predicate),
+            );
         }
         Ok(joined)
     }

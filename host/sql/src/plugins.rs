@@ -38,6 +38,8 @@ pub(crate) struct SessionPlugins {
     pub(crate) limits: TenantLimits,
     tenant: Option<Arc<Tenant>>,
     pub(crate) aggregates: BTreeMap<String, Arc<dyn AggregateFunction>>,
+    /// What a failing plugin call does to its batch.
+    pub(crate) on_error: crate::operators::OnPluginError,
 }
 
 impl Default for SessionPlugins {
@@ -51,6 +53,7 @@ impl Default for SessionPlugins {
             limits: TenantLimits::default(),
             tenant: None,
             aggregates: BTreeMap::new(),
+            on_error: crate::operators::OnPluginError::Fail,
         }
     }
 }
@@ -233,6 +236,7 @@ pub(crate) const LIMIT_KEYS: &[&str] = &[
     "plugin.memory-total",
     "plugin.max-instances",
     "plugin.max-output",
+    "plugin.on-error",
 ];
 
 /// Applies `SET 'key' = 'value'` for a plugin limit (durations as `500 ms`, sizes as
@@ -349,7 +353,8 @@ impl ScalarUDFImpl for WasmScalar {
             .collect::<DfResult<Vec<_>>>()?;
         match self.udf.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
-            Err(e) => exec_err!("{e}"),
+            // The code marks plugin failures for the operators' error policy.
+            Err(e) => exec_err!("[{}] {e}", e.code()),
         }
     }
 }

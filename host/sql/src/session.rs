@@ -211,6 +211,19 @@ impl SqlSession {
                     .as_millis() as i64;
                 self.state_ttl_ms = (ms > 0).then_some(ms);
             }
+            "plugin.on-error" => {
+                self.plugins.on_error = match v.to_ascii_lowercase().as_str() {
+                    "fail" => crate::operators::OnPluginError::Fail,
+                    "dead-letter" | "dead_letter" | "dlq" => {
+                        crate::operators::OnPluginError::DeadLetter
+                    }
+                    _ => {
+                        return Err(SqlError::Plan(format!(
+                            "SET '{k}': '{v}' is neither 'fail' nor 'dead-letter'"
+                        )));
+                    }
+                }
+            }
             key if key.starts_with("plugin.") => {
                 let mut limits = self.plugins.limits.clone();
                 plugins::set_limit(&mut limits, key, &v)?;
@@ -400,6 +413,7 @@ impl SqlSession {
                     lookups.clone(),
                     &self.plugins.aggregates,
                 );
+                planner.on_plugin_error = self.plugins.on_error;
                 let out = planner.plan(&dml.input)?;
                 if out.updating && !registry::accepts_updates(&table.connector) {
                     return Err(SqlError::Plan(format!(
@@ -442,6 +456,7 @@ impl SqlSession {
                     lookups.clone(),
                     &self.plugins.aggregates,
                 );
+                planner.on_plugin_error = self.plugins.on_error;
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {
                     graph,

@@ -102,3 +102,31 @@ async fn a_runaway_plugin_fails_the_query_with_its_limit() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_plugin_batches_can_go_to_the_dead_letter_output() {
+    let mut session = SqlSession::default();
+    let script = format!(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
+         SET 'plugin.on-error' = 'dead-letter';
+         CREATE FUNCTION boom LANGUAGE WASM USING '{}';
+         SELECT auction, boom(auction) FROM bid",
+        fungi_plugin_artifacts::HOSTILE_EVIL
+    );
+    let mut outcomes = session.execute_script(&script).await.unwrap();
+    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
+        panic!("a query")
+    };
+    let (sink, collected) = fungi_execution::operators::CollectSink::new();
+    let summary = fungi_execution::executor::LocalExecutor::new()
+        .execute(query.with_sink(sink.factory(), "collect"))
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    // Every bid trapped the plugin: no rows out, every bid dead-lettered with the reason.
+    assert!(collected.batches().is_empty());
+    let dead: u64 = summary.dead_letters.values().sum();
+    assert_eq!(dead, 1840, "{:?}", summary.dead_letters);
+    assert!(summary.dead_letters.contains_key("plugin error"));
+}
