@@ -71,6 +71,6 @@ pub mod prelude {
     pub use fungi_execution::operators::{
         CollectSink, KeyedContext, KeyedProcessFunction, KeyedRows,
     };
-    pub use fungi_streaming::aggregate::{avg, count, count_star, max, min, sum};
+    pub use fungi_streaming::aggregate::{AggregateCall, avg, count, count_star, max, min, sum};
     pub use fungi_streaming::watermark::WatermarkStrategy;
 }

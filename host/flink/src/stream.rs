@@ -151,6 +151,62 @@ impl DataStream {
         Ok(self.then("map", MapOperator::factory(f), schema, false))
     }
 
+    /// Appends the column `output`: the plugin function `udf` applied to the columns
+    /// `args` (one call per batch).
+    pub fn with_plugin_column(
+        &self,
+        udf: Arc<fungi_plugin::ScalarUdf>,
+        args: &[&str],
+        output: &str,
+    ) -> Result<DataStream> {
+        let sig = udf.signature().clone();
+        if args.len() != sig.arguments.len() {
+            return Err(FungiError::Plan(format!(
+                "plugin function {} takes {} arguments, got {}",
+                sig.name,
+                sig.arguments.len(),
+                args.len()
+            )));
+        }
+        let mut indices = Vec::new();
+        for (name, want) in args.iter().zip(&sig.arguments) {
+            let i = self
+                .schema
+                .index_of(name)
+                .map_err(|_| fungi_streaming::unknown_column(name, &self.schema))?;
+            let got = self.schema.field(i).data_type();
+            if got != want.data_type() {
+                return Err(FungiError::Plan(format!(
+                    "plugin function {}: column '{name}' is {got}, the function takes {}",
+                    sig.name,
+                    want.data_type()
+                )));
+            }
+            indices.push(i);
+        }
+        let mut fields: Vec<arrow::datatypes::Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(arrow::datatypes::Field::new(
+            output,
+            sig.returns.data_type().clone(),
+            true,
+        ));
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        let out = schema.clone();
+        let f = move |batch: RecordBatch| -> Result<RecordBatch> {
+            let columns: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
+            let value = udf.call(&columns, batch.num_rows())?;
+            let mut all = batch.columns().to_vec();
+            all.push(value);
+            Ok(RecordBatch::try_new(out.clone(), all)?)
+        };
+        Ok(self.then("plugin-map", MapOperator::factory(f), schema, false))
+    }
+
     /// Keeps the rows for which `predicate` is true.
     pub fn filter(
         &self,

@@ -199,3 +199,62 @@ fn session_and_sliding_windows_on_nexmark() {
         .sum();
     assert_eq!(sessions_total, 18_400);
 }
+
+#[test]
+fn plugin_functions_in_the_datastream_api() {
+    use fungi_plugin::{AggregateUdf, HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+    let host = PluginHost::new(HostOptions::default()).unwrap();
+    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
+    let geo = host
+        .load_file(std::path::Path::new(fungi_plugin_artifacts::STRINGS_GEO))
+        .unwrap();
+    let hll = host
+        .load_file(std::path::Path::new(fungi_plugin_artifacts::HLL))
+        .unwrap();
+    let gcd = Arc::new(ScalarUdf::new(geo, tenant.clone(), "gcd", Vec::new()).unwrap());
+    let distinct = Arc::new(AggregateUdf::new(hll, tenant, "hll_distinct", Vec::new()).unwrap());
+
+    let env = StreamExecutionEnvironment::new();
+    let bids = env.from_source(
+        nexmark_source("bid", 20_000).unwrap(),
+        WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::from_millis(100)),
+        "bids",
+    );
+    let (sink, rows) = CollectSink::new();
+    bids.with_plugin_column(gcd, &["auction", "bidder"], "g")
+        .unwrap()
+        .key_by(["channel"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .aggregate(vec![
+            count_star("n"),
+            AggregateCall::new(distinct, &["bidder"], "bidders"),
+            sum("g", "gcds"),
+        ])
+        .unwrap()
+        .sink_to(sink.factory(), "out");
+    rt().block_on(env.execute("plugins")).unwrap();
+    let batches = rows.batches();
+    let n: i64 = batches
+        .iter()
+        .map(|b| {
+            b.column(3)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(n, 18_400);
+    // gcd(auction, bidder) >= 1 for every bid, and every window has some bidders.
+    for b in &batches {
+        let (count, bidders, gcds) = (
+            b.column(3).as_primitive::<Int64Type>(),
+            b.column(4).as_primitive::<Int64Type>(),
+            b.column(5).as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            assert!(gcds.value(i) >= count.value(i));
+            assert!(bidders.value(i) >= 1 && bidders.value(i) <= count.value(i) + 1);
+        }
+    }
+}
