@@ -80,6 +80,11 @@ pub(crate) struct Planner<'a> {
     rank_request: Option<RankRequest>,
     /// Set by a projection over such a filter: whether it reads the row number.
     rank_used_above: Option<bool>,
+    /// Names of plugin scalar functions: their inputs are coalesced into batches of
+    /// `plugin_batch_rows` rows, so a Wasm call serves thousands of rows.
+    pub(crate) plugin_scalars: std::collections::BTreeSet<String>,
+    /// Rows per plugin call (`SET 'plugin.batch-rows'`).
+    pub(crate) plugin_batch_rows: usize,
     /// What a failing plugin call in an expression does (`SET 'plugin.on-error'`).
     pub(crate) on_plugin_error: crate::operators::OnPluginError,
     /// Aggregates of loaded plugins, run as Fungi accumulators.
@@ -133,11 +138,44 @@ impl<'a> Planner<'a> {
             rank_used_above: None,
             plugin_aggregates,
             on_plugin_error: crate::operators::OnPluginError::Fail,
+            plugin_scalars: std::collections::BTreeSet::new(),
+            plugin_batch_rows: 8192,
         }
     }
 }
 
 impl Planner<'_> {
+    /// Coalesces `input` before evaluating `exprs` if they call a plugin function.
+    fn coalesce_for_plugins<'e>(
+        &mut self,
+        input: Planned,
+        exprs: impl IntoIterator<Item = &'e Expr>,
+    ) -> Planned {
+        let calls_plugin = exprs.into_iter().any(|e| {
+            let mut found = false;
+            let _ = e.apply(|x| {
+                if let Expr::ScalarFunction(f) = x
+                    && self.plugin_scalars.contains(f.func.name())
+                {
+                    found = true;
+                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            });
+            found
+        });
+        if calls_plugin {
+            let rows = self.plugin_batch_rows;
+            self.then(
+                input,
+                "coalesce",
+                fungi_execution::operators::CoalesceOperator::factory(rows),
+            )
+        } else {
+            input
+        }
+    }
+
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(self.state.create_physical_expr(expr.clone(), schema)?)
     }
@@ -191,6 +229,7 @@ impl Planner<'_> {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::Projection(p) if self.in_window_input => {
                 let input = self.plan(&p.input)?;
+                let input = self.coalesce_for_plugins(input, &p.expr);
                 let exprs = p
                     .expr
                     .iter()
@@ -225,6 +264,7 @@ impl Planner<'_> {
                     self.rank_used_above = Some(used);
                 }
                 let input = self.plan(&p.input)?;
+                let input = self.coalesce_for_plugins(input, &p.expr);
                 let mut exprs = p
                     .expr
                     .iter()
@@ -278,7 +318,7 @@ impl Planner<'_> {
                 let outer = std::mem::replace(&mut self.rank_request, rank);
                 let input = self.plan(&f.input);
                 self.rank_request = outer;
-                let input = input?;
+                let input = self.coalesce_for_plugins(input?, [&f.predicate]);
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
                 Ok(self.then(
                     input,

@@ -40,6 +40,10 @@ pub(crate) struct SessionPlugins {
     pub(crate) aggregates: BTreeMap<String, Arc<dyn AggregateFunction>>,
     /// What a failing plugin call does to its batch.
     pub(crate) on_error: crate::operators::OnPluginError,
+    /// Registered plugin scalar functions.
+    pub(crate) scalars: std::collections::BTreeSet<String>,
+    /// Rows per plugin call (the planner coalesces smaller batches).
+    pub(crate) batch_rows: usize,
 }
 
 impl Default for SessionPlugins {
@@ -54,6 +58,8 @@ impl Default for SessionPlugins {
             tenant: None,
             aggregates: BTreeMap::new(),
             on_error: crate::operators::OnPluginError::Fail,
+            scalars: std::collections::BTreeSet::new(),
+            batch_rows: 8192,
         }
     }
 }
@@ -204,6 +210,7 @@ impl SessionPlugins {
                     let udf = ScalarUdf::new(plugin.clone(), tenant.clone(), target, Vec::new())
                         .map_err(plugin_error)?;
                     ctx.register_udf(ScalarUDF::new_from_impl(WasmScalar::new(sql, udf)));
+                    self.scalars.insert(sql.clone());
                 }
                 PluginKind::Aggregate => {
                     let udaf =
@@ -237,6 +244,7 @@ pub(crate) const LIMIT_KEYS: &[&str] = &[
     "plugin.max-instances",
     "plugin.max-output",
     "plugin.on-error",
+    "plugin.batch-rows",
 ];
 
 /// Applies `SET 'key' = 'value'` for a plugin limit (durations as `500 ms`, sizes as

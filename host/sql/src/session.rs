@@ -224,6 +224,12 @@ impl SqlSession {
                     }
                 }
             }
+            "plugin.batch-rows" => {
+                self.plugins.batch_rows =
+                    v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        SqlError::Plan(format!("SET '{k}': '{v}' is not a positive number"))
+                    })?;
+            }
             key if key.starts_with("plugin.") => {
                 let mut limits = self.plugins.limits.clone();
                 plugins::set_limit(&mut limits, key, &v)?;
@@ -414,6 +420,8 @@ impl SqlSession {
                     &self.plugins.aggregates,
                 );
                 planner.on_plugin_error = self.plugins.on_error;
+                planner.plugin_scalars = self.plugins.scalars.clone();
+                planner.plugin_batch_rows = self.plugins.batch_rows;
                 let out = planner.plan(&dml.input)?;
                 if out.updating && !registry::accepts_updates(&table.connector) {
                     return Err(SqlError::Plan(format!(
@@ -457,6 +465,8 @@ impl SqlSession {
                     &self.plugins.aggregates,
                 );
                 planner.on_plugin_error = self.plugins.on_error;
+                planner.plugin_scalars = self.plugins.scalars.clone();
+                planner.plugin_batch_rows = self.plugins.batch_rows;
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {
                     graph,

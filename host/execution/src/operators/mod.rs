@@ -1,6 +1,7 @@
 //! Built-in operators: batch functions, windowed aggregation, keyed process functions,
 //! watermark assignment, and a collecting sink for tests and examples.
 
+mod coalesce;
 mod collect;
 mod hash_join;
 mod interval_join;
@@ -14,6 +15,7 @@ mod window;
 mod window_join;
 mod window_rank;
 
+pub use coalesce::CoalesceOperator;
 pub use collect::{CollectSink, Collected};
 pub use interval_join::{IntervalJoinOperator, IntervalJoinSpec};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};

@@ -130,3 +130,24 @@ async fn failing_plugin_batches_can_go_to_the_dead_letter_output() {
     assert_eq!(dead, 1840, "{:?}", summary.dead_letters);
     assert!(summary.dead_letters.contains_key("plugin error"));
 }
+
+#[tokio::test]
+async fn plugin_calls_get_coalesced_batches() {
+    let mut session = SqlSession::default();
+    let outcomes = session
+        .execute_script(&format!(
+            "{BID}
+             SET 'plugin.batch-rows' = '4096';
+             CREATE FUNCTION slug AS 'slugify' LANGUAGE WASM USING '{STRINGS_GEO}';
+             EXPLAIN SELECT slug(channel) FROM bid WHERE price > 10;
+             EXPLAIN SELECT channel FROM bid WHERE price > 10"
+        ))
+        .await
+        .unwrap();
+    let text = |i: usize| match &outcomes[i] {
+        fungi_sql::Outcome::Explain(t) => t.clone(),
+        _ => panic!("an explain"),
+    };
+    assert!(text(3).contains("coalesce"), "{}", text(3));
+    assert!(!text(4).contains("coalesce"), "{}", text(4));
+}
