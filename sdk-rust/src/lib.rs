@@ -35,12 +35,20 @@ use arrow_schema::{DataType, Field, Schema};
 pub use fungi_sdk_aggregate_bindings as aggregate_bindings;
 #[doc(hidden)]
 pub use fungi_sdk_scalar_bindings as scalar_bindings;
+#[doc(hidden)]
+pub use fungi_sdk_sink_bindings as sink_bindings;
+#[doc(hidden)]
+pub use fungi_sdk_source_bindings as source_bindings;
 
 pub mod udf;
 
 mod adapters;
+mod connectors;
 #[doc(hidden)]
 pub use adapters::{AggregateAdapter, ScalarAdapter};
+#[doc(hidden)]
+pub use connectors::{SinkAdapter, SourceAdapter};
+pub use connectors::{SinkConnector, SinkWriter, SourceConnector, SourcePoll, SplitReader};
 
 /// An error a plugin returns (instead of panicking, which the host treats as a crash).
 #[derive(Debug, Clone, PartialEq)]
@@ -275,4 +283,70 @@ macro_rules! aggregate_plugin {
         type __FungiAggregateExport = $crate::AggregateAdapter<__FungiAggregatePlugin>;
         $crate::aggregate_bindings::export_aggregate_udf!(__FungiAggregateExport with_types_in $crate::aggregate_bindings);
     };
+}
+
+/// Exports a source connector: `T` implements [`SourceConnector`].
+///
+/// ```ignore
+/// fungi_sdk::source_plugin! { name: "counter", description: "...", connector: Counter }
+/// ```
+#[macro_export]
+macro_rules! source_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        connector: $ty:ty $(,)?
+    ) => {
+        #[doc(hidden)]
+        type __FungiSourceExport = $crate::SourceAdapter<$ty>;
+        #[doc(hidden)]
+        impl $crate::connectors_manifest::Described for $ty {
+            fn manifest() -> $crate::Manifest {
+                $crate::Manifest {
+                    name: ($name).to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: ($description).to_string(),
+                    ..::std::default::Default::default()
+                }
+            }
+        }
+        $crate::source_bindings::export_source_connector!(__FungiSourceExport with_types_in $crate::source_bindings);
+    };
+}
+
+/// Exports a sink connector: `T` implements [`SinkConnector`]. `directories` lists the
+/// guest directories it asks to be granted.
+#[macro_export]
+macro_rules! sink_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        directories: [$($dir:expr),* $(,)?],
+        connector: $ty:ty $(,)?
+    ) => {
+        #[doc(hidden)]
+        type __FungiSinkExport = $crate::SinkAdapter<$ty>;
+        #[doc(hidden)]
+        impl $crate::connectors_manifest::Described for $ty {
+            fn manifest() -> $crate::Manifest {
+                $crate::Manifest {
+                    name: ($name).to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: ($description).to_string(),
+                    directories: vec![$(($dir).to_string()),*],
+                    ..::std::default::Default::default()
+                }
+            }
+        }
+        $crate::sink_bindings::export_sink_connector!(__FungiSinkExport with_types_in $crate::sink_bindings);
+    };
+}
+
+#[doc(hidden)]
+pub mod connectors_manifest {
+    /// A connector's manifest (implemented by the export macros).
+    pub trait Described {
+        /// The manifest.
+        fn manifest() -> crate::Manifest;
+    }
 }

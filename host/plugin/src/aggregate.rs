@@ -68,7 +68,7 @@ impl AggregateUdf {
                     .accumulator()
                     .call_create(store, &name, &self.config)
             }
-            Exports::Scalar(_) => unreachable!("checked kind"),
+            _ => unreachable!("checked kind"),
         })?;
         let resource = created.map_err(|e| PluginError::Guest {
             plugin: self.plugin.name().to_string(),

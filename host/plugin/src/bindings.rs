@@ -23,5 +23,27 @@ pub(crate) mod aggregate {
     });
 }
 
+pub(crate) mod source {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "source-connector",
+        with: {
+            "fungi:plugin/host": super::scalar::fungi::plugin::host,
+            "fungi:plugin/types": super::scalar::fungi::plugin::types,
+        },
+    });
+}
+
+pub(crate) mod sink {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sink-connector",
+        with: {
+            "fungi:plugin/host": super::scalar::fungi::plugin::host,
+            "fungi:plugin/types": super::scalar::fungi::plugin::types,
+        },
+    });
+}
+
 /// The contract version this host implements (`package fungi:plugin@...` in `wit/`).
 pub const CONTRACT_VERSION: &str = "0.1.0";

@@ -156,6 +156,17 @@ pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
         ..TenantLimits::default()
     };
     let tenant = Arc::new(Tenant::new("conformance", limits));
+    match plugin.kind() {
+        PluginKind::Source => {
+            source_checks(plugin, &tenant, &mut report);
+            return report;
+        }
+        PluginKind::Sink => {
+            sink_checks(plugin, &mut report);
+            return report;
+        }
+        _ => {}
+    }
     report.record(
         "",
         "exports at least one function",
@@ -366,4 +377,174 @@ fn aggregate_checks(
             }
         })(),
     );
+}
+
+/// Polls `reader` until it finishes (or `polls` polls); returns the rows.
+fn drain(
+    reader: &mut crate::connector::SplitReader,
+    max_rows: u32,
+    polls: usize,
+) -> Result<Vec<arrow::array::RecordBatch>, String> {
+    let mut out = Vec::new();
+    for _ in 0..polls {
+        match reader.poll(max_rows).map_err(|e| e.to_string())? {
+            crate::connector::Poll::Batch(b) => out.push(b),
+            crate::connector::Poll::Finished => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn source_checks(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, report: &mut Report) {
+    let source =
+        match crate::connector::PluginSource::new(plugin.clone(), tenant.clone(), Vec::new()) {
+            Ok(s) => s,
+            Err(e) => return report.record("", "create", Err(e.to_string())),
+        };
+    let splits = match source.splits() {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return report.record("", "lists splits", Err("no splits".into())),
+        Err(e) => return report.record("", "lists splits", Err(e.to_string())),
+    };
+    report.record("", "lists splits", Ok(()));
+    let split = &splits[0];
+    // Reading in two parts through a snapshot gives the same rows as reading at once.
+    report.record(
+        split,
+        "resumes from its snapshot without gaps or repeats",
+        (|| {
+            let mut whole = source.open(split, None).map_err(|e| e.to_string())?;
+            let all = drain(&mut whole, 64, 10_000)?;
+            let mut first = source.open(split, None).map_err(|e| e.to_string())?;
+            let mut parts = drain(&mut first, 64, 3)?;
+            let offset = first.snapshot().map_err(|e| e.to_string())?;
+            let mut rest = source
+                .open(split, Some(offset))
+                .map_err(|e| e.to_string())?;
+            parts.extend(drain(&mut rest, 64, 10_000)?);
+            let rows = |b: &[arrow::array::RecordBatch]| -> Result<Vec<String>, String> {
+                let mut v = Vec::new();
+                for batch in b {
+                    let options = arrow::util::display::FormatOptions::default();
+                    let f = batch
+                        .columns()
+                        .iter()
+                        .map(|c| {
+                            arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    for i in 0..batch.num_rows() {
+                        v.push(
+                            f.iter()
+                                .map(|f| f.value(i).to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        );
+                    }
+                }
+                Ok(v)
+            };
+            let (a, b) = (rows(&all)?, rows(&parts)?);
+            (a == b).then_some(()).ok_or(format!(
+                "{} rows at once, {} through a snapshot",
+                a.len(),
+                b.len()
+            ))
+        })(),
+    );
+    report.record(
+        "",
+        "an unknown split is an error, not a trap",
+        match source.open("\u{0}no such split", None) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == "PLUGIN_ERROR" => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+}
+
+fn sink_checks(plugin: &Arc<Plugin>, report: &mut Report) {
+    // Grant a scratch directory for every directory the sink asks for.
+    let scratch: Vec<tempfile_dir::Dir> = plugin
+        .manifest()
+        .directories
+        .iter()
+        .map(|d| tempfile_dir::Dir::new(d))
+        .collect();
+    let limits = TenantLimits {
+        directories: scratch
+            .iter()
+            .map(|d| (d.path.clone(), d.guest.clone(), true))
+            .collect(),
+        ..TenantLimits::default()
+    };
+    let tenant = Arc::new(Tenant::new("conformance-sink", limits));
+    let sink = match crate::connector::PluginSink::new(plugin.clone(), tenant, Vec::new()) {
+        Ok(s) => s,
+        Err(e) => return report.record("", "create", Err(e.to_string())),
+    };
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
+    )])
+    .expect("a batch");
+    report.record(
+        "",
+        "write, pre-commit, commit, abort",
+        (|| {
+            let mut w = sink.open(0, Vec::new()).map_err(|e| e.to_string())?;
+            w.write(&batch).map_err(|e| e.to_string())?;
+            let h = w.pre_commit(1).map_err(|e| e.to_string())?;
+            w.commit(&h).map_err(|e| e.to_string())?;
+            w.write(&batch).map_err(|e| e.to_string())?;
+            let h = w.pre_commit(2).map_err(|e| e.to_string())?;
+            w.abort(&h).map_err(|e| e.to_string())?;
+            let h = w.pre_commit(3).map_err(|e| e.to_string())?;
+            w.commit(&h).map_err(|e| e.to_string())
+        })(),
+    );
+    report.record(
+        "",
+        "commits pending transactions when reopened",
+        (|| {
+            let mut w = sink.open(1, Vec::new()).map_err(|e| e.to_string())?;
+            w.write(&batch).map_err(|e| e.to_string())?;
+            let h = w.pre_commit(1).map_err(|e| e.to_string())?;
+            drop(w);
+            sink.open(1, vec![h]).map(|_| ()).map_err(|e| e.to_string())
+        })(),
+    );
+}
+
+/// Scratch directories for the sink checks (removed when dropped).
+mod tempfile_dir {
+    use std::path::PathBuf;
+
+    pub(super) struct Dir {
+        pub(super) path: PathBuf,
+        pub(super) guest: String,
+    }
+
+    impl Dir {
+        pub(super) fn new(guest: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "fungi-conformance-{}-{}",
+                std::process::id(),
+                guest.trim_matches('/').replace('/', "_")
+            ));
+            let _ = std::fs::create_dir_all(&path);
+            Dir {
+                path,
+                guest: guest.to_string(),
+            }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }

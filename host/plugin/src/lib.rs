@@ -35,6 +35,7 @@
 mod aggregate;
 mod bindings;
 pub mod conformance;
+mod connector;
 mod error;
 mod host;
 pub mod ipc;
@@ -47,6 +48,7 @@ mod vectors;
 
 pub use aggregate::{AggregateUdf, WasmAccumulator};
 pub use bindings::CONTRACT_VERSION;
+pub use connector::{PluginSink, PluginSource, Poll, SinkWriter, SplitReader};
 pub use error::{PluginError, Result};
 pub use host::{HostOptions, PluginHost};
 pub use limits::{Tenant, TenantLimits};

@@ -14,7 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::scalar::fungi::plugin::types as types_api;
-use crate::bindings::{aggregate, scalar};
+use crate::bindings::{aggregate, scalar, sink, source};
 use crate::error::{PluginError, Result};
 use crate::host::{EPOCH_TICK, HostState};
 use crate::limits::{InstanceLimiter, Tenant, throttle};
@@ -25,6 +25,8 @@ use crate::plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility}
 pub(crate) enum Exports {
     Scalar(scalar::ScalarUdf),
     Aggregate(aggregate::AggregateUdf),
+    Source(source::SourceConnector),
+    Sink(sink::SinkConnector),
 }
 
 /// A live instance of a plugin.
@@ -86,11 +88,17 @@ impl Sandbox {
             PluginKind::Aggregate => aggregate::AggregateUdfPre::new(plugin.pre.clone())
                 .and_then(|pre| pre.instantiate(&mut store))
                 .map(Exports::Aggregate),
-            other => {
+            PluginKind::Source => source::SourceConnectorPre::new(plugin.pre.clone())
+                .and_then(|pre| pre.instantiate(&mut store))
+                .map(Exports::Source),
+            PluginKind::Sink => sink::SinkConnectorPre::new(plugin.pre.clone())
+                .and_then(|pre| pre.instantiate(&mut store))
+                .map(Exports::Sink),
+            PluginKind::Table => {
                 tenant.release_instance(0);
                 return Err(PluginError::Load {
                     plugin: name.to_string(),
-                    reason: format!("{other} plugins cannot be run by this host yet"),
+                    reason: "table function plugins cannot be run by this host yet".into(),
                 });
             }
         };
@@ -157,6 +165,8 @@ impl Sandbox {
         let m = self.call("manifest", |store, exports| match exports {
             Exports::Scalar(b) => b.fungi_plugin_plugin().call_describe(store),
             Exports::Aggregate(b) => b.fungi_plugin_plugin().call_describe(store),
+            Exports::Source(b) => b.fungi_plugin_plugin().call_describe(store),
+            Exports::Sink(b) => b.fungi_plugin_plugin().call_describe(store),
         })?;
         Ok(Manifest {
             name: m.name,
@@ -184,6 +194,7 @@ impl Sandbox {
                     .into_iter()
                     .map(|a| (a.signature, a.retractable))
                     .collect()),
+                Exports::Source(_) | Exports::Sink(_) => Ok(Vec::new()),
             })?;
         list.into_iter()
             .map(|(s, retractable)| {

@@ -87,7 +87,7 @@ impl ScalarUdf {
                     .scalar_function()
                     .call_create(store, &name, &self.config)
             }
-            Exports::Aggregate(_) => unreachable!("checked kind"),
+            _ => unreachable!("checked kind"),
         })?;
         let function = created.map_err(|e| self.guest_error(&e))?;
         Ok(Ready { sandbox, function })
@@ -130,7 +130,7 @@ impl ScalarUdf {
                     .fungi_plugin_scalar()
                     .scalar_function()
                     .call_call(store, function, &input),
-                Exports::Aggregate(_) => unreachable!("checked kind"),
+                _ => unreachable!("checked kind"),
             });
         let bytes = match result {
             Ok(Ok(bytes)) => bytes,

@@ -80,18 +80,9 @@ pub(crate) struct Planner<'a> {
     rank_request: Option<RankRequest>,
     /// Set by a projection over such a filter: whether it reads the row number.
     rank_used_above: Option<bool>,
-    /// Names of plugin scalar functions: their inputs are coalesced into batches of
-    /// `plugin_batch_rows` rows, so a Wasm call serves thousands of rows.
-    pub(crate) plugin_scalars: std::collections::BTreeSet<String>,
-    /// Rows per plugin call (`SET 'plugin.batch-rows'`).
-    pub(crate) plugin_batch_rows: usize,
-    /// What a failing plugin call in an expression does (`SET 'plugin.on-error'`).
-    pub(crate) on_plugin_error: crate::operators::OnPluginError,
-    /// Aggregates of loaded plugins, run as Fungi accumulators.
-    plugin_aggregates: &'a std::collections::BTreeMap<
-        String,
-        Arc<dyn fungi_streaming::aggregate::AggregateFunction>,
-    >,
+    /// The session's plugins: aggregates run as Fungi accumulators, scalar functions
+    /// whose inputs are coalesced, the error policy, plugin connectors.
+    pub(crate) plugins: &'a mut crate::plugins::SessionPlugins,
 }
 
 /// What a filter over a `ROW_NUMBER()` column asks of the ranking below it.
@@ -122,10 +113,7 @@ impl<'a> Planner<'a> {
         graph: &'a mut JobGraph,
         state_ttl_ms: Option<i64>,
         lookups: Vec<String>,
-        plugin_aggregates: &'a std::collections::BTreeMap<
-            String,
-            Arc<dyn fungi_streaming::aggregate::AggregateFunction>,
-        >,
+        plugins: &'a mut crate::plugins::SessionPlugins,
     ) -> Self {
         Planner {
             state,
@@ -136,10 +124,7 @@ impl<'a> Planner<'a> {
             lookups,
             rank_request: None,
             rank_used_above: None,
-            plugin_aggregates,
-            on_plugin_error: crate::operators::OnPluginError::Fail,
-            plugin_scalars: std::collections::BTreeSet::new(),
-            plugin_batch_rows: 8192,
+            plugins,
         }
     }
 }
@@ -155,7 +140,7 @@ impl Planner<'_> {
             let mut found = false;
             let _ = e.apply(|x| {
                 if let Expr::ScalarFunction(f) = x
-                    && self.plugin_scalars.contains(f.func.name())
+                    && self.plugins.scalars.contains(f.func.name())
                 {
                     found = true;
                     return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
@@ -165,7 +150,7 @@ impl Planner<'_> {
             found
         });
         if calls_plugin {
-            let rows = self.plugin_batch_rows;
+            let rows = self.plugins.batch_rows;
             self.then(
                 input,
                 "coalesce",
@@ -243,7 +228,7 @@ impl Planner<'_> {
                 Ok(self.then(
                     input,
                     "project",
-                    ProjectOperator::factory(self.on_plugin_error, exprs, arrow_schema(&p.schema)),
+                    ProjectOperator::factory(self.plugins.on_error, exprs, arrow_schema(&p.schema)),
                 ))
             }
             LogicalPlan::Projection(p) => {
@@ -297,7 +282,7 @@ impl Planner<'_> {
                 let mut projected = self.then(
                     input,
                     "project",
-                    ProjectOperator::factory(self.on_plugin_error, exprs, schema),
+                    ProjectOperator::factory(self.plugins.on_error, exprs, schema),
                 );
                 projected.window = window;
                 Ok(projected)
@@ -323,7 +308,7 @@ impl Planner<'_> {
                 Ok(self.then(
                     input,
                     "filter",
-                    PredicateOperator::factory(self.on_plugin_error, predicate),
+                    PredicateOperator::factory(self.plugins.on_error, predicate),
                 ))
             }
             LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
@@ -366,8 +351,11 @@ impl Planner<'_> {
             SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
         })?;
         let declared = table.declared.then(|| table.source_schema());
-        let (factory, produced) =
-            registry::source(&table.connector, declared, &table.connector_options())?;
+        let (factory, produced) = if table.connector == crate::plugins::WASM_CONNECTOR {
+            (self.plugins.source(table)?, table.source_schema())
+        } else {
+            registry::source(&table.connector, declared, &table.connector_options())?
+        };
         let p = self.graph.config.parallelism;
         let source = self
             .graph
@@ -420,7 +408,7 @@ impl Planner<'_> {
                 planned,
                 "conform",
                 ProjectOperator::factory(
-                    self.on_plugin_error,
+                    self.plugins.on_error,
                     exprs,
                     arrow_schema(&scan.projected_schema),
                 ),
@@ -552,7 +540,7 @@ impl Planner<'_> {
                 exprs.push(arg);
                 inputs.push(name);
             }
-            let plugin = self.plugin_aggregates.get(expr.fun().name()).cloned();
+            let plugin = self.plugins.aggregates.get(expr.fun().name()).cloned();
             let native = if plugin.is_some() {
                 plugin
             } else if expr.is_distinct() {
@@ -587,7 +575,7 @@ impl Planner<'_> {
             let pre = self.then(
                 input,
                 "aggregate-input",
-                ProjectOperator::factory(self.on_plugin_error, exprs, pre_schema.clone()),
+                ProjectOperator::factory(self.plugins.on_error, exprs, pre_schema.clone()),
             );
             return self.updating_aggregate(agg, pre, &pre_schema, key_names, calls);
         };
@@ -605,7 +593,7 @@ impl Planner<'_> {
         let mut pre = self.then(
             input,
             "window-input",
-            ProjectOperator::factory(self.on_plugin_error, exprs, pre_schema.clone()),
+            ProjectOperator::factory(self.plugins.on_error, exprs, pre_schema.clone()),
         );
         if proctime {
             pre = self.then(
@@ -654,7 +642,7 @@ impl Planner<'_> {
         let mut result = self.then(
             windowed,
             "window-output",
-            ProjectOperator::factory(self.on_plugin_error, out, arrow_schema(&agg.schema)),
+            ProjectOperator::factory(self.plugins.on_error, out, arrow_schema(&agg.schema)),
         );
         result.window = WindowColumns {
             start: bounds
@@ -702,7 +690,7 @@ impl Planner<'_> {
         Ok(self.then(
             aggregated,
             "aggregate-output",
-            ProjectOperator::factory(self.on_plugin_error, exprs, out_schema),
+            ProjectOperator::factory(self.plugins.on_error, exprs, out_schema),
         ))
     }
 }
@@ -794,7 +782,7 @@ impl Planner<'_> {
             left = self.then(
                 left,
                 "filter",
-                PredicateOperator::factory(self.on_plugin_error, predicate),
+                PredicateOperator::factory(self.plugins.on_error, predicate),
             );
         }
         if let Some(c) = right_only.into_iter().reduce(|a, b| a.and(b)) {
@@ -802,7 +790,7 @@ impl Planner<'_> {
             right = self.then(
                 right,
                 "filter",
-                PredicateOperator::factory(self.on_plugin_error, predicate),
+                PredicateOperator::factory(self.plugins.on_error, predicate),
             );
         }
         let column_pairs: Option<Vec<(usize, usize)>> = keys
@@ -998,7 +986,7 @@ impl Planner<'_> {
         let planned = self.then(
             input,
             "join-keys",
-            ProjectOperator::factory(self.on_plugin_error, exprs, extended.clone()),
+            ProjectOperator::factory(self.plugins.on_error, exprs, extended.clone()),
         );
         Ok((planned, extended, indices))
     }
@@ -1064,7 +1052,7 @@ impl Planner<'_> {
             joined = self.then(
                 joined,
                 "join-output",
-                ProjectOperator::factory(self.on_plugin_error, exprs, schema),
+                ProjectOperator::factory(self.plugins.on_error, exprs, schema),
             );
             joined.window = window;
         }
@@ -1073,7 +1061,7 @@ impl Planner<'_> {
             joined = self.then(
                 joined,
                 "join-filter",
-                PredicateOperator::factory(self.on_plugin_error, predicate),
+                PredicateOperator::factory(self.plugins.on_error, predicate),
             );
         }
         Ok(joined)

@@ -64,6 +64,10 @@ impl Default for SessionPlugins {
     }
 }
 
+/// The connector name of tables read or written by a plugin:
+/// `WITH ('connector' = 'wasm', 'plugin' = 'path.wasm', ...the plugin's options)`.
+pub(crate) const WASM_CONNECTOR: &str = "wasm";
+
 /// A parsed `CREATE FUNCTION ... LANGUAGE WASM` or `LOAD PLUGIN`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PluginStatement {
@@ -181,6 +185,57 @@ impl SessionPlugins {
         self.tenant = None;
     }
 
+    /// The plugin of a `wasm` table and the options it is configured with.
+    fn table_plugin(
+        &mut self,
+        table: &crate::catalog::TableDef,
+    ) -> Result<(Arc<fungi_plugin::Plugin>, Vec<(String, String)>)> {
+        let path = table
+            .options
+            .iter()
+            .find(|(k, _)| k == "plugin")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "table '{}' (connector 'wasm') needs 'plugin' = 'path/to/connector.wasm'",
+                    table.name
+                ))
+            })?;
+        let plugin = self
+            .host()?
+            .load_file(std::path::Path::new(&path))
+            .map_err(plugin_error)?;
+        let config = table
+            .options
+            .iter()
+            .filter(|(k, _)| k != "plugin")
+            .cloned()
+            .collect();
+        Ok((plugin, config))
+    }
+
+    /// The source of a `wasm` table.
+    pub(crate) fn source(
+        &mut self,
+        table: &crate::catalog::TableDef,
+    ) -> Result<fungi_execution::source::SourceFactory> {
+        let (plugin, config) = self.table_plugin(table)?;
+        let source =
+            fungi_plugin::PluginSource::new(plugin, self.tenant(), config).map_err(plugin_error)?;
+        source.factory(table.source_schema()).map_err(plugin_error)
+    }
+
+    /// The sink of a `wasm` table.
+    pub(crate) fn sink(
+        &mut self,
+        table: &crate::catalog::TableDef,
+    ) -> Result<fungi_execution::operator::OperatorFactory> {
+        let (plugin, config) = self.table_plugin(table)?;
+        let sink =
+            fungi_plugin::PluginSink::new(plugin, self.tenant(), config).map_err(plugin_error)?;
+        Ok(sink.factory())
+    }
+
     /// Loads the plugin of `stmt` and registers its functions with `ctx`. Returns the
     /// registered SQL names.
     pub(crate) fn register(
@@ -245,6 +300,8 @@ pub(crate) const LIMIT_KEYS: &[&str] = &[
     "plugin.max-output",
     "plugin.on-error",
     "plugin.batch-rows",
+    "plugin.grant-directory",
+    "plugin.allow-network",
 ];
 
 /// Applies `SET 'key' = 'value'` for a plugin limit (durations as `500 ms`, sizes as
@@ -276,6 +333,26 @@ pub(crate) fn set_limit(limits: &mut TenantLimits, key: &str, value: &str) -> Re
         "plugin.memory-per-instance" => limits.memory_per_instance = size()?,
         "plugin.memory-total" => limits.memory_total = size()?,
         "plugin.max-output" => limits.max_output_bytes = size()?,
+        "plugin.grant-directory" => {
+            // 'host/path=/guest/path' (read-write) or 'host/path=/guest/path:ro'.
+            let (host, guest) = value
+                .split_once('=')
+                .ok_or_else(|| bad("of the form 'host/dir=/guest/dir[:ro]'"))?;
+            let (guest, writable) = match guest.strip_suffix(":ro") {
+                Some(g) => (g, false),
+                None => (guest.strip_suffix(":rw").unwrap_or(guest), true),
+            };
+            limits
+                .directories
+                .push((host.trim().into(), guest.trim().to_string(), writable));
+        }
+        "plugin.allow-network" => {
+            for addr in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                addr.parse::<std::net::SocketAddr>()
+                    .map_err(|_| bad("a list of ip:port addresses"))?;
+                limits.network_allow.push(addr.to_string());
+            }
+        }
         "plugin.max-instances" => {
             limits.max_instances = value.trim().parse().map_err(|_| bad("a number"))?
         }

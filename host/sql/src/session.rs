@@ -263,6 +263,7 @@ impl SqlSession {
             .iter()
             .chain(registry::SINKS)
             .copied()
+            .chain([plugins::WASM_CONNECTOR])
             .collect();
         if !known.contains(&connector.as_str()) {
             let hint = closest(&connector, known.iter().copied())
@@ -272,6 +273,12 @@ impl SqlSession {
                 "unknown connector '{connector}' for table '{}'.{hint} Available: {}",
                 ddl.name,
                 known.join(", ")
+            )));
+        }
+        if connector == plugins::WASM_CONNECTOR && ddl.columns.is_empty() {
+            return Err(SqlError::Plan(format!(
+                "table '{}' of connector 'wasm' must declare its columns (the plugin's rows are read as them)",
+                ddl.name
             )));
         }
         let (mut schema, declared) = if ddl.columns.is_empty() {
@@ -417,11 +424,8 @@ impl SqlSession {
                     &mut graph,
                     self.state_ttl_ms,
                     lookups.clone(),
-                    &self.plugins.aggregates,
+                    &mut self.plugins,
                 );
-                planner.on_plugin_error = self.plugins.on_error;
-                planner.plugin_scalars = self.plugins.scalars.clone();
-                planner.plugin_batch_rows = self.plugins.batch_rows;
                 let out = planner.plan(&dml.input)?;
                 if out.updating && !registry::accepts_updates(&table.connector) {
                     return Err(SqlError::Plan(format!(
@@ -431,10 +435,13 @@ impl SqlSession {
                         table.connector
                     )));
                 }
-                let sink =
+                let sink = if table.connector == plugins::WASM_CONNECTOR {
+                    self.plugins.sink(&table)?
+                } else {
                     registry::sink(&table.connector, &table.connector_options()).map_err(|e| {
                         SqlError::Plan(format!("table '{name}' cannot be written to: {e}"))
-                    })?;
+                    })?
+                };
                 let parallelism = if matches!(table.connector.as_str(), "stdout" | "print") {
                     1
                 } else {
@@ -462,11 +469,8 @@ impl SqlSession {
                     &mut graph,
                     self.state_ttl_ms,
                     lookups.clone(),
-                    &self.plugins.aggregates,
+                    &mut self.plugins,
                 );
-                planner.on_plugin_error = self.plugins.on_error;
-                planner.plugin_scalars = self.plugins.scalars.clone();
-                planner.plugin_batch_rows = self.plugins.batch_rows;
                 let output = planner.plan(query)?;
                 Ok(Outcome::Query(Query {
                     graph,

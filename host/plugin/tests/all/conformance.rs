@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use fungi_plugin::conformance;
-use fungi_plugin_artifacts::{HLL, HOSTILE_EVIL, STRINGS_GEO};
+use fungi_plugin_artifacts::{COUNTER_SOURCE, DIR_SINK, HLL, HOSTILE_EVIL, STRINGS_GEO};
 
 use crate::load;
 
@@ -23,6 +23,11 @@ fn shipped_plugins_pass_the_conformance_kit() {
             report.checks.iter().any(|c| c.name.starts_with("vector")),
             "{path} has test vectors:\n{report}"
         );
+    }
+    for path in [COUNTER_SOURCE, DIR_SINK] {
+        let report = conformance::run(&load(path), Some(vectors()));
+        assert!(report.passed(), "{path}:\n{report}");
+        assert!(report.checks.len() >= 2, "{report}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! `conformance/hostile/` (by `fungi-plugin-artifacts`).
 
 mod conformance;
+mod connectors;
 mod contract;
 mod functions;
 mod hostile;

@@ -151,3 +151,56 @@ async fn plugin_calls_get_coalesced_batches() {
     assert!(text(3).contains("coalesce"), "{}", text(3));
     assert!(!text(4).contains("coalesce"), "{}", text(4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_source_to_plugin_sink_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut session = SqlSession::default();
+    session
+        .execute("SET 'parallelism.default' = '2'")
+        .await
+        .unwrap();
+    let script = format!(
+        "SET 'plugin.grant-directory' = '{}=/out';
+         CREATE TABLE counter (split BIGINT, seq BIGINT, label VARCHAR)
+         WITH ('connector' = 'wasm', 'plugin' = '{}', 'splits' = '3', 'rows' = '5000');
+         CREATE TABLE files (split BIGINT, seq BIGINT)
+         WITH ('connector' = 'wasm', 'plugin' = '{}', 'dir' = '/out');
+         INSERT INTO files SELECT split, seq FROM counter WHERE seq % 2 = 0",
+        dir.path().display(),
+        fungi_plugin_artifacts::COUNTER_SOURCE,
+        fungi_plugin_artifacts::DIR_SINK
+    );
+    let mut outcomes = session.execute_script(&script).await.unwrap();
+    let Some(fungi_sql::Outcome::Insert(graph)) = outcomes.pop() else {
+        panic!("an insert")
+    };
+    fungi_execution::executor::LocalExecutor::new()
+        .execute(graph)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    // Every even row of every split, committed into part files; nothing left pending.
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    let mut want: Vec<String> = (0..3)
+        .flat_map(|s| (0..5000).step_by(2).map(move |q| format!("{s},{q}")))
+        .collect();
+    want.sort();
+    assert_eq!(lines.len(), want.len());
+    assert_eq!(lines, want);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".pending"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
