@@ -64,6 +64,9 @@ impl Default for SessionPlugins {
     }
 }
 
+/// Options passed to a plugin.
+type PluginConfig = Vec<(String, String)>;
+
 /// The connector name of tables read or written by a plugin:
 /// `WITH ('connector' = 'wasm', 'plugin' = 'path.wasm', ...the plugin's options)`.
 pub(crate) const WASM_CONNECTOR: &str = "wasm";
@@ -189,7 +192,7 @@ impl SessionPlugins {
     fn table_plugin(
         &mut self,
         table: &crate::catalog::TableDef,
-    ) -> Result<(Arc<fungi_plugin::Plugin>, Vec<(String, String)>)> {
+    ) -> Result<(Arc<fungi_plugin::Plugin>, PluginConfig)> {
         let path = table
             .options
             .iter()
