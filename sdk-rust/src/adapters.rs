@@ -124,7 +124,7 @@ impl<P: ScalarPlugin> scalar_api::GuestScalarFunction for ScalarInstance<P> {
     }
 
     fn call(&self, args: Vec<u8>) -> Result<Vec<u8>, scalar_types::PluginError> {
-        let (columns, rows) = ipc::decode(&args)?;
+        let (columns, rows) = ipc::decode(args)?;
         let result = self.function.call(&columns, rows)?;
         if result.len() != rows {
             return Err(Error::Internal(format!(
@@ -192,7 +192,7 @@ impl<P: AggregatePlugin> agg_api::GuestAccumulator for AccumulatorInstance<P> {
     }
 
     fn update(&self, args: Vec<u8>, groups: Vec<u32>, total: u32) -> AggResult<()> {
-        let (columns, _) = ipc::decode(&args)?;
+        let (columns, _) = ipc::decode(args)?;
         Ok(self
             .inner
             .borrow_mut()
@@ -200,7 +200,7 @@ impl<P: AggregatePlugin> agg_api::GuestAccumulator for AccumulatorInstance<P> {
     }
 
     fn retract(&self, args: Vec<u8>, groups: Vec<u32>, total: u32) -> AggResult<()> {
-        let (columns, _) = ipc::decode(&args)?;
+        let (columns, _) = ipc::decode(args)?;
         Ok(self
             .inner
             .borrow_mut()

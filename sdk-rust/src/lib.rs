@@ -189,12 +189,22 @@ pub mod ipc {
         out
     }
 
-    /// Decodes the columns of an IPC stream with one batch (no batch: no rows).
-    pub fn decode(bytes: &[u8]) -> Result<(Vec<ArrayRef>, usize), Error> {
-        let mut r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-        match r.next() {
+    /// Decodes the columns of an IPC stream with one batch (no batch: no rows), without
+    /// copying the column data (the arrays point into `bytes`).
+    pub fn decode(bytes: Vec<u8>) -> Result<(Vec<ArrayRef>, usize), Error> {
+        let mut buffer = arrow_buffer::Buffer::from_vec(bytes);
+        let mut decoder = arrow_ipc::reader::StreamDecoder::new().with_require_alignment(false);
+        let mut batch = None;
+        while !buffer.is_empty() {
+            let before = buffer.len();
+            match decoder.decode(&mut buffer)? {
+                Some(b) if batch.is_none() => batch = Some(b),
+                _ if buffer.len() == before => break,
+                _ => {}
+            }
+        }
+        match batch {
             Some(b) => {
-                let b = b?;
                 let rows = b.num_rows();
                 Ok((b.columns().to_vec(), rows))
             }

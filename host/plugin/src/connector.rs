@@ -166,11 +166,12 @@ impl SplitReader {
                             output: String::new(),
                         });
                     }
-                    let (_, batch) = ipc::decode(&bytes).map_err(|e| PluginError::Contract {
-                        plugin: self.plugin.clone(),
-                        function: "poll".into(),
-                        reason: format!("bad batch: {e}"),
-                    })?;
+                    let (_, batch) =
+                        ipc::decode_owned(bytes).map_err(|e| PluginError::Contract {
+                            plugin: self.plugin.clone(),
+                            function: "poll".into(),
+                            reason: format!("bad batch: {e}"),
+                        })?;
                     match batch {
                         Some(b) => Poll::Batch(b),
                         None => Poll::Pending,

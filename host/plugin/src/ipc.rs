@@ -25,6 +25,38 @@ pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, arrow::error::ArrowErro
     Ok(out)
 }
 
+/// Encodes `batch` into `out` (cleared first), reusing its allocation.
+pub fn encode_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow::error::ArrowError> {
+    out.clear();
+    let mut w = StreamWriter::try_new(&mut *out, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Decodes bytes from [`encode`] without copying the column data: the batch's buffers
+/// point into `bytes` (misaligned ones, if any, are copied).
+pub fn decode_owned(
+    bytes: Vec<u8>,
+) -> Result<(SchemaRef, Option<RecordBatch>), arrow::error::ArrowError> {
+    let mut buffer = arrow::buffer::Buffer::from_vec(bytes);
+    let mut decoder = arrow::ipc::reader::StreamDecoder::new().with_require_alignment(false);
+    let mut batch = None;
+    while !buffer.is_empty() {
+        let before = buffer.len();
+        match decoder.decode(&mut buffer)? {
+            Some(b) if batch.is_none() => batch = Some(b),
+            _ if buffer.len() == before => break,
+            _ => {}
+        }
+    }
+    decoder.finish()?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| arrow::error::ArrowError::IpcError("no schema in the stream".into()))?;
+    Ok((schema, batch))
+}
+
 /// Decodes bytes from [`encode`]: the schema and the batch, if any.
 pub fn decode(bytes: &[u8]) -> Result<(SchemaRef, Option<RecordBatch>), arrow::error::ArrowError> {
     let mut r = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;

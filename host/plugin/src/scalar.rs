@@ -16,6 +16,8 @@ use crate::sandbox::{Exports, Sandbox};
 struct Ready {
     sandbox: Sandbox,
     function: ResourceAny,
+    /// The encoded arguments, reused across calls.
+    input: Vec<u8>,
 }
 
 /// A scalar function of a plugin, for one tenant. Calls may come from many threads: each
@@ -90,7 +92,11 @@ impl ScalarUdf {
             _ => unreachable!("checked kind"),
         })?;
         let function = created.map_err(|e| self.guest_error(&e))?;
-        Ok(Ready { sandbox, function })
+        Ok(Ready {
+            sandbox,
+            function,
+            input: Vec::new(),
+        })
     }
 
     fn guest_error(&self, e: &GuestError) -> PluginError {
@@ -118,10 +124,11 @@ impl ScalarUdf {
                 self.signature.arguments.len()
             )));
         }
-        let input = ipc::arguments(args, rows)
-            .and_then(|b| ipc::encode(&b))
-            .map_err(|e| PluginError::Host(format!("encoding arguments: {e}")))?;
         let mut ready = self.instance()?;
+        let mut input = std::mem::take(&mut ready.input);
+        ipc::arguments(args, rows)
+            .and_then(|b| ipc::encode_into(&b, &mut input))
+            .map_err(|e| PluginError::Host(format!("encoding arguments: {e}")))?;
         let function = ready.function;
         let result = ready
             .sandbox
@@ -132,6 +139,7 @@ impl ScalarUdf {
                     .call_call(store, function, &input),
                 _ => unreachable!("checked kind"),
             });
+        ready.input = input;
         let bytes = match result {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
@@ -157,8 +165,8 @@ impl ScalarUdf {
         if !ready.sandbox.is_poisoned() {
             self.idle.lock().expect("idle lock").push(ready);
         }
-        let (_, batch) =
-            ipc::decode(&bytes).map_err(|e| self.contract(format!("bad result batch: {e}")))?;
+        let (_, batch) = ipc::decode_owned(bytes)
+            .map_err(|e| self.contract(format!("bad result batch: {e}")))?;
         let batch = batch.ok_or_else(|| self.contract("the result has no batch".into()))?;
         if batch.num_columns() != 1 || batch.num_rows() != rows {
             return Err(self.contract(format!(

@@ -6,6 +6,7 @@ mod connectors;
 mod contract;
 mod functions;
 mod hostile;
+mod versioning;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
