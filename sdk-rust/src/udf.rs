@@ -42,6 +42,18 @@ pub trait Ret {
     fn append_null(b: &mut Self::Builder);
     /// The result array.
     fn finish(b: Self::Builder) -> ArrayRef;
+    /// The result array of `n` non-null values (the fast path when no argument has a
+    /// NULL).
+    fn collect(values: impl Iterator<Item = Self>, n: usize) -> ArrayRef
+    where
+        Self: Sized,
+    {
+        let mut b = Self::builder(n);
+        for v in values {
+            Self::append(&mut b, v);
+        }
+        Self::finish(b)
+    }
 }
 
 fn wrong(expected: &DataType, got: &DataType) -> Error {
@@ -82,6 +94,11 @@ macro_rules! primitive {
             }
             fn finish(mut b: $builder) -> ArrayRef {
                 Arc::new(b.finish())
+            }
+            fn collect(values: impl Iterator<Item = $rust>, n: usize) -> ArrayRef {
+                let mut v = Vec::with_capacity(n);
+                v.extend(values);
+                Arc::new(<$array>::from(v))
             }
         }
     };

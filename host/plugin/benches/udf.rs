@@ -34,7 +34,26 @@ fn texts() -> ArrayRef {
     ))
 }
 
-/// `slugify` as a native DataFusion UDF (the plugin's algorithm).
+/// The plugin's `slugify`, row by row: a copy of `plugins/strings-geo`'s function on
+/// purpose, so that both sides run the same code.
+fn slugify(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut dash = false;
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    out
+}
+
+/// `slugify` as a native DataFusion UDF: the same function, called per row.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct NativeSlugify {
     signature: Signature,
@@ -57,26 +76,10 @@ impl ScalarUDFImpl for NativeSlugify {
         let input = args.args[0].to_array(args.number_rows)?;
         let input = arrow::array::AsArray::as_string::<i32>(&input);
         let mut out = StringBuilder::with_capacity(input.len(), input.len() * 8);
-        let mut s = String::new();
         for v in input.iter() {
             match v {
                 None => out.append_null(),
-                Some(v) => {
-                    s.clear();
-                    let mut dash = false;
-                    for c in v.chars() {
-                        if c.is_ascii_alphanumeric() {
-                            if dash && !s.is_empty() {
-                                s.push('-');
-                            }
-                            dash = false;
-                            s.push(c.to_ascii_lowercase());
-                        } else {
-                            dash = true;
-                        }
-                    }
-                    out.append_value(&s);
-                }
+                Some(v) => out.append_value(slugify(v)),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

@@ -113,6 +113,13 @@ pub fn udf(attr: TokenStream, item: TokenStream) -> TokenStream {
                 }
                 #(let #arrays = <#arg_types as ::fungi_sdk::udf::Arg>::array(&args[#idx])?;)*
                 let n = #rows_expr;
+                if true #(&& ::fungi_sdk::arrow_array::Array::null_count(#arrays) == 0)* {
+                    // No NULLs: no per-row checks, values collected straight into a vector.
+                    return Ok(<#ret as ::fungi_sdk::udf::Ret>::collect(
+                        (0..n).map(|i| #inner(#(<#arg_types as ::fungi_sdk::udf::Arg>::value(#arrays, i)),*)),
+                        n,
+                    ));
+                }
                 let mut out = <#ret as ::fungi_sdk::udf::Ret>::builder(n);
                 for i in 0..n {
                     if false #(|| ::fungi_sdk::arrow_array::Array::is_null(#arrays, i))* {
