@@ -226,3 +226,22 @@ fn a_runaway_tenant_does_not_stop_another_tenant() {
     // A generous bound: 50 calls of 8192 rows take a few ms alone.
     assert!(took < Duration::from_secs(5), "the victim took {took:?}");
 }
+
+#[test]
+fn fuel_metering_stops_a_loop_deterministically() {
+    let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
+        cache_dir: None,
+        fuel: true,
+    })
+    .unwrap();
+    let plugin = host.load_file(std::path::Path::new(HOSTILE_EVIL)).unwrap();
+    let limits = TenantLimits {
+        fuel_per_call: Some(5_000_000),
+        ..TenantLimits::default()
+    };
+    let f = ScalarUdf::new(plugin, tenant("fuel", limits), "spin", Vec::new()).unwrap();
+    limit(
+        f.call(&[ints(1)], 1).unwrap_err(),
+        "fuel limit of 5000000 per call exceeded",
+    );
+}
