@@ -14,47 +14,8 @@ use crate::scalar_bindings::exports::fungi::plugin::plugin as scalar_plugin_api;
 use crate::scalar_bindings::exports::fungi::plugin::scalar as scalar_api;
 use crate::scalar_bindings::fungi::plugin::types as scalar_types;
 use crate::{
-    Accumulator, AggregateFunction, AggregatePlugin, Error, Manifest, ScalarFunction, ScalarPlugin,
-    Volatility, ipc,
+    Accumulator, AggregateFunction, AggregatePlugin, Error, ScalarFunction, ScalarPlugin, ipc,
 };
-
-macro_rules! conversions {
-    ($types:ident) => {
-        impl From<Error> for $types::PluginError {
-            fn from(e: Error) -> Self {
-                match e {
-                    Error::InvalidInput(m) => $types::PluginError::InvalidInput(m),
-                    Error::Unsupported(m) => $types::PluginError::Unsupported(m),
-                    Error::Internal(m) => $types::PluginError::Internal(m),
-                }
-            }
-        }
-
-        impl From<Manifest> for $types::Manifest {
-            fn from(m: Manifest) -> Self {
-                $types::Manifest {
-                    name: m.name,
-                    version: m.version,
-                    description: m.description,
-                    capabilities: $types::Capabilities {
-                        network: m.network,
-                        directories: m.directories,
-                    },
-                }
-            }
-        }
-
-        impl From<Volatility> for $types::Volatility {
-            fn from(v: Volatility) -> Self {
-                match v {
-                    Volatility::Immutable => $types::Volatility::Immutable,
-                    Volatility::Stable => $types::Volatility::Stable,
-                    Volatility::Volatile => $types::Volatility::Volatile,
-                }
-            }
-        }
-    };
-}
 
 conversions!(scalar_types);
 conversions!(agg_types);

@@ -13,7 +13,7 @@ use crate::sink_bindings::fungi::plugin::types as sink_types;
 use crate::source_bindings::exports::fungi::plugin::plugin as source_plugin_api;
 use crate::source_bindings::exports::fungi::plugin::source as source_api;
 use crate::source_bindings::fungi::plugin::types as source_types;
-use crate::{Error, Manifest, ipc};
+use crate::{Error, ipc};
 
 /// What a poll of a split returns.
 pub enum SourcePoll {
@@ -68,34 +68,6 @@ pub trait SinkWriter: 'static {
     fn commit(&mut self, handle: &[u8]) -> Result<(), Error>;
     /// Discards transaction `handle`.
     fn abort(&mut self, handle: &[u8]) -> Result<(), Error>;
-}
-
-macro_rules! conversions {
-    ($types:ident) => {
-        impl From<Error> for $types::PluginError {
-            fn from(e: Error) -> Self {
-                match e {
-                    Error::InvalidInput(m) => $types::PluginError::InvalidInput(m),
-                    Error::Unsupported(m) => $types::PluginError::Unsupported(m),
-                    Error::Internal(m) => $types::PluginError::Internal(m),
-                }
-            }
-        }
-
-        impl From<Manifest> for $types::Manifest {
-            fn from(m: Manifest) -> Self {
-                $types::Manifest {
-                    name: m.name,
-                    version: m.version,
-                    description: m.description,
-                    capabilities: $types::Capabilities {
-                        network: m.network,
-                        directories: m.directories,
-                    },
-                }
-            }
-        }
-    };
 }
 
 conversions!(source_types);

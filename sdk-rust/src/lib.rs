@@ -42,6 +42,47 @@ pub use fungi_sdk_source_bindings as source_bindings;
 
 pub mod udf;
 
+// Defined before the modules that use it.
+/// `From` conversions between the SDK's types and one world's generated `types`
+/// (every world generates its own copy of the `fungi:plugin/types` interface).
+macro_rules! conversions {
+    ($types:ident) => {
+        impl From<crate::Error> for $types::PluginError {
+            fn from(e: crate::Error) -> Self {
+                match e {
+                    crate::Error::InvalidInput(m) => $types::PluginError::InvalidInput(m),
+                    crate::Error::Unsupported(m) => $types::PluginError::Unsupported(m),
+                    crate::Error::Internal(m) => $types::PluginError::Internal(m),
+                }
+            }
+        }
+
+        impl From<crate::Manifest> for $types::Manifest {
+            fn from(m: crate::Manifest) -> Self {
+                $types::Manifest {
+                    name: m.name,
+                    version: m.version,
+                    description: m.description,
+                    capabilities: $types::Capabilities {
+                        network: m.network,
+                        directories: m.directories,
+                    },
+                }
+            }
+        }
+
+        impl From<crate::Volatility> for $types::Volatility {
+            fn from(v: crate::Volatility) -> Self {
+                match v {
+                    crate::Volatility::Immutable => $types::Volatility::Immutable,
+                    crate::Volatility::Stable => $types::Volatility::Stable,
+                    crate::Volatility::Volatile => $types::Volatility::Volatile,
+                }
+            }
+        }
+    };
+}
+
 mod adapters;
 mod connectors;
 #[doc(hidden)]
@@ -91,6 +132,18 @@ pub struct Manifest {
     pub network: Vec<String>,
     /// Guest directories it wants.
     pub directories: Vec<String>,
+}
+
+impl Manifest {
+    /// A manifest asking for no capabilities.
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Manifest {
+            name: name.to_string(),
+            version: version.to_string(),
+            description: description.to_string(),
+            ..Manifest::default()
+        }
+    }
 }
 
 /// A scalar function: one output value per input row, a batch at a time.
@@ -249,12 +302,7 @@ macro_rules! scalar_plugin {
         pub struct __FungiScalarPlugin;
         impl $crate::ScalarPlugin for __FungiScalarPlugin {
             fn manifest() -> $crate::Manifest {
-                $crate::Manifest {
-                    name: ($name).to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    description: ($description).to_string(),
-                    ..::std::default::Default::default()
-                }
+                $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
             }
             fn functions() -> ::std::vec::Vec<::std::sync::Arc<dyn $crate::ScalarFunction>> {
                 vec![$(::std::sync::Arc::new($f)),*]
@@ -278,12 +326,7 @@ macro_rules! aggregate_plugin {
         pub struct __FungiAggregatePlugin;
         impl $crate::AggregatePlugin for __FungiAggregatePlugin {
             fn manifest() -> $crate::Manifest {
-                $crate::Manifest {
-                    name: ($name).to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    description: ($description).to_string(),
-                    ..::std::default::Default::default()
-                }
+                $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
             }
             fn functions() -> ::std::vec::Vec<::std::sync::Arc<dyn $crate::AggregateFunction>> {
                 vec![$(::std::sync::Arc::new($f)),*]
@@ -312,12 +355,7 @@ macro_rules! source_plugin {
         #[doc(hidden)]
         impl $crate::connectors_manifest::Described for $ty {
             fn manifest() -> $crate::Manifest {
-                $crate::Manifest {
-                    name: ($name).to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    description: ($description).to_string(),
-                    ..::std::default::Default::default()
-                }
+                $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
             }
         }
         $crate::source_bindings::export_source_connector!(__FungiSourceExport with_types_in $crate::source_bindings);
@@ -340,11 +378,8 @@ macro_rules! sink_plugin {
         impl $crate::connectors_manifest::Described for $ty {
             fn manifest() -> $crate::Manifest {
                 $crate::Manifest {
-                    name: ($name).to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    description: ($description).to_string(),
                     directories: vec![$(($dir).to_string()),*],
-                    ..::std::default::Default::default()
+                    ..$crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
                 }
             }
         }

@@ -50,71 +50,32 @@ struct AggregateVector {
     expected: Vec<Value>,
 }
 
+/// `values` as an array `A`, each non-null one read with `get`.
+fn read<T, A: FromIterator<Option<T>>>(
+    t: &DataType,
+    values: &[Value],
+    get: impl Fn(&Value) -> Option<T>,
+) -> Result<A, String> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Null => Ok(None),
+            v => get(v).map(Some).ok_or_else(|| format!("{v} is not a {t}")),
+        })
+        .collect()
+}
+
 fn array(t: &DataType, values: &[Value]) -> Result<ArrayRef, String> {
-    let bad = |v: &Value| format!("{v} is not a {t}");
     Ok(match t {
-        DataType::Int64 => Arc::new(
-            values
-                .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Ok(None)
-                    } else {
-                        v.as_i64().map(Some).ok_or_else(|| bad(v))
-                    }
-                })
-                .collect::<Result<Int64Array, _>>()?,
-        ),
-        DataType::Int32 => Arc::new(
-            values
-                .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Ok(None)
-                    } else {
-                        v.as_i64().map(|x| Some(x as i32)).ok_or_else(|| bad(v))
-                    }
-                })
-                .collect::<Result<Int32Array, _>>()?,
-        ),
-        DataType::Float64 => Arc::new(
-            values
-                .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Ok(None)
-                    } else {
-                        v.as_f64().map(Some).ok_or_else(|| bad(v))
-                    }
-                })
-                .collect::<Result<Float64Array, _>>()?,
-        ),
-        DataType::Utf8 => Arc::new(
-            values
-                .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Ok(None)
-                    } else {
-                        v.as_str()
-                            .map(|s| Some(s.to_string()))
-                            .ok_or_else(|| bad(v))
-                    }
-                })
-                .collect::<Result<StringArray, _>>()?,
-        ),
-        DataType::Boolean => Arc::new(
-            values
-                .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Ok(None)
-                    } else {
-                        v.as_bool().map(Some).ok_or_else(|| bad(v))
-                    }
-                })
-                .collect::<Result<BooleanArray, _>>()?,
-        ),
+        DataType::Int64 => Arc::new(read::<_, Int64Array>(t, values, Value::as_i64)?),
+        DataType::Int32 => Arc::new(read::<_, Int32Array>(t, values, |v| {
+            v.as_i64().and_then(|x| i32::try_from(x).ok())
+        })?),
+        DataType::Float64 => Arc::new(read::<_, Float64Array>(t, values, Value::as_f64)?),
+        DataType::Utf8 => Arc::new(read::<_, StringArray>(t, values, |v| {
+            v.as_str().map(str::to_string)
+        })?),
+        DataType::Boolean => Arc::new(read::<_, BooleanArray>(t, values, Value::as_bool)?),
         other => return Err(format!("vectors cannot express {other}")),
     })
 }

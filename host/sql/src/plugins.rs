@@ -38,6 +38,9 @@ pub(crate) struct SessionPlugins {
     pub(crate) limits: TenantLimits,
     tenant: Option<Arc<Tenant>>,
     pub(crate) aggregates: BTreeMap<String, Arc<dyn AggregateFunction>>,
+    /// Plugins loaded so far, by path: a component is compiled once per session, however
+    /// many functions and tables use it.
+    loaded: BTreeMap<String, Arc<fungi_plugin::Plugin>>,
     /// What a failing plugin call does to its batch.
     pub(crate) on_error: crate::operators::OnPluginError,
     /// Registered plugin scalar functions.
@@ -57,6 +60,7 @@ impl Default for SessionPlugins {
             limits: TenantLimits::default(),
             tenant: None,
             aggregates: BTreeMap::new(),
+            loaded: BTreeMap::new(),
             on_error: crate::operators::OnPluginError::Fail,
             scalars: std::collections::BTreeSet::new(),
             batch_rows: 8192,
@@ -174,6 +178,19 @@ impl SessionPlugins {
         Ok(h)
     }
 
+    /// The plugin at `path` (loaded on first use).
+    fn load(&mut self, path: &str) -> Result<Arc<fungi_plugin::Plugin>> {
+        if let Some(p) = self.loaded.get(path) {
+            return Ok(p.clone());
+        }
+        let plugin = self
+            .host()?
+            .load_file(std::path::Path::new(path))
+            .map_err(plugin_error)?;
+        self.loaded.insert(path.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+
     /// The session's tenant (made when the first plugin loads, with the limits SET so
     /// far).
     fn tenant(&mut self) -> Arc<Tenant> {
@@ -204,10 +221,7 @@ impl SessionPlugins {
                     table.name
                 ))
             })?;
-        let plugin = self
-            .host()?
-            .load_file(std::path::Path::new(&path))
-            .map_err(plugin_error)?;
+        let plugin = self.load(&path)?;
         let config = table
             .options
             .iter()
@@ -246,10 +260,7 @@ impl SessionPlugins {
         stmt: &PluginStatement,
         ctx: &datafusion::prelude::SessionContext,
     ) -> Result<Vec<String>> {
-        let plugin = self
-            .host()?
-            .load_file(std::path::Path::new(&stmt.path))
-            .map_err(plugin_error)?;
+        let plugin = self.load(&stmt.path)?;
         let tenant = self.tenant();
         let wanted: Vec<(String, String)> = match &stmt.function {
             Some((sql, target)) => {

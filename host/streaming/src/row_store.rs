@@ -138,12 +138,23 @@ impl RowStore {
     }
 
     fn drop_batch(&mut self, id: u32) {
-        if let Some(s) = self.batches[id as usize].take() {
-            self.occupied -= 1;
-            self.stored_rows -= s.batch.num_rows();
-            self.live_rows -= s.live as usize;
-        }
-        // Trailing dropped batches can go for good.
+        self.take_batch(id as usize);
+        self.trim();
+    }
+
+    /// Removes batch `id` from the accounts; returns its rows.
+    fn take_batch(&mut self, id: usize) -> usize {
+        let Some(s) = self.batches[id].take() else {
+            return 0;
+        };
+        self.occupied -= 1;
+        self.stored_rows -= s.batch.num_rows();
+        self.live_rows -= s.live as usize;
+        s.batch.num_rows()
+    }
+
+    /// Trailing dropped batches can go for good.
+    fn trim(&mut self) {
         while matches!(self.batches.last(), Some(None)) {
             self.batches.pop();
         }
@@ -226,20 +237,14 @@ impl RowStore {
     pub fn expire(&mut self, now_ms: i64, ttl_ms: i64) -> usize {
         let mut dropped = 0;
         for id in 0..self.batches.len() {
-            if let Some(s) = &self.batches[id]
-                && now_ms - s.arrived_ms >= ttl_ms
+            if self.batches[id]
+                .as_ref()
+                .is_some_and(|s| now_ms - s.arrived_ms >= ttl_ms)
             {
-                dropped += s.batch.num_rows();
-                if let Some(s) = self.batches[id].take() {
-                    self.occupied -= 1;
-                    self.stored_rows -= s.batch.num_rows();
-                    self.live_rows -= s.live as usize;
-                }
+                dropped += self.take_batch(id);
             }
         }
-        while matches!(self.batches.last(), Some(None)) {
-            self.batches.pop();
-        }
+        self.trim();
         dropped
     }
 
