@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 cargo fmt --all --check
-# The guest workspaces (plugins, hostile plugins) and the SDK are formatted too.
+# The guest workspaces (plugins, hostile plugins) and the SDK are formatted and linted
+# too, for the target they are built for.
 for guest in sdk-rust plugins conformance/hostile; do
-  (cd "$guest" && cargo fmt --all --check)
+  (cd "$guest" && cargo fmt --all --check && cargo clippy --target wasm32-wasip2 -- -D warnings)
 done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

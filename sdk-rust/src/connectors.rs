@@ -160,9 +160,9 @@ impl<T: SinkConnector + Described> sink_api::GuestWriter for WriterInstance<T> {
     }
 
     fn write(&self, rows: Vec<u8>) -> SinkResult<()> {
-        let mut r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows), None)
+        let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows), None)
             .map_err(Error::from)?;
-        while let Some(batch) = r.next() {
+        for batch in r {
             self.inner.borrow_mut().write(batch.map_err(Error::from)?)?;
         }
         Ok(())

@@ -40,6 +40,7 @@ pub use fungi_sdk_sink_bindings as sink_bindings;
 #[doc(hidden)]
 pub use fungi_sdk_source_bindings as source_bindings;
 
+pub mod host;
 pub mod udf;
 
 // Defined before the modules that use it.
@@ -244,25 +245,101 @@ pub mod ipc {
 
     /// Decodes the columns of an IPC stream with one batch (no batch: no rows), without
     /// copying the column data (the arrays point into `bytes`).
+    ///
+    /// The stream is read message by message here rather than through Arrow's
+    /// `StreamDecoder`, because that one validates every batch (all string offsets and
+    /// their UTF-8), a pass over the whole batch inside the sandbox per call. The bytes
+    /// come from the Fungi host, which encodes them from Arrow arrays it has already
+    /// validated and validates everything a plugin returns, so the guest skips it.
     pub fn decode(bytes: Vec<u8>) -> Result<(Vec<ArrayRef>, usize), Error> {
-        let mut buffer = arrow_buffer::Buffer::from_vec(bytes);
-        let mut decoder = arrow_ipc::reader::StreamDecoder::new().with_require_alignment(false);
-        let mut batch = None;
-        while !buffer.is_empty() {
-            let before = buffer.len();
-            match decoder.decode(&mut buffer)? {
-                Some(b) if batch.is_none() => batch = Some(b),
-                _ if buffer.len() == before => break,
-                _ => {}
+        let buffer = arrow_buffer::Buffer::from_vec(bytes);
+        let mut schema: Option<Arc<Schema>> = None;
+        let mut offset = 0;
+        while let Some((message, body)) = next_message(&buffer, &mut offset)? {
+            match message.header_type() {
+                arrow_ipc::MessageHeader::Schema => {
+                    let fb = message
+                        .header_as_schema()
+                        .ok_or_else(|| invalid("schema message without a schema"))?;
+                    schema = Some(Arc::new(arrow_ipc::convert::fb_to_schema(fb)));
+                }
+                arrow_ipc::MessageHeader::RecordBatch => {
+                    let fb = message
+                        .header_as_record_batch()
+                        .ok_or_else(|| invalid("batch message without a batch"))?;
+                    let schema = schema
+                        .clone()
+                        .ok_or_else(|| invalid("batch before the schema"))?;
+                    let mut skip = arrow_data::UnsafeFlag::new();
+                    // SAFETY: host-encoded data from validated arrays (see above).
+                    unsafe { skip.set(true) };
+                    let no_dictionaries = std::collections::HashMap::new();
+                    let batch = arrow_ipc::reader::RecordBatchDecoder::try_new(
+                        &body,
+                        fb,
+                        schema,
+                        &no_dictionaries,
+                        &message.version(),
+                    )?
+                    .with_require_alignment(false)
+                    .with_skip_validation(skip)
+                    .read_record_batch()?;
+                    let rows = batch.num_rows();
+                    return Ok((batch.columns().to_vec(), rows));
+                }
+                other => {
+                    return Err(invalid(&format!("unexpected IPC message {other:?}")));
+                }
             }
         }
-        match batch {
-            Some(b) => {
-                let rows = b.num_rows();
-                Ok((b.columns().to_vec(), rows))
-            }
-            None => Ok((Vec::new(), 0)),
+        Ok((Vec::new(), 0))
+    }
+
+    /// The next message of an IPC stream at `*offset` and its body; `None` at the end
+    /// (end-of-stream marker or no bytes left).
+    fn next_message<'a>(
+        buffer: &'a arrow_buffer::Buffer,
+        offset: &mut usize,
+    ) -> Result<Option<(arrow_ipc::Message<'a>, arrow_buffer::Buffer)>, Error> {
+        let bytes = buffer.as_slice();
+        let word = |at: usize| -> Result<u32, Error> {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .ok_or_else(|| invalid("truncated IPC stream"))
+        };
+        if *offset + 4 > bytes.len() {
+            return Ok(None);
         }
+        // A continuation marker, then the metadata length (older streams: no marker).
+        let mut at = *offset;
+        let mut len = word(at)?;
+        at += 4;
+        if len == 0xFFFF_FFFF {
+            len = word(at)?;
+            at += 4;
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        let meta = bytes
+            .get(at..at + len as usize)
+            .ok_or_else(|| invalid("truncated IPC message"))?;
+        let message =
+            arrow_ipc::root_as_message(meta).map_err(|e| invalid(&format!("IPC message: {e}")))?;
+        at += len as usize;
+        let body_len = usize::try_from(message.bodyLength())
+            .map_err(|_| invalid("negative IPC body length"))?;
+        if at + body_len > bytes.len() {
+            return Err(invalid("truncated IPC body"));
+        }
+        let body = buffer.slice_with_length(at, body_len);
+        *offset = at + body_len;
+        Ok(Some((message, body)))
+    }
+
+    fn invalid(what: &str) -> Error {
+        Error::InvalidInput(format!("batch from the host: {what}"))
     }
 
     /// One column as an IPC batch.

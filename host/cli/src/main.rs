@@ -11,6 +11,7 @@ mod plugin;
 mod progress;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -118,11 +119,14 @@ fn run(args: RunArgs) -> Result<()> {
         bail!("only embedded mode exists so far: pass --local");
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    let plans = if args.job.extension().is_some_and(|e| e == "sql") {
+    let (plans, tenant) = if args.job.extension().is_some_and(|e| e == "sql") {
         runtime.block_on(sql_jobs(&args))?
     } else {
         let job = job::JobFile::load(&args.job)?;
-        vec![PhysicalPlan::new(job.to_graph(args.parallelism)?)?]
+        (
+            vec![PhysicalPlan::new(job.to_graph(args.parallelism)?)?],
+            None,
+        )
     };
     if args.explain {
         for plan in &plans {
@@ -137,12 +141,33 @@ fn run(args: RunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    runtime.block_on(run_jobs(plans, !args.no_progress))
+    let result = runtime.block_on(run_jobs(plans, !args.no_progress));
+    if let Some(tenant) = tenant {
+        print_plugin_metrics(&tenant);
+    }
+    result
+}
+
+/// What the jobs' plugins reported through the host's metrics interface.
+fn print_plugin_metrics(tenant: &fungi_plugin::Tenant) {
+    let metrics = tenant.plugin_metrics();
+    if metrics.is_empty() {
+        return;
+    }
+    eprintln!("plugin metrics:");
+    for (plugin, name, value) in metrics {
+        match value {
+            fungi_plugin::PluginMetric::Counter(n) => eprintln!("  {plugin}.{name} = {n}"),
+            fungi_plugin::PluginMetric::Gauge(g) => eprintln!("  {plugin}.{name} = {g} (gauge)"),
+        }
+    }
 }
 
 /// Plans every statement of a SQL file; INSERTs and SELECTs become jobs (a SELECT prints
-/// its rows as JSON lines on stdout).
-async fn sql_jobs(args: &RunArgs) -> Result<Vec<PhysicalPlan>> {
+/// its rows as JSON lines on stdout). Also returns the tenant its plugins run as.
+async fn sql_jobs(
+    args: &RunArgs,
+) -> Result<(Vec<PhysicalPlan>, Option<Arc<fungi_plugin::Tenant>>)> {
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read {}", args.job.display()))?;
     let mut config = fungi_common::config::JobConfig::default();
@@ -166,7 +191,7 @@ async fn sql_jobs(args: &RunArgs) -> Result<Vec<PhysicalPlan>> {
             }
         }
     }
-    Ok(plans)
+    Ok((plans, session.plugin_tenant()))
 }
 
 /// Runs jobs side by side with progress (of the first job) and a clean Ctrl-C.

@@ -91,7 +91,7 @@ pub(crate) fn run(command: PluginCommand) -> Result<()> {
 fn load(path: &Path) -> Result<std::sync::Arc<Plugin>> {
     let host = PluginHost::new(HostOptions {
         cache_dir: std::env::var_os("FUNGI_PLUGIN_CACHE").map(Into::into),
-        fuel: false,
+        ..HostOptions::default()
     })?;
     Ok(host.load_file(path)?)
 }

@@ -112,6 +112,33 @@ fn benches(c: &mut Criterion) {
     let tenant = Arc::new(Tenant::new("bench", TenantLimits::default()));
     let wasm_gcd = ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", Vec::new()).unwrap();
     let wasm_slug = ScalarUdf::new(plugin.clone(), tenant.clone(), "slugify", Vec::new()).unwrap();
+    // The same functions on a host for trusted plugins: no interruption checks compiled
+    // in, so no call timeout.
+    let trusted_host = PluginHost::new(HostOptions {
+        uninterruptible: true,
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let trusted_plugin = trusted_host
+        .load_file(std::path::Path::new(STRINGS_GEO))
+        .unwrap();
+    let trusted_tenant = Arc::new(Tenant::new(
+        "trusted",
+        TenantLimits {
+            call_timeout: None,
+            ..TenantLimits::default()
+        },
+    ));
+    let trusted = |name: &str| {
+        ScalarUdf::new(
+            trusted_plugin.clone(),
+            trusted_tenant.clone(),
+            name,
+            Vec::new(),
+        )
+        .unwrap()
+    };
+    let (trusted_gcd, trusted_slug) = (trusted("gcd"), trusted("slugify"));
     let native_gcd = datafusion::functions::math::gcd();
     let native_slug = ScalarUDF::new_from_impl(NativeSlugify {
         signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
@@ -132,6 +159,13 @@ fn benches(c: &mut Criterion) {
             .to_data(),
         invoke(&native_slug, std::slice::from_ref(&s), DataType::Utf8).to_data()
     );
+    assert_eq!(
+        trusted_slug
+            .call(std::slice::from_ref(&s), ROWS)
+            .unwrap()
+            .to_data(),
+        invoke(&native_slug, std::slice::from_ref(&s), DataType::Utf8).to_data()
+    );
 
     let mut g = c.benchmark_group("gcd_8192");
     g.throughput(Throughput::Elements(ROWS as u64));
@@ -140,6 +174,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("wasm_plugin", |bench| {
         bench.iter(|| wasm_gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
+    });
+    g.bench_function("wasm_plugin_uninterruptible", |bench| {
+        bench.iter(|| trusted_gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
     });
     g.finish();
 
@@ -150,6 +187,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("wasm_plugin", |bench| {
         bench.iter(|| wasm_slug.call(std::slice::from_ref(&s), ROWS).unwrap())
+    });
+    g.bench_function("wasm_plugin_uninterruptible", |bench| {
+        bench.iter(|| trusted_slug.call(std::slice::from_ref(&s), ROWS).unwrap())
     });
     g.finish();
 
@@ -171,7 +211,7 @@ fn benches(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let cached = PluginHost::new(HostOptions {
         cache_dir: Some(cache.path().to_path_buf()),
-        fuel: false,
+        ..HostOptions::default()
     })
     .unwrap();
     let bytes = std::fs::read(STRINGS_GEO).unwrap();
@@ -192,7 +232,7 @@ fn benches(c: &mut Criterion) {
         Arc::new(Tenant::new(
             "runaway",
             TenantLimits {
-                call_timeout: Duration::from_millis(100),
+                call_timeout: Some(Duration::from_millis(100)),
                 ..TenantLimits::default()
             },
         )),

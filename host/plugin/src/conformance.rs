@@ -152,8 +152,12 @@ fn wrong_arguments(sig: &FunctionSignature, rows: usize) -> Vec<ArrayRef> {
 pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
     let mut report = Report::default();
     let limits = TenantLimits {
-        call_timeout: std::time::Duration::from_secs(5),
-        ..TenantLimits::default()
+        call_timeout: plugin
+            .host
+            .default_limits()
+            .call_timeout
+            .map(|_| std::time::Duration::from_secs(5)),
+        ..plugin.host.default_limits()
     };
     let tenant = Arc::new(Tenant::new("conformance", limits));
     match plugin.kind() {
@@ -478,7 +482,7 @@ fn sink_checks(plugin: &Arc<Plugin>, report: &mut Report) {
             .iter()
             .map(|d| (d.path.clone(), d.guest.clone(), true))
             .collect(),
-        ..TenantLimits::default()
+        ..plugin.host.default_limits()
     };
     let tenant = Arc::new(Tenant::new("conformance-sink", limits));
     let sink = match crate::connector::PluginSink::new(plugin.clone(), tenant, Vec::new()) {

@@ -51,6 +51,6 @@ pub use bindings::CONTRACT_VERSION;
 pub use connector::{PluginSink, PluginSource, Poll, SinkWriter, SplitReader};
 pub use error::{PluginError, Result};
 pub use host::{HostOptions, PluginHost};
-pub use limits::{Tenant, TenantLimits};
+pub use limits::{MAX_PLUGIN_METRICS, PluginMetric, Tenant, TenantLimits};
 pub use plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
 pub use scalar::ScalarUdf;

@@ -6,9 +6,10 @@
 //! [`InstanceLimiter`] (a wasmtime `ResourceLimiter`) refuses memory growth beyond the
 //! instance's or the tenant's limit; per call an epoch deadline stops runaway code.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The limits of one tenant's plugins.
@@ -18,8 +19,10 @@ pub struct TenantLimits {
     pub memory_per_instance: usize,
     /// Linear memory of all the tenant's instances together, bytes.
     pub memory_total: usize,
-    /// Wall-clock time of one call (enforced by epoch interruption).
-    pub call_timeout: Duration,
+    /// Wall-clock time of one call (enforced by epoch interruption); `None`: no limit
+    /// per call (required on an uninterruptible host, see
+    /// [`HostOptions::uninterruptible`](crate::HostOptions)).
+    pub call_timeout: Option<Duration>,
     /// Time the tenant's calls may use per second of wall clock; a tenant over budget
     /// waits for the next second.
     pub cpu_budget_per_second: Duration,
@@ -44,7 +47,7 @@ impl Default for TenantLimits {
         TenantLimits {
             memory_per_instance: 64 << 20,
             memory_total: 512 << 20,
-            call_timeout: Duration::from_secs(1),
+            call_timeout: Some(Duration::from_secs(1)),
             cpu_budget_per_second: Duration::from_secs(1),
             max_instances: 64,
             max_output_bytes: 64 << 20,
@@ -57,6 +60,23 @@ impl Default for TenantLimits {
     }
 }
 
+/// Distinct metric names a tenant's plugins may report (more are dropped and counted),
+/// so that a plugin cannot grow the host's memory through its metric names.
+pub const MAX_PLUGIN_METRICS: usize = 1024;
+
+/// Longest metric name kept, bytes.
+const MAX_METRIC_NAME: usize = 128;
+
+/// A metric reported by a plugin through the host interface (`counter-add`,
+/// `gauge-set`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PluginMetric {
+    /// Sum of everything added.
+    Counter(u64),
+    /// The last value set.
+    Gauge(f64),
+}
+
 /// A tenant: its limits and what its plugins currently use.
 #[derive(Debug)]
 pub struct Tenant {
@@ -65,6 +85,9 @@ pub struct Tenant {
     memory: AtomicUsize,
     instances: AtomicUsize,
     budget: Mutex<BudgetWindow>,
+    /// Plugin metrics by (plugin, name).
+    metrics: Mutex<BTreeMap<(String, String), PluginMetric>>,
+    dropped_metrics: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -87,6 +110,43 @@ impl Tenant {
                 used: Duration::ZERO,
                 throttled: Duration::ZERO,
             }),
+            metrics: Mutex::new(BTreeMap::new()),
+            dropped_metrics: AtomicU64::new(0),
+        }
+    }
+
+    /// The metrics the tenant's plugins reported: (plugin, name, value), sorted.
+    pub fn plugin_metrics(&self) -> Vec<(String, String, PluginMetric)> {
+        let metrics = self.metrics.lock().expect("metrics lock");
+        metrics
+            .iter()
+            .map(|((plugin, name), m)| (plugin.clone(), name.clone(), *m))
+            .collect()
+    }
+
+    /// Metric updates dropped: names beyond [`MAX_PLUGIN_METRICS`] or too long.
+    pub fn dropped_metrics(&self) -> u64 {
+        self.dropped_metrics.load(Ordering::Relaxed)
+    }
+
+    /// Applies a metric update from `plugin` (`update` gets the current value, if any).
+    pub(crate) fn record_metric(
+        &self,
+        plugin: &str,
+        name: &str,
+        update: impl FnOnce(Option<PluginMetric>) -> PluginMetric,
+    ) {
+        let mut metrics = self.metrics.lock().expect("metrics lock");
+        let key = (plugin.to_string(), name.to_string());
+        let room = name.len() <= MAX_METRIC_NAME && metrics.len() < MAX_PLUGIN_METRICS;
+        match metrics.get_mut(&key) {
+            Some(m) => *m = update(Some(*m)),
+            None if room => {
+                metrics.insert(key, update(None));
+            }
+            None => {
+                self.dropped_metrics.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -221,5 +281,32 @@ impl wasmtime::ResourceLimiter for InstanceLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_metrics_are_bounded_per_tenant() {
+        let t = Tenant::new("t", TenantLimits::default());
+        for i in 0..MAX_PLUGIN_METRICS + 10 {
+            t.record_metric("p", &format!("m{i}"), |_| PluginMetric::Counter(1));
+        }
+        t.record_metric("p", &"x".repeat(MAX_METRIC_NAME + 1), |_| {
+            PluginMetric::Gauge(1.0)
+        });
+        assert_eq!(t.plugin_metrics().len(), MAX_PLUGIN_METRICS);
+        assert_eq!(t.dropped_metrics(), 11);
+        // Known names still update.
+        t.record_metric("p", "m0", |m| match m {
+            Some(PluginMetric::Counter(n)) => PluginMetric::Counter(n + 1),
+            _ => unreachable!(),
+        });
+        assert!(
+            t.plugin_metrics()
+                .contains(&("p".into(), "m0".into(), PluginMetric::Counter(2)))
+        );
     }
 }

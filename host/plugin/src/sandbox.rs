@@ -36,6 +36,8 @@ pub(crate) struct Sandbox {
     tenant: Arc<Tenant>,
     plugin: Arc<str>,
     poisoned: bool,
+    /// Whether calls get an epoch deadline (see `HostOptions::uninterruptible`).
+    interruptible: bool,
 }
 
 impl Sandbox {
@@ -59,6 +61,20 @@ impl Sandbox {
             });
         }
         let limits = tenant.limits();
+        if let (false, Some(timeout)) = (plugin.host.interruptible, limits.call_timeout) {
+            tenant.release_instance(0);
+            return Err(PluginError::Limit {
+                plugin: name.to_string(),
+                function: "(instantiate)".into(),
+                limit: format!(
+                    "a call time limit of {} ms cannot be enforced: this host compiles \
+                     plugins without interruption checks (trusted plugins only); set no \
+                     call timeout for the tenant or use an interruptible host",
+                    timeout.as_millis()
+                ),
+                output: String::new(),
+            });
+        }
         let output = CapturedOutput::new(limits.max_log_bytes);
         let wasi = build_wasi(tenant, &output).inspect_err(|_| tenant.release_instance(0))?;
         let state = HostState {
@@ -75,7 +91,9 @@ impl Sandbox {
         };
         let mut store = Store::new(&plugin.host.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks(tenant));
+        if plugin.host.interruptible {
+            store.set_epoch_deadline(deadline_ticks(tenant));
+        }
         if plugin.host.fuel {
             store
                 .set_fuel(limits.fuel_per_call.unwrap_or(u64::MAX))
@@ -109,6 +127,7 @@ impl Sandbox {
                 tenant: tenant.clone(),
                 plugin: name,
                 poisoned: false,
+                interruptible: plugin.host.interruptible,
             }),
             Err(e) => {
                 let err = classify(&mut store, tenant, &name, "(instantiate)", e);
@@ -130,7 +149,9 @@ impl Sandbox {
         f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R> + Send,
     ) -> Result<R> {
         throttle(&self.tenant);
-        self.store.set_epoch_deadline(deadline_ticks(&self.tenant));
+        if self.interruptible {
+            self.store.set_epoch_deadline(deadline_ticks(&self.tenant));
+        }
         if let Some(fuel) = self.tenant.limits().fuel_per_call
             && self.store.get_fuel().is_ok()
         {
@@ -271,7 +292,7 @@ fn classify(
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => limit(format!(
             "call time limit of {} ms exceeded",
-            tenant.limits().call_timeout.as_millis()
+            tenant.limits().call_timeout.unwrap_or_default().as_millis()
         )),
         Some(wasmtime::Trap::OutOfFuel) => limit(format!(
             "fuel limit of {} per call exceeded",
@@ -302,8 +323,12 @@ impl Drop for Sandbox {
     }
 }
 
+/// The epoch deadline of a call, in ticks from now (no timeout: never).
 fn deadline_ticks(tenant: &Tenant) -> u64 {
-    (tenant.limits().call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    match tenant.limits().call_timeout {
+        Some(t) => (t.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1,
+        None => u64::MAX / 2,
+    }
 }
 
 /// WASI for a tenant: nothing ambient; stdout/stderr captured; directories and network

@@ -55,7 +55,7 @@ impl Default for SessionPlugins {
             host: None,
             options: HostOptions {
                 cache_dir: std::env::var_os("FUNGI_PLUGIN_CACHE").map(Into::into),
-                fuel: false,
+                ..HostOptions::default()
             },
             limits: TenantLimits::default(),
             tenant: None,
@@ -189,6 +189,11 @@ impl SessionPlugins {
             .map_err(plugin_error)?;
         self.loaded.insert(path.to_string(), plugin.clone());
         Ok(plugin)
+    }
+
+    /// The session's tenant, if a plugin was loaded.
+    pub(crate) fn current_tenant(&self) -> Option<Arc<Tenant>> {
+        self.tenant.clone()
     }
 
     /// The session's tenant (made when the first plugin loads, with the limits SET so
@@ -342,7 +347,12 @@ pub(crate) fn set_limit(limits: &mut TenantLimits, key: &str, value: &str) -> Re
         Ok(n * unit)
     };
     match key {
-        "plugin.call-timeout" => limits.call_timeout = duration()?,
+        "plugin.call-timeout" => {
+            limits.call_timeout = match value.trim() {
+                "none" | "NONE" => None,
+                _ => Some(duration()?),
+            }
+        }
         "plugin.cpu-budget-per-second" => limits.cpu_budget_per_second = duration()?,
         "plugin.memory-per-instance" => limits.memory_per_instance = size()?,
         "plugin.memory-total" => limits.memory_total = size()?,
@@ -541,7 +551,7 @@ mod tests {
         set_limit(&mut l, "plugin.memory-per-instance", "16 MB").unwrap();
         set_limit(&mut l, "plugin.call-timeout", "250 ms").unwrap();
         assert_eq!(l.memory_per_instance, 16 << 20);
-        assert_eq!(l.call_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(l.call_timeout, Some(std::time::Duration::from_millis(250)));
         assert!(set_limit(&mut l, "plugin.max-instances", "many").is_err());
         assert!(set_limit(&mut l, "plugin.nope", "1").is_err());
     }

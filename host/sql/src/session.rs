@@ -110,6 +110,12 @@ impl SqlSession {
         }
     }
 
+    /// The tenant the session's plugins run as (their limits, usage and metrics), once
+    /// a plugin was loaded.
+    pub fn plugin_tenant(&self) -> Option<Arc<fungi_plugin::Tenant>> {
+        self.plugins.current_tenant()
+    }
+
     /// The job configuration (changed by `SET`).
     pub fn config(&self) -> &JobConfig {
         &self.config

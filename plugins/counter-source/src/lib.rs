@@ -63,6 +63,7 @@ struct CounterReader {
 impl SplitReader for CounterReader {
     fn poll(&mut self, max_rows: u32) -> Result<SourcePoll, Error> {
         if self.next >= self.end {
+            fungi_sdk::host::info("split finished", &[("split", &self.split.to_string())]);
             return Ok(SourcePoll::Finished);
         }
         let to = (self.next + max_rows.max(1) as i64).min(self.end);
@@ -85,6 +86,8 @@ impl SplitReader for CounterReader {
             ],
         )?;
         self.next = to;
+        fungi_sdk::host::counter_add("rows_emitted", batch.num_rows() as u64);
+        fungi_sdk::host::gauge_set("last_offset", to as f64);
         Ok(SourcePoll::Batch(batch))
     }
 

@@ -229,6 +229,37 @@ fn plugin_inspect_and_test_describe_and_check_a_component() {
 }
 
 #[test]
+fn a_job_with_a_plugin_source_reports_the_plugins_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE TABLE counter (split BIGINT, seq BIGINT, label VARCHAR)
+             WITH ('connector' = 'wasm', 'plugin' = '{}', 'splits' = '2', 'rows' = '300');
+             CREATE TABLE sink (seq BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO sink SELECT seq FROM counter;",
+            fungi_plugin_artifacts::COUNTER_SOURCE
+        ),
+    )
+    .unwrap();
+    let out = fungi()
+        .args(["run", "--local", "--no-progress"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("600 records read"), "{stderr}");
+    assert!(
+        stderr.contains("plugin metrics:")
+            && stderr.contains("counter_source.rows_emitted = 600")
+            && stderr.contains("counter_source.last_offset = 300 (gauge)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn plugin_new_builds_a_working_plugin() {
     // The template is built with the guests' shared target directory, so the SDK's
     // dependencies are reused.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use fungi_plugin::{PluginKind, PluginSink, PluginSource, Poll, TenantLimits};
+use fungi_plugin::{PluginKind, PluginMetric, PluginSink, PluginSource, Poll, TenantLimits};
 use fungi_plugin_artifacts::{COUNTER_SOURCE, DIR_SINK};
 
 use crate::{load, tenant};
@@ -29,8 +29,8 @@ fn a_source_lists_splits_and_resumes_from_its_offsets() {
         ("splits".to_string(), "3".to_string()),
         ("rows".to_string(), "250".to_string()),
     ];
-    let source =
-        PluginSource::new(plugin, tenant("source", TenantLimits::default()), config).unwrap();
+    let t = tenant("source", TenantLimits::default());
+    let source = PluginSource::new(plugin, t.clone(), config).unwrap();
     assert_eq!(source.splits().unwrap(), ["0", "1", "2"]);
     let mut reader = source.open("1", None).unwrap();
     let first = drain(&mut reader, 100, 1);
@@ -40,6 +40,22 @@ fn a_source_lists_splits_and_resumes_from_its_offsets() {
     let mut resumed = source.open("1", Some(offset)).unwrap();
     let rest = drain(&mut resumed, 100, 10);
     assert_eq!(rest, (100..250).collect::<Vec<_>>());
+    // The plugin's metrics (host interface), per tenant and plugin.
+    assert_eq!(
+        t.plugin_metrics(),
+        [
+            (
+                "counter_source".to_string(),
+                "last_offset".to_string(),
+                PluginMetric::Gauge(250.0)
+            ),
+            (
+                "counter_source".to_string(),
+                "rows_emitted".to_string(),
+                PluginMetric::Counter(250)
+            ),
+        ]
+    );
     let err = source.open("9x", None).err().unwrap();
     assert!(err.to_string().contains("unknown split '9x'"), "{err}");
 }

@@ -37,7 +37,7 @@ fn limit(err: PluginError, what: &str) {
 #[test]
 fn an_infinite_loop_is_interrupted_at_the_call_time_limit() {
     let limits = TenantLimits {
-        call_timeout: Duration::from_millis(100),
+        call_timeout: Some(Duration::from_millis(100)),
         ..TenantLimits::default()
     };
     let f = evil("spin", limits);
@@ -48,6 +48,32 @@ fn an_infinite_loop_is_interrupted_at_the_call_time_limit() {
     assert!(took < Duration::from_secs(2), "stopped after {took:?}");
     // The next call gets a fresh instance (and is stopped again).
     limit(f.call(&[ints(1)], 1).unwrap_err(), "call time limit");
+}
+
+#[test]
+fn a_host_for_trusted_plugins_refuses_a_call_timeout_it_cannot_enforce() {
+    let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
+        uninterruptible: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let plugin = host.load_file(std::path::Path::new(STRINGS_GEO)).unwrap();
+    let err = ScalarUdf::new(
+        plugin.clone(),
+        tenant("timed", TenantLimits::default()),
+        "gcd",
+        Vec::new(),
+    )
+    .and_then(|f| f.call(&[ints(3), ints(3)], 3))
+    .unwrap_err();
+    limit(err, "call time limit of 1000 ms cannot be enforced");
+    let untimed = TenantLimits {
+        call_timeout: None,
+        ..TenantLimits::default()
+    };
+    let f = ScalarUdf::new(plugin, tenant("untimed", untimed), "gcd", Vec::new()).unwrap();
+    let out = f.call(&[ints(3), ints(3)], 3).unwrap();
+    assert_eq!(out.as_primitive::<Int64Type>().values(), &[0, 1, 2]);
 }
 
 #[test]
@@ -195,7 +221,7 @@ fn a_runaway_tenant_does_not_stop_another_tenant() {
     let spin = evil(
         "spin",
         TenantLimits {
-            call_timeout: Duration::from_millis(200),
+            call_timeout: Some(Duration::from_millis(200)),
             ..TenantLimits::default()
         },
     );
@@ -230,8 +256,8 @@ fn a_runaway_tenant_does_not_stop_another_tenant() {
 #[test]
 fn fuel_metering_stops_a_loop_deterministically() {
     let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
-        cache_dir: None,
         fuel: true,
+        ..Default::default()
     })
     .unwrap();
     let plugin = host.load_file(std::path::Path::new(HOSTILE_EVIL)).unwrap();
