@@ -13,12 +13,17 @@ use crate::aggregate_bindings::fungi::plugin::types as agg_types;
 use crate::scalar_bindings::exports::fungi::plugin::plugin as scalar_plugin_api;
 use crate::scalar_bindings::exports::fungi::plugin::scalar as scalar_api;
 use crate::scalar_bindings::fungi::plugin::types as scalar_types;
+use crate::table_bindings::exports::fungi::plugin::plugin as table_plugin_api;
+use crate::table_bindings::exports::fungi::plugin::table as table_api;
+use crate::table_bindings::fungi::plugin::types as table_types;
 use crate::{
-    Accumulator, AggregateFunction, AggregatePlugin, Error, ScalarFunction, ScalarPlugin, ipc,
+    Accumulator, AggregateFunction, AggregatePlugin, Error, ScalarFunction, ScalarPlugin,
+    TableFunction, TablePlugin, ipc,
 };
 
 conversions!(scalar_types);
 conversions!(agg_types);
+conversions!(table_types);
 
 fn signature_parts(
     arguments: Vec<arrow_schema::DataType>,
@@ -96,6 +101,71 @@ impl<P: ScalarPlugin> scalar_api::GuestScalarFunction for ScalarInstance<P> {
             .into());
         }
         Ok(ipc::column(result)?)
+    }
+}
+
+/// Implements the table world for plugin `P`.
+pub struct TableAdapter<P>(PhantomData<P>);
+
+/// A created table function (the guest side of the `table-function` resource).
+pub struct TableInstance<P> {
+    function: Arc<dyn TableFunction>,
+    _p: PhantomData<fn() -> P>,
+}
+
+impl<P: TablePlugin> table_plugin_api::Guest for TableAdapter<P> {
+    fn describe() -> table_types::Manifest {
+        P::manifest().into()
+    }
+}
+
+impl<P: TablePlugin> table_api::Guest for TableAdapter<P> {
+    type TableFunction = TableInstance<P>;
+
+    fn functions() -> Vec<table_types::FunctionSignature> {
+        P::functions()
+            .iter()
+            .map(|f| {
+                let (arguments, _) = signature_parts(f.arguments(), arrow_schema::DataType::Null);
+                table_types::FunctionSignature {
+                    name: f.name().to_string(),
+                    arguments,
+                    returns: ipc::schema(f.columns()),
+                    volatility: table_types::Volatility::Immutable,
+                }
+            })
+            .collect()
+    }
+}
+
+impl<P: TablePlugin> table_api::GuestTableFunction for TableInstance<P> {
+    fn create(
+        name: String,
+        _config: Vec<(String, String)>,
+    ) -> Result<table_api::TableFunction, table_types::PluginError> {
+        let function = P::functions()
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| Error::InvalidInput(format!("no function '{name}'")))?;
+        Ok(table_api::TableFunction::new(TableInstance::<P> {
+            function,
+            _p: PhantomData,
+        }))
+    }
+
+    fn call(&self, args: Vec<u8>) -> Result<(Vec<u8>, Vec<u32>), table_types::PluginError> {
+        let (columns, rows) = ipc::decode(args)?;
+        let (batch, input_rows) = self.function.call(&columns, rows)?;
+        if input_rows.len() != batch.num_rows() {
+            return Err(Error::Internal(format!(
+                "{} returned {} rows but {} input row indices",
+                self.function.name(),
+                batch.num_rows(),
+                input_rows.len()
+            ))
+            .into());
+        }
+        Ok((ipc::encode(&batch)?, input_rows))
     }
 }
 

@@ -39,6 +39,8 @@ pub use fungi_sdk_scalar_bindings as scalar_bindings;
 pub use fungi_sdk_sink_bindings as sink_bindings;
 #[doc(hidden)]
 pub use fungi_sdk_source_bindings as source_bindings;
+#[doc(hidden)]
+pub use fungi_sdk_table_bindings as table_bindings;
 
 pub mod host;
 pub mod udf;
@@ -87,7 +89,7 @@ macro_rules! conversions {
 mod adapters;
 mod connectors;
 #[doc(hidden)]
-pub use adapters::{AggregateAdapter, ScalarAdapter};
+pub use adapters::{AggregateAdapter, ScalarAdapter, TableAdapter};
 #[doc(hidden)]
 pub use connectors::{SinkAdapter, SourceAdapter};
 pub use connectors::{SinkConnector, SinkWriter, SourceConnector, SourcePoll, SplitReader};
@@ -163,6 +165,20 @@ pub trait ScalarFunction: Send + Sync + 'static {
     fn call(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error>;
 }
 
+/// A table function: each input row gives zero or more output rows (`LATERAL TABLE` in
+/// SQL), a batch at a time.
+pub trait TableFunction: Send + Sync + 'static {
+    /// The name SQL calls it by.
+    fn name(&self) -> &str;
+    /// Argument types.
+    fn arguments(&self) -> Vec<DataType>;
+    /// The output columns.
+    fn columns(&self) -> Vec<Field>;
+    /// Evaluates `args` (`rows` input rows); returns the output rows (with
+    /// [`columns`](Self::columns)) and, for each, the index of the input row it came from.
+    fn call(&self, args: &[ArrayRef], rows: usize) -> Result<(RecordBatch, Vec<u32>), Error>;
+}
+
 /// An aggregate function: makes accumulators.
 pub trait AggregateFunction: Send + Sync + 'static {
     /// The name SQL calls it by.
@@ -206,6 +222,15 @@ pub trait ScalarPlugin: 'static {
     fn manifest() -> Manifest;
     /// The functions.
     fn functions() -> Vec<Arc<dyn ScalarFunction>>;
+}
+
+/// A table function plugin: its manifest and functions (implemented by
+/// [`table_plugin!`]).
+pub trait TablePlugin: 'static {
+    /// The manifest.
+    fn manifest() -> Manifest;
+    /// The functions.
+    fn functions() -> Vec<Arc<dyn TableFunction>>;
 }
 
 /// An aggregate plugin: its manifest and aggregates (implemented by
@@ -388,6 +413,30 @@ macro_rules! scalar_plugin {
         #[doc(hidden)]
         type __FungiScalarExport = $crate::ScalarAdapter<__FungiScalarPlugin>;
         $crate::scalar_bindings::export_scalar_udf!(__FungiScalarExport with_types_in $crate::scalar_bindings);
+    };
+}
+
+/// Exports a library of table functions (see [`scalar_plugin!`]).
+#[macro_export]
+macro_rules! table_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        functions: [$($f:expr),* $(,)?] $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __FungiTablePlugin;
+        impl $crate::TablePlugin for __FungiTablePlugin {
+            fn manifest() -> $crate::Manifest {
+                $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
+            }
+            fn functions() -> ::std::vec::Vec<::std::sync::Arc<dyn $crate::TableFunction>> {
+                vec![$(::std::sync::Arc::new($f)),*]
+            }
+        }
+        #[doc(hidden)]
+        type __FungiTableExport = $crate::TableAdapter<__FungiTablePlugin>;
+        $crate::table_bindings::export_table_udf!(__FungiTableExport with_types_in $crate::table_bindings);
     };
 }
 

@@ -15,8 +15,8 @@ use crate::error::{PluginError, Result};
 use crate::ipc;
 use crate::limits::Tenant;
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
+use crate::pool::guest_message;
 use crate::sandbox::{Exports, Sandbox};
-use crate::scalar::guest_message;
 
 /// An aggregate function of a plugin, for one tenant.
 pub struct AggregateUdf {

@@ -23,6 +23,17 @@ pub(crate) mod aggregate {
     });
 }
 
+pub(crate) mod table {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "table-udf",
+        with: {
+            "fungi:plugin/host": super::scalar::fungi::plugin::host,
+            "fungi:plugin/types": super::scalar::fungi::plugin::types,
+        },
+    });
+}
+
 pub(crate) mod source {
     wasmtime::component::bindgen!({
         path: "../../wit",

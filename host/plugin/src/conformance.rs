@@ -21,6 +21,7 @@ use crate::aggregate::AggregateUdf;
 use crate::limits::{Tenant, TenantLimits};
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::scalar::ScalarUdf;
+use crate::table::TableUdf;
 
 /// One check and its outcome.
 #[derive(Debug, Clone)]
@@ -183,6 +184,7 @@ pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
     for sig in plugin.functions() {
         match plugin.kind() {
             PluginKind::Scalar => scalar_checks(plugin, &tenant, sig, &mut report),
+            PluginKind::Table => table_checks(plugin, &tenant, sig, &mut report),
             PluginKind::Aggregate => aggregate_checks(plugin, &tenant, sig, &mut report),
             other => report.record(&sig.name, "kind", Err(format!("{other}: no checks yet"))),
         }
@@ -199,17 +201,75 @@ fn scalar_checks(
     sig: &FunctionSignature,
     report: &mut Report,
 ) {
+    let f = match ScalarUdf::new(plugin.clone(), tenant.clone(), &sig.name, Vec::new()) {
+        Ok(f) => f,
+        Err(e) => return report.record(&sig.name, "create", Err(e.to_string())),
+    };
+    argument_checks(sig, report, |args, rows| {
+        let out = f.call(args, rows)?;
+        Ok((out.len() != rows).then(|| format!("{} rows for {rows}", out.len())))
+    });
+}
+
+fn table_checks(
+    plugin: &Arc<Plugin>,
+    tenant: &Arc<Tenant>,
+    sig: &FunctionSignature,
+    report: &mut Report,
+) {
     let name = &sig.name;
-    let f = match ScalarUdf::new(plugin.clone(), tenant.clone(), name, Vec::new()) {
+    let f = match TableUdf::new(plugin.clone(), tenant.clone(), name, Vec::new()) {
         Ok(f) => f,
         Err(e) => return report.record(name, "create", Err(e.to_string())),
     };
+    // The host already checks output types and row indices on every call.
+    argument_checks(sig, report, |args, rows| {
+        let out = f.call(args, rows)?;
+        Ok((rows == 0 && out.rows.num_rows() > 0)
+            .then(|| format!("{} rows for an empty batch", out.rows.num_rows())))
+    });
+    // A batch gives the rows of its rows called one by one: no state across rows.
+    let typed = arguments(sig, 64, 5, true).expect("types checked");
+    report.record(
+        name,
+        "a batch gives the rows of its rows, one by one",
+        (|| {
+            let whole = f.call(&typed, 64).map_err(|e| e.to_string())?;
+            for row in 0..64u32 {
+                let args: Vec<ArrayRef> = typed.iter().map(|a| a.slice(row as usize, 1)).collect();
+                let alone = f.call(&args, 1).map_err(|e| e.to_string())?.rows;
+                let mine: arrow::array::UInt32Array = (0..whole.input_rows.len() as u32)
+                    .filter(|&i| whole.input_rows.value(i as usize) == row)
+                    .collect();
+                let in_batch = arrow::compute::take_record_batch(&whole.rows, &mine)
+                    .map_err(|e| e.to_string())?;
+                if in_batch != alone {
+                    return Err(format!(
+                        "input row {row} gives {} rows in the batch, {} alone",
+                        in_batch.num_rows(),
+                        alone.num_rows()
+                    ));
+                }
+            }
+            Ok(())
+        })(),
+    );
+}
+
+/// Checks for a function of any kind, through `call` (which returns a problem with its
+/// output, if any): an empty batch, NULL arguments, every declared type (with NULLs),
+/// and arguments of the wrong type refused with an error rather than a trap.
+fn argument_checks(
+    sig: &FunctionSignature,
+    report: &mut Report,
+    call: impl Fn(&[ArrayRef], usize) -> crate::Result<Option<String>>,
+) {
+    let name = &sig.name;
     let expect_rows = |args: Vec<ArrayRef>, rows: usize| -> Result<(), String> {
-        let out = f.call(&args, rows).map_err(|e| e.to_string())?;
-        if out.len() != rows {
-            return Err(format!("{} rows for {rows}", out.len()));
+        match call(&args, rows).map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(problem) => Err(problem),
         }
-        Ok(())
     };
     let Some(empty) = arguments(sig, 0, 1, false) else {
         return report.record(
@@ -234,7 +294,7 @@ fn scalar_checks(
         "each declared type, with NULLs",
         expect_rows(typed, 512),
     );
-    let wrong = f.call(&wrong_arguments(sig, 4), 4);
+    let wrong = call(&wrong_arguments(sig, 4), 4);
     report.record(
         name,
         "wrong types are an error, not a trap",

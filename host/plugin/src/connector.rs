@@ -28,8 +28,8 @@ use crate::error::{PluginError, Result};
 use crate::ipc;
 use crate::limits::Tenant;
 use crate::plugin::{Plugin, PluginKind};
+use crate::pool::guest_message;
 use crate::sandbox::{Exports, Sandbox};
-use crate::scalar::guest_message;
 
 type Config = Vec<(String, String)>;
 

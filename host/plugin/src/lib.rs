@@ -42,8 +42,10 @@ pub mod ipc;
 mod limits;
 mod output;
 mod plugin;
+mod pool;
 mod sandbox;
 mod scalar;
+mod table;
 mod vectors;
 
 pub use aggregate::{AggregateUdf, WasmAccumulator};
@@ -54,3 +56,4 @@ pub use host::{HostOptions, PluginHost};
 pub use limits::{MAX_PLUGIN_METRICS, PluginMetric, Tenant, TenantLimits};
 pub use plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
 pub use scalar::ScalarUdf;
+pub use table::{TableRows, TableUdf};

@@ -83,7 +83,7 @@ pub struct FunctionSignature {
     pub name: String,
     /// Argument fields.
     pub arguments: Vec<Field>,
-    /// Result field.
+    /// Result field (table functions: a struct whose fields are the output columns).
     pub returns: Field,
     /// Volatility.
     pub volatility: Volatility,

@@ -14,7 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::scalar::fungi::plugin::types as types_api;
-use crate::bindings::{aggregate, scalar, sink, source};
+use crate::bindings::{aggregate, scalar, sink, source, table};
 use crate::error::{PluginError, Result};
 use crate::host::{EPOCH_TICK, HostState};
 use crate::limits::{InstanceLimiter, Tenant, throttle};
@@ -24,6 +24,7 @@ use crate::plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility}
 /// The typed exports of an instance.
 pub(crate) enum Exports {
     Scalar(scalar::ScalarUdf),
+    Table(table::TableUdf),
     Aggregate(aggregate::AggregateUdf),
     Source(source::SourceConnector),
     Sink(sink::SinkConnector),
@@ -112,13 +113,9 @@ impl Sandbox {
             PluginKind::Sink => sink::SinkConnectorPre::new(plugin.pre.clone())
                 .and_then(|pre| pre.instantiate(&mut store))
                 .map(Exports::Sink),
-            PluginKind::Table => {
-                tenant.release_instance(0);
-                return Err(PluginError::Load {
-                    plugin: name.to_string(),
-                    reason: "table function plugins cannot be run by this host yet".into(),
-                });
-            }
+            PluginKind::Table => table::TableUdfPre::new(plugin.pre.clone())
+                .and_then(|pre| pre.instantiate(&mut store))
+                .map(Exports::Table),
         };
         match instantiated {
             Ok(exports) => Ok(Sandbox {
@@ -185,6 +182,7 @@ impl Sandbox {
     pub(crate) fn manifest(&mut self) -> Result<Manifest> {
         let m = self.call("manifest", |store, exports| match exports {
             Exports::Scalar(b) => b.fungi_plugin_plugin().call_describe(store),
+            Exports::Table(b) => b.fungi_plugin_plugin().call_describe(store),
             Exports::Aggregate(b) => b.fungi_plugin_plugin().call_describe(store),
             Exports::Source(b) => b.fungi_plugin_plugin().call_describe(store),
             Exports::Sink(b) => b.fungi_plugin_plugin().call_describe(store),
@@ -201,10 +199,17 @@ impl Sandbox {
     /// The functions the plugin exports, with signatures decoded.
     pub(crate) fn functions(&mut self) -> Result<Vec<FunctionSignature>> {
         let plugin = self.plugin.to_string();
+        let table = matches!(self.exports, Exports::Table(_));
         let list: Vec<(types_api::FunctionSignature, bool)> =
             self.call("functions", |store, exports| match exports {
                 Exports::Scalar(b) => Ok(b
                     .fungi_plugin_scalar()
+                    .call_functions(store)?
+                    .into_iter()
+                    .map(|s| (s, false))
+                    .collect()),
+                Exports::Table(b) => Ok(b
+                    .fungi_plugin_table()
                     .call_functions(store)?
                     .into_iter()
                     .map(|s| (s, false))
@@ -226,11 +231,24 @@ impl Sandbox {
                 };
                 let arguments = crate::ipc::decode_fields(&s.arguments)
                     .map_err(|e| contract(format!("bad argument schema: {e}")))?;
-                let returns = crate::ipc::decode_fields(&s.returns)
-                    .map_err(|e| contract(format!("bad result schema: {e}")))?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| contract("the result schema has no field".into()))?;
+                let mut returns = crate::ipc::decode_fields(&s.returns)
+                    .map_err(|e| contract(format!("bad result schema: {e}")))?;
+                let returns = if table {
+                    // A table function's output columns, as the fields of one struct.
+                    if returns.is_empty() {
+                        return Err(contract("a table function returns no columns".into()));
+                    }
+                    arrow::datatypes::Field::new(
+                        s.name.clone(),
+                        arrow::datatypes::DataType::Struct(returns.into()),
+                        false,
+                    )
+                } else {
+                    returns
+                        .drain(..)
+                        .next()
+                        .ok_or_else(|| contract("the result schema has no field".into()))?
+                };
                 Ok(FunctionSignature {
                     name: s.name.clone(),
                     arguments,

@@ -4,8 +4,12 @@
 //! ```json
 //! { "scalar": [ { "function": "gcd", "args": [[12, 10], [18, 4]], "expected": [6, 2] } ],
 //!   "aggregate": [ { "function": "hll_distinct", "args": [[1, 2, 2]], "groups": [0, 0, 1],
-//!                    "expected": [2, 1] } ] }
+//!                    "expected": [2, 1] } ],
+//!   "table": [ { "function": "split_words", "args": [["a b", null]], "input_rows": [0, 0],
+//!                "expected": [["a", "b"], [1, 2]] } ] }
 //! ```
+//!
+//! (a table vector's `expected` holds one list per output column).
 //!
 //! Values are JSON numbers, strings, booleans or `null`, read as the function's declared
 //! Arrow types; floating-point results compare with a relative tolerance of 1e-9.
@@ -26,6 +30,7 @@ use crate::conformance::Report;
 use crate::limits::Tenant;
 use crate::plugin::Plugin;
 use crate::scalar::ScalarUdf;
+use crate::table::TableUdf;
 
 #[derive(Debug, Deserialize, Default)]
 struct Vectors {
@@ -33,6 +38,16 @@ struct Vectors {
     scalar: Vec<ScalarVector>,
     #[serde(default)]
     aggregate: Vec<AggregateVector>,
+    #[serde(default)]
+    table: Vec<TableVector>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TableVector {
+    function: String,
+    args: Vec<Vec<Value>>,
+    input_rows: Vec<u32>,
+    expected: Vec<Vec<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +163,49 @@ pub(crate) fn check(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, dir: &Path, repo
             same(&got, &want)
                 .then_some(())
                 .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
+        })();
+        report.record_result(&v.function, &label, result);
+    }
+    for (i, v) in vectors.table.iter().enumerate() {
+        let label = format!("vector {}", i + 1);
+        let result = (|| -> Result<(), String> {
+            let f = TableUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
+                .map_err(|e| e.to_string())?;
+            let sig = f.signature().clone();
+            let args = sig
+                .arguments
+                .iter()
+                .zip(&v.args)
+                .map(|(a, values)| array(a.data_type(), values))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = v.args.first().map_or(0, Vec::len);
+            let got = f.call(&args, rows).map_err(|e| e.to_string())?;
+            if got.input_rows.values().as_ref() != v.input_rows.as_slice() {
+                return Err(format!(
+                    "input rows {:?}, expected {:?}",
+                    got.input_rows.values(),
+                    v.input_rows
+                ));
+            }
+            if v.expected.len() != f.columns().len() {
+                return Err(format!(
+                    "the vector has {} columns, the function {}",
+                    v.expected.len(),
+                    f.columns().len()
+                ));
+            }
+            for ((column, field), values) in
+                got.rows.columns().iter().zip(f.columns()).zip(&v.expected)
+            {
+                let want = array(field.data_type(), values)?;
+                if !same(column, &want) {
+                    return Err(format!(
+                        "{}: got {column:?}, expected {want:?}",
+                        field.name()
+                    ));
+                }
+            }
+            Ok(())
         })();
         report.record_result(&v.function, &label, result);
     }

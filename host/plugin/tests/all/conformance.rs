@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use fungi_plugin::conformance;
-use fungi_plugin_artifacts::{COUNTER_SOURCE, DIR_SINK, HLL, HOSTILE_EVIL, STRINGS_GEO};
+use fungi_plugin_artifacts::{
+    COUNTER_SOURCE, DIR_SINK, HLL, HOSTILE_EVIL, STRINGS_GEO, TEXT_SPLIT,
+};
 
 use crate::load;
 
@@ -16,7 +18,7 @@ fn vectors() -> &'static Path {
 
 #[test]
 fn shipped_plugins_pass_the_conformance_kit() {
-    for path in [STRINGS_GEO, HLL] {
+    for path in [STRINGS_GEO, HLL, TEXT_SPLIT] {
         let report = conformance::run(&load(path), Some(vectors()));
         assert!(report.passed(), "{path}:\n{report}");
         assert!(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use fungi_plugin::{AggregateUdf, PluginKind, ScalarUdf, TenantLimits};
-use fungi_plugin_artifacts::{HLL, STRINGS_GEO};
+use fungi_plugin::{AggregateUdf, PluginKind, ScalarUdf, TableUdf, TenantLimits};
+use fungi_plugin_artifacts::{HLL, STRINGS_GEO, TEXT_SPLIT};
 use fungi_streaming::aggregate::AggregateFunction;
 
 use crate::{load, tenant};
@@ -155,4 +155,45 @@ fn hll_counts_distinct_values_and_its_state_merges_and_round_trips() {
     // Reset empties a group.
     acc.reset(&[2]).unwrap();
     assert_eq!(est(&acc.evaluate(&[2]).unwrap(), 0), 0.0);
+}
+
+#[test]
+fn a_table_function_gives_rows_per_input_row() {
+    let plugin = load(TEXT_SPLIT);
+    assert_eq!(plugin.kind(), PluginKind::Table);
+    let t = tenant("table", TenantLimits::default());
+    let split = TableUdf::new(plugin.clone(), t.clone(), "split_words", Vec::new()).unwrap();
+    let names: Vec<&str> = split.columns().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["word", "position"]);
+    let text: ArrayRef = Arc::new(StringArray::from(vec![Some("to be or"), None, Some("not")]));
+    let out = split.call(&[text], 3).unwrap();
+    assert_eq!(out.input_rows.values().as_ref(), &[0, 0, 0, 2]);
+    let words: Vec<&str> = out
+        .rows
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(words, ["to", "be", "or", "not"]);
+    assert_eq!(
+        out.rows
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .values()
+            .as_ref(),
+        &[1, 2, 3, 1]
+    );
+    // An error the function returns is an error, and the next call works.
+    let series = TableUdf::new(plugin, t, "series", Vec::new()).unwrap();
+    let ints = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+    let err = series
+        .call(&[ints(vec![0]), ints(vec![5_000_000])], 1)
+        .unwrap_err();
+    assert_eq!(err.code(), "PLUGIN_ERROR", "{err}");
+    assert!(err.to_string().contains("more than 1000000 rows"), "{err}");
+    let out = series
+        .call(&[ints(vec![1, 7]), ints(vec![2, 7])], 2)
+        .unwrap();
+    assert_eq!(out.input_rows.values().as_ref(), &[0, 0, 1]);
 }
