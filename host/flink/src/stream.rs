@@ -151,15 +151,12 @@ impl DataStream {
         Ok(self.then("map", MapOperator::factory(f), schema, false))
     }
 
-    /// Appends the column `output`: the plugin function `udf` applied to the columns
-    /// `args` (one call per batch).
-    pub fn with_plugin_column(
+    /// The positions of the columns `args`, checked against the plugin function `sig`.
+    fn plugin_arguments(
         &self,
-        udf: Arc<fungi_plugin::ScalarUdf>,
+        sig: &fungi_plugin::FunctionSignature,
         args: &[&str],
-        output: &str,
-    ) -> Result<DataStream> {
-        let sig = udf.signature().clone();
+    ) -> Result<Vec<usize>> {
         if args.len() != sig.arguments.len() {
             return Err(FungiError::Plan(format!(
                 "plugin function {} takes {} arguments, got {}",
@@ -184,18 +181,36 @@ impl DataStream {
             }
             indices.push(i);
         }
-        let mut fields: Vec<arrow::datatypes::Field> = self
+        Ok(indices)
+    }
+
+    /// This stream's fields followed by `more`.
+    fn schema_with(&self, more: impl IntoIterator<Item = arrow::datatypes::Field>) -> SchemaRef {
+        let fields: Vec<arrow::datatypes::Field> = self
             .schema
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
+            .chain(more)
             .collect();
-        fields.push(arrow::datatypes::Field::new(
+        Arc::new(arrow::datatypes::Schema::new(fields))
+    }
+
+    /// Appends the column `output`: the plugin function `udf` applied to the columns
+    /// `args` (one call per batch).
+    pub fn with_plugin_column(
+        &self,
+        udf: Arc<fungi_plugin::ScalarUdf>,
+        args: &[&str],
+        output: &str,
+    ) -> Result<DataStream> {
+        let sig = udf.signature().clone();
+        let indices = self.plugin_arguments(&sig, args)?;
+        let schema = self.schema_with([arrow::datatypes::Field::new(
             output,
             sig.returns.data_type().clone(),
             true,
-        ));
-        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        )]);
         let out = schema.clone();
         let f = move |batch: RecordBatch| -> Result<RecordBatch> {
             let columns: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
@@ -205,6 +220,36 @@ impl DataStream {
             Ok(RecordBatch::try_new(out.clone(), all)?)
         };
         Ok(self.then("plugin-map", MapOperator::factory(f), schema, false))
+    }
+
+    /// Joins each row with the rows the plugin table function `udf` gives for the
+    /// columns `args` (Flink's `LATERAL TABLE`; one call per batch): a row that gives
+    /// none is dropped, one that gives several is repeated. The function's columns are
+    /// appended under their declared names.
+    pub fn with_plugin_table(
+        &self,
+        udf: Arc<fungi_plugin::TableUdf>,
+        args: &[&str],
+    ) -> Result<DataStream> {
+        let sig = udf.signature().clone();
+        let indices = self.plugin_arguments(&sig, args)?;
+        let schema = self.schema_with(udf.columns().iter().map(|f| f.as_ref().clone()));
+        let out = schema.clone();
+        let f = move |batch: RecordBatch| -> Result<RecordBatch> {
+            let columns: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
+            let joined = udf.call(&columns, batch.num_rows())?;
+            let mut all = arrow::compute::take_record_batch(&batch, &joined.input_rows)?
+                .columns()
+                .to_vec();
+            all.extend(joined.rows.columns().iter().cloned());
+            Ok(RecordBatch::try_new(out.clone(), all)?)
+        };
+        Ok(self.then(
+            "plugin-lateral-table",
+            MapOperator::factory(f),
+            schema,
+            false,
+        ))
     }
 
     /// Keeps the rows for which `predicate` is true.

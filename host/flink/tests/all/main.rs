@@ -258,3 +258,51 @@ fn plugin_functions_in_the_datastream_api() {
         }
     }
 }
+
+#[test]
+fn a_plugin_table_function_feeds_a_window() {
+    use fungi_plugin::{HostOptions, PluginHost, TableUdf, Tenant, TenantLimits};
+    let host = PluginHost::new(HostOptions::default()).unwrap();
+    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
+    let plugin = host
+        .load_file(std::path::Path::new(fungi_plugin_artifacts::TEXT_SPLIT))
+        .unwrap();
+    let split = Arc::new(TableUdf::new(plugin, tenant, "split_words", Vec::new()).unwrap());
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    let input = vec![batch(&[
+        ("to be", 1_000, 1),
+        ("or not to be", 2_000, 2),
+        ("", 3_000, 3),
+    ])];
+    let source = (VecSource::factory(schema(), input), schema());
+    let (sink, rows) = CollectSink::new();
+    env.from_source(source, None, "lines")
+        .assign_timestamps_and_watermarks(WatermarkStrategy::monotonous("ts"))
+        .with_plugin_table(split, &["user"])
+        .unwrap()
+        .key_by(["word"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+        .aggregate(vec![count_star("n"), sum("position", "positions")])
+        .unwrap()
+        .sink_to(sink.factory(), "out");
+    rt().block_on(env.execute("words")).unwrap();
+    let mut got: Vec<(String, i64, i64)> = Vec::new();
+    for b in rows.batches() {
+        let (words, n, pos) = (
+            b.column(0).as_string::<i32>(),
+            b.column(3).as_primitive::<Int64Type>(),
+            b.column(4).as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            got.push((words.value(i).to_string(), n.value(i), pos.value(i)));
+        }
+    }
+    got.sort();
+    let want = [("be", 2, 6), ("not", 1, 2), ("or", 1, 1), ("to", 2, 4)];
+    let want: Vec<(String, i64, i64)> = want
+        .iter()
+        .map(|(w, n, p)| (w.to_string(), *n, *p))
+        .collect();
+    assert_eq!(got, want);
+}
