@@ -297,10 +297,21 @@ impl SessionPlugins {
                     )));
                     self.aggregates.insert(sql.clone(), udaf);
                 }
+                PluginKind::Table => {
+                    return Err(SqlError::unsupported(
+                        format!(
+                            "table function plugin '{}' in SQL (LATERAL TABLE)",
+                            plugin.name()
+                        ),
+                        "call it from the DataStream API (DataStream::with_plugin_table); in \
+                         SQL, use scalar or aggregate plugins",
+                    ));
+                }
                 other => {
                     return Err(SqlError::unsupported(
                         format!("plugin '{}' ({other}) as a function", plugin.name()),
-                        "use scalar or aggregate plugins in CREATE FUNCTION / LOAD PLUGIN",
+                        "use scalar or aggregate plugins in CREATE FUNCTION / LOAD PLUGIN; \
+                         connectors in CREATE TABLE ... WITH ('connector' = 'wasm')",
                     ));
                 }
             }

@@ -73,6 +73,19 @@ async fn plugin_statements_name_what_is_wrong() {
         e.contains("hll_distinct cannot aggregate an updating result"),
         "{e}"
     );
+    // Table function plugins are for the DataStream API so far.
+    let e = session
+        .execute(&format!(
+            "LOAD PLUGIN '{}'",
+            fungi_plugin_artifacts::TEXT_SPLIT
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("table function plugin 'text_split'") && e.contains("with_plugin_table"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
