@@ -20,6 +20,27 @@ fn benches(c: &mut Criterion) {
     let tenant = Arc::new(fungi_plugin::Tenant::new("bench", Default::default()));
     let gcd = fungi_plugin::ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", vec![]).unwrap();
     let slug = fungi_plugin::ScalarUdf::new(plugin, tenant, "slugify", vec![]).unwrap();
+    // Fungi on a host for trusted plugins: no interruption checks (the peer has none).
+    let trusted_host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
+        uninterruptible: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let trusted_plugin = trusted_host
+        .load_file(std::path::Path::new(&fungi_path))
+        .unwrap();
+    let trusted_tenant = Arc::new(fungi_plugin::Tenant::new(
+        "trusted",
+        fungi_plugin::TenantLimits {
+            call_timeout: None,
+            ..Default::default()
+        },
+    ));
+    let trusted = |name: &str| {
+        fungi_plugin::ScalarUdf::new(trusted_plugin.clone(), trusted_tenant.clone(), name, vec![])
+            .unwrap()
+    };
+    let (trusted_gcd, trusted_slug) = (trusted("gcd"), trusted("slugify"));
     let a: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
         (0..ROWS as i64).map(|i| (i * 7919 + 1) % 1_000_003),
     ));
@@ -70,6 +91,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("fungi_plugin", |bench| {
         bench.iter(|| gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
     });
+    g.bench_function("fungi_plugin_uninterruptible", |bench| {
+        bench.iter(|| trusted_gcd.call(&[a.clone(), b.clone()], ROWS).unwrap())
+    });
     g.bench_function("arrow_udf_runtime", |bench| {
         bench.iter(|| runtime.call(&peer_gcd, &gcd_batch).unwrap())
     });
@@ -79,6 +103,9 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(ROWS as u64));
     g.bench_function("fungi_plugin", |bench| {
         bench.iter(|| slug.call(std::slice::from_ref(&s), ROWS).unwrap())
+    });
+    g.bench_function("fungi_plugin_uninterruptible", |bench| {
+        bench.iter(|| trusted_slug.call(std::slice::from_ref(&s), ROWS).unwrap())
     });
     g.bench_function("arrow_udf_runtime", |bench| {
         bench.iter(|| runtime.call(&peer_slug, &slug_batch).unwrap())
