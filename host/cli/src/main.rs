@@ -7,6 +7,7 @@
 
 mod bench;
 mod job;
+mod nexmark;
 mod plugin;
 mod progress;
 
@@ -45,6 +46,16 @@ enum Command {
     /// Write, build, inspect and test Wasm plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Nexmark data: write the built-in generator's events to files.
+    #[command(subcommand)]
+    Nexmark(NexmarkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NexmarkCommand {
+    /// Write the deterministic Nexmark events (the same as `bench nexmark` generates) as
+    /// JSON or CSV files, for Fungi's and other engines' filesystem sources.
+    Generate(nexmark::GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +118,7 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Plugin(command) => plugin::run(command),
+        Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -314,3 +314,72 @@ fn plugin_new_builds_a_working_plugin() {
         "{text}"
     );
 }
+
+#[test]
+fn nexmark_generate_writes_files_that_fungi_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fungi()
+        .args(["nexmark", "generate", "--events", "5000", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // 1:3:46 persons, auctions and bids.
+    let lines = |f: &str| {
+        std::fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        (
+            lines("person.json"),
+            lines("auction.json"),
+            lines("bid.json")
+        ),
+        (100, 300, 4600)
+    );
+    // The same events every time.
+    let again = dir.path().join("bid-again.json");
+    let out = fungi()
+        .args(["nexmark", "generate", "--events", "5000", "--table", "bid"])
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(dir.path().join("bid.json")).unwrap()
+    );
+    // Fungi reads the file back.
+    let job = dir.path().join("count.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+               url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE sink (auction BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO sink SELECT auction FROM bid WHERE price > 0;",
+            again.display()
+        ),
+    )
+    .unwrap();
+    let out = fungi()
+        .args(["run", "--local", "--no-progress"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4600 records read"), "{stderr}");
+    let out = fungi()
+        .args(["nexmark", "generate", "--table", "bids-x", "--out"])
+        .arg(dir.path().join("x.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown Nexmark table 'bids-x'"));
+}
