@@ -4,7 +4,7 @@
 -- Run: fungi run --local examples/nexmark/q14.sql
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
--- Adapted to the dialect: Flink's HOUR(dateTime) is date_part('hour', dateTime); the count_char(extra, 'c') UDF is written as length(extra) - length(replace(extra, 'c', '')) until plugin UDFs land.
+-- Adapted to the dialect: Flink's HOUR(dateTime) is EXTRACT(HOUR FROM dateTime); the count_char(extra, 'c') UDF is written as length(extra) - length(replace(extra, 'c', '')) until plugin UDFs land.
 
 CREATE TABLE bid (
     auction BIGINT,
@@ -23,8 +23,8 @@ WITH ('connector' = 'blackhole');
 INSERT INTO nexmark_q14
 SELECT auction, bidder, 0.908 * price AS price,
     CASE
-        WHEN date_part('hour', dateTime) >= 8 AND date_part('hour', dateTime) <= 18 THEN 'dayTime'
-        WHEN date_part('hour', dateTime) <= 6 OR date_part('hour', dateTime) >= 20 THEN 'nightTime'
+        WHEN EXTRACT(HOUR FROM dateTime) >= 8 AND EXTRACT(HOUR FROM dateTime) <= 18 THEN 'dayTime'
+        WHEN EXTRACT(HOUR FROM dateTime) <= 6 OR EXTRACT(HOUR FROM dateTime) >= 20 THEN 'nightTime'
         ELSE 'otherTime'
     END AS bidTimeType,
     dateTime, extra,

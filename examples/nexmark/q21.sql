@@ -4,7 +4,6 @@
 -- Run: fungi run --local examples/nexmark/q21.sql
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
--- Adapted to the dialect: Flink's REGEXP_EXTRACT(url, pattern, 2) is DataFusion's regexp_match(url, pattern)[2].
 
 CREATE TABLE bid (
     auction BIGINT,
@@ -27,7 +26,7 @@ SELECT auction, bidder, price, channel,
         WHEN lower(channel) = 'google' THEN '1'
         WHEN lower(channel) = 'facebook' THEN '2'
         WHEN lower(channel) = 'baidu' THEN '3'
-        ELSE regexp_match(url, '(&|^)channel_id=([^&]*)')[2]
+        ELSE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)
     END AS channel_id
 FROM bid
-WHERE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] IS NOT NULL OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu');
+WHERE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2) IS NOT NULL OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu');

@@ -4,7 +4,6 @@
 -- Run: fungi run --local examples/nexmark/q22.sql
 -- The tables come from Fungi's built-in Nexmark generator (Flink's Nexmark suite reads
 -- them from its `nexmark` connector through views with the same columns).
--- Adapted to the dialect: Flink's SPLIT_INDEX(url, '/', 3) (0-based) is DataFusion's split_part(url, '/', 4) (1-based).
 
 CREATE TABLE bid (
     auction BIGINT,
@@ -22,7 +21,7 @@ WITH ('connector' = 'blackhole');
 
 INSERT INTO nexmark_q22
 SELECT auction, bidder, price, channel,
-    split_part(url, '/', 4) AS dir1,
-    split_part(url, '/', 5) AS dir2,
-    split_part(url, '/', 6) AS dir3
+    SPLIT_INDEX(url, '/', 3) AS dir1,
+    SPLIT_INDEX(url, '/', 4) AS dir2,
+    SPLIT_INDEX(url, '/', 5) AS dir3
 FROM bid;

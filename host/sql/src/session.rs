@@ -100,6 +100,9 @@ impl SqlSession {
         }
         ctx.register_udf(Mod::udf());
         ctx.register_udf(Proctime::udf());
+        for udf in crate::udfs::FlinkString::udfs() {
+            ctx.register_udf(udf);
+        }
         SqlSession {
             ctx,
             tables: BTreeMap::new(),

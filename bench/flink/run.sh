@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fungi vs Apache Flink on the same Nexmark files (issue 5). Installs Flink 2.x from PyPI
+# (`apache-flink` ships the Flink jars) into a virtual environment, needs Java 17
+# (from Debian: `apt-get install openjdk-17-jre-headless`), builds Fungi in release, and
+# runs compare.py. Arguments go to compare.py, e.g.:
+#   bench/flink/run.sh --events 2000000 --parallelism 1 --runs 3 --json /tmp/flink.json
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
+venv="${FLINK_VENV:-$HOME/.cache/fungi/flink-venv}"
+if ! command -v java >/dev/null; then
+  echo "Java 17 is needed: apt-get install -y openjdk-17-jre-headless" >&2
+  exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "apache-flink==2.3.0"
+fi
+cargo build --release -p fungi-cli
+exec "$venv/bin/python" bench/flink/compare.py \
+  --fungi "$CARGO_TARGET_DIR/release/fungi" --python "$venv/bin/python" "$@"
