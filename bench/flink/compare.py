@@ -87,6 +87,8 @@ def main():
     p.add_argument("--queries", default=",".join(QUERIES))
     p.add_argument("--data", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--update-doc", default=None,
+                   help="a markdown file whose flink-comparison markers get the table")
     args = p.parse_args()
     data = args.data or os.path.join(tempfile.gettempdir(), f"fungi-nexmark-{args.events}")
     if not os.path.exists(os.path.join(data, "bid.json")):
@@ -147,22 +149,31 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    print(f"events {args.events}, parallelism {args.parallelism}, medians of {args.runs} "
-          f"alternating runs; Flink startup (empty input) {flink_startup:.2f}s\n")
-    print("| query | Flink | Fungi | Flink ev/s | Fungi ev/s | Fungi/Flink | "
-          "Fungi/Flink, Flink net of startup |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"events {args.events}, parallelism {args.parallelism}, medians of {args.runs} "
+             f"alternating runs; Flink startup (empty input) {flink_startup:.2f}s", "",
+             "| query | Flink | Fungi | Flink ev/s | Fungi ev/s | Fungi/Flink | "
+             "Fungi/Flink, Flink net of startup |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        print(f"| {r['query']} | {r['flink_seconds']:.2f} s | {r['fungi_seconds']:.2f} s | "
-              f"{r['flink_events_per_second'] / 1e6:.2f} M | "
-              f"{r['fungi_events_per_second'] / 1e6:.2f} M | {r['ratio']:.1f}x | "
-              f"{r['ratio_net_of_flink_startup']:.1f}x |")
-    print()
+        lines.append(
+            f"| {r['query']} | {r['flink_seconds']:.2f} s | {r['fungi_seconds']:.2f} s | "
+            f"{r['flink_events_per_second'] / 1e6:.2f} M | "
+            f"{r['fungi_events_per_second'] / 1e6:.2f} M | {r['ratio']:.1f}x | "
+            f"{r['ratio_net_of_flink_startup']:.1f}x |")
+    lines.append("")
     for q, why in SKIPPED.items():
-        print(f"- {q}: not compared ({why})")
+        lines.append(f"- {q}: not compared ({why})")
     for q, why in failed.items():
-        print(f"- {q}: failed: {why}")
-
+        lines.append(f"- {q}: failed: {why}")
+    table = "\n".join(lines)
+    print(table)
+    if args.update_doc:
+        doc = open(args.update_doc).read()
+        start = doc.index("<!-- flink-comparison:start")
+        start = doc.index("\n", start) + 1
+        end = doc.index("<!-- flink-comparison:end -->")
+        with open(args.update_doc, "w") as f:
+            f.write(doc[:start] + table + "\n" + doc[end:])
 
 if __name__ == "__main__":
     main()
