@@ -44,3 +44,12 @@ mod udfs;
 pub use catalog::TableDef;
 pub use error::{Result, SqlError};
 pub use session::{Outcome, Query, SqlSession};
+
+/// Flink's scalar functions that Fungi adds to DataFusion's (`MOD`, `SPLIT_INDEX`,
+/// `REGEXP_EXTRACT`), for registering with another DataFusion context (e.g. a batch
+/// one that must agree with streaming results).
+pub fn flink_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    let mut udfs = udfs::FlinkString::udfs();
+    udfs.push(udfs::Mod::udf());
+    udfs
+}

@@ -82,6 +82,9 @@ async fn fixture(events: u64) -> Fixture {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let batch = SessionContext::new_with_config(config);
+    for udf in fungi_sql::flink_functions() {
+        batch.register_udf(udf);
+    }
     for (name, table) in [
         ("bid", NexmarkTable::Bid),
         ("person", NexmarkTable::Person),
