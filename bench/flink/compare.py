@@ -57,6 +57,23 @@ def script_for(engine, query, data):
     return text
 
 
+def generator_scripts(work, events):
+    """q0 on each engine's own generator (different sources, same row count): Fungi's
+    Nexmark generator and Flink's `datagen` (random values, strings of 100 chars)."""
+    bids = events * 46 // 50
+    q0 = open(os.path.join(ROOT, "examples", "nexmark", "q0.sql")).read()
+    fungi = SOURCE.sub(f"WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '{events}')", q0)
+    flink = re.sub(r"\bdateTime\b", "`dateTime`", SOURCE.sub(
+        f"WITH ('connector' = 'datagen', 'number-of-rows' = '{bids}', "
+        "'rows-per-second' = '1000000000')", q0))
+    paths = {}
+    for engine, text in (("flink", flink), ("fungi", fungi)):
+        paths[engine] = os.path.join(work, f"q0-generator-{engine}.sql")
+        with open(paths[engine], "w") as f:
+            f.write(text)
+    return paths, bids
+
+
 def run_flink(args, script):
     out = subprocess.run(
         [args.python, os.path.join(HERE, "flink_job.py"), script, str(args.parallelism)],
@@ -87,8 +104,10 @@ def main():
     p.add_argument("--queries", default=",".join(QUERIES))
     p.add_argument("--data", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--no-generators", action="store_true",
+                   help="skip q0 on each engine's own generator")
     p.add_argument("--update-doc", default=None,
-                   help="a markdown file whose flink-comparison markers get the table")
+                   help="a markdown file whose flink-comparison:pP markers get the table")
     args = p.parse_args()
     data = args.data or os.path.join(tempfile.gettempdir(), f"fungi-nexmark-{args.events}")
     if not os.path.exists(os.path.join(data, "bid.json")):
@@ -126,6 +145,14 @@ def main():
                 continue
             print(f"run {r + 1}/{args.runs} {q}: flink {times[q]['flink'][-1]:.2f}s "
                   f"fungi {times[q]['fungi'][-1]:.2f}s", file=sys.stderr, flush=True)
+    generator = {"flink": [], "fungi": []}
+    if not args.no_generators:
+        paths, bids = generator_scripts(work, args.events)
+        for r in range(args.runs):
+            generator["flink"].append(run_flink(args, paths["flink"]))
+            generator["fungi"].append(run_fungi(args, paths["fungi"]))
+            print(f"run {r + 1}/{args.runs} q0 on generators: flink {generator['flink'][-1]:.2f}s "
+                  f"fungi {generator['fungi'][-1]:.2f}s", file=sys.stderr, flush=True)
     flink_startup = statistics.median(startup)
     rows = []
     for q in queries:
@@ -146,9 +173,6 @@ def main():
         "failed": failed,
         "date": time.strftime("%Y-%m-%d"),
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
     lines = [f"events {args.events}, parallelism {args.parallelism}, medians of {args.runs} "
              f"alternating runs; Flink startup (empty input) {flink_startup:.2f}s", "",
              "| query | Flink | Fungi | Flink ev/s | Fungi ev/s | Fungi/Flink | "
@@ -160,18 +184,33 @@ def main():
             f"{r['flink_events_per_second'] / 1e6:.2f} M | "
             f"{r['fungi_events_per_second'] / 1e6:.2f} M | {r['ratio']:.1f}x | "
             f"{r['ratio_net_of_flink_startup']:.1f}x |")
+    if generator["flink"]:
+        gf, gu = statistics.median(generator["flink"]), statistics.median(generator["fungi"])
+        lines += ["", "Different sources, same number of bids "
+                  f"({args.events * 46 // 50}): q0 on Flink's `datagen` vs Fungi's Nexmark "
+                  "generator:", "",
+                  "| query | Flink (datagen) | Fungi (nexmark generator) | Flink bids/s | "
+                  "Fungi bids/s | Fungi/Flink | Fungi/Flink, Flink net of startup |",
+                  "|---|---:|---:|---:|---:|---:|---:|",
+                  f"| q0 | {gf:.2f} s | {gu:.2f} s | {args.events * 46 / 50 / gf / 1e6:.2f} M | "
+                  f"{args.events * 46 / 50 / gu / 1e6:.2f} M | {gf / gu:.1f}x | "
+                  f"{max(gf - flink_startup, 1e-9) / gu:.1f}x |"]
+        result["generators"] = {"flink_seconds": gf, "fungi_seconds": gu}
     lines.append("")
     for q, why in SKIPPED.items():
         lines.append(f"- {q}: not compared ({why})")
     for q, why in failed.items():
         lines.append(f"- {q}: failed: {why}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
     table = "\n".join(lines)
     print(table)
     if args.update_doc:
         doc = open(args.update_doc).read()
-        start = doc.index("<!-- flink-comparison:start")
+        start = doc.index(f"<!-- flink-comparison:p{args.parallelism}:start")
         start = doc.index("\n", start) + 1
-        end = doc.index("<!-- flink-comparison:end -->")
+        end = doc.index(f"<!-- flink-comparison:p{args.parallelism}:end -->")
         with open(args.update_doc, "w") as f:
             f.write(doc[:start] + table + "\n" + doc[end:])
 
