@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fungi vs Apache Flink on the same Nexmark files (issue 5). Installs Flink 2.x from PyPI
 # (`apache-flink` ships the Flink jars) into a virtual environment, needs Java 17
-# (from Debian: `apt-get install openjdk-17-jre-headless`), builds Fungi in release, and
+# (installed from Debian when missing and running as root), builds Fungi in release, and
 # runs compare.py. Arguments go to compare.py, e.g.:
 #   bench/flink/run.sh --events 2000000 --parallelism 1 --runs 3 --json /tmp/flink.json
 set -euo pipefail
@@ -9,8 +9,12 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 venv="${FLINK_VENV:-$HOME/.cache/fungi/flink-venv}"
 if ! command -v java >/dev/null; then
-  echo "Java 17 is needed: apt-get install -y openjdk-17-jre-headless" >&2
-  exit 1
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless
+  else
+    echo "Java 17 is needed: apt-get install -y openjdk-17-jre-headless" >&2
+    exit 1
+  fi
 fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
