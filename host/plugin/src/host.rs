@@ -181,13 +181,11 @@ impl PluginHost {
     /// The default tenant limits that this host can enforce (no call timeout on an
     /// uninterruptible host).
     pub fn default_limits(&self) -> crate::TenantLimits {
-        crate::TenantLimits {
-            call_timeout: self
-                .interruptible
-                .then_some(crate::TenantLimits::default().call_timeout)
-                .flatten(),
-            ..crate::TenantLimits::default()
+        let mut limits = crate::TenantLimits::default();
+        if !self.interruptible {
+            limits.call_timeout = None;
         }
+        limits
     }
 
     /// Loads a plugin from component bytes (compiled, or taken from the cache).

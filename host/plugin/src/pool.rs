@@ -35,6 +35,15 @@ pub(crate) struct FunctionPool {
     idle: Mutex<Vec<Ready>>,
 }
 
+impl std::fmt::Debug for FunctionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionPool")
+            .field("plugin", &self.plugin.name())
+            .field("function", &self.signature.name)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn guest_message(e: &GuestError) -> String {
     match e {
         GuestError::InvalidInput(m) => format!("invalid input: {m}"),

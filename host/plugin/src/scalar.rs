@@ -13,17 +13,9 @@ use crate::sandbox::Exports;
 
 /// A scalar function of a plugin, for one tenant. Calls may come from many threads (see
 /// [`FunctionPool`]).
+#[derive(Debug)]
 pub struct ScalarUdf {
     pool: FunctionPool,
-}
-
-impl std::fmt::Debug for ScalarUdf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScalarUdf")
-            .field("plugin", &self.pool.plugin.name())
-            .field("function", &self.pool.signature.name)
-            .finish()
-    }
 }
 
 impl ScalarUdf {

@@ -24,18 +24,10 @@ pub struct TableRows {
 }
 
 /// A table function of a plugin, for one tenant. Calls may come from many threads.
+#[derive(Debug)]
 pub struct TableUdf {
     pool: FunctionPool,
     columns: Fields,
-}
-
-impl std::fmt::Debug for TableUdf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableUdf")
-            .field("plugin", &self.pool.plugin.name())
-            .field("function", &self.pool.signature.name)
-            .finish()
-    }
 }
 
 impl TableUdf {

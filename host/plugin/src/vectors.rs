@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::aggregate::AggregateUdf;
 use crate::conformance::Report;
 use crate::limits::Tenant;
-use crate::plugin::Plugin;
+use crate::plugin::{FunctionSignature, Plugin};
 use crate::scalar::ScalarUdf;
 use crate::table::TableUdf;
 
@@ -121,63 +121,39 @@ pub(crate) fn check(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, dir: &Path, repo
         Ok(v) => v,
         Err(e) => return report.record_failure("", &file.display().to_string(), e.to_string()),
     };
+    let each = |report: &mut Report, function: &str, i: usize, result: Result<(), String>| {
+        report.record_result(function, &format!("vector {}", i + 1), result)
+    };
     for (i, v) in vectors.scalar.iter().enumerate() {
-        let label = format!("vector {}", i + 1);
         let result = (|| -> Result<(), String> {
             let f = ScalarUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
                 .map_err(|e| e.to_string())?;
-            let sig = f.signature().clone();
-            let args = sig
-                .arguments
-                .iter()
-                .zip(&v.args)
-                .map(|(a, values)| array(a.data_type(), values))
-                .collect::<Result<Vec<_>, _>>()?;
-            let want = array(sig.returns.data_type(), &v.expected)?;
+            let args = arguments(f.signature(), &v.args)?;
             let got = f.call(&args, v.expected.len()).map_err(|e| e.to_string())?;
-            same(&got, &want)
-                .then_some(())
-                .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
+            expect(&got, f.signature().returns.data_type(), &v.expected)
         })();
-        report.record_result(&v.function, &label, result);
+        each(report, &v.function, i, result);
     }
     for (i, v) in vectors.aggregate.iter().enumerate() {
-        let label = format!("vector {}", i + 1);
         let result = (|| -> Result<(), String> {
             let f = AggregateUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
                 .map_err(|e| e.to_string())?;
-            let sig = f.signature().clone();
-            let args = sig
-                .arguments
-                .iter()
-                .zip(&v.args)
-                .map(|(a, values)| array(a.data_type(), values))
-                .collect::<Result<Vec<_>, _>>()?;
+            let args = arguments(f.signature(), &v.args)?;
             let total = v.expected.len();
             let mut acc = f.create_accumulator().map_err(|e| e.to_string())?;
             acc.update_batch(&args, &v.groups, total)
                 .map_err(|e| e.to_string())?;
             let groups: Vec<u32> = (0..total as u32).collect();
             let got = acc.evaluate(&groups).map_err(|e| e.to_string())?;
-            let want = array(sig.returns.data_type(), &v.expected)?;
-            same(&got, &want)
-                .then_some(())
-                .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
+            expect(&got, f.signature().returns.data_type(), &v.expected)
         })();
-        report.record_result(&v.function, &label, result);
+        each(report, &v.function, i, result);
     }
     for (i, v) in vectors.table.iter().enumerate() {
-        let label = format!("vector {}", i + 1);
         let result = (|| -> Result<(), String> {
             let f = TableUdf::new(plugin.clone(), tenant.clone(), &v.function, Vec::new())
                 .map_err(|e| e.to_string())?;
-            let sig = f.signature().clone();
-            let args = sig
-                .arguments
-                .iter()
-                .zip(&v.args)
-                .map(|(a, values)| array(a.data_type(), values))
-                .collect::<Result<Vec<_>, _>>()?;
+            let args = arguments(f.signature(), &v.args)?;
             let rows = v.args.first().map_or(0, Vec::len);
             let got = f.call(&args, rows).map_err(|e| e.to_string())?;
             if got.input_rows.values().as_ref() != v.input_rows.as_slice() {
@@ -197,16 +173,28 @@ pub(crate) fn check(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, dir: &Path, repo
             for ((column, field), values) in
                 got.rows.columns().iter().zip(f.columns()).zip(&v.expected)
             {
-                let want = array(field.data_type(), values)?;
-                if !same(column, &want) {
-                    return Err(format!(
-                        "{}: got {column:?}, expected {want:?}",
-                        field.name()
-                    ));
-                }
+                expect(column, field.data_type(), values)
+                    .map_err(|e| format!("{}: {e}", field.name()))?;
             }
             Ok(())
         })();
-        report.record_result(&v.function, &label, result);
+        each(report, &v.function, i, result);
     }
+}
+
+/// The vector's argument values as arrays of the function's argument types.
+fn arguments(sig: &FunctionSignature, values: &[Vec<Value>]) -> Result<Vec<ArrayRef>, String> {
+    sig.arguments
+        .iter()
+        .zip(values)
+        .map(|(a, values)| array(a.data_type(), values))
+        .collect()
+}
+
+/// `got` holds `expected` (read as `t`).
+fn expect(got: &ArrayRef, t: &DataType, expected: &[Value]) -> Result<(), String> {
+    let want = array(t, expected)?;
+    same(got, &want)
+        .then_some(())
+        .ok_or_else(|| format!("got {got:?}, expected {want:?}"))
 }
