@@ -3,8 +3,11 @@
 //! Each query runs in a child process of its own (the same binary with `--child`), so
 //! peak RSS and CPU time are the query's alone. Reported per query: events/s (Nexmark
 //! events, persons and auctions included, as Flink's Nexmark harness counts them), rows/s
-//! of the table the query reads, rows/s per core used (CPU time / wall time), and peak
-//! RSS.
+//! of the table the query reads, rows/s per core used (CPU time / wall time), peak RSS,
+//! and the p50/p99 end-to-end latency of latency markers the sources emit every 10 ms
+//! (as Flink's `metrics.latency.interval`: the time data takes from the source to the
+//! blackhole, queueing behind backpressure included; rows held in windows are not
+//! counted as latency, the markers pass windows by).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -137,17 +140,56 @@ const SQL: &[(&str, &str)] = &[
     ("q13", include_str!("../../../examples/nexmark/q13.sql")),
 ];
 
-/// Plans an embedded Nexmark SQL file for `events` events at parallelism `p`.
-fn sql_graph(query: &str, events: u64, p: u32) -> Result<JobGraph> {
+/// How often sources emit latency markers during a benchmark.
+const LATENCY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// State and checkpoint settings of a benchmark run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StateOptions {
+    /// Checkpoint every this many ms (into a temporary directory); off if `None`.
+    pub(crate) checkpoint_interval_ms: Option<u64>,
+    /// Keyed state in RocksDB instead of memory.
+    pub(crate) rocksdb: bool,
+}
+
+impl StateOptions {
+    /// The job configuration at parallelism `p`, checkpointing into `dir`.
+    fn config(&self, p: u32, dir: Option<&std::path::Path>) -> JobConfig {
+        let mut config = JobConfig {
+            parallelism: p,
+            latency_interval: Some(LATENCY_INTERVAL),
+            ..JobConfig::default()
+        };
+        if let (Some(ms), Some(dir)) = (self.checkpoint_interval_ms, dir) {
+            config.checkpointing.interval = Some(Duration::from_millis(ms));
+            config.checkpointing.dir = Some(dir.to_path_buf());
+        }
+        if self.rocksdb {
+            config.state_backend = fungi_common::config::StateBackendKind::Rocksdb;
+        }
+        config
+    }
+
+    /// The arguments that pass these options to a child process.
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ms) = self.checkpoint_interval_ms {
+            args.extend(["--checkpoint-interval-ms".to_string(), ms.to_string()]);
+        }
+        if self.rocksdb {
+            args.extend(["--state-backend".to_string(), "rocksdb".to_string()]);
+        }
+        args
+    }
+}
+
+/// Plans an embedded Nexmark SQL file for `events` events under `config`.
+fn sql_graph(query: &str, events: u64, config: JobConfig) -> Result<JobGraph> {
     let (_, text) = SQL
         .iter()
         .find(|(q, _)| *q == query)
         .ok_or_else(|| anyhow::anyhow!("no SQL for {query}"))?;
     let text = text.replace("'events' = '1000000'", &format!("'events' = '{events}'"));
-    let config = JobConfig {
-        parallelism: p,
-        ..JobConfig::default()
-    };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let outcomes = runtime.block_on(fungi_sql::SqlSession::new(config).execute_script(&text))?;
     outcomes
@@ -172,6 +214,21 @@ pub(crate) struct BenchResult {
     pub(crate) cores_used: f64,
     pub(crate) rows_per_second_per_core: f64,
     pub(crate) peak_rss_mib: f64,
+    /// Median end-to-end latency of the latency markers (ms); `None` where no pipeline ran.
+    #[serde(default)]
+    pub(crate) latency_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    #[serde(default)]
+    pub(crate) latency_p99_ms: Option<f64>,
+    /// The checkpoint interval, when the run checkpointed.
+    #[serde(default)]
+    pub(crate) checkpoint_interval_ms: Option<u64>,
+    /// Where keyed state lived.
+    #[serde(default)]
+    pub(crate) state_backend: String,
+    /// Checkpoints completed during the run.
+    #[serde(default)]
+    pub(crate) checkpoints: Option<u64>,
 }
 
 /// Replays pre-generated bid batches; each pass over them is shifted in event time so
@@ -290,12 +347,15 @@ fn q0_map(batch: RecordBatch) -> fungi_common::Result<RecordBatch> {
 }
 
 /// Builds the job graph of `query`.
-fn graph(query: &str, events: u64, p: u32, replay: Option<SourceFactory>) -> Result<JobGraph> {
+fn graph(
+    query: &str,
+    events: u64,
+    config: JobConfig,
+    replay: Option<SourceFactory>,
+) -> Result<JobGraph> {
+    let p = config.parallelism;
     let mut g = JobGraph::new(format!("nexmark-{query}"));
-    g.config = JobConfig {
-        parallelism: p,
-        ..JobConfig::default()
-    };
+    g.config = config;
     let source = |g: &mut JobGraph, watermarks: Option<WatermarkStrategy>| match &replay {
         Some(factory) => g.add_source("bids", p, factory.clone(), watermarks),
         None => bid_source(g, events, p, watermarks),
@@ -366,9 +426,18 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Runs one query in this process (the child side).
-pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
+pub(crate) fn run_one(
+    query: &str,
+    events: u64,
+    p: u32,
+    state: &StateOptions,
+) -> Result<BenchResult> {
+    let checkpoints = tempfile::tempdir()?;
+    let config = state.config(p, Some(checkpoints.path()));
     let mut cpu0 = cpu_seconds();
     let mut start = Instant::now();
+    let mut latency = None;
+    let mut completed_checkpoints = None;
     let rows = if query == "gen" {
         let config = NexmarkConfig {
             max_events: Some(events),
@@ -385,11 +454,11 @@ pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
             Some(base) => graph(
                 &format!("ds-{base}"),
                 events,
-                p,
+                config,
                 Some(replay_factory(events)?),
             )?,
-            None if query.starts_with("ds-") => graph(query, events, p, None)?,
-            None => sql_graph(query, events, p)?,
+            None if query.starts_with("ds-") => graph(query, events, config, None)?,
+            None => sql_graph(query, events, config)?,
         };
         // Generating the replayed data is not part of the measurement.
         cpu0 = cpu_seconds();
@@ -398,7 +467,16 @@ pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
             .worker_threads(p as usize)
             .enable_all()
             .build()?;
-        let summary = runtime.block_on(async { LocalExecutor::new().execute(g)?.wait().await })?;
+        let executor = LocalExecutor::for_config(&g.config)?;
+        let (summary, stats) = runtime.block_on(async {
+            let handle = executor.execute(g)?;
+            let stats = handle.checkpoint_stats().cloned();
+            Ok::<_, fungi_common::FungiError>((handle.wait().await?, stats))
+        })?;
+        latency = summary.latency;
+        if let Some(s) = stats {
+            completed_checkpoints = Some(s.completed.load(std::sync::atomic::Ordering::Relaxed));
+        }
         fungi_execution::metrics::records_read(&summary.operators)
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -414,11 +492,21 @@ pub(crate) fn run_one(query: &str, events: u64, p: u32) -> Result<BenchResult> {
         cores_used: cores,
         rows_per_second_per_core: rows as f64 / seconds / cores,
         peak_rss_mib: peak_rss_mib(),
+        latency_p50_ms: latency.map(|l| l.p50_ms),
+        latency_p99_ms: latency.map(|l| l.p99_ms),
+        checkpoint_interval_ms: state.checkpoint_interval_ms,
+        state_backend: if state.rocksdb { "rocksdb" } else { "memory" }.into(),
+        checkpoints: completed_checkpoints,
     })
 }
 
 /// Runs each query in a child process and collects the results.
-pub(crate) fn run_all(queries: &[String], events: u64, p: u32) -> Result<Vec<BenchResult>> {
+pub(crate) fn run_all(
+    queries: &[String],
+    events: u64,
+    p: u32,
+    state: &StateOptions,
+) -> Result<Vec<BenchResult>> {
     let exe = std::env::current_exe().context("cannot find the fungi binary to run queries in")?;
     let mut results = Vec::new();
     for q in queries {
@@ -435,6 +523,7 @@ pub(crate) fn run_all(queries: &[String], events: u64, p: u32) -> Result<Vec<Ben
                 "--parallelism",
                 &p.to_string(),
             ])
+            .args(state.args())
             .output()
             .with_context(|| format!("cannot start the benchmark of {q}"))?;
         if !out.status.success() {
@@ -455,12 +544,23 @@ pub(crate) fn run_all(queries: &[String], events: u64, p: u32) -> Result<Vec<Ben
 /// The results as a table.
 pub(crate) fn table(results: &[BenchResult]) -> String {
     let mut s = format!(
-        "{:<12} {:>3} {:>12} {:>10} {:>12} {:>12} {:>6} {:>14} {:>9}\n",
-        "query", "p", "events", "seconds", "events/s", "rows/s", "cores", "rows/s/core", "peak RSS"
+        "{:<12} {:>3} {:>12} {:>10} {:>12} {:>12} {:>6} {:>14} {:>9} {:>9} {:>9}\n",
+        "query",
+        "p",
+        "events",
+        "seconds",
+        "events/s",
+        "rows/s",
+        "cores",
+        "rows/s/core",
+        "peak RSS",
+        "p50 ms",
+        "p99 ms"
     );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     for r in results {
         s.push_str(&format!(
-            "{:<12} {:>3} {:>12} {:>10.3} {:>12} {:>12} {:>6.2} {:>14} {:>6.0}MiB\n",
+            "{:<12} {:>3} {:>12} {:>10.3} {:>12} {:>12} {:>6.2} {:>14} {:>6.0}MiB {:>9} {:>9}\n",
             r.query,
             r.parallelism,
             r.events,
@@ -469,7 +569,9 @@ pub(crate) fn table(results: &[BenchResult]) -> String {
             human(r.rows_per_second),
             r.cores_used,
             human(r.rows_per_second_per_core),
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            ms(r.latency_p50_ms),
+            ms(r.latency_p99_ms)
         ));
     }
     s

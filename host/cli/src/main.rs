@@ -10,6 +10,7 @@ mod job;
 mod nexmark;
 mod plugin;
 mod progress;
+mod supervise;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use fungi_common::FungiError;
-use fungi_execution::executor::LocalExecutor;
 use fungi_execution::plan::PhysicalPlan;
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +40,9 @@ enum Command {
     /// sink; see examples/jobs/). Progress (records in/out per second, watermark) is shown on
     /// stderr; Ctrl-C stops the job cleanly.
     Run(RunArgs),
+    /// Take a savepoint of a running job (and optionally stop it): a checkpoint kept
+    /// apart from the job's rotation, restorable with `run --from-savepoint`.
+    Savepoint(SavepointArgs),
     /// Run benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -74,6 +77,22 @@ struct RunArgs {
     /// Do not draw the progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Start from this savepoint (a directory written by `fungi savepoint`), possibly at
+    /// another parallelism.
+    #[arg(long, short = 's')]
+    from_savepoint: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SavepointArgs {
+    /// The checkpoint directory of the running job ('execution.checkpointing.dir').
+    dir: PathBuf,
+    /// Stop the job once the savepoint is complete.
+    #[arg(long)]
+    stop: bool,
+    /// How long to wait for the savepoint, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +120,12 @@ struct NexmarkArgs {
     /// Print results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Checkpoint every this many milliseconds (into a temporary directory).
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
+    /// Where keyed state lives: memory (default) or rocksdb.
+    #[arg(long, default_value = "memory", value_parser = ["memory", "rocksdb"])]
+    state_backend: String,
     /// Internal: run one query in this process and print its JSON result.
     #[arg(long, hide = true)]
     child: bool,
@@ -116,6 +141,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Savepoint(args) => savepoint(args),
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Plugin(command) => plugin::run(command),
         Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
@@ -153,7 +179,11 @@ fn run(args: RunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let result = runtime.block_on(run_jobs(plans, !args.no_progress));
+    let result = runtime.block_on(run_jobs(
+        plans,
+        args.from_savepoint.clone(),
+        !args.no_progress,
+    ));
     if let Some(tenant) = tenant {
         print_plugin_metrics(&tenant);
     }
@@ -206,48 +236,77 @@ async fn sql_jobs(
     Ok((plans, session.plugin_tenant()))
 }
 
-/// Runs jobs side by side with progress (of the first job) and a clean Ctrl-C.
-async fn run_jobs(plans: Vec<PhysicalPlan>, show_progress: bool) -> Result<()> {
-    let mut handles = Vec::new();
-    for plan in plans {
-        handles.push(LocalExecutor::new().start(plan)?);
+/// Runs jobs side by side with progress (of the first job) and a clean Ctrl-C; each is
+/// supervised: resumed from its latest checkpoint and restarted after failures as its
+/// configuration says.
+async fn run_jobs(
+    plans: Vec<PhysicalPlan>,
+    savepoint: Option<PathBuf>,
+    show_progress: bool,
+) -> Result<()> {
+    if savepoint.is_some() && plans.len() > 1 {
+        bail!(
+            "--from-savepoint restores one job; the file starts {}",
+            plans.len()
+        );
     }
-    let metrics = handles[0].metrics().clone();
-    let all_metrics: Vec<_> = handles.iter().map(|h| h.metrics().clone()).collect();
-    let dead_letters: Vec<_> = handles.iter().map(|h| h.dead_letters().clone()).collect();
-    let cancels: Vec<_> = handles.iter().map(|h| h.cancel_token()).collect();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut jobs = tokio::task::JoinSet::new();
+    let mut first_metrics = None;
+    for (i, plan) in plans.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::watch::channel(Default::default());
+        if i == 0 {
+            first_metrics = Some(rx);
+        }
+        let cancel = cancel.clone();
+        let savepoint = savepoint.clone();
+        jobs.spawn(async move { (i, supervise::supervise(plan, savepoint, cancel, tx).await) });
+    }
+    let mut metrics = first_metrics.expect("at least one job");
     let mut progress = progress::Progress::new(show_progress);
-    let mut wait = Box::pin(futures_join_all(handles));
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut interrupted = false;
-    let results = loop {
+    let mut results = Vec::new();
+    loop {
         tokio::select! {
-            r = &mut wait => break r,
-            _ = tick.tick() => progress.update(&metrics),
+            joined = jobs.join_next() => match joined {
+                Some(Ok(r)) => results.push(r),
+                Some(Err(e)) => bail!("a job supervisor panicked: {e}"),
+                None => break,
+            },
+            _ = tick.tick() => progress.update(&metrics.borrow_and_update()),
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 eprintln!("\nstopping (Ctrl-C)...");
-                cancels.iter().for_each(|c| c.cancel());
+                cancel.cancel();
             }
         }
-    };
+    }
     progress.finish();
+    results.sort_by_key(|(i, _)| *i);
     let mut failure = None;
-    for ((result, metrics), dead) in results.into_iter().zip(&all_metrics).zip(&dead_letters) {
-        let ops = metrics.snapshot();
+    for (_, job) in results {
+        let ops = job.metrics.snapshot();
         let (read, written) = (
             fungi_execution::metrics::records_read(&ops),
             ops.last().map_or(0, |o| o.records_in),
         );
-        match result {
+        match job.result {
+            Ok(summary) if summary.stopped_with_savepoint.is_some() => {
+                let path = summary.stopped_with_savepoint.unwrap_or_default();
+                eprintln!(
+                    "job stopped with a savepoint in {}: {read} records read, {written} written",
+                    path.display()
+                );
+            }
             Ok(summary) => {
                 eprintln!(
                     "job finished in {:.2}s: {read} records read, {written} written, {} late, {} dead letters",
                     summary.elapsed.as_secs_f64(),
                     ops.iter().map(|o| o.late_records).sum::<u64>(),
-                    dead.total(),
+                    job.dead_letters.total(),
                 );
-                for d in dead.recent().iter().take(5) {
+                for d in job.dead_letters.recent().iter().take(5) {
                     eprintln!("  dead letter at {}: {}", d.position, d.message);
                 }
             }
@@ -263,20 +322,44 @@ async fn run_jobs(plans: Vec<PhysicalPlan>, show_progress: bool) -> Result<()> {
     }
 }
 
-/// Waits for every job, in order.
-async fn futures_join_all(
-    handles: Vec<fungi_execution::executor::JobHandle>,
-) -> Vec<fungi_common::Result<fungi_execution::executor::JobSummary>> {
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.wait().await);
+/// Asks the job checkpointing into `args.dir` for a savepoint and waits for it.
+fn savepoint(args: SavepointArgs) -> Result<()> {
+    let storage = fungi_checkpoint::CheckpointStorage::new(&args.dir);
+    storage.request_savepoint(&fungi_checkpoint::SavepointRequest { stop: args.stop })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        if let Some(response) = storage.savepoint_response() {
+            return match response.result {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    eprintln!(
+                        "savepoint {} complete{}",
+                        response.id,
+                        if args.stop { "; the job stops" } else { "" }
+                    );
+                    Ok(())
+                }
+                Err(reason) => bail!("the savepoint failed: {reason}"),
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "no answer within {}s: is a job with checkpoints into {} running?",
+                args.timeout,
+                args.dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    out
 }
 
 fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
+    let state = bench::StateOptions {
+        checkpoint_interval_ms: args.checkpoint_interval_ms,
+        rocksdb: args.state_backend == "rocksdb",
+    };
     if args.child {
-        let result = bench::run_one(&args.query, args.events, args.parallelism)?;
+        let result = bench::run_one(&args.query, args.events, args.parallelism, &state)?;
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
@@ -300,7 +383,7 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
             );
         }
     }
-    let results = bench::run_all(&queries, args.events, args.parallelism)?;
+    let results = bench::run_all(&queries, args.events, args.parallelism, &state)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {

@@ -31,4 +31,4 @@ pub mod message;
 pub mod time;
 
 pub use error::{FungiError, Result};
-pub use message::{Message, Watermark};
+pub use message::{LatencyMarker, Message, Watermark};

@@ -37,6 +37,16 @@ pub struct CheckpointBarrier {
     pub timestamp: i64,
 }
 
+/// A latency marker, as Flink's: a source stamps it with the wall clock and it travels
+/// with the data, behind every batch sent before it, without being processed; the task
+/// at the end of the pipeline records how long it took. It measures the queueing and
+/// processing delay of data that operators pass on (not the time rows wait in windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyMarker {
+    /// Wall-clock time the source emitted it, in microseconds since the epoch.
+    pub emitted_micros: i64,
+}
+
 /// One message on an edge. Control messages are in-band: they are ordered with the data.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -46,6 +56,8 @@ pub enum Message {
     Watermark(Watermark),
     /// A checkpoint barrier: everything before it belongs to the checkpoint.
     Barrier(CheckpointBarrier),
+    /// A latency marker, passed on without processing.
+    LatencyMarker(LatencyMarker),
     /// The sender will send nothing more.
     EndOfStream,
 }

@@ -51,6 +51,13 @@ pub fn now_millis() -> EpochMillis {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The wall clock in microseconds since the epoch (for latency markers).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Formats milliseconds since the epoch as an RFC 3339 UTC string (for logs and the CLI).
 pub fn format_millis(ms: EpochMillis) -> String {
     if ms == i64::MAX {

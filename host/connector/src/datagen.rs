@@ -18,6 +18,7 @@ use arrow::compute::kernels::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
+use fungi_execution::RestoredState;
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
 
 use crate::options::Options;
@@ -246,6 +247,26 @@ impl Source for DatagenSource {
             split: self.subtask.index,
             batch,
         })
+    }
+
+    // Rows are numbered: the next row number is the position.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Ok(self.next_row.to_le_bytes().to_vec())
+    }
+
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        let [(_, bytes)] = state.states.as_slice() else {
+            return Err(FungiError::State(format!(
+                "the datagen source cannot change its parallelism on restore (checkpointed at {}, now {})",
+                state.old_parallelism, self.subtask.parallelism
+            )));
+        };
+        self.next_row = bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| FungiError::State("bad datagen position".into()))?;
+        Ok(())
     }
 }
 

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fungi_checkpoint::{
+    CheckpointStats, CheckpointStorage, CompletedCheckpoint, Coordinator, TaskKey,
+};
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::keys::KeyGroups;
 use fungi_common::{FungiError, Message, Result};
@@ -16,12 +19,12 @@ use tracing::{debug, error};
 use crate::dead_letter::DeadLetterQueue;
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, NodeKind};
-use crate::metrics::{JobMetrics, OperatorMetrics, OperatorSnapshot};
+use crate::metrics::{JobMetrics, LatencySummary, OperatorMetrics, OperatorSnapshot};
 use crate::operator::OperatorContext;
 use crate::partition::Router;
 use crate::plan::PhysicalPlan;
 use crate::source::SourceContext;
-use crate::task::{ChainRunner, OperatorTask, SourceTask};
+use crate::task::{ChainRunner, OperatorTask, SourceTask, TaskCheckpointing};
 
 /// One input channel of a subtask and which of its operator's inputs it feeds.
 type InputChannel = (usize, mpsc::Receiver<Message>);
@@ -46,6 +49,17 @@ impl LocalExecutor {
         }
     }
 
+    /// An executor with the state backend `config` asks for: memory, or RocksDB in a
+    /// fresh temporary directory (the job's durable state is in its checkpoints).
+    pub fn for_config(config: &fungi_common::config::JobConfig) -> Result<Self> {
+        Ok(match config.state_backend {
+            fungi_common::config::StateBackendKind::Memory => Self::new(),
+            fungi_common::config::StateBackendKind::Rocksdb => {
+                Self::with_state_backend(Arc::new(fungi_state::RocksDbStateBackend::temporary()?))
+            }
+        })
+    }
+
     /// Uses `backend` for keyed state.
     pub fn with_state_backend(backend: Arc<dyn StateBackend>) -> Self {
         LocalExecutor {
@@ -61,8 +75,37 @@ impl LocalExecutor {
 
     /// Starts an already planned job.
     pub fn start(&self, plan: PhysicalPlan) -> Result<JobHandle> {
+        self.start_from(plan, None)
+    }
+
+    /// Starts a planned job, restoring its sources and operators from `checkpoint` if
+    /// given. Fails if the checkpoint holds state of an operator the job does not have
+    /// (it would be lost).
+    pub fn start_from(
+        &self,
+        plan: PhysicalPlan,
+        checkpoint: Option<&CompletedCheckpoint>,
+    ) -> Result<JobHandle> {
         let graph = &plan.graph;
         let config = &graph.config;
+        config.validate()?;
+        if let Some(c) = checkpoint {
+            for name in c.stateful_operators() {
+                if !graph.nodes.iter().any(|n| n.name == name) {
+                    return Err(FungiError::State(format!(
+                        "checkpoint {} holds state of operator '{name}', which this job does not have; \
+                         its state would be lost (operators: {})",
+                        c.id(),
+                        graph
+                            .nodes
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
         let key_groups = KeyGroups::new(config.max_parallelism);
         let cancel = CancellationToken::new();
         let dead_letters = Arc::new(DeadLetterQueue::default());
@@ -77,6 +120,7 @@ impl LocalExecutor {
                     })
                 })
                 .collect(),
+            latency: Arc::default(),
         };
         // Channels for every edge that leaves a chain: one per (producer, consumer) pair.
         let mut receivers: Vec<Vec<Vec<InputChannel>>> = plan
@@ -122,6 +166,30 @@ impl LocalExecutor {
             }
         }
         let mut tasks = JoinSet::new();
+        // The checkpoint coordinator, when the job checkpoints.
+        let mut checkpoint_stats = None;
+        let channels = match (&config.checkpointing.interval, &config.checkpointing.dir) {
+            (Some(_), Some(dir)) => {
+                let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
+                let (coordinator, channels) = Coordinator::new(
+                    config.checkpointing.clone(),
+                    CheckpointStorage::new(dir),
+                    graph.name.clone(),
+                    expected,
+                    checkpoint.map_or(1, |c| c.id() + 1),
+                );
+                checkpoint_stats = Some(coordinator.stats());
+                let cancel = cancel.clone();
+                tasks.spawn(async move {
+                    (
+                        "checkpoint coordinator".to_string(),
+                        coordinator.run(cancel).await,
+                    )
+                });
+                Some(channels)
+            }
+            _ => None,
+        };
         for (c, chain) in plan.chains.iter().enumerate() {
             for s in (0..chain.parallelism).rev() {
                 let subtask = SubtaskInfo {
@@ -136,14 +204,22 @@ impl LocalExecutor {
                     NodeKind::Source {
                         factory,
                         watermarks,
-                    } => (
-                        &chain.nodes[1..],
-                        Some((factory(&subtask)?, watermarks.clone())),
-                    ),
+                    } => {
+                        let mut source = factory(&subtask)?;
+                        if let Some(state) = checkpoint
+                            .and_then(|c| c.source_state(&head.name, s, chain.parallelism))
+                        {
+                            source.restore_position(&state).map_err(|e| {
+                                FungiError::State(format!("source '{}': {e}", head.name))
+                            })?;
+                        }
+                        (&chain.nodes[1..], Some((source, watermarks.clone())))
+                    }
                     NodeKind::Operator { .. } => (&chain.nodes[..], None),
                 };
                 let mut ops = Vec::new();
                 let mut contexts = Vec::new();
+                let mut restores = Vec::new();
                 for id in op_nodes {
                     let node = graph.node(*id);
                     let NodeKind::Operator { factory } = &node.kind else {
@@ -153,6 +229,9 @@ impl LocalExecutor {
                         )));
                     };
                     ops.push(factory(&subtask)?);
+                    restores.push(
+                        checkpoint.and_then(|c| c.operator_state(&node.name, s, chain.parallelism)),
+                    );
                     contexts.push(OperatorContext {
                         job: graph.name.clone(),
                         operator: node.name.clone(),
@@ -160,11 +239,27 @@ impl LocalExecutor {
                         state_backend: self.state_backend.clone(),
                         metrics: metrics.operators[id.0 as usize].clone(),
                         dead_letters: dead_letters.clone(),
+                        checkpointing: channels.is_some(),
                     });
                 }
                 let head_metrics = metrics.operators[head.id.0 as usize].clone();
-                let chain_runner =
-                    ChainRunner::new(ops, contexts, task_routers, Some(head_metrics.clone()));
+                let chain_runner = ChainRunner::new(
+                    ops,
+                    contexts,
+                    task_routers,
+                    Some(head_metrics.clone()),
+                    metrics.latency.clone(),
+                    restores,
+                );
+                let checkpointing = channels.as_ref().map(|channels| TaskCheckpointing {
+                    key: TaskKey {
+                        chain: head.name.clone(),
+                        subtask: s,
+                    },
+                    parallelism: chain.parallelism,
+                    channels: channels.clone(),
+                    injected: 0,
+                });
                 let name = format!("{} ({}/{})", head.name, s + 1, chain.parallelism);
                 let cancel = cancel.clone();
                 let tick = config.tick_interval;
@@ -184,6 +279,8 @@ impl LocalExecutor {
                             chain: chain_runner,
                             cancel,
                             tick,
+                            latency_interval: config.latency_interval,
+                            checkpointing,
                         };
                         tasks.spawn(async move { (name, task.run().await) });
                     }
@@ -195,6 +292,7 @@ impl LocalExecutor {
                             chain: chain_runner,
                             cancel,
                             tick,
+                            checkpointing,
                         };
                         tasks.spawn(async move { (name, task.run().await) });
                     }
@@ -208,6 +306,7 @@ impl LocalExecutor {
             tasks,
             metrics,
             dead_letters,
+            checkpoint_stats,
             started: Instant::now(),
         })
     }
@@ -221,6 +320,7 @@ pub struct JobHandle {
     tasks: JoinSet<(String, Result<()>)>,
     metrics: JobMetrics,
     dead_letters: Arc<DeadLetterQueue>,
+    checkpoint_stats: Option<Arc<CheckpointStats>>,
     started: Instant,
 }
 
@@ -233,6 +333,10 @@ pub struct JobSummary {
     pub operators: Vec<OperatorSnapshot>,
     /// Records sent to the dead-letter output, per reason.
     pub dead_letters: std::collections::BTreeMap<String, u64>,
+    /// End-to-end latency, when the job emitted latency markers.
+    pub latency: Option<LatencySummary>,
+    /// Where the savepoint is, when the job was stopped with one.
+    pub stopped_with_savepoint: Option<std::path::PathBuf>,
 }
 
 impl JobHandle {
@@ -244,6 +348,11 @@ impl JobHandle {
     /// The job's dead-letter output.
     pub fn dead_letters(&self) -> &Arc<DeadLetterQueue> {
         &self.dead_letters
+    }
+
+    /// Checkpoint counters, when the job checkpoints.
+    pub fn checkpoint_stats(&self) -> Option<&Arc<CheckpointStats>> {
+        self.checkpoint_stats.as_ref()
     }
 
     /// The plan as EXPLAIN shows it.
@@ -288,13 +397,29 @@ impl JobHandle {
                 }
             }
         }
+        let stopped_with_savepoint = self.checkpoint_stats.as_ref().and_then(|s| {
+            s.stopped_with_savepoint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        });
         match first_error {
+            // Stopping with a savepoint cancels the tasks on purpose.
+            Some(FungiError::Cancelled) if stopped_with_savepoint.is_some() => {
+                Ok(self.summary(stopped_with_savepoint))
+            }
             Some(e) => Err(e),
-            None => Ok(JobSummary {
-                elapsed: self.started.elapsed(),
-                operators: self.metrics.snapshot(),
-                dead_letters: self.dead_letters.counts(),
-            }),
+            None => Ok(self.summary(None)),
+        }
+    }
+
+    fn summary(&self, stopped_with_savepoint: Option<std::path::PathBuf>) -> JobSummary {
+        JobSummary {
+            elapsed: self.started.elapsed(),
+            operators: self.metrics.snapshot(),
+            dead_letters: self.dead_letters.counts(),
+            latency: self.metrics.latency.summary(),
+            stopped_with_savepoint,
         }
     }
 }

@@ -8,11 +8,13 @@ use tokio::sync::mpsc::Receiver;
 
 /// Reads the input channels of a task round-robin, so one busy input cannot starve the
 /// others. Each channel is one upstream subtask; the index returned identifies it (for
-/// per-input watermarks and, later, barrier alignment).
+/// per-input watermarks and barrier alignment: a blocked channel is not read until it is
+/// unblocked).
 #[derive(Debug)]
 pub(crate) struct InputGate {
     inputs: Vec<Receiver<Message>>,
     closed: Vec<bool>,
+    blocked: Vec<bool>,
     start: usize,
 }
 
@@ -20,10 +22,26 @@ impl InputGate {
     pub(crate) fn new(inputs: Vec<Receiver<Message>>) -> Self {
         let closed = vec![false; inputs.len()];
         InputGate {
+            blocked: closed.clone(),
             inputs,
             closed,
             start: 0,
         }
+    }
+
+    /// Stops reading channel `i` (it delivered the barrier being aligned).
+    pub(crate) fn block(&mut self, i: usize) {
+        self.blocked[i] = true;
+    }
+
+    /// Whether channel `i` is blocked.
+    pub(crate) fn is_blocked(&self, i: usize) -> bool {
+        self.blocked[i]
+    }
+
+    /// Reads every channel again.
+    pub(crate) fn unblock_all(&mut self) {
+        self.blocked.fill(false);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -39,6 +57,11 @@ impl InputGate {
             for k in 0..n {
                 let i = (self.start + k) % n;
                 if self.closed[i] {
+                    continue;
+                }
+                if self.blocked[i] {
+                    // Still open, just not read now.
+                    open = true;
                     continue;
                 }
                 match self.inputs[i].poll_recv(cx) {

@@ -44,5 +44,6 @@ pub mod plan;
 pub mod source;
 mod task;
 
+pub use fungi_checkpoint::RestoredState;
 pub use operator::{Operator, OperatorContext, Output};
 pub use source::{Source, SourceContext, SourceEvent};

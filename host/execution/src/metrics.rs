@@ -1,7 +1,9 @@
 //! Live counters of a running job, read by the CLI's progress line and later the API.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
 
 /// Counters of one operator, summed over its subtasks.
 #[derive(Debug)]
@@ -59,6 +61,56 @@ impl OperatorMetrics {
 pub struct JobMetrics {
     /// One entry per operator node.
     pub operators: Vec<Arc<OperatorMetrics>>,
+    /// End-to-end latency of the latency markers that reached the end of the pipeline.
+    pub latency: Arc<LatencyStats>,
+}
+
+/// A histogram of marker latencies in microseconds (1 µs to 1 h, 3 significant digits).
+#[derive(Debug)]
+pub struct LatencyStats {
+    histogram: Mutex<Histogram<u64>>,
+}
+
+impl Default for LatencyStats {
+    fn default() -> Self {
+        LatencyStats {
+            histogram: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+/// Percentiles of the end-to-end latency, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    /// Markers recorded.
+    pub markers: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Records one marker's latency.
+    pub(crate) fn record(&self, micros: u64) {
+        let mut h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(micros.max(1));
+    }
+
+    /// The percentiles so far; `None` before the first marker.
+    pub fn summary(&self) -> Option<LatencySummary> {
+        let h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        (!h.is_empty()).then(|| LatencySummary {
+            markers: h.len(),
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+            max_ms: h.max() as f64 / 1000.0,
+        })
+    }
 }
 
 /// A point-in-time copy of one operator's counters.

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use fungi_checkpoint::RestoredState;
 use fungi_common::ids::SubtaskInfo;
-use fungi_common::{Result, Watermark};
+use fungi_common::{LatencyMarker, Result, Watermark};
 use fungi_state::StateBackend;
 
 use crate::dead_letter::DeadLetterQueue;
@@ -23,6 +24,10 @@ pub(crate) enum OutputItem {
     Batch(Option<Arc<str>>, RecordBatch),
     /// Event-time progress.
     Watermark(Watermark),
+    /// A latency marker on its way through the chain (never emitted by operators).
+    LatencyMarker(LatencyMarker),
+    /// A checkpoint barrier leaving the chain (never emitted by operators).
+    Barrier(u64),
 }
 
 impl Output {
@@ -61,7 +66,14 @@ pub struct OperatorContext {
     pub metrics: Arc<OperatorMetrics>,
     /// The job's dead-letter output.
     pub dead_letters: Arc<DeadLetterQueue>,
+    /// Whether the job takes checkpoints: sinks then publish output only when a
+    /// checkpoint completes (two-phase commit) instead of when their input ends.
+    pub checkpointing: bool,
 }
+
+/// The id under which operators snapshot their end state for the final checkpoint (the
+/// one taken after every input ended). Its completion is announced with the same id.
+pub const FINAL_CHECKPOINT: u64 = u64::MAX;
 
 /// A step of a job that consumes batches and emits batches.
 ///
@@ -126,6 +138,41 @@ pub trait Operator: Send {
         let _ = out;
         Ok(())
     }
+
+    /// The barrier of checkpoint `checkpoint` reached this operator on every input (or
+    /// every input ended and `checkpoint` is [`FINAL_CHECKPOINT`]): emit whatever must
+    /// travel ahead of the barrier, pre-commit pending output, and return the state, or
+    /// `None` for an operator without state (the default). An operator that holds state
+    /// it cannot save returns an error naming itself, which fails the job rather than
+    /// taking a checkpoint that would lose data.
+    fn snapshot_state(&mut self, checkpoint: u64, out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let _ = (checkpoint, out);
+        Ok(None)
+    }
+
+    /// Called after [`open`](Self::open), before any data, when the job resumes from a
+    /// checkpoint that holds state for this operator.
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        Err(fungi_common::FungiError::State(format!(
+            "checkpoint {} holds state for this operator, but it cannot restore state",
+            state.checkpoint
+        )))
+    }
+
+    /// Checkpoint `checkpoint` is complete: publish what was pre-committed for it (and
+    /// for earlier ones).
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        let _ = checkpoint;
+        Ok(())
+    }
+}
+
+/// The error of an operator that keeps state but cannot take part in checkpoints yet.
+pub fn not_checkpointable(what: &str) -> fungi_common::FungiError {
+    fungi_common::FungiError::State(format!(
+        "{what} keeps state that cannot be checkpointed yet; run this job without \
+         'execution.checkpointing.interval'"
+    ))
 }
 
 /// Builds one operator instance per subtask.

@@ -6,7 +6,7 @@ use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use fungi_common::keys::{KeyGroups, hash_columns};
-use fungi_common::{FungiError, Message, Result};
+use fungi_common::{FungiError, LatencyMarker, Message, Result};
 use tokio::sync::mpsc::Sender;
 
 use crate::graph::Partitioning;
@@ -145,6 +145,13 @@ impl Router {
             }
         };
         Ok(sent)
+    }
+
+    /// Sends a latency marker to one downstream subtask, a different one each time.
+    pub(crate) async fn send_marker(&mut self, marker: LatencyMarker) -> Result<(), Disconnected> {
+        self.next = (self.next + 1) % self.senders.len();
+        self.send_to(self.next, Message::LatencyMarker(marker))
+            .await
     }
 
     /// Sends a control message to every downstream subtask.

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use fungi_common::Result;
+use fungi_checkpoint::RestoredState;
 use fungi_common::ids::SubtaskInfo;
+use fungi_common::{FungiError, Result};
 
 use crate::dead_letter::DeadLetterQueue;
 use crate::metrics::OperatorMetrics;
@@ -60,6 +61,26 @@ pub trait Source: Send {
 
     /// The next batch, a pause, or the end.
     async fn next(&mut self) -> Result<SourceEvent>;
+
+    /// The position to resume from after everything emitted so far, as bytes that
+    /// [`restore_position`](Self::restore_position) reads back. Called when a checkpoint
+    /// barrier is injected and once more at the end. The default: this source cannot
+    /// resume, and a job that checkpoints fails with a message naming it.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Err(FungiError::State(
+            "this source cannot resume from a checkpoint; run the job without \
+             'execution.checkpointing.interval'"
+                .into(),
+        ))
+    }
+
+    /// Called before [`open`](Self::open) when the job resumes from a checkpoint.
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        Err(FungiError::State(format!(
+            "checkpoint {} holds a position for this source, but it cannot resume",
+            state.checkpoint
+        )))
+    }
 }
 
 /// Builds one source instance per subtask.
@@ -71,6 +92,8 @@ pub type SourceFactory = Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Source>> + S
 pub struct VecSource {
     schema: SchemaRef,
     batches: std::vec::IntoIter<RecordBatch>,
+    /// Batches emitted so far: the position checkpoints save.
+    emitted: u64,
 }
 
 impl VecSource {
@@ -87,6 +110,7 @@ impl VecSource {
             Ok(Box::new(VecSource {
                 schema: schema.clone(),
                 batches: mine.into_iter(),
+                emitted: 0,
             }) as Box<dyn Source>)
         })
     }
@@ -100,8 +124,33 @@ impl Source for VecSource {
 
     async fn next(&mut self) -> Result<SourceEvent> {
         Ok(match self.batches.next() {
-            Some(batch) => SourceEvent::Batch { split: 0, batch },
+            Some(batch) => {
+                self.emitted += 1;
+                SourceEvent::Batch { split: 0, batch }
+            }
             None => SourceEvent::Finished,
         })
+    }
+
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Ok(self.emitted.to_le_bytes().to_vec())
+    }
+
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        let [(_, bytes)] = state.states.as_slice() else {
+            return Err(FungiError::State(
+                "an in-memory source cannot change its parallelism on restore".into(),
+            ));
+        };
+        let emitted = bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| FungiError::State("bad in-memory source position".into()))?;
+        for _ in 0..emitted {
+            self.batches.next();
+        }
+        self.emitted = emitted;
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, BinaryArray};
 use arrow::datatypes::DataType;
 use fungi_common::FungiError;
 use fungi_streaming::aggregate::{AggregateFunction, GroupsAccumulator};
@@ -326,5 +326,34 @@ impl GroupsAccumulator for WasmAccumulator {
 
     fn size(&self) -> usize {
         self.sandbox.store.data().limiter.memory
+    }
+
+    // The plugin's own state bytes, one per group, are what checkpoints save.
+    fn state(&mut self, groups: &[u32]) -> fungi_common::Result<Vec<ArrayRef>> {
+        let states = self.snapshot(groups)?;
+        Ok(vec![Arc::new(BinaryArray::from_iter_values(states))])
+    }
+
+    // State is restored into fresh groups only, where setting a group is merging into
+    // an empty one.
+    fn merge_state(
+        &mut self,
+        state: &[ArrayRef],
+        groups: &[u32],
+        _total: usize,
+    ) -> fungi_common::Result<()> {
+        let bytes = state
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| self.contract("checkpointed state is not binary".into()))?;
+        let states: Vec<Vec<u8>> = bytes
+            .iter()
+            .map(|b| b.unwrap_or_default().to_vec())
+            .collect();
+        Ok(self.restore(groups, &states).map_err(|e| {
+            self.contract(format!(
+                "cannot read the state saved in the checkpoint (was the plugin's state format changed?): {e}"
+            ))
+        })?)
     }
 }

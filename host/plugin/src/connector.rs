@@ -11,6 +11,7 @@
 //! `abort` discards it. Until checkpoints land (issue 6) the sink pre-commits and
 //! commits once, when its input ends; a failed job aborts what it wrote.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +127,7 @@ impl PluginSource {
                 schema: schema.clone(),
                 pending: mine,
                 readers: Vec::new(),
+                positions: BTreeMap::new(),
                 next: 0,
                 batch_size: 1024,
             }) as Box<dyn Source>)
@@ -198,12 +200,23 @@ impl SplitReader {
     }
 }
 
+/// Where a split of a plugin source stands in a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum SplitPosition {
+    /// The plugin's offset bytes.
+    At(Vec<u8>),
+    /// Read to the end.
+    Finished,
+}
+
 /// One subtask of a plugin source: its splits, polled round-robin.
 struct PluginSourceTask {
     source: PluginSource,
     schema: SchemaRef,
     pending: Vec<(u32, String)>,
     readers: Vec<(u32, SplitReader)>,
+    /// Positions restored from a checkpoint, then those of finished splits.
+    positions: BTreeMap<u32, SplitPosition>,
     next: usize,
     batch_size: u32,
 }
@@ -243,10 +256,34 @@ impl Source for PluginSourceTask {
     fn open(&mut self, ctx: &SourceContext) -> FungiResult<Vec<u32>> {
         self.batch_size = ctx.batch_size.max(1) as u32;
         for (id, split) in std::mem::take(&mut self.pending) {
-            let reader = self.source.open(&split, None)?;
+            let offset = match self.positions.get(&id) {
+                Some(SplitPosition::Finished) => continue,
+                Some(SplitPosition::At(offset)) => Some(offset.clone()),
+                None => None,
+            };
+            let reader = self.source.open(&split, offset)?;
             self.readers.push((id, reader));
         }
         Ok(self.readers.iter().map(|(id, _)| *id).collect())
+    }
+
+    fn snapshot_position(&mut self) -> FungiResult<Vec<u8>> {
+        let mut positions = self.positions.clone();
+        for (id, reader) in &mut self.readers {
+            positions.insert(*id, SplitPosition::At(reader.snapshot()?));
+        }
+        Ok(postcard::to_stdvec(&positions).expect("position encoding cannot fail"))
+    }
+
+    fn restore_position(&mut self, state: &fungi_execution::RestoredState) -> FungiResult<()> {
+        for (_, bytes) in &state.states {
+            let positions: BTreeMap<u32, SplitPosition> = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad plugin source position: {e}")))?;
+            self.positions.extend(positions);
+        }
+        let mine: Vec<u32> = self.pending.iter().map(|(id, _)| *id).collect();
+        self.positions.retain(|id, _| mine.contains(id));
+        Ok(())
     }
 
     async fn next(&mut self) -> FungiResult<SourceEvent> {
@@ -264,7 +301,8 @@ impl Source for PluginSourceTask {
                     });
                 }
                 Poll::Finished => {
-                    self.readers.remove(i);
+                    let (id, _) = self.readers.remove(i);
+                    self.positions.insert(id, SplitPosition::Finished);
                 }
                 Poll::Pending | Poll::Idle => {
                     self.next = i + 1;
@@ -318,14 +356,20 @@ impl PluginSink {
         })
     }
 
-    /// A Fungi sink operator: writes every batch, pre-commits and commits when the input
-    /// ends.
+    /// A Fungi sink operator. Without checkpoints it pre-commits and commits once, when
+    /// the input ends. With checkpoints it pre-commits on every barrier and commits when
+    /// the checkpoint completes; on restore the writer is reopened with the transactions
+    /// the checkpoint holds, which the plugin commits.
     pub fn factory(&self) -> OperatorFactory {
         let me = self.clone();
         Arc::new(move |subtask: &SubtaskInfo| {
             let writer = me.open(subtask.index, Vec::new())?;
             Ok(Box::new(PluginSinkOperator {
+                sink: me.clone(),
+                subtask: *subtask,
                 writer: Some(writer),
+                checkpointing: false,
+                pending: Vec::new(),
             }) as Box<dyn Operator>)
         })
     }
@@ -394,20 +438,80 @@ impl SinkWriter {
 
 /// The sink operator over a [`SinkWriter`].
 struct PluginSinkOperator {
+    sink: PluginSink,
+    subtask: SubtaskInfo,
     writer: Option<SinkWriter>,
+    checkpointing: bool,
+    /// Pre-committed transactions by checkpoint.
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
+impl PluginSinkOperator {
+    fn writer(&mut self) -> FungiResult<&mut SinkWriter> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| FungiError::Internal("sink plugin used after its end".into()))
+    }
 }
 
 impl Operator for PluginSinkOperator {
+    fn open(&mut self, ctx: &fungi_execution::OperatorContext) -> FungiResult<()> {
+        self.checkpointing = ctx.checkpointing;
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> FungiResult<()> {
-        if let Some(w) = &mut self.writer {
-            w.write(&batch)?;
-        }
+        self.writer()?.write(&batch)?;
         Ok(())
     }
 
     fn finish(&mut self, _out: &mut Output) -> FungiResult<()> {
+        if self.checkpointing {
+            // The final checkpoint pre-commits; its completion commits.
+            return Ok(());
+        }
         if let Some(mut w) = self.writer.take() {
             let handle = w.pre_commit(0)?;
+            w.commit(&handle)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(
+        &mut self,
+        checkpoint: u64,
+        _out: &mut Output,
+    ) -> FungiResult<Option<Vec<u8>>> {
+        let handle = self.writer()?.pre_commit(checkpoint)?;
+        self.pending.push((checkpoint, handle));
+        let handles: Vec<&Vec<u8>> = self.pending.iter().map(|(_, h)| h).collect();
+        Ok(Some(
+            postcard::to_stdvec(&handles).expect("handle encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &fungi_execution::RestoredState) -> FungiResult<()> {
+        let mut handles = Vec::new();
+        for (old, bytes) in &state.states {
+            if *old % self.subtask.parallelism != self.subtask.index {
+                continue;
+            }
+            let mine: Vec<Vec<u8>> = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad sink plugin state: {e}")))?;
+            handles.extend(mine);
+        }
+        // The checkpoint is complete: the plugin commits its transactions when it opens.
+        self.writer = Some(self.sink.open(self.subtask.index, handles)?);
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> FungiResult<()> {
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(id, _)| *id <= checkpoint);
+        self.pending = keep;
+        let w = self.writer()?;
+        for (_, handle) in done {
             w.commit(&handle)?;
         }
         Ok(())

@@ -162,4 +162,16 @@ impl GroupsAccumulator for DfGroupsAdapter {
     fn size(&self) -> usize {
         self.acc.size()
     }
+
+    // DataFusion's intermediate state is what checkpoints save.
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let states = self.snapshot()?;
+        Self::rows(&states, groups)
+    }
+
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.groups = self.groups.max(total);
+        let idx: Vec<usize> = groups.iter().map(|&g| g as usize).collect();
+        self.acc.merge_batch(state, &idx, self.groups).map_err(df)
+    }
 }

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::catalog::MemTable;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use fungi_common::config::JobConfig;
+use fungi_common::config::{JobConfig, RestartStrategy};
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operator::OperatorFactory;
@@ -239,6 +240,40 @@ impl SqlSession {
                         SqlError::Plan(format!("SET '{k}': '{v}' is not a positive number"))
                     })?;
             }
+            "execution.checkpointing.interval" => {
+                let d = fungi_connector::options::parse_duration(&v)
+                    .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?;
+                self.config.checkpointing.interval = (!d.is_zero()).then_some(d);
+            }
+            "execution.checkpointing.dir" | "state.checkpoints.dir" => {
+                let dir = v.strip_prefix("file://").unwrap_or(&v);
+                self.config.checkpointing.dir = Some(dir.into());
+            }
+            "execution.checkpointing.timeout" => {
+                self.config.checkpointing.timeout = fungi_connector::options::parse_duration(&v)
+                    .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?;
+            }
+            "execution.checkpointing.min-pause" => {
+                self.config.checkpointing.min_pause = fungi_connector::options::parse_duration(&v)
+                    .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?;
+            }
+            "execution.checkpointing.num-retained" | "state.checkpoints.num-retained" => {
+                self.config.checkpointing.retained = number()? as usize;
+            }
+            "state.backend.type" | "state.backend" => {
+                self.config.state_backend = match v.to_ascii_lowercase().as_str() {
+                    "hashmap" | "memory" => fungi_common::config::StateBackendKind::Memory,
+                    "rocksdb" => fungi_common::config::StateBackendKind::Rocksdb,
+                    _ => {
+                        return Err(SqlError::Plan(format!(
+                            "SET '{k}': '{v}' is neither 'hashmap' (memory) nor 'rocksdb'"
+                        )));
+                    }
+                }
+            }
+            key if key.starts_with("restart-strategy") => {
+                set_restart_strategy(&mut self.config.restart_strategy, key, &v)?
+            }
             key if key.starts_with("plugin.") => {
                 let mut limits = self.plugins.limits.clone();
                 plugins::set_limit(&mut limits, key, &v)?;
@@ -246,12 +281,12 @@ impl SqlSession {
             }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, {}",
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
                     plugins::LIMIT_KEYS.join(", ")
                 )));
             }
         }
-        self.config.validate()?;
+        self.config.validate_values()?;
         Ok(Outcome::Done(format!("{k} = {v}")))
     }
 
@@ -542,4 +577,94 @@ fn quote_column_name(def: &str) -> String {
     };
     let name = unquote(&def[..end]);
     format!("\"{}\"{}", name.replace('"', "\"\""), &def[end..])
+}
+
+/// Applies a Flink `restart-strategy.*` setting. Naming an option of another strategy
+/// switches to that strategy with Flink's defaults first.
+fn set_restart_strategy(strategy: &mut RestartStrategy, key: &str, value: &str) -> Result<()> {
+    let bad = |what: &str| SqlError::Plan(format!("SET '{key}': '{value}' is not {what}"));
+    let duration = || {
+        fungi_connector::options::parse_duration(value)
+            .map_err(|e| SqlError::Plan(format!("SET '{key}': {e}")))
+    };
+    let count = || {
+        value
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| bad("a whole number"))
+    };
+    let fraction = || value.trim().parse::<f64>().map_err(|_| bad("a number"));
+    let fixed = || RestartStrategy::FixedDelay {
+        attempts: 1,
+        delay: Duration::from_secs(1),
+    };
+    let exponential = || RestartStrategy::ExponentialDelay {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(300),
+        multiplier: 1.5,
+        jitter: 0.1,
+        reset_after: Duration::from_secs(3600),
+        attempts: u32::MAX,
+    };
+    let rate = || RestartStrategy::FailureRate {
+        max_failures: 1,
+        interval: Duration::from_secs(60),
+        delay: Duration::from_secs(1),
+    };
+    if key == "restart-strategy.type" || key == "restart-strategy" {
+        *strategy = match value.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" | "disable" => RestartStrategy::None,
+            "fixed-delay" | "fixeddelay" => fixed(),
+            "exponential-delay" | "exponentialdelay" => exponential(),
+            "failure-rate" | "failurerate" => rate(),
+            _ => return Err(bad("none, fixed-delay, exponential-delay or failure-rate")),
+        };
+        return Ok(());
+    }
+    let (kind, option) = key
+        .strip_prefix("restart-strategy.")
+        .and_then(|k| k.split_once('.'))
+        .ok_or_else(|| SqlError::Plan(format!("unknown setting '{key}'")))?;
+    let make = match kind {
+        "fixed-delay" => fixed,
+        "exponential-delay" => exponential,
+        "failure-rate" => rate,
+        _ => {
+            return Err(SqlError::Plan(format!(
+                "unknown restart strategy in '{key}'"
+            )));
+        }
+    };
+    if std::mem::discriminant(strategy) != std::mem::discriminant(&make()) {
+        *strategy = make();
+    }
+    match (strategy, option) {
+        (RestartStrategy::FixedDelay { attempts, .. }, "attempts") => *attempts = count()?,
+        (RestartStrategy::FixedDelay { delay, .. }, "delay") => *delay = duration()?,
+        (RestartStrategy::ExponentialDelay { initial, .. }, "initial-backoff") => {
+            *initial = duration()?
+        }
+        (RestartStrategy::ExponentialDelay { max, .. }, "max-backoff") => *max = duration()?,
+        (RestartStrategy::ExponentialDelay { multiplier, .. }, "backoff-multiplier") => {
+            *multiplier = fraction()?
+        }
+        (RestartStrategy::ExponentialDelay { jitter, .. }, "jitter-factor") => {
+            *jitter = fraction()?
+        }
+        (RestartStrategy::ExponentialDelay { reset_after, .. }, "reset-backoff-threshold") => {
+            *reset_after = duration()?
+        }
+        (RestartStrategy::ExponentialDelay { attempts, .. }, "attempts-before-reset-backoff") => {
+            *attempts = count()?
+        }
+        (RestartStrategy::FailureRate { max_failures, .. }, "max-failures-per-interval") => {
+            *max_failures = count()?
+        }
+        (RestartStrategy::FailureRate { interval, .. }, "failure-rate-interval") => {
+            *interval = duration()?
+        }
+        (RestartStrategy::FailureRate { delay, .. }, "delay") => *delay = duration()?,
+        _ => return Err(SqlError::Plan(format!("unknown setting '{key}'"))),
+    }
+    Ok(())
 }

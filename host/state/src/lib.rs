@@ -4,10 +4,10 @@
 //! ordered key-value store partitioned by key group and scoped by a [`StateNamespace`]
 //! (tenant, job, operator). On top of it sit the typed state kinds a user function works
 //! with: [`ValueState`], [`ListState`], [`MapState`] and [`AggregatingState`]. They only
-//! speak bytes to the store, so the in-memory backend here and a RocksDB backend (keys
-//! prefixed the same way) are interchangeable without changing callers; snapshots are
-//! taken and restored per key group, which is what lets a savepoint be restored at
-//! another parallelism.
+//! speak bytes to the store, so the in-memory backend and the RocksDB backend (keys
+//! prefixed by namespace and key group, [`RocksDbStateBackend`]) are interchangeable
+//! without changing callers; snapshots are taken and restored per key group, which is
+//! what lets a savepoint be restored at another parallelism.
 //!
 //! ```
 //! use fungi_state::{MemoryStateBackend, StateBackend, StateNamespace, ValueState};
@@ -21,6 +21,7 @@
 
 mod kinds;
 mod memory;
+mod rocks;
 mod snapshot;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use std::ops::Range;
 
 pub use kinds::{AggregateFunction, AggregatingState, ListState, MapState, ValueState};
 pub use memory::MemoryStateBackend;
+pub use rocks::{IncrementalCheckpoint, RocksDbStateBackend};
 pub use snapshot::{KeyGroupEntries, KeyedSnapshot};
 
 /// Errors of the state layer.
@@ -54,6 +56,9 @@ pub enum StateError {
     /// A snapshot could not be read.
     #[error("corrupt state snapshot: {0}")]
     CorruptSnapshot(String),
+    /// The storage engine failed (RocksDB, the file system).
+    #[error("state backend: {0}")]
+    Backend(String),
 }
 
 impl From<StateError> for fungi_common::FungiError {

@@ -11,7 +11,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, Int64Array, PrimitiveArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, Int64Array, Int64Builder, ListBuilder,
+    PrimitiveArray,
+};
 use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::cast;
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int64Type};
@@ -62,6 +65,29 @@ pub trait GroupsAccumulator: Send {
 
     /// Approximate heap size in bytes.
     fn size(&self) -> usize;
+
+    /// The intermediate state of `groups`, one row per group, as columns that
+    /// [`merge_state`](Self::merge_state) takes back: how windows and aggregations save
+    /// their accumulators in checkpoints.
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let _ = groups;
+        Err(FungiError::State(
+            "this aggregate cannot save its state in a checkpoint yet".into(),
+        ))
+    }
+
+    /// Merges state rows made by [`state`](Self::state) into `groups` (one per row).
+    fn merge_state(
+        &mut self,
+        state: &[ArrayRef],
+        groups: &[u32],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let _ = (state, groups, total_num_groups);
+        Err(FungiError::State(
+            "this aggregate cannot restore its state from a checkpoint yet".into(),
+        ))
+    }
 }
 
 /// A kind of aggregate: knows its result type and makes accumulators.
@@ -317,6 +343,17 @@ impl GroupsAccumulator for CountAccumulator {
     fn size(&self) -> usize {
         self.counts.capacity() * 8
     }
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        grow(&mut self.counts, total, 0);
+        let counts = state[0].as_primitive::<Int64Type>();
+        for (&g, &c) in groups.iter().zip(counts.values().iter()) {
+            self.counts[g as usize] += c;
+        }
+        Ok(())
+    }
 }
 
 /// How a [`FoldAccumulator`] combines two values.
@@ -509,6 +546,13 @@ where
     fn size(&self) -> usize {
         self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
     }
+    // A partial fold is a value like any other: saved as the result, merged by folding.
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        self.update_batch(state, groups, total)
+    }
 }
 
 fn fold_accumulator<A, B>(domain: &DataType, output: DataType) -> Box<dyn GroupsAccumulator>
@@ -589,6 +633,16 @@ impl GroupsAccumulator for RetractingSum {
     }
     fn size(&self) -> usize {
         self.sum.size() + self.count.size()
+    }
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let mut state = self.sum.state(groups)?;
+        state.extend(self.count.state(groups)?);
+        Ok(state)
+    }
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        let (sum, count) = state.split_at(state.len() - 1);
+        self.sum.merge_state(sum, groups, total)?;
+        self.count.merge_state(count, groups, total)
     }
 }
 
@@ -699,6 +753,16 @@ impl GroupsAccumulator for AvgAccumulator {
     }
     fn size(&self) -> usize {
         self.sum.size() + self.count.size()
+    }
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let mut state = self.sum.state(groups)?;
+        state.extend(self.count.state(groups)?);
+        Ok(state)
+    }
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        let (sum, count) = state.split_at(state.len() - 1);
+        self.sum.merge_state(sum, groups, total)?;
+        self.count.merge_state(count, groups, total)
     }
 }
 
@@ -815,5 +879,29 @@ impl GroupsAccumulator for CountDistinctAccumulator {
     }
     fn size(&self) -> usize {
         self.sets.iter().map(|s| s.capacity() * 9).sum()
+    }
+    fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let mut lists = ListBuilder::new(Int64Builder::new());
+        for &g in groups {
+            if let Some(set) = self.sets.get(g as usize) {
+                lists
+                    .values()
+                    .append_slice(&set.iter().copied().collect::<Vec<_>>());
+            }
+            lists.append(true);
+        }
+        Ok(vec![Arc::new(lists.finish())])
+    }
+    fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
+        if self.sets.len() < total {
+            self.sets.resize_with(total, Default::default);
+        }
+        let lists = state[0].as_list::<i32>();
+        for (i, &g) in groups.iter().enumerate() {
+            let values = lists.value(i);
+            let values = values.as_primitive::<Int64Type>();
+            self.sets[g as usize].extend(values.values().iter().copied());
+        }
+        Ok(())
     }
 }

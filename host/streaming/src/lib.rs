@@ -23,6 +23,7 @@
 pub mod aggregate;
 pub mod keys;
 pub mod row_store;
+pub mod state_codec;
 pub mod timer;
 pub mod updating_aggregate;
 pub mod watermark;

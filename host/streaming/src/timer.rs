@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 
 /// A timer: when, for which key (and its key group).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timer {
     /// Firing time in ms (event time or wall clock, by queue).
     pub time: i64,
@@ -28,7 +30,7 @@ pub enum TimeDomain {
 }
 
 /// Event-time and processing-time timer queues for one operator subtask.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TimerService {
     event: BTreeSet<Timer>,
     processing: BTreeSet<Timer>,
@@ -79,6 +81,19 @@ impl TimerService {
     /// Number of registered timers in both domains.
     pub fn len(&self) -> usize {
         self.event.len() + self.processing.len()
+    }
+
+    /// Keeps only the timers whose key group `keep` accepts (after a restore at another
+    /// parallelism).
+    pub fn retain_key_groups(&mut self, keep: impl Fn(u32) -> bool) {
+        self.event.retain(|t| keep(t.key_group));
+        self.processing.retain(|t| keep(t.key_group));
+    }
+
+    /// Adds every timer of `other`.
+    pub fn extend(&mut self, other: TimerService) {
+        self.event.extend(other.event);
+        self.processing.extend(other.processing);
     }
 
     /// Whether no timer is registered.

@@ -24,6 +24,7 @@ use hashbrown::HashMap;
 
 use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
 use crate::keys::KeyTable;
+use crate::state_codec::{KeyGroupFilter, decode_batch, encode_batch};
 use crate::unknown_column;
 use crate::window::{TimeWindow, WindowAssigner};
 
@@ -106,6 +107,19 @@ struct SessionState {
 enum Windows {
     Sliced(SlicedState),
     Session(SessionState),
+}
+
+/// What [`WindowAggregator::snapshot`] saves.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowState {
+    watermark: i64,
+    late_records: u64,
+    /// Sliced windows not fired yet, as (end, start).
+    pending: Vec<(i64, i64)>,
+    /// State columns per accumulator.
+    widths: Vec<u32>,
+    /// Arrow IPC: keys, `__start`, `__end`, `__fired`, accumulator states.
+    rows: Vec<u8>,
 }
 
 /// Windowed aggregation over one operator subtask's keys.
@@ -305,6 +319,151 @@ impl WindowAggregator {
         self.group_indices = group_indices;
         outcome.updates = self.emit_dirty()?;
         Ok(outcome)
+    }
+
+    /// The aggregator's state for a checkpoint: one row per live (key, slice) or
+    /// (key, session) group with its accumulators' state, plus the watermark, the late
+    /// count and the windows still to fire.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        // (key id, slice or session start, end, fired, group)
+        let mut rows: Vec<(u32, i64, i64, bool, u32)> = match &self.windows {
+            Windows::Sliced(s) => s
+                .groups
+                .iter()
+                .map(|(&(k, slice), &g)| (k, slice, slice + s.slice, false, g))
+                .collect(),
+            Windows::Session(s) => s
+                .sessions
+                .iter()
+                .flat_map(|(&k, v)| v.iter().map(move |x| (k, x.start, x.end, x.fired, x.group)))
+                .collect(),
+        };
+        rows.sort_unstable();
+        let key_ids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        let groups: Vec<u32> = rows.iter().map(|r| r.4).collect();
+        let mut fields: Vec<Field> = self.keys.fields().to_vec();
+        let mut columns = self.keys.columns(&key_ids)?;
+        fields.push(Field::new("__start", DataType::Int64, false));
+        columns.push(Arc::new(arrow::array::Int64Array::from_iter_values(
+            rows.iter().map(|r| r.1),
+        )));
+        fields.push(Field::new("__end", DataType::Int64, false));
+        columns.push(Arc::new(arrow::array::Int64Array::from_iter_values(
+            rows.iter().map(|r| r.2),
+        )));
+        fields.push(Field::new("__fired", DataType::Boolean, false));
+        columns.push(Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.3)),
+        )));
+        let mut widths = Vec::with_capacity(self.accumulators.len());
+        for (i, acc) in self.accumulators.iter_mut().enumerate() {
+            let state = acc.state(&groups)?;
+            widths.push(state.len() as u32);
+            for (j, column) in state.into_iter().enumerate() {
+                fields.push(Field::new(
+                    format!("__acc{i}_{j}"),
+                    column.data_type().clone(),
+                    true,
+                ));
+                columns.push(column);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let pending = match &self.windows {
+            Windows::Sliced(s) => s.pending.iter().copied().collect(),
+            Windows::Session(_) => Vec::new(),
+        };
+        let state = WindowState {
+            watermark: self.watermark,
+            late_records: self.late_records,
+            pending,
+            widths,
+            rows: encode_batch(&batch)?,
+        };
+        Ok(postcard::to_stdvec(&state).expect("window state encoding cannot fail"))
+    }
+
+    /// Restores state saved by [`snapshot`](Self::snapshot) into an empty aggregator;
+    /// several snapshots (of old subtasks) may be restored one after the other. With a
+    /// `filter`, only the keys of the owned key groups are kept.
+    pub fn restore(&mut self, bytes: &[u8], filter: Option<&KeyGroupFilter>) -> Result<()> {
+        let state: WindowState = postcard::from_bytes(bytes)
+            .map_err(|e| FungiError::State(format!("bad window state: {e}")))?;
+        if state.widths.len() != self.accumulators.len() {
+            return Err(FungiError::State(format!(
+                "the window state holds {} aggregates, this query computes {}",
+                state.widths.len(),
+                self.accumulators.len()
+            )));
+        }
+        let mut batch = decode_batch(&state.rows)?;
+        let nkeys = self.key_indices.len();
+        if let Some(f) = filter {
+            let mask = f.mask(&batch.columns()[..nkeys], batch.num_rows())?;
+            batch = filter_record_batch(&batch, &mask)?;
+        }
+        // The watermark is the smallest over restored subtasks: no window fires early.
+        self.watermark = if self.watermark == i64::MIN {
+            state.watermark
+        } else {
+            self.watermark.min(state.watermark)
+        };
+        self.late_records += state.late_records;
+        let n = batch.num_rows();
+        let mut key_ids = Vec::with_capacity(n);
+        self.keys
+            .intern(&batch.columns()[..nkeys], n, &mut key_ids)?;
+        let starts = batch
+            .column(nkeys)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>();
+        let ends = batch
+            .column(nkeys + 1)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>();
+        let fired = batch
+            .column(nkeys + 2)
+            .as_any()
+            .downcast_ref::<BooleanArray>();
+        let (Some(starts), Some(ends), Some(fired)) = (starts, ends, fired) else {
+            return Err(FungiError::State(
+                "bad window state: unexpected columns".into(),
+            ));
+        };
+        let mut groups = Vec::with_capacity(n);
+        for (i, &k) in key_ids.iter().enumerate() {
+            let (start, end) = (starts.value(i), ends.value(i));
+            let g = self.ids.alloc();
+            groups.push(g);
+            match &mut self.windows {
+                Windows::Sliced(s) => {
+                    s.groups.insert((k, start), g);
+                    s.slices.entry(start).or_default().push((k, g));
+                }
+                Windows::Session(s) => {
+                    let v = s.sessions.entry(k).or_default();
+                    v.push(Session {
+                        start,
+                        end,
+                        group: g,
+                        fired: fired.value(i),
+                    });
+                    v.sort_by_key(|x| x.start);
+                    s.by_end.insert((end, k, start));
+                }
+            }
+        }
+        if let Windows::Sliced(s) = &mut self.windows {
+            s.pending.extend(state.pending);
+        }
+        let total = self.ids.total();
+        let mut col = nkeys + 3;
+        for (acc, &width) in self.accumulators.iter_mut().zip(&state.widths) {
+            let columns = &batch.columns()[col..col + width as usize];
+            acc.merge_state(columns, &groups, total)?;
+            col += width as usize;
+        }
+        Ok(())
     }
 
     fn release(&mut self, groups: &[u32]) -> Result<()> {

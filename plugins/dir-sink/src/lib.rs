@@ -63,9 +63,11 @@ impl SinkWriter for DirWriter {
     fn write(&mut self, rows: RecordBatch) -> Result<(), Error> {
         if self.file.is_none() {
             let path = self.pending_path();
+            // A file left by an attempt that died before pre-committing is replaced.
             let f = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .write(true)
+                .truncate(true)
                 .open(&path)
                 .map_err(|e| io(&path, e))?;
             self.file = Some((path, BufWriter::new(f)));

@@ -1,5 +1,7 @@
 //! The `fungi` binary end to end.
 
+mod recovery;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

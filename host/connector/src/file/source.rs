@@ -1,7 +1,8 @@
 //! Reading files.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,9 +11,11 @@ use arrow::compute::kernels::cast;
 use arrow::datatypes::SchemaRef;
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
+use fungi_execution::RestoredState;
 use fungi_execution::dead_letter::DeadLetterQueue;
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde::{Deserialize, Serialize};
 
 use super::FileFormat;
 use crate::options::Options;
@@ -36,14 +39,36 @@ pub const FILE_SOURCE_OPTIONS: &[&str] = &[
 ];
 
 /// Reads the files of its splits one after the other.
+///
+/// Each file is a split; checkpoints save how far each one was read (byte offset and
+/// line for text formats, batches for Parquet), so a restore — at the same or another
+/// parallelism — resumes every file where it stopped.
 pub struct FileSource {
     schema: SchemaRef,
     format: FileFormat,
     on_error: OnError,
     files: std::vec::IntoIter<(u32, PathBuf)>,
+    /// The splits this subtask owns.
+    owned: Vec<u32>,
+    /// How far each owned split has been read (absent: not started).
+    progress: BTreeMap<u32, SplitProgress>,
     current: Option<Open>,
     batch_size: usize,
     dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
+}
+
+/// How far a file has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum SplitProgress {
+    /// Read to the end.
+    Done,
+    /// Read up to byte `offset`; the next line is number `line`; `batches` Parquet
+    /// batches were emitted.
+    At {
+        offset: u64,
+        line: u64,
+        batches: u64,
+    },
 }
 
 enum Open {
@@ -53,11 +78,15 @@ enum Open {
         reader: BufReader<File>,
         /// Number of the next line to read (1-based).
         line: u64,
+        /// Byte offset of the next line.
+        offset: u64,
     },
     Parquet {
         split: u32,
         path: PathBuf,
         reader: ParquetRecordBatchReader,
+        /// Batches emitted so far.
+        batches: u64,
     },
 }
 
@@ -114,6 +143,8 @@ impl FileSource {
                 schema: schema.clone(),
                 format,
                 on_error,
+                owned: files.iter().map(|(s, _)| *s).collect(),
+                progress: BTreeMap::new(),
                 files: files.into_iter(),
                 current: None,
                 batch_size: 8192,
@@ -123,13 +154,25 @@ impl FileSource {
     }
 
     fn open_next(&mut self) -> Result<bool> {
-        let Some((split, path)) = self.files.next() else {
-            return Ok(false);
+        let (split, path, resume) = loop {
+            let Some((split, path)) = self.files.next() else {
+                return Ok(false);
+            };
+            match self.progress.get(&split) {
+                Some(SplitProgress::Done) => continue,
+                Some(&SplitProgress::At {
+                    offset,
+                    line,
+                    batches,
+                }) => break (split, path, Some((offset, line, batches))),
+                None => break (split, path, None),
+            }
         };
-        let file = File::open(&path).map_err(|e| FungiError::io(path.display().to_string(), e))?;
+        let io = |e| FungiError::io(path.display().to_string(), e);
+        let mut file = File::open(&path).map_err(io)?;
         self.current = Some(match self.format {
             FileFormat::Parquet => {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
                     .and_then(|b| b.with_batch_size(self.batch_size).build())
                     .map_err(|e| {
                         FungiError::Config(format!(
@@ -137,20 +180,27 @@ impl FileSource {
                             path.display()
                         ))
                     })?;
+                let batches = resume.map_or(0, |r| r.2);
+                for _ in 0..batches {
+                    reader.next();
+                }
                 Open::Parquet {
                     split,
                     path,
                     reader,
+                    batches,
                 }
             }
-            FileFormat::Csv { header, .. } => {
+            FileFormat::Csv { .. } | FileFormat::Json => {
+                let (mut offset, mut line) = (0, 1);
+                if let Some((o, l, _)) = resume {
+                    file.seek(SeekFrom::Start(o)).map_err(io)?;
+                    (offset, line) = (o, l);
+                }
                 let mut reader = BufReader::new(file);
-                let mut line = 1;
-                if header {
+                if let (FileFormat::Csv { header: true, .. }, None) = (self.format, resume) {
                     let mut skip = Vec::new();
-                    reader
-                        .read_until(b'\n', &mut skip)
-                        .map_err(|e| FungiError::io(path.display().to_string(), e))?;
+                    offset += reader.read_until(b'\n', &mut skip).map_err(io)? as u64;
                     line = 2;
                 }
                 Open::Lines {
@@ -158,14 +208,9 @@ impl FileSource {
                     path,
                     reader,
                     line,
+                    offset,
                 }
             }
-            FileFormat::Json => Open::Lines {
-                split,
-                path,
-                reader: BufReader::new(file),
-                line: 1,
-            },
         });
         Ok(true)
     }
@@ -299,6 +344,28 @@ impl Source for FileSource {
         Ok(self.files.as_slice().iter().map(|(s, _)| *s).collect())
     }
 
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        let owned: BTreeMap<u32, SplitProgress> = self
+            .progress
+            .iter()
+            .filter(|(s, _)| self.owned.contains(s))
+            .map(|(s, p)| (*s, *p))
+            .collect();
+        Ok(postcard::to_stdvec(&owned).expect("position encoding cannot fail"))
+    }
+
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        // After a change of parallelism every old subtask's progress is here; only the
+        // splits this subtask now owns are consulted.
+        for (_, bytes) in &state.states {
+            let progress: BTreeMap<u32, SplitProgress> = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad file source position: {e}")))?;
+            self.progress.extend(progress);
+        }
+        self.progress.retain(|s, _| self.owned.contains(s));
+        Ok(())
+    }
+
     async fn next(&mut self) -> Result<SourceEvent> {
         loop {
             if self.current.is_none() && !self.open_next()? {
@@ -310,22 +377,36 @@ impl Source for FileSource {
                     split,
                     path,
                     reader,
+                    batches,
                 } => match reader.next() {
                     Some(Ok(batch)) => {
+                        *batches += 1;
                         let (split, path) = (*split, path.clone());
+                        self.progress.insert(
+                            split,
+                            SplitProgress::At {
+                                offset: 0,
+                                line: 0,
+                                batches: *batches,
+                            },
+                        );
                         let batch = self.conform(&path, batch)?;
                         return Ok(SourceEvent::Batch { split, batch });
                     }
                     Some(Err(e)) => {
                         return Err(FungiError::Config(format!("{}: {e}", path.display())));
                     }
-                    None => self.current = None,
+                    None => {
+                        self.progress.insert(*split, SplitProgress::Done);
+                        self.current = None;
+                    }
                 },
                 Open::Lines {
                     split,
                     path,
                     reader,
                     line,
+                    offset,
                 } => {
                     let mut buf = Vec::with_capacity(batch_size * 128);
                     let mut bounds = Vec::with_capacity(batch_size);
@@ -338,6 +419,7 @@ impl Source for FileSource {
                         if n == 0 {
                             break;
                         }
+                        *offset += n as u64;
                         let number = *line;
                         *line += 1;
                         let mut end = buf.len();
@@ -351,9 +433,18 @@ impl Source for FileSource {
                     }
                     let (split, path) = (*split, path.clone());
                     if bounds.is_empty() {
+                        self.progress.insert(split, SplitProgress::Done);
                         self.current = None;
                         continue;
                     }
+                    self.progress.insert(
+                        split,
+                        SplitProgress::At {
+                            offset: *offset,
+                            line: *line,
+                            batches: 0,
+                        },
+                    );
                     let lines: Vec<(u64, &[u8])> =
                         bounds.iter().map(|&(n, s, e)| (n, &buf[s..e])).collect();
                     if let Some(batch) = self.decode_lines(&path, first_line, &lines)? {

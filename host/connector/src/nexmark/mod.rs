@@ -13,5 +13,5 @@
 mod generator;
 mod source;
 
-pub use generator::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
+pub use generator::{DoneLayer, GeneratorPosition, NexmarkConfig, NexmarkGenerator, NexmarkTable};
 pub use source::{NEXMARK_OPTIONS, NexmarkSource};

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use fungi_common::Result;
 use fungi_common::ids::SubtaskInfo;
+use fungi_common::{FungiError, Result};
+use fungi_execution::RestoredState;
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
 
-use super::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
+use super::{GeneratorPosition, NexmarkConfig, NexmarkGenerator, NexmarkTable};
 use crate::options::Options;
 
 /// A source of one Nexmark table. Options: `table` (`bid`, `auction`, `person`; default
@@ -23,6 +24,7 @@ pub struct NexmarkSource {
     rate_limit: Option<f64>,
     started: Option<Instant>,
     produced: u64,
+    parallelism: u32,
 }
 
 /// Options understood by [`NexmarkSource::factory`].
@@ -80,6 +82,7 @@ impl NexmarkSource {
                 rate_limit: rate_limit.map(|r| r as f64 * share / s.parallelism as f64),
                 started: None,
                 produced: 0,
+                parallelism: s.parallelism,
             }) as Box<dyn Source>)
         })
     }
@@ -116,5 +119,23 @@ impl Source for NexmarkSource {
             }
             None => SourceEvent::Finished,
         })
+    }
+
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Ok(postcard::to_stdvec(&self.generator.position()).expect("position encoding cannot fail"))
+    }
+
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        let positions = state
+            .states
+            .iter()
+            .map(|(_, b)| {
+                postcard::from_bytes::<GeneratorPosition>(b)
+                    .map_err(|e| FungiError::State(format!("bad Nexmark generator position: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let same = state.old_parallelism == self.parallelism;
+        self.generator.restore(&positions, same);
+        Ok(())
     }
 }

@@ -73,6 +73,12 @@ impl Operator for CoalesceOperator {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         self.flush(out)
     }
+
+    // Buffered rows travel ahead of the barrier: nothing to save.
+    fn snapshot_state(&mut self, _checkpoint: u64, out: &mut Output) -> Result<Option<Vec<u8>>> {
+        self.flush(out)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +99,7 @@ mod tests {
             .map(|i| match i {
                 OutputItem::Batch(_, b) => b.num_rows().to_string(),
                 OutputItem::Watermark(_) => "wm".into(),
+                OutputItem::LatencyMarker(_) | OutputItem::Barrier(_) => "control".into(),
             })
             .collect()
     }

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use fungi_common::{Result, Watermark};
 
 use super::hash_join::{gather, key_columns, matching_pairs};
-use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
 
 /// Columns and bounds of an interval join.
 #[derive(Debug, Clone)]
@@ -117,6 +117,14 @@ impl IntervalJoinOperator {
 }
 
 impl Operator for IntervalJoinOperator {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        // After the end of input nothing is left to restore.
+        if checkpoint == FINAL_CHECKPOINT {
+            return Ok(None);
+        }
+        Err(not_checkpointable("the interval join operator"))
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         self.process_batch_from(0, batch, out)
     }

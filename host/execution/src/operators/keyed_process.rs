@@ -6,10 +6,11 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
+use fungi_checkpoint::RestoredState;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
-use fungi_state::{KeyedStore, StateNamespace};
+use fungi_state::{KeyedSnapshot, KeyedStore, StateNamespace};
 use fungi_streaming::timer::{TimeDomain, Timer, TimerService};
 
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
@@ -217,6 +218,51 @@ impl Operator for KeyedProcessOperator {
         }
         Ok(())
     }
+
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let store = self.store.as_deref().ok_or_else(|| {
+            FungiError::Internal("keyed process operator snapshotted before open".into())
+        })?;
+        let state = KeyedProcessState {
+            store: store.snapshot()?.encode(),
+            timers: self.timers.clone(),
+            watermark: self.watermark,
+        };
+        Ok(Some(
+            postcard::to_stdvec(&state).expect("keyed state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, restored: &RestoredState) -> Result<()> {
+        let store = self.store.as_deref_mut().ok_or_else(|| {
+            FungiError::Internal("keyed process operator restored before open".into())
+        })?;
+        let mut snapshots = Vec::new();
+        for (_, bytes) in &restored.states {
+            let state: KeyedProcessState = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad keyed process state: {e}")))?;
+            snapshots.push(KeyedSnapshot::decode(&state.store)?);
+            self.timers.extend(state.timers);
+            self.watermark = match (self.watermark, state.watermark) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        // The store keeps only the key groups it owns; timers likewise.
+        store.restore(&KeyedSnapshot::merge(snapshots))?;
+        let owned = store.key_groups();
+        self.timers.retain_key_groups(|g| owned.contains(&g));
+        Ok(())
+    }
+}
+
+/// What a keyed process subtask saves in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyedProcessState {
+    /// The keyed store's snapshot ([`KeyedSnapshot::encode`]).
+    store: Vec<u8>,
+    timers: TimerService,
+    watermark: Option<i64>,
 }
 
 impl KeyedProcessOperator {

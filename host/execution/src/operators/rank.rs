@@ -26,7 +26,7 @@ use fungi_common::{FungiError, Result};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
 
-use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
 
 /// What a Top-N computes.
 #[derive(Debug, Clone)]
@@ -122,6 +122,14 @@ impl Changes {
 }
 
 impl Operator for RankOperator {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        // After the end of input nothing is left to restore.
+        if checkpoint == FINAL_CHECKPOINT {
+            return Ok(None);
+        }
+        Err(not_checkpointable("the Top-N operator"))
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {

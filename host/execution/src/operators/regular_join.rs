@@ -27,7 +27,7 @@ use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
 
-use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
 
 /// Columns and options of a regular join.
 #[derive(Debug, Clone)]
@@ -307,6 +307,14 @@ impl RegularJoinOperator {
 }
 
 impl Operator for RegularJoinOperator {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        // After the end of input nothing is left to restore.
+        if checkpoint == FINAL_CHECKPOINT {
+            return Ok(None);
+        }
+        Err(not_checkpointable("the regular join operator"))
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         self.process_batch_from(0, batch, out)
     }

@@ -8,7 +8,7 @@ use fungi_common::Result;
 use fungi_common::time::now_millis;
 use fungi_streaming::updating_aggregate::{UpdatingAggregateSpec, UpdatingAggregator};
 
-use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
 
 /// Aggregation without a window; emits a changelog (see `fungi_common::changelog`).
 pub struct UpdatingAggregateOperator {
@@ -35,6 +35,14 @@ impl UpdatingAggregateOperator {
 }
 
 impl Operator for UpdatingAggregateOperator {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        // After the end of input nothing is left to restore.
+        if checkpoint == FINAL_CHECKPOINT {
+            return Ok(None);
+        }
+        Err(not_checkpointable("the updating aggregate operator"))
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         for b in self.aggregator.process_batch(&batch, now_millis())? {
             out.emit(b);

@@ -126,7 +126,9 @@ mod tests {
             .into_iter()
             .filter_map(|i| match i {
                 OutputItem::Watermark(w) => Some(w),
-                OutputItem::Batch(..) => None,
+                OutputItem::Batch(..) | OutputItem::LatencyMarker(_) | OutputItem::Barrier(_) => {
+                    None
+                }
             })
             .collect();
         assert_eq!(marks, vec![Watermark::EventTime(999), Watermark::MAX]);

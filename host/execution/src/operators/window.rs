@@ -5,7 +5,11 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use fungi_checkpoint::RestoredState;
+use fungi_common::ids::SubtaskInfo;
+use fungi_common::keys::KeyGroups;
 use fungi_common::{Result, Watermark};
+use fungi_streaming::state_codec::KeyGroupFilter;
 use fungi_streaming::window_aggregate::{WindowAggregateSpec, WindowAggregator};
 
 use crate::metrics::OperatorMetrics;
@@ -19,6 +23,7 @@ pub struct WindowOperator {
     aggregator: WindowAggregator,
     late_tag: Arc<str>,
     metrics: Option<Arc<OperatorMetrics>>,
+    subtask: SubtaskInfo,
 }
 
 impl WindowOperator {
@@ -32,11 +37,12 @@ impl WindowOperator {
             .output_schema()
             .clone();
         let input = input.clone();
-        let factory: OperatorFactory = Arc::new(move |_| {
+        let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(WindowOperator {
                 aggregator: WindowAggregator::try_new(&spec, &input)?,
                 late_tag: Arc::from(LATE_TAG),
                 metrics: None,
+                subtask: *s,
             }) as Box<dyn Operator>)
         });
         Ok((factory, schema))
@@ -72,5 +78,28 @@ impl Operator for WindowOperator {
         }
         out.emit_watermark(watermark);
         Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        self.aggregator.snapshot().map(Some)
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        for (_, bytes) in &state.states {
+            self.aggregator.restore(bytes, filter.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+/// The key groups subtask `s` owns, for restores at a new parallelism.
+pub(crate) fn key_group_filter(s: &SubtaskInfo) -> KeyGroupFilter {
+    let key_groups = KeyGroups::new(s.max_parallelism);
+    KeyGroupFilter {
+        key_groups,
+        owned: key_groups.range_for_subtask(s.index, s.parallelism),
     }
 }

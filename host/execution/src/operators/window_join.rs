@@ -12,10 +12,14 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use fungi_checkpoint::RestoredState;
+use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result, Watermark};
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use super::hash_join::{gather, key_columns, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// Where the join finds the window and the keys on each side.
 #[derive(Debug, Clone)]
@@ -35,6 +39,7 @@ pub struct WindowJoinOperator {
     /// window end -> (left batches, right batches)
     windows: BTreeMap<i64, (Vec<RecordBatch>, Vec<RecordBatch>)>,
     hashes: Vec<u64>,
+    subtask: SubtaskInfo,
 }
 
 impl WindowJoinOperator {
@@ -60,8 +65,9 @@ impl WindowJoinOperator {
         fields.extend(right.fields().iter().map(|f| f.as_ref().clone()));
         let output = Arc::new(Schema::new(fields));
         let out = output.clone();
-        let factory: OperatorFactory = Arc::new(move |_| {
+        let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(WindowJoinOperator {
+                subtask: *s,
                 spec: spec.clone(),
                 left: left.clone(),
                 right: right.clone(),
@@ -91,6 +97,52 @@ impl WindowJoinOperator {
 }
 
 impl Operator for WindowJoinOperator {
+    // The buffered rows of both sides are the state; each carries its window.
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for (l, r) in self.windows.values() {
+            left.extend(l.iter().cloned());
+            right.extend(r.iter().cloned());
+        }
+        let state = (
+            encode_batch(&concat_batches(&self.left, &left)?)?,
+            encode_batch(&concat_batches(&self.right, &right)?)?,
+        );
+        Ok(Some(
+            postcard::to_stdvec(&state).expect("join state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        let sides: [Vec<usize>; 2] = [
+            self.spec.keys.iter().map(|k| k.0).collect(),
+            self.spec.keys.iter().map(|k| k.1).collect(),
+        ];
+        let mut discard = Output::default();
+        for (_, bytes) in &state.states {
+            let (left, right): (Vec<u8>, Vec<u8>) = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad window join state: {e}")))?;
+            for (input, bytes) in [left, right].into_iter().enumerate() {
+                let mut batch = decode_batch(&bytes)?;
+                if let Some(f) = &filter {
+                    let keys: Vec<_> = sides[input]
+                        .iter()
+                        .map(|&i| batch.column(i).clone())
+                        .collect();
+                    let mask = f.mask(&keys, batch.num_rows())?;
+                    batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                }
+                if batch.num_rows() > 0 {
+                    self.process_batch_from(input, batch, &mut discard)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         self.process_batch_from(0, batch, out)
     }

@@ -20,7 +20,9 @@ use arrow::row::{RowConverter, SortField};
 use fungi_common::{FungiError, Result, Watermark};
 
 use crate::metrics::OperatorMetrics;
-use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+use crate::operator::{
+    FINAL_CHECKPOINT, Operator, OperatorContext, OperatorFactory, Output, not_checkpointable,
+};
 
 /// What a window rank computes.
 #[derive(Debug, Clone)]
@@ -119,6 +121,14 @@ impl WindowRankOperator {
 }
 
 impl Operator for WindowRankOperator {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        // After the end of input nothing is left to restore.
+        if checkpoint == FINAL_CHECKPOINT {
+            return Ok(None);
+        }
+        Err(not_checkpointable("the window Top-N operator"))
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.metrics = Some(ctx.metrics.clone());
         Ok(())

@@ -1,0 +1,136 @@
+//! Runs a job until it finishes: resumes it from its latest complete checkpoint when one
+//! exists (after a crash, or a kill, of an earlier `fungi run`), and restarts it after a
+//! failure as its restart strategy allows.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fungi_checkpoint::{CheckpointStorage, RestartTracker};
+use fungi_common::{FungiError, Result};
+use fungi_execution::dead_letter::DeadLetterQueue;
+use fungi_execution::executor::{JobSummary, LocalExecutor};
+use fungi_execution::metrics::JobMetrics;
+use fungi_execution::plan::PhysicalPlan;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How a supervised job ended, with the counters of its last attempt.
+pub(crate) struct Supervised {
+    pub(crate) result: Result<JobSummary>,
+    pub(crate) metrics: JobMetrics,
+    pub(crate) dead_letters: Arc<DeadLetterQueue>,
+}
+
+/// Runs `plan` (see the module doc). `current` always holds the live counters of the
+/// running attempt; `cancel` stops the job.
+pub(crate) async fn supervise(
+    plan: PhysicalPlan,
+    savepoint: Option<PathBuf>,
+    cancel: CancellationToken,
+    current: watch::Sender<JobMetrics>,
+) -> Supervised {
+    let config = plan.graph.config.clone();
+    let name = plan.graph.name.clone();
+    let storage = match (&config.checkpointing.interval, &config.checkpointing.dir) {
+        (Some(_), Some(dir)) => Some(CheckpointStorage::new(dir)),
+        _ => None,
+    };
+    let mut tracker = RestartTracker::new(config.restart_strategy.clone());
+    loop {
+        let checkpoint = match storage.as_ref().map(|s| s.latest_with_skipped()) {
+            None => None,
+            Some(Ok((checkpoint, skipped))) => {
+                for reason in skipped {
+                    eprintln!("warning: {reason}; falling back to the checkpoint before it");
+                }
+                checkpoint
+            }
+            Some(Err(e)) => return failed(e.into()),
+        };
+        // A savepoint is where the job starts; once it checkpoints on its own, it
+        // resumes from its own checkpoints.
+        let checkpoint = match (checkpoint, &savepoint) {
+            (None, Some(path)) => match CheckpointStorage::load_dir(path) {
+                Ok(c) => Some(c),
+                Err(e) => return failed(e.into()),
+            },
+            (c, _) => c,
+        };
+        if let Some(c) = &checkpoint {
+            eprintln!(
+                "job '{name}': resuming from checkpoint {} in {}{}",
+                c.id(),
+                c.dir.display(),
+                if c.metadata.finished {
+                    " (taken after the end of input: only pending output is published)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let handle = match LocalExecutor::for_config(&config)
+            .and_then(|e| e.start_from(plan.clone(), checkpoint.as_ref()))
+        {
+            Ok(h) => h,
+            Err(e) => return failed(e),
+        };
+        let metrics = handle.metrics().clone();
+        let dead_letters = handle.dead_letters().clone();
+        let _ = current.send(metrics.clone());
+        let job_cancel = handle.cancel_token();
+        let forward = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                job_cancel.cancel();
+            })
+        };
+        let result = handle.wait().await;
+        forward.abort();
+        match result {
+            Err(e) if !matches!(e, FungiError::Cancelled) || !cancel.is_cancelled() => {
+                let Some(wait) = tracker.on_failure(Instant::now(), fastrand::f64()) else {
+                    return Supervised {
+                        result: Err(e),
+                        metrics,
+                        dead_letters,
+                    };
+                };
+                eprintln!(
+                    "job '{name}' failed: {e}\n  restarting in {:.1}s (restart {}){}",
+                    wait.as_secs_f64(),
+                    tracker.attempts(),
+                    if storage.is_some() {
+                        " from its latest checkpoint"
+                    } else {
+                        " from the beginning (no checkpoints)"
+                    }
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => return Supervised {
+                        result: Err(FungiError::Cancelled),
+                        metrics,
+                        dead_letters,
+                    },
+                }
+            }
+            result => {
+                return Supervised {
+                    result,
+                    metrics,
+                    dead_letters,
+                };
+            }
+        }
+    }
+}
+
+fn failed(e: FungiError) -> Supervised {
+    Supervised {
+        result: Err(e),
+        metrics: JobMetrics::default(),
+        dead_letters: Arc::default(),
+    }
+}

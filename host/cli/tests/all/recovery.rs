@@ -1,0 +1,310 @@
+//! Exactly-once recovery: jobs killed with SIGKILL and started again commit the same
+//! output as an uninterrupted run, record for record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::fungi;
+
+/// A windowed Nexmark job with a file sink, checkpointing every 200 ms into
+/// `dir/checkpoints`, writing to `dir/out`.
+fn job(dir: &Path, extra_settings: &str, extra_select: &str) -> String {
+    job_at(
+        &dir.join("checkpoints"),
+        &dir.join("out"),
+        2,
+        extra_settings,
+        extra_select,
+    )
+}
+
+fn job_at(
+    ckpt: &Path,
+    out: &Path,
+    parallelism: u32,
+    extra_settings: &str,
+    extra_select: &str,
+) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '200ms';
+         SET 'execution.checkpointing.dir' = '{}';
+         SET 'parallelism.default' = '{parallelism}';
+         {extra_settings}
+         CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+             url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
+             WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+         WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
+               'rate-limit' = '60000', 'base-time' = '0');
+         CREATE TABLE results (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT,
+             top BIGINT{extra_column})
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO results
+         SELECT auction, window_start, COUNT(*) AS bids, MAX(price) AS top{extra_select}
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
+         GROUP BY auction, window_start, window_end;",
+        ckpt.display(),
+        out.display(),
+        extra_column = if extra_select.is_empty() {
+            ""
+        } else {
+            ", extra BIGINT"
+        },
+    )
+}
+
+/// The committed rows of the output directory (hidden in-progress files excluded),
+/// sorted, with how often each occurs.
+fn committed(dir: &Path) -> BTreeMap<String, usize> {
+    let mut rows = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("out")) else {
+        return rows;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            *rows.entry(line.to_string()).or_insert(0) += 1;
+        }
+    }
+    rows
+}
+
+fn run_to_end(dir: &Path, sql: &str) -> std::process::Output {
+    let file = dir.join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+/// Runs the job, killing it `kills` times at pseudo-random points, then lets it finish.
+fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
+    let file = dir.join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    let mut state = seed;
+    let mut log = String::new();
+    for _ in 0..kills {
+        // xorshift: 150..1500 ms into the run.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let wait = Duration::from_millis(150 + state % 1350);
+        let mut child = fungi()
+            .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(wait);
+        // SIGKILL: no chance to clean up.
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        log.push_str(&format!("--- killed after {wait:?}\n"));
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run_to_end(dir, sql);
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+fn seed() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1
+}
+
+fn check_exactly_once(extra_settings: &str, extra_select: &str, sql_prefix: &str) {
+    let reference = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "{sql_prefix}{}",
+        job(reference.path(), extra_settings, extra_select)
+    );
+    let out = run_to_end(reference.path(), &sql);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = committed(reference.path());
+    assert!(expected.len() > 1000, "{} rows", expected.len());
+    assert!(expected.values().all(|&n| n == 1));
+
+    let killed = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "{sql_prefix}{}",
+        job(killed.path(), extra_settings, extra_select)
+    );
+    let seed = seed();
+    let log = run_with_kills(killed.path(), &sql, 5, seed);
+    let got = committed(killed.path());
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        got == expected,
+        "seed {seed}: {} rows expected, {} committed; missing {missing:?}, twice {twice:?}, unexpected {extra:?}\n{log}",
+        expected.len(),
+        got.len()
+    );
+    assert!(
+        log.contains("resuming from checkpoint"),
+        "no kill hit after a checkpoint:\n{log}"
+    );
+}
+
+#[test]
+fn a_windowed_job_killed_five_times_commits_exactly_the_uninterrupted_output() {
+    check_exactly_once("", "", "");
+}
+
+#[test]
+fn the_same_with_the_rocksdb_backend() {
+    check_exactly_once("SET 'state.backend.type' = 'rocksdb';", "", "");
+}
+
+#[test]
+fn the_same_with_a_wasm_aggregate_in_the_query() {
+    check_exactly_once(
+        "",
+        ", CAST(hll_distinct(bidder) AS BIGINT) AS extra",
+        &format!("LOAD PLUGIN '{}';\n", fungi_plugin_artifacts::HLL),
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_is_reported_and_the_one_before_it_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = job(dir.path(), "", "");
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, &sql).unwrap();
+    // Run long enough for a few checkpoints, then kill.
+    let mut child = fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ckpt = dir.path().join("checkpoints");
+    let mut ids: Vec<u64> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_prefix("chk-")?.parse().ok()
+        })
+        .filter(|id| ckpt.join(format!("chk-{id}/_metadata")).exists())
+        .collect();
+    ids.sort();
+    assert!(ids.len() >= 2, "checkpoints: {ids:?}");
+    let newest = ckpt.join(format!("chk-{}", ids[ids.len() - 1]));
+    let victim = std::fs::read_dir(&newest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+        .unwrap();
+    std::fs::write(&victim, b"garbage").unwrap();
+    let out = run_to_end(dir.path(), &sql);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("checkpoint {} in", ids[ids.len() - 1]))
+            && stderr.contains("does not match its checksum")
+            && stderr.contains(&format!("resuming from checkpoint {}", ids[ids.len() - 2])),
+        "{stderr}"
+    );
+    // And the output is still exactly once.
+    assert!(committed(dir.path()).values().all(|&n| n == 1));
+}
+
+#[test]
+fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_results() {
+    let reference = tempfile::tempdir().unwrap();
+    let out = run_to_end(reference.path(), &job(reference.path(), "", ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = committed(reference.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("ckpt-p2"), dir.path().join("ckpt-p3"));
+    let out_dir = dir.path().join("out");
+    let file = dir.path().join("p2.sql");
+    std::fs::write(&file, job_at(&first, &out_dir, 2, "", "")).unwrap();
+    let child = fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let sp = fungi()
+        .args(["savepoint", "--stop", first.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stopped = child.wait_with_output().unwrap();
+    let stopped_log = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        sp.status.success(),
+        "{}\n{stopped_log}",
+        String::from_utf8_lossy(&sp.stderr)
+    );
+    assert!(stopped.status.success(), "{stopped_log}");
+    assert!(
+        stopped_log.contains("stopped with a savepoint"),
+        "{stopped_log}"
+    );
+    let savepoint = String::from_utf8_lossy(&sp.stdout).trim().to_string();
+    assert!(
+        Path::new(&savepoint).join("_metadata").exists(),
+        "{savepoint}"
+    );
+    // Not everything was read before the stop.
+    assert!(committed(dir.path()).len() < expected.len());
+
+    let file = dir.path().join("p3.sql");
+    std::fs::write(&file, job_at(&second, &out_dir, 3, "", "")).unwrap();
+    let out = fungi()
+        .args([
+            "run",
+            "--local",
+            "--no-progress",
+            "--from-savepoint",
+            &savepoint,
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("resuming from checkpoint"), "{log}");
+    let got = committed(dir.path());
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(
+        got == expected,
+        "{} rows expected, {} committed; missing {missing:?}, twice {twice:?}\n{stopped_log}\n{log}",
+        expected.len(),
+        got.len()
+    );
+}

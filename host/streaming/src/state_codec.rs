@@ -1,0 +1,58 @@
+//! Encoding of operator state for checkpoints: Arrow IPC for rows, key-group filtering
+//! for restores at another parallelism.
+
+use std::io::Cursor;
+use std::ops::Range;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use fungi_common::keys::{KeyGroups, hash_columns};
+use fungi_common::{FungiError, Result};
+
+/// Encodes `batch` as an Arrow IPC stream.
+pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// Decodes a batch written by [`encode_batch`].
+pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| FungiError::State(format!("state rows are not readable: {e}")))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| FungiError::State(format!("state rows are not readable: {e}")))?;
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// Which subtask's share of the key space a restore keeps.
+#[derive(Debug, Clone)]
+pub struct KeyGroupFilter {
+    /// The job's key groups.
+    pub key_groups: KeyGroups,
+    /// The key groups the restoring subtask owns.
+    pub owned: Range<u32>,
+}
+
+impl KeyGroupFilter {
+    /// For each row, whether its key (the `keys` columns, hashed as the partitioner
+    /// hashes them) falls in the owned key groups.
+    pub fn mask(&self, keys: &[ArrayRef], rows: usize) -> Result<BooleanArray> {
+        if keys.is_empty() {
+            // Unkeyed state lives in the first subtask.
+            return Ok(BooleanArray::from(vec![self.owned.start == 0; rows]));
+        }
+        let mut hashes = Vec::with_capacity(rows);
+        hash_columns(keys, &mut hashes)?;
+        Ok(hashes
+            .iter()
+            .map(|&h| Some(self.owned.contains(&self.key_groups.key_group(h))))
+            .collect())
+    }
+}
