@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use coordinator::{CheckpointStats, Completed, Coordinator, TaskChannels, TaskReport};
 pub use restart::RestartTracker;
 pub use storage::{
-    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, SavepointRequest,
+    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, STATE_DIR, SavepointRequest,
     SavepointResponse, TaskEntry,
 };
 
@@ -103,6 +103,9 @@ pub struct RestoredState {
     pub old_parallelism: u32,
     /// `(old subtask index, state bytes)`.
     pub states: Vec<(u32, Vec<u8>)>,
+    /// The directory files named in the states are relative to: the job's checkpoint
+    /// directory, or the savepoint's own directory (savepoints carry their files).
+    pub root: std::path::PathBuf,
 }
 
 impl RestoredState {

@@ -76,6 +76,8 @@ pub struct CompletedCheckpoint {
     pub metadata: CheckpointMetadata,
     /// Its directory.
     pub dir: PathBuf,
+    /// Where the files operators saved outside the task files are (`state/...`).
+    pub root: PathBuf,
     tasks: Vec<(TaskEntry, TaskSnapshot)>,
 }
 
@@ -135,6 +137,7 @@ impl CompletedCheckpoint {
             checkpoint: self.metadata.id,
             old_parallelism,
             states,
+            root: self.root.clone(),
         })
     }
 
@@ -328,6 +331,7 @@ impl CheckpointStorage {
         Ok(CompletedCheckpoint {
             metadata,
             dir,
+            root: self.dir.clone(),
             tasks,
         })
     }
@@ -375,7 +379,7 @@ impl CheckpointStorage {
                 fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
             }
         }
-        Ok(())
+        self.collect_state_garbage(keep_from)
     }
 }
 
@@ -397,6 +401,10 @@ pub struct SavepointResponse {
 }
 
 const SAVEPOINT_REQUEST: &str = "_savepoint_request";
+/// Where operators keep checkpoint files of their own: `state/<store>/sst/` (shared
+/// between checkpoints) and `state/<store>/chk-<id>/` (one checkpoint's, with a
+/// `_ssts` list of the shared files it needs).
+pub const STATE_DIR: &str = "state";
 const SAVEPOINT_RESPONSE: &str = "_savepoint_response";
 
 impl CheckpointStorage {
@@ -426,7 +434,83 @@ impl CheckpointStorage {
             let entry = entry.map_err(|e| io(&from, e))?;
             fs::copy(entry.path(), to.join(entry.file_name())).map_err(|e| io(&entry.path(), e))?;
         }
+        // Operator files of this checkpoint (RocksDB stores): its private directory and
+        // the shared SST files it lists, at the same relative paths.
+        for store in self.state_stores()? {
+            let private = store.join(format!("chk-{id}"));
+            let final_private = store.join(format!("chk-{}", u64::MAX));
+            let private = if private.exists() {
+                private
+            } else {
+                final_private
+            };
+            if !private.exists() {
+                continue;
+            }
+            let rel = store.strip_prefix(&self.dir).unwrap_or(&store);
+            let (sp_store, name) = (to.join(rel), private.file_name().unwrap_or_default());
+            fs::create_dir_all(sp_store.join("sst")).map_err(|e| io(&sp_store, e))?;
+            fs::create_dir_all(sp_store.join(name)).map_err(|e| io(&sp_store, e))?;
+            for entry in fs::read_dir(&private).map_err(|e| io(&private, e))? {
+                let entry = entry.map_err(|e| io(&private, e))?;
+                fs::copy(entry.path(), sp_store.join(name).join(entry.file_name()))
+                    .map_err(|e| io(&entry.path(), e))?;
+            }
+            for sst in sst_list(&private) {
+                let src = store.join("sst").join(&sst);
+                fs::copy(&src, sp_store.join("sst").join(&sst)).map_err(|e| io(&src, e))?;
+            }
+        }
         Ok(to)
+    }
+
+    /// The directories of operator stores that keep files (`state/<store>/`).
+    fn state_stores(&self) -> Result<Vec<PathBuf>> {
+        let state = self.dir.join(STATE_DIR);
+        match fs::read_dir(&state) {
+            Ok(r) => Ok(r
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&state, e)),
+        }
+    }
+
+    /// Deletes operator files no complete checkpoint at or after `oldest` needs: private
+    /// directories of older checkpoints and shared SST files none of the rest lists.
+    fn collect_state_garbage(&self, oldest: u64) -> Result<()> {
+        for store in self.state_stores()? {
+            let mut live = std::collections::BTreeSet::new();
+            for entry in fs::read_dir(&store).map_err(|e| io(&store, e))? {
+                let path = entry.map_err(|e| io(&store, e))?.path();
+                let Some(id) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("chk-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if id < oldest {
+                    fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+                } else {
+                    live.extend(sst_list(&path));
+                }
+            }
+            let shared = store.join("sst");
+            let Ok(files) = fs::read_dir(&shared) else {
+                continue;
+            };
+            for entry in files.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !live.contains(&name) {
+                    fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Leaves the answer to a savepoint request.
@@ -451,10 +535,23 @@ impl CheckpointStorage {
                 dir: dir.display().to_string(),
                 reason: format!("_metadata is not valid: {e}"),
             })?;
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        let storage = CheckpointStorage::new(parent);
-        storage.load_from(dir, metadata.id)
+        // A savepoint carries its operators' files (`state/...`) in its own directory.
+        let mut c = CheckpointStorage::new(dir).load_from(dir, metadata.id)?;
+        c.root = dir.to_path_buf();
+        Ok(c)
     }
+}
+
+/// The shared SST files a store's checkpoint directory lists.
+fn sst_list(private: &Path) -> Vec<String> {
+    fs::read_to_string(private.join("_ssts"))
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A file name from a task key: operator names may hold any character.

@@ -240,6 +240,7 @@ impl LocalExecutor {
                         metrics: metrics.operators[id.0 as usize].clone(),
                         dead_letters: dead_letters.clone(),
                         checkpointing: channels.is_some(),
+                        checkpoint_dir: channels.as_ref().and(config.checkpointing.dir.clone()),
                     });
                 }
                 let head_metrics = metrics.operators[head.id.0 as usize].clone();

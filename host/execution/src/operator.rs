@@ -45,6 +45,14 @@ impl Output {
         }
     }
 
+    /// The batches emitted on the main output so far (for testing operators).
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.items.iter().filter_map(|i| match i {
+            OutputItem::Batch(None, b) => Some(b),
+            _ => None,
+        })
+    }
+
     /// Forwards a watermark downstream (after everything emitted before it).
     pub fn emit_watermark(&mut self, watermark: Watermark) {
         self.items.push(OutputItem::Watermark(watermark));
@@ -69,6 +77,9 @@ pub struct OperatorContext {
     /// Whether the job takes checkpoints: sinks then publish output only when a
     /// checkpoint completes (two-phase commit) instead of when their input ends.
     pub checkpointing: bool,
+    /// The job's checkpoint directory, where operators may keep files of their own
+    /// under `state/` (see `fungi_checkpoint::STATE_DIR`).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 /// The id under which operators snapshot their end state for the final checkpoint (the

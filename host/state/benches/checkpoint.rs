@@ -1,6 +1,6 @@
 //! Checkpoint duration and size for one million keys in keyed state: the portable full
-//! snapshot (every entry copied into the checkpoint, what savepoints and the memory
-//! backend write), a full RocksDB checkpoint (the database files copied) and an
+//! snapshot (every entry copied into the checkpoint, what the memory backend and
+//! rescaling restores use), a full RocksDB checkpoint (every file copied) and an
 //! incremental RocksDB checkpoint after 1 % of the keys changed (only new SST files
 //! copied).
 //!
@@ -21,19 +21,12 @@ const KEY_GROUPS: u32 = 128;
 fn fill(store: &mut dyn KeyedStore, round: u32, every: u32) {
     let value = [round as u8; 24];
     for k in (0..KEYS).step_by(every as usize) {
-        let key = k.to_be_bytes();
-        store.put(k % KEY_GROUPS, &key, &value).unwrap();
+        store.put(k % KEY_GROUPS, &k.to_be_bytes(), &value).unwrap();
     }
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
 }
 
 fn checkpoints(c: &mut Criterion) {
@@ -45,8 +38,11 @@ fn checkpoints(c: &mut Criterion) {
     let mut memory = MemoryStateBackend.open_keyed(&ns, 0..KEY_GROUPS).unwrap();
     fill(memory.as_mut(), 1, 1);
     let bytes = memory.snapshot().unwrap().encode().len();
-    eprintln!("memory full snapshot: {:.1} MiB", bytes as f64 / 1048576.0);
-    group.bench_function("memory_full_snapshot", |b| {
+    eprintln!(
+        "memory, portable full snapshot: {:.1} MiB",
+        mib(bytes as u64)
+    );
+    group.bench_function("memory_portable_full", |b| {
         b.iter(|| memory.snapshot().unwrap().encode().len())
     });
     drop(memory);
@@ -55,57 +51,54 @@ fn checkpoints(c: &mut Criterion) {
     let backend = RocksDbStateBackend::open(dir.path().join("db")).unwrap();
     let mut store = backend.open_keyed(&ns, 0..KEY_GROUPS).unwrap();
     fill(store.as_mut(), 1, 1);
-    backend.flush().unwrap();
     let bytes = store.snapshot().unwrap().encode().len();
     eprintln!(
-        "rocksdb portable full snapshot: {:.1} MiB",
-        bytes as f64 / 1048576.0
+        "rocksdb, portable full snapshot: {:.1} MiB",
+        mib(bytes as u64)
     );
-    group.bench_function("rocksdb_portable_full_snapshot", |b| {
+    group.bench_function("rocksdb_portable_full", |b| {
         b.iter(|| store.snapshot().unwrap().encode().len())
     });
 
+    // Full: every file copied (an empty shared directory each time).
     let mut n = 0;
-    let full_size = {
-        let target = dir.path().join("full-size");
-        backend.checkpoint_full(&target).unwrap();
-        dir_size(&target)
-    };
-    eprintln!(
-        "rocksdb full checkpoint: {:.1} MiB",
-        full_size as f64 / 1048576.0
-    );
-    group.bench_function("rocksdb_full_checkpoint", |b| {
+    let mut full = None;
+    group.bench_function("rocksdb_files_full", |b| {
         b.iter(|| {
             n += 1;
-            let target = dir.path().join(format!("full-{n}"));
-            backend.checkpoint_full(&target).unwrap();
-            std::fs::remove_dir_all(&target).unwrap();
+            let shared = dir.path().join(format!("full-{n}"));
+            full = store
+                .checkpoint_files(&shared, &shared.join("private"))
+                .unwrap();
+            std::fs::remove_dir_all(&shared).unwrap();
         })
     });
+    if let Some(f) = full {
+        eprintln!("rocksdb, full checkpoint: {:.1} MiB", mib(f.new_bytes));
+    }
 
-    // Incremental: each iteration changes 1 % of the keys, flushes and checkpoints.
+    // Incremental: each iteration changes 1 % of the keys and checkpoints into the same
+    // shared directory.
     let shared = dir.path().join("shared");
-    backend
-        .checkpoint_incremental(&shared, &dir.path().join("inc-0"))
+    store
+        .checkpoint_files(&shared, &dir.path().join("inc-0"))
         .unwrap();
     let mut round = 1;
     let mut last = None;
-    group.bench_function("rocksdb_incremental_checkpoint_1pct_changed", |b| {
+    group.bench_function("rocksdb_files_incremental_1pct_changed", |b| {
         b.iter(|| {
             round += 1;
             fill(store.as_mut(), round, 100);
-            backend.flush().unwrap();
             let private = dir.path().join(format!("inc-{round}"));
-            last = Some(backend.checkpoint_incremental(&shared, &private).unwrap());
+            last = store.checkpoint_files(&shared, &private).unwrap();
             std::fs::remove_dir_all(&private).unwrap();
         })
     });
     if let Some(last) = last {
         eprintln!(
-            "rocksdb incremental checkpoint after 1 % changed: {:.2} MiB new, {:.1} MiB reused",
-            last.new_bytes as f64 / 1048576.0,
-            last.reused_bytes as f64 / 1048576.0
+            "rocksdb, incremental checkpoint after 1 % changed: {:.2} MiB new, {:.1} MiB reused",
+            mib(last.new_bytes),
+            mib(last.reused_bytes)
         );
     }
     group.finish();

@@ -39,10 +39,34 @@ fn decode<T: DeserializeOwned>(state: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
+/// First byte of the name of a state with a time-to-live. Such a state's values start
+/// with their expiry time (ms since the epoch, big endian), so that backends can drop
+/// expired entries without knowing the state: RocksDB in compaction, every backend when
+/// it takes a snapshot (Flink's `cleanupInRocksdbCompactFilter` and
+/// `cleanupFullSnapshot`).
+pub const TTL_MARKER: u8 = 0x01;
+
+/// Whether a stored entry (its state key, as the typed states lay it out, and value)
+/// belongs to a state with a time-to-live and expired before `now_ms`.
+pub fn is_expired(key: &[u8], value: &[u8], now_ms: i64) -> bool {
+    key.first() == Some(&TTL_MARKER)
+        && value
+            .get(..8)
+            .is_some_and(|e| i64::from_be_bytes(e.try_into().expect("eight bytes")) <= now_ms)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// One value per key.
 #[derive(Debug, Clone)]
 pub struct ValueState<V> {
     name: String,
+    /// Time-to-live in ms: a value expires this long after it was last written.
+    ttl_ms: Option<i64>,
     _v: PhantomData<fn() -> V>,
 }
 
@@ -51,19 +75,37 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
     pub fn new(name: impl Into<String>) -> Self {
         ValueState {
             name: name.into(),
+            ttl_ms: None,
+            _v: PhantomData,
+        }
+    }
+
+    /// A value state whose values expire `ttl` after they were last written (Flink's
+    /// `StateTtlConfig` with `OnCreateAndWrite` and `NeverReturnExpired`): an expired
+    /// value reads as absent and is dropped by the backend in the background.
+    pub fn with_ttl(name: impl Into<String>, ttl: std::time::Duration) -> Self {
+        let mut name = name.into();
+        name.insert(0, TTL_MARKER as char);
+        ValueState {
+            name,
+            ttl_ms: Some(ttl.as_millis() as i64),
             _v: PhantomData,
         }
     }
 
     /// The value for `key`, if any.
     pub fn get(&self, store: &dyn KeyedStore, key_group: u32, key: &[u8]) -> Result<Option<V>> {
-        store
-            .get(key_group, &state_key(&self.name, key, &[]))?
-            .map(|b| decode(&self.name, &b))
-            .transpose()
+        let Some(bytes) = store.get(key_group, &state_key(&self.name, key, &[]))? else {
+            return Ok(None);
+        };
+        match self.ttl_ms {
+            None => decode(&self.name, &bytes).map(Some),
+            Some(_) if is_expired(self.name.as_bytes(), &bytes, now_ms()) => Ok(None),
+            Some(_) => decode(&self.name, &bytes[8..]).map(Some),
+        }
     }
 
-    /// Sets the value for `key`.
+    /// Sets the value for `key` (and, with a time-to-live, its expiry).
     pub fn put(
         &self,
         store: &mut dyn KeyedStore,
@@ -71,7 +113,11 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         key: &[u8],
         value: &V,
     ) -> Result<()> {
-        let bytes = encode(&self.name, value)?;
+        let mut bytes = Vec::new();
+        if let Some(ttl) = self.ttl_ms {
+            bytes.extend_from_slice(&now_ms().saturating_add(ttl).to_be_bytes());
+        }
+        bytes.extend(encode(&self.name, value)?);
         store.put(key_group, &state_key(&self.name, key, &[]), &bytes)
     }
 

@@ -26,10 +26,13 @@ mod snapshot;
 
 use std::fmt;
 use std::ops::Range;
+use std::path::Path;
 
-pub use kinds::{AggregateFunction, AggregatingState, ListState, MapState, ValueState};
+pub use kinds::{
+    AggregateFunction, AggregatingState, ListState, MapState, TTL_MARKER, ValueState, is_expired,
+};
 pub use memory::MemoryStateBackend;
-pub use rocks::{IncrementalCheckpoint, RocksDbStateBackend};
+pub use rocks::{IncrementalCheckpoint, RocksDbStateBackend, SST_LIST};
 pub use snapshot::{KeyGroupEntries, KeyedSnapshot};
 
 /// Errors of the state layer.
@@ -147,4 +150,30 @@ pub trait KeyedStore: Send {
     /// Replaces the content with the entries of `snapshot` that fall in the owned key
     /// groups (the snapshot may come from another parallelism).
     fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<()>;
+
+    /// Writes the store's files for an incremental checkpoint: files not yet in `shared`
+    /// are copied there, the rest into `private`. `None` for a store without files (the
+    /// memory backend): the caller saves a portable [`snapshot`](Self::snapshot) instead.
+    fn checkpoint_files(
+        &mut self,
+        shared: &Path,
+        private: &Path,
+    ) -> Result<Option<IncrementalCheckpoint>> {
+        let _ = (shared, private);
+        Ok(None)
+    }
+
+    /// Replaces the content with the files of an incremental checkpoint of a store of
+    /// the same key groups.
+    fn restore_files(
+        &mut self,
+        checkpoint: &IncrementalCheckpoint,
+        shared: &Path,
+        private: &Path,
+    ) -> Result<()> {
+        let _ = (checkpoint, shared, private);
+        Err(StateError::Backend(
+            "this backend cannot restore checkpoint files".into(),
+        ))
+    }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, Range};
 
+use crate::kinds::{is_expired, now_ms};
 use crate::snapshot::KeyedSnapshot;
 use crate::{KeyedStore, Result, StateBackend, StateError, StateNamespace};
 
@@ -123,8 +124,14 @@ impl KeyedStore for MemoryKeyedStore {
     fn snapshot(&self) -> Result<KeyedSnapshot> {
         let mut snapshot = KeyedSnapshot::default();
         for (i, group) in self.groups.iter().enumerate() {
-            if !group.is_empty() {
-                let entries = group.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // Expired entries of states with a time-to-live are left out.
+            let now = now_ms();
+            let entries: Vec<_> = group
+                .iter()
+                .filter(|(k, v)| !is_expired(k, v, now))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !entries.is_empty() {
                 snapshot.groups.insert(self.range.start + i as u32, entries);
             }
         }

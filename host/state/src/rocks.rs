@@ -1,17 +1,19 @@
 //! The RocksDB state backend: keyed state on local disk, checkpointed incrementally.
 //!
-//! One RocksDB instance per backend (a process or a job). A key is
-//! `namespace hash (8 bytes) | key group (4 bytes, big endian) | state key`, where the
-//! namespace hash is xxh3 of `tenant/job/operator`: the state of one operator subtask is
-//! a contiguous key range, each key group a contiguous sub-range, so scans, deletes and
-//! snapshots of a key group are range operations.
+//! One RocksDB database per operator subtask (as Flink), under the backend's directory.
+//! A key is `namespace hash (8 bytes) | key group (4 bytes, big endian) | state key`,
+//! where the namespace hash is xxh3 of `tenant/job/operator`: each key group is a
+//! contiguous key range, so scans, deletes and snapshots of a key group are range
+//! operations.
 //!
-//! [`RocksDbStateBackend::checkpoint_incremental`] writes a RocksDB checkpoint (SST files
-//! hard-linked, so free) and copies into a shared directory only the SST files that no
-//! earlier checkpoint copied: SST files never change once written, so a checkpoint is the
-//! list of files it needs plus the few new ones.
+//! [`KeyedStore::checkpoint_files`] writes a RocksDB checkpoint (SST files hard-linked,
+//! so free) and copies into the store's shared directory only the SST files no earlier
+//! checkpoint copied: SST files never change once written, so a checkpoint is the list of
+//! files it needs plus the few new ones. The private part (manifest, options) is copied
+//! per checkpoint, with the list of SST files it needs ([`SST_LIST`]) for garbage
+//! collection.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,35 +22,28 @@ use std::sync::Arc;
 use rocksdb::{DB, IteratorMode, Options, WriteBatch};
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::{is_expired, now_ms};
 use crate::snapshot::KeyedSnapshot;
 use crate::{KeyedStore, Result, StateBackend, StateError, StateNamespace};
 
-/// Keyed state in an embedded RocksDB under a local directory.
+/// Keyed state in embedded RocksDB databases under a local directory: one database per
+/// operator subtask (as Flink), so that each checkpoints on its own.
 #[derive(Clone)]
 pub struct RocksDbStateBackend {
-    db: Arc<Database>,
+    root: Arc<Root>,
+}
+
+/// The backend's directory; a temporary one is deleted when the backend and every store
+/// opened from it are gone.
+struct Root {
     dir: PathBuf,
+    temporary: bool,
 }
 
-/// The open database; a temporary one is deleted when the last user drops it.
-struct Database {
-    db: DB,
-    temporary: Option<PathBuf>,
-}
-
-impl std::ops::Deref for Database {
-    type Target = DB;
-    fn deref(&self) -> &DB {
-        &self.db
-    }
-}
-
-impl Drop for Database {
+impl Drop for Root {
     fn drop(&mut self) {
-        if let Some(dir) = &self.temporary {
-            // Unlinking the files of an open database is fine on Unix; the handles go
-            // right after.
-            let _ = fs::remove_dir_all(dir);
+        if self.temporary {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -56,12 +51,12 @@ impl Drop for Database {
 impl std::fmt::Debug for RocksDbStateBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksDbStateBackend")
-            .field("dir", &self.dir)
+            .field("dir", &self.root.dir)
             .finish_non_exhaustive()
     }
 }
 
-/// Numbers temporary databases of one process.
+/// Numbers temporary backends of one process.
 static NEXT_TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn db_error(context: &str, e: rocksdb::Error) -> StateError {
@@ -72,26 +67,61 @@ fn io_error(path: &Path, e: std::io::Error) -> StateError {
     StateError::Backend(format!("{}: {e}", path.display()))
 }
 
-/// What an incremental checkpoint consists of.
+/// The files of an incremental checkpoint of one keyed store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncrementalCheckpoint {
-    /// Every SST file the checkpoint needs, in the shared directory.
-    pub sst_files: Vec<String>,
-    /// The other files (manifest, options, current, WAL), copied into `private`.
+    /// Every SST file the checkpoint needs: (name in the store's shared directory, name
+    /// in the database). Shared names carry the store's incarnation, since a database
+    /// restored from an older checkpoint numbers its new files like the lost ones.
+    pub sst_files: Vec<(String, String)>,
+    /// The other files (manifest, options, current, WAL), copied into the private
+    /// directory of this checkpoint.
     pub private_files: Vec<String>,
-    /// Bytes copied into the shared directory by this checkpoint.
+    /// Bytes copied by this checkpoint (new SST files and private files).
     pub new_bytes: u64,
     /// Bytes of SST files reused from earlier checkpoints.
     pub reused_bytes: u64,
 }
 
+/// Name of the file, in a checkpoint's private directory, that lists the shared SST
+/// files it needs (read by the checkpoint storage's garbage collection).
+pub const SST_LIST: &str = "_ssts";
+
+fn open_db(dir: &Path) -> Result<DB> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Compaction drops expired entries of states with a time-to-live.
+    options.set_compaction_filter("fungi-state-ttl", |_level, key: &[u8], value: &[u8]| {
+        if key.len() > 12 && is_expired(&key[12..], value, now_ms()) {
+            rocksdb::compaction_filter::Decision::Remove
+        } else {
+            rocksdb::compaction_filter::Decision::Keep
+        }
+    });
+    DB::open(&options, dir).map_err(|e| db_error("open", e))
+}
+
+/// Creates a RocksDB checkpoint of `db` in a fresh temporary directory next to `near`.
+fn rocksdb_checkpoint(db: &DB, near: &Path) -> Result<PathBuf> {
+    let tmp = near.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    if let Some(parent) = tmp.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
+    rocksdb::checkpoint::Checkpoint::new(db)
+        .and_then(|c| c.create_checkpoint(&tmp))
+        .map_err(|e| db_error("checkpoint", e))?;
+    Ok(tmp)
+}
+
 impl RocksDbStateBackend {
-    /// Opens (creating if needed) the database under `dir`.
+    /// A backend keeping its databases under `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
-        Self::open_inner(dir.into(), false)
+        Self::with_root(dir.into(), false)
     }
 
-    /// A database in a fresh temporary directory, deleted when the backend and every
+    /// A backend in a fresh temporary directory, deleted when the backend and every
     /// store opened from it are dropped.
     pub fn temporary() -> Result<Self> {
         let dir = std::env::temp_dir().join(format!(
@@ -100,125 +130,72 @@ impl RocksDbStateBackend {
             NEXT_TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&dir);
-        Self::open_inner(dir, true)
+        Self::with_root(dir, true)
     }
 
-    fn open_inner(dir: PathBuf, temporary: bool) -> Result<Self> {
+    fn with_root(dir: PathBuf, temporary: bool) -> Result<Self> {
         fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let db = DB::open(&options, &dir).map_err(|e| db_error("open", e))?;
         Ok(RocksDbStateBackend {
-            db: Arc::new(Database {
-                db,
-                temporary: temporary.then(|| dir.clone()),
-            }),
-            dir,
+            root: Arc::new(Root { dir, temporary }),
         })
     }
 
-    /// The database directory.
+    /// The backend's directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.root.dir
     }
 
-    /// Flushes memtables to SST files.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| db_error("flush", e))
-    }
-
-    /// A full copy of the database as of now, in `target` (hard links where possible).
-    pub fn checkpoint_full(&self, target: &Path) -> Result<u64> {
-        let tmp = target.with_extension("tmp");
-        let _ = fs::remove_dir_all(&tmp);
-        rocksdb::checkpoint::Checkpoint::new(&self.db.db)
-            .and_then(|c| c.create_checkpoint(&tmp))
-            .map_err(|e| db_error("checkpoint", e))?;
-        // Hard links share the data with the live database; a full checkpoint owns its
-        // bytes, so copy them.
-        fs::create_dir_all(target).map_err(|e| io_error(target, e))?;
-        let mut bytes = 0;
-        for entry in fs::read_dir(&tmp).map_err(|e| io_error(&tmp, e))? {
-            let entry = entry.map_err(|e| io_error(&tmp, e))?;
-            bytes += fs::copy(entry.path(), target.join(entry.file_name()))
-                .map_err(|e| io_error(&entry.path(), e))?;
-        }
-        fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
-        Ok(bytes)
-    }
-
-    /// An incremental checkpoint: SST files not yet in `shared` are copied there, the
-    /// rest of the RocksDB checkpoint into `private`. Returns what it holds.
-    pub fn checkpoint_incremental(
-        &self,
-        shared: &Path,
-        private: &Path,
-    ) -> Result<IncrementalCheckpoint> {
-        let tmp = private.with_extension("tmp");
-        let _ = fs::remove_dir_all(&tmp);
-        rocksdb::checkpoint::Checkpoint::new(&self.db.db)
-            .and_then(|c| c.create_checkpoint(&tmp))
-            .map_err(|e| db_error("checkpoint", e))?;
-        fs::create_dir_all(shared).map_err(|e| io_error(shared, e))?;
-        fs::create_dir_all(private).map_err(|e| io_error(private, e))?;
-        let existing: BTreeSet<String> = fs::read_dir(shared)
-            .map_err(|e| io_error(shared, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        let mut out = IncrementalCheckpoint::default();
-        for entry in fs::read_dir(&tmp).map_err(|e| io_error(&tmp, e))? {
-            let entry = entry.map_err(|e| io_error(&tmp, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let len = entry
-                .metadata()
-                .map_err(|e| io_error(&entry.path(), e))?
-                .len();
-            if name.ends_with(".sst") {
-                if existing.contains(&name) {
-                    out.reused_bytes += len;
-                } else {
-                    fs::copy(entry.path(), shared.join(&name))
-                        .map_err(|e| io_error(&entry.path(), e))?;
-                    out.new_bytes += len;
-                }
-                out.sst_files.push(name);
-            } else {
-                fs::copy(entry.path(), private.join(&name))
-                    .map_err(|e| io_error(&entry.path(), e))?;
-                out.new_bytes += len;
-                out.private_files.push(name);
-            }
-        }
-        fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
-        out.sst_files.sort();
-        out.private_files.sort();
-        Ok(out)
-    }
-
-    /// Rebuilds a database directory `target` from an incremental checkpoint.
-    pub fn materialize(
+    /// Reads every entry of an incremental checkpoint into a portable snapshot (to split
+    /// it among the subtasks of another parallelism). `scratch` is an empty directory
+    /// the database is rebuilt in.
+    pub fn read_incremental(
         checkpoint: &IncrementalCheckpoint,
         shared: &Path,
         private: &Path,
-        target: &Path,
-    ) -> Result<()> {
-        fs::create_dir_all(target).map_err(|e| io_error(target, e))?;
-        for name in &checkpoint.sst_files {
-            let from = shared.join(name);
-            let to = target.join(name);
-            // A hard link where the file system allows it, else a copy.
-            if fs::hard_link(&from, &to).is_err() {
-                fs::copy(&from, &to).map_err(|e| io_error(&from, e))?;
+        scratch: &Path,
+    ) -> Result<KeyedSnapshot> {
+        materialize(checkpoint, shared, private, scratch)?;
+        let db = open_db(scratch)?;
+        let mut snapshot = KeyedSnapshot::default();
+        for item in db.iterator(IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| db_error("scan", e))?;
+            if k.len() < 12 {
+                continue;
             }
+            let kg = u32::from_be_bytes(k[8..12].try_into().expect("four bytes"));
+            snapshot
+                .groups
+                .entry(kg)
+                .or_default()
+                .push((k[12..].to_vec(), v.to_vec()));
         }
-        for name in &checkpoint.private_files {
-            let from = private.join(name);
-            fs::copy(&from, target.join(name)).map_err(|e| io_error(&from, e))?;
-        }
-        Ok(())
+        drop(db);
+        let _ = fs::remove_dir_all(scratch);
+        Ok(snapshot)
     }
+}
+
+/// Rebuilds a database directory `target` from an incremental checkpoint.
+fn materialize(
+    checkpoint: &IncrementalCheckpoint,
+    shared: &Path,
+    private: &Path,
+    target: &Path,
+) -> Result<()> {
+    let _ = fs::remove_dir_all(target);
+    fs::create_dir_all(target).map_err(|e| io_error(target, e))?;
+    for (shared_name, name) in &checkpoint.sst_files {
+        let from = shared.join(shared_name);
+        let to = target.join(name);
+        // The live database may modify nothing in an SST file, but it deletes them:
+        // a copy, not a link, keeps the checkpoint's files apart from it.
+        fs::copy(&from, &to).map_err(|e| io_error(&from, e))?;
+    }
+    for name in &checkpoint.private_files {
+        let from = private.join(name);
+        fs::copy(&from, target.join(name)).map_err(|e| io_error(&from, e))?;
+    }
+    Ok(())
 }
 
 impl StateBackend for RocksDbStateBackend {
@@ -232,8 +209,27 @@ impl StateBackend for RocksDbStateBackend {
         key_groups: Range<u32>,
     ) -> Result<Box<dyn KeyedStore>> {
         let ns = xxhash_rust::xxh3::xxh3_64(namespace.to_string().as_bytes()).to_be_bytes();
+        let dir = self.root.dir.join(format!(
+            "{:016x}-{}-{}",
+            u64::from_be_bytes(ns),
+            key_groups.start,
+            key_groups.end
+        ));
+        // State comes from checkpoints only: whatever an earlier run left is stale.
+        let _ = fs::remove_dir_all(&dir);
+        let db = open_db(&dir)?;
         Ok(Box::new(RocksKeyedStore {
-            db: self.db.clone(),
+            db: Some(db),
+            incarnation: format!(
+                "{:x}{:x}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
+            shared_names: HashMap::new(),
+            dir,
+            _root: self.root.clone(),
             ns,
             range: key_groups,
             key: Vec::new(),
@@ -241,9 +237,17 @@ impl StateBackend for RocksDbStateBackend {
     }
 }
 
-/// The keyed store of one operator subtask in [`RocksDbStateBackend`].
+/// The keyed store of one operator subtask in [`RocksDbStateBackend`]: a database of
+/// its own.
 struct RocksKeyedStore {
-    db: Arc<Database>,
+    /// Always open, except while a restore swaps the files.
+    db: Option<DB>,
+    /// Prefix of the shared names of SST files this store copies.
+    incarnation: String,
+    /// Shared names of database files restored from a checkpoint (the same bytes).
+    shared_names: HashMap<String, String>,
+    dir: PathBuf,
+    _root: Arc<Root>,
     ns: [u8; 8],
     range: Range<u32>,
     /// Scratch for building full keys.
@@ -251,6 +255,12 @@ struct RocksKeyedStore {
 }
 
 impl RocksKeyedStore {
+    fn db(&self) -> &DB {
+        self.db
+            .as_ref()
+            .expect("the database is open outside restores")
+    }
+
     fn check(&self, key_group: u32) -> Result<()> {
         if self.range.contains(&key_group) {
             Ok(())
@@ -281,7 +291,7 @@ impl RocksKeyedStore {
     ) -> Result<()> {
         let start = self.full_key(key_group, prefix);
         let iter = self
-            .db
+            .db()
             .iterator(IteratorMode::From(&start, rocksdb::Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(|e| db_error("scan", e))?;
@@ -300,7 +310,7 @@ impl KeyedStore for RocksKeyedStore {
 
     fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check(key_group)?;
-        self.db
+        self.db()
             .get(self.full_key(key_group, key))
             .map_err(|e| db_error("get", e))
     }
@@ -312,14 +322,14 @@ impl KeyedStore for RocksKeyedStore {
         k.extend_from_slice(&self.ns);
         k.extend_from_slice(&key_group.to_be_bytes());
         k.extend_from_slice(key);
-        let r = self.db.put(&k, value).map_err(|e| db_error("put", e));
+        let r = self.db().put(&k, value).map_err(|e| db_error("put", e));
         self.key = k;
         r
     }
 
     fn delete(&mut self, key_group: u32, key: &[u8]) -> Result<()> {
         self.check(key_group)?;
-        self.db
+        self.db()
             .delete(self.full_key(key_group, key))
             .map_err(|e| db_error("delete", e))
     }
@@ -341,15 +351,18 @@ impl KeyedStore for RocksKeyedStore {
             batch.delete(self.full_key(key_group, k));
             true
         })?;
-        self.db.write(batch).map_err(|e| db_error("delete", e))
+        self.db().write(batch).map_err(|e| db_error("delete", e))
     }
 
     fn snapshot(&self) -> Result<KeyedSnapshot> {
         let mut snapshot = KeyedSnapshot::default();
         for kg in self.range.clone() {
             let mut entries = Vec::new();
+            let now = now_ms();
             self.scan(kg, &[], &mut |k, v| {
-                entries.push((k.to_vec(), v.to_vec()));
+                if !is_expired(k, v, now) {
+                    entries.push((k.to_vec(), v.to_vec()));
+                }
                 true
             })?;
             if !entries.is_empty() {
@@ -372,7 +385,77 @@ impl KeyedStore for RocksKeyedStore {
                 }
             }
         }
-        self.db.write(batch).map_err(|e| db_error("restore", e))
+        self.db().write(batch).map_err(|e| db_error("restore", e))
+    }
+
+    fn checkpoint_files(
+        &mut self,
+        shared: &Path,
+        private: &Path,
+    ) -> Result<Option<IncrementalCheckpoint>> {
+        let tmp = rocksdb_checkpoint(self.db(), private)?;
+        fs::create_dir_all(shared).map_err(|e| io_error(shared, e))?;
+        let _ = fs::remove_dir_all(private);
+        fs::create_dir_all(private).map_err(|e| io_error(private, e))?;
+        let mut out = IncrementalCheckpoint::default();
+        for entry in fs::read_dir(&tmp).map_err(|e| io_error(&tmp, e))? {
+            let entry = entry.map_err(|e| io_error(&tmp, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let len = entry
+                .metadata()
+                .map_err(|e| io_error(&entry.path(), e))?
+                .len();
+            if name.ends_with(".sst") {
+                // SST files never change once written: one copied before (by this
+                // incarnation, or restored from the shared directory) is reused.
+                let shared_name = self
+                    .shared_names
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{}-{name}", self.incarnation));
+                let target = shared.join(&shared_name);
+                if target.exists() {
+                    out.reused_bytes += len;
+                } else {
+                    let partial = shared.join(format!("{shared_name}.partial"));
+                    fs::copy(entry.path(), &partial).map_err(|e| io_error(&entry.path(), e))?;
+                    fs::rename(&partial, &target).map_err(|e| io_error(&target, e))?;
+                    out.new_bytes += len;
+                }
+                out.sst_files.push((shared_name, name));
+            } else {
+                fs::copy(entry.path(), private.join(&name))
+                    .map_err(|e| io_error(&entry.path(), e))?;
+                out.new_bytes += len;
+                out.private_files.push(name);
+            }
+        }
+        fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
+        out.sst_files.sort();
+        out.private_files.sort();
+        let list: Vec<&str> = out.sst_files.iter().map(|(s, _)| s.as_str()).collect();
+        let list = list.join("\n");
+        fs::write(private.join(SST_LIST), list).map_err(|e| io_error(private, e))?;
+        Ok(Some(out))
+    }
+
+    fn restore_files(
+        &mut self,
+        checkpoint: &IncrementalCheckpoint,
+        shared: &Path,
+        private: &Path,
+    ) -> Result<()> {
+        // Close, rebuild the directory from the checkpoint's files, reopen.
+        self.db = None;
+        let result = materialize(checkpoint, shared, private, &self.dir);
+        self.db = Some(open_db(&self.dir)?);
+        result?;
+        self.shared_names = checkpoint
+            .sst_files
+            .iter()
+            .map(|(shared, local)| (local.clone(), shared.clone()))
+            .collect();
+        Ok(())
     }
 }
 
@@ -383,8 +466,7 @@ mod tests {
 
     #[test]
     fn keyed_state_round_trips_and_namespaces_stay_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = RocksDbStateBackend::open(dir.path()).unwrap();
+        let backend = RocksDbStateBackend::temporary().unwrap();
         let mut a = backend
             .open_keyed(&StateNamespace::new("t", "job", "a"), 0..4)
             .unwrap();
@@ -413,41 +495,77 @@ mod tests {
         a.delete_prefix(1, b"").unwrap();
         assert_eq!(count.get(a.as_ref(), 1, b"alice").unwrap(), None);
         assert_eq!(count.get(b.as_ref(), 1, b"alice").unwrap(), Some(7));
+        let dir = backend.dir().to_path_buf();
+        drop((a, b, low, backend));
+        assert!(!dir.exists(), "a temporary backend cleans up");
+    }
+
+    #[test]
+    fn expired_values_are_invisible_and_left_out_of_snapshots() {
+        let backend = RocksDbStateBackend::temporary().unwrap();
+        let mut store = backend
+            .open_keyed(&StateNamespace::new("t", "j", "op"), 0..1)
+            .unwrap();
+        let short = ValueState::<u64>::with_ttl("short", std::time::Duration::from_millis(30));
+        let long = ValueState::<u64>::with_ttl("long", std::time::Duration::from_secs(3600));
+        let plain = ValueState::<u64>::new("plain");
+        short.put(store.as_mut(), 0, b"k", &1).unwrap();
+        long.put(store.as_mut(), 0, b"k", &2).unwrap();
+        plain.put(store.as_mut(), 0, b"k", &3).unwrap();
+        assert_eq!(short.get(store.as_ref(), 0, b"k").unwrap(), Some(1));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(short.get(store.as_ref(), 0, b"k").unwrap(), None);
+        assert_eq!(long.get(store.as_ref(), 0, b"k").unwrap(), Some(2));
+        assert_eq!(plain.get(store.as_ref(), 0, b"k").unwrap(), Some(3));
+        assert_eq!(store.snapshot().unwrap().groups[&0].len(), 2);
+        let mut memory = crate::MemoryStateBackend
+            .open_keyed(&StateNamespace::new("t", "j", "op"), 0..1)
+            .unwrap();
+        short.put(memory.as_mut(), 0, b"k", &1).unwrap();
+        plain.put(memory.as_mut(), 0, b"k", &3).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(short.get(memory.as_ref(), 0, b"k").unwrap(), None);
+        assert_eq!(memory.snapshot().unwrap().groups[&0].len(), 1);
     }
 
     #[test]
     fn incremental_checkpoints_copy_only_new_files_and_restore() {
         let dir = tempfile::tempdir().unwrap();
         let backend = RocksDbStateBackend::open(dir.path().join("db")).unwrap();
-        let mut store = backend
-            .open_keyed(&StateNamespace::new("t", "j", "op"), 0..1)
-            .unwrap();
+        let ns = StateNamespace::new("t", "j", "op");
+        let mut store = backend.open_keyed(&ns, 0..2).unwrap();
         for i in 0..10_000u32 {
-            store.put(0, &i.to_be_bytes(), &[7; 100]).unwrap();
+            store.put(i % 2, &i.to_be_bytes(), &[7; 100]).unwrap();
         }
-        backend.flush().unwrap();
-        let shared = dir.path().join("shared");
-        let first = backend
-            .checkpoint_incremental(&shared, &dir.path().join("chk-1"))
+        let shared = dir.path().join("sst");
+        let first = store
+            .checkpoint_files(&shared, &dir.path().join("chk-1"))
+            .unwrap()
             .unwrap();
         assert!(!first.sst_files.is_empty());
         assert_eq!(first.reused_bytes, 0);
         store.put(0, b"late", b"value").unwrap();
-        backend.flush().unwrap();
-        let second = backend
-            .checkpoint_incremental(&shared, &dir.path().join("chk-2"))
+        let second = store
+            .checkpoint_files(&shared, &dir.path().join("chk-2"))
+            .unwrap()
             .unwrap();
         assert!(second.reused_bytes > 0, "{second:?}");
         assert!(second.new_bytes < first.new_bytes, "{first:?} {second:?}");
-        let restored = dir.path().join("restored");
-        RocksDbStateBackend::materialize(&second, &shared, &dir.path().join("chk-2"), &restored)
+        // Back to the first checkpoint in place.
+        store
+            .restore_files(&first, &shared, &dir.path().join("chk-1"))
             .unwrap();
-        drop(store);
-        let again = RocksDbStateBackend::open(&restored).unwrap();
-        let store = again
-            .open_keyed(&StateNamespace::new("t", "j", "op"), 0..1)
-            .unwrap();
-        assert_eq!(store.get(0, b"late").unwrap(), Some(b"value".to_vec()));
-        assert_eq!(store.snapshot().unwrap().groups[&0].len(), 10_001);
+        assert_eq!(store.get(0, b"late").unwrap(), None);
+        assert_eq!(store.snapshot().unwrap().groups[&0].len(), 5_000);
+        // Read out for a restore at another parallelism.
+        let all = RocksDbStateBackend::read_incremental(
+            &second,
+            &shared,
+            &dir.path().join("chk-2"),
+            &dir.path().join("scratch"),
+        )
+        .unwrap();
+        assert_eq!(all.groups[&0].len(), 5_001);
+        assert_eq!(all.groups[&1].len(), 5_000);
     }
 }

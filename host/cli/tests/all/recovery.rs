@@ -121,26 +121,27 @@ fn seed() -> u64 {
 }
 
 fn check_exactly_once(extra_settings: &str, extra_select: &str, sql_prefix: &str) {
+    check_sql_exactly_once(1000, |dir| {
+        format!("{sql_prefix}{}", job(dir, extra_settings, extra_select))
+    });
+}
+
+/// Runs the job `sql(dir)` once uninterrupted and once killed five times; the committed
+/// rows must be the same (at least `min_rows` of them, none twice).
+fn check_sql_exactly_once(min_rows: usize, sql: impl Fn(&Path) -> String) {
     let reference = tempfile::tempdir().unwrap();
-    let sql = format!(
-        "{sql_prefix}{}",
-        job(reference.path(), extra_settings, extra_select)
-    );
-    let out = run_to_end(reference.path(), &sql);
+    let out = run_to_end(reference.path(), &sql(reference.path()));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let expected = committed(reference.path());
-    assert!(expected.len() > 1000, "{} rows", expected.len());
+    assert!(expected.len() >= min_rows, "{} rows", expected.len());
     assert!(expected.values().all(|&n| n == 1));
 
     let killed = tempfile::tempdir().unwrap();
-    let sql = format!(
-        "{sql_prefix}{}",
-        job(killed.path(), extra_settings, extra_select)
-    );
+    let sql = sql(killed.path());
     let seed = seed();
     let log = run_with_kills(killed.path(), &sql, 5, seed);
     let got = committed(killed.path());
@@ -306,5 +307,96 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_r
         "{} rows expected, {} committed; missing {missing:?}, twice {twice:?}\n{stopped_log}\n{log}",
         expected.len(),
         got.len()
+    );
+}
+
+#[test]
+fn a_window_join_aligns_barriers_on_both_inputs_and_recovers_exactly_once() {
+    check_sql_exactly_once(100, |dir| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'parallelism.default' = '2';
+             CREATE TABLE person (id BIGINT, name VARCHAR, emailAddress VARCHAR,
+                 creditCard VARCHAR, city VARCHAR, state VARCHAR, dateTime TIMESTAMP(3),
+                 extra VARCHAR, WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+             WITH ('connector' = 'nexmark', 'table' = 'person', 'events' = '150000',
+                   'rate-limit' = '60000', 'base-time' = '0');
+             CREATE TABLE auction (id BIGINT, itemName VARCHAR, description VARCHAR,
+                 initialBid BIGINT, reserve BIGINT, dateTime TIMESTAMP(3),
+                 expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR,
+                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+             WITH ('connector' = 'nexmark', 'table' = 'auction', 'events' = '150000',
+                   'rate-limit' = '60000', 'base-time' = '0');
+             CREATE TABLE results (id BIGINT, name VARCHAR, stime TIMESTAMP(3))
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT P.id, P.name, P.starttime
+             FROM (SELECT id, name, window_start AS starttime, window_end AS endtime
+                   FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
+                   GROUP BY id, name, window_start, window_end) P
+             JOIN (SELECT seller, window_start AS starttime, window_end AS endtime
+                   FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
+                   GROUP BY seller, window_start, window_end) A
+             ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
+            dir.join("checkpoints").display(),
+            dir.join("out").display()
+        )
+    });
+}
+
+#[test]
+fn a_failing_job_is_restarted_by_its_strategy_then_fails_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.csv");
+    std::fs::write(&data, "1,a\n2,b\nthree,c\n").unwrap();
+    let sql = format!(
+        "SET 'restart-strategy.type' = 'fixed-delay';
+         SET 'restart-strategy.fixed-delay.attempts' = '2';
+         SET 'restart-strategy.fixed-delay.delay' = '100ms';
+         CREATE TABLE t (n BIGINT, s VARCHAR)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         CREATE TABLE sink (n BIGINT, s VARCHAR) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT n, s FROM t;",
+        data.display()
+    );
+    let out = run_to_end(dir.path(), &sql);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("restarting in 0.1s (restart 1)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("restarting in 0.1s (restart 2)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restart 3"), "{stderr}");
+    assert!(
+        stderr.contains("data.csv:3"),
+        "the error names the bad line: {stderr}"
+    );
+}
+
+#[test]
+fn checkpoints_refuse_operators_whose_state_they_cannot_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '100ms';
+         SET 'execution.checkpointing.dir' = '{}';
+         CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+             url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR)
+         WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '100000',
+               'rate-limit' = '50000');
+         CREATE TABLE sink (auction BIGINT, bids BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT auction, count(*) FROM bid GROUP BY auction;",
+        dir.path().join("checkpoints").display()
+    );
+    let out = run_to_end(dir.path(), &sql);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("updating aggregate operator keeps state that cannot be checkpointed yet"),
+        "{stderr}"
     );
 }

@@ -1,16 +1,20 @@
 //! Keyed process functions: user code with keyed state and timers, as Flink's
 //! `KeyedProcessFunction`, but called per batch.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use fungi_checkpoint::RestoredState;
+use fungi_checkpoint::STATE_DIR;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
-use fungi_state::{KeyedSnapshot, KeyedStore, StateNamespace};
+use fungi_state::{
+    IncrementalCheckpoint, KeyedSnapshot, KeyedStore, RocksDbStateBackend, StateNamespace,
+};
 use fungi_streaming::timer::{TimeDomain, Timer, TimerService};
 
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
@@ -136,6 +140,10 @@ pub struct KeyedProcessOperator {
     timers: TimerService,
     watermark: Option<i64>,
     hashes: Vec<u64>,
+    checkpoint_dir: Option<PathBuf>,
+    /// Directory name of this subtask's store files under the checkpoint directory.
+    store_name: String,
+    parallelism: u32,
 }
 
 impl KeyedProcessOperator {
@@ -167,6 +175,9 @@ impl KeyedProcessOperator {
                 timers: TimerService::new(),
                 watermark: None,
                 hashes: Vec::new(),
+                checkpoint_dir: None,
+                store_name: String::new(),
+                parallelism: subtask.parallelism,
             }) as Box<dyn Operator>)
         }))
     }
@@ -174,6 +185,20 @@ impl KeyedProcessOperator {
 
 impl Operator for KeyedProcessOperator {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.checkpoint_dir = ctx.checkpoint_dir.clone();
+        self.parallelism = ctx.subtask.parallelism;
+        self.store_name = format!(
+            "{}#{}",
+            ctx.operator
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                })
+                .collect::<String>(),
+            ctx.subtask.index
+        );
         let range = self
             .key_groups
             .range_for_subtask(ctx.subtask.index, ctx.subtask.parallelism);
@@ -219,12 +244,31 @@ impl Operator for KeyedProcessOperator {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        let store = self.store.as_deref().ok_or_else(|| {
+    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let store = self.store.as_deref_mut().ok_or_else(|| {
             FungiError::Internal("keyed process operator snapshotted before open".into())
         })?;
+        // A store with files checkpoints them incrementally next to the checkpoints.
+        let files = match &self.checkpoint_dir {
+            Some(root) => {
+                let rel = format!("{STATE_DIR}/{}", self.store_name);
+                let dir = root.join(&rel);
+                store
+                    .checkpoint_files(&dir.join("sst"), &dir.join(format!("chk-{checkpoint}")))?
+                    .map(|files| StoreState::Files {
+                        store: rel,
+                        checkpoint,
+                        files,
+                    })
+            }
+            None => None,
+        };
+        let store = match files {
+            Some(files) => files,
+            None => StoreState::Portable(store.snapshot()?.encode()),
+        };
         let state = KeyedProcessState {
-            store: store.snapshot()?.encode(),
+            store,
             timers: self.timers.clone(),
             watermark: self.watermark,
         };
@@ -237,19 +281,46 @@ impl Operator for KeyedProcessOperator {
         let store = self.store.as_deref_mut().ok_or_else(|| {
             FungiError::Internal("keyed process operator restored before open".into())
         })?;
-        let mut snapshots = Vec::new();
+        let mut states = Vec::new();
         for (_, bytes) in &restored.states {
             let state: KeyedProcessState = postcard::from_bytes(bytes)
                 .map_err(|e| FungiError::State(format!("bad keyed process state: {e}")))?;
-            snapshots.push(KeyedSnapshot::decode(&state.store)?);
             self.timers.extend(state.timers);
             self.watermark = match (self.watermark, state.watermark) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            states.push(state.store);
         }
-        // The store keeps only the key groups it owns; timers likewise.
-        store.restore(&KeyedSnapshot::merge(snapshots))?;
+        match states.as_slice() {
+            // The same key groups: the files are the store, as they were.
+            [
+                StoreState::Files {
+                    store: rel,
+                    checkpoint,
+                    files,
+                },
+            ] if !restored.rescaled(self.parallelism) => {
+                let dir = restored.root.join(rel);
+                let restored_files = store.restore_files(
+                    files,
+                    &dir.join("sst"),
+                    &dir.join(format!("chk-{checkpoint}")),
+                );
+                if restored_files.is_err() {
+                    // A backend without files (memory) reads the entries instead.
+                    store.restore(&states[0].entries(&restored.root)?)?;
+                }
+            }
+            // Otherwise every entry is read and the store keeps its own key groups.
+            _ => {
+                let entries = states
+                    .iter()
+                    .map(|s| s.entries(&restored.root))
+                    .collect::<Result<Vec<_>>>()?;
+                store.restore(&KeyedSnapshot::merge(entries))?;
+            }
+        }
         let owned = store.key_groups();
         self.timers.retain_key_groups(|g| owned.contains(&g));
         Ok(())
@@ -259,10 +330,59 @@ impl Operator for KeyedProcessOperator {
 /// What a keyed process subtask saves in a checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct KeyedProcessState {
-    /// The keyed store's snapshot ([`KeyedSnapshot::encode`]).
-    store: Vec<u8>,
+    store: StoreState,
     timers: TimerService,
     watermark: Option<i64>,
+}
+
+/// How the keyed store was saved.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum StoreState {
+    /// Every entry, in the state file ([`KeyedSnapshot::encode`]): the memory backend.
+    Portable(Vec<u8>),
+    /// An incremental checkpoint of the store's files (RocksDB), under `store` (relative
+    /// to the checkpoint directory): shared files in `sst/`, this checkpoint's in
+    /// `chk-<id>/`.
+    Files {
+        store: String,
+        checkpoint: u64,
+        files: IncrementalCheckpoint,
+    },
+}
+
+impl StoreState {
+    /// The entries, wherever they are (for restores at another parallelism).
+    fn entries(&self, root: &Path) -> Result<KeyedSnapshot> {
+        match self {
+            StoreState::Portable(bytes) => Ok(KeyedSnapshot::decode(bytes)?),
+            StoreState::Files {
+                store,
+                checkpoint,
+                files,
+            } => {
+                let dir = root.join(store);
+                let scratch = tempfile_dir(&dir)?;
+                Ok(RocksDbStateBackend::read_incremental(
+                    files,
+                    &dir.join("sst"),
+                    &dir.join(format!("chk-{checkpoint}")),
+                    &scratch,
+                )?)
+            }
+        }
+    }
+}
+
+/// A fresh scratch directory name next to `dir`.
+fn tempfile_dir(dir: &Path) -> Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(std::env::temp_dir().join(format!(
+        "fungi-restore-{}-{n}-{}",
+        std::process::id(),
+        dir.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    )))
 }
 
 impl KeyedProcessOperator {

@@ -199,3 +199,101 @@ fn processing_time_timers_fire_while_the_job_runs() {
         job.wait().await.unwrap();
     });
 }
+
+/// Runs `SumThenEmit` subtask `index` of `parallelism` on RocksDB, checkpointing into
+/// `dir`, restored from `restored` if given.
+fn sum_then_emit(
+    index: u32,
+    parallelism: u32,
+    dir: &std::path::Path,
+    restored: Option<&fungi_execution::RestoredState>,
+) -> Box<dyn fungi_execution::Operator> {
+    let factory = KeyedProcessOperator::factory(vec!["k".into()], &schema(), || {
+        Box::new(SumThenEmit {
+            sum: ValueState::new("sum"),
+        })
+    })
+    .unwrap();
+    let subtask = fungi_common::ids::SubtaskInfo {
+        index,
+        parallelism,
+        max_parallelism: 128,
+    };
+    let mut op = factory(&subtask).unwrap();
+    let ctx = fungi_execution::OperatorContext {
+        job: "job".into(),
+        operator: "process".into(),
+        subtask,
+        state_backend: Arc::new(fungi_state::RocksDbStateBackend::temporary().unwrap()),
+        metrics: Arc::new(fungi_execution::metrics::OperatorMetrics::new("process")),
+        dead_letters: Arc::default(),
+        checkpointing: true,
+        checkpoint_dir: Some(dir.to_path_buf()),
+    };
+    op.open(&ctx).unwrap();
+    if let Some(r) = restored {
+        op.restore_state(r).unwrap();
+    }
+    op
+}
+
+fn sums(out: &Output) -> Vec<(String, i64)> {
+    let mut rows: Vec<(String, i64)> = out
+        .batches()
+        .flat_map(|b| {
+            let k = b.column(0).as_string::<i32>().clone();
+            let s = b.column(1).as_primitive::<Int64Type>().clone();
+            (0..b.num_rows())
+                .map(move |i| (k.value(i).to_string(), s.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn keyed_state_and_timers_survive_an_incremental_rocksdb_checkpoint_and_a_rescale() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = sum_then_emit(0, 1, dir.path(), None);
+    let mut out = Output::default();
+    op.process_batch(batch(&[("a", 1, 1), ("b", 2, 10), ("a", 3, 2)]), &mut out)
+        .unwrap();
+    let first = op.snapshot_state(1, &mut out).unwrap().unwrap();
+    op.process_batch(batch(&[("c", 4, 7)]), &mut out).unwrap();
+    let second = op.snapshot_state(2, &mut out).unwrap().unwrap();
+    // The store's files sit next to the checkpoints; the state bytes only name them.
+    let store = dir.path().join("state").join("process#0");
+    assert!(store.join("sst").read_dir().unwrap().count() > 0);
+    assert!(store.join("chk-2").join("_ssts").exists());
+    assert!(second.len() < 1000, "{} bytes", second.len());
+    drop(op);
+
+    let restored = |id: u64, state: &Vec<u8>| fungi_execution::RestoredState {
+        checkpoint: id,
+        old_parallelism: 1,
+        states: vec![(0, state.clone())],
+        root: dir.path().to_path_buf(),
+    };
+    // Same parallelism, from checkpoint 1: c never happened.
+    let mut op = sum_then_emit(0, 1, dir.path(), Some(&restored(1, &first)));
+    let mut out = Output::default();
+    op.process_watermark(fungi_common::Watermark::EventTime(100), &mut out)
+        .unwrap();
+    assert_eq!(sums(&out), vec![("a".into(), 3), ("b".into(), 10)]);
+
+    // Parallelism 2, from checkpoint 2: each subtask fires its own keys.
+    let mut all = Vec::new();
+    for index in 0..2 {
+        let mut op = sum_then_emit(index, 2, dir.path(), Some(&restored(2, &second)));
+        let mut out = Output::default();
+        op.process_watermark(fungi_common::Watermark::EventTime(100), &mut out)
+            .unwrap();
+        all.extend(sums(&out));
+    }
+    all.sort();
+    assert_eq!(
+        all,
+        vec![("a".into(), 3), ("b".into(), 10), ("c".into(), 7)]
+    );
+}

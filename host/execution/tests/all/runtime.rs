@@ -230,3 +230,42 @@ fn operator_failure_fails_the_job_with_its_name() {
         .to_string();
     assert!(err.contains("'explode'") && err.contains("boom"), "{err}");
 }
+
+#[test]
+fn latency_markers_reach_the_sink_and_give_percentiles() {
+    let batches: Vec<RecordBatch> = (0..200).map(|i| batch(&[("a", i, i)])).collect();
+    let mut g = JobGraph::new("latency");
+    g.config.latency_interval = Some(Duration::from_millis(1));
+    let src = g.add_source("src", 1, VecSource::factory(schema(), batches), None);
+    // A separate task, so markers cross a channel.
+    let map = g.add_operator("id", 2, MapOperator::factory(Ok));
+    let (sink, collected) = CollectSink::new();
+    let sink = g.add_operator(
+        "sink",
+        2,
+        sink.with_delay(Duration::from_millis(1)).factory(),
+    );
+    g.connect(src, map, Partitioning::Rebalance);
+    g.connect(map, sink, Partitioning::Forward);
+    let summary = runtime().block_on(async { LocalExecutor::new().execute(g)?.wait().await });
+    let latency = summary.unwrap().latency.expect("markers were recorded");
+    assert_eq!(collected.rows(), 200);
+    assert!(latency.markers > 10, "{latency:?}");
+    assert!(
+        latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms,
+        "{latency:?}"
+    );
+    // Without the setting there are no markers.
+    let mut g = JobGraph::new("no-latency");
+    let src = g.add_source(
+        "src",
+        1,
+        VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]),
+        None,
+    );
+    let (sink, _) = CollectSink::new();
+    let sink = g.add_operator("sink", 1, sink.factory());
+    g.connect(src, sink, Partitioning::Forward);
+    let summary = runtime().block_on(async { LocalExecutor::new().execute(g)?.wait().await });
+    assert!(summary.unwrap().latency.is_none());
+}
