@@ -37,10 +37,11 @@ pub struct CheckpointBarrier {
     pub timestamp: i64,
 }
 
-/// A latency marker, as Flink's: a source stamps it with the wall clock and it travels
-/// with the data, behind every batch sent before it, without being processed; the task
-/// at the end of the pipeline records how long it took. It measures the queueing and
-/// processing delay of data that operators pass on (not the time rows wait in windows).
+/// A latency marker, as Flink's: a source sends it right behind a batch, stamped with the
+/// wall clock at which that batch left the source, and it travels with the data without
+/// being processed; the task at the end of the pipeline records how long it took. It
+/// measures the processing and queueing delay of the rows operators pass on (not the time
+/// rows wait in windows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyMarker {
     /// Wall-clock time the source emitted it, in microseconds since the epoch.

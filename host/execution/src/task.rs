@@ -416,6 +416,9 @@ impl SourceTask {
                 .await
                 .map_err(|e| operator_error(&self.name, e))?;
             let now = Instant::now();
+            // A marker carries the time the batch before it left the source, so that it
+            // measures what that batch's rows go through, in this task and after.
+            let emitted_micros = now_micros();
             match event {
                 SourceEvent::Batch { split, batch } => {
                     self.context.metrics.add_out(batch.num_rows());
@@ -467,9 +470,8 @@ impl SourceTask {
                 && now.duration_since(last_marker) >= every
             {
                 last_marker = now;
-                self.chain.input(Input::LatencyMarker(LatencyMarker {
-                    emitted_micros: now_micros(),
-                }))?;
+                self.chain
+                    .input(Input::LatencyMarker(LatencyMarker { emitted_micros }))?;
             }
             self.chain.flush().await?;
         }

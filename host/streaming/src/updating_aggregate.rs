@@ -14,14 +14,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch};
-use arrow::datatypes::Int8Type;
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Int8Type, Int64Type};
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
 
 use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
 use crate::keys::KeyTable;
+use crate::state_codec::{KeyGroupFilter, decode_batch, encode_batch};
 use crate::unknown_column;
 
 /// What an updating aggregation computes.
@@ -273,6 +274,83 @@ impl UpdatingAggregator {
         Ok(out)
     }
 
+    /// The state for a checkpoint: one row per live key with its row count, last update
+    /// and accumulator state.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let live: Vec<u32> = (0..self.emitted.len() as u32)
+            .filter(|&g| self.emitted[g as usize])
+            .collect();
+        let mut fields: Vec<Field> = self.keys.fields().to_vec();
+        let mut columns = self.keys.columns(&live)?;
+        fields.push(Field::new("__rows", DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            live.iter().map(|&g| self.row_counts[g as usize]),
+        )));
+        fields.push(Field::new("__updated", DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            live.iter().map(|&g| self.last_update[g as usize]),
+        )));
+        let mut widths = Vec::with_capacity(self.accumulators.len());
+        for (i, acc) in self.accumulators.iter_mut().enumerate() {
+            let state = acc.state(&live)?;
+            widths.push(state.len() as u32);
+            for (j, column) in state.into_iter().enumerate() {
+                fields.push(Field::new(
+                    format!("__acc{i}_{j}"),
+                    column.data_type().clone(),
+                    true,
+                ));
+                columns.push(column);
+            }
+        }
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(live.len()));
+        let batch =
+            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
+        let state = (widths, encode_batch(&batch)?);
+        Ok(postcard::to_stdvec(&state).expect("aggregate state encoding cannot fail"))
+    }
+
+    /// Restores state saved by [`snapshot`](Self::snapshot) (several, after a change of
+    /// parallelism); with a `filter`, only the keys of the owned key groups.
+    pub fn restore(&mut self, bytes: &[u8], filter: Option<&KeyGroupFilter>) -> Result<()> {
+        let (widths, rows): (Vec<u32>, Vec<u8>) = postcard::from_bytes(bytes)
+            .map_err(|e| FungiError::State(format!("bad aggregate state: {e}")))?;
+        if widths.len() != self.accumulators.len() {
+            return Err(FungiError::State(format!(
+                "the aggregate state holds {} aggregates, this query computes {}",
+                widths.len(),
+                self.accumulators.len()
+            )));
+        }
+        let mut batch = decode_batch(&rows)?;
+        let nkeys = self.key_indices.len();
+        if let Some(f) = filter {
+            let mask = f.mask(&batch.columns()[..nkeys], batch.num_rows())?;
+            batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+        }
+        let n = batch.num_rows();
+        let mut ids = Vec::with_capacity(n);
+        self.keys.intern(&batch.columns()[..nkeys], n, &mut ids)?;
+        let total = self.keys.len();
+        self.emitted.resize(total, false);
+        self.row_counts.resize(total, 0);
+        self.last_update.resize(total, 0);
+        self.touched_mark.resize(total, 0);
+        let counts = batch.column(nkeys).as_primitive::<Int64Type>();
+        let updated = batch.column(nkeys + 1).as_primitive::<Int64Type>();
+        for (i, &g) in ids.iter().enumerate() {
+            self.emitted[g as usize] = true;
+            self.row_counts[g as usize] = counts.value(i);
+            self.last_update[g as usize] = updated.value(i);
+        }
+        let mut col = nkeys + 2;
+        for (acc, &width) in self.accumulators.iter_mut().zip(&widths) {
+            acc.merge_state(&batch.columns()[col..col + width as usize], &ids, total)?;
+            col += width as usize;
+        }
+        Ok(())
+    }
+
     /// Forgets keys not updated within the TTL. Returns how many were dropped.
     pub fn expire(&mut self, now_ms: i64) -> Result<usize> {
         let Some(ttl) = self.ttl_ms else { return Ok(0) };
@@ -366,6 +444,46 @@ mod tests {
         assert_eq!(agg.expire(1200).unwrap(), 1);
         let out = agg.process_batch(&batch(&[("b", 5)]), 1300).unwrap();
         assert_eq!(changes(&out), vec![("b".into(), 1, 5, "+I")]);
+    }
+
+    #[test]
+    fn state_restores_as_it_was_and_splits_by_key_group() {
+        use crate::state_codec::KeyGroupFilter;
+        use fungi_common::keys::KeyGroups;
+        let spec = UpdatingAggregateSpec {
+            keys: vec!["k".into()],
+            aggregates: vec![count_star("n"), sum("v", "s")],
+            ttl_ms: None,
+            op_column: None,
+        };
+        let schema = batch(&[]).schema();
+        let mut agg = UpdatingAggregator::try_new(&spec, &schema).unwrap();
+        agg.process_batch(&batch(&[("a", 1), ("b", 2), ("a", 3)]), 0)
+            .unwrap();
+        let state = agg.snapshot().unwrap();
+        let next = batch(&[("a", 10), ("c", 1)]);
+        let expected = changes(&agg.process_batch(&next, 1).unwrap());
+        // Restored: the next batch updates a (-U/+U) and inserts c, as without a restart.
+        let mut restored = UpdatingAggregator::try_new(&spec, &schema).unwrap();
+        restored.restore(&state, None).unwrap();
+        assert_eq!(
+            changes(&restored.process_batch(&next, 1).unwrap()),
+            expected
+        );
+        assert_eq!(expected[0].3, "-U");
+        // Split over two subtasks: every key lands in exactly one of them.
+        let groups = KeyGroups::new(128);
+        let mut live = 0;
+        for index in 0..2 {
+            let filter = KeyGroupFilter {
+                key_groups: groups,
+                owned: groups.range_for_subtask(index, 2),
+            };
+            let mut part = UpdatingAggregator::try_new(&spec, &schema).unwrap();
+            part.restore(&state, Some(&filter)).unwrap();
+            live += part.live_keys();
+        }
+        assert_eq!(live, 2);
     }
 
     fn changelog(rows: &[(&str, i64, RowKind)]) -> RecordBatch {

@@ -87,18 +87,28 @@ fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
     std::fs::write(&file, sql).unwrap();
     let mut state = seed;
     let mut log = String::new();
-    for _ in 0..kills {
-        // xorshift: 150..1500 ms into the run.
+    for kill in 0..kills {
+        // xorshift: 100..1300 ms into the run; from the second kill on, counted from the
+        // first complete checkpoint (a slow start, such as compiling a plugin, must not
+        // let every kill land before it).
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let wait = Duration::from_millis(150 + state % 1350);
+        let wait = Duration::from_millis(100 + state % 1200);
         let mut child = fungi()
             .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        if kill > 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !has_complete_checkpoint(&dir.join("checkpoints"))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         std::thread::sleep(wait);
         // SIGKILL: no chance to clean up.
         let _ = child.kill();
@@ -110,6 +120,15 @@ fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
     log.push_str(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{log}");
     log
+}
+
+/// Whether `dir` holds a complete checkpoint.
+fn has_complete_checkpoint(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().join("_metadata").exists())
+    })
 }
 
 fn seed() -> u64 {
@@ -199,10 +218,20 @@ fn a_damaged_checkpoint_is_reported_and_the_one_before_it_is_used() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Until at least two checkpoints are complete.
+    let ckpt = dir.path().join("checkpoints");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline
+        && std::fs::read_dir(&ckpt).map_or(0, |r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("_metadata").exists())
+                .count()
+        }) < 2
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    let ckpt = dir.path().join("checkpoints");
     let mut ids: Vec<u64> = std::fs::read_dir(&ckpt)
         .unwrap()
         .filter_map(|e| {
@@ -254,7 +283,12 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_r
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Once the job runs and checkpoints, and before it is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !has_complete_checkpoint(&first) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let sp = fungi()
         .args(["savepoint", "--stop", first.to_str().unwrap()])
         .output()
@@ -388,15 +422,21 @@ fn checkpoints_refuse_operators_whose_state_they_cannot_save() {
              url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR)
          WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '100000',
                'rate-limit' = '50000');
-         CREATE TABLE sink (auction BIGINT, bids BIGINT) WITH ('connector' = 'blackhole');
-         INSERT INTO sink SELECT auction, count(*) FROM bid GROUP BY auction;",
+         CREATE TABLE sink (auction BIGINT, price BIGINT, rownum BIGINT)
+         WITH ('connector' = 'blackhole');
+         INSERT INTO sink
+         SELECT auction, price, rownum FROM (
+             SELECT auction, price,
+                    ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rownum
+             FROM bid)
+         WHERE rownum <= 1;",
         dir.path().join("checkpoints").display()
     );
     let out = run_to_end(dir.path(), &sql);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("updating aggregate operator keeps state that cannot be checkpointed yet"),
+        stderr.contains("Top-N operator keeps state that cannot be checkpointed yet"),
         "{stderr}"
     );
 }

@@ -4,15 +4,19 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use fungi_checkpoint::RestoredState;
 use fungi_common::Result;
+use fungi_common::ids::SubtaskInfo;
 use fungi_common::time::now_millis;
 use fungi_streaming::updating_aggregate::{UpdatingAggregateSpec, UpdatingAggregator};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// Aggregation without a window; emits a changelog (see `fungi_common::changelog`).
 pub struct UpdatingAggregateOperator {
     aggregator: UpdatingAggregator,
+    subtask: SubtaskInfo,
 }
 
 impl UpdatingAggregateOperator {
@@ -25,9 +29,10 @@ impl UpdatingAggregateOperator {
             .output_schema()
             .clone();
         let input = input.clone();
-        let factory: OperatorFactory = Arc::new(move |_| {
+        let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(UpdatingAggregateOperator {
                 aggregator: UpdatingAggregator::try_new(&spec, &input)?,
+                subtask: *s,
             }) as Box<dyn Operator>)
         });
         Ok((factory, schema))
@@ -36,11 +41,21 @@ impl UpdatingAggregateOperator {
 
 impl Operator for UpdatingAggregateOperator {
     fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        // After the end of input nothing is left to restore.
+        // After the end of input nothing follows that would need the state.
         if checkpoint == FINAL_CHECKPOINT {
             return Ok(None);
         }
-        Err(not_checkpointable("the updating aggregate operator"))
+        self.aggregator.snapshot().map(Some)
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        for (_, bytes) in &state.states {
+            self.aggregator.restore(bytes, filter.as_ref())?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {

@@ -158,6 +158,39 @@ fn hll_counts_distinct_values_and_its_state_merges_and_round_trips() {
 }
 
 #[test]
+fn checkpointed_plugin_state_restores_into_a_reloaded_plugin_and_a_changed_format_is_refused() {
+    use fungi_streaming::aggregate::GroupsAccumulator;
+    let t = tenant("hll-upgrade", TenantLimits::default());
+    let before = AggregateUdf::new(load(HLL), t.clone(), "hll_distinct", Vec::new()).unwrap();
+    let mut acc = before.create_accumulator().unwrap();
+    let v: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+    acc.update_batch(&[v], &[0; 10_000], 1).unwrap();
+    let expected = acc.evaluate(&[0]).unwrap();
+    // What a checkpoint saves: the plugin's bytes per group, as a column.
+    let state = acc.state(&[0]).unwrap();
+    // The plugin loaded again (an upgrade that keeps the state format) reads it back.
+    let after = AggregateUdf::new(load(HLL), t, "hll_distinct", Vec::new()).unwrap();
+    let mut restored = after.create_accumulator().unwrap();
+    restored.merge_state(&state, &[0], 1).unwrap();
+    assert_eq!(
+        restored.evaluate(&[0]).unwrap().to_data(),
+        expected.to_data()
+    );
+    // State of another format (here: bytes of another length) is refused, and says why.
+    let changed: ArrayRef = Arc::new(arrow::array::BinaryArray::from_vec(vec![&[1u8; 16][..]]));
+    let err = after
+        .create_accumulator()
+        .unwrap()
+        .merge_state(&[changed], &[0], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("was the plugin's state format changed?") && err.contains("an hll state has"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_table_function_gives_rows_per_input_row() {
     let plugin = load(TEXT_SPLIT);
     assert_eq!(plugin.kind(), PluginKind::Table);
