@@ -440,3 +440,32 @@ fn checkpoints_refuse_operators_whose_state_they_cannot_save() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_interval_join_recovers_exactly_once() {
+    check_sql_exactly_once(10, |dir| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'parallelism.default' = '2';
+             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+                 url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
+                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+             WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
+                   'rate-limit' = '60000', 'base-time' = '0');
+             CREATE TABLE results (auction BIGINT, price BIGINT, bidder BIGINT,
+                 dateTime TIMESTAMP(3))
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT B.auction, B.price, B.bidder, B.dateTime
+             FROM bid B
+             JOIN (SELECT MAX(price) AS maxprice, window_end AS dateTime
+                   FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+                   GROUP BY window_start, window_end) B1
+             ON B.price = B1.maxprice
+             WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '1' SECOND AND B1.dateTime;",
+            dir.join("checkpoints").display(),
+            dir.join("out").display()
+        )
+    });
+}

@@ -11,10 +11,14 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use fungi_common::{Result, Watermark};
+use fungi_checkpoint::RestoredState;
+use fungi_common::ids::SubtaskInfo;
+use fungi_common::{FungiError, Result, Watermark};
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use super::hash_join::{gather, key_columns, matching_pairs};
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
+use crate::operator::{Operator, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// Columns and bounds of an interval join.
 #[derive(Debug, Clone)]
@@ -37,6 +41,7 @@ pub struct IntervalJoinOperator {
     /// Buffered batches of each side with the latest event time in each.
     buffers: [Vec<(RecordBatch, i64)>; 2],
     hashes: Vec<u64>,
+    subtask: SubtaskInfo,
 }
 
 fn millis(batch: &RecordBatch, column: usize) -> Result<Vec<i64>> {
@@ -55,8 +60,9 @@ impl IntervalJoinOperator {
         fields.extend(right.fields().iter().map(|f| f.as_ref().clone()));
         let output = Arc::new(Schema::new(fields));
         let out = output.clone();
-        let factory: OperatorFactory = Arc::new(move |_| {
+        let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(IntervalJoinOperator {
+                subtask: *s,
                 spec: spec.clone(),
                 schemas: [left.clone(), right.clone()],
                 output: out.clone(),
@@ -117,12 +123,48 @@ impl IntervalJoinOperator {
 }
 
 impl Operator for IntervalJoinOperator {
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        // After the end of input nothing is left to restore.
-        if checkpoint == FINAL_CHECKPOINT {
-            return Ok(None);
+    // The buffered batches of both sides, each with its latest event time.
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let mut sides: [Vec<(Vec<u8>, i64)>; 2] = [Vec::new(), Vec::new()];
+        for (side, buffer) in sides.iter_mut().zip(&self.buffers) {
+            for (batch, latest) in buffer {
+                side.push((encode_batch(batch)?, *latest));
+            }
         }
-        Err(not_checkpointable("the interval join operator"))
+        Ok(Some(
+            postcard::to_stdvec(&sides).expect("join state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        let keys: [Vec<usize>; 2] = [
+            self.spec.keys.iter().map(|k| k.0).collect(),
+            self.spec.keys.iter().map(|k| k.1).collect(),
+        ];
+        for (_, bytes) in &state.states {
+            let sides: [Vec<(Vec<u8>, i64)>; 2] = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad interval join state: {e}")))?;
+            for (side, batches) in sides.into_iter().enumerate() {
+                for (bytes, latest) in batches {
+                    let mut batch = decode_batch(&bytes)?;
+                    if let Some(f) = &filter {
+                        let columns: Vec<_> = keys[side]
+                            .iter()
+                            .map(|&i| batch.column(i).clone())
+                            .collect();
+                        let mask = f.mask(&columns, batch.num_rows())?;
+                        batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                    }
+                    if batch.num_rows() > 0 {
+                        self.buffers[side].push((batch, latest));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
