@@ -17,6 +17,11 @@
 //!
 //! [sink]
 //! connector = "stdout"
+//!
+//! [checkpoints]                # optional; `fungi run` resumes from the latest one
+//! interval = "1s"
+//! dir = "out/checkpoints/hot-auctions"
+//! state-backend = "memory"     # or rocksdb
 //! ```
 //!
 //! Sources that do not bring their own schema (datagen, filesystem) declare `columns =
@@ -52,6 +57,17 @@ pub(crate) struct JobFile {
     window: Option<WindowSpec>,
     sink: SinkSpec,
     late_sink: Option<SinkSpec>,
+    checkpoints: Option<CheckpointSpec>,
+}
+
+/// `[checkpoints]`: periodic checkpoints; `fungi run` resumes from the latest one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CheckpointSpec {
+    interval: String,
+    dir: std::path::PathBuf,
+    /// `memory` (default) or `rocksdb`.
+    state_backend: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +186,19 @@ impl JobFile {
         }
         if let Some(m) = self.max_parallelism {
             config.max_parallelism = m;
+        }
+        if let Some(c) = &self.checkpoints {
+            config.checkpointing.interval = Some(
+                parse_duration(&c.interval).map_err(|e| anyhow!("[checkpoints] interval: {e}"))?,
+            );
+            config.checkpointing.dir = Some(c.dir.clone());
+            config.state_backend = match c.state_backend.as_deref() {
+                None | Some("memory") => fungi_common::config::StateBackendKind::Memory,
+                Some("rocksdb") => fungi_common::config::StateBackendKind::Rocksdb,
+                Some(other) => {
+                    bail!("[checkpoints] state-backend: '{other}' is neither memory nor rocksdb")
+                }
+            };
         }
         let p = config.parallelism;
         let mut graph = JobGraph::new(self.name.clone().unwrap_or_else(|| "job".into()));

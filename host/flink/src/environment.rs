@@ -16,7 +16,9 @@ use crate::stream::DataStream;
 #[derive(Clone)]
 pub struct StreamExecutionEnvironment {
     pub(crate) graph: Arc<Mutex<JobGraph>>,
-    executor: LocalExecutor,
+    /// The executor given with [`with_executor`](Self::with_executor); otherwise one is
+    /// made for the job's configuration.
+    executor: Option<LocalExecutor>,
 }
 
 impl Default for StreamExecutionEnvironment {
@@ -37,19 +39,39 @@ impl StreamExecutionEnvironment {
     pub fn new() -> Self {
         StreamExecutionEnvironment {
             graph: Arc::new(Mutex::new(JobGraph::new("job"))),
-            executor: LocalExecutor::new(),
+            executor: None,
         }
     }
 
     /// Uses `executor` (e.g. with another state backend).
     pub fn with_executor(mut self, executor: LocalExecutor) -> Self {
-        self.executor = executor;
+        self.executor = Some(executor);
         self
     }
 
     /// Default parallelism of operators added from now on.
     pub fn set_parallelism(&self, parallelism: u32) -> &Self {
         self.graph.lock().expect("poisoned").config.parallelism = parallelism;
+        self
+    }
+
+    /// Takes a checkpoint every `interval` into `dir` (Flink's `enableCheckpointing` with
+    /// a file-system checkpoint storage): sources save their positions, windows and keyed
+    /// state their contents, file and plugin sinks commit when a checkpoint completes.
+    pub fn enable_checkpointing(
+        &self,
+        interval: std::time::Duration,
+        dir: impl Into<std::path::PathBuf>,
+    ) -> &Self {
+        let mut g = self.graph.lock().expect("poisoned");
+        g.config.checkpointing.interval = Some(interval);
+        g.config.checkpointing.dir = Some(dir.into());
+        self
+    }
+
+    /// Where keyed state lives (memory or RocksDB), unless an executor was given.
+    pub fn set_state_backend(&self, kind: fungi_common::config::StateBackendKind) -> &Self {
+        self.graph.lock().expect("poisoned").config.state_backend = kind;
         self
     }
 
@@ -116,7 +138,10 @@ impl StreamExecutionEnvironment {
                 "the job has no operators or sinks; add a sink with sink_to() or print()".into(),
             ));
         }
-        self.executor.execute(graph)
+        match &self.executor {
+            Some(executor) => executor.execute(graph),
+            None => LocalExecutor::for_config(&graph.config)?.execute(graph),
+        }
     }
 
     /// Runs the job to completion.

@@ -469,3 +469,50 @@ fn an_interval_join_recovers_exactly_once() {
         )
     });
 }
+
+#[test]
+fn a_job_file_checkpoints_and_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"bids\"\nparallelism = 2\n\
+             [source]\nconnector = \"nexmark\"\n\
+             options = {{ table = \"bid\", events = \"150000\", \"rate-limit\" = \"60000\", \"base-time\" = \"0\" }}\n\
+             watermark = {{ column = \"dateTime\", max-out-of-orderness = \"1s\" }}\n\
+             [window]\nkey-by = [\"auction\"]\nkind = \"tumbling\"\nsize = \"2s\"\n\
+             aggregates = [\"count(*) AS bids\"]\n\
+             [sink]\nconnector = \"filesystem\"\noptions = {{ path = \"{}\", format = \"csv\" }}\n\
+             [checkpoints]\ninterval = \"200ms\"\ndir = \"{}\"\nstate-backend = \"rocksdb\"\n",
+            dir.path().join("out").display(),
+            dir.path().join("checkpoints").display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        fungi()
+            .args(["run", "--local", "--no-progress", job.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !has_complete_checkpoint(&dir.path().join("checkpoints"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("resuming from checkpoint"), "{log}");
+    let rows = committed(dir.path());
+    assert!(rows.len() > 1000, "{} rows", rows.len());
+    assert!(rows.values().all(|&n| n == 1), "a row written twice");
+}

@@ -306,3 +306,31 @@ fn a_plugin_table_function_feeds_a_window() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_job_with_checkpointing_ends_with_a_final_checkpoint_holding_its_source_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(50), dir.path());
+    let input: Vec<RecordBatch> = (0..20)
+        .map(|i| batch(&[("ann", i * 1_000, 1), ("bob", i * 1_000, 2)]))
+        .collect();
+    let source = (VecSource::factory(schema(), input), schema());
+    let windowed = env
+        .from_source(source, WatermarkStrategy::monotonous("ts"), "payments")
+        .key_by(["user"])
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(5)))
+        .aggregate(vec![sum("amount", "total")])
+        .unwrap();
+    let (sink, out) = CollectSink::new();
+    windowed.sink_to(sink.factory(), "results");
+    rt().block_on(env.execute("checkpointed")).unwrap();
+    assert_eq!(out.rows(), 8, "4 windows × 2 users");
+    let storage = fungi_checkpoint::CheckpointStorage::new(dir.path());
+    let last = storage.latest().unwrap().expect("a final checkpoint");
+    assert!(last.metadata.finished);
+    // The source's position: all 20 batches read.
+    let source = last.source_state("payments", 0, 1).unwrap();
+    assert_eq!(source.states, vec![(0, 20u64.to_le_bytes().to_vec())]);
+}
