@@ -1226,6 +1226,7 @@ impl Planner<'_> {
             .collect();
         let spec = WindowRankSpec {
             window_end: end,
+            keys: keys.clone(),
             partition,
             order,
             rank_column,

@@ -413,32 +413,31 @@ fn a_failing_job_is_restarted_by_its_strategy_then_fails_for_good() {
 }
 
 #[test]
-fn checkpoints_refuse_operators_whose_state_they_cannot_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let sql = format!(
-        "SET 'execution.checkpointing.interval' = '100ms';
-         SET 'execution.checkpointing.dir' = '{}';
-         CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-             url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR)
-         WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '100000',
-               'rate-limit' = '50000');
-         CREATE TABLE sink (auction BIGINT, price BIGINT, rownum BIGINT)
-         WITH ('connector' = 'blackhole');
-         INSERT INTO sink
-         SELECT auction, price, rownum FROM (
-             SELECT auction, price,
-                    ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rownum
-             FROM bid)
-         WHERE rownum <= 1;",
-        dir.path().join("checkpoints").display()
-    );
-    let out = run_to_end(dir.path(), &sql);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("Top-N operator keeps state that cannot be checkpointed yet"),
-        "{stderr}"
-    );
+fn a_window_top_n_recovers_exactly_once() {
+    check_sql_exactly_once(100, |dir| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'parallelism.default' = '2';
+             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+                 url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
+                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+             WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
+                   'rate-limit' = '60000', 'base-time' = '0');
+             CREATE TABLE results (window_start TIMESTAMP(3), channel VARCHAR, price BIGINT,
+                 rownum BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT window_start, channel, price, rownum FROM (
+                 SELECT window_start, channel, price,
+                        ROW_NUMBER() OVER (PARTITION BY window_start, window_end, channel
+                                           ORDER BY price DESC) AS rownum
+                 FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)))
+             WHERE rownum <= 3;",
+            dir.join("checkpoints").display(),
+            dir.join("out").display()
+        )
+    });
 }
 
 #[test]

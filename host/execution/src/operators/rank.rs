@@ -17,16 +17,20 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int8Array, RecordBatch, UInt64Array};
+use arrow::array::{ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array};
 use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use fungi_checkpoint::RestoredState;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
+use fungi_common::ids::SubtaskInfo;
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// What a Top-N computes.
 #[derive(Debug, Clone)]
@@ -59,6 +63,7 @@ pub struct RankOperator {
     key_ids: Vec<u32>,
     touched_mark: Vec<u64>,
     batch_no: u64,
+    subtask: SubtaskInfo,
 }
 
 impl RankOperator {
@@ -72,8 +77,11 @@ impl RankOperator {
         }
         let output = Self::new(&spec, &input)?.output;
         let out = output.clone();
-        let factory: OperatorFactory =
-            Arc::new(move |_| Ok(Box::new(Self::new(&spec, &input)?) as Box<dyn Operator>));
+        let factory: OperatorFactory = Arc::new(move |s| {
+            let mut rank = Self::new(&spec, &input)?;
+            rank.subtask = *s;
+            Ok(Box::new(rank) as Box<dyn Operator>)
+        });
         Ok((factory, out))
     }
 
@@ -96,6 +104,11 @@ impl RankOperator {
             key_ids: Vec::new(),
             touched_mark: Vec::new(),
             batch_no: 0,
+            subtask: SubtaskInfo {
+                index: 0,
+                parallelism: 1,
+                max_parallelism: 1,
+            },
         })
     }
 
@@ -122,12 +135,66 @@ impl Changes {
 }
 
 impl Operator for RankOperator {
+    // Every partition's top N, in order: the rows of all lists one after the other.
     fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        // After the end of input nothing is left to restore.
+        // After the end of input nothing follows that would need the rows.
         if checkpoint == FINAL_CHECKPOINT {
             return Ok(None);
         }
-        Err(not_checkpointable("the Top-N operator"))
+        let refs: Vec<RowRef> = self.lists.iter().flatten().copied().collect();
+        let columns = self.store.gather(&refs)?;
+        let options = RecordBatchOptions::new().with_row_count(Some(refs.len()));
+        let rows =
+            RecordBatch::try_new_with_options(self.store.schema().clone(), columns, &options)?;
+        Ok(Some(encode_batch(&rows)?))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        let now = now_millis();
+        for (_, bytes) in &state.states {
+            let mut rows = decode_batch(bytes)?;
+            let partition: Vec<ArrayRef> = self
+                .spec
+                .partition
+                .iter()
+                .map(|&p| rows.column(p).clone())
+                .collect();
+            if let Some(f) = &filter {
+                let mask = f.mask(&partition, rows.num_rows())?;
+                rows = arrow::compute::filter_record_batch(&rows, &mask)?;
+            }
+            let n = rows.num_rows();
+            if n == 0 {
+                continue;
+            }
+            let partition: Vec<ArrayRef> = self
+                .spec
+                .partition
+                .iter()
+                .map(|&p| rows.column(p).clone())
+                .collect();
+            let mut ids = Vec::with_capacity(n);
+            self.keys.intern(&partition, n, &mut ids)?;
+            let total = self.keys.len();
+            self.lists.resize_with(total, Vec::new);
+            self.last_update.resize(total, now);
+            self.touched_mark.resize(total, 0);
+            // Rows come list by list, in order: appending rebuilds each list.
+            let b = self.store.push(rows, now)?;
+            for (i, &id) in ids.iter().enumerate() {
+                let r = RowRef {
+                    batch: b,
+                    row: i as u32,
+                };
+                self.lists[id as usize].push(r);
+                self.store.retain(r);
+            }
+            self.store.sweep();
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
@@ -314,6 +381,29 @@ mod tests {
             ttl_ms: None,
         };
         RankOperator::new(&spec, &batch(&[]).schema()).unwrap()
+    }
+
+    #[test]
+    fn the_top_rows_survive_a_checkpoint_in_order() {
+        let mut op = operator(2, true);
+        run(&mut op, &[(1, 10), (1, 5), (2, 7)]);
+        let state = op
+            .snapshot_state(1, &mut Output::default())
+            .unwrap()
+            .unwrap();
+        let mut restored = operator(2, true);
+        restored
+            .restore_state(&RestoredState {
+                checkpoint: 1,
+                old_parallelism: 1,
+                states: vec![(0, state)],
+                root: Default::default(),
+            })
+            .unwrap();
+        assert_eq!(restored.kept_rows(), 3);
+        // The same changes as without the restart.
+        let next = [(1, 20), (1, 1), (2, 8)];
+        assert_eq!(run(&mut restored, &next), run(&mut op, &next));
     }
 
     #[test]

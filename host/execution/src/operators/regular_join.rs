@@ -17,17 +17,23 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
+};
 use arrow::buffer::NullBuffer;
 use arrow::compute::{SortOptions, cast, take};
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
+use fungi_checkpoint::RestoredState;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
+use fungi_common::ids::SubtaskInfo;
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output, not_checkpointable};
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// Columns and options of a regular join.
 #[derive(Debug, Clone)]
@@ -64,6 +70,7 @@ pub struct RegularJoinOperator {
     held_watermark: Option<Watermark>,
     table_loaded: bool,
     key_ids: Vec<u32>,
+    subtask: SubtaskInfo,
 }
 
 /// The input's schema without its change column, and the kept column indices.
@@ -87,8 +94,11 @@ impl RegularJoinOperator {
         }
         let probe = Self::new(&spec, &left, &right)?;
         let output = probe.output.clone();
-        let factory: OperatorFactory =
-            Arc::new(move |_| Ok(Box::new(Self::new(&spec, &left, &right)?) as Box<dyn Operator>));
+        let factory: OperatorFactory = Arc::new(move |s| {
+            let mut join = Self::new(&spec, &left, &right)?;
+            join.subtask = *s;
+            Ok(Box::new(join) as Box<dyn Operator>)
+        });
         Ok((factory, output))
     }
 
@@ -133,6 +143,11 @@ impl RegularJoinOperator {
             held_watermark: None,
             table_loaded: false,
             key_ids: Vec::new(),
+            subtask: SubtaskInfo {
+                index: 0,
+                parallelism: 1,
+                max_parallelism: 1,
+            },
         })
     }
 
@@ -307,12 +322,104 @@ impl RegularJoinOperator {
 }
 
 impl Operator for RegularJoinOperator {
+    // The kept rows of each side (data columns), and probe rows a lookup join holds.
     fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        // After the end of input nothing is left to restore.
+        // After the end of input nothing follows that would need the rows.
         if checkpoint == FINAL_CHECKPOINT {
             return Ok(None);
         }
-        Err(not_checkpointable("the regular join operator"))
+        let mut sides = Vec::with_capacity(2);
+        for s in &self.sides {
+            let refs: Vec<RowRef> = s
+                .index
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|r| s.store.contains(*r))
+                .collect();
+            let columns = s.store.gather(&refs)?;
+            let options = RecordBatchOptions::new().with_row_count(Some(refs.len()));
+            let rows =
+                RecordBatch::try_new_with_options(s.store.schema().clone(), columns, &options)?;
+            sides.push(encode_batch(&rows)?);
+        }
+        let pending = self
+            .pending
+            .iter()
+            .map(encode_batch)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(
+            postcard::to_stdvec(&(sides, pending)).expect("join state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        for (_, bytes) in &state.states {
+            let (sides, pending): (Vec<Vec<u8>>, Vec<Vec<u8>>) = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad regular join state: {e}")))?;
+            for (side, bytes) in sides.iter().enumerate().take(2) {
+                // Where the join keys are among the kept (data) columns.
+                let positions = self
+                    .spec
+                    .keys
+                    .iter()
+                    .map(|&(l, r)| {
+                        let input = if side == 0 { l } else { r };
+                        self.sides[side].columns.iter().position(|&c| c == input)
+                    })
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or_else(|| FungiError::State("a join key is the change column".into()))?;
+                let mut data = decode_batch(bytes)?;
+                if let Some(f) = &filter {
+                    let keys: Vec<ArrayRef> =
+                        positions.iter().map(|&i| data.column(i).clone()).collect();
+                    let mask = f.mask(&keys, data.num_rows())?;
+                    data = arrow::compute::filter_record_batch(&data, &mask)?;
+                }
+                if data.num_rows() == 0 {
+                    continue;
+                }
+                let mut key_columns = Vec::with_capacity(positions.len());
+                for (k, &i) in positions.iter().enumerate() {
+                    let want = self.keys.fields()[k].data_type();
+                    let c = data.column(i);
+                    key_columns.push(if c.data_type() == want {
+                        c.clone()
+                    } else {
+                        cast(c, want)?
+                    });
+                }
+                let mut ids = Vec::new();
+                self.keys.intern(&key_columns, data.num_rows(), &mut ids)?;
+                let total = self.keys.len();
+                for s in &mut self.sides {
+                    if s.index.len() < total {
+                        s.index.resize_with(total, Vec::new);
+                    }
+                }
+                self.keep(side, data, &ids, None, &|_| true)?;
+            }
+            for bytes in pending {
+                let mut batch = decode_batch(&bytes)?;
+                if let Some(f) = &filter {
+                    let keys: Vec<ArrayRef> = self
+                        .spec
+                        .keys
+                        .iter()
+                        .map(|&(l, _)| batch.column(l).clone())
+                        .collect();
+                    let mask = f.mask(&keys, batch.num_rows())?;
+                    batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                }
+                if batch.num_rows() > 0 {
+                    self.pending.push(batch);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
@@ -425,6 +532,59 @@ mod tests {
         let mut out = Output::default();
         j.process_batch_from(input, b, &mut out).unwrap();
         rows(out)
+    }
+
+    #[test]
+    fn kept_rows_survive_a_checkpoint_and_split_by_key_group() {
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [None, None],
+            lookup: false,
+            ttl_ms: None,
+        };
+        let mut j = join(spec.clone(), false);
+        feed(
+            &mut j,
+            0,
+            batch(&[(Some(1), "a"), (Some(2), "b"), (None, "x")], None),
+        );
+        feed(&mut j, 1, batch(&[(Some(2), "B")], None));
+        let state = j
+            .snapshot_state(1, &mut Output::default())
+            .unwrap()
+            .unwrap();
+        let restored = |index: u32, parallelism: u32, old: u32| {
+            let mut j = join(spec.clone(), false);
+            j.subtask = SubtaskInfo {
+                index,
+                parallelism,
+                max_parallelism: 128,
+            };
+            j.restore_state(&RestoredState {
+                checkpoint: 1,
+                old_parallelism: old,
+                states: vec![(0, state.clone())],
+                root: Default::default(),
+            })
+            .unwrap();
+            j
+        };
+        // Restored as it was: a new right row meets the kept left rows, a new left row
+        // the kept right row.
+        let mut j = restored(0, 1, 1);
+        assert_eq!(j.kept_rows(), [2, 1]);
+        assert_eq!(
+            feed(&mut j, 1, batch(&[(Some(1), "A")], None)),
+            vec!["1,a,1,A"]
+        );
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(2), "c")], None)),
+            vec!["2,c,2,B"]
+        );
+        // Split over two subtasks: each row kept exactly once.
+        let kept: Vec<[usize; 2]> = (0..2).map(|i| restored(i, 2, 1).kept_rows()).collect();
+        assert_eq!(kept[0][0] + kept[1][0], 2);
+        assert_eq!(kept[0][1] + kept[1][1], 1);
     }
 
     #[test]

@@ -17,20 +17,25 @@ use arrow::compute::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use arrow::row::{RowConverter, SortField};
+use fungi_checkpoint::RestoredState;
+use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result, Watermark};
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use crate::metrics::OperatorMetrics;
-use crate::operator::{
-    FINAL_CHECKPOINT, Operator, OperatorContext, OperatorFactory, Output, not_checkpointable,
-};
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+use crate::operators::window::key_group_filter;
 
 /// What a window rank computes.
 #[derive(Debug, Clone)]
 pub struct WindowRankSpec {
     /// Index of the `window_end` column.
     pub window_end: usize,
-    /// Partition columns (besides the window).
+    /// Partition columns (the window's among them).
     pub partition: Vec<usize>,
+    /// The columns the input is hash-partitioned by: the partition columns without the
+    /// window's (restores at another parallelism split the state by them).
+    pub keys: Vec<usize>,
     /// Order columns and their directions.
     pub order: Vec<(usize, SortOptions)>,
     /// Name of the row-number column appended to the output.
@@ -45,6 +50,7 @@ pub struct WindowRankOperator {
     windows: BTreeMap<i64, Vec<RecordBatch>>,
     watermark: i64,
     metrics: Option<Arc<OperatorMetrics>>,
+    subtask: SubtaskInfo,
 }
 
 impl WindowRankOperator {
@@ -54,8 +60,9 @@ impl WindowRankOperator {
         fields.push(Field::new(&spec.rank_column, DataType::UInt64, false));
         let output = Arc::new(Schema::new(fields));
         let out = output.clone();
-        let factory: OperatorFactory = Arc::new(move |_| {
+        let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(WindowRankOperator {
+                subtask: *s,
                 spec: spec.clone(),
                 input: input.clone(),
                 output: out.clone(),
@@ -121,12 +128,44 @@ impl WindowRankOperator {
 }
 
 impl Operator for WindowRankOperator {
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
-        // After the end of input nothing is left to restore.
-        if checkpoint == FINAL_CHECKPOINT {
-            return Ok(None);
+    // The rows of windows not ranked yet (each carries its window), and the watermark.
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        let batches: Vec<RecordBatch> = self.windows.values().flatten().cloned().collect();
+        let rows = encode_batch(&concat_batches(&self.input, &batches)?)?;
+        Ok(Some(
+            postcard::to_stdvec(&(self.watermark, rows)).expect("rank state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = state
+            .rescaled(self.subtask.parallelism)
+            .then(|| key_group_filter(&self.subtask));
+        let mut watermark = None::<i64>;
+        for (_, bytes) in &state.states {
+            let (w, rows): (i64, Vec<u8>) = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad window rank state: {e}")))?;
+            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+            let mut batch = decode_batch(&rows)?;
+            if let Some(f) = &filter {
+                let keys: Vec<_> = self
+                    .spec
+                    .keys
+                    .iter()
+                    .map(|&p| batch.column(p).clone())
+                    .collect();
+                let mask = f.mask(&keys, batch.num_rows())?;
+                batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+            }
+            if batch.num_rows() > 0 {
+                // Before the watermark is set, so that no restored row counts as late.
+                self.process_batch(batch, &mut Output::default())?;
+            }
         }
-        Err(not_checkpointable("the window Top-N operator"))
+        if let Some(w) = watermark {
+            self.watermark = w;
+        }
+        Ok(())
     }
 
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {

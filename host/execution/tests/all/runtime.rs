@@ -269,3 +269,46 @@ fn latency_markers_reach_the_sink_and_give_percentiles() {
     let summary = runtime().block_on(async { LocalExecutor::new().execute(g)?.wait().await });
     assert!(summary.unwrap().latency.is_none());
 }
+
+/// Keeps state it cannot save.
+struct Forgetful;
+
+impl Operator for Forgetful {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        out.emit(batch);
+        Ok(())
+    }
+    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+        Err(fungi_execution::operator::not_checkpointable(
+            "the forgetful operator",
+        ))
+    }
+}
+
+#[test]
+fn an_operator_that_cannot_save_its_state_fails_a_checkpointing_job_naming_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = JobGraph::new("forgetful");
+    g.config.checkpointing.interval = Some(Duration::from_millis(10));
+    g.config.checkpointing.dir = Some(dir.path().to_path_buf());
+    let src = g.add_source(
+        "src",
+        1,
+        VecSource::factory(schema(), vec![batch(&[("a", 1, 1)])]),
+        None,
+    );
+    let op = g.add_operator(
+        "forgetful",
+        1,
+        Arc::new(|_| Ok(Box::new(Forgetful) as Box<dyn Operator>)),
+    );
+    g.connect(src, op, Partitioning::Forward);
+    let err = runtime()
+        .block_on(async { LocalExecutor::new().execute(g)?.wait().await })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("forgetful") && err.contains("cannot be checkpointed yet"),
+        "{err}"
+    );
+}
