@@ -286,6 +286,9 @@ async fn run_jobs(
     results.sort_by_key(|(i, _)| *i);
     let mut failure = None;
     for (_, job) in results {
+        if let Some(line) = job.checkpoint_line() {
+            eprintln!("{line}");
+        }
         let ops = job.metrics.snapshot();
         let (read, written) = (
             fungi_execution::metrics::records_read(&ops),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fungi_checkpoint::{CheckpointStorage, RestartTracker};
+use fungi_checkpoint::{CheckpointStats, CheckpointStorage, RestartTracker};
 use fungi_common::{FungiError, Result};
 use fungi_execution::dead_letter::DeadLetterQueue;
 use fungi_execution::executor::{JobSummary, LocalExecutor};
@@ -20,6 +20,24 @@ pub(crate) struct Supervised {
     pub(crate) result: Result<JobSummary>,
     pub(crate) metrics: JobMetrics,
     pub(crate) dead_letters: Arc<DeadLetterQueue>,
+    /// Checkpoint counters of the last attempt, when the job checkpoints.
+    pub(crate) checkpoints: Option<Arc<CheckpointStats>>,
+}
+
+impl Supervised {
+    /// "N checkpoints (last: id, ms, bytes)", when the job checkpoints.
+    pub(crate) fn checkpoint_line(&self) -> Option<String> {
+        let s = self.checkpoints.as_ref()?;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        Some(format!(
+            "{} checkpoints ({} aborted); the last, {}, took {} ms and holds {:.1} KiB",
+            load(&s.completed),
+            load(&s.aborted),
+            load(&s.last_id),
+            load(&s.last_duration_ms),
+            load(&s.last_size_bytes) as f64 / 1024.0
+        ))
+    }
 }
 
 /// Runs `plan` (see the module doc). `current` always holds the live counters of the
@@ -77,6 +95,7 @@ pub(crate) async fn supervise(
         };
         let metrics = handle.metrics().clone();
         let dead_letters = handle.dead_letters().clone();
+        let checkpoints = handle.checkpoint_stats().cloned();
         let _ = current.send(metrics.clone());
         let job_cancel = handle.cancel_token();
         let forward = {
@@ -95,6 +114,7 @@ pub(crate) async fn supervise(
                         result: Err(e),
                         metrics,
                         dead_letters,
+                        checkpoints,
                     };
                 };
                 eprintln!(
@@ -113,6 +133,7 @@ pub(crate) async fn supervise(
                         result: Err(FungiError::Cancelled),
                         metrics,
                         dead_letters,
+                        checkpoints,
                     },
                 }
             }
@@ -121,6 +142,7 @@ pub(crate) async fn supervise(
                     result,
                     metrics,
                     dead_letters,
+                    checkpoints,
                 };
             }
         }
@@ -132,5 +154,6 @@ fn failed(e: FungiError) -> Supervised {
         result: Err(e),
         metrics: JobMetrics::default(),
         dead_letters: Arc::default(),
+        checkpoints: None,
     }
 }
