@@ -90,6 +90,60 @@ pub trait GroupsAccumulator: Send {
     }
 }
 
+/// Appends the state of `groups` of every accumulator to `fields`/`columns` (columns
+/// `__acc<i>_<j>`); returns how many columns each accumulator took, which
+/// [`merge_saved_states`] needs to read them back.
+pub fn save_states(
+    accumulators: &mut [Box<dyn GroupsAccumulator>],
+    groups: &[u32],
+    fields: &mut Vec<arrow::datatypes::Field>,
+    columns: &mut Vec<ArrayRef>,
+) -> Result<Vec<u32>> {
+    let mut widths = Vec::with_capacity(accumulators.len());
+    for (i, acc) in accumulators.iter_mut().enumerate() {
+        let state = acc.state(groups)?;
+        widths.push(state.len() as u32);
+        for (j, column) in state.into_iter().enumerate() {
+            fields.push(arrow::datatypes::Field::new(
+                format!("__acc{i}_{j}"),
+                column.data_type().clone(),
+                true,
+            ));
+            columns.push(column);
+        }
+    }
+    Ok(widths)
+}
+
+/// Merges states written by [`save_states`] (`columns` starting with the first state
+/// column) into `groups`. `what` names the operator in errors.
+pub fn merge_saved_states(
+    accumulators: &mut [Box<dyn GroupsAccumulator>],
+    widths: &[u32],
+    columns: &[ArrayRef],
+    groups: &[u32],
+    total_num_groups: usize,
+    what: &str,
+) -> Result<()> {
+    if widths.len() != accumulators.len() {
+        return Err(FungiError::State(format!(
+            "the {what} state holds {} aggregates, this query computes {}",
+            widths.len(),
+            accumulators.len()
+        )));
+    }
+    let mut col = 0;
+    for (acc, &width) in accumulators.iter_mut().zip(widths) {
+        let end = col + width as usize;
+        let state = columns
+            .get(col..end)
+            .ok_or_else(|| FungiError::State(format!("the {what} state lacks columns")))?;
+        acc.merge_state(state, groups, total_num_groups)?;
+        col = end;
+    }
+    Ok(())
+}
+
 /// A kind of aggregate: knows its result type and makes accumulators.
 pub trait AggregateFunction: Send + Sync + fmt::Debug {
     /// The function's name, as used in SQL and plans.

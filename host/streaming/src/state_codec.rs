@@ -41,6 +41,13 @@ pub struct KeyGroupFilter {
 }
 
 impl KeyGroupFilter {
+    /// The rows of `batch` whose key (its columns `keys`) falls in the owned key groups.
+    pub fn retain(&self, batch: RecordBatch, keys: &[usize]) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = keys.iter().map(|&i| batch.column(i).clone()).collect();
+        let mask = self.mask(&columns, batch.num_rows())?;
+        Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
+    }
+
     /// For each row, whether its key (the `keys` columns, hashed as the partitioner
     /// hashes them) falls in the owned key groups.
     pub fn mask(&self, keys: &[ArrayRef], rows: usize) -> Result<BooleanArray> {

@@ -20,7 +20,7 @@ use arrow::datatypes::{Int8Type, Int64Type};
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
 
-use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
+use crate::aggregate::{AggregateCall, GroupsAccumulator, bind, merge_saved_states, save_states};
 use crate::keys::KeyTable;
 use crate::state_codec::{KeyGroupFilter, decode_batch, encode_batch};
 use crate::unknown_column;
@@ -290,19 +290,7 @@ impl UpdatingAggregator {
         columns.push(Arc::new(Int64Array::from_iter_values(
             live.iter().map(|&g| self.last_update[g as usize]),
         )));
-        let mut widths = Vec::with_capacity(self.accumulators.len());
-        for (i, acc) in self.accumulators.iter_mut().enumerate() {
-            let state = acc.state(&live)?;
-            widths.push(state.len() as u32);
-            for (j, column) in state.into_iter().enumerate() {
-                fields.push(Field::new(
-                    format!("__acc{i}_{j}"),
-                    column.data_type().clone(),
-                    true,
-                ));
-                columns.push(column);
-            }
-        }
+        let widths = save_states(&mut self.accumulators, &live, &mut fields, &mut columns)?;
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(live.len()));
         let batch =
             RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
@@ -315,18 +303,10 @@ impl UpdatingAggregator {
     pub fn restore(&mut self, bytes: &[u8], filter: Option<&KeyGroupFilter>) -> Result<()> {
         let (widths, rows): (Vec<u32>, Vec<u8>) = postcard::from_bytes(bytes)
             .map_err(|e| FungiError::State(format!("bad aggregate state: {e}")))?;
-        if widths.len() != self.accumulators.len() {
-            return Err(FungiError::State(format!(
-                "the aggregate state holds {} aggregates, this query computes {}",
-                widths.len(),
-                self.accumulators.len()
-            )));
-        }
-        let mut batch = decode_batch(&rows)?;
         let nkeys = self.key_indices.len();
+        let mut batch = decode_batch(&rows)?;
         if let Some(f) = filter {
-            let mask = f.mask(&batch.columns()[..nkeys], batch.num_rows())?;
-            batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+            batch = f.retain(batch, &(0..nkeys).collect::<Vec<_>>())?;
         }
         let n = batch.num_rows();
         let mut ids = Vec::with_capacity(n);
@@ -343,12 +323,14 @@ impl UpdatingAggregator {
             self.row_counts[g as usize] = counts.value(i);
             self.last_update[g as usize] = updated.value(i);
         }
-        let mut col = nkeys + 2;
-        for (acc, &width) in self.accumulators.iter_mut().zip(&widths) {
-            acc.merge_state(&batch.columns()[col..col + width as usize], &ids, total)?;
-            col += width as usize;
-        }
-        Ok(())
+        merge_saved_states(
+            &mut self.accumulators,
+            &widths,
+            &batch.columns()[nkeys + 2..],
+            &ids,
+            total,
+            "aggregate",
+        )
     }
 
     /// Forgets keys not updated within the TTL. Returns how many were dropped.

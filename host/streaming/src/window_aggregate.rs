@@ -22,7 +22,7 @@ use fungi_common::time::timestamps_millis;
 use fungi_common::{FungiError, Result};
 use hashbrown::HashMap;
 
-use crate::aggregate::{AggregateCall, GroupsAccumulator, bind};
+use crate::aggregate::{AggregateCall, GroupsAccumulator, bind, merge_saved_states, save_states};
 use crate::keys::KeyTable;
 use crate::state_codec::{KeyGroupFilter, decode_batch, encode_batch};
 use crate::unknown_column;
@@ -355,19 +355,7 @@ impl WindowAggregator {
         columns.push(Arc::new(BooleanArray::from_iter(
             rows.iter().map(|r| Some(r.3)),
         )));
-        let mut widths = Vec::with_capacity(self.accumulators.len());
-        for (i, acc) in self.accumulators.iter_mut().enumerate() {
-            let state = acc.state(&groups)?;
-            widths.push(state.len() as u32);
-            for (j, column) in state.into_iter().enumerate() {
-                fields.push(Field::new(
-                    format!("__acc{i}_{j}"),
-                    column.data_type().clone(),
-                    true,
-                ));
-                columns.push(column);
-            }
-        }
+        let widths = save_states(&mut self.accumulators, &groups, &mut fields, &mut columns)?;
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         let pending = match &self.windows {
             Windows::Sliced(s) => s.pending.iter().copied().collect(),
@@ -389,18 +377,10 @@ impl WindowAggregator {
     pub fn restore(&mut self, bytes: &[u8], filter: Option<&KeyGroupFilter>) -> Result<()> {
         let state: WindowState = postcard::from_bytes(bytes)
             .map_err(|e| FungiError::State(format!("bad window state: {e}")))?;
-        if state.widths.len() != self.accumulators.len() {
-            return Err(FungiError::State(format!(
-                "the window state holds {} aggregates, this query computes {}",
-                state.widths.len(),
-                self.accumulators.len()
-            )));
-        }
-        let mut batch = decode_batch(&state.rows)?;
         let nkeys = self.key_indices.len();
+        let mut batch = decode_batch(&state.rows)?;
         if let Some(f) = filter {
-            let mask = f.mask(&batch.columns()[..nkeys], batch.num_rows())?;
-            batch = filter_record_batch(&batch, &mask)?;
+            batch = f.retain(batch, &(0..nkeys).collect::<Vec<_>>())?;
         }
         // The watermark is the smallest over restored subtasks: no window fires early.
         self.watermark = if self.watermark == i64::MIN {
@@ -456,14 +436,14 @@ impl WindowAggregator {
         if let Windows::Sliced(s) = &mut self.windows {
             s.pending.extend(state.pending);
         }
-        let total = self.ids.total();
-        let mut col = nkeys + 3;
-        for (acc, &width) in self.accumulators.iter_mut().zip(&state.widths) {
-            let columns = &batch.columns()[col..col + width as usize];
-            acc.merge_state(columns, &groups, total)?;
-            col += width as usize;
-        }
-        Ok(())
+        merge_saved_states(
+            &mut self.accumulators,
+            &state.widths,
+            &batch.columns()[nkeys + 3..],
+            &groups,
+            self.ids.total(),
+            "window",
+        )
     }
 
     fn release(&mut self, groups: &[u32]) -> Result<()> {

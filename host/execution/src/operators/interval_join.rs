@@ -18,7 +18,7 @@ use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use super::hash_join::{gather, key_columns, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// Columns and bounds of an interval join.
 #[derive(Debug, Clone)]
@@ -137,9 +137,7 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         let keys: [Vec<usize>; 2] = [
             self.spec.keys.iter().map(|k| k.0).collect(),
             self.spec.keys.iter().map(|k| k.1).collect(),
@@ -151,12 +149,7 @@ impl Operator for IntervalJoinOperator {
                 for (bytes, latest) in batches {
                     let mut batch = decode_batch(&bytes)?;
                     if let Some(f) = &filter {
-                        let columns: Vec<_> = keys[side]
-                            .iter()
-                            .map(|&i| batch.column(i).clone())
-                            .collect();
-                        let mask = f.mask(&columns, batch.num_rows())?;
-                        batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                        batch = f.retain(batch, &keys[side])?;
                     }
                     if batch.num_rows() > 0 {
                         self.buffers[side].push((batch, latest));

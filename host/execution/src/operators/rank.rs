@@ -30,7 +30,7 @@ use fungi_streaming::row_store::{RowRef, RowStore};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// What a Top-N computes.
 #[derive(Debug, Clone)]
@@ -150,21 +150,12 @@ impl Operator for RankOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         let now = now_millis();
         for (_, bytes) in &state.states {
             let mut rows = decode_batch(bytes)?;
-            let partition: Vec<ArrayRef> = self
-                .spec
-                .partition
-                .iter()
-                .map(|&p| rows.column(p).clone())
-                .collect();
             if let Some(f) = &filter {
-                let mask = f.mask(&partition, rows.num_rows())?;
-                rows = arrow::compute::filter_record_batch(&rows, &mask)?;
+                rows = f.retain(rows, &self.spec.partition)?;
             }
             let n = rows.num_rows();
             if n == 0 {

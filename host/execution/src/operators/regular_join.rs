@@ -33,7 +33,7 @@ use fungi_streaming::row_store::{RowRef, RowStore};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// Columns and options of a regular join.
 #[derive(Debug, Clone)]
@@ -354,9 +354,7 @@ impl Operator for RegularJoinOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         for (_, bytes) in &state.states {
             let (sides, pending): (Vec<Vec<u8>>, Vec<Vec<u8>>) = postcard::from_bytes(bytes)
                 .map_err(|e| FungiError::State(format!("bad regular join state: {e}")))?;
@@ -374,10 +372,7 @@ impl Operator for RegularJoinOperator {
                     .ok_or_else(|| FungiError::State("a join key is the change column".into()))?;
                 let mut data = decode_batch(bytes)?;
                 if let Some(f) = &filter {
-                    let keys: Vec<ArrayRef> =
-                        positions.iter().map(|&i| data.column(i).clone()).collect();
-                    let mask = f.mask(&keys, data.num_rows())?;
-                    data = arrow::compute::filter_record_batch(&data, &mask)?;
+                    data = f.retain(data, &positions)?;
                 }
                 if data.num_rows() == 0 {
                     continue;
@@ -405,14 +400,8 @@ impl Operator for RegularJoinOperator {
             for bytes in pending {
                 let mut batch = decode_batch(&bytes)?;
                 if let Some(f) = &filter {
-                    let keys: Vec<ArrayRef> = self
-                        .spec
-                        .keys
-                        .iter()
-                        .map(|&(l, _)| batch.column(l).clone())
-                        .collect();
-                    let mask = f.mask(&keys, batch.num_rows())?;
-                    batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                    let left: Vec<usize> = self.spec.keys.iter().map(|k| k.0).collect();
+                    batch = f.retain(batch, &left)?;
                 }
                 if batch.num_rows() > 0 {
                     self.pending.push(batch);

@@ -11,7 +11,7 @@ use fungi_common::time::now_millis;
 use fungi_streaming::updating_aggregate::{UpdatingAggregateSpec, UpdatingAggregator};
 
 use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// Aggregation without a window; emits a changelog (see `fungi_common::changelog`).
 pub struct UpdatingAggregateOperator {
@@ -49,9 +49,7 @@ impl Operator for UpdatingAggregateOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         for (_, bytes) in &state.states {
             self.aggregator.restore(bytes, filter.as_ref())?;
         }

@@ -85,9 +85,7 @@ impl Operator for WindowOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         for (_, bytes) in &state.states {
             self.aggregator.restore(bytes, filter.as_ref())?;
         }
@@ -95,11 +93,14 @@ impl Operator for WindowOperator {
     }
 }
 
-/// The key groups subtask `s` owns, for restores at a new parallelism.
-pub(crate) fn key_group_filter(s: &SubtaskInfo) -> KeyGroupFilter {
-    let key_groups = KeyGroups::new(s.max_parallelism);
-    KeyGroupFilter {
-        key_groups,
-        owned: key_groups.range_for_subtask(s.index, s.parallelism),
-    }
+/// For a restore into subtask `s`: the key groups it owns when the parallelism changed
+/// since `state` was saved (its keys must be filtered), `None` when it did not.
+pub(crate) fn rescale_filter(state: &RestoredState, s: &SubtaskInfo) -> Option<KeyGroupFilter> {
+    state.rescaled(s.parallelism).then(|| {
+        let key_groups = KeyGroups::new(s.max_parallelism);
+        KeyGroupFilter {
+            key_groups,
+            owned: key_groups.range_for_subtask(s.index, s.parallelism),
+        }
+    })
 }

@@ -19,7 +19,7 @@ use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use super::hash_join::{gather, key_columns, matching_pairs};
 use crate::operator::{Operator, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// Where the join finds the window and the keys on each side.
 #[derive(Debug, Clone)]
@@ -114,9 +114,7 @@ impl Operator for WindowJoinOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         let sides: [Vec<usize>; 2] = [
             self.spec.keys.iter().map(|k| k.0).collect(),
             self.spec.keys.iter().map(|k| k.1).collect(),
@@ -128,12 +126,7 @@ impl Operator for WindowJoinOperator {
             for (input, bytes) in [left, right].into_iter().enumerate() {
                 let mut batch = decode_batch(&bytes)?;
                 if let Some(f) = &filter {
-                    let keys: Vec<_> = sides[input]
-                        .iter()
-                        .map(|&i| batch.column(i).clone())
-                        .collect();
-                    let mask = f.mask(&keys, batch.num_rows())?;
-                    batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                    batch = f.retain(batch, &sides[input])?;
                 }
                 if batch.num_rows() > 0 {
                     self.process_batch_from(input, batch, &mut discard)?;

@@ -24,7 +24,7 @@ use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
-use crate::operators::window::key_group_filter;
+use crate::operators::window::rescale_filter;
 
 /// What a window rank computes.
 #[derive(Debug, Clone)]
@@ -138,9 +138,7 @@ impl Operator for WindowRankOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = state
-            .rescaled(self.subtask.parallelism)
-            .then(|| key_group_filter(&self.subtask));
+        let filter = rescale_filter(state, &self.subtask);
         let mut watermark = None::<i64>;
         for (_, bytes) in &state.states {
             let (w, rows): (i64, Vec<u8>) = postcard::from_bytes(bytes)
@@ -148,14 +146,7 @@ impl Operator for WindowRankOperator {
             watermark = Some(watermark.map_or(w, |m| m.min(w)));
             let mut batch = decode_batch(&rows)?;
             if let Some(f) = &filter {
-                let keys: Vec<_> = self
-                    .spec
-                    .keys
-                    .iter()
-                    .map(|&p| batch.column(p).clone())
-                    .collect();
-                let mask = f.mask(&keys, batch.num_rows())?;
-                batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+                batch = f.retain(batch, &self.spec.keys)?;
             }
             if batch.num_rows() > 0 {
                 // Before the watermark is set, so that no restored row counts as late.
