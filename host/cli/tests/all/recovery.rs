@@ -7,6 +7,24 @@ use std::time::{Duration, SystemTime};
 
 use super::fungi;
 
+/// Checkpoints every 200 ms into `ckpt`, at `parallelism`.
+fn settings(ckpt: &Path, parallelism: u32) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '200ms';
+         SET 'execution.checkpointing.dir' = '{}';
+         SET 'parallelism.default' = '{parallelism}';",
+        ckpt.display()
+    )
+}
+
+/// Nexmark bids: 150 000 events at 60 000 a second of wall clock (the job runs ~2.5 s),
+/// event time from 0, so every run produces the same rows.
+const BID: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+        url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
+        WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+    WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
+          'rate-limit' = '60000', 'base-time' = '0');";
+
 /// A windowed Nexmark job with a file sink, checkpointing every 200 ms into
 /// `dir/checkpoints`, writing to `dir/out`.
 fn job(dir: &Path, extra_settings: &str, extra_select: &str) -> String {
@@ -27,15 +45,9 @@ fn job_at(
     extra_select: &str,
 ) -> String {
     format!(
-        "SET 'execution.checkpointing.interval' = '200ms';
-         SET 'execution.checkpointing.dir' = '{}';
-         SET 'parallelism.default' = '{parallelism}';
+        "{}
          {extra_settings}
-         CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-             url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
-             WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
-         WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
-               'rate-limit' = '60000', 'base-time' = '0');
+         {BID}
          CREATE TABLE results (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT,
              top BIGINT{extra_column})
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
@@ -43,7 +55,7 @@ fn job_at(
          SELECT auction, window_start, COUNT(*) AS bids, MAX(price) AS top{extra_select}
          FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
          GROUP BY auction, window_start, window_end;",
-        ckpt.display(),
+        settings(ckpt, parallelism),
         out.display(),
         extra_column = if extra_select.is_empty() {
             ""
@@ -348,9 +360,7 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_r
 fn a_window_join_aligns_barriers_on_both_inputs_and_recovers_exactly_once() {
     check_sql_exactly_once(100, |dir| {
         format!(
-            "SET 'execution.checkpointing.interval' = '200ms';
-             SET 'execution.checkpointing.dir' = '{}';
-             SET 'parallelism.default' = '2';
+            "{}
              CREATE TABLE person (id BIGINT, name VARCHAR, emailAddress VARCHAR,
                  creditCard VARCHAR, city VARCHAR, state VARCHAR, dateTime TIMESTAMP(3),
                  extra VARCHAR, WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
@@ -373,7 +383,7 @@ fn a_window_join_aligns_barriers_on_both_inputs_and_recovers_exactly_once() {
                    FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
                    GROUP BY seller, window_start, window_end) A
              ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
-            dir.join("checkpoints").display(),
+            settings(&dir.join("checkpoints"), 2),
             dir.join("out").display()
         )
     });
@@ -416,14 +426,7 @@ fn a_failing_job_is_restarted_by_its_strategy_then_fails_for_good() {
 fn a_window_top_n_recovers_exactly_once() {
     check_sql_exactly_once(100, |dir| {
         format!(
-            "SET 'execution.checkpointing.interval' = '200ms';
-             SET 'execution.checkpointing.dir' = '{}';
-             SET 'parallelism.default' = '2';
-             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-                 url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
-                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
-             WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
-                   'rate-limit' = '60000', 'base-time' = '0');
+            "{}{BID}
              CREATE TABLE results (window_start TIMESTAMP(3), channel VARCHAR, price BIGINT,
                  rownum BIGINT)
              WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
@@ -434,7 +437,7 @@ fn a_window_top_n_recovers_exactly_once() {
                                            ORDER BY price DESC) AS rownum
                  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)))
              WHERE rownum <= 3;",
-            dir.join("checkpoints").display(),
+            settings(&dir.join("checkpoints"), 2),
             dir.join("out").display()
         )
     });
@@ -444,14 +447,7 @@ fn a_window_top_n_recovers_exactly_once() {
 fn an_interval_join_recovers_exactly_once() {
     check_sql_exactly_once(10, |dir| {
         format!(
-            "SET 'execution.checkpointing.interval' = '200ms';
-             SET 'execution.checkpointing.dir' = '{}';
-             SET 'parallelism.default' = '2';
-             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-                 url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
-                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
-             WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '150000',
-                   'rate-limit' = '60000', 'base-time' = '0');
+            "{}{BID}
              CREATE TABLE results (auction BIGINT, price BIGINT, bidder BIGINT,
                  dateTime TIMESTAMP(3))
              WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
@@ -463,7 +459,7 @@ fn an_interval_join_recovers_exactly_once() {
                    GROUP BY window_start, window_end) B1
              ON B.price = B1.maxprice
              WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '1' SECOND AND B1.dateTime;",
-            dir.join("checkpoints").display(),
+            settings(&dir.join("checkpoints"), 2),
             dir.join("out").display()
         )
     });

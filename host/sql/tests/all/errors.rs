@@ -70,3 +70,64 @@ async fn unsupported_sql_says_what_to_write() {
     let e = error("UPDATE bid SET price = 1").await;
     assert!(e.contains("unsupported"), "{e}");
 }
+
+#[tokio::test]
+async fn checkpoint_and_restart_settings_are_checked() {
+    let e = error("SET 'restart-strategy.fixed-delay.atempts' = '3'").await;
+    assert!(
+        e.contains("unknown setting 'restart-strategy.fixed-delay.atempts'"),
+        "{e}"
+    );
+    let e = error("SET 'restart-strategy.type' = 'sometimes'").await;
+    assert!(
+        e.contains("none, fixed-delay, exponential-delay or failure-rate"),
+        "{e}"
+    );
+    let e = error("SET 'state.backend.type' = 'leveldb'").await;
+    assert!(
+        e.contains("neither 'hashmap' (memory) nor 'rocksdb'"),
+        "{e}"
+    );
+    let e = error("SET 'execution.checkpointing.interval' = 'often'").await;
+    assert!(e.contains("execution.checkpointing.interval"), "{e}");
+
+    // Settings land in the job configuration, in any order.
+    let mut session = SqlSession::default();
+    session
+        .execute_script(
+            "SET 'execution.checkpointing.interval' = '2s';
+             SET 'restart-strategy.exponential-delay.max-backoff' = '60s';
+             SET 'state.backend.type' = 'rocksdb';",
+        )
+        .await
+        .unwrap();
+    let config = session.config().clone();
+    assert_eq!(
+        config.checkpointing.interval,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert!(matches!(
+        config.restart_strategy,
+        fungi_common::config::RestartStrategy::ExponentialDelay { max, .. }
+            if max == std::time::Duration::from_secs(60)
+    ));
+    // A job with checkpoints but no directory is refused when planned, saying what to set.
+    let outcomes = session
+        .execute_script(&format!(
+            "{BID} CREATE TABLE out (auction BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT auction FROM bid;"
+        ))
+        .await
+        .unwrap();
+    let graph = outcomes
+        .into_iter()
+        .find_map(|o| match o {
+            fungi_sql::Outcome::Insert(g) => Some(g),
+            _ => None,
+        })
+        .unwrap();
+    let e = fungi_execution::plan::PhysicalPlan::new(graph)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("set 'execution.checkpointing.dir'"), "{e}");
+}
