@@ -60,6 +60,83 @@ fn a_source_lists_splits_and_resumes_from_its_offsets() {
     assert!(err.to_string().contains("unknown split '9x'"), "{err}");
 }
 
+#[test]
+fn a_source_task_resumes_from_checkpointed_offsets_at_another_parallelism() {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use fungi_execution::source::{SourceContext, SourceEvent};
+    let config = vec![
+        ("splits".to_string(), "3".to_string()),
+        ("rows".to_string(), "250".to_string()),
+    ];
+    let t = tenant("source-task", TenantLimits::default());
+    let source = PluginSource::new(load(COUNTER_SOURCE), t, config).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("split", DataType::Int64, false),
+        Field::new("seq", DataType::Int64, false),
+        Field::new("label", DataType::Utf8, false),
+    ]));
+    let factory = source.factory(schema).unwrap();
+    let subtask = |index, parallelism| fungi_common::ids::SubtaskInfo {
+        index,
+        parallelism,
+        max_parallelism: 128,
+    };
+    let context = |s| SourceContext {
+        subtask: s,
+        batch_size: 100,
+        metrics: Arc::new(fungi_execution::metrics::OperatorMetrics::source("counter")),
+        dead_letters: Arc::default(),
+        name: "counter".into(),
+    };
+    let rows_of = |event: SourceEvent, seen: &mut Vec<(i64, i64)>| match event {
+        SourceEvent::Batch { batch, .. } => {
+            let split = batch.column(0).as_primitive::<Int64Type>();
+            let seq = batch.column(1).as_primitive::<Int64Type>();
+            seen.extend(
+                split
+                    .values()
+                    .iter()
+                    .copied()
+                    .zip(seq.values().iter().copied()),
+            );
+            true
+        }
+        SourceEvent::Finished => false,
+        SourceEvent::Pending(_) => true,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // One subtask reads a few batches, then checkpoints.
+        let mut seen = Vec::new();
+        let mut first = factory(&subtask(0, 1)).unwrap();
+        first.open(&context(subtask(0, 1))).unwrap();
+        for _ in 0..4 {
+            rows_of(first.next().await.unwrap(), &mut seen);
+        }
+        let position = first.snapshot_position().unwrap();
+        assert!(!seen.is_empty());
+        // Two subtasks resume from it: every row of every split comes exactly once.
+        for index in 0..2 {
+            let mut resumed = factory(&subtask(index, 2)).unwrap();
+            resumed
+                .restore_position(&fungi_execution::RestoredState {
+                    checkpoint: 1,
+                    old_parallelism: 1,
+                    states: vec![(0, position.clone())],
+                    root: Default::default(),
+                })
+                .unwrap();
+            resumed.open(&context(subtask(index, 2))).unwrap();
+            while rows_of(resumed.next().await.unwrap(), &mut seen) {}
+        }
+        seen.sort_unstable();
+        let expected: Vec<(i64, i64)> = (0..3)
+            .flat_map(|split| (0..250).map(move |seq| (split, seq)))
+            .collect();
+        assert_eq!(seen, expected);
+    });
+}
+
 fn rows(n: i64) -> RecordBatch {
     RecordBatch::try_from_iter([(
         "x",
@@ -112,4 +189,59 @@ fn a_sink_without_its_directory_is_refused_with_the_reason() {
     .unwrap();
     let err = sink.open(0, Vec::new()).err().unwrap().to_string();
     assert!(err.contains("is /out granted?"), "{err}");
+}
+
+#[test]
+fn the_sink_operator_commits_on_checkpoints_and_after_a_restore() {
+    use fungi_execution::{OperatorContext, Output, RestoredState};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = TenantLimits {
+        directories: vec![(dir.path().to_path_buf(), "/out".into(), true)],
+        ..TenantLimits::default()
+    };
+    let sink = PluginSink::new(load(DIR_SINK), tenant("sink-op", limits), Vec::new()).unwrap();
+    let subtask = fungi_common::ids::SubtaskInfo {
+        index: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+    };
+    let ctx = OperatorContext {
+        job: "job".into(),
+        operator: "sink".into(),
+        subtask,
+        state_backend: Arc::new(fungi_state::MemoryStateBackend),
+        metrics: Arc::new(fungi_execution::metrics::OperatorMetrics::new("sink")),
+        dead_letters: Arc::default(),
+        checkpointing: true,
+        checkpoint_dir: None,
+    };
+    let factory = sink.factory();
+    let visible = |name: &str| dir.path().join(name).exists();
+    let mut op = factory(&subtask).unwrap();
+    op.open(&ctx).unwrap();
+    let mut out = Output::default();
+    op.process_batch(rows(3), &mut out).unwrap();
+    op.snapshot_state(1, &mut out).unwrap();
+    assert!(!visible("part-0-1.csv"), "pre-committed, not yet visible");
+    op.notify_checkpoint_complete(1).unwrap();
+    assert!(visible("part-0-1.csv"));
+    // Pre-committed on checkpoint 2, then the process dies before it completes.
+    op.process_batch(rows(2), &mut out).unwrap();
+    let state = op.snapshot_state(2, &mut out).unwrap().unwrap();
+    drop(op);
+    assert!(!visible("part-0-2.csv"));
+    // Checkpoint 2 was complete after all: the restored writer commits what it holds.
+    let mut op = factory(&subtask).unwrap();
+    op.open(&ctx).unwrap();
+    op.restore_state(&RestoredState {
+        checkpoint: 2,
+        old_parallelism: 1,
+        states: vec![(0, state)],
+        root: Default::default(),
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("part-0-2.csv")).unwrap(),
+        "0\n1\n"
+    );
 }
