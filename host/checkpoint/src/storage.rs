@@ -379,7 +379,19 @@ impl CheckpointStorage {
                 fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
             }
         }
-        self.collect_state_garbage(keep_from)
+        // Shared files copied after the newest complete checkpoint was triggered may
+        // belong to one being taken (the final one is taken by each task on its own).
+        let newest_trigger = fs::read(self.checkpoint_dir(newest).join(METADATA))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CheckpointMetadata>(&b).ok())
+            .map(|m| {
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(m.timestamp_ms.max(0) as u64)
+            });
+        match newest_trigger {
+            Some(before) => self.collect_state_garbage(keep_from, before),
+            None => Ok(()),
+        }
     }
 }
 
@@ -479,8 +491,9 @@ impl CheckpointStorage {
     }
 
     /// Deletes operator files no complete checkpoint at or after `oldest` needs: private
-    /// directories of older checkpoints and shared SST files none of the rest lists.
-    fn collect_state_garbage(&self, oldest: u64) -> Result<()> {
+    /// directories of older checkpoints, and shared SST files none of the rest lists that
+    /// were written `before` (later ones may belong to a checkpoint being taken).
+    fn collect_state_garbage(&self, oldest: u64, before: std::time::SystemTime) -> Result<()> {
         for store in self.state_stores()? {
             let mut live = std::collections::BTreeSet::new();
             for entry in fs::read_dir(&store).map_err(|e| io(&store, e))? {
@@ -505,7 +518,11 @@ impl CheckpointStorage {
             };
             for entry in files.filter_map(|e| e.ok()) {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !live.contains(&name) {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < before);
+                if old && !live.contains(&name) {
                     fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
                 }
             }
@@ -642,6 +659,52 @@ mod tests {
             "{}",
             skipped[2]
         );
+    }
+
+    #[test]
+    fn garbage_collection_keeps_the_shared_files_retained_checkpoints_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(dir.path());
+        let store = dir.path().join(STATE_DIR).join("op#0");
+        fs::create_dir_all(store.join("sst")).unwrap();
+        let private = |id: u64, ssts: &[&str]| {
+            let p = store.join(format!("chk-{id}"));
+            fs::create_dir_all(&p).unwrap();
+            fs::write(p.join("_ssts"), ssts.join("\n")).unwrap();
+        };
+        for name in ["a.sst", "b.sst", "c.sst"] {
+            fs::write(store.join("sst").join(name), b"x").unwrap();
+        }
+        private(1, &["a.sst"]);
+        private(2, &["b.sst"]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        for id in 1..=2 {
+            storage
+                .write("job", id, now(), false, &[(key(0), 1, snapshot(1))], 1)
+                .unwrap();
+        }
+        // A file copied after the newest checkpoint was triggered, listed by no one yet.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(store.join("sst").join("d.sst"), b"x").unwrap();
+        storage.retain(1).unwrap();
+        let left: Vec<String> = {
+            let mut v: Vec<String> = fs::read_dir(store.join("sst"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // a: only checkpoint 1 (deleted) needed it; c: nobody; d: too new to judge.
+        assert_eq!(left, ["b.sst", "d.sst"]);
+        assert!(!store.join("chk-1").exists() && store.join("chk-2").exists());
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
     }
 
     #[test]
