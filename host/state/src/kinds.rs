@@ -55,6 +55,36 @@ pub fn is_expired(key: &[u8], value: &[u8], now_ms: i64) -> bool {
             .is_some_and(|e| i64::from_be_bytes(e.try_into().expect("eight bytes")) <= now_ms)
 }
 
+/// The name under which a state with a time-to-live is stored.
+fn ttl_name(name: impl Into<String>) -> String {
+    let mut name = name.into();
+    name.insert(0, TTL_MARKER as char);
+    name
+}
+
+/// Encodes `value`, behind its expiry when the state has a time-to-live.
+fn encode_stamped<T: Serialize>(state: &str, ttl_ms: Option<i64>, value: &T) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if let Some(ttl) = ttl_ms {
+        bytes.extend_from_slice(&now_ms().saturating_add(ttl).to_be_bytes());
+    }
+    bytes.extend(encode(state, value)?);
+    Ok(bytes)
+}
+
+/// Decodes a stored value; `None` if it expired.
+fn decode_stamped<T: DeserializeOwned>(
+    state: &str,
+    ttl_ms: Option<i64>,
+    bytes: &[u8],
+) -> Result<Option<T>> {
+    match ttl_ms {
+        None => decode(state, bytes).map(Some),
+        Some(_) if is_expired(state.as_bytes(), bytes, now_ms()) => Ok(None),
+        Some(_) => decode(state, bytes.get(8..).unwrap_or_default()).map(Some),
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -84,10 +114,8 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
     /// `StateTtlConfig` with `OnCreateAndWrite` and `NeverReturnExpired`): an expired
     /// value reads as absent and is dropped by the backend in the background.
     pub fn with_ttl(name: impl Into<String>, ttl: std::time::Duration) -> Self {
-        let mut name = name.into();
-        name.insert(0, TTL_MARKER as char);
         ValueState {
-            name,
+            name: ttl_name(name),
             ttl_ms: Some(ttl.as_millis() as i64),
             _v: PhantomData,
         }
@@ -95,13 +123,9 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
 
     /// The value for `key`, if any.
     pub fn get(&self, store: &dyn KeyedStore, key_group: u32, key: &[u8]) -> Result<Option<V>> {
-        let Some(bytes) = store.get(key_group, &state_key(&self.name, key, &[]))? else {
-            return Ok(None);
-        };
-        match self.ttl_ms {
-            None => decode(&self.name, &bytes).map(Some),
-            Some(_) if is_expired(self.name.as_bytes(), &bytes, now_ms()) => Ok(None),
-            Some(_) => decode(&self.name, &bytes[8..]).map(Some),
+        match store.get(key_group, &state_key(&self.name, key, &[]))? {
+            None => Ok(None),
+            Some(bytes) => decode_stamped(&self.name, self.ttl_ms, &bytes),
         }
     }
 
@@ -113,11 +137,7 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         key: &[u8],
         value: &V,
     ) -> Result<()> {
-        let mut bytes = Vec::new();
-        if let Some(ttl) = self.ttl_ms {
-            bytes.extend_from_slice(&now_ms().saturating_add(ttl).to_be_bytes());
-        }
-        bytes.extend(encode(&self.name, value)?);
+        let bytes = encode_stamped(&self.name, self.ttl_ms, value)?;
         store.put(key_group, &state_key(&self.name, key, &[]), &bytes)
     }
 
@@ -138,6 +158,13 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
     pub fn new(name: impl Into<String>) -> Self {
         ListState {
             inner: ValueState::new(name),
+        }
+    }
+
+    /// A list state whose list expires `ttl` after it was last written.
+    pub fn with_ttl(name: impl Into<String>, ttl: std::time::Duration) -> Self {
+        ListState {
+            inner: ValueState::with_ttl(name, ttl),
         }
     }
 
@@ -180,6 +207,8 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
 #[derive(Debug, Clone)]
 pub struct MapState<K, V> {
     name: String,
+    /// Time-to-live of each entry in ms, from its last write.
+    ttl_ms: Option<i64>,
     _kv: PhantomData<fn() -> (K, V)>,
 }
 
@@ -188,6 +217,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     pub fn new(name: impl Into<String>) -> Self {
         MapState {
             name: name.into(),
+            ttl_ms: None,
+            _kv: PhantomData,
+        }
+    }
+
+    /// A map state whose entries each expire `ttl` after they were last written.
+    pub fn with_ttl(name: impl Into<String>, ttl: std::time::Duration) -> Self {
+        MapState {
+            name: ttl_name(name),
+            ttl_ms: Some(ttl.as_millis() as i64),
             _kv: PhantomData,
         }
     }
@@ -204,10 +243,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         key: &[u8],
         map_key: &K,
     ) -> Result<Option<V>> {
-        store
-            .get(key_group, &self.entry_key(key, map_key)?)?
-            .map(|b| decode(&self.name, &b))
-            .transpose()
+        match store.get(key_group, &self.entry_key(key, map_key)?)? {
+            None => Ok(None),
+            Some(bytes) => decode_stamped(&self.name, self.ttl_ms, &bytes),
+        }
     }
 
     /// Sets `map_key` to `value` in the map of `key`.
@@ -219,7 +258,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         map_key: &K,
         value: &V,
     ) -> Result<()> {
-        let bytes = encode(&self.name, value)?;
+        let bytes = encode_stamped(&self.name, self.ttl_ms, value)?;
         store.put(key_group, &self.entry_key(key, map_key)?, &bytes)
     }
 
@@ -246,12 +285,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         let mut error = None;
         store.scan_prefix(key_group, &prefix, &mut |k, v| match (
             decode(&self.name, &k[prefix.len()..]),
-            decode(&self.name, v),
+            decode_stamped(&self.name, self.ttl_ms, v),
         ) {
-            (Ok(k), Ok(v)) => {
+            (Ok(k), Ok(Some(v))) => {
                 out.push((k, v));
                 true
             }
+            // Expired.
+            (Ok(_), Ok(None)) => true,
             (Err(e), _) | (_, Err(e)) => {
                 error = Some(e);
                 false
@@ -293,6 +334,14 @@ impl<F: AggregateFunction> AggregatingState<F> {
     pub fn new(name: impl Into<String>, function: F) -> Self {
         AggregatingState {
             inner: ValueState::new(name),
+            function,
+        }
+    }
+
+    /// An aggregating state whose accumulator expires `ttl` after it was last updated.
+    pub fn with_ttl(name: impl Into<String>, function: F, ttl: std::time::Duration) -> Self {
+        AggregatingState {
+            inner: ValueState::with_ttl(name, ttl),
             function,
         }
     }
@@ -378,6 +427,31 @@ mod tests {
         m.clear(s.as_mut(), 1, b"k1").unwrap();
         assert!(m.entries(s.as_ref(), 1, b"k1").unwrap().is_empty());
         assert_eq!(m.entries(s.as_ref(), 1, b"k2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_kind_can_expire() {
+        let mut s = store(0..1);
+        let short = std::time::Duration::from_millis(30);
+        let l = ListState::<i64>::with_ttl("l", short);
+        let m = MapState::<String, i64>::with_ttl("m", short);
+        let a = AggregatingState::with_ttl("a", Avg, short);
+        l.add(s.as_mut(), 0, b"k", 1).unwrap();
+        m.put(s.as_mut(), 0, b"k", &"old".into(), &1).unwrap();
+        a.add(s.as_mut(), 0, b"k", 2.0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        m.put(s.as_mut(), 0, b"k", &"new".into(), &2).unwrap();
+        assert!(l.get(s.as_ref(), 0, b"k").unwrap().is_empty());
+        assert_eq!(a.get(s.as_ref(), 0, b"k").unwrap(), None);
+        // Map entries expire one by one.
+        assert_eq!(m.get(s.as_ref(), 0, b"k", &"old".into()).unwrap(), None);
+        assert_eq!(
+            m.entries(s.as_ref(), 0, b"k").unwrap(),
+            vec![("new".to_string(), 2)]
+        );
+        // An expired list starts over.
+        l.add(s.as_mut(), 0, b"k", 5).unwrap();
+        assert_eq!(l.get(s.as_ref(), 0, b"k").unwrap(), vec![5]);
     }
 
     #[test]
