@@ -17,6 +17,9 @@
 //! operators beyond the bytes they hand over. Recovery reads the latest complete
 //! checkpoint ([`CheckpointStorage::latest`]); a checkpoint whose files are missing or do
 //! not match their checksums is reported and skipped in favour of the one before.
+//! Savepoints are checkpoints taken on request ([`SavepointRequest`], left in the
+//! checkpoint directory by `fungi savepoint`) and copied out of the retention's reach;
+//! [`RestartTracker`] applies a job's restart strategy to its failures.
 
 mod coordinator;
 mod restart;
