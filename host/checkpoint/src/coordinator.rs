@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use crate::storage::{SavepointRequest, SavepointResponse};
 use crate::{CheckpointStorage, TaskKey, TaskSnapshot};
 
-/// What a subtask tells the coordinator.
+/// What a subtask tells the coordinator. (A subtask that cannot snapshot fails the job
+/// instead of declining: a checkpoint that would lose state is never taken.)
 #[derive(Debug)]
 pub enum TaskReport {
     /// The subtask snapshotted its operators for checkpoint `checkpoint`.
@@ -30,15 +31,6 @@ pub enum TaskReport {
         parallelism: u32,
         /// The state.
         snapshot: TaskSnapshot,
-    },
-    /// The subtask could not take part in checkpoint `checkpoint`.
-    Declined {
-        /// Checkpoint id.
-        checkpoint: u64,
-        /// Which subtask.
-        task: TaskKey,
-        /// Why.
-        reason: String,
     },
     /// The subtask consumed all its input; its end state is for the final checkpoint.
     Finished {
@@ -76,7 +68,7 @@ pub struct TaskChannels {
 pub struct CheckpointStats {
     /// Checkpoints completed.
     pub completed: AtomicU64,
-    /// Checkpoints aborted (declined, timed out, or superseded by the end of input).
+    /// Checkpoints aborted (timed out, not written, or superseded by the end of input).
     pub aborted: AtomicU64,
     /// Id of the last complete checkpoint.
     pub last_id: AtomicU64,
@@ -247,14 +239,6 @@ impl Coordinator {
                                         return Ok(());
                                     }
                                 }
-                            }
-                        }
-                        TaskReport::Declined { checkpoint, task, reason } => {
-                            if in_flight.as_ref().is_some_and(|f| f.id == checkpoint) {
-                                warn!(job = %self.job, checkpoint, task = %task, "checkpoint declined: {reason}");
-                                let f = in_flight.take().expect("checked above");
-                                self.abort(f, &reason);
-                                next_trigger = Instant::now() + self.config.min_pause.max(interval);
                             }
                         }
                         TaskReport::Finished { task, parallelism, snapshot } => {
