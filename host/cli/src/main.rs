@@ -43,6 +43,9 @@ enum Command {
     /// Take a savepoint of a running job (and optionally stop it): a checkpoint kept
     /// apart from the job's rotation, restorable with `run --from-savepoint`.
     Savepoint(SavepointArgs),
+    /// List the checkpoints in a job's checkpoint directory: complete ones with their
+    /// time, duration and size, and why any other is unusable.
+    Checkpoints(CheckpointsArgs),
     /// Run benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -81,6 +84,15 @@ struct RunArgs {
     /// another parallelism.
     #[arg(long, short = 's')]
     from_savepoint: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CheckpointsArgs {
+    /// The job's checkpoint directory ('execution.checkpointing.dir').
+    dir: PathBuf,
+    /// Print JSON (the metadata of each complete checkpoint) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +154,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Savepoint(args) => savepoint(args),
+        Command::Checkpoints(args) => checkpoints(args),
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Plugin(command) => plugin::run(command),
         Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
@@ -323,6 +336,46 @@ async fn run_jobs(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Lists the checkpoints of a checkpoint directory.
+fn checkpoints(args: CheckpointsArgs) -> Result<()> {
+    let storage = fungi_checkpoint::CheckpointStorage::new(&args.dir);
+    let ids = storage.ids()?;
+    if ids.is_empty() {
+        bail!("no checkpoints in {}", args.dir.display());
+    }
+    let mut complete = Vec::new();
+    let mut unusable = Vec::new();
+    for id in ids {
+        match storage.load(id) {
+            Ok(c) => complete.push(c.metadata),
+            Err(e) => unusable.push(e.to_string()),
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&complete)?);
+    } else {
+        println!(
+            "{:>6}  {:<24} {:>9} {:>11} {:>6}  final",
+            "id", "triggered", "duration", "size", "tasks"
+        );
+        for m in &complete {
+            println!(
+                "{:>6}  {:<24} {:>7}ms {:>9.1}KiB {:>6}  {}",
+                m.id,
+                fungi_common::time::format_millis(m.timestamp_ms),
+                m.duration_ms,
+                m.size_bytes as f64 / 1024.0,
+                m.tasks.len(),
+                if m.finished { "yes" } else { "" }
+            );
+        }
+    }
+    for reason in unusable {
+        eprintln!("unusable: {reason}");
+    }
+    Ok(())
 }
 
 /// Asks the job checkpointing into `args.dir` for a savepoint and waits for it.

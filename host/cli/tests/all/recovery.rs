@@ -510,4 +510,23 @@ fn a_job_file_checkpoints_and_resumes_after_a_kill() {
     let rows = committed(dir.path());
     assert!(rows.len() > 1000, "{} rows", rows.len());
     assert!(rows.values().all(|&n| n == 1), "a row written twice");
+    // `fungi checkpoints` lists them, the final one last.
+    let listed = fungi()
+        .args([
+            "checkpoints",
+            dir.path().join("checkpoints").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let last = table.lines().last().unwrap_or_default();
+    assert!(
+        table.starts_with("    id  triggered") && last.ends_with("yes"),
+        "{table}"
+    );
 }
