@@ -418,7 +418,7 @@ impl SourceTask {
             let now = Instant::now();
             // A marker carries the time the batch before it left the source, so that it
             // measures what that batch's rows go through, in this task and after.
-            let emitted_micros = now_micros();
+            let emitted_micros = self.latency_interval.map(|_| now_micros());
             match event {
                 SourceEvent::Batch { split, batch } => {
                     self.context.metrics.add_out(batch.num_rows());
@@ -466,7 +466,7 @@ impl SourceTask {
                 last_tick = now;
                 self.chain.input(Input::Tick(now_millis()))?;
             }
-            if let Some(every) = self.latency_interval
+            if let (Some(every), Some(emitted_micros)) = (self.latency_interval, emitted_micros)
                 && now.duration_since(last_marker) >= every
             {
                 last_marker = now;

@@ -164,16 +164,16 @@ pub trait KeyedStore: Send {
     }
 
     /// Replaces the content with the files of an incremental checkpoint of a store of
-    /// the same key groups.
+    /// the same key groups. The default reads the checkpoint's entries and restores them
+    /// (a store without files, or a checkpoint taken by another backend).
     fn restore_files(
         &mut self,
         checkpoint: &IncrementalCheckpoint,
         shared: &Path,
         private: &Path,
     ) -> Result<()> {
-        let _ = (checkpoint, shared, private);
-        Err(StateError::Backend(
-            "this backend cannot restore checkpoint files".into(),
-        ))
+        self.restore(&RocksDbStateBackend::read_incremental(
+            checkpoint, shared, private,
+        )?)
     }
 }

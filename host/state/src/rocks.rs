@@ -146,14 +146,18 @@ impl RocksDbStateBackend {
     }
 
     /// Reads every entry of an incremental checkpoint into a portable snapshot (to split
-    /// it among the subtasks of another parallelism). `scratch` is an empty directory
-    /// the database is rebuilt in.
+    /// it among the subtasks of another parallelism, or to restore it into a store
+    /// without files), rebuilding the database in a scratch directory of its own.
     pub fn read_incremental(
         checkpoint: &IncrementalCheckpoint,
         shared: &Path,
         private: &Path,
-        scratch: &Path,
     ) -> Result<KeyedSnapshot> {
+        let scratch = &std::env::temp_dir().join(format!(
+            "fungi-rocksdb-read-{}-{}",
+            std::process::id(),
+            NEXT_TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         materialize(checkpoint, shared, private, scratch)?;
         let db = open_db(scratch)?;
         let mut snapshot = KeyedSnapshot::default();
@@ -558,13 +562,9 @@ mod tests {
         assert_eq!(store.get(0, b"late").unwrap(), None);
         assert_eq!(store.snapshot().unwrap().groups[&0].len(), 5_000);
         // Read out for a restore at another parallelism.
-        let all = RocksDbStateBackend::read_incremental(
-            &second,
-            &shared,
-            &dir.path().join("chk-2"),
-            &dir.path().join("scratch"),
-        )
-        .unwrap();
+        let all =
+            RocksDbStateBackend::read_incremental(&second, &shared, &dir.path().join("chk-2"))
+                .unwrap();
         assert_eq!(all.groups[&0].len(), 5_001);
         assert_eq!(all.groups[&1].len(), 5_000);
     }

@@ -144,6 +144,31 @@ pub fn merge_saved_states(
     Ok(())
 }
 
+/// The state of a sum kept with its count (sum and avg that can take rows back): the
+/// sum's columns, then the count.
+fn sum_count_state(
+    sum: &mut dyn GroupsAccumulator,
+    count: &mut CountAccumulator,
+    groups: &[u32],
+) -> Result<Vec<ArrayRef>> {
+    let mut state = sum.state(groups)?;
+    state.extend(count.state(groups)?);
+    Ok(state)
+}
+
+/// Merges state written by [`sum_count_state`].
+fn merge_sum_count_state(
+    sum: &mut dyn GroupsAccumulator,
+    count: &mut CountAccumulator,
+    state: &[ArrayRef],
+    groups: &[u32],
+    total: usize,
+) -> Result<()> {
+    let (sums, counts) = state.split_at(state.len().saturating_sub(1));
+    sum.merge_state(sums, groups, total)?;
+    count.merge_state(counts, groups, total)
+}
+
 /// A kind of aggregate: knows its result type and makes accumulators.
 pub trait AggregateFunction: Send + Sync + fmt::Debug {
     /// The function's name, as used in SQL and plans.
@@ -689,14 +714,10 @@ impl GroupsAccumulator for RetractingSum {
         self.sum.size() + self.count.size()
     }
     fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        let mut state = self.sum.state(groups)?;
-        state.extend(self.count.state(groups)?);
-        Ok(state)
+        sum_count_state(self.sum.as_mut(), &mut self.count, groups)
     }
     fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
-        let (sum, count) = state.split_at(state.len() - 1);
-        self.sum.merge_state(sum, groups, total)?;
-        self.count.merge_state(count, groups, total)
+        merge_sum_count_state(self.sum.as_mut(), &mut self.count, state, groups, total)
     }
 }
 
@@ -809,14 +830,10 @@ impl GroupsAccumulator for AvgAccumulator {
         self.sum.size() + self.count.size()
     }
     fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        let mut state = self.sum.state(groups)?;
-        state.extend(self.count.state(groups)?);
-        Ok(state)
+        sum_count_state(&mut self.sum, &mut self.count, groups)
     }
     fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
-        let (sum, count) = state.split_at(state.len() - 1);
-        self.sum.merge_state(sum, groups, total)?;
-        self.count.merge_state(count, groups, total)
+        merge_sum_count_state(&mut self.sum, &mut self.count, state, groups, total)
     }
 }
 

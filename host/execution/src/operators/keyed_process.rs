@@ -302,15 +302,11 @@ impl Operator for KeyedProcessOperator {
                 },
             ] if !restored.rescaled(self.parallelism) => {
                 let dir = restored.root.join(rel);
-                let restored_files = store.restore_files(
+                store.restore_files(
                     files,
                     &dir.join("sst"),
                     &dir.join(format!("chk-{checkpoint}")),
-                );
-                if restored_files.is_err() {
-                    // A backend without files (memory) reads the entries instead.
-                    store.restore(&states[0].entries(&restored.root)?)?;
-                }
+                )?;
             }
             // Otherwise every entry is read and the store keeps its own key groups.
             _ => {
@@ -361,28 +357,14 @@ impl StoreState {
                 files,
             } => {
                 let dir = root.join(store);
-                let scratch = tempfile_dir(&dir)?;
                 Ok(RocksDbStateBackend::read_incremental(
                     files,
                     &dir.join("sst"),
                     &dir.join(format!("chk-{checkpoint}")),
-                    &scratch,
                 )?)
             }
         }
     }
-}
-
-/// A fresh scratch directory name next to `dir`.
-fn tempfile_dir(dir: &Path) -> Result<PathBuf> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(std::env::temp_dir().join(format!(
-        "fungi-restore-{}-{n}-{}",
-        std::process::id(),
-        dir.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    )))
 }
 
 impl KeyedProcessOperator {
