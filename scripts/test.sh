@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 cargo fmt --all --check
+# Services the tests start on loopback (built once into ~/.cache/fungi/tools).
+bash scripts/install-test-services.sh
 # The guest workspaces (plugins, hostile plugins) and the SDK are formatted and linted
 # too, for the target they are built for.
 for guest in sdk-rust plugins conformance/hostile; do

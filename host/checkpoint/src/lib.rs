@@ -22,6 +22,7 @@
 //! [`RestartTracker`] applies a job's restart strategy to its failures.
 
 mod coordinator;
+mod remote;
 mod restart;
 mod storage;
 
@@ -30,8 +31,8 @@ use serde::{Deserialize, Serialize};
 pub use coordinator::{CheckpointStats, Completed, Coordinator, TaskChannels, TaskReport};
 pub use restart::RestartTracker;
 pub use storage::{
-    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, STATE_DIR, SavepointRequest,
-    SavepointResponse, TaskEntry,
+    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, LOCAL_STATE_DIR_ENV, STATE_DIR,
+    SavepointRequest, SavepointResponse, TaskEntry,
 };
 
 /// Errors of the checkpoint layer.
@@ -45,6 +46,14 @@ pub enum CheckpointError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// Object storage refused a request or could not be reached.
+    #[error("checkpoint storage: {location}: {reason}")]
+    Remote {
+        /// The object or location (a URL).
+        location: String,
+        /// What went wrong.
+        reason: String,
     },
     /// A checkpoint is incomplete or damaged.
     #[error("checkpoint {id} in {dir} is unusable: {reason}")]

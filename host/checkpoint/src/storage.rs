@@ -1,4 +1,4 @@
-//! Checkpoints in a local directory.
+//! Checkpoints in a local directory, optionally backed by S3-compatible object storage.
 //!
 //! ```text
 //! <dir>/chk-7/
@@ -9,17 +9,23 @@
 //!                             size and xxh3 checksum
 //! ```
 //!
-//! Object storage (S3-compatible, through `object_store`) is not wired in yet; see the
-//! README's architecture section.
+//! With an `s3://bucket/prefix` location the same layout is kept in object storage (see
+//! [`crate::remote`]): checkpoints are assembled in a local directory, uploaded file by
+//! file with `_metadata` last, and a checkpoint counts as complete once its `_metadata`
+//! object exists. The local copy then only caches what was uploaded.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::remote::{RemoteDir, is_remote};
 use crate::{CheckpointError, RestoredState, Result, TaskKey, TaskSnapshot};
 
 /// Version of the on-disk format.
@@ -160,10 +166,54 @@ impl CompletedCheckpoint {
     }
 }
 
-/// Checkpoints of one job in a local directory.
+/// Checkpoints of one job: a local directory, and object storage behind it when the
+/// location is an `s3://` URL.
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
+    /// Where checkpoints are assembled (and, without object storage, kept).
     dir: PathBuf,
+    remote: Option<Arc<Remote>>,
+}
+
+/// The object storage behind a [`CheckpointStorage`].
+#[derive(Debug)]
+struct Remote {
+    dir: RemoteDir,
+    /// Shared operator files known to be uploaded (`state/<store>/sst/<file>`); read from
+    /// a listing on first use.
+    shared: Mutex<Option<HashSet<String>>>,
+}
+
+/// The private directories an operator store may have for checkpoint `id`: its own and,
+/// for a final checkpoint, the one tasks write on their own (`chk-<u64::MAX>`).
+fn private_names(id: u64, finished: bool) -> Vec<String> {
+    let mut names = vec![format!("chk-{id}")];
+    if finished {
+        names.push(format!("chk-{}", u64::MAX));
+    }
+    names
+}
+
+/// Environment variable naming the directory under which checkpoints kept in object
+/// storage are assembled locally (default: `$XDG_CACHE_HOME/fungi/checkpoints`, else
+/// `~/.cache/fungi/checkpoints`).
+pub const LOCAL_STATE_DIR_ENV: &str = "FUNGI_LOCAL_STATE_DIR";
+
+/// The local directory for the object storage location `url`.
+fn local_dir_for(url: &str) -> PathBuf {
+    let base = std::env::var_os(LOCAL_STATE_DIR_ENV)
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("fungi/checkpoints"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/fungi/checkpoints"))
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("fungi-checkpoints"));
+    let (scheme, rest) = url.split_once("://").unwrap_or(("s3", url));
+    rest.split('/')
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+        .fold(base.join(scheme), |d, p| d.join(sanitize(p)))
 }
 
 fn io(path: &Path, source: std::io::Error) -> CheckpointError {
@@ -190,14 +240,51 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl CheckpointStorage {
-    /// Storage under `dir` (created on first write).
+    /// Storage under the local directory `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CheckpointStorage { dir: dir.into() }
+        CheckpointStorage {
+            dir: dir.into(),
+            remote: None,
+        }
     }
 
-    /// The storage directory.
+    /// Storage at `location`: a local directory, or `s3://bucket/prefix` for
+    /// S3-compatible object storage configured by `options` (`s3.endpoint`,
+    /// `s3.access-key`, `s3.secret-key`, `s3.region`, `s3.path.style.access`) and the
+    /// `AWS_*` environment variables.
+    pub fn open(location: &Path, options: &BTreeMap<String, String>) -> Result<Self> {
+        if !is_remote(location) {
+            return Ok(CheckpointStorage::new(location));
+        }
+        let url = location.to_string_lossy();
+        let dir = RemoteDir::open(&url, options)?;
+        Ok(CheckpointStorage {
+            dir: local_dir_for(&url),
+            remote: Some(Arc::new(Remote {
+                dir,
+                shared: Mutex::new(None),
+            })),
+        })
+    }
+
+    /// Assembles checkpoints kept in object storage in `dir` instead of the default
+    /// (see [`LOCAL_STATE_DIR_ENV`]); for local storage, the same as [`new`](Self::new).
+    pub fn with_local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    /// The local directory: where checkpoints are kept, or assembled before upload.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the checkpoints are, for messages: the directory or the object storage URL.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.dir.url_of("").trim_end_matches('/').to_string(),
+            None => self.dir.display().to_string(),
+        }
     }
 
     fn checkpoint_dir(&self, id: u64) -> PathBuf {
@@ -254,32 +341,132 @@ impl CheckpointStorage {
             tasks: entries,
         };
         let json = serde_json::to_vec_pretty(&metadata).expect("metadata encoding cannot fail");
+        if let Some(remote) = &self.remote {
+            self.upload(remote, &metadata, &json)?;
+        }
         write_atomically(&dir.join(METADATA), &json)?;
         Ok(metadata)
     }
 
-    /// Ids of the checkpoint directories present (complete or not), ascending.
+    /// Uploads checkpoint `metadata.id` from the local directory: the task files, the
+    /// operator stores' files for it (shared files only once), then `_metadata`.
+    fn upload(&self, remote: &Remote, metadata: &CheckpointMetadata, json: &[u8]) -> Result<()> {
+        let id = metadata.id;
+        let chk = format!("chk-{id}");
+        for entry in &metadata.tasks {
+            remote.dir.put_file(
+                &format!("{chk}/{}", entry.file),
+                &self.checkpoint_dir(id).join(&entry.file),
+            )?;
+        }
+        let mut shared = remote.shared.lock().expect("upload lock");
+        if shared.is_none() {
+            let known = remote
+                .dir
+                .files(STATE_DIR)?
+                .into_iter()
+                .map(|(f, _)| format!("{STATE_DIR}/{f}"))
+                .collect();
+            *shared = Some(known);
+        }
+        let shared = shared.as_mut().expect("filled above");
+        for store in self.state_stores()? {
+            let rel = self.rel(&store);
+            for name in private_names(id, metadata.finished) {
+                let private = store.join(&name);
+                if !private.exists() {
+                    continue;
+                }
+                for sst in sst_list(&private) {
+                    let key = format!("{rel}/sst/{sst}");
+                    if !shared.contains(&key) {
+                        remote.dir.put_file(&key, &store.join("sst").join(&sst))?;
+                        shared.insert(key);
+                    }
+                }
+                remote.dir.put_dir(&format!("{rel}/{name}"), &private)?;
+            }
+        }
+        remote.dir.put(&format!("{chk}/{METADATA}"), json.to_vec())
+    }
+
+    /// Downloads checkpoint `id` into the local directory (files already there and
+    /// unchanged are kept), its `_metadata` last.
+    fn download(&self, remote: &Remote, id: u64) -> Result<()> {
+        let chk = format!("chk-{id}");
+        let dir = self.checkpoint_dir(id);
+        let Some(json) = remote.dir.get(&format!("{chk}/{METADATA}"))? else {
+            return Err(CheckpointError::Corrupt {
+                id,
+                dir: remote.dir.url_of(&chk),
+                reason: "no _metadata object (the checkpoint never completed)".into(),
+            });
+        };
+        // A _metadata that does not parse is reported by `load_from` (written as is).
+        let metadata: Option<CheckpointMetadata> = serde_json::from_slice(&json).ok();
+        let _ = fs::remove_file(dir.join(METADATA));
+        for entry in metadata.iter().flat_map(|m| &m.tasks) {
+            let local = dir.join(&entry.file);
+            let unchanged = fs::read(&local)
+                .is_ok_and(|b| b.len() as u64 == entry.bytes && xxh3_64(&b) == entry.checksum);
+            if !unchanged {
+                // A missing object is reported by `load_from`, naming the file.
+                let _ = fs::remove_file(&local);
+                remote
+                    .dir
+                    .get_file(&format!("{chk}/{}", entry.file), &local)?;
+            }
+        }
+        let finished = metadata.as_ref().is_some_and(|m| m.finished);
+        for store in remote.dir.dirs(STATE_DIR)? {
+            let rel = format!("{STATE_DIR}/{store}");
+            let local_store = self.dir.join(STATE_DIR).join(&store);
+            for name in private_names(id, finished) {
+                let private = local_store.join(&name);
+                remote.dir.get_dir(&format!("{rel}/{name}"), &private)?;
+                for sst in sst_list(&private) {
+                    let local = local_store.join("sst").join(&sst);
+                    if !local.exists() {
+                        remote.dir.get_file(&format!("{rel}/sst/{sst}"), &local)?;
+                    }
+                }
+            }
+        }
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        write_atomically(&dir.join(METADATA), &json)
+    }
+
+    /// `path` relative to the local directory, with `/`.
+    fn rel(&self, path: &Path) -> String {
+        let rel = path.strip_prefix(&self.dir).unwrap_or(path);
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Ids of the checkpoints present (complete or not), ascending; in object storage
+    /// when there is one.
     pub fn ids(&self) -> Result<Vec<u64>> {
+        if let Some(remote) = &self.remote {
+            return Ok(chk_ids(remote.dir.dirs("")?));
+        }
         let read = match fs::read_dir(&self.dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&self.dir, e)),
         };
-        let mut ids: Vec<u64> = read
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("chk-"))
-                    .and_then(|n| n.parse().ok())
-            })
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(chk_ids(
+            read.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(String::from)),
+        ))
     }
 
-    /// Reads and checks checkpoint `id`.
+    /// Reads and checks checkpoint `id` (downloading it first from object storage).
     pub fn load(&self, id: u64) -> Result<CompletedCheckpoint> {
+        if let Some(remote) = &self.remote {
+            self.download(remote, id)?;
+        }
         self.load_from(&self.checkpoint_dir(id), id)
     }
 
@@ -359,40 +546,159 @@ impl CheckpointStorage {
     }
 
     /// Deletes complete checkpoints beyond the newest `keep`, and incomplete ones older
-    /// than the newest complete one.
+    /// than the newest complete one; in object storage too, when there is one.
     pub fn retain(&self, keep: usize) -> Result<()> {
-        let ids = self.ids()?;
-        let complete: Vec<u64> = ids
+        let local_ids = {
+            let local = CheckpointStorage::new(&self.dir);
+            local.ids()?
+        };
+        let complete: Vec<u64> = local_ids
             .iter()
             .copied()
             .filter(|&id| self.checkpoint_dir(id).join(METADATA).exists())
             .collect();
-        let keep_from = complete
-            .len()
-            .checked_sub(keep)
-            .map_or(0, |i| complete.get(i).copied().unwrap_or(0));
-        let newest = complete.last().copied().unwrap_or(0);
-        for id in ids {
-            let incomplete_old = !complete.contains(&id) && id < newest;
-            if id < keep_from || incomplete_old {
-                let dir = self.checkpoint_dir(id);
-                fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            }
+        let plan = Retention::plan(&local_ids, &complete, keep);
+        for &id in &plan.delete {
+            let dir = self.checkpoint_dir(id);
+            fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
         }
         // Shared files copied after the newest complete checkpoint was triggered may
         // belong to one being taken (the final one is taken by each task on its own).
-        let newest_trigger = fs::read(self.checkpoint_dir(newest).join(METADATA))
+        let newest_trigger = fs::read(self.checkpoint_dir(plan.newest).join(METADATA))
             .ok()
             .and_then(|b| serde_json::from_slice::<CheckpointMetadata>(&b).ok())
             .map(|m| {
                 std::time::UNIX_EPOCH
                     + std::time::Duration::from_millis(m.timestamp_ms.max(0) as u64)
             });
-        match newest_trigger {
-            Some(before) => self.collect_state_garbage(keep_from, before),
-            None => Ok(()),
+        if let Some(before) = newest_trigger {
+            self.collect_state_garbage(plan.keep_from, before)?;
+        }
+        match (&self.remote, newest_trigger) {
+            (Some(remote), Some(before)) => self.retain_remote(remote, keep, before),
+            _ => Ok(()),
         }
     }
+
+    /// [`retain`](Self::retain) for the object storage copy.
+    fn retain_remote(&self, remote: &Remote, keep: usize, before: SystemTime) -> Result<()> {
+        let files = remote.dir.files("")?;
+        let ids = chk_ids(
+            files
+                .iter()
+                .filter_map(|(f, _)| f.split('/').next().map(String::from)),
+        );
+        let complete: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                files
+                    .iter()
+                    .any(|(f, _)| *f == format!("chk-{id}/{METADATA}"))
+            })
+            .collect();
+        let plan = Retention::plan(&ids, &complete, keep);
+        let mut doomed: Vec<String> = files
+            .iter()
+            .filter(|(f, _)| {
+                f.strip_prefix("chk-")
+                    .and_then(|r| r.split('/').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|id| plan.delete.contains(&id))
+            })
+            .map(|(f, _)| f.clone())
+            .collect();
+        // Operator stores: `state/<store>/chk-<id>/...` and `state/<store>/sst/<file>`.
+        let mut stores: BTreeMap<&str, StoreFiles> = BTreeMap::new();
+        for (f, modified) in &files {
+            let Some(rest) = f.strip_prefix(&format!("{STATE_DIR}/")) else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, '/');
+            let (Some(store), Some(dir), Some(file)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let entry = stores.entry(store).or_default();
+            if dir == "sst" {
+                entry.shared.push((file.to_string(), *modified));
+            } else if let Some(id) = dir.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) {
+                entry.privates.entry(id).or_default().push(file.to_string());
+            }
+        }
+        for (store, files) in stores {
+            let mut live = BTreeSet::new();
+            for (&id, names) in &files.privates {
+                let dir = format!("{STATE_DIR}/{store}/chk-{id}");
+                if id < plan.keep_from {
+                    doomed.extend(names.iter().map(|n| format!("{dir}/{n}")));
+                } else if let Some(list) = remote.dir.get(&format!("{dir}/{}", SST_LIST))? {
+                    live.extend(parse_sst_list(&String::from_utf8_lossy(&list)));
+                }
+            }
+            let mut shared = remote.shared.lock().expect("upload lock");
+            for (name, modified) in files.shared {
+                if modified < before && !live.contains(&name) {
+                    let key = format!("{STATE_DIR}/{store}/sst/{name}");
+                    if let Some(known) = shared.as_mut() {
+                        known.remove(&key);
+                    }
+                    doomed.push(key);
+                }
+            }
+        }
+        remote.dir.delete(&doomed)
+    }
+}
+
+/// What object storage holds of one operator store.
+#[derive(Default)]
+struct StoreFiles {
+    /// Checkpoint id → files of its private directory.
+    privates: BTreeMap<u64, Vec<String>>,
+    /// Shared files with their last modification.
+    shared: Vec<(String, SystemTime)>,
+}
+
+/// Which checkpoints retention deletes.
+struct Retention {
+    /// Ids to delete.
+    delete: Vec<u64>,
+    /// The oldest id kept.
+    keep_from: u64,
+    /// The newest complete checkpoint (0 when none).
+    newest: u64,
+}
+
+impl Retention {
+    /// Keeps the newest `keep` complete checkpoints and incomplete ones newer than the
+    /// newest complete one (one may be in progress).
+    fn plan(ids: &[u64], complete: &[u64], keep: usize) -> Retention {
+        let keep_from = complete
+            .len()
+            .checked_sub(keep)
+            .map_or(0, |i| complete.get(i).copied().unwrap_or(0));
+        let newest = complete.last().copied().unwrap_or(0);
+        let delete = ids
+            .iter()
+            .copied()
+            .filter(|&id| id < keep_from || (!complete.contains(&id) && id < newest))
+            .collect();
+        Retention {
+            delete,
+            keep_from,
+            newest,
+        }
+    }
+}
+
+/// The checkpoint ids among directory names (`chk-<id>`), ascending and unique.
+fn chk_ids(names: impl IntoIterator<Item = String>) -> Vec<u64> {
+    let ids: BTreeSet<u64> = names
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("chk-").and_then(|n| n.parse().ok()))
+        .collect();
+    ids.into_iter().collect()
 }
 
 /// A request for a savepoint, left in the checkpoint directory by `fungi savepoint` and
@@ -473,7 +779,14 @@ impl CheckpointStorage {
                 fs::copy(&src, sp_store.join("sst").join(&sst)).map_err(|e| io(&src, e))?;
             }
         }
-        Ok(to)
+        match &self.remote {
+            Some(remote) => {
+                let rel = format!("savepoints/sp-{id}");
+                remote.dir.put_dir(&rel, &to)?;
+                Ok(PathBuf::from(remote.dir.url_of(&rel)))
+            }
+            None => Ok(to),
+        }
     }
 
     /// The directories of operator stores that keep files (`state/<store>/`).
@@ -542,8 +855,27 @@ impl CheckpointStorage {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Reads a savepoint (or any checkpoint) directory written by this storage.
-    pub fn load_dir(dir: &Path) -> Result<CompletedCheckpoint> {
+    /// Reads a savepoint (or any checkpoint) directory written by this storage; an
+    /// `s3://` location is downloaded first (configured by `options`, as for
+    /// [`open`](Self::open)).
+    pub fn load_dir(dir: &Path, options: &BTreeMap<String, String>) -> Result<CompletedCheckpoint> {
+        let local;
+        let dir = if is_remote(dir) {
+            let url = dir.to_string_lossy();
+            let remote = RemoteDir::open(&url, options)?;
+            local = local_dir_for(&url);
+            if remote.get(METADATA)?.is_none() {
+                return Err(CheckpointError::Remote {
+                    location: remote.url_of(METADATA),
+                    reason: "not found: no savepoint or checkpoint there".into(),
+                });
+            }
+            let _ = fs::remove_dir_all(&local);
+            remote.get_dir("", &local)?;
+            local.as_path()
+        } else {
+            dir
+        };
         let meta_path = dir.join(METADATA);
         let bytes = fs::read(&meta_path).map_err(|e| io(&meta_path, e))?;
         let metadata: CheckpointMetadata =
@@ -559,16 +891,21 @@ impl CheckpointStorage {
     }
 }
 
+/// Name of the list of shared files in a store's checkpoint directory.
+const SST_LIST: &str = "_ssts";
+
 /// The shared SST files a store's checkpoint directory lists.
 fn sst_list(private: &Path) -> Vec<String> {
-    fs::read_to_string(private.join("_ssts"))
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect()
-        })
+    fs::read_to_string(private.join(SST_LIST))
+        .map(|s| parse_sst_list(&s))
         .unwrap_or_default()
+}
+
+fn parse_sst_list(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A file name from a task key: operator names may hold any character.
@@ -705,6 +1042,165 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64
+    }
+
+    /// A fake RocksDB store's files for checkpoint `id` under `root`: shared `ssts`,
+    /// listed by its private directory.
+    fn store_files(root: &Path, id: u64, ssts: &[&str]) {
+        let store = root.join(STATE_DIR).join("op#0");
+        fs::create_dir_all(store.join("sst")).unwrap();
+        for sst in ssts {
+            fs::write(store.join("sst").join(sst), sst.as_bytes()).unwrap();
+        }
+        let private = store.join(format!("chk-{id}"));
+        fs::create_dir_all(&private).unwrap();
+        fs::write(private.join(SST_LIST), ssts.join("\n")).unwrap();
+        fs::write(private.join("MANIFEST"), format!("manifest {id}")).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_in_object_storage_restore_on_a_machine_without_local_files() {
+        let server = fungi_testkit::S3Server::start(&["ckpt"]);
+        let url = Path::new("s3://ckpt/jobs/a");
+        let local = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::open(url, &server.options())
+            .unwrap()
+            .with_local_dir(local.path());
+        assert_eq!(storage.location(), "s3://ckpt/jobs/a");
+        for id in 1..=4u64 {
+            // Each checkpoint keeps one older shared file and adds one.
+            let ssts = [format!("{}.sst", id.max(2) - 1), format!("{id}.sst")];
+            store_files(local.path(), id, &[&ssts[0], &ssts[1]]);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            storage
+                .write(
+                    "job",
+                    id,
+                    now(),
+                    false,
+                    &[(key(0), 1, snapshot(id as u8))],
+                    1,
+                )
+                .unwrap();
+            storage.retain(2).unwrap();
+        }
+        let bucket = server.root().join("ckpt/jobs/a");
+        let mut objects: Vec<String> = crate::remote::local_files(&bucket)
+            .unwrap()
+            .into_iter()
+            .map(|(f, _)| f)
+            .filter(|f| !f.contains(".s3s"))
+            .collect();
+        objects.sort();
+        // Two checkpoints kept; shared files only those they list.
+        assert!(
+            objects
+                .iter()
+                .all(|f| !f.starts_with("chk-1/") && !f.starts_with("chk-2/")),
+            "{objects:?}"
+        );
+        assert!(
+            objects.contains(&"chk-4/_metadata".to_string()),
+            "{objects:?}"
+        );
+        let ssts: Vec<&String> = objects.iter().filter(|f| f.contains("/sst/")).collect();
+        assert_eq!(ssts.len(), 3, "{objects:?}");
+
+        // Another machine: nothing local; the newest checkpoint is downloaded with the
+        // store files it needs.
+        let fresh = tempfile::tempdir().unwrap();
+        let restored = CheckpointStorage::open(url, &server.options())
+            .unwrap()
+            .with_local_dir(fresh.path());
+        assert_eq!(restored.ids().unwrap(), vec![3, 4]);
+        let c = restored.latest().unwrap().unwrap();
+        assert_eq!(c.id(), 4);
+        assert_eq!(
+            c.operator_state("window", 0, 1).unwrap().states,
+            vec![(0, vec![4; 10])]
+        );
+        let store = fresh.path().join(STATE_DIR).join("op#0");
+        assert_eq!(
+            fs::read_to_string(store.join("chk-4/MANIFEST")).unwrap(),
+            "manifest 4"
+        );
+        assert_eq!(
+            fs::read_to_string(store.join("sst/4.sst")).unwrap(),
+            "4.sst"
+        );
+        assert!(store.join("sst/3.sst").exists());
+    }
+
+    #[test]
+    fn a_damaged_object_falls_back_to_the_previous_checkpoint() {
+        let server = fungi_testkit::S3Server::start(&["ckpt"]);
+        let url = Path::new("s3://ckpt/b");
+        let local = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::open(url, &server.options())
+            .unwrap()
+            .with_local_dir(local.path());
+        for id in 1..=3 {
+            storage
+                .write(
+                    "job",
+                    id,
+                    now(),
+                    false,
+                    &[(key(0), 1, snapshot(id as u8))],
+                    1,
+                )
+                .unwrap();
+        }
+        // 3: its state object damaged in the bucket; 2: its _metadata gone.
+        let bucket = server.root().join("ckpt/b");
+        let state = crate::remote::local_files(&bucket.join("chk-3"))
+            .unwrap()
+            .into_iter()
+            .find(|(f, _)| f.ends_with(".state"))
+            .unwrap()
+            .1;
+        let mut bytes = fs::read(&state).unwrap();
+        bytes[3] ^= 0xff;
+        fs::write(&state, bytes).unwrap();
+        fs::remove_file(bucket.join("chk-2/_metadata")).unwrap();
+        let fresh = tempfile::tempdir().unwrap();
+        let restored = CheckpointStorage::open(url, &server.options())
+            .unwrap()
+            .with_local_dir(fresh.path());
+        let (c, skipped) = restored.latest_with_skipped().unwrap();
+        assert_eq!(c.unwrap().id(), 1);
+        assert!(
+            skipped[0].contains("does not match its checksum"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].contains("never completed") && skipped[1].contains("s3://ckpt/b/chk-2"),
+            "{skipped:?}"
+        );
+    }
+
+    #[test]
+    fn bad_object_storage_settings_are_named() {
+        let err =
+            CheckpointStorage::open(Path::new("s3:///nobucket"), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("no bucket"), "{err}");
+        let options = [("s3.colour".to_string(), "red".to_string())].into();
+        let err = CheckpointStorage::open(Path::new("s3://b/p"), &options).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown option 's3.colour'"),
+            "{err}"
+        );
+        // Nothing listens there: the error names the location.
+        let options = [(
+            "s3.endpoint".to_string(),
+            format!("http://127.0.0.1:{}", fungi_testkit::free_port()),
+        )]
+        .into();
+        let storage = CheckpointStorage::open(Path::new("s3://b/p"), &options)
+            .unwrap()
+            .with_local_dir(tempfile::tempdir().unwrap().path());
+        let err = storage.ids().unwrap_err();
+        assert!(err.to_string().contains("s3://b/p"), "{err}");
     }
 
     #[test]

@@ -88,7 +88,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CheckpointsArgs {
-    /// The job's checkpoint directory ('execution.checkpointing.dir').
+    /// The job's checkpoint directory or s3:// URL ('execution.checkpointing.dir'; object
+    /// storage is configured by the AWS_* environment variables).
     dir: PathBuf,
     /// Print JSON (the metadata of each complete checkpoint) instead of a table.
     #[arg(long)]
@@ -97,7 +98,8 @@ struct CheckpointsArgs {
 
 #[derive(Debug, Args)]
 struct SavepointArgs {
-    /// The checkpoint directory of the running job ('execution.checkpointing.dir').
+    /// The checkpoint directory or s3:// URL of the running job
+    /// ('execution.checkpointing.dir'), on this machine.
     dir: PathBuf,
     /// Stop the job once the savepoint is complete.
     #[arg(long)]
@@ -340,10 +342,10 @@ async fn run_jobs(
 
 /// Lists the checkpoints of a checkpoint directory.
 fn checkpoints(args: CheckpointsArgs) -> Result<()> {
-    let storage = fungi_checkpoint::CheckpointStorage::new(&args.dir);
+    let storage = fungi_checkpoint::CheckpointStorage::open(&args.dir, &Default::default())?;
     let ids = storage.ids()?;
     if ids.is_empty() {
-        bail!("no checkpoints in {}", args.dir.display());
+        bail!("no checkpoints in {}", storage.location());
     }
     let mut complete = Vec::new();
     let mut unusable = Vec::new();
@@ -380,7 +382,7 @@ fn checkpoints(args: CheckpointsArgs) -> Result<()> {
 
 /// Asks the job checkpointing into `args.dir` for a savepoint and waits for it.
 fn savepoint(args: SavepointArgs) -> Result<()> {
-    let storage = fungi_checkpoint::CheckpointStorage::new(&args.dir);
+    let storage = fungi_checkpoint::CheckpointStorage::open(&args.dir, &Default::default())?;
     storage.request_savepoint(&fungi_checkpoint::SavepointRequest { stop: args.stop })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
     loop {

@@ -51,7 +51,12 @@ pub(crate) async fn supervise(
     let config = plan.graph.config.clone();
     let name = plan.graph.name.clone();
     let storage = match (&config.checkpointing.interval, &config.checkpointing.dir) {
-        (Some(_), Some(dir)) => Some(CheckpointStorage::new(dir)),
+        (Some(_), Some(dir)) => {
+            match CheckpointStorage::open(dir, &config.checkpointing.storage_options) {
+                Ok(s) => Some(s),
+                Err(e) => return failed(e.into()),
+            }
+        }
         _ => None,
     };
     let mut tracker = RestartTracker::new(config.restart_strategy.clone());
@@ -68,18 +73,22 @@ pub(crate) async fn supervise(
         };
         // A savepoint is where the job starts; once it checkpoints on its own, it
         // resumes from its own checkpoints.
-        let checkpoint = match (checkpoint, &savepoint) {
-            (None, Some(path)) => match CheckpointStorage::load_dir(path) {
-                Ok(c) => Some(c),
-                Err(e) => return failed(e.into()),
-            },
-            (c, _) => c,
+        let (checkpoint, from) = match (checkpoint, &savepoint) {
+            (None, Some(path)) => {
+                match CheckpointStorage::load_dir(path, &config.checkpointing.storage_options) {
+                    Ok(c) => (Some(c), path.display().to_string()),
+                    Err(e) => return failed(e.into()),
+                }
+            }
+            (c, _) => (
+                c,
+                storage.as_ref().map(|s| s.location()).unwrap_or_default(),
+            ),
         };
         if let Some(c) = &checkpoint {
             eprintln!(
-                "job '{name}': resuming from checkpoint {} in {}{}",
+                "job '{name}': resuming from checkpoint {} in {from}{}",
                 c.id(),
-                c.dir.display(),
                 if c.metadata.finished {
                     " (taken after the end of input: only pending output is published)"
                 } else {

@@ -105,8 +105,14 @@ pub struct CheckpointConfig {
     /// Time between two checkpoint triggers; `None` turns checkpoints off.
     #[serde(with = "optional_duration_ms")]
     pub interval: Option<Duration>,
-    /// Directory that holds the job's checkpoints (`chk-N/` subdirectories).
+    /// Where the job's checkpoints are (`chk-N/` subdirectories): a local directory or an
+    /// `s3://bucket/prefix` URL.
     pub dir: Option<PathBuf>,
+    /// Options of the object storage behind an `s3://` location (`s3.endpoint`,
+    /// `s3.access-key`, `s3.secret-key`, `s3.region`, `s3.path.style.access`); unset ones
+    /// come from the `AWS_*` environment variables.
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
     /// A checkpoint not complete after this long is aborted. Default 10 min.
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
@@ -122,6 +128,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             interval: None,
             dir: None,
+            storage_options: Default::default(),
             timeout: Duration::from_secs(600),
             min_pause: Duration::ZERO,
             retained: 3,

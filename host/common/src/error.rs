@@ -40,6 +40,10 @@ pub enum FungiError {
         /// What is wrong with the record.
         reason: String,
     },
+    /// An external system (a broker, a service) refused a request or could not be
+    /// reached; the message names it.
+    #[error("{0}")]
+    Connector(String),
     /// State could not be read, written or restored.
     #[error("state: {0}")]
     State(String),
@@ -68,6 +72,7 @@ impl FungiError {
             FungiError::Config(_) => "CONFIG",
             FungiError::Plan(_) => "PLAN",
             FungiError::Decode { .. } => "DECODE",
+            FungiError::Connector(_) => "CONNECTOR",
             FungiError::State(_) => "STATE",
             FungiError::Operator { .. } => "OPERATOR",
             FungiError::Cancelled => "CANCELLED",

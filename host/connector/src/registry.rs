@@ -9,14 +9,15 @@ use fungi_execution::source::SourceFactory;
 use crate::blackhole::BlackholeSink;
 use crate::datagen::DatagenSource;
 use crate::file::{FileSink, FileSource};
+use crate::kafka::{KafkaSink, KafkaSource};
 use crate::nexmark::NexmarkSource;
 use crate::options::Options;
 use crate::print::PrintSink;
 
 /// Names of the source connectors.
-pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem"];
+pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem", "kafka"];
 /// Names of the sink connectors.
-pub const SINKS: &[&str] = &["filesystem", "stdout", "print", "blackhole"];
+pub const SINKS: &[&str] = &["filesystem", "kafka", "stdout", "print", "blackhole"];
 
 /// Whether the sink connector can apply a changelog (updates and deletes), not only
 /// inserts.
@@ -42,6 +43,7 @@ pub fn source(
         "nexmark" => NexmarkSource::factory(options),
         "datagen" => Ok((DatagenSource::factory(declared()?, options)?, declared()?)),
         "filesystem" | "file" => Ok((FileSource::factory(declared()?, options)?, declared()?)),
+        "kafka" => Ok((KafkaSource::factory(declared()?, options)?, declared()?)),
         other => Err(unknown(other, SOURCES, "source")),
     }
 }
@@ -55,18 +57,14 @@ pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
         }
         "stdout" | "print" => PrintSink::factory(options),
         "filesystem" | "file" => FileSink::factory(options),
+        "kafka" => KafkaSink::factory(options),
         other => Err(unknown(other, SINKS, "sink")),
     }
 }
 
 fn unknown(name: &str, known: &[&str], what: &str) -> FungiError {
     FungiError::Config(format!(
-        "unknown {what} connector '{name}'; available: {}{}",
+        "unknown {what} connector '{name}'; available: {}",
         known.join(", "),
-        if name == "kafka" {
-            " (kafka is not available yet in this build)"
-        } else {
-            ""
-        }
     ))
 }

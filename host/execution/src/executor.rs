@@ -168,12 +168,17 @@ impl LocalExecutor {
         let mut tasks = JoinSet::new();
         // The checkpoint coordinator, when the job checkpoints.
         let mut checkpoint_stats = None;
+        let mut local_checkpoint_dir = None;
         let channels = match (&config.checkpointing.interval, &config.checkpointing.dir) {
             (Some(_), Some(dir)) => {
                 let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
+                let storage = CheckpointStorage::open(dir, &config.checkpointing.storage_options)?;
+                // Operators write their own checkpoint files (RocksDB) locally; object
+                // storage gets them from there.
+                local_checkpoint_dir = Some(storage.dir().to_path_buf());
                 let (coordinator, channels) = Coordinator::new(
                     config.checkpointing.clone(),
-                    CheckpointStorage::new(dir),
+                    storage,
                     graph.name.clone(),
                     expected,
                     checkpoint.map_or(1, |c| c.id() + 1),
@@ -240,7 +245,7 @@ impl LocalExecutor {
                         metrics: metrics.operators[id.0 as usize].clone(),
                         dead_letters: dead_letters.clone(),
                         checkpointing: channels.is_some(),
-                        checkpoint_dir: channels.as_ref().and(config.checkpointing.dir.clone()),
+                        checkpoint_dir: local_checkpoint_dir.clone(),
                     });
                 }
                 let head_metrics = metrics.operators[head.id.0 as usize].clone();

@@ -249,6 +249,16 @@ impl SqlSession {
                 let dir = v.strip_prefix("file://").unwrap_or(&v);
                 self.config.checkpointing.dir = Some(dir.into());
             }
+            "s3.endpoint"
+            | "s3.access-key"
+            | "s3.secret-key"
+            | "s3.region"
+            | "s3.path.style.access" => {
+                self.config
+                    .checkpointing
+                    .storage_options
+                    .insert(k.clone(), v.clone());
+            }
             "execution.checkpointing.timeout" => {
                 self.config.checkpointing.timeout = fungi_connector::options::parse_duration(&v)
                     .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?;
@@ -281,7 +291,7 @@ impl SqlSession {
             }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
                     plugins::LIMIT_KEYS.join(", ")
                 )));
             }

@@ -95,6 +95,22 @@ fn run_to_end(dir: &Path, sql: &str) -> std::process::Output {
 
 /// Runs the job, killing it `kills` times at pseudo-random points, then lets it finish.
 fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
+    run_with_kills_on(dir, sql, kills, seed, &dir.join("checkpoints"), |_| {
+        Vec::new()
+    })
+}
+
+/// [`run_with_kills`] for checkpoints that appear in `checkpoints` (a local directory,
+/// or the bucket directory of a test S3 server); attempt `n` runs with the environment
+/// `env(n)`.
+fn run_with_kills_on(
+    dir: &Path,
+    sql: &str,
+    kills: usize,
+    seed: u64,
+    checkpoints: &Path,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> String {
     let file = dir.join("job.sql");
     std::fs::write(&file, sql).unwrap();
     let mut state = seed;
@@ -109,15 +125,14 @@ fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
         let wait = Duration::from_millis(100 + state % 1200);
         let mut child = fungi()
             .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+            .envs(env(kill))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         if kill > 0 {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while !has_complete_checkpoint(&dir.join("checkpoints"))
-                && std::time::Instant::now() < deadline
-            {
+            while !has_complete_checkpoint(checkpoints) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -128,7 +143,11 @@ fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
         log.push_str(&format!("--- killed after {wait:?}\n"));
         log.push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    let out = run_to_end(dir, sql);
+    let out = fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .envs(env(kills))
+        .output()
+        .unwrap();
     log.push_str(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{log}");
     log
@@ -160,6 +179,16 @@ fn check_exactly_once(extra_settings: &str, extra_select: &str, sql_prefix: &str
 /// Runs the job `sql(dir)` once uninterrupted and once killed five times; the committed
 /// rows must be the same (at least `min_rows` of them, none twice).
 fn check_sql_exactly_once(min_rows: usize, sql: impl Fn(&Path) -> String) {
+    let expected = reference_output(min_rows, &sql);
+    let killed = tempfile::tempdir().unwrap();
+    let sql = sql(killed.path());
+    let seed = seed();
+    let log = run_with_kills(killed.path(), &sql, 5, seed);
+    assert_same_output(&expected, killed.path(), seed, &log);
+}
+
+/// The committed rows of an uninterrupted run of `sql(dir)` (at least `min_rows`).
+fn reference_output(min_rows: usize, sql: impl Fn(&Path) -> String) -> BTreeMap<String, usize> {
     let reference = tempfile::tempdir().unwrap();
     let out = run_to_end(reference.path(), &sql(reference.path()));
     assert!(
@@ -170,12 +199,13 @@ fn check_sql_exactly_once(min_rows: usize, sql: impl Fn(&Path) -> String) {
     let expected = committed(reference.path());
     assert!(expected.len() >= min_rows, "{} rows", expected.len());
     assert!(expected.values().all(|&n| n == 1));
+    expected
+}
 
-    let killed = tempfile::tempdir().unwrap();
-    let sql = sql(killed.path());
-    let seed = seed();
-    let log = run_with_kills(killed.path(), &sql, 5, seed);
-    let got = committed(killed.path());
+/// The output committed in `dir` is `expected`, every row once, and the job resumed
+/// from a checkpoint at least once.
+fn assert_same_output(expected: &BTreeMap<String, usize>, dir: &Path, seed: u64, log: &str) {
+    let got = committed(dir);
     let missing: Vec<_> = expected
         .keys()
         .filter(|k| !got.contains_key(*k))
@@ -188,7 +218,7 @@ fn check_sql_exactly_once(min_rows: usize, sql: impl Fn(&Path) -> String) {
         .take(3)
         .collect();
     assert!(
-        got == expected,
+        got == *expected,
         "seed {seed}: {} rows expected, {} committed; missing {missing:?}, twice {twice:?}, unexpected {extra:?}\n{log}",
         expected.len(),
         got.len()
@@ -207,6 +237,59 @@ fn a_windowed_job_killed_five_times_commits_exactly_the_uninterrupted_output() {
 #[test]
 fn the_same_with_the_rocksdb_backend() {
     check_exactly_once("SET 'state.backend.type' = 'rocksdb';", "", "");
+}
+
+#[test]
+fn the_same_with_rocksdb_and_checkpoints_in_s3_restored_on_a_fresh_machine_each_time() {
+    let server = fungi_testkit::S3Server::start(&["ckpt"]);
+    let s3 = |dir: &Path| {
+        let settings: String = server
+            .options()
+            .iter()
+            .map(|(k, v)| format!("SET '{k}' = '{v}';\n"))
+            .collect();
+        job_at(
+            Path::new("s3://ckpt/job"),
+            &dir.join("out"),
+            2,
+            &format!("{settings}SET 'state.backend.type' = 'rocksdb';"),
+            "",
+        )
+    };
+    let expected = reference_output(1000, |dir| {
+        job(dir, "SET 'state.backend.type' = 'rocksdb';", "")
+    });
+    let killed = tempfile::tempdir().unwrap();
+    let seed = seed();
+    // Each attempt assembles checkpoints in a directory of its own, so what it resumes
+    // from can only come from the object storage.
+    let local = killed.path().to_path_buf();
+    let log = run_with_kills_on(
+        killed.path(),
+        &s3(killed.path()),
+        5,
+        seed,
+        &server.root().join("ckpt/job"),
+        |attempt| {
+            vec![(
+                "FUNGI_LOCAL_STATE_DIR",
+                local.join(format!("local-{attempt}")).display().to_string(),
+            )]
+        },
+    );
+    assert_same_output(&expected, killed.path(), seed, &log);
+    assert!(log.contains("s3://ckpt/job"), "{log}");
+    // The CLI lists them from the bucket (object storage configured by AWS_* variables).
+    let out = fungi()
+        .args(["checkpoints", "s3://ckpt/job", "--json"])
+        .envs(server.env())
+        .env("FUNGI_LOCAL_STATE_DIR", killed.path().join("listing"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.iter().any(|m| m["finished"] == true), "{listed:?}");
 }
 
 #[test]

@@ -44,16 +44,7 @@ impl FileFormat {
             "parquet" => Ok(FileFormat::Parquet),
             "csv" => {
                 let header = options.get_bool("csv.header")?.unwrap_or(false);
-                let delimiter = match options.get("csv.field-delimiter") {
-                    None => b',',
-                    Some(d) if d.len() == 1 => d.as_bytes()[0],
-                    Some("\\t") => b'\t',
-                    Some(d) => {
-                        return Err(FungiError::Config(format!(
-                            "connector 'filesystem', option 'csv.field-delimiter': '{d}' must be one character"
-                        )));
-                    }
-                };
+                let delimiter = crate::format::csv_delimiter("filesystem", options)?;
                 Ok(FileFormat::Csv { header, delimiter })
             }
             other => Err(FungiError::Config(format!(

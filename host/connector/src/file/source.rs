@@ -18,6 +18,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use serde::{Deserialize, Serialize};
 
 use super::FileFormat;
+use crate::format::{RecordFormat, decode_lines};
 use crate::options::Options;
 
 /// What to do with a line that does not parse.
@@ -269,40 +270,12 @@ impl FileSource {
         bytes: &[u8],
         rows: usize,
     ) -> std::result::Result<Option<RecordBatch>, String> {
-        let rows = rows.max(1);
-        match self.format {
-            FileFormat::Json => {
-                let mut decoder = arrow::json::ReaderBuilder::new(self.schema.clone())
-                    .with_batch_size(rows)
-                    .build_decoder()
-                    .map_err(|e| e.to_string())?;
-                let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;
-                if consumed < bytes.len() {
-                    return Err("trailing data after the last record".into());
-                }
-                decoder.flush().map_err(|e| e.to_string())
-            }
-            FileFormat::Csv { delimiter, .. } => {
-                let mut decoder = arrow::csv::ReaderBuilder::new(self.schema.clone())
-                    .with_header(false)
-                    .with_delimiter(delimiter)
-                    .with_batch_size(rows)
-                    .build_decoder();
-                let mut offset = 0;
-                while offset < bytes.len() {
-                    let n = decoder
-                        .decode(&bytes[offset..])
-                        .map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        break;
-                    }
-                    offset += n;
-                }
-                decoder.decode(&[]).map_err(|e| e.to_string())?;
-                decoder.flush().map_err(|e| e.to_string())
-            }
-            FileFormat::Parquet => Err("parquet is not line based".into()),
-        }
+        let format = match self.format {
+            FileFormat::Json => RecordFormat::Json,
+            FileFormat::Csv { delimiter, .. } => RecordFormat::Csv { delimiter },
+            FileFormat::Parquet => return Err("parquet is not line based".into()),
+        };
+        decode_lines(&self.schema, format, bytes, rows)
     }
 
     /// Conforms a Parquet batch to the declared schema: columns by name, cast if needed.

@@ -1,0 +1,317 @@
+//! Row formats shared by connectors: decoding many records into one Arrow batch and
+//! encoding a batch into one record per row, without a per-row allocation.
+
+use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use fungi_common::{FungiError, Result};
+
+/// A record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// One JSON object per record.
+    Json,
+    /// One delimited line per record (no header).
+    Csv {
+        /// Field delimiter.
+        delimiter: u8,
+    },
+    /// The record's bytes as they are: one `STRING` or `BYTES` column.
+    Raw,
+}
+
+impl RecordFormat {
+    /// Parses `format` (`json`, `csv`, `raw`) and `csv.field-delimiter` for `connector`.
+    pub fn from_options(connector: &str, options: &crate::options::Options) -> Result<Self> {
+        let format = options.require("format")?;
+        match format.to_ascii_lowercase().as_str() {
+            "json" => Ok(RecordFormat::Json),
+            "raw" => Ok(RecordFormat::Raw),
+            "csv" => Ok(RecordFormat::Csv {
+                delimiter: csv_delimiter(connector, options)?,
+            }),
+            other => Err(FungiError::Config(format!(
+                "connector '{connector}', option 'format': '{other}' is not json, csv or raw"
+            ))),
+        }
+    }
+
+    /// Checks that `schema` suits the format (raw needs one string or bytes column).
+    pub fn check_schema(self, connector: &str, schema: &SchemaRef) -> Result<()> {
+        if self == RecordFormat::Raw
+            && (schema.fields().len() != 1
+                || !matches!(
+                    schema.field(0).data_type(),
+                    DataType::Utf8 | DataType::Binary
+                ))
+        {
+            return Err(FungiError::Config(format!(
+                "connector '{connector}': format 'raw' needs exactly one STRING or BYTES column, \
+                 the table has {}",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `csv.field-delimiter`: one character, `\t` for a tab; `,` by default.
+pub fn csv_delimiter(connector: &str, options: &crate::options::Options) -> Result<u8> {
+    match options.get("csv.field-delimiter") {
+        None => Ok(b','),
+        Some(d) if d.len() == 1 => Ok(d.as_bytes()[0]),
+        Some("\\t") => Ok(b'\t'),
+        Some(d) => Err(FungiError::Config(format!(
+            "connector '{connector}', option 'csv.field-delimiter': '{d}' must be one character"
+        ))),
+    }
+}
+
+/// Decodes `bytes`, `rows` newline-terminated JSON or CSV records, into one batch.
+pub fn decode_lines(
+    schema: &SchemaRef,
+    format: RecordFormat,
+    bytes: &[u8],
+    rows: usize,
+) -> std::result::Result<Option<RecordBatch>, String> {
+    let rows = rows.max(1);
+    match format {
+        RecordFormat::Json => {
+            let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+                .with_batch_size(rows)
+                .build_decoder()
+                .map_err(|e| e.to_string())?;
+            let consumed = decoder.decode(bytes).map_err(|e| e.to_string())?;
+            if consumed < bytes.len() {
+                return Err("trailing data after the last record".into());
+            }
+            decoder.flush().map_err(|e| e.to_string())
+        }
+        RecordFormat::Csv { delimiter } => {
+            let mut decoder = arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(false)
+                .with_delimiter(delimiter)
+                .with_batch_size(rows)
+                .build_decoder();
+            let mut offset = 0;
+            while offset < bytes.len() {
+                let n = decoder
+                    .decode(&bytes[offset..])
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                offset += n;
+            }
+            decoder.decode(&[]).map_err(|e| e.to_string())?;
+            decoder.flush().map_err(|e| e.to_string())
+        }
+        RecordFormat::Raw => Err("raw records are not line based".into()),
+    }
+}
+
+/// Decodes whole records (Kafka messages): all at once, and one by one only when that
+/// fails, to tell the bad ones. Returns the good rows and `(record index, reason)` of
+/// each bad one.
+pub fn decode_records(
+    schema: &SchemaRef,
+    format: RecordFormat,
+    records: &[&[u8]],
+) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+    if format == RecordFormat::Raw {
+        let column: ArrayRef = match schema.field(0).data_type() {
+            DataType::Binary => std::sync::Arc::new(BinaryArray::from_iter_values(records)),
+            _ => {
+                let mut bad = Vec::new();
+                let strings: StringArray = records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| match std::str::from_utf8(r) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            bad.push((i, format!("not UTF-8: {e}")));
+                            None
+                        }
+                    })
+                    .collect();
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(strings)])
+                        .expect("one string column");
+                let keep: arrow::array::BooleanArray = (0..records.len())
+                    .map(|i| Some(!bad.iter().any(|(b, _)| *b == i)))
+                    .collect();
+                let batch = arrow::compute::filter_record_batch(&batch, &keep)
+                    .expect("filter by a mask of the same length");
+                return ((batch.num_rows() > 0).then_some(batch), bad);
+            }
+        };
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("one bytes column");
+        return ((batch.num_rows() > 0).then_some(batch), Vec::new());
+    }
+    let mut all = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+    for r in records {
+        all.extend_from_slice(r);
+        all.push(b'\n');
+    }
+    // A record with a newline inside would split; such records take the slow path.
+    let clean = records.iter().all(|r| !r.contains(&b'\n'));
+    if clean
+        && let Ok(batch) = decode_lines(schema, format, &all, records.len())
+        && batch.as_ref().is_none_or(|b| b.num_rows() == records.len())
+    {
+        return (batch, Vec::new());
+    }
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut one = r.to_vec();
+        one.push(b'\n');
+        let decoded = if r.contains(&b'\n') && format == RecordFormat::Json {
+            // JSON may span lines; it is still one record.
+            decode_lines(schema, format, &one, 1)
+        } else if r.contains(&b'\n') {
+            Err("a CSV record holds a line break".into())
+        } else {
+            decode_lines(schema, format, &one, 1)
+        };
+        match decoded {
+            Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
+            Ok(Some(b)) => bad.push((i, format!("{} rows in one record", b.num_rows()))),
+            Ok(None) => bad.push((i, "an empty record".into())),
+            Err(reason) => bad.push((i, reason)),
+        }
+    }
+    let batch = (!good.is_empty()).then(|| {
+        arrow::compute::concat_batches(schema, &good).expect("batches of the same schema")
+    });
+    (batch, bad)
+}
+
+/// Encodes every row of `batch`: the bytes of all rows and where each one ends.
+pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>, Vec<usize>)> {
+    let mut buf = Vec::new();
+    let mut ends = Vec::with_capacity(batch.num_rows());
+    match format {
+        RecordFormat::Raw => {
+            let column = batch.column(0);
+            let values = arrow::compute::cast(column, &DataType::Binary)?;
+            let values = values
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("cast to binary");
+            for i in 0..values.len() {
+                if values.is_valid(i) {
+                    buf.extend_from_slice(values.value(i));
+                }
+                ends.push(buf.len());
+            }
+        }
+        RecordFormat::Json | RecordFormat::Csv { .. } => {
+            match format {
+                RecordFormat::Json => {
+                    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+                    writer.write(batch)?;
+                    writer.finish()?;
+                }
+                RecordFormat::Csv { delimiter } => {
+                    let mut writer = arrow::csv::WriterBuilder::new()
+                        .with_header(false)
+                        .with_delimiter(delimiter)
+                        .build(&mut buf);
+                    writer.write(batch)?;
+                }
+                RecordFormat::Raw => unreachable!(),
+            }
+            // Rows are newline-terminated: JSON escapes line breaks inside values, CSV
+            // quotes them (a quote inside a quoted value is doubled, so counting quotes
+            // tells whether a newline is inside one). The record is the row without its
+            // newline.
+            let csv = matches!(format, RecordFormat::Csv { .. });
+            let mut quoted = false;
+            let mut out = Vec::with_capacity(buf.len());
+            let mut start = 0;
+            for (i, &b) in buf.iter().enumerate() {
+                if csv && b == b'"' {
+                    quoted = !quoted;
+                }
+                if b == b'\n' && !quoted {
+                    let mut end = i;
+                    if end > start && buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    out.extend_from_slice(&buf[start..end]);
+                    ends.push(out.len());
+                    start = i + 1;
+                }
+            }
+            buf = out;
+        }
+    }
+    if ends.len() != batch.num_rows() {
+        return Err(FungiError::Internal(format!(
+            "encoded {} records for {} rows",
+            ends.len(),
+            batch.num_rows()
+        )));
+    }
+    Ok((buf, ends))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn records_decode_at_once_and_bad_ones_are_named() {
+        let records: Vec<&[u8]> = vec![
+            br#"{"id": 1, "name": "a"}"#,
+            br#"{"id": "x"}"#,
+            b"not json",
+            br#"{"id": 4, "name": "d"}"#,
+        ];
+        let (batch, bad) = decode_records(&schema(), RecordFormat::Json, &records);
+        assert_eq!(batch.unwrap().num_rows(), 2);
+        assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+        let (batch, bad) = decode_records(&schema(), RecordFormat::Json, &[records[0], records[3]]);
+        assert_eq!((batch.unwrap().num_rows(), bad.len()), (2, 0));
+    }
+
+    #[test]
+    fn rows_encode_one_record_each_and_decode_back() {
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("line\nbreak"), None])),
+            ],
+        )
+        .unwrap();
+        for format in [RecordFormat::Json, RecordFormat::Csv { delimiter: b',' }] {
+            let (buf, ends) = encode_rows(&batch, format).unwrap();
+            assert_eq!(ends.len(), 2);
+            let records: Vec<&[u8]> = [0, ends[0]]
+                .iter()
+                .zip(&ends)
+                .map(|(&s, &e)| &buf[s..e])
+                .collect();
+            if format == RecordFormat::Json {
+                let (back, bad) = decode_records(&schema(), format, &records);
+                assert!(bad.is_empty(), "{bad:?}");
+                assert_eq!(back.unwrap(), batch);
+            }
+        }
+    }
+}

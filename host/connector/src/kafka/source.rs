@@ -1,0 +1,389 @@
+//! Reading a Kafka topic.
+//!
+//! Partitions are the splits: subtask `i` of `p` reads partitions `i, i + p, ...`, so
+//! watermarks are tracked per partition downstream. Offsets live in checkpoints (the
+//! next offset to read per partition); a restored job resumes from them whatever the
+//! consumer group holds, and offsets are committed to the group after each checkpoint
+//! only so that lag can be watched with Kafka's tools. Partitions added to the topic
+//! are found by a periodic metadata lookup and read from their beginning.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use fungi_common::ids::SubtaskInfo;
+use fungi_common::{FungiError, Result};
+use fungi_execution::RestoredState;
+use fungi_execution::dead_letter::DeadLetterQueue;
+use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Connection, METADATA_TIMEOUT};
+use crate::file::OnError;
+use crate::format::{RecordFormat, decode_records};
+use crate::options::Options;
+
+/// Options understood by [`KafkaSource::factory`] (besides `properties.*`).
+pub const KAFKA_SOURCE_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.*",
+    "format",
+    "csv.field-delimiter",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+    "scan.topic-partition-discovery.interval",
+    "on-error",
+];
+
+/// Where a source starts when no checkpoint says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The first offset of each partition.
+    Earliest,
+    /// The end of each partition: only records produced after the start.
+    Latest,
+    /// The consumer group's committed offsets (earliest where there are none).
+    GroupOffsets,
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// Records polled from one partition: their payloads in one buffer, and each record's
+/// (start, end, offset).
+type Polled = (Vec<u8>, Vec<(usize, usize, i64)>);
+
+/// A subtask of a Kafka source.
+pub struct KafkaSource {
+    schema: SchemaRef,
+    format: RecordFormat,
+    on_error: OnError,
+    connection: Connection,
+    startup: StartupMode,
+    discovery: Option<Duration>,
+    subtask: SubtaskInfo,
+    consumer: Option<BaseConsumer>,
+    /// Partitions this subtask reads.
+    owned: Vec<i32>,
+    /// Next offset to read per partition, for every partition that has emitted rows (or
+    /// was restored): what checkpoints save.
+    positions: BTreeMap<i32, i64>,
+    /// Decoded batches not handed out yet, with the offset after their last record.
+    ready: VecDeque<(i32, RecordBatch, i64)>,
+    last_discovery: Instant,
+    batch_size: usize,
+    dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
+}
+
+impl KafkaSource {
+    /// A factory reading `schema` rows from the topic configured by `options`.
+    pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
+        let connection = Connection::from_options(options)?;
+        let format = RecordFormat::from_options("kafka", options)?;
+        format.check_schema("kafka", &schema)?;
+        let startup = match options.get("scan.startup.mode").unwrap_or("group-offsets") {
+            "earliest-offset" => StartupMode::Earliest,
+            "latest-offset" => StartupMode::Latest,
+            "group-offsets" => StartupMode::GroupOffsets,
+            "timestamp" => StartupMode::Timestamp(
+                options
+                    .get_i64("scan.startup.timestamp-millis")?
+                    .ok_or_else(|| {
+                        FungiError::Config(
+                            "connector 'kafka': scan.startup.mode 'timestamp' needs \
+                         'scan.startup.timestamp-millis'"
+                                .into(),
+                        )
+                    })?,
+            ),
+            other => {
+                return Err(FungiError::Config(format!(
+                    "connector 'kafka', option 'scan.startup.mode': '{other}' is not \
+                     earliest-offset, latest-offset, group-offsets or timestamp"
+                )));
+            }
+        };
+        let discovery = options
+            .get_duration("scan.topic-partition-discovery.interval")?
+            .or(Some(Duration::from_secs(10)))
+            .filter(|d| !d.is_zero());
+        let on_error = match options.get("on-error").unwrap_or("fail") {
+            "fail" => OnError::Fail,
+            "dead-letter" => OnError::DeadLetter,
+            other => {
+                return Err(FungiError::Config(format!(
+                    "connector 'kafka', option 'on-error': '{other}' is not fail or dead-letter"
+                )));
+            }
+        };
+        options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
+        Ok(Arc::new(move |s: &SubtaskInfo| {
+            Ok(Box::new(KafkaSource {
+                schema: schema.clone(),
+                format,
+                on_error,
+                connection: connection.clone(),
+                startup,
+                discovery,
+                subtask: *s,
+                consumer: None,
+                owned: Vec::new(),
+                positions: BTreeMap::new(),
+                ready: VecDeque::new(),
+                last_discovery: Instant::now(),
+                batch_size: 8192,
+                dead_letters: None,
+            }) as Box<dyn Source>)
+        }))
+    }
+
+    fn consumer(&self) -> &BaseConsumer {
+        self.consumer.as_ref().expect("opened")
+    }
+
+    /// The partitions of the topic this subtask owns.
+    fn mine(&self, partitions: &[i32]) -> Vec<i32> {
+        partitions
+            .iter()
+            .copied()
+            .filter(|p| *p as u32 % self.subtask.parallelism == self.subtask.index)
+            .collect()
+    }
+
+    /// Where each of `partitions` starts: its checkpointed position, else the startup
+    /// mode (`new` partitions found while running start from their beginning).
+    fn start_offsets(&self, partitions: &[i32], new: bool) -> Result<TopicPartitionList> {
+        let topic = &self.connection.topic;
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            let offset = match (self.positions.get(&p), new, self.startup) {
+                (Some(&next), _, _) => Offset::Offset(next),
+                (None, true, _) | (None, false, StartupMode::Earliest) => Offset::Beginning,
+                (None, false, StartupMode::Latest) => Offset::End,
+                (None, false, StartupMode::GroupOffsets) => Offset::Stored,
+                (None, false, StartupMode::Timestamp(ms)) => Offset::Offset(ms),
+            };
+            list.add_partition_offset(topic, p, offset)
+                .map_err(|e| self.connection.error("bad partition", e))?;
+        }
+        if let StartupMode::Timestamp(_) = self.startup
+            && !new
+        {
+            // Offsets of the timestamp for partitions without a checkpointed position.
+            let mut by_time = TopicPartitionList::new();
+            for &p in partitions
+                .iter()
+                .filter(|p| !self.positions.contains_key(p))
+            {
+                let Some(Offset::Offset(ms)) = list.find_partition(topic, p).map(|e| e.offset())
+                else {
+                    continue;
+                };
+                by_time
+                    .add_partition_offset(topic, p, Offset::Offset(ms))
+                    .map_err(|e| self.connection.error("bad partition", e))?;
+            }
+            if by_time.count() > 0 {
+                let found = self
+                    .consumer()
+                    .offsets_for_times(by_time, METADATA_TIMEOUT)
+                    .map_err(|e| self.connection.error("cannot look up offsets by time", e))?;
+                for e in found.elements() {
+                    // No record at or after the time: the end of the partition.
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => Offset::Offset(o),
+                        _ => Offset::End,
+                    };
+                    list.set_partition_offset(topic, e.partition(), offset)
+                        .map_err(|e| self.connection.error("bad partition", e))?;
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// Adds partitions created since the last look.
+    fn discover(&mut self) -> Result<()> {
+        self.last_discovery = Instant::now();
+        let partitions = self.connection.partitions(self.consumer().client())?;
+        let new: Vec<i32> = self
+            .mine(&partitions)
+            .into_iter()
+            .filter(|p| !self.owned.contains(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(topic = %self.connection.topic, ?new, "new partitions");
+        let list = self.start_offsets(&new, true)?;
+        self.consumer()
+            .incremental_assign(&list)
+            .map_err(|e| self.connection.error("cannot assign new partitions", e))?;
+        self.owned.extend(new);
+        Ok(())
+    }
+
+    /// Polls up to a batch of records (for at most ~100 ms) and decodes them, one batch
+    /// per partition.
+    fn fill(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        // Payloads are copied into one buffer per partition; records are slices of it.
+        let mut buffers: BTreeMap<i32, Polled> = BTreeMap::new();
+        let mut count = 0;
+        while count < self.batch_size {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Some(message) =
+                self.consumer()
+                    .poll(if count == 0 { wait } else { Duration::ZERO })
+            else {
+                if count > 0 || Instant::now() >= deadline {
+                    break;
+                }
+                continue;
+            };
+            let message = message.map_err(|e| self.connection.error("cannot read", e))?;
+            let (buf, records) = buffers.entry(message.partition()).or_default();
+            let payload = message.payload().unwrap_or_default();
+            let start = buf.len();
+            buf.extend_from_slice(payload);
+            records.push((start, buf.len(), message.offset()));
+            count += 1;
+        }
+        for (partition, (buf, records)) in buffers {
+            let slices: Vec<&[u8]> = records.iter().map(|&(s, e, _)| &buf[s..e]).collect();
+            let (batch, bad) = decode_records(&self.schema, self.format, &slices);
+            for (i, reason) in bad {
+                let offset = records[i].2;
+                let position = format!("{}/{partition}@{offset}", self.connection.topic);
+                match (self.on_error, &self.dead_letters) {
+                    (OnError::DeadLetter, Some((dlq, name))) => {
+                        dlq.push(
+                            name,
+                            "decode",
+                            format!(
+                                "topic {}, partition {partition}, offset {offset}: {reason}",
+                                self.connection.topic
+                            ),
+                            position,
+                            slices[i],
+                        );
+                    }
+                    _ => {
+                        return Err(FungiError::Decode {
+                            source_name: format!(
+                                "kafka topic {} partition {partition}",
+                                self.connection.topic
+                            ),
+                            line: offset as u64,
+                            reason: format!(
+                                "offset {offset}: {reason} (set 'on-error' = 'dead-letter' to go on)"
+                            ),
+                        });
+                    }
+                }
+            }
+            let next = records.last().map_or(0, |r| r.2 + 1);
+            match batch {
+                Some(batch) => self.ready.push_back((partition, batch, next)),
+                // Every record was bad: the position still moves past them.
+                None => {
+                    self.positions.insert(partition, next);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn open(&mut self, ctx: &SourceContext) -> Result<Vec<u32>> {
+        self.batch_size = ctx.batch_size;
+        self.dead_letters = Some((ctx.dead_letters.clone(), ctx.name.clone()));
+        let group = format!("fungi-{}", ctx.name);
+        let consumer: BaseConsumer = self
+            .connection
+            .client_config(&[
+                ("group.id", group.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+            ])
+            .create()
+            .map_err(|e| self.connection.error("cannot create a consumer", e))?;
+        self.consumer = Some(consumer);
+        let partitions = self.connection.partitions(self.consumer().client())?;
+        self.owned = self.mine(&partitions);
+        self.positions.retain(|p, _| self.owned.contains(p));
+        let list = self.start_offsets(&self.owned, false)?;
+        self.consumer()
+            .assign(&list)
+            .map_err(|e| self.connection.error("cannot assign partitions", e))?;
+        self.last_discovery = Instant::now();
+        Ok(self.owned.iter().map(|&p| p as u32).collect())
+    }
+
+    async fn next(&mut self) -> Result<SourceEvent> {
+        if self.ready.is_empty() {
+            if self
+                .discovery
+                .is_some_and(|d| self.last_discovery.elapsed() >= d)
+            {
+                self.discover()?;
+            }
+            // librdkafka's poll blocks (≤ 100 ms): off the async workers.
+            tokio::task::block_in_place(|| self.fill())?;
+        }
+        match self.ready.pop_front() {
+            Some((partition, batch, next)) => {
+                self.positions.insert(partition, next);
+                Ok(SourceEvent::Batch {
+                    split: partition as u32,
+                    batch,
+                })
+            }
+            None => Ok(SourceEvent::Pending(Duration::from_millis(10))),
+        }
+    }
+
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        let owned: BTreeMap<i32, i64> = self
+            .positions
+            .iter()
+            .filter(|(p, _)| self.owned.contains(p))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        // For monitoring only (lag in Kafka's tools): recovery reads the checkpoint.
+        if let Some(consumer) = &self.consumer
+            && !owned.is_empty()
+        {
+            let mut list = TopicPartitionList::new();
+            for (&p, &o) in &owned {
+                let _ = list.add_partition_offset(&self.connection.topic, p, Offset::Offset(o));
+            }
+            if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+                tracing::debug!(error = %e, "offset commit for monitoring failed");
+            }
+        }
+        Ok(postcard::to_stdvec(&owned).expect("position encoding cannot fail"))
+    }
+
+    fn restore_position(&mut self, state: &RestoredState) -> Result<()> {
+        // After a change of parallelism every old subtask's positions are here; `open`
+        // keeps those of the partitions this subtask owns.
+        for (_, bytes) in &state.states {
+            let positions: BTreeMap<i32, i64> = postcard::from_bytes(bytes)
+                .map_err(|e| FungiError::State(format!("bad kafka source position: {e}")))?;
+            self.positions.extend(positions);
+        }
+        Ok(())
+    }
+}
