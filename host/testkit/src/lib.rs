@@ -5,6 +5,8 @@
 //! `~/.cache/fungi/tools/bin`; a test that cannot find one fails and says how to get it.
 //!
 //! - [`S3Server`]: `s3s-fs`, an S3-compatible server over a temporary directory.
+//! - [`KafkaBroker`]: `tansu`, a Kafka-compatible broker keeping its data in memory,
+//!   with helpers to create topics, produce and read them.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -130,6 +132,137 @@ impl S3Server {
 }
 
 impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record read back: partition, offset, key, value.
+pub type ReadRecord = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+/// A Kafka-compatible broker (`tansu`, storage in memory) on loopback.
+pub struct KafkaBroker {
+    child: Child,
+    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    pub bootstrap: String,
+}
+
+impl KafkaBroker {
+    /// Starts a broker.
+    pub fn start() -> KafkaBroker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tool("tansu"))
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for(addr, &mut child, "tansu");
+        KafkaBroker {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            self.config().create().expect("an admin client");
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results =
+            futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+                .expect("create_topics answered");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+        }
+    }
+
+    /// Writes `records` (key, value) to `topic` and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, records: &[(Option<&str>, &[u8])]) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = self.config().create().expect("a producer");
+        for (key, value) in records {
+            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(*value);
+            if let Some(k) = key {
+                record = record.key(*k);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("records acknowledged");
+    }
+
+    /// Every record of `topic` (partition, offset, key, value), read from the beginning
+    /// until nothing arrived for `quiet`.
+    pub fn read_all(&self, topic: &str, quiet: Duration) -> Vec<ReadRecord> {
+        use rdkafka::Message;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", format!("fungi-test-reader-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer");
+        consumer.subscribe(&[topic]).expect("subscribed");
+        let mut out = Vec::new();
+        let mut last = Instant::now();
+        while last.elapsed() < quiet {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+                last = Instant::now();
+            }
+        }
+        out
+    }
+
+    /// Commits `offset` for every partition of `topic` in consumer group `group`.
+    pub fn commit_group_offsets(&self, group: &str, topic: &str, partitions: i32, offset: i64) {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer");
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, rdkafka::Offset::Offset(offset))
+                .expect("a partition");
+        }
+        consumer
+            .commit(&list, CommitMode::Sync)
+            .expect("offsets committed");
+    }
+}
+
+impl Drop for KafkaBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,5 +1,6 @@
 //! The `fungi` binary end to end.
 
+mod kafka;
 mod recovery;
 
 use std::process::{Command, Stdio};

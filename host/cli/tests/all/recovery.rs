@@ -103,7 +103,7 @@ fn run_with_kills(dir: &Path, sql: &str, kills: usize, seed: u64) -> String {
 /// [`run_with_kills`] for checkpoints that appear in `checkpoints` (a local directory,
 /// or the bucket directory of a test S3 server); attempt `n` runs with the environment
 /// `env(n)`.
-fn run_with_kills_on(
+pub(super) fn run_with_kills_on(
     dir: &Path,
     sql: &str,
     kills: usize,
@@ -162,7 +162,7 @@ fn has_complete_checkpoint(dir: &Path) -> bool {
     })
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -188,7 +188,10 @@ fn check_sql_exactly_once(min_rows: usize, sql: impl Fn(&Path) -> String) {
 }
 
 /// The committed rows of an uninterrupted run of `sql(dir)` (at least `min_rows`).
-fn reference_output(min_rows: usize, sql: impl Fn(&Path) -> String) -> BTreeMap<String, usize> {
+pub(super) fn reference_output(
+    min_rows: usize,
+    sql: impl Fn(&Path) -> String,
+) -> BTreeMap<String, usize> {
     let reference = tempfile::tempdir().unwrap();
     let out = run_to_end(reference.path(), &sql(reference.path()));
     assert!(
@@ -204,7 +207,12 @@ fn reference_output(min_rows: usize, sql: impl Fn(&Path) -> String) -> BTreeMap<
 
 /// The output committed in `dir` is `expected`, every row once, and the job resumed
 /// from a checkpoint at least once.
-fn assert_same_output(expected: &BTreeMap<String, usize>, dir: &Path, seed: u64, log: &str) {
+pub(super) fn assert_same_output(
+    expected: &BTreeMap<String, usize>,
+    dir: &Path,
+    seed: u64,
+    log: &str,
+) {
     let got = committed(dir);
     let missing: Vec<_> = expected
         .keys()

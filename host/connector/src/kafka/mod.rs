@@ -87,10 +87,7 @@ impl Connection {
             .find(|t| t.name() == self.topic)
             .ok_or_else(|| self.error("metadata", "the broker did not describe the topic"))?;
         if let Some(e) = topic.error() {
-            return Err(self.error(
-                "the topic is not available",
-                format!("{e:?}"),
-            ));
+            return Err(self.error("the topic is not available", format!("{e:?}")));
         }
         let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
         partitions.sort_unstable();

@@ -19,6 +19,7 @@ use fungi_execution::RestoredState;
 use fungi_execution::dead_letter::DeadLetterQueue;
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -36,6 +37,7 @@ pub const KAFKA_SOURCE_OPTIONS: &[&str] = &[
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
     "scan.topic-partition-discovery.interval",
+    "scan.bounded.mode",
     "on-error",
 ];
 
@@ -64,6 +66,11 @@ pub struct KafkaSource {
     connection: Connection,
     startup: StartupMode,
     discovery: Option<Duration>,
+    /// `scan.bounded.mode = 'latest-offset'`: stop once every partition was read to
+    /// its end.
+    bounded: bool,
+    /// Partitions read to their end (bounded sources only).
+    ended: std::collections::BTreeSet<i32>,
     subtask: SubtaskInfo,
     consumer: Option<BaseConsumer>,
     /// Partitions this subtask reads.
@@ -110,6 +117,16 @@ impl KafkaSource {
             .get_duration("scan.topic-partition-discovery.interval")?
             .or(Some(Duration::from_secs(10)))
             .filter(|d| !d.is_zero());
+        let bounded = match options.get("scan.bounded.mode").unwrap_or("unbounded") {
+            "unbounded" => false,
+            "latest-offset" => true,
+            other => {
+                return Err(FungiError::Config(format!(
+                    "connector 'kafka', option 'scan.bounded.mode': '{other}' is not \
+                     unbounded or latest-offset"
+                )));
+            }
+        };
         let on_error = match options.get("on-error").unwrap_or("fail") {
             "fail" => OnError::Fail,
             "dead-letter" => OnError::DeadLetter,
@@ -127,7 +144,9 @@ impl KafkaSource {
                 on_error,
                 connection: connection.clone(),
                 startup,
-                discovery,
+                discovery: discovery.filter(|_| !bounded),
+                bounded,
+                ended: Default::default(),
                 subtask: *s,
                 consumer: None,
                 owned: Vec::new(),
@@ -226,6 +245,11 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Whether a bounded source has read every owned partition to its end.
+    fn at_end(&self) -> bool {
+        self.bounded && self.ready.is_empty() && self.owned.iter().all(|p| self.ended.contains(p))
+    }
+
     /// Polls up to a batch of records (for at most ~100 ms) and decodes them, one batch
     /// per partition.
     fn fill(&mut self) -> Result<()> {
@@ -244,7 +268,18 @@ impl KafkaSource {
                 }
                 continue;
             };
-            let message = message.map_err(|e| self.connection.error("cannot read", e))?;
+            let message = match message {
+                Ok(m) => m,
+                Err(KafkaError::PartitionEOF(p)) => {
+                    self.ended.insert(p);
+                    continue;
+                }
+                Err(e) => return Err(self.connection.error("cannot read", e)),
+            };
+            if self.ended.contains(&message.partition()) {
+                // Produced after a bounded source read the partition to its end.
+                continue;
+            }
             let (buf, records) = buffers.entry(message.partition()).or_default();
             let payload = message.payload().unwrap_or_default();
             let start = buf.len();
@@ -315,7 +350,13 @@ impl Source for KafkaSource {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
+                // A bounded source ends when every partition reported its end. (The end
+                // is taken from fetch responses, not from a ListOffsets request made at
+                // start: tansu 0.6 answers the latter wrongly.)
+                (
+                    "enable.partition.eof",
+                    if self.bounded { "true" } else { "false" },
+                ),
             ])
             .create()
             .map_err(|e| self.connection.error("cannot create a consumer", e))?;
@@ -332,6 +373,9 @@ impl Source for KafkaSource {
     }
 
     async fn next(&mut self) -> Result<SourceEvent> {
+        if self.at_end() {
+            return Ok(SourceEvent::Finished);
+        }
         if self.ready.is_empty() {
             if self
                 .discovery
