@@ -30,6 +30,10 @@ pub struct JobConfig {
     /// job's summary then holds the end-to-end latency percentiles. Default: off.
     #[serde(with = "optional_duration_ms")]
     pub latency_interval: Option<Duration>,
+    /// A source split (file, partition) without records for this long stops holding
+    /// back event time (Flink's `table.exec.source.idle-timeout`). Default: never.
+    #[serde(default, with = "optional_duration_ms")]
+    pub source_idle_timeout: Option<Duration>,
     /// Periodic checkpoints (off unless an interval is set).
     pub checkpointing: CheckpointConfig,
     /// Where keyed state lives. Default memory.
@@ -176,6 +180,7 @@ impl Default for JobConfig {
             batch_size: 8192,
             tick_interval: Duration::from_millis(100),
             latency_interval: None,
+            source_idle_timeout: None,
             checkpointing: CheckpointConfig::default(),
             state_backend: StateBackendKind::Memory,
             restart_strategy: RestartStrategy::None,

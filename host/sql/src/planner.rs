@@ -357,9 +357,12 @@ impl Planner<'_> {
             registry::source(&table.connector, declared, &table.connector_options())?
         };
         let p = self.graph.config.parallelism;
-        let source = self
-            .graph
-            .add_source(name, p, factory, table.watermark_strategy());
+        let idle = self.graph.config.source_idle_timeout;
+        let watermarks = table.watermark_strategy().map(|s| match idle {
+            Some(timeout) => s.with_idleness(timeout),
+            None => s,
+        });
+        let source = self.graph.add_source(name, p, factory, watermarks);
         let mut planned = Planned {
             node: source,
             parallelism: p,

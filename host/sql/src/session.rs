@@ -215,6 +215,11 @@ impl SqlSession {
                 self.config.parallelism = number()?
             }
             "pipeline.max-parallelism" => self.config.max_parallelism = number()?,
+            "table.exec.source.idle-timeout" => {
+                let d = fungi_connector::options::parse_duration(&v)
+                    .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?;
+                self.config.source_idle_timeout = (!d.is_zero()).then_some(d);
+            }
             "table.exec.state.ttl" => {
                 let ms = fungi_connector::options::parse_duration(&v)
                     .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?
@@ -291,7 +296,7 @@ impl SqlSession {
             }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, table.exec.source.idle-timeout, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
                     plugins::LIMIT_KEYS.join(", ")
                 )));
             }

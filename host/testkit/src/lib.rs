@@ -191,12 +191,33 @@ impl KafkaBroker {
 
     /// Writes `records` (key, value) to `topic` and waits until all are acknowledged.
     pub fn produce(&self, topic: &str, records: &[(Option<&str>, &[u8])]) {
+        self.produce_into(topic, None, records)
+    }
+
+    /// [`produce`](Self::produce) into one partition.
+    pub fn produce_to(&self, topic: &str, partition: i32, records: &[(Option<&str>, &[u8])]) {
+        self.produce_into(topic, Some(partition), records)
+    }
+
+    fn produce_into(&self, topic: &str, partition: Option<i32>, records: &[(Option<&str>, &[u8])]) {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let producer: BaseProducer = self.config().create().expect("a producer");
+        // One record per batch: tansu 0.6 serves a fetch that starts inside a record
+        // batch with nothing at all (Kafka returns the batch and the client skips the
+        // records before the offset), so a consumer resuming mid-batch would wait
+        // forever. With one record per batch every offset starts a batch.
+        let producer: BaseProducer = self
+            .config()
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .expect("a producer");
         for (key, value) in records {
             let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(*value);
             if let Some(k) = key {
                 record = record.key(*k);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
             }
             loop {
                 match producer.send(record) {

@@ -58,6 +58,21 @@ pub enum StartupMode {
 /// (start, end, offset).
 type Polled = (Vec<u8>, Vec<(usize, usize, i64)>);
 
+/// librdkafka's callbacks for the source's consumer: the end of a partition, which a
+/// bounded source asks for, is not an error worth a log line.
+pub(crate) struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) => {}
+            e => tracing::warn!(error = %e, reason, "kafka client error"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// A subtask of a Kafka source.
 pub struct KafkaSource {
     schema: SchemaRef,
@@ -72,7 +87,7 @@ pub struct KafkaSource {
     /// Partitions read to their end (bounded sources only).
     ended: std::collections::BTreeSet<i32>,
     subtask: SubtaskInfo,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<BaseConsumer<QuietEof>>,
     /// Partitions this subtask reads.
     owned: Vec<i32>,
     /// Next offset to read per partition, for every partition that has emitted rows (or
@@ -159,7 +174,7 @@ impl KafkaSource {
         }))
     }
 
-    fn consumer(&self) -> &BaseConsumer {
+    fn consumer(&self) -> &BaseConsumer<QuietEof> {
         self.consumer.as_ref().expect("opened")
     }
 
@@ -222,6 +237,69 @@ impl KafkaSource {
             }
         }
         Ok(list)
+    }
+
+    /// Turns symbolic start offsets (beginning, end, the group's) into numbers and
+    /// records them as the partitions' positions, as Flink's split state does: a
+    /// checkpoint then holds a position for every owned partition, including those that
+    /// have not delivered a record yet, and a restore never falls back to the group's
+    /// offsets or the startup mode.
+    fn resolve(&mut self, list: TopicPartitionList) -> Result<TopicPartitionList> {
+        let topic = self.connection.topic.clone();
+        let committed = if list.elements().iter().any(|e| e.offset() == Offset::Stored) {
+            Some(
+                self.consumer()
+                    .committed_offsets(list.clone(), METADATA_TIMEOUT)
+                    .map_err(|e| self.connection.error("cannot read the group's offsets", e))?,
+            )
+        } else {
+            None
+        };
+        let mut resolved = TopicPartitionList::new();
+        for e in list.elements() {
+            let p = e.partition();
+            let mut offset = e.offset();
+            if offset == Offset::Stored {
+                // No committed offset: auto.offset.reset (earliest unless the user set it).
+                offset = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&topic, p))
+                    .map(|c| c.offset())
+                    .filter(|o| matches!(o, Offset::Offset(_)))
+                    .unwrap_or(match self.connection.properties.get("auto.offset.reset") {
+                        Some(r) if r == "latest" || r == "largest" => Offset::End,
+                        _ => Offset::Beginning,
+                    });
+            }
+            let number = match offset {
+                Offset::Offset(o) => o,
+                Offset::Beginning | Offset::End => {
+                    let (low, high) = self
+                        .consumer()
+                        .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
+                        .map_err(|e| {
+                            self.connection
+                                .error("cannot read the partition's offsets", e)
+                        })?;
+                    if offset == Offset::Beginning {
+                        low
+                    } else {
+                        high
+                    }
+                }
+                other => {
+                    return Err(self.connection.error(
+                        "start offset",
+                        format!("partition {p}: unexpected {other:?}"),
+                    ));
+                }
+            };
+            self.positions.entry(p).or_insert(number);
+            resolved
+                .add_partition_offset(&topic, p, Offset::Offset(self.positions[&p]))
+                .map_err(|e| self.connection.error("bad partition", e))?;
+        }
+        Ok(resolved)
     }
 
     /// Adds partitions created since the last look.
@@ -343,7 +421,7 @@ impl Source for KafkaSource {
         self.batch_size = ctx.batch_size;
         self.dead_letters = Some((ctx.dead_letters.clone(), ctx.name.clone()));
         let group = format!("fungi-{}", ctx.name);
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<QuietEof> = self
             .connection
             .client_config(&[
                 ("group.id", group.as_str()),
@@ -358,13 +436,13 @@ impl Source for KafkaSource {
                     if self.bounded { "true" } else { "false" },
                 ),
             ])
-            .create()
+            .create_with_context(QuietEof)
             .map_err(|e| self.connection.error("cannot create a consumer", e))?;
         self.consumer = Some(consumer);
         let partitions = self.connection.partitions(self.consumer().client())?;
         self.owned = self.mine(&partitions);
         self.positions.retain(|p, _| self.owned.contains(p));
-        let list = self.start_offsets(&self.owned, false)?;
+        let list = self.resolve(self.start_offsets(&self.owned, false)?)?;
         self.consumer()
             .assign(&list)
             .map_err(|e| self.connection.error("cannot assign partitions", e))?;
