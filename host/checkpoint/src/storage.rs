@@ -448,9 +448,14 @@ impl CheckpointStorage {
     /// Ids of the checkpoints present (complete or not), ascending; in object storage
     /// when there is one.
     pub fn ids(&self) -> Result<Vec<u64>> {
-        if let Some(remote) = &self.remote {
-            return Ok(chk_ids(remote.dir.dirs("")?));
+        match &self.remote {
+            Some(remote) => Ok(chk_ids(remote.dir.dirs("")?)),
+            None => self.local_ids(),
         }
+    }
+
+    /// Ids of the checkpoint directories in the local directory, ascending.
+    fn local_ids(&self) -> Result<Vec<u64>> {
         let read = match fs::read_dir(&self.dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -548,10 +553,7 @@ impl CheckpointStorage {
     /// Deletes complete checkpoints beyond the newest `keep`, and incomplete ones older
     /// than the newest complete one; in object storage too, when there is one.
     pub fn retain(&self, keep: usize) -> Result<()> {
-        let local_ids = {
-            let local = CheckpointStorage::new(&self.dir);
-            local.ids()?
-        };
+        let local_ids = self.local_ids()?;
         let complete: Vec<u64> = local_ids
             .iter()
             .copied()
@@ -1044,6 +1046,20 @@ mod tests {
             .as_millis() as i64
     }
 
+    /// Writes checkpoint `id` with one subtask's snapshot tagged `id`, triggered now.
+    fn write_now(storage: &CheckpointStorage, id: u64) {
+        storage
+            .write(
+                "job",
+                id,
+                now(),
+                false,
+                &[(key(0), 1, snapshot(id as u8))],
+                1,
+            )
+            .unwrap();
+    }
+
     /// A fake RocksDB store's files for checkpoint `id` under `root`: shared `ssts`,
     /// listed by its private directory.
     fn store_files(root: &Path, id: u64, ssts: &[&str]) {
@@ -1072,16 +1088,7 @@ mod tests {
             let ssts = [format!("{}.sst", id.max(2) - 1), format!("{id}.sst")];
             store_files(local.path(), id, &[&ssts[0], &ssts[1]]);
             std::thread::sleep(std::time::Duration::from_millis(20));
-            storage
-                .write(
-                    "job",
-                    id,
-                    now(),
-                    false,
-                    &[(key(0), 1, snapshot(id as u8))],
-                    1,
-                )
-                .unwrap();
+            write_now(&storage, id);
             storage.retain(2).unwrap();
         }
         let bucket = server.root().join("ckpt/jobs/a");
@@ -1140,16 +1147,7 @@ mod tests {
             .unwrap()
             .with_local_dir(local.path());
         for id in 1..=3 {
-            storage
-                .write(
-                    "job",
-                    id,
-                    now(),
-                    false,
-                    &[(key(0), 1, snapshot(id as u8))],
-                    1,
-                )
-                .unwrap();
+            write_now(&storage, id);
         }
         // 3: its state object damaged in the bucket; 2: its _metadata gone.
         let bucket = server.root().join("ckpt/b");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fungi_testkit::KafkaBroker;
 
 use super::fungi;
-use super::recovery::{assert_same_output, reference_output, run_with_kills_on, seed};
+use super::recovery::{assert_same_output, reference_output, run_to_end, run_with_kills_on, seed};
 
 /// `n` bids as JSON: auction `i % 10`, price `i`, one every 10 ms of event time.
 fn bids(n: usize) -> Vec<Vec<u8>> {
@@ -70,12 +70,7 @@ fn a_sql_job_windows_a_topic_into_a_topic_and_dead_letters_bad_records() {
         ),
         broker.bootstrap
     );
-    let file = dir.path().join("job.sql");
-    std::fs::write(&file, sql).unwrap();
-    let out = fungi()
-        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = run_to_end(dir.path(), &sql);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // Both bad records, with topic, partition and offset.
@@ -189,12 +184,7 @@ fn bad_kafka_options_are_refused_naming_the_option() {
              CREATE TABLE s (a BIGINT) WITH ('connector' = 'kafka', {sink});
              INSERT INTO s SELECT a FROM t;"
         );
-        let file = dir.path().join("job.sql");
-        std::fs::write(&file, sql).unwrap();
-        let out = fungi()
-            .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let out = run_to_end(dir.path(), &sql);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(stderr.contains(message), "{message}: {stderr}");

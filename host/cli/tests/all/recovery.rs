@@ -84,7 +84,7 @@ fn committed(dir: &Path) -> BTreeMap<String, usize> {
     rows
 }
 
-fn run_to_end(dir: &Path, sql: &str) -> std::process::Output {
+pub(super) fn run_to_end(dir: &Path, sql: &str) -> std::process::Output {
     let file = dir.join("job.sql");
     std::fs::write(&file, sql).unwrap();
     fungi()

@@ -30,6 +30,20 @@ pub enum OnError {
     DeadLetter,
 }
 
+impl OnError {
+    /// Parses the `on-error` option (`fail`, the default, or `dead-letter`) of
+    /// `connector`.
+    pub fn from_options(connector: &str, options: &Options) -> Result<Self> {
+        match options.get("on-error").unwrap_or("fail") {
+            "fail" => Ok(OnError::Fail),
+            "dead-letter" => Ok(OnError::DeadLetter),
+            other => Err(FungiError::Config(format!(
+                "connector '{connector}', option 'on-error': '{other}' is not fail or dead-letter"
+            ))),
+        }
+    }
+}
+
 /// Options understood by [`FileSource::factory`].
 pub const FILE_SOURCE_OPTIONS: &[&str] = &[
     "path",
@@ -121,15 +135,7 @@ impl FileSource {
     pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
         let path = PathBuf::from(options.require("path")?);
         let format = FileFormat::from_options(options)?;
-        let on_error = match options.get("on-error").unwrap_or("fail") {
-            "fail" => OnError::Fail,
-            "dead-letter" => OnError::DeadLetter,
-            other => {
-                return Err(FungiError::Config(format!(
-                    "connector 'filesystem', option 'on-error': '{other}' is not fail or dead-letter"
-                )));
-            }
-        };
+        let on_error = OnError::from_options("filesystem", options)?;
         options.check_all_used(FILE_SOURCE_OPTIONS)?;
         // Fail at planning time if the path is missing.
         list_files(&path)?;

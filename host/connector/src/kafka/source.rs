@@ -142,15 +142,7 @@ impl KafkaSource {
                 )));
             }
         };
-        let on_error = match options.get("on-error").unwrap_or("fail") {
-            "fail" => OnError::Fail,
-            "dead-letter" => OnError::DeadLetter,
-            other => {
-                return Err(FungiError::Config(format!(
-                    "connector 'kafka', option 'on-error': '{other}' is not fail or dead-letter"
-                )));
-            }
-        };
+        let on_error = OnError::from_options("kafka", options)?;
         options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
         Ok(Arc::new(move |s: &SubtaskInfo| {
             Ok(Box::new(KafkaSource {
