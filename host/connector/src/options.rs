@@ -12,6 +12,40 @@ pub struct Options {
     connector: String,
     values: BTreeMap<String, String>,
     used: std::cell::RefCell<BTreeSet<String>>,
+    metadata: Vec<MetadataColumn>,
+}
+
+/// A column declared `name TYPE METADATA [FROM 'key'] [VIRTUAL]` (Flink's syntax): the
+/// connector fills it from what it knows about a record (a Kafka message's offset,
+/// timestamp, headers, ...) instead of the record's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataColumn {
+    /// The column.
+    pub column: String,
+    /// The connector's metadata key (the column name when `FROM` is left out).
+    pub key: String,
+    /// `VIRTUAL`: read, never written by a sink.
+    pub is_virtual: bool,
+}
+
+/// The type of a `MAP<key, value>` column, with the field names Flink and DataFusion use
+/// (`entries`, `key`, `value`); keys are never null.
+pub fn map_type(
+    key: arrow::datatypes::DataType,
+    value: arrow::datatypes::DataType,
+) -> arrow::datatypes::DataType {
+    use arrow::datatypes::{DataType, Field, Fields};
+    DataType::Map(
+        std::sync::Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", key, false),
+                Field::new("value", value, true),
+            ])),
+            false,
+        )),
+        false,
+    )
 }
 
 impl Options {
@@ -27,6 +61,30 @@ impl Options {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             used: Default::default(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// These options with the table's metadata columns.
+    pub fn with_metadata(mut self, metadata: Vec<MetadataColumn>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The table's metadata columns.
+    pub fn metadata(&self) -> &[MetadataColumn] {
+        &self.metadata
+    }
+
+    /// Refuses metadata columns, for connectors that have none.
+    pub fn refuse_metadata(&self) -> Result<()> {
+        match self.metadata.first() {
+            None => Ok(()),
+            Some(m) => Err(FungiError::Config(format!(
+                "connector '{}' has no metadata; column '{}' is declared METADATA FROM '{}' \
+                 (only the kafka connector has metadata columns)",
+                self.connector, m.column, m.key
+            ))),
         }
     }
 
@@ -98,6 +156,14 @@ impl Options {
             }
         }
         out
+    }
+
+    /// Accepts `keys` without reading them: options of the other side of a connector
+    /// that is both a source and a sink (a table can be read and written).
+    pub fn accept(&self, keys: &[&str]) {
+        self.used
+            .borrow_mut()
+            .extend(keys.iter().map(|k| k.to_string()));
     }
 
     /// Refuses options that no getter asked for (typos), naming them and the known ones.

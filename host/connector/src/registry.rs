@@ -39,6 +39,9 @@ pub fn source(
             ))
         })
     };
+    if connector != "kafka" {
+        options.refuse_metadata()?;
+    }
     match connector {
         "nexmark" => NexmarkSource::factory(options),
         "datagen" => Ok((DatagenSource::factory(declared()?, options)?, declared()?)),
@@ -50,6 +53,9 @@ pub fn source(
 
 /// Builds a sink.
 pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
+    if connector != "kafka" {
+        options.refuse_metadata()?;
+    }
     match connector {
         "blackhole" => {
             options.check_all_used(&[])?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use fungi_connector::options::Options;
+use fungi_connector::options::{MetadataColumn, Options};
 use fungi_streaming::watermark::{WatermarkKind, WatermarkStrategy};
 
 /// A declared table.
@@ -24,6 +24,8 @@ pub struct TableDef {
     /// Computed columns (`name AS expression`), the last columns of `schema`: computed
     /// from the connector's columns when the table is read.
     pub computed: Vec<(String, datafusion::logical_expr::Expr)>,
+    /// Columns filled from the connector's metadata (`METADATA FROM 'key'`).
+    pub metadata: Vec<MetadataColumn>,
 }
 
 impl TableDef {
@@ -37,7 +39,7 @@ impl TableDef {
 
     /// The connector options.
     pub fn connector_options(&self) -> Options {
-        Options::new(&self.connector, self.options.clone())
+        Options::new(&self.connector, self.options.clone()).with_metadata(self.metadata.clone())
     }
 
     /// The watermark strategy, with Flink SQL's semantics: the watermark is the

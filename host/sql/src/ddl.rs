@@ -3,6 +3,9 @@
 //! The parts DataFusion's parser does not know are taken out here; the column list that
 //! remains is planned by DataFusion, so column types follow its SQL type mapping.
 
+use arrow::datatypes::DataType;
+use fungi_connector::options::{MetadataColumn, map_type};
+
 use crate::error::{Result, SqlError};
 use crate::text::{find_keyword, matching_paren, split_top_level, unquote};
 
@@ -18,6 +21,119 @@ pub(crate) struct CreateTable {
     pub(crate) computed: Vec<(String, String)>,
     /// `WITH` options, keys and values unquoted, in order.
     pub(crate) options: Vec<(String, String)>,
+    /// Columns declared `METADATA [FROM 'key'] [VIRTUAL]` (still listed in `columns`,
+    /// without the clause).
+    pub(crate) metadata: Vec<MetadataColumn>,
+    /// `MAP<K, V>` columns, which DataFusion's parser does not know: listed in `columns`
+    /// as `BYTEA`, and their type here.
+    pub(crate) maps: Vec<(String, DataType)>,
+}
+
+/// The name of a column definition (its first word, unquoted), and where it ends.
+fn column_name(def: &str) -> (String, usize) {
+    let def_trim = def.trim_start();
+    let lead = def.len() - def_trim.len();
+    let end = match def_trim.chars().next() {
+        Some(q @ ('`' | '"')) => def_trim[1..].find(q).map_or(def_trim.len(), |i| i + 2),
+        _ => def_trim.find(char::is_whitespace).unwrap_or(def_trim.len()),
+    };
+    (unquote(&def_trim[..end]), lead + end)
+}
+
+/// Takes Flink's `METADATA [FROM 'key'] [VIRTUAL]` clause off a column definition.
+fn split_metadata(def: &str) -> Result<(String, Option<MetadataColumn>)> {
+    let (column, name_end) = column_name(def);
+    let Some(at) = find_keyword(def, "METADATA", name_end) else {
+        return Ok((def.to_string(), None));
+    };
+    let mut words = def[at + "METADATA".len()..].split_whitespace().peekable();
+    let mut key = column.clone();
+    let mut is_virtual = false;
+    while let Some(w) = words.next() {
+        if w.eq_ignore_ascii_case("FROM") {
+            let k = words.next().ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "column '{column}': METADATA FROM needs a key, e.g. METADATA FROM 'offset'"
+                ))
+            })?;
+            key = unquote(k);
+        } else if w.eq_ignore_ascii_case("VIRTUAL") {
+            is_virtual = true;
+        } else {
+            return Err(SqlError::Plan(format!(
+                "column '{column}': unexpected '{w}' after METADATA; write \
+                 METADATA [FROM 'key'] [VIRTUAL]"
+            )));
+        }
+    }
+    Ok((
+        def[..at].trim_end().to_string(),
+        Some(MetadataColumn {
+            column,
+            key,
+            is_virtual,
+        }),
+    ))
+}
+
+/// Joins items split inside `MAP<K, V>` (the comma splitter only knows parentheses).
+fn join_map_types(items: Vec<String>) -> Vec<String> {
+    let open = |s: &str| {
+        s.to_ascii_uppercase().contains("MAP<") && s.matches('<').count() > s.matches('>').count()
+    };
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        match out.last_mut() {
+            Some(last) if open(last) => {
+                last.push_str(", ");
+                last.push_str(item.trim());
+            }
+            _ => out.push(item),
+        }
+    }
+    out
+}
+
+/// A SQL type name of a map's key or value.
+fn map_part_type(name: &str) -> Option<DataType> {
+    match name.trim().to_ascii_uppercase().as_str() {
+        "STRING" | "VARCHAR" | "TEXT" => Some(DataType::Utf8),
+        "BYTES" | "BYTEA" | "VARBINARY" | "BINARY" => Some(DataType::Binary),
+        "BIGINT" => Some(DataType::Int64),
+        "INT" | "INTEGER" => Some(DataType::Int32),
+        "DOUBLE" => Some(DataType::Float64),
+        "BOOLEAN" => Some(DataType::Boolean),
+        _ => None,
+    }
+}
+
+/// Replaces a `MAP<K, V>` type with `BYTEA` (for DataFusion's parser), returning its type.
+fn split_map(def: &str) -> Result<(String, Option<DataType>)> {
+    let (column, name_end) = column_name(def);
+    let rest = def[name_end..].trim_start();
+    if !rest.to_ascii_uppercase().starts_with("MAP") {
+        return Ok((def.to_string(), None));
+    }
+    let bad = || {
+        SqlError::Plan(format!(
+            "column '{column}': cannot read the type '{rest}'; write MAP<STRING, BYTES>"
+        ))
+    };
+    let open = rest.find(['<', '(']).ok_or_else(bad)?;
+    if !rest[3..open].trim().is_empty() {
+        return Ok((def.to_string(), None));
+    }
+    let close = rest.find(['>', ')']).ok_or_else(bad)?;
+    let (k, v) = rest[open + 1..close].split_once(',').ok_or_else(bad)?;
+    let (k, v) = (
+        map_part_type(k).ok_or_else(bad)?,
+        map_part_type(v).ok_or_else(bad)?,
+    );
+    let tail = &rest[close + 1..];
+    Ok((
+        format!("{} BYTEA{tail}", &def[..name_end]),
+        Some(map_type(k, v)),
+    ))
 }
 
 /// Whether `stmt` is a `CREATE [TEMPORARY] TABLE`.
@@ -142,12 +258,14 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         })?
     };
     let mut columns = Vec::new();
+    let mut metadata = Vec::new();
+    let mut maps = Vec::new();
     let mut computed = Vec::new();
     let mut watermark = None;
     let items = if no_columns {
         Vec::new()
     } else {
-        split_top_level(&stmt[open + 1..close])
+        join_map_types(split_top_level(&stmt[open + 1..close]))
     };
     for item in items {
         let upper = item.to_ascii_uppercase();
@@ -160,6 +278,12 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         } else if upper.starts_with("PRIMARY KEY") {
             // Flink's `PRIMARY KEY (..) NOT ENFORCED` is informational; nothing enforces it.
         } else {
+            let (item, meta) = split_metadata(&item)?;
+            let (item, map) = split_map(&item)?;
+            if let Some(t) = map {
+                maps.push((column_name(&item).0, t));
+            }
+            metadata.extend(meta);
             columns.push(item);
         }
     }
@@ -192,6 +316,8 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         watermark,
         computed,
         options,
+        metadata,
+        maps,
     })
 }
 
@@ -224,6 +350,52 @@ mod tests {
             ("bid", 0, 1)
         );
         assert!(!is_create_table("CREATE VIEW v AS SELECT 1"));
+    }
+
+    #[test]
+    fn metadata_columns_and_maps() {
+        let t = parse_create_table(
+            "CREATE TABLE k (id BIGINT, `offset` BIGINT METADATA VIRTUAL, \
+             ts TIMESTAMP(3) METADATA FROM 'timestamp', \
+             h MAP<STRING, BYTES> METADATA FROM 'headers', metadata_count INT) \
+             WITH ('connector' = 'kafka')",
+        )
+        .unwrap();
+        assert_eq!(
+            t.columns,
+            vec![
+                "id BIGINT",
+                "`offset` BIGINT",
+                "ts TIMESTAMP(3)",
+                "h BYTEA",
+                "metadata_count INT"
+            ]
+        );
+        let keys: Vec<(&str, &str, bool)> = t
+            .metadata
+            .iter()
+            .map(|m| (m.column.as_str(), m.key.as_str(), m.is_virtual))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("offset", "offset", true),
+                ("ts", "timestamp", false),
+                ("h", "headers", false)
+            ]
+        );
+        assert_eq!(
+            t.maps,
+            vec![("h".to_string(), map_type(DataType::Utf8, DataType::Binary))]
+        );
+        let err = parse_create_table("CREATE TABLE k (a INT METADATA FROM) WITH ()")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a key"), "{err}");
+        let err = parse_create_table("CREATE TABLE k (m MAP<DATE, INT>) WITH ()")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("write MAP<STRING, BYTES>"), "{err}");
     }
 
     #[test]

@@ -359,8 +359,29 @@ impl SqlSession {
                     ddl.name
                 )));
             };
-            (Arc::new(c.input.schema().as_arrow().clone()), true)
+            let mut fields: Vec<arrow::datatypes::Field> = c
+                .input
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            for (name, data_type) in &ddl.maps {
+                if let Some(f) = fields.iter_mut().find(|f| f.name() == name) {
+                    *f = f.clone().with_data_type(data_type.clone());
+                }
+            }
+            (Arc::new(arrow::datatypes::Schema::new(fields)), true)
         };
+        if connector != "kafka"
+            && let Some(m) = ddl.metadata.first()
+        {
+            return Err(SqlError::Plan(format!(
+                "table '{}': connector '{connector}' has no metadata columns (column '{}' is \
+                 METADATA FROM '{}'); only 'kafka' has them",
+                ddl.name, m.column, m.key
+            )));
+        }
         // Computed columns: typed against the declared ones, appended after them.
         let mut computed = Vec::new();
         if !ddl.computed.is_empty() {
@@ -420,6 +441,7 @@ impl SqlSession {
             options,
             watermark: ddl.watermark,
             computed,
+            metadata: ddl.metadata.clone(),
         };
         // Check the options now, not when the job starts. A connector that is both a
         // source and a sink (filesystem) is checked when a query uses the table, since

@@ -235,3 +235,138 @@ fn an_idle_partition_stops_holding_back_event_time() {
     // each) have closed.
     assert!(got.len() >= 20, "{} windows fired", got.len());
 }
+
+/// Avro payloads, and metadata columns both ways: a job writes Avro with headers and
+/// message timestamps taken from columns; a second job reads them back with the
+/// partition and offset of each message.
+#[test]
+fn avro_records_with_headers_and_metadata_columns_round_trip() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("mid", 3);
+    broker.create_topic("out", 1);
+    let mut records = bids(300);
+    records.push(b"{not json".to_vec());
+    let values: Vec<(Option<&str>, &[u8])> = records.iter().map(|r| (None, r.as_slice())).collect();
+    broker.produce("bids", &values);
+    let kafka = |topic: &str, format: &str, extra: &str| {
+        format!(
+            "'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
+             'format' = '{format}', 'scan.startup.mode' = 'earliest-offset', \
+             'scan.bounded.mode' = 'latest-offset'{extra}",
+            broker.bootstrap
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = format!(
+        "{}
+         CREATE TABLE mid (auction BIGINT, price BIGINT,
+             ts TIMESTAMP(3) METADATA FROM 'timestamp',
+             h MAP<STRING, STRING> METADATA FROM 'headers')
+         WITH ({});
+         INSERT INTO mid SELECT auction, price, ts + INTERVAL '1' DAY,
+             MAP(['auction', 'kind'], [CAST(auction AS VARCHAR), 'bid']) FROM bids;",
+        bid_table(
+            &broker,
+            ", 'scan.startup.mode' = 'earliest-offset', 'on-error' = 'dead-letter'"
+        ),
+        kafka("mid", "avro", "")
+    );
+    let out = run_to_end(dir.path(), &write);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 dead letter"), "{stderr}");
+    let mid = broker.read_all("mid", Duration::from_secs(2));
+    assert_eq!(mid.len(), 300);
+
+    let read = format!(
+        "CREATE TABLE mid (auction BIGINT, price BIGINT,
+             ts TIMESTAMP(3) METADATA FROM 'timestamp',
+             h MAP<STRING, BYTES> METADATA FROM 'headers',
+             p INT METADATA FROM 'partition' VIRTUAL,
+             `offset` BIGINT METADATA VIRTUAL,
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+         WITH ({});
+         CREATE TABLE out (auction BIGINT, price BIGINT, ts TIMESTAMP(3), kind STRING,
+             header_auction STRING, p INT, o BIGINT)
+         WITH ('connector' = 'kafka', 'topic' = 'out',
+               'properties.bootstrap.servers' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT auction, price, ts, CAST(h['kind'] AS VARCHAR),
+             CAST(h['auction'] AS VARCHAR), p, `offset` FROM mid;",
+        kafka("mid", "avro", ""),
+        broker.bootstrap
+    );
+    let out = run_to_end(dir.path(), &read);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = broker.read_all("out", Duration::from_secs(2));
+    assert_eq!(got.len(), 300);
+    let mut positions = Vec::new();
+    let mut prices = Vec::new();
+    for (_, _, _, value) in &got {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+        let (auction, price) = (v["auction"].as_i64().unwrap(), v["price"].as_i64().unwrap());
+        assert_eq!(auction, price % 10, "{v}");
+        assert_eq!(v["kind"], "bid", "{v}");
+        assert_eq!(v["header_auction"], auction.to_string(), "{v}");
+        // The message timestamp is the bid's event time (one bid every 10 ms) a day
+        // later (librdkafka reads a timestamp of 0 as "now").
+        let ts = v["ts"].as_str().unwrap();
+        let seconds: f64 = ts
+            .strip_prefix("1970-01-02T00:00:")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("ts {ts} in {v}"));
+        assert!(
+            (seconds - price as f64 / 100.0).abs() < 1e-9,
+            "{ts} for price {price}"
+        );
+        positions.push((v["p"].as_i64().unwrap() as i32, v["o"].as_i64().unwrap()));
+        prices.push(price);
+    }
+    prices.sort_unstable();
+    assert_eq!(prices, (0..300).collect::<Vec<_>>());
+    positions.sort_unstable();
+    let mut written: Vec<(i32, i64)> = mid.iter().map(|(p, o, _, _)| (*p, *o)).collect();
+    written.sort_unstable();
+    assert_eq!(positions, written);
+}
+
+#[test]
+fn metadata_columns_are_checked_when_the_table_is_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "CREATE TABLE t (a BIGINT, o BIGINT METADATA FROM 'offsets') WITH ('connector' = 'kafka',
+                 'topic' = 't', 'properties.bootstrap.servers' = '127.0.0.1:1', 'format' = 'json');
+             SELECT * FROM t;",
+            "known keys: topic, partition, offset",
+        ),
+        (
+            "CREATE TABLE t (a BIGINT, o STRING METADATA FROM 'offset') WITH ('connector' = 'kafka',
+                 'topic' = 't', 'properties.bootstrap.servers' = '127.0.0.1:1', 'format' = 'json');
+             SELECT * FROM t;",
+            "it must be BIGINT",
+        ),
+        (
+            "CREATE TABLE t (a BIGINT, o BIGINT METADATA FROM 'offset') WITH ('connector' = 'datagen');
+             SELECT * FROM t;",
+            "has no metadata columns",
+        ),
+        (
+            "CREATE TABLE s (a BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '1');
+             CREATE TABLE t (a BIGINT, o BIGINT METADATA FROM 'offset') WITH ('connector' = 'kafka',
+                 'topic' = 't', 'properties.bootstrap.servers' = '127.0.0.1:1', 'format' = 'json');
+             INSERT INTO t SELECT a, a + 1 AS o FROM s;",
+            "cannot be written",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let out = run_to_end(dir.path(), sql);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sql}");
+        assert!(stderr.contains(expected), "{sql}: {stderr}");
+    }
+}

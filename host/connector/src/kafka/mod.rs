@@ -2,11 +2,13 @@
 //!
 //! Options follow Flink's Kafka SQL connector where it has a name for them: `topic`,
 //! `properties.bootstrap.servers`, `properties.group.id`, any other `properties.*` passed
-//! to librdkafka as it is, `format` (`json`, `csv`, `raw`), `scan.startup.mode`
+//! to librdkafka as it is, `format` (`json`, `csv`, `raw`, `avro`), `scan.startup.mode`
 //! (`earliest-offset`, `latest-offset`, `group-offsets`, `timestamp`),
 //! `scan.startup.timestamp-millis`, `scan.topic-partition-discovery.interval`,
-//! `sink.delivery-guarantee`, `sink.partitioner`, `key.fields`.
+//! `sink.delivery-guarantee`, `sink.partitioner`, `key.fields`. Metadata columns
+//! (`METADATA FROM 'offset'`, `'headers'`, ...) are described in [`metadata`].
 
+mod metadata;
 mod sink;
 mod source;
 

@@ -20,6 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::Connection;
+use super::metadata::SinkMetadata;
 use crate::format::{RecordFormat, encode_rows};
 use crate::options::Options;
 
@@ -90,6 +91,7 @@ pub struct KafkaSink {
     guarantee: DeliveryGuarantee,
     partitioner: Partitioner,
     key_field: Option<String>,
+    metadata: SinkMetadata,
     subtask: u32,
     producer: Option<BaseProducer<Deliveries>>,
     partitions: Vec<i32>,
@@ -142,6 +144,8 @@ impl KafkaSink {
                 "connector 'kafka', option 'key.fields': one column is supported".into(),
             ));
         }
+        let metadata = SinkMetadata::new(options)?;
+        options.accept(super::KAFKA_SOURCE_OPTIONS);
         options.check_all_used(KAFKA_SINK_OPTIONS)?;
         Ok(Arc::new(move |s| {
             Ok(Box::new(KafkaSink {
@@ -150,6 +154,7 @@ impl KafkaSink {
                 guarantee,
                 partitioner,
                 key_field: key_field.clone(),
+                metadata: metadata.clone(),
                 subtask: s.index,
                 producer: None,
                 partitions: Vec::new(),
@@ -208,7 +213,8 @@ impl Operator for KafkaSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let (buf, ends) = encode_rows(&batch, self.format)?;
+        let (buf, ends) = encode_rows(&self.metadata.payload(&batch)?, self.format)?;
+        let row_metadata = self.metadata.rows(&batch)?;
         let keys: Option<StringArray> = match &self.key_field {
             Some(name) => {
                 let column = batch.column_by_name(name).ok_or_else(|| {
@@ -237,6 +243,12 @@ impl Operator for KafkaSink {
                 && keys.is_valid(row)
             {
                 record = record.key(keys.value(row));
+            }
+            if let Some(t) = row_metadata.timestamp(row) {
+                record = record.timestamp(t);
+            }
+            if let Some(headers) = row_metadata.headers(row) {
+                record = record.headers(headers);
             }
             match self.partitioner {
                 Partitioner::Default => {}

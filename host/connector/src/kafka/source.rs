@@ -23,6 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::metadata::{Collector, MetadataColumns};
 use super::{Connection, METADATA_TIMEOUT};
 use crate::file::OnError;
 use crate::format::{RecordFormat, decode_records};
@@ -54,9 +55,9 @@ pub enum StartupMode {
     Timestamp(i64),
 }
 
-/// Records polled from one partition: their payloads in one buffer, and each record's
-/// (start, end, offset).
-type Polled = (Vec<u8>, Vec<(usize, usize, i64)>);
+/// Records polled from one partition: their payloads in one buffer, each record's
+/// (start, end), and their metadata (offsets, and what metadata columns ask for).
+type Polled = (Vec<u8>, Vec<(usize, usize)>, Collector);
 
 /// librdkafka's callbacks for the source's consumer: the end of a partition, which a
 /// bounded source asks for, is not an error worth a log line.
@@ -76,6 +77,7 @@ impl rdkafka::consumer::ConsumerContext for QuietEof {}
 /// A subtask of a Kafka source.
 pub struct KafkaSource {
     schema: SchemaRef,
+    metadata: MetadataColumns,
     format: RecordFormat,
     on_error: OnError,
     connection: Connection,
@@ -105,7 +107,8 @@ impl KafkaSource {
     pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
         let connection = Connection::from_options(options)?;
         let format = RecordFormat::from_options("kafka", options)?;
-        format.check_schema("kafka", &schema)?;
+        let metadata = MetadataColumns::new(&schema, options)?;
+        format.check_schema("kafka", metadata.value_schema())?;
         let startup = match options.get("scan.startup.mode").unwrap_or("group-offsets") {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,
@@ -143,10 +146,12 @@ impl KafkaSource {
             }
         };
         let on_error = OnError::from_options("kafka", options)?;
+        options.accept(super::KAFKA_SINK_OPTIONS);
         options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
         Ok(Arc::new(move |s: &SubtaskInfo| {
             Ok(Box::new(KafkaSource {
                 schema: schema.clone(),
+                metadata: metadata.clone(),
                 format,
                 on_error,
                 connection: connection.clone(),
@@ -350,18 +355,29 @@ impl KafkaSource {
                 // Produced after a bounded source read the partition to its end.
                 continue;
             }
-            let (buf, records) = buffers.entry(message.partition()).or_default();
+            let (buf, records, collected) = buffers
+                .entry(message.partition())
+                .or_insert_with(|| (Vec::new(), Vec::new(), self.metadata.collector()));
             let payload = message.payload().unwrap_or_default();
             let start = buf.len();
             buf.extend_from_slice(payload);
-            records.push((start, buf.len(), message.offset()));
+            records.push((start, buf.len()));
+            collected.push(&message)?;
             count += 1;
         }
-        for (partition, (buf, records)) in buffers {
-            let slices: Vec<&[u8]> = records.iter().map(|&(s, e, _)| &buf[s..e]).collect();
-            let (batch, bad) = decode_records(&self.schema, self.format, &slices);
+        for (partition, (buf, records, collected)) in buffers {
+            let slices: Vec<&[u8]> = records.iter().map(|&(s, e)| &buf[s..e]).collect();
+            let offsets = collected.offsets();
+            let (batch, bad) = decode_records(self.metadata.value_schema(), self.format, &slices);
+            let keep: Option<arrow::array::BooleanArray> = (!bad.is_empty()).then(|| {
+                let mut keep = vec![true; slices.len()];
+                for (i, _) in &bad {
+                    keep[*i] = false;
+                }
+                keep.into_iter().map(Some).collect()
+            });
             for (i, reason) in bad {
-                let offset = records[i].2;
+                let offset = offsets[i];
                 let position = format!("{}/{partition}@{offset}", self.connection.topic);
                 match (self.on_error, &self.dead_letters) {
                     (OnError::DeadLetter, Some((dlq, name))) => {
@@ -390,9 +406,18 @@ impl KafkaSource {
                     }
                 }
             }
-            let next = records.last().map_or(0, |r| r.2 + 1);
+            let next = offsets.last().map_or(0, |o| o + 1);
             match batch {
-                Some(batch) => self.ready.push_back((partition, batch, next)),
+                Some(batch) => {
+                    let batch = self.metadata.assemble(
+                        batch,
+                        &self.connection.topic,
+                        partition,
+                        collected,
+                        keep.as_ref(),
+                    )?;
+                    self.ready.push_back((partition, batch, next));
+                }
                 // Every record was bad: the position still moves past them.
                 None => {
                     self.positions.insert(partition, next);

@@ -1,6 +1,8 @@
 //! Row formats shared by connectors: decoding many records into one Arrow batch and
 //! encoding a batch into one record per row, without a per-row allocation.
 
+pub mod avro;
+
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use fungi_common::{FungiError, Result};
@@ -17,26 +19,35 @@ pub enum RecordFormat {
     },
     /// The record's bytes as they are: one `STRING` or `BYTES` column.
     Raw,
+    /// One Avro binary datum per record, of the schema derived from the table's columns
+    /// (Flink's `avro` format).
+    Avro,
 }
 
 impl RecordFormat {
-    /// Parses `format` (`json`, `csv`, `raw`) and `csv.field-delimiter` for `connector`.
+    /// Parses `format` (`json`, `csv`, `raw`, `avro`) and `csv.field-delimiter` for `connector`.
     pub fn from_options(connector: &str, options: &crate::options::Options) -> Result<Self> {
         let format = options.require("format")?;
         match format.to_ascii_lowercase().as_str() {
             "json" => Ok(RecordFormat::Json),
             "raw" => Ok(RecordFormat::Raw),
+            "avro" => Ok(RecordFormat::Avro),
             "csv" => Ok(RecordFormat::Csv {
                 delimiter: csv_delimiter(connector, options)?,
             }),
             other => Err(FungiError::Config(format!(
-                "connector '{connector}', option 'format': '{other}' is not json, csv or raw"
+                "connector '{connector}', option 'format': '{other}' is not json, csv, raw or avro"
             ))),
         }
     }
 
-    /// Checks that `schema` suits the format (raw needs one string or bytes column).
+    /// Checks that `schema` suits the format (raw needs one string or bytes column, Avro
+    /// a schema it can express).
     pub fn check_schema(self, connector: &str, schema: &SchemaRef) -> Result<()> {
+        if self == RecordFormat::Avro {
+            avro::avro_schema(schema)
+                .map_err(|e| FungiError::Config(format!("connector '{connector}': {e}")))?;
+        }
         if self == RecordFormat::Raw
             && (schema.fields().len() != 1
                 || !matches!(
@@ -110,7 +121,9 @@ pub fn decode_lines(
             decoder.decode(&[]).map_err(|e| e.to_string())?;
             decoder.flush().map_err(|e| e.to_string())
         }
-        RecordFormat::Raw => Err("raw records are not line based".into()),
+        RecordFormat::Raw | RecordFormat::Avro => {
+            Err(format!("{format:?} records are not line based"))
+        }
     }
 }
 
@@ -122,6 +135,9 @@ pub fn decode_records(
     format: RecordFormat,
     records: &[&[u8]],
 ) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+    if format == RecordFormat::Avro {
+        return avro::decode_records(schema, records);
+    }
     if format == RecordFormat::Raw {
         let column: ArrayRef = match schema.field(0).data_type() {
             DataType::Binary => std::sync::Arc::new(BinaryArray::from_iter_values(records)),
@@ -193,6 +209,9 @@ pub fn decode_records(
 
 /// Encodes every row of `batch`: the bytes of all rows and where each one ends.
 pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>, Vec<usize>)> {
+    if format == RecordFormat::Avro {
+        return avro::encode_rows(batch);
+    }
     let mut buf = Vec::new();
     let mut ends = Vec::with_capacity(batch.num_rows());
     match format {
@@ -210,6 +229,7 @@ pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>
                 ends.push(buf.len());
             }
         }
+        RecordFormat::Avro => unreachable!("encoded above"),
         RecordFormat::Json | RecordFormat::Csv { .. } => {
             match format {
                 RecordFormat::Json => {
@@ -224,7 +244,7 @@ pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>
                         .build(&mut buf);
                     writer.write(batch)?;
                 }
-                RecordFormat::Raw => unreachable!(),
+                RecordFormat::Raw | RecordFormat::Avro => unreachable!(),
             }
             // Rows are newline-terminated: JSON escapes line breaks inside values, CSV
             // quotes them (a quote inside a quoted value is doubled, so counting quotes
@@ -313,5 +333,67 @@ mod tests {
                 assert_eq!(back.unwrap(), batch);
             }
         }
+    }
+
+    #[test]
+    fn avro_rows_decode_back_and_bad_records_are_named() {
+        use arrow::array::{BooleanArray, Float64Array, Int64Array, TimestampMillisecondArray};
+        use arrow::datatypes::TimeUnit;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("price", DataType::Float64, false),
+            Field::new("ok", DataType::Boolean, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        RecordFormat::Avro.check_schema("kafka", &schema).unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, -2, 3])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    None,
+                    Some("line\nbreak"),
+                ])),
+                Arc::new(Float64Array::from(vec![1.5, 2.0, -0.25])),
+                Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    0,
+                    1_700_000_000_000,
+                    5,
+                ])),
+            ],
+        )
+        .unwrap();
+        let (buf, ends) = encode_rows(&batch, RecordFormat::Avro).unwrap();
+        assert_eq!(ends.len(), 3);
+        let mut records: Vec<&[u8]> = [0, ends[0], ends[1]]
+            .iter()
+            .zip(&ends)
+            .map(|(&s, &e)| &buf[s..e])
+            .collect();
+        let (back, bad) = decode_records(&schema, RecordFormat::Avro, &records);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(back.unwrap(), batch);
+
+        // A truncated record, one with trailing bytes, and garbage, between good ones.
+        let truncated = &records[1][..records[1].len() - 1];
+        let mut longer = records[0].to_vec();
+        longer.push(7);
+        records.insert(1, truncated);
+        records.insert(2, &longer);
+        records.push(b"\xff\xff\xff");
+        let (good, bad) = decode_records(&schema, RecordFormat::Avro, &records);
+        assert_eq!(good.unwrap().num_rows(), 3);
+        assert_eq!(
+            bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2, 5]
+        );
+        assert!(bad[0].1.contains("not an Avro record"), "{bad:?}");
     }
 }
