@@ -6,6 +6,7 @@
 //! as their crates land.
 
 mod bench;
+mod bench_kafka;
 mod job;
 mod nexmark;
 mod plugin;
@@ -118,6 +119,9 @@ enum BenchCommand {
     /// generator alone (gen) and the runtime without it (q0-replay, count-replay). Each
     /// runs in its own process.
     Nexmark(NexmarkArgs),
+    /// Kafka → filter → Kafka as a SQL job on a running broker, next to plain librdkafka
+    /// producer, consumer and consume-filter-produce loops measured in the same run.
+    Kafka(bench_kafka::KafkaBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +162,7 @@ fn main() {
         Command::Savepoint(args) => savepoint(args),
         Command::Checkpoints(args) => checkpoints(args),
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
+        Command::Bench(BenchCommand::Kafka(args)) => bench_kafka::run(args),
         Command::Plugin(command) => plugin::run(command),
         Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
     };

@@ -173,9 +173,9 @@ fn bad_kafka_options_are_refused_naming_the_option() {
             "'exactly-once' (Kafka transactions) is not available yet",
         ),
         (
-            good.replace("json", "avro"),
+            good.replace("json", "protobuf"),
             good.to_string(),
-            "'avro' is not json, csv or raw",
+            "'protobuf' is not json, csv, raw or avro",
         ),
     ];
     for (source, sink, message) in cases {
@@ -368,5 +368,26 @@ fn metadata_columns_are_checked_when_the_table_is_declared() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{sql}");
         assert!(stderr.contains(expected), "{sql}: {stderr}");
+    }
+}
+
+/// `fungi bench kafka` runs its four steps and checks the job's output (a smoke run; the
+/// figures are measured in release builds, see docs/benchmarks.md).
+#[test]
+fn the_kafka_benchmark_runs_against_a_broker() {
+    let broker = KafkaBroker::start();
+    let out = fungi()
+        .args(["bench", "kafka", "--bootstrap", &broker.bootstrap])
+        .args(["--records", "2000", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = steps.as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    for s in steps {
+        assert_eq!(s["records"], 2000, "{s}");
+        assert!(s["events_per_second"].as_f64().unwrap() > 0.0, "{s}");
     }
 }

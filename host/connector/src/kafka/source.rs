@@ -66,7 +66,8 @@ pub(crate) struct QuietEof;
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => {}
+            KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {}
             e => tracing::warn!(error = %e, reason, "kafka client error"),
         }
     }
