@@ -7,11 +7,11 @@
 
 mod bench;
 mod bench_kafka;
+mod client;
 mod job;
 mod nexmark;
 mod plugin;
 mod progress;
-mod supervise;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +56,38 @@ enum Command {
     /// Nexmark data: write the built-in generator's events to files.
     #[command(subcommand)]
     Nexmark(NexmarkCommand),
+    /// Run the server: the REST API (/api/v1), SQLite metadata, jobs run in this process.
+    /// The first start prints an admin key.
+    Server(client::ServerArgs),
+    /// Jobs on a server (submit, list, get, cancel).
+    Job {
+        #[command(subcommand)]
+        command: client::JobCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Tenants on a server (admins).
+    Tenant {
+        #[command(subcommand)]
+        command: client::TenantCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// API keys on a server.
+    Key {
+        #[command(subcommand)]
+        command: client::KeyCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// The newest records of a server's audit log.
+    Audit {
+        /// How many records.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +197,20 @@ fn main() {
         Command::Bench(BenchCommand::Kafka(args)) => bench_kafka::run(args),
         Command::Plugin(command) => plugin::run(command),
         Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
+        Command::Server(args) => client::serve(args),
+        Command::Job {
+            command,
+            connection,
+        } => client::job(command, connection),
+        Command::Tenant {
+            command,
+            connection,
+        } => client::tenant(command, connection),
+        Command::Key {
+            command,
+            connection,
+        } => client::key(command, connection),
+        Command::Audit { limit, connection } => client::audit(limit, connection),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -280,7 +326,12 @@ async fn run_jobs(
         }
         let cancel = cancel.clone();
         let savepoint = savepoint.clone();
-        jobs.spawn(async move { (i, supervise::supervise(plan, savepoint, cancel, tx).await) });
+        jobs.spawn(async move {
+            (
+                i,
+                fungi_scheduler::supervise(plan, savepoint, cancel, tx).await,
+            )
+        });
     }
     let mut metrics = first_metrics.expect("at least one job");
     let mut progress = progress::Progress::new(show_progress);

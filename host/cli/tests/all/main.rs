@@ -2,6 +2,7 @@
 
 mod kafka;
 mod recovery;
+mod server;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

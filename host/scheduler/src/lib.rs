@@ -1,6 +1,7 @@
-//! Runs a job until it finishes: resumes it from its latest complete checkpoint when one
-//! exists (after a crash, or a kill, of an earlier `fungi run`), and restarts it after a
-//! failure as its restart strategy allows.
+//! Job supervision: runs a job until it finishes, resumes it from its latest complete
+//! checkpoint when one exists (after a crash or a kill of an earlier process), and
+//! restarts it after a failure as its restart strategy allows. Used by embedded mode
+//! (`fungi run --local`) and by the server for every job it runs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,17 +17,20 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How a supervised job ended, with the counters of its last attempt.
-pub(crate) struct Supervised {
-    pub(crate) result: Result<JobSummary>,
-    pub(crate) metrics: JobMetrics,
-    pub(crate) dead_letters: Arc<DeadLetterQueue>,
+pub struct Supervised {
+    /// The last attempt's result.
+    pub result: Result<JobSummary>,
+    /// The last attempt's counters.
+    pub metrics: JobMetrics,
+    /// The last attempt's dead letters.
+    pub dead_letters: Arc<DeadLetterQueue>,
     /// Checkpoint counters of the last attempt, when the job checkpoints.
-    pub(crate) checkpoints: Option<Arc<CheckpointStats>>,
+    pub checkpoints: Option<Arc<CheckpointStats>>,
 }
 
 impl Supervised {
     /// "N checkpoints (last: id, ms, bytes)", when the job checkpoints.
-    pub(crate) fn checkpoint_line(&self) -> Option<String> {
+    pub fn checkpoint_line(&self) -> Option<String> {
         let s = self.checkpoints.as_ref()?;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         Some(format!(
@@ -42,7 +46,7 @@ impl Supervised {
 
 /// Runs `plan` (see the module doc). `current` always holds the live counters of the
 /// running attempt; `cancel` stops the job.
-pub(crate) async fn supervise(
+pub async fn supervise(
     plan: PhysicalPlan,
     savepoint: Option<PathBuf>,
     cancel: CancellationToken,

@@ -1,0 +1,378 @@
+//! `fungi server` and the CLI as a client of it: `fungi job`, `fungi tenant`, `fungi key`
+//! and `fungi audit` call the REST API of a server (`--server` or `FUNGI_SERVER`, default
+//! `http://127.0.0.1:8081`) with the key in `FUNGI_API_KEY` (or `--api-key-file`).
+//! Results print as tables, or as the server's JSON with `--output json`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+/// `fungi server`.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Where metadata (SQLite) and job checkpoints live.
+    #[arg(long, env = "FUNGI_DATA_DIR", default_value = "fungi-data")]
+    data_dir: PathBuf,
+    /// The REST listener.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub(crate) fn serve(args: ServerArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping; running jobs resume when the server starts again");
+        };
+        fungi_server::serve(
+            fungi_server::ServerConfig {
+                data_dir: args.data_dir,
+                listen: args.listen,
+            },
+            stop,
+        )
+        .await
+    })?;
+    Ok(())
+}
+
+/// How results print.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Human-readable tables.
+    Table,
+    /// The server's JSON.
+    Json,
+}
+
+/// Options shared by the client commands.
+#[derive(Debug, Args)]
+pub(crate) struct Connection {
+    /// The server's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "FUNGI_SERVER",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    server: String,
+    /// A file holding the API key (otherwise `FUNGI_API_KEY`).
+    #[arg(long, global = true)]
+    api_key_file: Option<PathBuf>,
+    /// table or json.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: Output,
+}
+
+/// `fungi job ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Submit a SQL file (one INSERT INTO) as a job of your tenant.
+    Submit {
+        /// The SQL file.
+        file: PathBuf,
+        /// Parallelism of every operator.
+        #[arg(long, short)]
+        parallelism: Option<u32>,
+    },
+    /// List your tenant's jobs (every tenant's for an admin).
+    List,
+    /// Show a job with its operators' counters.
+    Get {
+        /// The job id.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+}
+
+/// `fungi tenant ...` (admins).
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Its id.
+        id: String,
+        /// Jobs running at once.
+        #[arg(long)]
+        max_jobs: Option<u32>,
+        /// Sum of the parallelism of running jobs.
+        #[arg(long)]
+        max_total_parallelism: Option<u32>,
+    },
+    /// List tenants.
+    List,
+    /// Delete a tenant (no running jobs).
+    Delete {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// `fungi key ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Create an API key; its secret is shown once.
+    Create {
+        /// admin, tenant-admin, developer or viewer.
+        #[arg(long)]
+        role: String,
+        /// The key's tenant (default: yours).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys.
+    List,
+    /// Revoke a key.
+    Revoke {
+        /// The key id.
+        id: String,
+    },
+}
+
+/// A client of one server.
+struct Client {
+    base: String,
+    key: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    fn new(c: &Connection) -> Result<Client> {
+        let key = match &c.api_key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key from {}", path.display()))?
+                .trim()
+                .to_string(),
+            None => std::env::var("FUNGI_API_KEY")
+                .context("no API key: set FUNGI_API_KEY or pass --api-key-file")?,
+        };
+        Ok(Client {
+            base: c.server.trim_end_matches('/').to_string(),
+            key,
+            http: reqwest::blocking::Client::new(),
+        })
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        if !status.is_success() {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{method} {path}: the server answered {status}: {message}");
+        }
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).context("the server's answer is not JSON")?
+        })
+    }
+}
+
+/// Prints `value` as JSON, or as a table of `columns` (one row per array element).
+fn print(output: Output, value: &Value, columns: &[&str]) {
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    let rows: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => return,
+        other => vec![other],
+    };
+    let cell = |v: &Value, c: &str| match &v[c] {
+        Value::String(s) => s.replace('\n', " "),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).chars().count().min(60))
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{:<w$}", c.chars().take(60).collect::<String>()))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_ascii_uppercase()).collect())
+    );
+    for r in rows {
+        println!("{}", line(columns.iter().map(|c| cell(r, c)).collect()));
+    }
+}
+
+const JOB_COLUMNS: &[&str] = &["id", "tenant", "status", "parallelism", "error"];
+
+/// Runs a `fungi job` command.
+pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    use reqwest::Method;
+    match command {
+        JobCommand::Submit { file, parallelism } => {
+            let sql = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let job = client.call(
+                Method::POST,
+                "/jobs",
+                Some(json!({ "sql": sql, "parallelism": parallelism })),
+            )?;
+            print(c.output, &job, JOB_COLUMNS);
+        }
+        JobCommand::List => print(
+            c.output,
+            &client.call(Method::GET, "/jobs", None)?,
+            JOB_COLUMNS,
+        ),
+        JobCommand::Get { id } => {
+            let job = client.call(Method::GET, &format!("/jobs/{id}"), None)?;
+            print(c.output, &job, JOB_COLUMNS);
+            if c.output == Output::Table {
+                println!();
+                print(
+                    c.output,
+                    &job["operators"],
+                    &[
+                        "name",
+                        "records_in",
+                        "records_out",
+                        "late_records",
+                        "watermark",
+                    ],
+                );
+            }
+        }
+        JobCommand::Cancel { id } => print(
+            c.output,
+            &client.call(Method::POST, &format!("/jobs/{id}/cancel"), None)?,
+            JOB_COLUMNS,
+        ),
+    }
+    Ok(())
+}
+
+/// Runs a `fungi tenant` command.
+pub(crate) fn tenant(command: TenantCommand, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    use reqwest::Method;
+    let columns = &["id", "quotas"];
+    match command {
+        TenantCommand::Create {
+            id,
+            max_jobs,
+            max_total_parallelism,
+        } => {
+            let body = json!({
+                "id": id,
+                "quotas": { "max_jobs": max_jobs, "max_total_parallelism": max_total_parallelism },
+            });
+            print(
+                c.output,
+                &client.call(Method::POST, "/tenants", Some(body))?,
+                columns,
+            );
+        }
+        TenantCommand::List => print(
+            c.output,
+            &client.call(Method::GET, "/tenants", None)?,
+            columns,
+        ),
+        TenantCommand::Delete { id } => {
+            client.call(Method::DELETE, &format!("/tenants/{id}"), None)?;
+            eprintln!("tenant {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `fungi key` command.
+pub(crate) fn key(command: KeyCommand, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    use reqwest::Method;
+    let columns = &["id", "tenant", "role", "name", "revoked"];
+    match command {
+        KeyCommand::Create { role, tenant, name } => {
+            let created = client.call(
+                Method::POST,
+                "/keys",
+                Some(json!({ "role": role, "tenant": tenant, "name": name })),
+            )?;
+            if c.output == Output::Json {
+                print(c.output, &created, &[]);
+            } else {
+                print(c.output, &created["record"], columns);
+                println!(
+                    "\nkey (shown once): {}",
+                    created["key"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        KeyCommand::List => print(c.output, &client.call(Method::GET, "/keys", None)?, columns),
+        KeyCommand::Revoke { id } => {
+            client.call(Method::DELETE, &format!("/keys/{id}"), None)?;
+            eprintln!("key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// `fungi audit`: the newest audit records.
+pub(crate) fn audit(limit: u32, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    let records = client.call(reqwest::Method::GET, &format!("/audit?limit={limit}"), None)?;
+    print(
+        c.output,
+        &records,
+        &[
+            "seq", "time_ms", "who", "tenant", "action", "target", "result",
+        ],
+    );
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Who may do what in Fungi's server: API keys (stored as Argon2 hashes), the roles and
+//! their permission matrix, and the shape of an audit record.
+//!
+//! The server asks this crate two questions for every call: who is calling
+//! ([`ApiKey::parse`] and [`verify_secret`] against the stored hash), and whether that
+//! role may perform the action ([`Role::allows`]). Tenant scoping (a tenant sees only
+//! its own jobs and plugins) is applied by the server with [`Principal::sees_tenant`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::{Deserialize, Serialize};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A credential that is not of the expected form.
+    #[error("malformed API key: {0}")]
+    MalformedKey(String),
+    /// The operating system gave no randomness.
+    #[error("no randomness for a new key: {0}")]
+    Random(String),
+    /// Hashing failed.
+    #[error("cannot hash a key: {0}")]
+    Hash(String),
+    /// A role name that is not one of the four.
+    #[error("unknown role '{0}'; roles: admin, tenant-admin, developer, viewer")]
+    UnknownRole(String),
+}
+
+/// A role: what a key may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything, across tenants: tenants, keys of any tenant, the audit log.
+    Admin,
+    /// Everything within its tenant, including its keys and its audit records.
+    TenantAdmin,
+    /// Jobs and plugins of its tenant.
+    Developer,
+    /// Reads jobs and plugins of its tenant.
+    Viewer,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::TenantAdmin,
+        Role::Developer,
+        Role::Viewer,
+    ];
+
+    /// The role's name as written in requests and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TenantAdmin => "tenant-admin",
+            Role::Developer => "developer",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The permission matrix.
+    pub fn allows(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Admin => true,
+            Role::TenantAdmin => !matches!(action, TenantCreate | TenantList | TenantDelete),
+            Role::Developer => matches!(
+                action,
+                JobSubmit
+                    | JobList
+                    | JobGet
+                    | JobCancel
+                    | PluginUpload
+                    | PluginList
+                    | PluginGet
+                    | PluginDelete
+            ),
+            Role::Viewer => matches!(action, JobList | JobGet | PluginList | PluginGet),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = SecurityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| SecurityError::UnknownRole(s.to_string()))
+    }
+}
+
+/// Something a caller can ask the server to do; the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Submit a SQL job.
+    JobSubmit,
+    /// List jobs.
+    JobList,
+    /// Read one job.
+    JobGet,
+    /// Cancel a job.
+    JobCancel,
+    /// Upload a plugin.
+    PluginUpload,
+    /// List plugins.
+    PluginList,
+    /// Inspect a plugin.
+    PluginGet,
+    /// Delete a plugin.
+    PluginDelete,
+    /// Create a tenant.
+    TenantCreate,
+    /// List tenants.
+    TenantList,
+    /// Delete a tenant.
+    TenantDelete,
+    /// Create an API key.
+    KeyCreate,
+    /// List API keys.
+    KeyList,
+    /// Revoke an API key.
+    KeyRevoke,
+    /// Read the audit log.
+    AuditRead,
+}
+
+impl Action {
+    /// Whether the action changes something (mutating calls are always audited).
+    pub fn is_mutation(self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            JobSubmit
+                | JobCancel
+                | PluginUpload
+                | PluginDelete
+                | TenantCreate
+                | TenantDelete
+                | KeyCreate
+                | KeyRevoke
+        )
+    }
+
+    /// The action's name in the audit log.
+    pub fn name(self) -> &'static str {
+        use Action::*;
+        match self {
+            JobSubmit => "job.submit",
+            JobList => "job.list",
+            JobGet => "job.get",
+            JobCancel => "job.cancel",
+            PluginUpload => "plugin.upload",
+            PluginList => "plugin.list",
+            PluginGet => "plugin.get",
+            PluginDelete => "plugin.delete",
+            TenantCreate => "tenant.create",
+            TenantList => "tenant.list",
+            TenantDelete => "tenant.delete",
+            KeyCreate => "key.create",
+            KeyList => "key.list",
+            KeyRevoke => "key.revoke",
+            AuditRead => "audit.read",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// The key's id (never the secret).
+    pub key_id: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// The key's role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// Whether the caller may see objects of `tenant` (admins see every tenant).
+    pub fn sees_tenant(&self, tenant: &str) -> bool {
+        self.role == Role::Admin || self.tenant == tenant
+    }
+}
+
+/// The prefix of every key: `fgk_<id>_<secret>`.
+const PREFIX: &str = "fgk_";
+
+/// An API key as presented by a caller: `fgk_<id>_<secret>`. The id finds the stored
+/// hash; only the secret is hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The public part, stored in clear.
+    pub id: String,
+    secret: String,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({}, <secret>)", self.id)
+    }
+}
+
+impl ApiKey {
+    /// A new random key (96 bits of id, 192 bits of secret).
+    pub fn generate() -> Result<ApiKey, SecurityError> {
+        Ok(ApiKey {
+            id: random_hex(12)?,
+            secret: random_hex(24)?,
+        })
+    }
+
+    /// Reads a key as given in an `Authorization: Bearer` header or `FUNGI_API_KEY`.
+    pub fn parse(text: &str) -> Result<ApiKey, SecurityError> {
+        let rest = text
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| SecurityError::MalformedKey(format!("a key starts with '{PREFIX}'")))?;
+        let (id, secret) = rest
+            .split_once('_')
+            .ok_or_else(|| SecurityError::MalformedKey("expected fgk_<id>_<secret>".into()))?;
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(id) || !hex(secret) {
+            return Err(SecurityError::MalformedKey(
+                "id and secret are hexadecimal".into(),
+            ));
+        }
+        Ok(ApiKey {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        })
+    }
+
+    /// The key as the caller writes it. Shown once, when the key is created.
+    pub fn reveal(&self) -> String {
+        format!("{PREFIX}{}_{}", self.id, self.secret)
+    }
+
+    /// The Argon2 hash of the secret (PHC string), what the server stores.
+    pub fn hash(&self) -> Result<String, SecurityError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| SecurityError::Random(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| SecurityError::Hash(e.to_string()))?;
+        Argon2::default()
+            .hash_password(self.secret.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| SecurityError::Hash(e.to_string()))
+    }
+
+    /// Whether this key's secret matches a stored hash.
+    pub fn verify(&self, stored_hash: &str) -> bool {
+        verify_secret(&self.secret, stored_hash)
+    }
+}
+
+/// Whether `secret` matches the stored Argon2 hash (constant-time comparison inside).
+pub fn verify_secret(secret: &str, stored_hash: &str) -> bool {
+    PasswordHash::new(stored_hash)
+        .and_then(|h| Argon2::default().verify_password(secret.as_bytes(), &h))
+        .is_ok()
+}
+
+fn random_hex(bytes: usize) -> Result<String, SecurityError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| SecurityError::Random(e.to_string()))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// One audit record: who did what to which object, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    /// Sequence number (append order).
+    pub seq: i64,
+    /// Milliseconds since the epoch.
+    pub time_ms: i64,
+    /// The key id, or `anonymous` when authentication failed.
+    pub who: String,
+    /// The caller's tenant (empty when unknown).
+    pub tenant: String,
+    /// The action (`job.submit`, ...), or the request line when none applies.
+    pub action: String,
+    /// What the action was on (a job id, a tenant, ...).
+    pub target: String,
+    /// `ok`, `denied: ...`, `unauthenticated: ...` or `failed: ...`.
+    pub result: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_only_the_right_secret_verifies() {
+        let key = ApiKey::generate().unwrap();
+        let hash = key.hash().unwrap();
+        assert!(hash.starts_with("$argon2"), "{hash}");
+        assert!(!hash.contains(&key.secret));
+        let parsed = ApiKey::parse(&key.reveal()).unwrap();
+        assert_eq!(parsed, key);
+        assert!(parsed.verify(&hash));
+        let other = ApiKey::generate().unwrap();
+        assert!(
+            !ApiKey {
+                id: key.id.clone(),
+                ..other
+            }
+            .verify(&hash)
+        );
+        assert!(!key.verify("not a hash"));
+        assert!(format!("{key:?}").contains("<secret>"));
+        for bad in ["", "fgk_", "fgk_abc", "xyz_ab_cd", "fgk_zz_00"] {
+            assert!(ApiKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_permission_matrix() {
+        assert!(Role::ALL.iter().all(|r| r.allows(Action::JobList)));
+        assert!(!Role::Viewer.allows(Action::JobSubmit));
+        assert!(Role::Developer.allows(Action::JobSubmit));
+        assert!(!Role::Developer.allows(Action::KeyCreate));
+        assert!(Role::TenantAdmin.allows(Action::KeyCreate));
+        assert!(!Role::TenantAdmin.allows(Action::TenantCreate));
+        assert!(Role::Admin.allows(Action::TenantCreate));
+        assert_eq!("tenant-admin".parse::<Role>().unwrap(), Role::TenantAdmin);
+        assert!("root".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! The REST API under `/api/v1` (axum), a thin layer over [`Service`]: it reads the
+//! caller's key and the request, and maps [`ServiceError`]s to statuses with a JSON body
+//! `{"error": "..."}`. The OpenAPI document is generated from these handlers (utoipa)
+//! and served at `/api/v1/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fungi_security::{AuditRecord, Principal};
+use fungi_tenancy::Tenant;
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+use crate::service::{
+    CreateKey, CreateTenant, CreatedKey, JobDetails, Service, ServiceError, SubmitJob,
+};
+use crate::store::{JobRecord, KeyRecord};
+
+/// The error body of every failed call.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, naming the field, object or rule.
+    pub error: String,
+}
+
+/// A [`ServiceError`] as an HTTP response.
+pub struct ApiError(ServiceError);
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ServiceError::Forbidden(_) | ServiceError::Quota(_) => StatusCode::FORBIDDEN,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.0.to_string(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<Service>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> ApiResult<Self> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let what = format!("{} {}", parts.method, parts.uri.path());
+        Ok(Caller(service.authenticate(bearer, &what)?))
+    }
+}
+
+/// A JSON body whose every problem (not JSON, a missing or unknown field, a wrong type)
+/// is a 400 naming it.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, service: &Arc<Service>) -> ApiResult<Self> {
+        let what = format!("{} {}", req.method(), req.uri().path());
+        match Json::<T>::from_request(req, service).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => {
+                let reason = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "send the body as JSON with 'Content-Type: application/json'".to_string()
+                    }
+                    other => other.body_text(),
+                };
+                service.audit_bad_request(None, &what, &reason);
+                Err(ApiError(ServiceError::BadRequest(reason)))
+            }
+        }
+    }
+}
+
+/// `?limit=N` of the audit log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// How many of the newest records (default 100, at most 10 000).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs", request_body = SubmitJob,
+    responses((status = 201, body = JobRecord), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn submit_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Body(req): Body<SubmitJob>,
+) -> ApiResult<(StatusCode, Json<JobRecord>)> {
+    Ok((StatusCode::CREATED, Json(s.submit_job(&p, req).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs",
+    responses((status = 200, body = Vec<JobRecord>), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn list_jobs(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<JobRecord>>> {
+    Ok(Json(s.list_jobs(&p)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = JobDetails), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn get_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobDetails>> {
+    Ok(Json(s.get_job(&p, &id)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = JobRecord), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn cancel_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobRecord>> {
+    Ok(Json(s.cancel_job(&p, &id)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant,
+    responses((status = 201, body = Tenant), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn create_tenant(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Body(req): Body<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    Ok((StatusCode::CREATED, Json(s.create_tenant(&p, req)?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants",
+    responses((status = 200, body = Vec<Tenant>)), security(("api_key" = [])))]
+async fn list_tenants(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<Tenant>>> {
+    Ok(Json(s.list_tenants(&p)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn delete_tenant(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_tenant(&p, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn create_key(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Body(req): Body<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    Ok((StatusCode::CREATED, Json(s.create_key(&p, req)?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/keys",
+    responses((status = 200, body = Vec<KeyRecord>)), security(("api_key" = [])))]
+async fn list_keys(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<KeyRecord>>> {
+    Ok(Json(s.list_keys(&p)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn revoke_key(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.revoke_key(&p, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditRecord>)), security(("api_key" = [])))]
+async fn audit(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    Ok(Json(s.audit_log(&p, q.limit)?))
+}
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Fungi", description = "Fungi's server API"),
+    paths(submit_job, list_jobs, get_job, cancel_job, create_tenant, list_tenants,
+        delete_tenant, create_key, list_keys, revoke_key, audit),
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError(ServiceError::NotFound(format!(
+        "no endpoint {} {}; see /api/v1/openapi.json",
+        req.method(),
+        req.uri().path()
+    )))
+}
+
+/// The REST routes over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/api/v1/tenants/{id}", axum::routing::delete(delete_tenant))
+        .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/audit", get(audit))
+        .fallback(not_found)
+        .with_state(service)
+}

@@ -1,0 +1,649 @@
+//! The service layer: every API call goes through here, whatever the transport.
+//!
+//! A call authenticates its caller ([`Service::authenticate`]), is checked against the
+//! role's permissions and the caller's tenant, and is recorded in the audit log when it
+//! changes something or is refused. Jobs run in this process, each supervised by
+//! `fungi-scheduler` (resumed from its latest checkpoint, restarted by its strategy).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fungi_execution::metrics::{JobMetrics, OperatorSnapshot};
+use fungi_security::{Action, ApiKey, AuditRecord, Principal, Role};
+use fungi_tenancy::{Quotas, Tenant, Usage, check_tenant_id};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{JobRecord, JobStatus, KeyRecord, MetadataStore, StoreError};
+
+/// The tenant of the key created when the server starts without any key.
+pub const SYSTEM_TENANT: &str = "system";
+
+/// Why a call did not succeed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No or a bad credential (401).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The role or tenant may not do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A quota would be exceeded (403).
+    #[error("{0}")]
+    Quota(#[from] fungi_tenancy::QuotaExceeded),
+    /// No such object, or one of another tenant (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A request that cannot be carried out as written (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The object exists already, or is in a state that forbids the call (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The server failed (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+/// Results of the service.
+pub type ServiceResult<T> = std::result::Result<T, ServiceError>;
+
+/// `POST /jobs`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// A SQL script with exactly one `INSERT INTO` (tables, settings and functions
+    /// before it).
+    pub sql: String,
+    /// Parallelism of every operator (default 1).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+}
+
+/// `POST /tenants`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// The tenant's id.
+    pub id: String,
+    /// Its quotas (unlimited where left out).
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// `POST /keys`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// The key's tenant (default: the caller's).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// A name to recognise it by.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A new key: the only time its secret is shown.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The key's record.
+    pub record: KeyRecord,
+    /// The key to present (`Authorization: Bearer <key>`).
+    pub key: String,
+}
+
+/// A job with its live counters.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobDetails {
+    /// The stored job.
+    #[serde(flatten)]
+    pub job: JobRecord,
+    /// Per operator: rows in and out, late rows, watermark (of the current attempt).
+    #[schema(value_type = Vec<Object>)]
+    pub operators: Vec<serde_json::Value>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    by_user: Arc<AtomicBool>,
+    metrics: watch::Receiver<JobMetrics>,
+}
+
+/// The service (see the module doc).
+pub struct Service {
+    store: Arc<dyn MetadataStore>,
+    data_dir: PathBuf,
+    running: Mutex<HashMap<String, Running>>,
+    /// Cancelled when the server stops: jobs stop but stay RUNNING, to resume later.
+    shutdown: CancellationToken,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn operators_json(ops: &[OperatorSnapshot]) -> Vec<serde_json::Value> {
+    ops.iter()
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
+        .collect()
+}
+
+impl Service {
+    /// A service over `store`, keeping job checkpoints under `data_dir`.
+    pub fn new(store: Arc<dyn MetadataStore>, data_dir: PathBuf) -> Arc<Service> {
+        Arc::new(Service {
+            store,
+            data_dir,
+            running: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// When no key exists: creates the `system` tenant and an admin key, and returns the
+    /// key (to be shown once). `FUNGI_ADMIN_KEY`-style provisioning goes through
+    /// [`Service::install_admin_key`].
+    pub fn bootstrap(&self) -> ServiceResult<Option<String>> {
+        if !self.store.keys(None)?.is_empty() {
+            return Ok(None);
+        }
+        let key = ApiKey::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.install_admin_key(&key)?;
+        Ok(Some(key.reveal()))
+    }
+
+    /// Stores `key` as an admin key of the `system` tenant (idempotent).
+    pub fn install_admin_key(&self, key: &ApiKey) -> ServiceResult<()> {
+        self.store.create_tenant(&Tenant {
+            id: SYSTEM_TENANT.into(),
+            quotas: Quotas::default(),
+        })?;
+        if self.store.key(&key.id)?.is_some() {
+            return Ok(());
+        }
+        self.store.insert_key(&KeyRecord {
+            id: key.id.clone(),
+            tenant: SYSTEM_TENANT.into(),
+            role: Role::Admin,
+            name: "bootstrap admin".into(),
+            created_ms: now_ms(),
+            revoked: false,
+            hash: key
+                .hash()
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        })?;
+        Ok(())
+    }
+
+    fn audit(&self, who: &str, tenant: &str, action: &str, target: &str, result: &str) {
+        let record = AuditRecord {
+            seq: 0,
+            time_ms: now_ms(),
+            who: who.into(),
+            tenant: tenant.into(),
+            action: action.into(),
+            target: target.into(),
+            result: result.into(),
+        };
+        if let Err(e) = self.store.append_audit(&record) {
+            tracing::error!(error = %e, ?record, "cannot write the audit log");
+        }
+    }
+
+    /// Who is calling: the key in `Authorization: Bearer <key>`. A failure is audited
+    /// with the request line (`what`).
+    pub fn authenticate(&self, bearer: Option<&str>, what: &str) -> ServiceResult<Principal> {
+        let fail = |reason: &str| {
+            self.audit(
+                "anonymous",
+                "",
+                what,
+                "",
+                &format!("unauthenticated: {reason}"),
+            );
+            ServiceError::Unauthenticated(reason.to_string())
+        };
+        let Some(text) = bearer else {
+            return Err(fail("no API key; send 'Authorization: Bearer <key>'"));
+        };
+        let key = ApiKey::parse(text).map_err(|e| fail(&e.to_string()))?;
+        let record = match self.store.key(&key.id)? {
+            Some(r) if !r.revoked && key.verify(&r.hash) => r,
+            Some(r) if r.revoked => return Err(fail("the API key was revoked")),
+            _ => return Err(fail("unknown API key")),
+        };
+        Ok(Principal {
+            key_id: record.id,
+            tenant: record.tenant,
+            role: record.role,
+        })
+    }
+
+    /// Checks that `p` may do `action` on an object of `tenant`; audits refusals and,
+    /// through [`Service::done`], mutations.
+    fn authorize(
+        &self,
+        p: &Principal,
+        action: Action,
+        tenant: &str,
+        target: &str,
+    ) -> ServiceResult<()> {
+        if !p.role.allows(action) {
+            let reason = format!("role '{}' may not {}", p.role, action.name());
+            self.audit(
+                &p.key_id,
+                &p.tenant,
+                action.name(),
+                target,
+                &format!("denied: {reason}"),
+            );
+            return Err(ServiceError::Forbidden(reason));
+        }
+        if !p.sees_tenant(tenant) {
+            let reason = format!("tenant '{}' cannot act on tenant '{tenant}'", p.tenant);
+            self.audit(
+                &p.key_id,
+                &p.tenant,
+                action.name(),
+                target,
+                &format!("denied: {reason}"),
+            );
+            return Err(ServiceError::Forbidden(reason));
+        }
+        Ok(())
+    }
+
+    /// Audits the outcome of a mutation.
+    fn done<T>(
+        &self,
+        p: &Principal,
+        action: Action,
+        target: &str,
+        result: ServiceResult<T>,
+    ) -> ServiceResult<T> {
+        if action.is_mutation() {
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(ServiceError::Quota(q)) => format!("denied: {q}"),
+                Err(e) => format!("failed: {e}"),
+            };
+            self.audit(&p.key_id, &p.tenant, action.name(), target, &outcome);
+        }
+        result
+    }
+
+    /// A job the caller may see (another tenant's job reads as not found).
+    fn visible_job(&self, p: &Principal, action: Action, id: &str) -> ServiceResult<JobRecord> {
+        let job = self.store.job(id)?;
+        match job {
+            Some(j) if p.sees_tenant(&j.tenant) => {
+                self.authorize(p, action, &j.tenant, id)?;
+                Ok(j)
+            }
+            _ => {
+                // Authorise against the caller's own tenant first, so that a role that
+                // may not act at all reads 403 whatever the id.
+                self.authorize(p, action, &p.tenant, id)?;
+                Err(ServiceError::NotFound(format!("no job '{id}'")))
+            }
+        }
+    }
+
+    /// Plans and starts a job for the caller's tenant.
+    pub async fn submit_job(
+        self: &Arc<Self>,
+        p: &Principal,
+        req: SubmitJob,
+    ) -> ServiceResult<JobRecord> {
+        self.authorize(p, Action::JobSubmit, &p.tenant, "")?;
+        let result = self.submit_job_inner(p, req).await;
+        let target = result.as_ref().map(|j| j.id.clone()).unwrap_or_default();
+        self.done(p, Action::JobSubmit, &target, result)
+    }
+
+    async fn submit_job_inner(
+        self: &Arc<Self>,
+        p: &Principal,
+        req: SubmitJob,
+    ) -> ServiceResult<JobRecord> {
+        let parallelism = req.parallelism.unwrap_or(1);
+        if parallelism == 0 || parallelism > 1024 {
+            return Err(ServiceError::BadRequest(format!(
+                "parallelism must be 1 to 1024, not {parallelism}"
+            )));
+        }
+        let tenant = self
+            .store
+            .tenant(&p.tenant)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", p.tenant)))?;
+        let usage = self
+            .store
+            .jobs(Some(&p.tenant))?
+            .iter()
+            .filter(|j| j.status == JobStatus::Running)
+            .fold(Usage::default(), |u, j| Usage {
+                jobs: u.jobs + 1,
+                parallelism: u.parallelism + j.parallelism,
+            });
+        tenant.quotas.admit_job(&tenant.id, usage, parallelism)?;
+        let id = format!(
+            "job-{}",
+            &ApiKey::generate()
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+                .id[..12]
+        );
+        let job = JobRecord {
+            id: id.clone(),
+            tenant: p.tenant.clone(),
+            sql: req.sql,
+            parallelism,
+            status: JobStatus::Running,
+            error: None,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+        };
+        // Planned before it is stored: a script that does not plan is a bad request.
+        let plan = self.plan(&job).await?;
+        self.store.insert_job(&job)?;
+        self.start(job.clone(), plan);
+        Ok(job)
+    }
+
+    /// Plans a job's SQL; its checkpoints go to the server's directory for the job
+    /// whatever the script says, so that tenants cannot reach each other's state.
+    async fn plan(&self, job: &JobRecord) -> ServiceResult<fungi_execution::plan::PhysicalPlan> {
+        let config = fungi_common::config::JobConfig {
+            parallelism: job.parallelism,
+            ..Default::default()
+        };
+        let mut session = fungi_sql::SqlSession::new(config);
+        let outcomes = session
+            .execute_script(&job.sql)
+            .await
+            .map_err(|e| ServiceError::BadRequest(format!("the SQL does not plan: {e}")))?;
+        let mut graphs: Vec<_> = outcomes
+            .into_iter()
+            .filter_map(|o| match o {
+                fungi_sql::Outcome::Insert(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        if graphs.len() != 1 {
+            return Err(ServiceError::BadRequest(format!(
+                "a job is a script with exactly one INSERT INTO; this one has {}",
+                graphs.len()
+            )));
+        }
+        let mut graph = graphs.remove(0);
+        graph.name = job.id.clone();
+        graph.config.checkpointing.dir =
+            Some(self.data_dir.join("jobs").join(&job.id).join("checkpoints"));
+        graph.config.checkpointing.storage_options.clear();
+        fungi_execution::plan::PhysicalPlan::new(graph)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))
+    }
+
+    /// Runs a planned job under supervision and records how it ends.
+    fn start(self: &Arc<Self>, job: JobRecord, plan: fungi_execution::plan::PhysicalPlan) {
+        let cancel = self.shutdown.child_token();
+        let by_user = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(JobMetrics::default());
+        self.running.lock().expect("running lock").insert(
+            job.id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                by_user: by_user.clone(),
+                metrics: rx,
+            },
+        );
+        let service = self.clone();
+        tokio::spawn(async move {
+            let supervised = fungi_scheduler::supervise(plan, None, cancel, tx).await;
+            let (status, error) = match supervised.result {
+                Ok(_) => (Some(JobStatus::Finished), None),
+                Err(_) if by_user.load(Ordering::SeqCst) => (Some(JobStatus::Cancelled), None),
+                // The server is stopping: the job stays RUNNING and resumes on restart.
+                Err(fungi_common::FungiError::Cancelled) => (None, None),
+                Err(e) => (Some(JobStatus::Failed), Some(e.to_string())),
+            };
+            if let Some(status) = status
+                && let Err(e) =
+                    service
+                        .store
+                        .set_job_status(&job.id, status, error.as_deref(), now_ms())
+            {
+                tracing::error!(job = %job.id, error = %e, "cannot record the job's end");
+            }
+            service
+                .running
+                .lock()
+                .expect("running lock")
+                .remove(&job.id);
+        });
+    }
+
+    /// Starts every job the store says is running (after a restart): each resumes from
+    /// its latest checkpoint. Returns how many were started; a job that no longer plans
+    /// is marked failed.
+    pub async fn resume_jobs(self: &Arc<Self>) -> ServiceResult<usize> {
+        let mut n = 0;
+        for job in self.store.jobs(None)? {
+            if job.status != JobStatus::Running {
+                continue;
+            }
+            match self.plan(&job).await {
+                Ok(plan) => {
+                    tracing::info!(job = %job.id, "resuming");
+                    self.start(job, plan);
+                    n += 1;
+                }
+                Err(e) => {
+                    self.store.set_job_status(
+                        &job.id,
+                        JobStatus::Failed,
+                        Some(&e.to_string()),
+                        now_ms(),
+                    )?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops every job without changing its status (they resume when the server comes
+    /// back).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// The caller's jobs (every tenant's for an admin).
+    pub fn list_jobs(&self, p: &Principal) -> ServiceResult<Vec<JobRecord>> {
+        self.authorize(p, Action::JobList, &p.tenant, "")?;
+        let tenant = (p.role != Role::Admin).then_some(p.tenant.as_str());
+        Ok(self.store.jobs(tenant)?)
+    }
+
+    /// One job with its live counters.
+    pub fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
+        let job = self.visible_job(p, Action::JobGet, id)?;
+        let operators = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(id)
+            .map(|r| operators_json(&r.metrics.borrow().snapshot()))
+            .unwrap_or_default();
+        Ok(JobDetails { job, operators })
+    }
+
+    /// Cancels a running job.
+    pub fn cancel_job(&self, p: &Principal, id: &str) -> ServiceResult<JobRecord> {
+        let job = self.visible_job(p, Action::JobCancel, id)?;
+        let result = (|| {
+            if job.status != JobStatus::Running {
+                return Err(ServiceError::Conflict(format!(
+                    "job '{id}' is {:?}, not running",
+                    job.status
+                )));
+            }
+            if let Some(r) = self.running.lock().expect("running lock").get(id) {
+                r.by_user.store(true, Ordering::SeqCst);
+                r.cancel.cancel();
+            }
+            self.store
+                .set_job_status(id, JobStatus::Cancelled, None, now_ms())?;
+            Ok(self.store.job(id)?.unwrap_or(job.clone()))
+        })();
+        self.done(p, Action::JobCancel, id, result)
+    }
+
+    /// Creates a tenant (admins).
+    pub fn create_tenant(&self, p: &Principal, req: CreateTenant) -> ServiceResult<Tenant> {
+        self.authorize(p, Action::TenantCreate, &req.id, &req.id)?;
+        let result = (|| {
+            check_tenant_id(&req.id).map_err(ServiceError::BadRequest)?;
+            let tenant = Tenant {
+                id: req.id.clone(),
+                quotas: req.quotas,
+            };
+            if !self.store.create_tenant(&tenant)? {
+                return Err(ServiceError::Conflict(format!(
+                    "tenant '{}' exists",
+                    req.id
+                )));
+            }
+            Ok(tenant)
+        })();
+        self.done(p, Action::TenantCreate, &req.id, result)
+    }
+
+    /// Every tenant (admins).
+    pub fn list_tenants(&self, p: &Principal) -> ServiceResult<Vec<Tenant>> {
+        self.authorize(p, Action::TenantList, &p.tenant, "")?;
+        Ok(self.store.tenants()?)
+    }
+
+    /// Deletes a tenant without running jobs (admins).
+    pub fn delete_tenant(&self, p: &Principal, id: &str) -> ServiceResult<()> {
+        self.authorize(p, Action::TenantDelete, id, id)?;
+        let result = (|| {
+            if id == SYSTEM_TENANT {
+                return Err(ServiceError::Conflict("the system tenant stays".into()));
+            }
+            if self
+                .store
+                .jobs(Some(id))?
+                .iter()
+                .any(|j| j.status == JobStatus::Running)
+            {
+                return Err(ServiceError::Conflict(format!(
+                    "tenant '{id}' has running jobs; cancel them first"
+                )));
+            }
+            if !self.store.delete_tenant(id)? {
+                return Err(ServiceError::NotFound(format!("no tenant '{id}'")));
+            }
+            Ok(())
+        })();
+        self.done(p, Action::TenantDelete, id, result)
+    }
+
+    /// Creates a key: in the caller's tenant (tenant admins), or any tenant (admins). A
+    /// key never gets a role above its creator's.
+    pub fn create_key(&self, p: &Principal, req: CreateKey) -> ServiceResult<CreatedKey> {
+        let tenant = req.tenant.clone().unwrap_or_else(|| p.tenant.clone());
+        self.authorize(p, Action::KeyCreate, &tenant, &tenant)?;
+        let result = (|| {
+            if req.role < p.role {
+                return Err(ServiceError::Forbidden(format!(
+                    "a {} cannot create a {} key",
+                    p.role, req.role
+                )));
+            }
+            if self.store.tenant(&tenant)?.is_none() {
+                return Err(ServiceError::NotFound(format!("no tenant '{tenant}'")));
+            }
+            let key = ApiKey::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let record = KeyRecord {
+                id: key.id.clone(),
+                tenant: tenant.clone(),
+                role: req.role,
+                name: req.name.clone(),
+                created_ms: now_ms(),
+                revoked: false,
+                hash: key
+                    .hash()
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            };
+            self.store.insert_key(&record)?;
+            Ok(CreatedKey {
+                record,
+                key: key.reveal(),
+            })
+        })();
+        let target = result
+            .as_ref()
+            .map(|k| format!("{}/{}", tenant, k.record.id))
+            .unwrap_or(tenant.clone());
+        self.done(p, Action::KeyCreate, &target, result)
+    }
+
+    /// Keys of the caller's tenant (every key for an admin).
+    pub fn list_keys(&self, p: &Principal) -> ServiceResult<Vec<KeyRecord>> {
+        self.authorize(p, Action::KeyList, &p.tenant, "")?;
+        let tenant = (p.role != Role::Admin).then_some(p.tenant.as_str());
+        Ok(self.store.keys(tenant)?)
+    }
+
+    /// Revokes a key of the caller's tenant (any key for an admin).
+    pub fn revoke_key(&self, p: &Principal, id: &str) -> ServiceResult<()> {
+        let key = self.store.key(id)?;
+        let tenant = match &key {
+            Some(k) if p.sees_tenant(&k.tenant) => k.tenant.clone(),
+            _ => p.tenant.clone(),
+        };
+        self.authorize(p, Action::KeyRevoke, &tenant, id)?;
+        let result = match key {
+            Some(k) if p.sees_tenant(&k.tenant) => {
+                self.store.revoke_key(id)?;
+                Ok(())
+            }
+            _ => Err(ServiceError::NotFound(format!("no key '{id}'"))),
+        };
+        self.done(p, Action::KeyRevoke, id, result)
+    }
+
+    /// The newest audit records: the caller's tenant's (every tenant's for an admin).
+    pub fn audit_log(&self, p: &Principal, limit: Option<u32>) -> ServiceResult<Vec<AuditRecord>> {
+        self.authorize(p, Action::AuditRead, &p.tenant, "")?;
+        let tenant = (p.role != Role::Admin).then_some(p.tenant.as_str());
+        Ok(self.store.audit(tenant, limit.unwrap_or(100).min(10_000))?)
+    }
+
+    /// Audits a request refused before it reached the service (a malformed body).
+    pub fn audit_bad_request(&self, p: Option<&Principal>, what: &str, reason: &str) {
+        let (who, tenant) = p.map_or(("anonymous", ""), |p| {
+            (p.key_id.as_str(), p.tenant.as_str())
+        });
+        self.audit(
+            who,
+            tenant,
+            what,
+            "",
+            &format!("failed: bad request: {reason}"),
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! Metadata: tenants, API keys, jobs and the audit log. [`MetadataStore`] is what the
+//! service layer needs; [`SqliteStore`] keeps it in one SQLite file (the server's
+//! embedded default), so that it survives a restart. A networked database can implement
+//! the same trait for the distributed mode.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use fungi_security::{AuditRecord, Role};
+use fungi_tenancy::{Quotas, Tenant};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata store: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// Results of the store.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// A stored API key (never the secret: its Argon2 hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyRecord {
+    /// The key's public id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its role.
+    pub role: Role,
+    /// A name to recognise it by.
+    pub name: String,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// The Argon2 hash of the secret.
+    #[serde(skip)]
+    pub hash: String,
+}
+
+/// A job's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Running (or being restarted by its strategy).
+    Running,
+    /// Read all its input and committed its output.
+    Finished,
+    /// Cancelled by a caller.
+    Cancelled,
+    /// Failed beyond what its restart strategy allows.
+    Failed,
+}
+
+impl JobStatus {
+    fn name(self) -> &'static str {
+        match self {
+            JobStatus::Running => "RUNNING",
+            JobStatus::Finished => "FINISHED",
+            JobStatus::Cancelled => "CANCELLED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "RUNNING" => JobStatus::Running,
+            "FINISHED" => JobStatus::Finished,
+            "CANCELLED" => JobStatus::Cancelled,
+            "FAILED" => JobStatus::Failed,
+            other => return Err(StoreError(format!("unknown job status '{other}'"))),
+        })
+    }
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The SQL script it was submitted as.
+    pub sql: String,
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// Its status.
+    pub status: JobStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it was submitted (ms since the epoch).
+    pub created_ms: i64,
+    /// When its status last changed.
+    pub updated_ms: i64,
+}
+
+/// What the service layer stores.
+pub trait MetadataStore: Send + Sync {
+    /// Adds a tenant; false if it exists.
+    fn create_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
+    /// A tenant.
+    fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
+    /// Every tenant.
+    fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Removes a tenant and its keys; false if there was none.
+    fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
+    /// Adds a key.
+    fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// A key by id.
+    fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
+    /// Keys, of one tenant or all.
+    fn keys(&self, tenant: Option<&str>) -> StoreResult<Vec<KeyRecord>>;
+    /// Marks a key revoked; false if there was none.
+    fn revoke_key(&self, id: &str) -> StoreResult<bool>;
+    /// Adds a job.
+    fn insert_job(&self, job: &JobRecord) -> StoreResult<()>;
+    /// Sets a job's status.
+    fn set_job_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// A job.
+    fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    /// Jobs, of one tenant or all, oldest first.
+    fn jobs(&self, tenant: Option<&str>) -> StoreResult<Vec<JobRecord>>;
+    /// Appends an audit record (its `seq` is assigned).
+    fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// The newest `limit` audit records, of one tenant or all, oldest first.
+    fn audit(&self, tenant: Option<&str>, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// Metadata in one SQLite file.
+pub struct SqliteStore {
+    db: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, quotas TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+    hash TEXT NOT NULL, created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, sql TEXT NOT NULL, parallelism INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, who TEXT NOT NULL,
+    tenant TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);
+-- The audit log is append-only: rows cannot be changed or removed.
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let db = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyRecord, String)> {
+    let role: String = row.get(2)?;
+    Ok((
+        KeyRecord {
+            id: row.get(0)?,
+            tenant: row.get(1)?,
+            role: Role::Viewer,
+            name: row.get(3)?,
+            hash: row.get(4)?,
+            created_ms: row.get(5)?,
+            revoked: row.get::<_, i64>(6)? != 0,
+        },
+        role,
+    ))
+}
+
+fn with_role((mut key, role): (KeyRecord, String)) -> StoreResult<KeyRecord> {
+    key.role = role
+        .parse()
+        .map_err(|e: fungi_security::SecurityError| StoreError(e.to_string()))?;
+    Ok(key)
+}
+
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String)> {
+    let status: String = row.get(4)?;
+    Ok((
+        JobRecord {
+            id: row.get(0)?,
+            tenant: row.get(1)?,
+            sql: row.get(2)?,
+            parallelism: row.get(3)?,
+            status: JobStatus::Running,
+            error: row.get(5)?,
+            created_ms: row.get(6)?,
+            updated_ms: row.get(7)?,
+        },
+        status,
+    ))
+}
+
+fn with_status((mut job, status): (JobRecord, String)) -> StoreResult<JobRecord> {
+    job.status = JobStatus::parse(&status)?;
+    Ok(job)
+}
+
+fn tenant_from(id: String, quotas: String) -> StoreResult<Tenant> {
+    let quotas: Quotas = serde_json::from_str(&quotas)
+        .map_err(|e| StoreError(format!("tenant '{id}': bad quotas: {e}")))?;
+    Ok(Tenant { id, quotas })
+}
+
+const JOB_COLUMNS: &str = "id, tenant, sql, parallelism, status, error, created_ms, updated_ms";
+const KEY_COLUMNS: &str = "id, tenant, role, name, hash, created_ms, revoked";
+
+impl MetadataStore for SqliteStore {
+    fn create_tenant(&self, tenant: &Tenant) -> StoreResult<bool> {
+        let quotas =
+            serde_json::to_string(&tenant.quotas).map_err(|e| StoreError(e.to_string()))?;
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO tenants (id, quotas) VALUES (?1, ?2)",
+            params![tenant.id, quotas],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let row: Option<(String, String)> = self
+            .db()
+            .query_row(
+                "SELECT id, quotas FROM tenants WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, q)| tenant_from(id, q)).transpose()
+    }
+
+    fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id, quotas FROM tenants ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.map(|r| {
+            let (id, q) = r?;
+            tenant_from(id, q)
+        })
+        .collect()
+    }
+
+    fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
+        let db = self.db();
+        db.execute("DELETE FROM api_keys WHERE tenant = ?1", params![id])?;
+        Ok(db.execute("DELETE FROM tenants WHERE id = ?1", params![id])? == 1)
+    }
+
+    fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
+        self.db().execute(
+            &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            params![
+                key.id,
+                key.tenant,
+                key.role.name(),
+                key.name,
+                key.hash,
+                key.created_ms,
+                key.revoked as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        let row = self
+            .db()
+            .query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                params![id],
+                key_from_row,
+            )
+            .optional()?;
+        row.map(with_role).transpose()
+    }
+
+    fn keys(&self, tenant: Option<&str>) -> StoreResult<Vec<KeyRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_ms, id"
+        ))?;
+        let rows = stmt.query_map(params![tenant], key_from_row)?;
+        rows.map(|r| with_role(r?)).collect()
+    }
+
+    fn revoke_key(&self, id: &str) -> StoreResult<bool> {
+        Ok(self
+            .db()
+            .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])?
+            == 1)
+    }
+
+    fn insert_job(&self, job: &JobRecord) -> StoreResult<()> {
+        self.db().execute(
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                job.id,
+                job.tenant,
+                job.sql,
+                job.parallelism,
+                job.status.name(),
+                job.error,
+                job.created_ms,
+                job.updated_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_job_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.db().execute(
+            "UPDATE jobs SET status = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
+            params![id, status.name(), error, now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        let row = self
+            .db()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                params![id],
+                job_from_row,
+            )
+            .optional()?;
+        row.map(with_status).transpose()
+    }
+
+    fn jobs(&self, tenant: Option<&str>) -> StoreResult<Vec<JobRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_ms, id"
+        ))?;
+        let rows = stmt.query_map(params![tenant], job_from_row)?;
+        rows.map(|r| with_status(r?)).collect()
+    }
+
+    fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
+        self.db().execute(
+            "INSERT INTO audit (time_ms, who, tenant, action, target, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![r.time_ms, r.who, r.tenant, r.action, r.target, r.result],
+        )?;
+        Ok(())
+    }
+
+    fn audit(&self, tenant: Option<&str>, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT seq, time_ms, who, tenant, action, target, result FROM audit
+             WHERE ?1 IS NULL OR tenant = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant, limit], |r| {
+            Ok(AuditRecord {
+                seq: r.get(0)?,
+                time_ms: r.get(1)?,
+                who: r.get(2)?,
+                tenant: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                result: r.get(6)?,
+            })
+        })?;
+        let mut out: Vec<AuditRecord> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_survives_reopening_and_the_audit_log_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            let t = Tenant {
+                id: "a".into(),
+                quotas: Quotas {
+                    max_jobs: Some(3),
+                    ..Default::default()
+                },
+            };
+            assert!(s.create_tenant(&t).unwrap());
+            assert!(!s.create_tenant(&t).unwrap());
+            s.insert_job(&JobRecord {
+                id: "j1".into(),
+                tenant: "a".into(),
+                sql: "SELECT 1".into(),
+                parallelism: 2,
+                status: JobStatus::Running,
+                error: None,
+                created_ms: 1,
+                updated_ms: 1,
+            })
+            .unwrap();
+            s.append_audit(&AuditRecord {
+                seq: 0,
+                time_ms: 5,
+                who: "k".into(),
+                tenant: "a".into(),
+                action: "job.submit".into(),
+                target: "j1".into(),
+                result: "ok".into(),
+            })
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.tenant("a").unwrap().unwrap().quotas.max_jobs, Some(3));
+        assert_eq!(s.jobs(Some("a")).unwrap().len(), 1);
+        assert_eq!(s.jobs(Some("b")).unwrap().len(), 0);
+        s.set_job_status("j1", JobStatus::Failed, Some("boom"), 9)
+            .unwrap();
+        let j = s.job("j1").unwrap().unwrap();
+        assert_eq!(
+            (j.status, j.error.as_deref()),
+            (JobStatus::Failed, Some("boom"))
+        );
+        let audit = s.audit(None, 10).unwrap();
+        assert_eq!(audit.len(), 1);
+        let err = s.db().execute("DELETE FROM audit", []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}
