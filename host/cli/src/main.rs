@@ -345,7 +345,7 @@ async fn run_jobs(
                 Some(Err(e)) => bail!("a job supervisor panicked: {e}"),
                 None => break,
             },
-            _ = tick.tick() => progress.update(&metrics.borrow_and_update()),
+            _ = tick.tick() => progress.update(&metrics.borrow_and_update().metrics),
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 eprintln!("\nstopping (Ctrl-C)...");

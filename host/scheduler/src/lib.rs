@@ -16,6 +16,15 @@ use fungi_execution::plan::PhysicalPlan;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// The live counters of a supervised job's current attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Per-operator counters.
+    pub metrics: JobMetrics,
+    /// Checkpoint counters, when the job checkpoints.
+    pub checkpoints: Option<Arc<CheckpointStats>>,
+}
+
 /// How a supervised job ended, with the counters of its last attempt.
 pub struct Supervised {
     /// The last attempt's result.
@@ -50,7 +59,7 @@ pub async fn supervise(
     plan: PhysicalPlan,
     savepoint: Option<PathBuf>,
     cancel: CancellationToken,
-    current: watch::Sender<JobMetrics>,
+    current: watch::Sender<Live>,
 ) -> Supervised {
     let config = plan.graph.config.clone();
     let name = plan.graph.name.clone();
@@ -109,7 +118,10 @@ pub async fn supervise(
         let metrics = handle.metrics().clone();
         let dead_letters = handle.dead_letters().clone();
         let checkpoints = handle.checkpoint_stats().cloned();
-        let _ = current.send(metrics.clone());
+        let _ = current.send(Live {
+            metrics: metrics.clone(),
+            checkpoints: checkpoints.clone(),
+        });
         let job_cancel = handle.cancel_token();
         let forward = {
             let cancel = cancel.clone();

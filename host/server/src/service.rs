@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fungi_execution::metrics::{JobMetrics, OperatorSnapshot};
+use fungi_execution::metrics::OperatorSnapshot;
+use fungi_scheduler::Live;
 use fungi_security::{Action, ApiKey, AuditRecord, Principal, Role};
 use fungi_tenancy::{Quotas, Tenant, Usage, check_tenant_id};
 use serde::{Deserialize, Serialize};
@@ -112,12 +113,29 @@ pub struct JobDetails {
     /// Per operator: rows in and out, late rows, watermark (of the current attempt).
     #[schema(value_type = Vec<Object>)]
     pub operators: Vec<serde_json::Value>,
+    /// Checkpoints of the current attempt, when the job checkpoints.
+    pub checkpoints: Option<CheckpointSummary>,
+}
+
+/// A running job's checkpoint counters.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckpointSummary {
+    /// Checkpoints completed by this attempt.
+    pub completed: u64,
+    /// Checkpoints aborted (timed out, failed to store).
+    pub aborted: u64,
+    /// The id of the last completed checkpoint.
+    pub last_id: u64,
+    /// How long it took.
+    pub last_duration_ms: u64,
+    /// How many bytes it stored.
+    pub last_size_bytes: u64,
 }
 
 struct Running {
     cancel: CancellationToken,
     by_user: Arc<AtomicBool>,
-    metrics: watch::Receiver<JobMetrics>,
+    live: watch::Receiver<Live>,
 }
 
 /// The service (see the module doc).
@@ -400,13 +418,13 @@ impl Service {
     fn start(self: &Arc<Self>, job: JobRecord, plan: fungi_execution::plan::PhysicalPlan) {
         let cancel = self.shutdown.child_token();
         let by_user = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = watch::channel(JobMetrics::default());
+        let (tx, rx) = watch::channel(Live::default());
         self.running.lock().expect("running lock").insert(
             job.id.clone(),
             Running {
                 cancel: cancel.clone(),
                 by_user: by_user.clone(),
-                metrics: rx,
+                live: rx,
             },
         );
         let service = self.clone();
@@ -479,14 +497,25 @@ impl Service {
     /// One job with its live counters.
     pub fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
         let job = self.visible_job(p, Action::JobGet, id)?;
-        let operators = self
+        let live = self
             .running
             .lock()
             .expect("running lock")
             .get(id)
-            .map(|r| operators_json(&r.metrics.borrow().snapshot()))
+            .map(|r| r.live.borrow().clone())
             .unwrap_or_default();
-        Ok(JobDetails { job, operators })
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Ok(JobDetails {
+            job,
+            operators: operators_json(&live.metrics.snapshot()),
+            checkpoints: live.checkpoints.map(|c| CheckpointSummary {
+                completed: load(&c.completed),
+                aborted: load(&c.aborted),
+                last_id: load(&c.last_id),
+                last_duration_ms: load(&c.last_duration_ms),
+                last_size_bytes: load(&c.last_size_bytes),
+            }),
+        })
     }
 
     /// Cancels a running job.
