@@ -20,7 +20,7 @@ use utoipa::OpenApi;
 use crate::service::{
     CreateKey, CreateTenant, CreatedKey, JobDetails, Service, ServiceError, SubmitJob,
 };
-use crate::store::{JobRecord, KeyRecord};
+use crate::store::{JobRecord, KeyRecord, PluginRecord};
 
 /// The error body of every failed call.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -234,6 +234,55 @@ async fn audit(
     Ok(Json(s.audit_log(&p, q.limit)?))
 }
 
+#[utoipa::path(put, path = "/api/v1/plugins/{name}", params(("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/wasm",
+        description = "the component bytes"),
+    responses((status = 201, body = PluginRecord), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn upload_plugin(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<PluginRecord>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.upload_plugin(&p, &name, bytes.to_vec()).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins",
+    responses((status = 200, body = Vec<PluginRecord>)), security(("api_key" = [])))]
+async fn list_plugins(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<PluginRecord>>> {
+    Ok(Json(s.list_plugins(&p)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = PluginRecord), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn get_plugin(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PluginRecord>> {
+    Ok(Json(s.get_plugin(&p, &name)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn delete_plugin(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_plugin(&p, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -252,7 +301,8 @@ impl utoipa::Modify for SecuritySchemes {
 #[openapi(
     info(title = "Fungi", description = "Fungi's server API"),
     paths(submit_job, list_jobs, get_job, cancel_job, create_tenant, list_tenants,
-        delete_tenant, create_key, list_keys, revoke_key, audit),
+        delete_tenant, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
+        get_plugin, delete_plugin),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -282,6 +332,15 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/keys", post(create_key).get(list_keys))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/plugins", get(list_plugins))
+        .route(
+            "/api/v1/plugins/{name}",
+            axum::routing::put(upload_plugin)
+                .get(get_plugin)
+                .delete(delete_plugin)
+                // Components are bigger than axum's 2 MB default; quotas bound them.
+                .layer(axum::extract::DefaultBodyLimit::max(256 << 20)),
+        )
         .fallback(not_found)
         .with_state(service)
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{JobRecord, JobStatus, KeyRecord, MetadataStore, StoreError};
+use crate::store::{JobRecord, JobStatus, KeyRecord, MetadataStore, PluginRecord, StoreError};
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -660,6 +660,144 @@ impl Service {
         self.authorize(p, Action::AuditRead, &p.tenant, "")?;
         let tenant = (p.role != Role::Admin).then_some(p.tenant.as_str());
         Ok(self.store.audit(tenant, limit.unwrap_or(100).min(10_000))?)
+    }
+
+    /// Where a tenant's plugin components are kept.
+    fn plugin_path(&self, tenant: &str, name: &str) -> PathBuf {
+        self.data_dir
+            .join("plugins")
+            .join(tenant)
+            .join(format!("{name}.wasm"))
+    }
+
+    /// Stores a plugin for the caller's tenant after loading it (a component that does
+    /// not load, or breaks a quota, is refused).
+    pub async fn upload_plugin(
+        &self,
+        p: &Principal,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> ServiceResult<PluginRecord> {
+        self.authorize(p, Action::PluginUpload, &p.tenant, name)?;
+        let result = self.upload_plugin_inner(p, name, bytes).await;
+        self.done(p, Action::PluginUpload, name, result)
+    }
+
+    async fn upload_plugin_inner(
+        &self,
+        p: &Principal,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> ServiceResult<PluginRecord> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(ServiceError::BadRequest(format!(
+                "plugin name '{name}' must be 1 to 63 lower-case letters, digits, '-' or '_'"
+            )));
+        }
+        let tenant = self
+            .store
+            .tenant(&p.tenant)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", p.tenant)))?;
+        let stored = self.store.plugins(&p.tenant)?;
+        let replacing = stored.iter().any(|s| s.name == name);
+        tenant.quotas.admit_plugin(
+            &tenant.id,
+            stored.len() as u32 - replacing as u32,
+            bytes.len() as u64,
+        )?;
+        let cache = self.data_dir.join("plugin-cache");
+        let (plugin_name, loaded) = (name.to_string(), bytes.clone());
+        let details = tokio::task::spawn_blocking(move || {
+            let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
+                cache_dir: Some(cache),
+                ..Default::default()
+            })?;
+            let plugin = host.load(&plugin_name, &loaded)?;
+            let m = plugin.manifest();
+            let functions: Vec<serde_json::Value> = plugin
+                .functions()
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "name": f.name,
+                        "arguments": f.arguments.iter().map(|a| a.data_type().to_string()).collect::<Vec<_>>(),
+                        "returns": f.returns.data_type().to_string(),
+                        "volatility": format!("{:?}", f.volatility),
+                    })
+                })
+                .collect();
+            Ok::<_, fungi_plugin::PluginError>((
+                match plugin.kind() {
+                    fungi_plugin::PluginKind::Scalar => "scalar",
+                    fungi_plugin::PluginKind::Aggregate => "aggregate",
+                    fungi_plugin::PluginKind::Table => "table",
+                    fungi_plugin::PluginKind::Source => "source",
+                    fungi_plugin::PluginKind::Sink => "sink",
+                }
+                .to_string(),
+                format!("blake3:{}", plugin.digest()),
+                serde_json::json!({
+                    "manifest": {
+                        "name": m.name, "version": m.version, "description": m.description,
+                        "network": m.network, "directories": m.directories,
+                    },
+                    "functions": functions,
+                    "imports": plugin.imports(),
+                    "contract": format!("fungi:plugin@{}", fungi_plugin::CONTRACT_VERSION),
+                }),
+            ))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::BadRequest(format!("the plugin does not load: {e}")))?;
+        let (kind, digest, details) = details;
+        let path = self.plugin_path(&p.tenant, name);
+        std::fs::create_dir_all(path.parent().expect("a parent"))
+            .and_then(|_| std::fs::write(&path, &bytes))
+            .map_err(|e| ServiceError::Internal(format!("cannot store {}: {e}", path.display())))?;
+        let record = PluginRecord {
+            tenant: p.tenant.clone(),
+            name: name.to_string(),
+            digest,
+            bytes: bytes.len() as u64,
+            kind,
+            details,
+            created_ms: now_ms(),
+        };
+        self.store.put_plugin(&record)?;
+        Ok(record)
+    }
+
+    /// The caller's tenant's plugins.
+    pub fn list_plugins(&self, p: &Principal) -> ServiceResult<Vec<PluginRecord>> {
+        self.authorize(p, Action::PluginList, &p.tenant, "")?;
+        Ok(self.store.plugins(&p.tenant)?)
+    }
+
+    /// One of the caller's tenant's plugins.
+    pub fn get_plugin(&self, p: &Principal, name: &str) -> ServiceResult<PluginRecord> {
+        self.authorize(p, Action::PluginGet, &p.tenant, name)?;
+        self.store
+            .plugin(&p.tenant, name)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no plugin '{name}'")))
+    }
+
+    /// Deletes one of the caller's tenant's plugins.
+    pub fn delete_plugin(&self, p: &Principal, name: &str) -> ServiceResult<()> {
+        self.authorize(p, Action::PluginDelete, &p.tenant, name)?;
+        let result = (|| {
+            if !self.store.delete_plugin(&p.tenant, name)? {
+                return Err(ServiceError::NotFound(format!("no plugin '{name}'")));
+            }
+            let _ = std::fs::remove_file(self.plugin_path(&p.tenant, name));
+            Ok(())
+        })();
+        self.done(p, Action::PluginDelete, name, result)
     }
 
     /// Audits a request refused before it reached the service (a malformed body).

@@ -101,6 +101,26 @@ pub struct JobRecord {
     pub updated_ms: i64,
 }
 
+/// A stored plugin: what inspecting it at upload found (its bytes are a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginRecord {
+    /// Its tenant.
+    pub tenant: String,
+    /// The name it was uploaded as.
+    pub name: String,
+    /// `blake3:<hex>` of the component bytes.
+    pub digest: String,
+    /// Size of the component.
+    pub bytes: u64,
+    /// scalar, aggregate, table, source or sink.
+    pub kind: String,
+    /// The plugin's manifest, exports and imports, as inspected at upload.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// When it was uploaded (ms since the epoch).
+    pub created_ms: i64,
+}
+
 /// What the service layer stores.
 pub trait MetadataStore: Send + Sync {
     /// Adds a tenant; false if it exists.
@@ -133,6 +153,14 @@ pub trait MetadataStore: Send + Sync {
     fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
     /// Jobs, of one tenant or all, oldest first.
     fn jobs(&self, tenant: Option<&str>) -> StoreResult<Vec<JobRecord>>;
+    /// Adds or replaces a plugin.
+    fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<()>;
+    /// A tenant's plugin.
+    fn plugin(&self, tenant: &str, name: &str) -> StoreResult<Option<PluginRecord>>;
+    /// A tenant's plugins, by name.
+    fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
+    /// Removes a plugin; false if there was none.
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool>;
     /// Appends an audit record (its `seq` is assigned).
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The newest `limit` audit records, of one tenant or all, oldest first.
@@ -155,6 +183,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, who TEXT NOT NULL,
     tenant TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plugins (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, bytes INTEGER NOT NULL,
+    kind TEXT NOT NULL, details TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name));
 -- The audit log is append-only: rows cannot be changed or removed.
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
@@ -365,6 +397,47 @@ impl MetadataStore for SqliteStore {
         ))?;
         let rows = stmt.query_map(params![tenant], job_from_row)?;
         rows.map(|r| with_status(r?)).collect()
+    }
+
+    fn put_plugin(&self, p: &PluginRecord) -> StoreResult<()> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO plugins (tenant, name, digest, bytes, kind, details, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![p.tenant, p.name, p.digest, p.bytes as i64, p.kind, p.details.to_string(), p.created_ms],
+        )?;
+        Ok(())
+    }
+
+    fn plugin(&self, tenant: &str, name: &str) -> StoreResult<Option<PluginRecord>> {
+        Ok(self.plugins(tenant)?.into_iter().find(|p| p.name == name))
+    }
+
+    fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT tenant, name, digest, bytes, kind, details, created_ms FROM plugins
+             WHERE tenant = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            let details: String = r.get(5)?;
+            Ok(PluginRecord {
+                tenant: r.get(0)?,
+                name: r.get(1)?,
+                digest: r.get(2)?,
+                bytes: r.get::<_, i64>(3)? as u64,
+                kind: r.get(4)?,
+                details: serde_json::from_str(&details).unwrap_or_default(),
+                created_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        Ok(self.db().execute(
+            "DELETE FROM plugins WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+        )? == 1)
     }
 
     fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {

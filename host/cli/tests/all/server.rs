@@ -263,6 +263,28 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             Box::new(|_| (Method::GET, "/audit".into(), None)),
             &["admin", "tenant-admin"],
         ),
+        // Authorisation comes before the body is looked at: allowed roles get 400 (not a
+        // component) or 404 (no such plugin), refused ones 403.
+        (
+            "upload plugin",
+            Box::new(|_| (Method::PUT, "/plugins/p".into(), Some(json!({})))),
+            &["admin", "tenant-admin", "developer"],
+        ),
+        (
+            "list plugins",
+            Box::new(|_| (Method::GET, "/plugins".into(), None)),
+            &["admin", "tenant-admin", "developer", "viewer"],
+        ),
+        (
+            "get plugin",
+            Box::new(|_| (Method::GET, "/plugins/none".into(), None)),
+            &["admin", "tenant-admin", "developer", "viewer"],
+        ),
+        (
+            "delete plugin",
+            Box::new(|_| (Method::DELETE, "/plugins/none".into(), None)),
+            &["admin", "tenant-admin", "developer"],
+        ),
     ];
     let mut denied = 0;
     for (name, request, allowed) in &endpoints {
@@ -305,6 +327,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         let (status, _) = call(&server, Some("fgk_0123_4567"), method, &path, body);
         assert_eq!(status, 401, "unknown key, {name}");
     }
+    assert_eq!(endpoints.len(), 15);
     let audit = ok(&server, &admin, Method::GET, "/audit?limit=10000", None);
     let records = audit.as_array().unwrap();
     let count = |prefix: &str| {
@@ -731,4 +754,106 @@ fn the_cli_is_a_client_of_the_server() {
     assert!(!okay && stderr.contains("409"), "{stderr}");
     let (okay, stdout, _) = cli(&admin, &["audit", "--limit", "5"]);
     assert!(okay && stdout.contains("job.cancel"), "{stdout}");
+}
+
+#[test]
+fn plugins_are_uploaded_inspected_listed_and_deleted_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    ok(
+        &server,
+        &admin,
+        Method::POST,
+        "/tenants",
+        Some(json!({ "id": "a", "quotas": { "max_plugins": 1 } })),
+    );
+    ok(
+        &server,
+        &admin,
+        Method::POST,
+        "/tenants",
+        Some(json!({ "id": "b" })),
+    );
+    let a = new_key(&server, &admin, "a", "developer");
+    let viewer = new_key(&server, &admin, "a", "viewer");
+    let b = new_key(&server, &admin, "b", "developer");
+    let upload = |key: &str, name: &str, bytes: Vec<u8>| {
+        let response = Client::new()
+            .put(format!("{}/api/v1/plugins/{name}", server.url))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    let component = std::fs::read(fungi_plugin_artifacts::STRINGS_GEO).unwrap();
+    let (status, record) = upload(&a, "geo", component.clone());
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["kind"], "scalar", "{record}");
+    assert_eq!(record["bytes"], component.len() as u64);
+    assert!(record["digest"].as_str().unwrap().starts_with("blake3:"));
+    let functions = record["details"]["functions"].as_array().unwrap();
+    assert!(functions.iter().any(|f| f["name"] == "slugify"), "{record}");
+
+    // Inspect and list; b sees none of it, a viewer reads but cannot upload.
+    let got = ok(&server, &viewer, Method::GET, "/plugins/geo", None);
+    assert_eq!(got["digest"], record["digest"]);
+    assert_eq!(
+        ok(&server, &viewer, Method::GET, "/plugins", None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(ok(&server, &b, Method::GET, "/plugins", None), json!([]));
+    let (status, _) = call(&server, Some(&b), Method::GET, "/plugins/geo", None);
+    assert_eq!(status, 404);
+    let (status, _) = upload(&viewer, "other", component.clone());
+    assert_eq!(status, 403);
+
+    // Refusals: a second plugin breaks a's quota; bytes that are not a component; a bad name.
+    let (status, value) = upload(&a, "second", component.clone());
+    assert_eq!(status, 403, "{value}");
+    assert!(
+        value["error"].as_str().unwrap().contains("max_plugins"),
+        "{value}"
+    );
+    let (status, value) = upload(&b, "junk", b"not wasm".to_vec());
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("the plugin does not load"),
+        "{value}"
+    );
+    let (status, value) = upload(&b, "Bad Name", component.clone());
+    assert_eq!(status, 400, "{value}");
+    // Replacing a plugin under the same name is not a second plugin.
+    let (status, _) = upload(&a, "geo", component);
+    assert_eq!(status, 201);
+
+    let (status, _) = call(&server, Some(&b), Method::DELETE, "/plugins/geo", None);
+    assert_eq!(status, 404);
+    ok(&server, &a, Method::DELETE, "/plugins/geo", None);
+    assert_eq!(ok(&server, &a, Method::GET, "/plugins", None), json!([]));
+    let audit = ok(&server, &admin, Method::GET, "/audit?limit=1000", None);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("plugin."))
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.iter().filter(|r| **r == "ok").count() >= 3,
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|r| r.contains("max_plugins")),
+        "{actions:?}"
+    );
 }
