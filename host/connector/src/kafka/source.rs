@@ -60,10 +60,30 @@ pub enum StartupMode {
 type Polled = (Vec<u8>, Vec<(usize, usize)>, Collector);
 
 /// librdkafka's callbacks for the source's consumer: the end of a partition, which a
-/// bounded source asks for, is not an error worth a log line.
-pub(crate) struct QuietEof;
+/// bounded source asks for, is not an error worth a log line. A bounded source also
+/// reads librdkafka's statistics for the offset at which each partition last signalled
+/// its end: librdkafka sometimes reports an end as a global error without its partition
+/// (seen with 2.12.1 against tansu right after an assignment), and the source would
+/// otherwise wait for that partition's end forever.
+#[derive(Default)]
+pub(crate) struct QuietEof {
+    topic: String,
+    /// Per partition, the offset at which librdkafka last signalled the end.
+    eof: std::sync::Mutex<BTreeMap<i32, i64>>,
+}
 
 impl rdkafka::ClientContext for QuietEof {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            let mut eof = self.eof.lock().unwrap_or_else(|p| p.into_inner());
+            for (p, partition) in &topic.partitions {
+                if *p >= 0 && partition.eof_offset >= 0 {
+                    eof.insert(*p, partition.eof_offset);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
             KafkaError::PartitionEOF(_)
@@ -366,6 +386,24 @@ impl KafkaSource {
             collected.push(&message)?;
             count += 1;
         }
+        if self.bounded && count == 0 {
+            // Nothing came: partitions whose end librdkafka signalled at the position
+            // this source has reached are done, even if the signal itself went astray.
+            let eof = self
+                .consumer()
+                .context()
+                .eof
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for p in &self.owned {
+                if let (Some(end), Some(position)) = (eof.get(p), self.positions.get(p))
+                    && position >= end
+                {
+                    self.ended.insert(*p);
+                }
+            }
+        }
         for (partition, (buf, records, collected)) in buffers {
             let slices: Vec<&[u8]> = records.iter().map(|&(s, e)| &buf[s..e]).collect();
             let offsets = collected.offsets();
@@ -453,8 +491,15 @@ impl Source for KafkaSource {
                     "enable.partition.eof",
                     if self.bounded { "true" } else { "false" },
                 ),
+                (
+                    "statistics.interval.ms",
+                    if self.bounded { "500" } else { "0" },
+                ),
             ])
-            .create_with_context(QuietEof)
+            .create_with_context(QuietEof {
+                topic: self.connection.topic.clone(),
+                ..Default::default()
+            })
             .map_err(|e| self.connection.error("cannot create a consumer", e))?;
         self.consumer = Some(consumer);
         let partitions = self.connection.partitions(self.consumer().client())?;
