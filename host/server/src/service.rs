@@ -259,29 +259,21 @@ impl Service {
         tenant: &str,
         target: &str,
     ) -> ServiceResult<()> {
-        if !p.role.allows(action) {
-            let reason = format!("role '{}' may not {}", p.role, action.name());
-            self.audit(
-                &p.key_id,
-                &p.tenant,
-                action.name(),
-                target,
-                &format!("denied: {reason}"),
-            );
-            return Err(ServiceError::Forbidden(reason));
-        }
-        if !p.sees_tenant(tenant) {
-            let reason = format!("tenant '{}' cannot act on tenant '{tenant}'", p.tenant);
-            self.audit(
-                &p.key_id,
-                &p.tenant,
-                action.name(),
-                target,
-                &format!("denied: {reason}"),
-            );
-            return Err(ServiceError::Forbidden(reason));
-        }
-        Ok(())
+        let reason = if !p.role.allows(action) {
+            format!("role '{}' may not {}", p.role, action.name())
+        } else if !p.sees_tenant(tenant) {
+            format!("tenant '{}' cannot act on tenant '{tenant}'", p.tenant)
+        } else {
+            return Ok(());
+        };
+        self.audit(
+            &p.key_id,
+            &p.tenant,
+            action.name(),
+            target,
+            &format!("denied: {reason}"),
+        );
+        Err(ServiceError::Forbidden(reason))
     }
 
     /// Audits the outcome of a mutation.

@@ -207,6 +207,28 @@ impl SqliteStore {
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A tenant's plugins, or the one called `name`.
+    fn query_plugins(&self, tenant: &str, name: Option<&str>) -> StoreResult<Vec<PluginRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT tenant, name, digest, bytes, kind, details, created_ms FROM plugins
+             WHERE tenant = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![tenant, name], |r| {
+            let details: String = r.get(5)?;
+            Ok(PluginRecord {
+                tenant: r.get(0)?,
+                name: r.get(1)?,
+                digest: r.get(2)?,
+                bytes: r.get::<_, i64>(3)? as u64,
+                kind: r.get(4)?,
+                details: serde_json::from_str(&details).unwrap_or_default(),
+                created_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyRecord, String)> {
@@ -409,28 +431,11 @@ impl MetadataStore for SqliteStore {
     }
 
     fn plugin(&self, tenant: &str, name: &str) -> StoreResult<Option<PluginRecord>> {
-        Ok(self.plugins(tenant)?.into_iter().find(|p| p.name == name))
+        Ok(self.query_plugins(tenant, Some(name))?.pop())
     }
 
     fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
-        let db = self.db();
-        let mut stmt = db.prepare(
-            "SELECT tenant, name, digest, bytes, kind, details, created_ms FROM plugins
-             WHERE tenant = ?1 ORDER BY name",
-        )?;
-        let rows = stmt.query_map(params![tenant], |r| {
-            let details: String = r.get(5)?;
-            Ok(PluginRecord {
-                tenant: r.get(0)?,
-                name: r.get(1)?,
-                digest: r.get(2)?,
-                bytes: r.get::<_, i64>(3)? as u64,
-                kind: r.get(4)?,
-                details: serde_json::from_str(&details).unwrap_or_default(),
-                created_ms: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_plugins(tenant, None)
     }
 
     fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool> {

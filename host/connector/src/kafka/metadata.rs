@@ -180,7 +180,18 @@ impl MetadataColumns {
             return Ok(values);
         }
         let rows = values.num_rows();
-        let mut headers = collected.headers.map(HeaderBuilder::finish);
+        let Collector {
+            offsets,
+            timestamps,
+            timestamp_types,
+            headers,
+            ..
+        } = collected;
+        // Each array is built once (moving the collected vectors) and shared by every
+        // column that reads it.
+        let offsets: ArrayRef = Arc::new(Int64Array::from(offsets));
+        let timestamps = TimestampMillisecondArray::from(timestamps);
+        let headers = headers.map(HeaderBuilder::finish);
         let mut value_columns = values.columns().iter();
         let mut out: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for i in 0..self.schema.fields().len() {
@@ -199,21 +210,20 @@ impl MetadataColumns {
                     out.push(Arc::new(Int32Array::from_value(partition, rows)));
                     continue;
                 }
-                Key::Offset => Arc::new(Int64Array::from(collected.offsets.clone())),
+                Key::Offset => offsets.clone(),
                 Key::Timestamp => {
                     let tz = match self.schema.field(i).data_type() {
                         DataType::Timestamp(_, tz) => tz.clone(),
                         _ => None,
                     };
-                    Arc::new(
-                        TimestampMillisecondArray::from(collected.timestamps.clone())
-                            .with_timezone_opt(tz),
-                    )
+                    Arc::new(timestamps.clone().with_timezone_opt(tz))
                 }
                 Key::TimestampType => Arc::new(StringArray::from_iter_values(
-                    collected.timestamp_types.iter().copied(),
+                    timestamp_types.iter().copied(),
                 )),
-                Key::Headers { .. } => headers.take().expect("one headers column"),
+                Key::Headers { .. } => headers
+                    .clone()
+                    .expect("headers are collected when a headers column is declared"),
             };
             out.push(match keep {
                 Some(mask) => arrow::compute::filter(&all, mask)?,
