@@ -1,7 +1,8 @@
 //! `fungi server` and the CLI as a client of it: `fungi job`, `fungi tenant`, `fungi key`
 //! and `fungi audit` call the REST API of a server (`--server` or `FUNGI_SERVER`, default
 //! `http://127.0.0.1:8081`) with the key in `FUNGI_API_KEY` (or `--api-key-file`).
-//! Results print as tables, or as the server's JSON with `--output json`.
+//! Results print as tables, or as the server's JSON with `--output json`. An `https://`
+//! server is checked against the system's roots, or the CA in `--ca-cert`.
 
 use std::path::PathBuf;
 
@@ -18,10 +19,47 @@ pub(crate) struct ServerArgs {
     /// The REST listener.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: std::net::SocketAddr,
+    /// The gRPC listener (off unless given).
+    #[arg(long)]
+    grpc_listen: Option<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM) for both listeners; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept HS256 JWT bearer tokens signed with the secret in this file.
+    #[arg(long, conflicts_with = "jwt_rs256_public_key")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept RS256 JWT bearer tokens verified with this RSA public key (PEM).
+    #[arg(long)]
+    jwt_rs256_public_key: Option<PathBuf>,
+    /// The issuer (`iss`) JWTs must name.
+    #[arg(long)]
+    jwt_issuer: Option<String>,
+}
+
+/// The JWT verifier the server arguments ask for.
+fn jwt_verifier(args: &ServerArgs) -> Result<Option<fungi_security::jwt::JwtVerifier>> {
+    use fungi_security::jwt::JwtVerifier;
+    let read =
+        |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let issuer = args.jwt_issuer.as_deref();
+    Ok(
+        match (&args.jwt_hs256_secret_file, &args.jwt_rs256_public_key) {
+            (Some(f), _) => {
+                let secret = read(f)?;
+                Some(JwtVerifier::hs256(secret.trim_ascii(), issuer)?)
+            }
+            (None, Some(f)) => Some(JwtVerifier::rs256(&read(f)?, issuer)?),
+            (None, None) => None,
+        },
+    )
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub(crate) fn serve(args: ServerArgs) -> Result<()> {
+    let jwt = jwt_verifier(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -40,6 +78,12 @@ pub(crate) fn serve(args: ServerArgs) -> Result<()> {
             fungi_server::ServerConfig {
                 data_dir: args.data_dir,
                 listen: args.listen,
+                grpc_listen: args.grpc_listen,
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| fungi_server::TlsFiles { cert, key }),
+                auth: fungi_server::AuthConfig { jwt },
             },
             stop,
         )
@@ -73,7 +117,10 @@ pub(crate) struct Connection {
     api_key_file: Option<PathBuf>,
     /// table or json.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
-    output: Output,
+    pub(crate) output: Output,
+    /// A CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, global = true, env = "FUNGI_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// `fungi job ...`.
@@ -86,6 +133,9 @@ pub(crate) enum JobCommand {
         /// Parallelism of every operator.
         #[arg(long, short)]
         parallelism: Option<u32>,
+        /// Start from a savepoint of one of your jobs (`<job id>/sp-<n>`).
+        #[arg(long, short = 's')]
+        from_savepoint: Option<String>,
     },
     /// List your tenant's jobs (every tenant's for an admin).
     List,
@@ -98,6 +148,14 @@ pub(crate) enum JobCommand {
     Cancel {
         /// The job id.
         id: String,
+    },
+    /// Take a savepoint of a running job that checkpoints (and stop it with --stop).
+    Savepoint {
+        /// The job id.
+        id: String,
+        /// Stop the job once the savepoint is complete.
+        #[arg(long)]
+        stop: bool,
     },
 }
 
@@ -114,6 +172,20 @@ pub(crate) enum TenantCommand {
         /// Sum of the parallelism of running jobs.
         #[arg(long)]
         max_total_parallelism: Option<u32>,
+        /// Further quotas as JSON (`{"plugin_memory_per_instance": 16777216, ...}`).
+        #[arg(long)]
+        quotas: Option<String>,
+    },
+    /// Set a tenant's plugin trust policy.
+    Trust {
+        /// The tenant.
+        id: String,
+        /// off, warn or require.
+        #[arg(long)]
+        mode: String,
+        /// A trusted public key (PEM file); repeat for more.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
     },
     /// List tenants.
     List,
@@ -149,14 +221,14 @@ pub(crate) enum KeyCommand {
 }
 
 /// A client of one server.
-struct Client {
+pub(crate) struct Client {
     base: String,
     key: String,
     http: reqwest::blocking::Client,
 }
 
 impl Client {
-    fn new(c: &Connection) -> Result<Client> {
+    pub(crate) fn new(c: &Connection) -> Result<Client> {
         let key = match &c.api_key_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API key from {}", path.display()))?
@@ -165,23 +237,66 @@ impl Client {
             None => std::env::var("FUNGI_API_KEY")
                 .context("no API key: set FUNGI_API_KEY or pass --api-key-file")?,
         };
+        let mut http = reqwest::blocking::Client::builder();
+        if let Some(ca) = &c.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
+            );
+        }
         Ok(Client {
             base: c.server.trim_end_matches('/').to_string(),
             key,
-            http: reqwest::blocking::Client::new(),
+            http: http.build().context("cannot set up the HTTP client")?,
         })
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let url = format!("{}/api/v1{path}", self.base);
+        let request = self.http.request(method.clone(), self.url(path));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        self.send(method, path, request)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// Uploads a plugin component (with its base64 signature, if any).
+    pub(crate) fn upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<Value> {
+        let path = format!("/plugins/{name}");
         let mut request = self
             .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
+            .put(self.url(&path))
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes);
+        if let Some(sig) = signature {
+            request = request.header("x-fungi-signature", sig.trim());
         }
+        self.send(reqwest::Method::PUT, &path, request)
+    }
+
+    /// The caller's plugins.
+    pub(crate) fn plugins(&self) -> Result<Value> {
+        self.call(reqwest::Method::GET, "/plugins", None)
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<Value> {
         let response = request
+            .bearer_auth(&self.key)
             .send()
             .with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = response.status();
@@ -202,7 +317,7 @@ impl Client {
 }
 
 /// Prints `value` as JSON, or as a table of `columns` (one row per array element).
-fn print(output: Output, value: &Value, columns: &[&str]) {
+pub(crate) fn print(output: Output, value: &Value, columns: &[&str]) {
     if output == Output::Json {
         println!(
             "{}",
@@ -256,13 +371,19 @@ pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
     let client = Client::new(&c)?;
     use reqwest::Method;
     match command {
-        JobCommand::Submit { file, parallelism } => {
+        JobCommand::Submit {
+            file,
+            parallelism,
+            from_savepoint,
+        } => {
             let sql = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let job = client.call(
                 Method::POST,
                 "/jobs",
-                Some(json!({ "sql": sql, "parallelism": parallelism })),
+                Some(json!({
+                    "sql": sql, "parallelism": parallelism, "from_savepoint": from_savepoint,
+                })),
             )?;
             print(c.output, &job, JOB_COLUMNS);
         }
@@ -294,6 +415,15 @@ pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
             &client.call(Method::POST, &format!("/jobs/{id}/cancel"), None)?,
             JOB_COLUMNS,
         ),
+        JobCommand::Savepoint { id, stop } => print(
+            c.output,
+            &client.call(
+                Method::POST,
+                &format!("/jobs/{id}/savepoint"),
+                Some(json!({ "stop": stop })),
+            )?,
+            &["id", "checkpoint_id", "stopped"],
+        ),
     }
     Ok(())
 }
@@ -308,11 +438,21 @@ pub(crate) fn tenant(command: TenantCommand, c: Connection) -> Result<()> {
             id,
             max_jobs,
             max_total_parallelism,
+            quotas,
         } => {
-            let body = json!({
-                "id": id,
-                "quotas": { "max_jobs": max_jobs, "max_total_parallelism": max_total_parallelism },
-            });
+            let mut q = match quotas {
+                Some(text) => {
+                    serde_json::from_str::<Value>(&text).context("--quotas is not a JSON object")?
+                }
+                None => json!({}),
+            };
+            if max_jobs.is_some() {
+                q["max_jobs"] = json!(max_jobs);
+            }
+            if max_total_parallelism.is_some() {
+                q["max_total_parallelism"] = json!(max_total_parallelism);
+            }
+            let body = json!({ "id": id, "quotas": q });
             print(
                 c.output,
                 &client.call(Method::POST, "/tenants", Some(body))?,
@@ -327,6 +467,21 @@ pub(crate) fn tenant(command: TenantCommand, c: Connection) -> Result<()> {
         TenantCommand::Delete { id } => {
             client.call(Method::DELETE, &format!("/tenants/{id}"), None)?;
             eprintln!("tenant {id} deleted");
+        }
+        TenantCommand::Trust { id, mode, keys } => {
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    std::fs::read_to_string(k)
+                        .with_context(|| format!("cannot read {}", k.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let tenant = client.call(
+                Method::PUT,
+                &format!("/tenants/{id}/trust"),
+                Some(json!({ "mode": mode, "keys": keys })),
+            )?;
+            print(c.output, &tenant, &["id", "trust"]);
         }
     }
     Ok(())

@@ -19,6 +19,66 @@ pub(crate) enum PluginCommand {
     Inspect(FileArgs),
     /// Run the conformance kit (contract tests and test vectors) against a component.
     Test(TestArgs),
+    /// Make a signing key pair as `cosign generate-key-pair` does (`<prefix>.key`,
+    /// encrypted with COSIGN_PASSWORD, and `<prefix>.pub`).
+    Keygen(KeygenArgs),
+    /// Sign a component (cosign-compatible: `cosign verify-blob` accepts the signature).
+    Sign(SignArgs),
+    /// Verify a component's signature with a public key.
+    Verify(VerifyArgs),
+    /// Upload a component to a server as one of your tenant's plugins.
+    Upload(UploadArgs),
+    /// List your tenant's plugins on a server.
+    List {
+        #[command(flatten)]
+        connection: crate::client::Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Path prefix of the two files.
+    #[arg(long, default_value = "cosign")]
+    output_prefix: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The private key (cosign's encrypted PEM; the password comes from COSIGN_PASSWORD).
+    #[arg(long)]
+    key: PathBuf,
+    /// Where to write the base64 signature (default: `<component>.sig`).
+    #[arg(long)]
+    output_signature: Option<PathBuf>,
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The public key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signature file (default: `<component>.sig`).
+    #[arg(long)]
+    signature: Option<PathBuf>,
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// The component (`.wasm`).
+    plugin: PathBuf,
+    /// The name to upload it under (default: the file name without `.wasm`); SQL uses it
+    /// in `USING 'name'` and `'plugin' = 'name'`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Its signature file, for a tenant whose trust policy checks signatures.
+    #[arg(long)]
+    signature: Option<PathBuf>,
+    #[command(flatten)]
+    connection: crate::client::Connection,
 }
 
 /// What a new plugin provides.
@@ -85,7 +145,117 @@ pub(crate) fn run(command: PluginCommand) -> Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Keygen(args) => keygen(&args),
+        PluginCommand::Sign(args) => sign(&args),
+        PluginCommand::Verify(args) => verify(&args),
+        PluginCommand::Upload(args) => upload(args),
+        PluginCommand::List { connection } => {
+            let client = crate::client::Client::new(&connection)?;
+            crate::client::print(
+                connection.output,
+                &client.plugins()?,
+                &["name", "kind", "bytes", "digest"],
+            );
+            Ok(())
+        }
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The signature file next to a component.
+fn signature_path(plugin: &Path) -> PathBuf {
+    let mut name = plugin.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+fn password() -> Vec<u8> {
+    std::env::var("COSIGN_PASSWORD")
+        .unwrap_or_default()
+        .into_bytes()
+}
+
+fn keygen(args: &KeygenArgs) -> Result<()> {
+    let (private, public) = fungi_security::signing::generate_key_pair(&password())?;
+    let with = |ext: &str| {
+        let mut p = args.output_prefix.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let (key, public_path) = (with(".key"), with(".pub"));
+    for path in [&key, &public_path] {
+        if path.exists() {
+            bail!("{} exists; not overwriting it", path.display());
+        }
+    }
+    std::fs::write(&key, private).with_context(|| format!("cannot write {}", key.display()))?;
+    std::fs::write(&public_path, public)
+        .with_context(|| format!("cannot write {}", public_path.display()))?;
+    eprintln!(
+        "private key written to {} (encrypted with COSIGN_PASSWORD), public key to {}",
+        key.display(),
+        public_path.display()
+    );
+    Ok(())
+}
+
+fn sign(args: &SignArgs) -> Result<()> {
+    let bytes = read(&args.plugin)?;
+    let signature = fungi_security::signing::sign(&read(&args.key)?, &password(), &bytes)?;
+    let out = args
+        .output_signature
+        .clone()
+        .unwrap_or_else(|| signature_path(&args.plugin));
+    std::fs::write(&out, &signature).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{signature}");
+    eprintln!("signature written to {}", out.display());
+    Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> Result<()> {
+    let sig_path = args
+        .signature
+        .clone()
+        .unwrap_or_else(|| signature_path(&args.plugin));
+    let signature = String::from_utf8(read(&sig_path)?)
+        .with_context(|| format!("{} is not a base64 signature", sig_path.display()))?;
+    fungi_security::signing::verify(&read(&args.key)?, &read(&args.plugin)?, &signature)
+        .with_context(|| format!("{} does not verify", args.plugin.display()))?;
+    println!("Verified OK");
+    Ok(())
+}
+
+fn upload(args: UploadArgs) -> Result<()> {
+    let name = match args.name {
+        Some(n) => n,
+        None => args
+            .plugin
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(|s| s.replace('.', "-"))
+            .context("name the plugin with --name")?,
+    };
+    let signature = match &args.signature {
+        Some(path) => Some(
+            String::from_utf8(read(path)?)
+                .with_context(|| format!("{} is not a base64 signature", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = crate::client::Client::new(&args.connection)?;
+    let record = client.upload(&name, read(&args.plugin)?, signature.as_deref())?;
+    crate::client::print(
+        args.connection.output,
+        &record,
+        &["name", "kind", "bytes", "digest"],
+    );
+    if let Some(reason) = record["details"]["signature"]["reason"].as_str() {
+        eprintln!("warning: {reason}");
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<std::sync::Arc<Plugin>> {

@@ -162,6 +162,7 @@ impl LocalExecutor {
                     key_groups,
                     senders,
                     i,
+                    metrics.operators[e.from.0 as usize].clone(),
                 ));
             }
         }

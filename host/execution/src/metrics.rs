@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
 
 use hdrhistogram::Histogram;
 
@@ -20,6 +23,13 @@ pub struct OperatorMetrics {
     pub records_side: AtomicU64,
     /// Rows that arrived after their windows closed.
     pub late_records: AtomicU64,
+    /// Arrow bytes received (the in-memory size of the batches' buffers).
+    pub bytes_in: AtomicU64,
+    /// Arrow bytes emitted on the main output.
+    pub bytes_out: AtomicU64,
+    /// Time the operator waited because a downstream channel was full, nanoseconds
+    /// (Flink's back-pressured time).
+    pub backpressured_nanos: AtomicU64,
     /// Current output watermark (ms; `i64::MIN` before the first one), the minimum over
     /// subtasks is approximated by the last written value.
     pub watermark: AtomicI64,
@@ -35,6 +45,9 @@ impl OperatorMetrics {
             records_out: AtomicU64::new(0),
             records_side: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            backpressured_nanos: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
         }
     }
@@ -47,12 +60,23 @@ impl OperatorMetrics {
         }
     }
 
-    pub(crate) fn add_in(&self, rows: usize) {
-        self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
+    pub(crate) fn add_in(&self, batch: &RecordBatch) {
+        self.records_in
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.bytes_in
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_out(&self, rows: usize) {
-        self.records_out.fetch_add(rows as u64, Ordering::Relaxed);
+    pub(crate) fn add_out(&self, batch: &RecordBatch) {
+        self.records_out
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_backpressure(&self, waited: Duration) {
+        self.backpressured_nanos
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -128,6 +152,12 @@ pub struct OperatorSnapshot {
     pub records_side: u64,
     /// Late rows.
     pub late_records: u64,
+    /// Arrow bytes received.
+    pub bytes_in: u64,
+    /// Arrow bytes emitted.
+    pub bytes_out: u64,
+    /// Milliseconds spent waiting on full downstream channels.
+    pub backpressured_ms: u64,
     /// Watermark, if any.
     pub watermark: Option<i64>,
 }
@@ -151,6 +181,9 @@ impl JobMetrics {
                     records_out: m.records_out.load(Ordering::Relaxed),
                     records_side: m.records_side.load(Ordering::Relaxed),
                     late_records: m.late_records.load(Ordering::Relaxed),
+                    bytes_in: m.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: m.bytes_out.load(Ordering::Relaxed),
+                    backpressured_ms: m.backpressured_nanos.load(Ordering::Relaxed) / 1_000_000,
                     watermark: (wm != i64::MIN).then_some(wm),
                 }
             })

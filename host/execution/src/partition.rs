@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::{FungiError, LatencyMarker, Message, Result};
 use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::graph::Partitioning;
 
@@ -86,6 +87,8 @@ pub(crate) struct Router {
     my_index: usize,
     next: usize,
     scratch: PartitionScratch,
+    /// The producing operator's counters (time waited on full channels).
+    metrics: Arc<crate::metrics::OperatorMetrics>,
 }
 
 /// The downstream task is gone (it failed or the job was cancelled).
@@ -99,6 +102,7 @@ impl Router {
         key_groups: KeyGroups,
         senders: Vec<Sender<Message>>,
         my_index: usize,
+        metrics: Arc<crate::metrics::OperatorMetrics>,
     ) -> Self {
         Router {
             tag,
@@ -108,14 +112,24 @@ impl Router {
             my_index,
             next: my_index,
             scratch: PartitionScratch::default(),
+            metrics,
         }
     }
 
+    /// Sends to one consumer; the time spent waiting on its full channel counts as
+    /// backpressure.
     async fn send_to(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
-        self.senders[target]
-            .send(msg)
-            .await
-            .map_err(|_| Disconnected)
+        let sender = &self.senders[target];
+        match sender.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(Disconnected),
+            Err(TrySendError::Full(msg)) => {
+                let start = std::time::Instant::now();
+                let sent = sender.send(msg).await.map_err(|_| Disconnected);
+                self.metrics.add_backpressure(start.elapsed());
+                sent
+            }
+        }
     }
 
     /// Routes a batch. Awaits when the receiving channel is full (backpressure).

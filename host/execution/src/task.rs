@@ -185,7 +185,7 @@ impl ChainRunner {
             return Ok(());
         }
         if let Input::Batch(_, b) = &input {
-            self.contexts[0].metrics.add_in(b.num_rows());
+            self.contexts[0].metrics.add_in(b);
         }
         self.push(0, input)
     }
@@ -220,11 +220,11 @@ impl ChainRunner {
         for item in out.items.drain(..) {
             match item {
                 OutputItem::Batch(None, b) => {
-                    metrics.add_out(b.num_rows());
+                    metrics.add_out(&b);
                     if last {
                         self.external.push(OutputItem::Batch(None, b));
                     } else {
-                        self.contexts[i + 1].metrics.add_in(b.num_rows());
+                        self.contexts[i + 1].metrics.add_in(&b);
                         self.push(i + 1, Input::Batch(0, b))?;
                     }
                 }
@@ -421,7 +421,7 @@ impl SourceTask {
             let emitted_micros = self.latency_interval.map(|_| now_micros());
             match event {
                 SourceEvent::Batch { split, batch } => {
-                    self.context.metrics.add_out(batch.num_rows());
+                    self.context.metrics.add_out(&batch);
                     if let (Some(w), Some(col)) = (&mut self.watermarks, &ts_column) {
                         let index = batch.schema().index_of(col).map_err(|_| {
                             FungiError::Plan(format!(

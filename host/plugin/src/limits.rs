@@ -88,6 +88,11 @@ pub struct Tenant {
     /// Plugin metrics by (plugin, name).
     metrics: Mutex<BTreeMap<(String, String), PluginMetric>>,
     dropped_metrics: AtomicU64,
+    /// Time spent in calls since the tenant was made, nanoseconds.
+    cpu_nanos: AtomicU64,
+    /// Calls that ended in a trap or a broken limit, by reason (`memory`, `timeout`,
+    /// `fuel`, `stack`, `trap`).
+    traps: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug)]
@@ -112,7 +117,31 @@ impl Tenant {
             }),
             metrics: Mutex::new(BTreeMap::new()),
             dropped_metrics: AtomicU64::new(0),
+            cpu_nanos: AtomicU64::new(0),
+            traps: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Time the tenant's plugin calls took in all, since the tenant was made.
+    pub fn cpu_time(&self) -> Duration {
+        Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Calls that trapped or broke a limit, by reason (`memory`, `timeout`, `fuel`,
+    /// `stack`, `trap`).
+    pub fn traps(&self) -> Vec<(&'static str, u64)> {
+        let traps = self.traps.lock().expect("traps lock");
+        traps.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Counts a failed call.
+    pub(crate) fn count_trap(&self, reason: &'static str) {
+        *self
+            .traps
+            .lock()
+            .expect("traps lock")
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// The metrics the tenant's plugins reported: (plugin, name, value), sorted.
@@ -208,6 +237,8 @@ impl Tenant {
 
     /// Charges `spent` to the current budget window.
     pub(crate) fn charge(&self, spent: Duration) {
+        self.cpu_nanos
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
         let mut w = self.budget.lock().expect("budget lock");
         w.used += spent;
     }

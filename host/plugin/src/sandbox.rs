@@ -294,6 +294,7 @@ fn classify(
     let output = store.data().output.take();
     let (plugin, function) = (plugin.to_string(), function.to_string());
     if let Some(refused) = store.data_mut().limiter.refused.take() {
+        tenant.count_trap("memory");
         return PluginError::Limit {
             plugin,
             function,
@@ -301,36 +302,45 @@ fn classify(
             output,
         };
     }
-    let limit = |limit: String| PluginError::Limit {
-        plugin: plugin.clone(),
-        function: function.clone(),
-        limit,
-        output: output.clone(),
+    let limit = |reason: &'static str, limit: String| {
+        tenant.count_trap(reason);
+        PluginError::Limit {
+            plugin: plugin.clone(),
+            function: function.clone(),
+            limit,
+            output: output.clone(),
+        }
     };
     match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => limit(format!(
-            "call time limit of {} ms exceeded",
-            tenant.limits().call_timeout.unwrap_or_default().as_millis()
-        )),
-        Some(wasmtime::Trap::OutOfFuel) => limit(format!(
-            "fuel limit of {} per call exceeded",
-            tenant.limits().fuel_per_call.unwrap_or(0)
-        )),
+        Some(wasmtime::Trap::Interrupt) => limit(
+            "timeout",
+            format!(
+                "call time limit of {} ms exceeded",
+                tenant.limits().call_timeout.unwrap_or_default().as_millis()
+            ),
+        ),
+        Some(wasmtime::Trap::OutOfFuel) => limit(
+            "fuel",
+            format!(
+                "fuel limit of {} per call exceeded",
+                tenant.limits().fuel_per_call.unwrap_or(0)
+            ),
+        ),
         Some(wasmtime::Trap::StackOverflow) => {
-            limit("stack limit exceeded (too deep recursion)".into())
+            limit("stack", "stack limit exceeded (too deep recursion)".into())
         }
-        Some(trap) => PluginError::Trap {
-            plugin,
-            function,
-            reason: trap.to_string(),
-            output,
-        },
-        None => PluginError::Trap {
-            plugin,
-            function,
-            reason: format!("{e:#}"),
-            output,
-        },
+        trap => {
+            tenant.count_trap("trap");
+            PluginError::Trap {
+                plugin,
+                function,
+                reason: match trap {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}"),
+                },
+                output,
+            }
+        }
     }
 }
 

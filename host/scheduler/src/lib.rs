@@ -23,6 +23,20 @@ pub struct Live {
     pub metrics: JobMetrics,
     /// Checkpoint counters, when the job checkpoints.
     pub checkpoints: Option<Arc<CheckpointStats>>,
+    /// Failures of earlier attempts that the restart strategy recovered from, oldest
+    /// first.
+    pub exceptions: Vec<Exception>,
+    /// Which attempt this is (0 for the first run).
+    pub restarts: u32,
+}
+
+/// One failure of a supervised job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Exception {
+    /// When it happened, ms since the epoch.
+    pub time_ms: i64,
+    /// The error.
+    pub message: String,
 }
 
 /// How a supervised job ended, with the counters of its last attempt.
@@ -73,6 +87,7 @@ pub async fn supervise(
         _ => None,
     };
     let mut tracker = RestartTracker::new(config.restart_strategy.clone());
+    let mut exceptions: Vec<Exception> = Vec::new();
     loop {
         let checkpoint = match storage.as_ref().map(|s| s.latest_with_skipped()) {
             None => None,
@@ -121,6 +136,8 @@ pub async fn supervise(
         let _ = current.send(Live {
             metrics: metrics.clone(),
             checkpoints: checkpoints.clone(),
+            exceptions: exceptions.clone(),
+            restarts: tracker.attempts(),
         });
         let job_cancel = handle.cancel_token();
         let forward = {
@@ -134,6 +151,13 @@ pub async fn supervise(
         forward.abort();
         match result {
             Err(e) if !matches!(e, FungiError::Cancelled) || !cancel.is_cancelled() => {
+                exceptions.push(Exception {
+                    time_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or_default(),
+                    message: e.to_string(),
+                });
                 let Some(wait) = tracker.on_failure(Instant::now(), fastrand::f64()) else {
                     return Supervised {
                         result: Err(e),

@@ -5,6 +5,11 @@
 //! ([`ApiKey::parse`] and [`verify_secret`] against the stored hash), and whether that
 //! role may perform the action ([`Role::allows`]). Tenant scoping (a tenant sees only
 //! its own jobs and plugins) is applied by the server with [`Principal::sees_tenant`].
+//! Callers may also present JWT bearer tokens ([`jwt`]). Plugins are signed and checked
+//! against a tenant's trust policy with cosign-compatible keyed signatures ([`signing`]).
+
+pub mod jwt;
+pub mod signing;
 
 use std::fmt;
 use std::str::FromStr;
@@ -87,12 +92,17 @@ impl Role {
                     | JobList
                     | JobGet
                     | JobCancel
+                    | JobSavepoint
+                    | MetricsRead
                     | PluginUpload
                     | PluginList
                     | PluginGet
                     | PluginDelete
             ),
-            Role::Viewer => matches!(action, JobList | JobGet | PluginList | PluginGet),
+            Role::Viewer => matches!(
+                action,
+                JobList | JobGet | PluginList | PluginGet | MetricsRead
+            ),
         }
     }
 }
@@ -126,6 +136,8 @@ pub enum Action {
     JobGet,
     /// Cancel a job.
     JobCancel,
+    /// Take a savepoint of a job (and stop it).
+    JobSavepoint,
     /// Upload a plugin.
     PluginUpload,
     /// List plugins.
@@ -140,6 +152,8 @@ pub enum Action {
     TenantList,
     /// Delete a tenant.
     TenantDelete,
+    /// Set a tenant's plugin trust policy.
+    TenantTrust,
     /// Create an API key.
     KeyCreate,
     /// List API keys.
@@ -148,6 +162,8 @@ pub enum Action {
     KeyRevoke,
     /// Read the audit log.
     AuditRead,
+    /// Read the Prometheus metrics (of the caller's tenant; every tenant's for admins).
+    MetricsRead,
 }
 
 impl Action {
@@ -158,10 +174,12 @@ impl Action {
             self,
             JobSubmit
                 | JobCancel
+                | JobSavepoint
                 | PluginUpload
                 | PluginDelete
                 | TenantCreate
                 | TenantDelete
+                | TenantTrust
                 | KeyCreate
                 | KeyRevoke
         )
@@ -175,6 +193,7 @@ impl Action {
             JobList => "job.list",
             JobGet => "job.get",
             JobCancel => "job.cancel",
+            JobSavepoint => "job.savepoint",
             PluginUpload => "plugin.upload",
             PluginList => "plugin.list",
             PluginGet => "plugin.get",
@@ -182,10 +201,12 @@ impl Action {
             TenantCreate => "tenant.create",
             TenantList => "tenant.list",
             TenantDelete => "tenant.delete",
+            TenantTrust => "tenant.trust",
             KeyCreate => "key.create",
             KeyList => "key.list",
             KeyRevoke => "key.revoke",
             AuditRead => "audit.read",
+            MetricsRead => "metrics.read",
         }
     }
 }

@@ -2,8 +2,12 @@
 //! with an OpenAPI document generated from the code) over one service layer that
 //! authenticates callers, checks their role and tenant, enforces quotas, writes the
 //! audit log, and runs jobs in process under supervision (resumed from their latest
-//! checkpoint, also after the server restarts). Metadata lives in SQLite.
+//! checkpoint, also after the server restarts). Metadata lives in SQLite. The same calls
+//! are served over gRPC ([`grpc`]) when a gRPC address is configured, both listeners
+//! over TLS when a certificate is; Prometheus metrics are at `/metrics`.
 
+pub mod grpc;
+pub mod metrics;
 pub mod rest;
 pub mod service;
 pub mod store;
@@ -12,16 +16,31 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use service::{Service, ServiceError};
+pub use service::{AuthConfig, Service, ServiceError};
 pub use store::{MetadataStore, SqliteStore};
 
 /// Where the server keeps its state and where it listens.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerConfig {
     /// Metadata (`metadata.db`) and job checkpoints (`jobs/<id>/checkpoints`).
     pub data_dir: PathBuf,
     /// The REST listener.
     pub listen: SocketAddr,
+    /// The gRPC listener, if any.
+    pub grpc_listen: Option<SocketAddr>,
+    /// TLS for both listeners, if configured.
+    pub tls: Option<TlsFiles>,
+    /// Credentials accepted besides API keys.
+    pub auth: AuthConfig,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Errors starting the server.
@@ -44,6 +63,12 @@ pub enum ServerError {
     /// The data directory.
     #[error("data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    /// The TLS certificate or key.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The gRPC server.
+    #[error("gRPC: {0}")]
+    Grpc(String),
 }
 
 /// Serves until `stop` completes: opens the metadata store, creates the first admin key
@@ -57,7 +82,7 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
     let store = SqliteStore::open(&config.data_dir.join("metadata.db"))?;
-    let service = Service::new(Arc::new(store), config.data_dir.clone());
+    let service = Service::new(Arc::new(store), config.data_dir.clone(), config.auth);
     if let Some(key) = service.bootstrap()? {
         eprintln!(
             "created the first admin key (shown once; keep it): {key}\n\
@@ -68,22 +93,114 @@ pub async fn serve(
     if resumed > 0 {
         eprintln!("resumed {resumed} running job(s)");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let local = listener.local_addr().unwrap_or(config.listen);
-    eprintln!("fungi server listening on http://{local} (REST /api/v1)");
-    let app = rest::router(service.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let tls = match &config.tls {
+        Some(files) => Some(read_tls(files)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let stopping = tokio_util::sync::CancellationToken::new();
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            stop.await;
+            stopping.cancel();
+        });
+    }
+    let grpc = match config.grpc_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Listen { addr, source })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            let mut builder = tonic::transport::Server::builder();
+            if let Some((cert, key)) = &tls {
+                builder = builder
+                    .tls_config(
+                        tonic::transport::ServerTlsConfig::new()
+                            .identity(tonic::transport::Identity::from_pem(cert, key)),
+                    )
+                    .map_err(|e| ServerError::Tls(e.to_string()))?;
+            }
+            let routes = grpc::Grpc::new(service.clone()).routes();
+            let stopping = stopping.clone();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            eprintln!("fungi server listening on {scheme}://{local} (gRPC fungi.v1)");
+            Some(tokio::spawn(async move {
+                builder
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, stopping.cancelled_owned())
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let app = rest::router(service.clone()).into_make_service();
+    let rest = match tls {
+        Some((cert, key)) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                .await
+                .map_err(|e| ServerError::Tls(e.to_string()))?;
+            let listener = std::net::TcpListener::bind(config.listen)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ServerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+            let local = listener.local_addr().unwrap_or(config.listen);
+            eprintln!("fungi server listening on https://{local} (REST /api/v1)");
+            let handle = axum_server::Handle::new();
+            {
+                let (handle, stopping) = (handle.clone(), stopping.clone());
+                tokio::spawn(async move {
+                    stopping.cancelled().await;
+                    handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                });
+            }
+            axum_server::from_tcp_rustls(listener, rustls)
+                .map_err(|source| ServerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => {
+            let listener =
+                tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        addr: config.listen,
+                        source,
+                    })?;
+            let local = listener.local_addr().unwrap_or(config.listen);
+            eprintln!("fungi server listening on http://{local} (REST /api/v1)");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopping.clone().cancelled_owned())
+                .await
+        }
+    };
+    rest.map_err(|source| ServerError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    stopping.cancel();
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Err(e)) => return Err(ServerError::Grpc(e.to_string())),
+            Err(e) => return Err(ServerError::Grpc(e.to_string())),
+            Ok(Ok(())) => {}
+        }
+    }
     service.shutdown();
     Ok(())
+}
+
+/// Reads the certificate chain and key (PEM), and installs rustls' ring provider.
+fn read_tls(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), ServerError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+    };
+    Ok((read(&files.cert)?, read(&files.key)?))
 }

@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fungi_security::{AuditRecord, Principal};
-use fungi_tenancy::Tenant;
+use fungi_tenancy::{Tenant, TrustPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::service::{
-    CreateKey, CreateTenant, CreatedKey, JobDetails, Service, ServiceError, SubmitJob,
+    CreateKey, CreateTenant, CreatedKey, JobDetails, Savepoint, SavepointRequest, Service,
+    ServiceError, SubmitJob,
 };
 use crate::store::{JobRecord, KeyRecord, PluginRecord};
 
@@ -161,6 +162,50 @@ async fn cancel_job(
     Ok(Json(s.cancel_job(&p, &id)?))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/savepoint", params(("id" = String, Path)),
+    request_body = SavepointRequest,
+    responses((status = 200, body = Savepoint), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn savepoint_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<SavepointRequest>,
+) -> ApiResult<Json<Savepoint>> {
+    Ok(Json(s.savepoint_job(&p, &id, req).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/trust", params(("id" = String, Path)),
+    request_body = TrustPolicy,
+    responses((status = 200, body = Tenant), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn set_trust(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(policy): Body<TrustPolicy>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(s.set_trust(&p, &id, policy)?))
+}
+
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, content_type = "text/plain; version=0.0.4",
+        description = "Prometheus text exposition")),
+    security(("api_key" = [])))]
+async fn metrics(State(s): State<Arc<Service>>, Caller(p): Caller) -> ApiResult<Response> {
+    let text = s.metrics(&p)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 #[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant,
     responses((status = 201, body = Tenant), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -234,7 +279,13 @@ async fn audit(
     Ok(Json(s.audit_log(&p, q.limit)?))
 }
 
-#[utoipa::path(put, path = "/api/v1/plugins/{name}", params(("name" = String, Path)),
+/// The header carrying a plugin's signature at upload.
+pub const SIGNATURE_HEADER: &str = "x-fungi-signature";
+
+#[utoipa::path(put, path = "/api/v1/plugins/{name}",
+    params(("name" = String, Path),
+        ("x-fungi-signature" = Option<String>, Header,
+            description = "base64 cosign-compatible signature of the bytes")),
     request_body(content = Vec<u8>, content_type = "application/wasm",
         description = "the component bytes"),
     responses((status = 201, body = PluginRecord), (status = 400, body = ErrorBody),
@@ -244,11 +295,25 @@ async fn upload_plugin(
     State(s): State<Arc<Service>>,
     Caller(p): Caller,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<PluginRecord>)> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                ApiError(ServiceError::BadRequest(format!(
+                    "the {SIGNATURE_HEADER} header is not text"
+                )))
+            })
+        })
+        .transpose()?;
     Ok((
         StatusCode::CREATED,
-        Json(s.upload_plugin(&p, &name, bytes.to_vec()).await?),
+        Json(
+            s.upload_plugin(&p, &name, bytes.to_vec(), signature)
+                .await?,
+        ),
     ))
 }
 
@@ -300,8 +365,8 @@ impl utoipa::Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fungi", description = "Fungi's server API"),
-    paths(submit_job, list_jobs, get_job, cancel_job, create_tenant, list_tenants,
-        delete_tenant, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
+    paths(submit_job, list_jobs, get_job, cancel_job, savepoint_job, create_tenant,
+        list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -327,6 +392,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs", post(submit_job).get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
+        .route("/api/v1/tenants/{id}/trust", axum::routing::put(set_trust))
+        .route("/metrics", get(metrics))
         .route("/api/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/api/v1/tenants/{id}", axum::routing::delete(delete_tenant))
         .route("/api/v1/keys", post(create_key).get(list_keys))

@@ -7,13 +7,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use fungi_execution::metrics::OperatorSnapshot;
 use fungi_scheduler::Live;
+use fungi_security::jwt::JwtVerifier;
+use fungi_security::signing::SignatureStatus;
 use fungi_security::{Action, ApiKey, AuditRecord, Principal, Role};
-use fungi_tenancy::{Quotas, Tenant, Usage, check_tenant_id};
+use fungi_tenancy::{Quotas, Tenant, TrustPolicy, Usage, check_tenant_id};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +70,33 @@ pub struct SubmitJob {
     /// Parallelism of every operator (default 1).
     #[serde(default)]
     pub parallelism: Option<u32>,
+    /// Start from this savepoint of one of the tenant's jobs: `<job id>/sp-<n>`, as
+    /// returned by `POST /jobs/{id}/savepoint`.
+    #[serde(default)]
+    pub from_savepoint: Option<String>,
+}
+
+/// `POST /jobs/{id}/savepoint`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointRequest {
+    /// Stop the job once the savepoint is complete (Flink's stop-with-savepoint).
+    #[serde(default)]
+    pub stop: bool,
+    /// How long to wait for the savepoint, seconds (default 60).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// A completed savepoint.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct Savepoint {
+    /// What to pass as `from_savepoint`: `<job id>/sp-<n>`.
+    pub id: String,
+    /// The checkpoint id it was taken as.
+    pub checkpoint_id: u64,
+    /// Whether the job stopped.
+    pub stopped: bool,
 }
 
 /// `POST /tenants`.
@@ -79,6 +108,9 @@ pub struct CreateTenant {
     /// Its quotas (unlimited where left out).
     #[serde(default)]
     pub quotas: Quotas,
+    /// Its plugin trust policy (off when left out).
+    #[serde(default)]
+    pub trust: TrustPolicy,
 }
 
 /// `POST /keys`.
@@ -115,6 +147,17 @@ pub struct JobDetails {
     pub operators: Vec<serde_json::Value>,
     /// Checkpoints of the current attempt, when the job checkpoints.
     pub checkpoints: Option<CheckpointSummary>,
+    /// The dataflow: nodes (operators with their parallelism) and edges.
+    #[schema(value_type = Object)]
+    pub graph: serde_json::Value,
+    /// Failures the restart strategy recovered from, oldest first (the final one, if
+    /// the job failed, is `error`).
+    #[schema(value_type = Vec<Object>)]
+    pub exceptions: Vec<serde_json::Value>,
+    /// Restarts of the running job.
+    pub restarts: u32,
+    /// Savepoints taken of this job (`<job id>/sp-<n>`), oldest first.
+    pub savepoints: Vec<String>,
 }
 
 /// A running job's checkpoint counters.
@@ -133,18 +176,33 @@ pub struct CheckpointSummary {
 }
 
 struct Running {
+    tenant: String,
     cancel: CancellationToken,
-    by_user: Arc<AtomicBool>,
+    /// How a caller ended the job, if one did (its status).
+    ended_by: Arc<Mutex<Option<JobStatus>>>,
     live: watch::Receiver<Live>,
+    graph: serde_json::Value,
+}
+
+/// How the server authenticates callers besides API keys.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    /// Accept JWT bearer tokens checked by this verifier.
+    pub jwt: Option<JwtVerifier>,
 }
 
 /// The service (see the module doc).
 pub struct Service {
     store: Arc<dyn MetadataStore>,
     data_dir: PathBuf,
+    auth: AuthConfig,
     running: Mutex<HashMap<String, Running>>,
     /// Cancelled when the server stops: jobs stop but stay RUNNING, to resume later.
     shutdown: CancellationToken,
+    /// The plugin host every job and upload uses (made on first use).
+    plugin_host: std::sync::OnceLock<Arc<fungi_plugin::PluginHost>>,
+    /// Per tenant: the plugin host's tenant (limits from quotas, usage across jobs).
+    plugin_tenants: Mutex<HashMap<String, Arc<fungi_plugin::Tenant>>>,
 }
 
 fn now_ms() -> i64 {
@@ -152,6 +210,43 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// The plugin host's limits for a tenant's quotas (host defaults where unset).
+pub fn plugin_limits(q: &Quotas) -> fungi_plugin::TenantLimits {
+    let mut limits = fungi_plugin::TenantLimits::default();
+    if let Some(m) = q.plugin_memory_per_instance {
+        limits.memory_per_instance = m as usize;
+    }
+    if let Some(m) = q.plugin_memory_total {
+        limits.memory_total = m as usize;
+    }
+    if let Some(ms) = q.plugin_cpu_ms_per_second {
+        limits.cpu_budget_per_second = std::time::Duration::from_millis(ms);
+    }
+    limits.network_allow = q.allowed_egress_hosts.clone();
+    limits
+}
+
+fn graph_json(graph: &fungi_execution::graph::JobGraph) -> serde_json::Value {
+    let name = |id: fungi_common::ids::OperatorId| {
+        graph
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.name.clone())
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "nodes": graph.nodes.iter().map(|n| serde_json::json!({
+            "name": n.name, "parallelism": n.parallelism, "stateful": n.stateful,
+        })).collect::<Vec<_>>(),
+        "edges": graph.edges.iter().map(|e| serde_json::json!({
+            "from": name(e.from), "to": name(e.to),
+            "partitioning": format!("{:?}", e.partitioning),
+            "side_output": e.tag.as_deref(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn operators_json(ops: &[OperatorSnapshot]) -> Vec<serde_json::Value> {
@@ -162,13 +257,44 @@ fn operators_json(ops: &[OperatorSnapshot]) -> Vec<serde_json::Value> {
 
 impl Service {
     /// A service over `store`, keeping job checkpoints under `data_dir`.
-    pub fn new(store: Arc<dyn MetadataStore>, data_dir: PathBuf) -> Arc<Service> {
+    pub fn new(store: Arc<dyn MetadataStore>, data_dir: PathBuf, auth: AuthConfig) -> Arc<Service> {
         Arc::new(Service {
             store,
             data_dir,
+            auth,
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            plugin_host: std::sync::OnceLock::new(),
+            plugin_tenants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The server's plugin host.
+    fn plugin_host(&self) -> ServiceResult<Arc<fungi_plugin::PluginHost>> {
+        if let Some(h) = self.plugin_host.get() {
+            return Ok(h.clone());
+        }
+        let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
+            cache_dir: Some(self.data_dir.join("plugin-cache")),
+            ..Default::default()
+        })
+        .map_err(|e| ServiceError::Internal(format!("cannot start the plugin host: {e}")))?;
+        Ok(self.plugin_host.get_or_init(|| host).clone())
+    }
+
+    /// The plugin host's tenant for `tenant`: one per tenant, so that memory and CPU
+    /// limits hold across all its jobs.
+    fn plugin_tenant(&self, tenant: &Tenant) -> Arc<fungi_plugin::Tenant> {
+        let mut tenants = self.plugin_tenants.lock().expect("plugin tenants lock");
+        let limits = plugin_limits(&tenant.quotas);
+        match tenants.get(&tenant.id) {
+            Some(t) if *t.limits() == limits => t.clone(),
+            _ => {
+                let t = Arc::new(fungi_plugin::Tenant::new(tenant.id.clone(), limits));
+                tenants.insert(tenant.id.clone(), t.clone());
+                t
+            }
+        }
     }
 
     /// When no key exists: creates the `system` tenant and an admin key, and returns the
@@ -188,6 +314,7 @@ impl Service {
         self.store.create_tenant(&Tenant {
             id: SYSTEM_TENANT.into(),
             quotas: Quotas::default(),
+            trust: TrustPolicy::default(),
         })?;
         if self.store.key(&key.id)?.is_some() {
             return Ok(());
@@ -237,6 +364,19 @@ impl Service {
         let Some(text) = bearer else {
             return Err(fail("no API key; send 'Authorization: Bearer <key>'"));
         };
+        if fungi_security::jwt::looks_like_jwt(text) {
+            let Some(verifier) = &self.auth.jwt else {
+                return Err(fail("JWT bearer tokens are not enabled on this server"));
+            };
+            let p = verifier.verify(text).map_err(|e| fail(&e.to_string()))?;
+            if self.store.tenant(&p.tenant)?.is_none() {
+                return Err(fail(&format!(
+                    "the token's tenant '{}' does not exist",
+                    p.tenant
+                )));
+            }
+            return Ok(p);
+        }
         let key = ApiKey::parse(text).map_err(|e| fail(&e.to_string()))?;
         let record = match self.store.key(&key.id)? {
             Some(r) if !r.revoked && key.verify(&r.hash) => r,
@@ -355,6 +495,9 @@ impl Service {
                 .map_err(|e| ServiceError::Internal(e.to_string()))?
                 .id[..12]
         );
+        if let Some(sp) = &req.from_savepoint {
+            self.savepoint_dir(p, sp)?;
+        }
         let job = JobRecord {
             id: id.clone(),
             tenant: p.tenant.clone(),
@@ -362,6 +505,7 @@ impl Service {
             parallelism,
             status: JobStatus::Running,
             error: None,
+            from_savepoint: req.from_savepoint,
             created_ms: now_ms(),
             updated_ms: now_ms(),
         };
@@ -379,7 +523,22 @@ impl Service {
             parallelism: job.parallelism,
             ..Default::default()
         };
+        let tenant = self
+            .store
+            .tenant(&job.tenant)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", job.tenant)))?;
         let mut session = fungi_sql::SqlSession::new(config);
+        let files_dir = self.data_dir.join("files").join(&job.tenant);
+        std::fs::create_dir_all(&files_dir).map_err(|e| {
+            ServiceError::Internal(format!("cannot create {}: {e}", files_dir.display()))
+        })?;
+        session.confine(fungi_sql::Confinement {
+            files_dir,
+            egress: tenant.quotas.allowed_egress_hosts.clone(),
+            plugin_dir: self.data_dir.join("plugins").join(&job.tenant),
+            host: self.plugin_host()?,
+            tenant: self.plugin_tenant(&tenant),
+        });
         let outcomes = session
             .execute_script(&job.sql)
             .await
@@ -409,22 +568,48 @@ impl Service {
     /// Runs a planned job under supervision and records how it ends.
     fn start(self: &Arc<Self>, job: JobRecord, plan: fungi_execution::plan::PhysicalPlan) {
         let cancel = self.shutdown.child_token();
-        let by_user = Arc::new(AtomicBool::new(false));
+        let ended_by = Arc::new(Mutex::new(None));
+        let quota_failure = Arc::new(Mutex::new(None));
         let (tx, rx) = watch::channel(Live::default());
         self.running.lock().expect("running lock").insert(
             job.id.clone(),
             Running {
+                tenant: job.tenant.clone(),
                 cancel: cancel.clone(),
-                by_user: by_user.clone(),
-                live: rx,
+                ended_by: ended_by.clone(),
+                live: rx.clone(),
+                graph: graph_json(&plan.graph),
             },
         );
+        let max_state = self
+            .store
+            .tenant(&job.tenant)
+            .ok()
+            .flatten()
+            .and_then(|t| t.quotas.max_state_bytes);
+        if let Some(max) = max_state {
+            tokio::spawn(watch_state_size(
+                job.tenant.clone(),
+                max,
+                rx,
+                cancel.clone(),
+                quota_failure.clone(),
+            ));
+        }
+        let savepoint = job
+            .from_savepoint
+            .as_deref()
+            .map(|sp| self.savepoint_path(&job.tenant, sp));
         let service = self.clone();
         tokio::spawn(async move {
-            let supervised = fungi_scheduler::supervise(plan, None, cancel, tx).await;
+            let supervised = fungi_scheduler::supervise(plan, savepoint, cancel, tx).await;
+            let quota = quota_failure.lock().expect("quota lock").clone();
+            let by_user = *ended_by.lock().expect("ended lock");
             let (status, error) = match supervised.result {
+                _ if quota.is_some() => (Some(JobStatus::Failed), quota),
+                Ok(s) if s.stopped_with_savepoint.is_some() => (Some(JobStatus::Stopped), None),
                 Ok(_) => (Some(JobStatus::Finished), None),
-                Err(_) if by_user.load(Ordering::SeqCst) => (Some(JobStatus::Cancelled), None),
+                Err(_) if by_user.is_some() => (by_user, None),
                 // The server is stopping: the job stays RUNNING and resumes on restart.
                 Err(fungi_common::FungiError::Cancelled) => (None, None),
                 Err(e) => (Some(JobStatus::Failed), Some(e.to_string())),
@@ -473,6 +658,35 @@ impl Service {
         Ok(n)
     }
 
+    /// The Prometheus exposition of the caller's tenant's jobs and plugins (every
+    /// tenant's for admins).
+    pub fn metrics(&self, p: &Principal) -> ServiceResult<String> {
+        self.authorize(p, Action::MetricsRead, &p.tenant, "")?;
+        let all = p.role == Role::Admin;
+        let jobs: Vec<crate::metrics::JobSample> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .filter(|(_, r)| all || r.tenant == p.tenant)
+            .map(|(id, r)| crate::metrics::JobSample {
+                job: id.clone(),
+                tenant: r.tenant.clone(),
+                live: r.live.borrow().clone(),
+            })
+            .collect();
+        let tenants: Vec<Arc<fungi_plugin::Tenant>> = self
+            .plugin_tenants
+            .lock()
+            .expect("plugin tenants lock")
+            .iter()
+            .filter(|(id, _)| all || **id == p.tenant)
+            .map(|(_, t)| t.clone())
+            .collect();
+        crate::metrics::render(&jobs, &tenants, now_ms())
+            .map_err(|e| ServiceError::Internal(format!("cannot render metrics: {e}")))
+    }
+
     /// Stops every job without changing its status (they resume when the server comes
     /// back).
     pub fn shutdown(&self) {
@@ -489,14 +703,15 @@ impl Service {
     /// One job with its live counters.
     pub fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
         let job = self.visible_job(p, Action::JobGet, id)?;
-        let live = self
+        let (live, graph) = self
             .running
             .lock()
             .expect("running lock")
             .get(id)
-            .map(|r| r.live.borrow().clone())
+            .map(|r| (r.live.borrow().clone(), r.graph.clone()))
             .unwrap_or_default();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let savepoints = self.savepoints_of(&job);
         Ok(JobDetails {
             job,
             operators: operators_json(&live.metrics.snapshot()),
@@ -507,7 +722,132 @@ impl Service {
                 last_duration_ms: load(&c.last_duration_ms),
                 last_size_bytes: load(&c.last_size_bytes),
             }),
+            graph,
+            exceptions: live
+                .exceptions
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect(),
+            restarts: live.restarts,
+            savepoints,
         })
+    }
+
+    /// Where a job checkpoints.
+    fn checkpoint_dir(&self, job: &str) -> PathBuf {
+        self.data_dir.join("jobs").join(job).join("checkpoints")
+    }
+
+    /// The savepoints of a job, oldest first.
+    fn savepoints_of(&self, job: &JobRecord) -> Vec<String> {
+        let dir = self.checkpoint_dir(&job.id).join("savepoints");
+        let mut ids: Vec<u64> = std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("sp-")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|n| format!("{}/sp-{n}", job.id))
+            .collect()
+    }
+
+    /// The directory of savepoint `sp` (`<job>/sp-<n>`) of `tenant`, unchecked.
+    fn savepoint_path(&self, _tenant: &str, sp: &str) -> PathBuf {
+        let (job, name) = sp.split_once('/').unwrap_or((sp, ""));
+        self.checkpoint_dir(job).join("savepoints").join(name)
+    }
+
+    /// The directory of savepoint `sp`, if it is one of the caller's tenant's.
+    fn savepoint_dir(&self, p: &Principal, sp: &str) -> ServiceResult<PathBuf> {
+        let bad = || {
+            ServiceError::BadRequest(format!(
+                "from_savepoint '{sp}' is not a savepoint of this tenant's jobs (expected \
+                 '<job id>/sp-<n>' as returned by POST /jobs/{{id}}/savepoint)"
+            ))
+        };
+        let (job, name) = sp.split_once('/').ok_or_else(bad)?;
+        let owned = self.store.job(job)?.is_some_and(|j| j.tenant == p.tenant);
+        let numbered = name
+            .strip_prefix("sp-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let dir = self.savepoint_path(&p.tenant, sp);
+        if !owned || !numbered || !dir.is_dir() {
+            return Err(bad());
+        }
+        Ok(dir)
+    }
+
+    /// Takes a savepoint of a running job (and stops it, when asked): the job's
+    /// coordinator takes it at the next checkpoint.
+    pub async fn savepoint_job(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: SavepointRequest,
+    ) -> ServiceResult<Savepoint> {
+        let job = self.visible_job(p, Action::JobSavepoint, id)?;
+        let result = self.savepoint_inner(&job, req).await;
+        self.done(p, Action::JobSavepoint, id, result)
+    }
+
+    async fn savepoint_inner(
+        &self,
+        job: &JobRecord,
+        req: SavepointRequest,
+    ) -> ServiceResult<Savepoint> {
+        let id = &job.id;
+        let checkpoints = {
+            let running = self.running.lock().expect("running lock");
+            match running.get(id) {
+                Some(r) if job.status == JobStatus::Running => r.live.borrow().checkpoints.clone(),
+                _ => {
+                    return Err(ServiceError::Conflict(format!(
+                        "job '{id}' is {:?}, not running",
+                        job.status
+                    )));
+                }
+            }
+        };
+        if checkpoints.is_none() {
+            return Err(ServiceError::Conflict(format!(
+                "job '{id}' does not checkpoint; a savepoint needs \
+                 SET 'execution.checkpointing.interval' in its script"
+            )));
+        }
+        let storage = fungi_checkpoint::CheckpointStorage::open(
+            &self.checkpoint_dir(id),
+            &Default::default(),
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        storage
+            .request_savepoint(&fungi_checkpoint::SavepointRequest { stop: req.stop })
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(req.timeout_secs.unwrap_or(60).clamp(1, 3600));
+        loop {
+            if let Some(response) = storage.savepoint_response() {
+                return match response.result {
+                    Ok(_) => Ok(Savepoint {
+                        id: format!("{id}/sp-{}", response.id),
+                        checkpoint_id: response.id,
+                        stopped: req.stop,
+                    }),
+                    Err(reason) => Err(ServiceError::Conflict(format!(
+                        "the savepoint of job '{id}' failed: {reason}"
+                    ))),
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ServiceError::Conflict(format!(
+                    "job '{id}' took no savepoint within {}s",
+                    req.timeout_secs.unwrap_or(60)
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Cancels a running job.
@@ -521,7 +861,7 @@ impl Service {
                 )));
             }
             if let Some(r) = self.running.lock().expect("running lock").get(id) {
-                r.by_user.store(true, Ordering::SeqCst);
+                *r.ended_by.lock().expect("ended lock") = Some(JobStatus::Cancelled);
                 r.cancel.cancel();
             }
             self.store
@@ -539,7 +879,12 @@ impl Service {
             let tenant = Tenant {
                 id: req.id.clone(),
                 quotas: req.quotas,
+                trust: req.trust.clone(),
             };
+            for key in &tenant.trust.keys {
+                fungi_security::signing::check_public_key(key)
+                    .map_err(|e| ServiceError::BadRequest(format!("trust policy: {e}")))?;
+            }
             if !self.store.create_tenant(&tenant)? {
                 return Err(ServiceError::Conflict(format!(
                     "tenant '{}' exists",
@@ -549,6 +894,25 @@ impl Service {
             Ok(tenant)
         })();
         self.done(p, Action::TenantCreate, &req.id, result)
+    }
+
+    /// Sets a tenant's plugin trust policy (admins, and the tenant's own tenant admins).
+    pub fn set_trust(&self, p: &Principal, id: &str, policy: TrustPolicy) -> ServiceResult<Tenant> {
+        self.authorize(p, Action::TenantTrust, id, id)?;
+        let result = (|| {
+            for (i, key) in policy.keys.iter().enumerate() {
+                fungi_security::signing::check_public_key(key)
+                    .map_err(|e| ServiceError::BadRequest(format!("trusted key {i}: {e}")))?;
+            }
+            let mut tenant = self
+                .store
+                .tenant(id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{id}'")))?;
+            tenant.trust = policy;
+            self.store.update_tenant(&tenant)?;
+            Ok(tenant)
+        })();
+        self.done(p, Action::TenantTrust, id, result)
     }
 
     /// Every tenant (admins).
@@ -664,14 +1028,17 @@ impl Service {
 
     /// Stores a plugin for the caller's tenant after loading it (a component that does
     /// not load, or breaks a quota, is refused).
+    /// `signature` is the base64 cosign-compatible signature of the bytes, checked
+    /// against the tenant's trust policy.
     pub async fn upload_plugin(
         &self,
         p: &Principal,
         name: &str,
         bytes: Vec<u8>,
+        signature: Option<String>,
     ) -> ServiceResult<PluginRecord> {
         self.authorize(p, Action::PluginUpload, &p.tenant, name)?;
-        let result = self.upload_plugin_inner(p, name, bytes).await;
+        let result = self.upload_plugin_inner(p, name, bytes, signature).await;
         self.done(p, Action::PluginUpload, name, result)
     }
 
@@ -680,6 +1047,7 @@ impl Service {
         p: &Principal,
         name: &str,
         bytes: Vec<u8>,
+        signature: Option<String>,
     ) -> ServiceResult<PluginRecord> {
         let valid = !name.is_empty()
             && name.len() <= 63
@@ -702,13 +1070,15 @@ impl Service {
             stored.len() as u32 - replacing as u32,
             bytes.len() as u64,
         )?;
-        let cache = self.data_dir.join("plugin-cache");
+        let signature_status =
+            fungi_security::signing::check(&tenant.trust, &bytes, signature.as_deref())
+                .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+        if let SignatureStatus::Warning { reason } = &signature_status {
+            tracing::warn!(tenant = %tenant.id, plugin = name, "{reason}; stored because the trust policy is 'warn'");
+        }
+        let host = self.plugin_host()?;
         let (plugin_name, loaded) = (name.to_string(), bytes.clone());
         let details = tokio::task::spawn_blocking(move || {
-            let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions {
-                cache_dir: Some(cache),
-                ..Default::default()
-            })?;
             let plugin = host.load(&plugin_name, &loaded)?;
             let m = plugin.manifest();
             let functions: Vec<serde_json::Value> = plugin
@@ -747,7 +1117,8 @@ impl Service {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .map_err(|e| ServiceError::BadRequest(format!("the plugin does not load: {e}")))?;
-        let (kind, digest, details) = details;
+        let (kind, digest, mut details) = details;
+        details["signature"] = serde_json::to_value(&signature_status).unwrap_or_default();
         let path = self.plugin_path(&p.tenant, name);
         std::fs::create_dir_all(path.parent().expect("a parent"))
             .and_then(|_| std::fs::write(&path, &bytes))
@@ -804,5 +1175,39 @@ impl Service {
             "",
             &format!("failed: bad request: {reason}"),
         );
+    }
+}
+
+/// Fails a job whose checkpoints hold more state than its tenant's `max_state_bytes`.
+async fn watch_state_size(
+    tenant: String,
+    max: u64,
+    mut live: watch::Receiver<Live>,
+    cancel: CancellationToken,
+    failure: Arc<Mutex<Option<String>>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            changed = live.changed() => if changed.is_err() { return },
+        }
+        let stats = live.borrow().checkpoints.clone();
+        let Some(stats) = stats else { continue };
+        let size = stats.last_size_bytes.load(Ordering::Relaxed);
+        if size > max {
+            let quota = fungi_tenancy::QuotaExceeded {
+                tenant: tenant.clone(),
+                quota: "max_state_bytes",
+                detail: format!(
+                    "checkpoint {} holds {size} bytes of state, the limit is {max}",
+                    stats.last_id.load(Ordering::Relaxed)
+                ),
+            };
+            *failure.lock().expect("quota lock") = Some(quota.to_string());
+            cancel.cancel();
+            return;
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use fungi_security::{AuditRecord, Role};
-use fungi_tenancy::{Quotas, Tenant};
+use fungi_tenancy::{Quotas, Tenant, TrustPolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,8 @@ pub enum JobStatus {
     Finished,
     /// Cancelled by a caller.
     Cancelled,
+    /// Stopped with a savepoint by a caller (start a new job from it).
+    Stopped,
     /// Failed beyond what its restart strategy allows.
     Failed,
 }
@@ -65,6 +67,7 @@ impl JobStatus {
             JobStatus::Running => "RUNNING",
             JobStatus::Finished => "FINISHED",
             JobStatus::Cancelled => "CANCELLED",
+            JobStatus::Stopped => "STOPPED",
             JobStatus::Failed => "FAILED",
         }
     }
@@ -74,6 +77,7 @@ impl JobStatus {
             "RUNNING" => JobStatus::Running,
             "FINISHED" => JobStatus::Finished,
             "CANCELLED" => JobStatus::Cancelled,
+            "STOPPED" => JobStatus::Stopped,
             "FAILED" => JobStatus::Failed,
             other => return Err(StoreError(format!("unknown job status '{other}'"))),
         })
@@ -95,6 +99,9 @@ pub struct JobRecord {
     pub status: JobStatus,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// The savepoint it started from (`<job>/sp-<id>`), if any.
+    #[serde(default)]
+    pub from_savepoint: Option<String>,
     /// When it was submitted (ms since the epoch).
     pub created_ms: i64,
     /// When its status last changed.
@@ -129,6 +136,8 @@ pub trait MetadataStore: Send + Sync {
     fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     /// Every tenant.
     fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Replaces a tenant's quotas and trust policy; false if there is no such tenant.
+    fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
     /// Removes a tenant and its keys; false if there was none.
     fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
     /// Adds a key.
@@ -173,13 +182,15 @@ pub struct SqliteStore {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, quotas TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY, quotas TEXT NOT NULL, trust TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
     hash TEXT NOT NULL, created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, sql TEXT NOT NULL, parallelism INTEGER NOT NULL,
-    status TEXT NOT NULL, error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+    status TEXT NOT NULL, error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    from_savepoint TEXT);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, who TEXT NOT NULL,
     tenant TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);
@@ -201,6 +212,18 @@ impl SqliteStore {
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.execute_batch(SCHEMA)?;
+        // Columns added after the first release of the schema.
+        for (table, column) in [
+            ("tenants", "trust TEXT NOT NULL DEFAULT '{}'"),
+            ("jobs", "from_savepoint TEXT"),
+        ] {
+            match db.execute(&format!("ALTER TABLE {table} ADD COLUMN {column}"), []) {
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                r => {
+                    r?;
+                }
+            }
+        }
         Ok(SqliteStore { db: Mutex::new(db) })
     }
 
@@ -266,6 +289,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String)
             error: row.get(5)?,
             created_ms: row.get(6)?,
             updated_ms: row.get(7)?,
+            from_savepoint: row.get(8)?,
         },
         status,
     ))
@@ -276,47 +300,60 @@ fn with_status((mut job, status): (JobRecord, String)) -> StoreResult<JobRecord>
     Ok(job)
 }
 
-fn tenant_from(id: String, quotas: String) -> StoreResult<Tenant> {
+fn tenant_from((id, quotas, trust): (String, String, String)) -> StoreResult<Tenant> {
     let quotas: Quotas = serde_json::from_str(&quotas)
         .map_err(|e| StoreError(format!("tenant '{id}': bad quotas: {e}")))?;
-    Ok(Tenant { id, quotas })
+    let trust: TrustPolicy = serde_json::from_str(&trust)
+        .map_err(|e| StoreError(format!("tenant '{id}': bad trust policy: {e}")))?;
+    Ok(Tenant { id, quotas, trust })
 }
 
-const JOB_COLUMNS: &str = "id, tenant, sql, parallelism, status, error, created_ms, updated_ms";
+fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))
+}
+
+const JOB_COLUMNS: &str =
+    "id, tenant, sql, parallelism, status, error, created_ms, updated_ms, from_savepoint";
 const KEY_COLUMNS: &str = "id, tenant, role, name, hash, created_ms, revoked";
 
 impl MetadataStore for SqliteStore {
     fn create_tenant(&self, tenant: &Tenant) -> StoreResult<bool> {
-        let quotas =
-            serde_json::to_string(&tenant.quotas).map_err(|e| StoreError(e.to_string()))?;
         let n = self.db().execute(
-            "INSERT OR IGNORE INTO tenants (id, quotas) VALUES (?1, ?2)",
-            params![tenant.id, quotas],
+            "INSERT OR IGNORE INTO tenants (id, quotas, trust) VALUES (?1, ?2, ?3)",
+            params![tenant.id, json(&tenant.quotas)?, json(&tenant.trust)?],
         )?;
         Ok(n == 1)
     }
 
     fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
-        let row: Option<(String, String)> = self
+        let row = self
             .db()
             .query_row(
-                "SELECT id, quotas FROM tenants WHERE id = ?1",
+                "SELECT id, quotas, trust FROM tenants WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                tenant_row,
             )
             .optional()?;
-        row.map(|(id, q)| tenant_from(id, q)).transpose()
+        row.map(tenant_from).transpose()
     }
 
     fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT id, quotas FROM tenants ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.map(|r| {
-            let (id, q) = r?;
-            tenant_from(id, q)
-        })
-        .collect()
+        let mut stmt = db.prepare("SELECT id, quotas, trust FROM tenants ORDER BY id")?;
+        let rows = stmt.query_map([], tenant_row)?;
+        rows.map(|r| tenant_from(r?)).collect()
+    }
+
+    fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool> {
+        let n = self.db().execute(
+            "UPDATE tenants SET quotas = ?2, trust = ?3 WHERE id = ?1",
+            params![tenant.id, json(&tenant.quotas)?, json(&tenant.trust)?],
+        )?;
+        Ok(n == 1)
     }
 
     fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
@@ -371,7 +408,9 @@ impl MetadataStore for SqliteStore {
 
     fn insert_job(&self, job: &JobRecord) -> StoreResult<()> {
         self.db().execute(
-            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!(
+                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
             params![
                 job.id,
                 job.tenant,
@@ -380,7 +419,8 @@ impl MetadataStore for SqliteStore {
                 job.status.name(),
                 job.error,
                 job.created_ms,
-                job.updated_ms
+                job.updated_ms,
+                job.from_savepoint
             ],
         )?;
         Ok(())
@@ -493,6 +533,7 @@ mod tests {
                     max_jobs: Some(3),
                     ..Default::default()
                 },
+                trust: Default::default(),
             };
             assert!(s.create_tenant(&t).unwrap());
             assert!(!s.create_tenant(&t).unwrap());
@@ -503,6 +544,7 @@ mod tests {
                 parallelism: 2,
                 status: JobStatus::Running,
                 error: None,
+                from_savepoint: None,
                 created_ms: 1,
                 updated_ms: 1,
             })

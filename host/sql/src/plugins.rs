@@ -30,9 +30,86 @@ use fungi_streaming::aggregate::AggregateFunction;
 use crate::error::{Result, SqlError};
 use crate::text::{find_keyword, unquote};
 
+/// What a session may use when it runs for a tenant of a shared server: its plugins
+/// only, under its limits, in the server's plugin host; files only under its own
+/// directory; brokers only on its allowed egress hosts.
+#[derive(Clone)]
+pub struct Confinement {
+    /// The tenant's files: a `filesystem` table's `path` is relative to it (absolute
+    /// paths and `..` are refused).
+    pub files_dir: std::path::PathBuf,
+    /// `host:port` addresses the tenant's connectors may reach (Kafka brokers).
+    pub egress: Vec<String>,
+    /// The tenant's uploaded plugins: `USING 'geo'` (or `'geo.wasm'`) reads
+    /// `<plugin_dir>/geo.wasm`; paths are refused.
+    pub plugin_dir: std::path::PathBuf,
+    /// The server's plugin host, shared by every job.
+    pub host: Arc<PluginHost>,
+    /// The tenant its plugins run as: limits from its quotas, usage shared by its jobs.
+    pub tenant: Arc<Tenant>,
+}
+
+impl Confinement {
+    /// Rewrites or refuses a table's options so that the table stays within the
+    /// tenant's files and egress hosts.
+    pub(crate) fn confine_table(
+        &self,
+        table: &str,
+        connector: &str,
+        options: &mut [(String, String)],
+    ) -> Result<()> {
+        for (key, value) in options.iter_mut() {
+            match (connector, key.as_str()) {
+                ("filesystem", "path") => {
+                    let path = std::path::Path::new(value.as_str());
+                    let inside = path.is_relative()
+                        && path
+                            .components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)));
+                    if !inside {
+                        return Err(SqlError::Plan(format!(
+                            "table '{table}': on a server a filesystem path is relative to the \
+                             tenant's files directory, without '..'; '{value}' is not"
+                        )));
+                    }
+                    *value = self.files_dir.join(path).to_string_lossy().into_owned();
+                }
+                ("kafka", "properties.bootstrap.servers") => {
+                    for server in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        if !self.egress.iter().any(|allowed| allowed == server) {
+                            return Err(SqlError::Plan(format!(
+                                "table '{table}': broker '{server}' is not among the tenant's \
+                                 allowed egress hosts ({})",
+                                if self.egress.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    self.egress.join(", ")
+                                }
+                            )));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confinement")
+            .field("plugin_dir", &self.plugin_dir)
+            .field("tenant", &self.tenant.name())
+            .finish()
+    }
+}
+
 /// The plugins of a session: the host (made on first use), the tenant whose limits they
 /// run under, and the aggregates the planner runs natively.
 pub(crate) struct SessionPlugins {
+    /// Set for a tenant's job on a server.
+    pub(crate) confined: Option<Confinement>,
     host: Option<Arc<PluginHost>>,
     options: HostOptions,
     pub(crate) limits: TenantLimits,
@@ -52,6 +129,7 @@ pub(crate) struct SessionPlugins {
 impl Default for SessionPlugins {
     fn default() -> Self {
         SessionPlugins {
+            confined: None,
             host: None,
             options: HostOptions {
                 cache_dir: std::env::var_os("FUNGI_PLUGIN_CACHE").map(Into::into),
@@ -170,6 +248,9 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
 
 impl SessionPlugins {
     fn host(&mut self) -> Result<Arc<PluginHost>> {
+        if let Some(c) = &self.confined {
+            return Ok(c.host.clone());
+        }
         if let Some(h) = &self.host {
             return Ok(h.clone());
         }
@@ -183,22 +264,50 @@ impl SessionPlugins {
         if let Some(p) = self.loaded.get(path) {
             return Ok(p.clone());
         }
-        let plugin = self
-            .host()?
-            .load_file(std::path::Path::new(path))
-            .map_err(plugin_error)?;
+        let file = match &self.confined {
+            None => std::path::PathBuf::from(path),
+            Some(c) => {
+                let name = path.strip_suffix(".wasm").unwrap_or(path);
+                let valid = !name.is_empty()
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                if !valid {
+                    return Err(SqlError::Plan(format!(
+                        "plugin '{path}': on a server a plugin is named by the name it was \
+                         uploaded under (USING 'name'), not by a path"
+                    )));
+                }
+                let file = c.plugin_dir.join(format!("{name}.wasm"));
+                if !file.exists() {
+                    return Err(SqlError::Plan(format!(
+                        "tenant '{}' has no plugin '{name}'; upload it first (PUT \
+                         /api/v1/plugins/{name}, or `fungi plugin upload`)",
+                        c.tenant.name()
+                    )));
+                }
+                file
+            }
+        };
+        let plugin = self.host()?.load_file(&file).map_err(plugin_error)?;
         self.loaded.insert(path.to_string(), plugin.clone());
         Ok(plugin)
     }
 
     /// The session's tenant, if a plugin was loaded.
     pub(crate) fn current_tenant(&self) -> Option<Arc<Tenant>> {
-        self.tenant.clone()
+        match &self.confined {
+            Some(c) => Some(c.tenant.clone()),
+            None => self.tenant.clone(),
+        }
     }
 
     /// The session's tenant (made when the first plugin loads, with the limits SET so
     /// far).
     fn tenant(&mut self) -> Arc<Tenant> {
+        if let Some(c) = &self.confined {
+            return c.tenant.clone();
+        }
         self.tenant
             .get_or_insert_with(|| Arc::new(Tenant::new("session", self.limits.clone())))
             .clone()

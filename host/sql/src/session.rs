@@ -114,6 +114,12 @@ impl SqlSession {
         }
     }
 
+    /// Confines the session to a server tenant's plugins and limits (see
+    /// [`Confinement`]).
+    pub fn confine(&mut self, confinement: crate::plugins::Confinement) {
+        self.plugins.confined = Some(confinement);
+    }
+
     /// The tenant the session's plugins run as (their limits, usage and metrics), once
     /// a plugin was loaded.
     pub fn plugin_tenant(&self) -> Option<Arc<fungi_plugin::Tenant>> {
@@ -289,6 +295,12 @@ impl SqlSession {
             key if key.starts_with("restart-strategy") => {
                 set_restart_strategy(&mut self.config.restart_strategy, key, &v)?
             }
+            key if key.starts_with("plugin.") && self.plugins.confined.is_some() => {
+                return Err(SqlError::Plan(format!(
+                    "SET '{key}' is not allowed in a job submitted to a server: plugin limits \
+                     come from the tenant's quotas"
+                )));
+            }
             key if key.starts_with("plugin.") => {
                 let mut limits = self.plugins.limits.clone();
                 plugins::set_limit(&mut limits, key, &v)?;
@@ -333,6 +345,9 @@ impl SqlSession {
                 ddl.name,
                 known.join(", ")
             )));
+        }
+        if let Some(c) = &self.plugins.confined {
+            c.confine_table(&ddl.name, &connector, &mut options)?;
         }
         if connector == plugins::WASM_CONNECTOR && ddl.columns.is_empty() {
             return Err(SqlError::Plan(format!(

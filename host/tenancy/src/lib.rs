@@ -29,12 +29,46 @@ pub struct Quotas {
     pub max_plugins: Option<u32>,
     /// Bytes of one plugin component.
     pub max_plugin_bytes: Option<u64>,
-    /// Linear memory of one plugin instance, in bytes.
+    /// Linear memory of one plugin instance, in bytes (enforced by the plugin host).
     pub plugin_memory_per_instance: Option<u64>,
-    /// Hosts plugins may reach (none when empty).
+    /// Linear memory of all the tenant's plugin instances together, in bytes, across
+    /// its jobs (enforced by the plugin host).
+    pub plugin_memory_total: Option<u64>,
+    /// Milliseconds of plugin calls per second of wall clock, across the tenant's jobs;
+    /// a tenant over budget waits (enforced by the plugin host).
+    pub plugin_cpu_ms_per_second: Option<u64>,
+    /// Bytes of one job's state, as measured by its checkpoints; a job whose checkpoint
+    /// is larger fails with a message naming the quota.
+    pub max_state_bytes: Option<u64>,
+    /// `host:port` addresses plugins may connect to (none when empty).
     pub allowed_egress_hosts: Vec<String>,
     /// Whether native (unsandboxed) Python functions may run.
     pub allow_unsandboxed_python: bool,
+}
+
+/// What a tenant does with plugin signatures at upload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustMode {
+    /// Signatures are not checked.
+    #[default]
+    Off,
+    /// An unsigned plugin, or one whose signature does not verify, is stored with a
+    /// warning (in the plugin's record and the audit log).
+    Warn,
+    /// Only plugins signed by one of the trusted keys are stored.
+    Require,
+}
+
+/// A tenant's trust policy for plugins: the mode and the public keys (PEM, as written
+/// by `cosign generate-key-pair` or `fungi plugin keygen`) whose signatures it trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustPolicy {
+    /// Off, warn or require.
+    pub mode: TrustMode,
+    /// Trusted public keys, PEM.
+    pub keys: Vec<String>,
 }
 
 /// What a tenant uses now.
@@ -54,6 +88,9 @@ pub struct Tenant {
     /// Its quotas.
     #[serde(default)]
     pub quotas: Quotas,
+    /// Its plugin trust policy.
+    #[serde(default)]
+    pub trust: TrustPolicy,
 }
 
 /// Why a tenant id is refused, if it is.

@@ -24,10 +24,21 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    /// A server started with extra arguments (`--tls-cert` makes its URL https).
+    fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let port = fungi_testkit::free_port();
+        let scheme = if extra.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         let mut child = fungi()
             .args(["server", "--data-dir", dir.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -41,11 +52,11 @@ impl Server {
         });
         let mut server = Server {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             lines: rx,
             log: Vec::new(),
         };
-        server.wait_for("listening on");
+        server.wait_for("(REST /api/v1)");
         server
     }
 
@@ -96,7 +107,12 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = Client::new().request(method, format!("{}/api/v1{path}", server.url));
+    let url = if path.starts_with("/metrics") {
+        format!("{}{path}", server.url)
+    } else {
+        format!("{}/api/v1{path}", server.url)
+    };
+    let mut request = Client::new().request(method, url);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -206,9 +222,25 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             &["admin", "tenant-admin", "developer", "viewer"],
         ),
         (
+            "savepoint",
+            Box::new(|_| {
+                (
+                    Method::POST,
+                    format!("/jobs/{job}/savepoint"),
+                    Some(json!({ "stop": false })),
+                )
+            }),
+            &["admin", "tenant-admin", "developer"],
+        ),
+        (
             "cancel job",
             Box::new(|_| (Method::POST, format!("/jobs/{job}/cancel"), None)),
             &["admin", "tenant-admin", "developer"],
+        ),
+        (
+            "metrics",
+            Box::new(|_| (Method::GET, "/metrics".into(), None)),
+            &["admin", "tenant-admin", "developer", "viewer"],
         ),
         (
             "create tenant",
@@ -220,6 +252,17 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
                 )
             }),
             &["admin"],
+        ),
+        (
+            "set trust",
+            Box::new(|_| {
+                (
+                    Method::PUT,
+                    "/tenants/a/trust".into(),
+                    Some(json!({ "mode": "warn" })),
+                )
+            }),
+            &["admin", "tenant-admin"],
         ),
         (
             "list tenants",
@@ -300,6 +343,15 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             }
             let (method, path, body) = request(role);
             let (status, value) = call(&server, Some(key), method, &path, body);
+            if allowed.contains(role) && *name == "savepoint" {
+                assert_eq!(status, 200, "{role} {name}: {value}");
+                assert!(
+                    value["id"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{job}/sp-"))
+                );
+            }
             if allowed.contains(role) {
                 // Allowed: never 401/403 (a cancelled job may answer 409, an unknown key 404).
                 assert!(
@@ -327,7 +379,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         let (status, _) = call(&server, Some("fgk_0123_4567"), method, &path, body);
         assert_eq!(status, 401, "unknown key, {name}");
     }
-    assert_eq!(endpoints.len(), 15);
+    assert_eq!(endpoints.len(), 18);
     let audit = ok(&server, &admin, Method::GET, "/audit?limit=10000", None);
     let records = audit.as_array().unwrap();
     let count = |prefix: &str| {
@@ -856,4 +908,1055 @@ fn plugins_are_uploaded_inspected_listed_and_deleted_per_tenant() {
         actions.iter().any(|r| r.contains("max_plugins")),
         "{actions:?}"
     );
+}
+
+/// Uploads a component over REST; returns the status and body.
+fn upload(
+    server: &Server,
+    key: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    sig: Option<&str>,
+) -> (u16, Value) {
+    let mut request = Client::new()
+        .put(format!("{}/api/v1/plugins/{name}", server.url))
+        .bearer_auth(key)
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    if let Some(sig) = sig {
+        request = request.header("x-fungi-signature", sig);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().unwrap_or(Value::Null))
+}
+
+fn wait_for_end(server: &Server, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = ok(server, key, Method::GET, &format!("/jobs/{id}"), None);
+        if job["status"] != "RUNNING" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still running: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    for (id, quotas) in [
+        ("a", json!({})),
+        ("b", json!({})),
+        ("c", json!({ "plugin_memory_per_instance": 32 << 20 })),
+    ] {
+        ok(
+            &server,
+            &admin,
+            Method::POST,
+            "/tenants",
+            Some(json!({ "id": id, "quotas": quotas })),
+        );
+    }
+    let a = new_key(&server, &admin, "a", "developer");
+    let b = new_key(&server, &admin, "b", "developer");
+    let c = new_key(&server, &admin, "c", "developer");
+    let geo = std::fs::read(fungi_plugin_artifacts::STRINGS_GEO).unwrap();
+    assert_eq!(upload(&server, &a, "geo", geo, None).0, 201);
+    let evil = std::fs::read(fungi_plugin_artifacts::HOSTILE_EVIL).unwrap();
+    assert_eq!(upload(&server, &c, "evil", evil, None).0, 201);
+
+    // a's job calls a's plugin by its upload name, and writes into a's files directory.
+    let out = dir.path().join("files/a/slugs");
+    let sql = |using: &str, extra: &str| {
+        format!(
+            "{extra}
+            CREATE FUNCTION slugify LANGUAGE WASM USING '{using}';
+            CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '20',
+                'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '19');
+            CREATE TABLE out (s STRING) WITH ('connector' = 'filesystem', 'path' = 'slugs', 'format' = 'csv');
+            INSERT INTO out SELECT slugify(CONCAT('Hello World ', CAST(id AS STRING))) FROM g;"
+        )
+    };
+    let job = ok(
+        &server,
+        &a,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql("geo", "") })),
+    );
+    let done = wait_for_end(&server, &a, job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "FINISHED", "{done}");
+    let written: String = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(written.contains("hello-world-7"), "{written}");
+    assert_eq!(
+        written
+            .lines()
+            .filter(|l| l.starts_with("hello-world-"))
+            .count(),
+        20,
+        "{written}"
+    );
+
+    // b cannot reach a's plugin, nobody names a file, nobody raises the limits in SQL.
+    let (status, value) = call(
+        &server,
+        Some(&b),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql("geo", "") })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("tenant 'b' has no plugin 'geo'"),
+        "{value}"
+    );
+    let path = fungi_plugin_artifacts::STRINGS_GEO;
+    let (status, value) = call(
+        &server,
+        Some(&b),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql(path, "") })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"].as_str().unwrap().contains("not by a path"),
+        "{value}"
+    );
+    // Files stay in the tenant's directory; brokers must be allowed egress hosts.
+    for (table, why) in [
+        (
+            format!("CREATE TABLE t (s STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');", out.display()),
+            "relative to the tenant's files directory",
+        ),
+        (
+            "CREATE TABLE t (s STRING) WITH ('connector' = 'filesystem', 'path' = '../b/x', 'format' = 'csv');".to_string(),
+            "without '..'",
+        ),
+        (
+            "CREATE TABLE t (s STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'json', \
+             'properties.bootstrap.servers' = '10.0.0.1:9092');".to_string(),
+            "broker '10.0.0.1:9092' is not among the tenant's allowed egress hosts (none)",
+        ),
+    ] {
+        let script = format!("{table} CREATE TABLE g (s STRING) WITH ('connector' = 'datagen'); INSERT INTO t SELECT s FROM g;");
+        let (status, value) = call(&server, Some(&a), Method::POST, "/jobs", Some(json!({ "sql": script })));
+        assert_eq!(status, 400, "{value}");
+        assert!(value["error"].as_str().unwrap().contains(why), "{why}: {value}");
+    }
+    let raise = "SET 'plugin.memory-per-instance' = '1 gb';";
+    let (status, value) = call(
+        &server,
+        Some(&a),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql("geo", raise) })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("come from the tenant's quotas"),
+        "{value}"
+    );
+
+    // c's memory quota stops its plugin's memory bomb: the job fails naming the limit.
+    let bomb = "CREATE FUNCTION bomb LANGUAGE WASM USING 'evil';
+        CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '5');
+        CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO out SELECT bomb(id) FROM g;";
+    let job = ok(
+        &server,
+        &c,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": bomb })),
+    );
+    let failed = wait_for_end(&server, &c, job["id"].as_str().unwrap());
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 32 MiB per instance exceeded"),
+        "{failed}"
+    );
+
+    // Metrics: per tenant plugin CPU and traps by reason; each tenant sees its own only.
+    let metrics = |key: &str| {
+        Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let all = metrics(&admin);
+    assert!(
+        all.contains("fungi_tenant_plugin_traps_total{tenant=\"c\",reason=\"memory\"} "),
+        "{all}"
+    );
+    assert!(
+        all.contains("fungi_tenant_plugin_cpu_seconds{tenant=\"a\"}"),
+        "{all}"
+    );
+    let own = metrics(&c);
+    assert!(
+        own.contains("tenant=\"c\"") && !own.contains("tenant=\"a\""),
+        "{own}"
+    );
+}
+
+#[test]
+fn savepoints_stop_and_start_jobs_and_state_quotas_fail_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    ok(
+        &server,
+        &admin,
+        Method::POST,
+        "/tenants",
+        Some(json!({ "id": "a" })),
+    );
+    ok(
+        &server,
+        &admin,
+        Method::POST,
+        "/tenants",
+        Some(json!({ "id": "b" })),
+    );
+    ok(
+        &server,
+        &admin,
+        Method::POST,
+        "/tenants",
+        Some(json!({ "id": "small", "quotas": { "max_state_bytes": 1 } })),
+    );
+    let a = new_key(&server, &admin, "a", "developer");
+    let b = new_key(&server, &admin, "b", "developer");
+    let small = new_key(&server, &admin, "small", "developer");
+
+    let job = ok(
+        &server,
+        &a,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS })),
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    // Wait for a checkpoint, then stop with a savepoint.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None)["checkpoints"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let details = ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None);
+    let nodes = details["graph"]["nodes"].as_array().unwrap();
+    assert!(
+        nodes.len() >= 2 && !details["graph"]["edges"].as_array().unwrap().is_empty(),
+        "{details}"
+    );
+    let sp = ok(
+        &server,
+        &a,
+        Method::POST,
+        &format!("/jobs/{id}/savepoint"),
+        Some(json!({ "stop": true })),
+    );
+    assert_eq!(sp["stopped"], true);
+    let sp_id = sp["id"].as_str().unwrap().to_string();
+    let stopped = wait_for_end(&server, &a, &id);
+    assert_eq!(stopped["status"], "STOPPED", "{stopped}");
+    assert_eq!(stopped["savepoints"], json!([sp_id]), "{stopped}");
+    // A savepoint of a job that no longer runs is a conflict.
+    let (status, _) = call(
+        &server,
+        Some(&a),
+        Method::POST,
+        &format!("/jobs/{id}/savepoint"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 409);
+
+    // A new job starts from it; another tenant cannot.
+    let (status, value) = call(
+        &server,
+        Some(&b),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS, "from_savepoint": sp_id })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a savepoint of this tenant"),
+        "{value}"
+    );
+    let resumed = ok(
+        &server,
+        &a,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS, "from_savepoint": sp_id })),
+    );
+    assert_eq!(resumed["from_savepoint"], sp_id.as_str());
+    let new_id = resumed["id"].as_str().unwrap().to_string();
+    server.wait_for(&format!(
+        "job '{new_id}': resuming from checkpoint {}",
+        sp["checkpoint_id"]
+    ));
+    ok(
+        &server,
+        &a,
+        Method::POST,
+        &format!("/jobs/{new_id}/cancel"),
+        None,
+    );
+
+    // A job whose checkpoint holds more state than the tenant's quota fails, naming it.
+    let job = ok(
+        &server,
+        &small,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS })),
+    );
+    let failed = wait_for_end(&server, &small, job["id"].as_str().unwrap());
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("quota 'max_state_bytes' exceeded"),
+        "{failed}"
+    );
+}
+
+/// Runs `f` on a fresh single-threaded tokio runtime (for the gRPC client).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A gRPC request with the bearer credential.
+fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+#[test]
+fn rest_and_grpc_answer_the_same_calls_the_same_way() {
+    use fungi_server::grpc::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let grpc_port = fungi_testkit::free_port();
+    let grpc_addr = format!("127.0.0.1:{grpc_port}");
+    let mut server = Server::start_with(dir.path(), &["--grpc-listen", &grpc_addr]);
+    server.wait_for("(gRPC fungi.v1)");
+    let admin = server.admin_key();
+    let url = format!("http://{grpc_addr}");
+    block_on(async {
+        let mut tenants = pb::tenants_client::TenantsClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut jobs = pb::jobs_client::JobsClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut keys = pb::keys_client::KeysClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut plugins = pb::plugins_client::PluginsClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut audit = pb::audit_client::AuditClient::connect(url.clone())
+            .await
+            .unwrap();
+
+        // A tenant made over gRPC reads the same over REST.
+        let t = tenants
+            .create(authed(
+                &admin,
+                pb::CreateTenantRequest {
+                    id: "a".into(),
+                    quotas_json: r#"{"max_jobs": 5}"#.into(),
+                    trust: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let rest_tenants = ok(&server, &admin, Method::GET, "/tenants", None);
+        let rest_a = rest_tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == "a")
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.quotas_json).unwrap(),
+            rest_a["quotas"]
+        );
+        assert_eq!(
+            t.trust.unwrap().mode,
+            rest_a["trust"]["mode"].as_str().unwrap()
+        );
+
+        let created = keys
+            .create(authed(
+                &admin,
+                pb::CreateKeyRequest {
+                    tenant: Some("a".into()),
+                    role: "developer".into(),
+                    name: "dev".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let dev = created.key.clone();
+        let viewer = new_key(&server, &admin, "a", "viewer");
+        let grpc_keys = keys
+            .list(authed(&admin, pb::ListKeysRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .keys;
+        let rest_keys = ok(&server, &admin, Method::GET, "/keys", None);
+        assert_eq!(grpc_keys.len(), rest_keys.as_array().unwrap().len());
+        for (g, r) in grpc_keys.iter().zip(rest_keys.as_array().unwrap()) {
+            assert_eq!(
+                (g.id.as_str(), g.role.as_str(), g.tenant.as_str()),
+                (
+                    r["id"].as_str().unwrap(),
+                    r["role"].as_str().unwrap(),
+                    r["tenant"].as_str().unwrap()
+                )
+            );
+        }
+
+        // Jobs: submit over gRPC, read both ways.
+        let job = jobs
+            .submit(authed(
+                &dev,
+                pb::SubmitJobRequest {
+                    sql: ENDLESS.into(),
+                    parallelism: Some(1),
+                    from_savepoint: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let rest_job = ok(
+            &server,
+            &dev,
+            Method::GET,
+            &format!("/jobs/{}", job.id),
+            None,
+        );
+        let grpc_job = jobs
+            .get(authed(&dev, pb::JobId { id: job.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        let g = grpc_job.job.clone().unwrap();
+        assert_eq!(
+            (
+                g.id.as_str(),
+                g.tenant.as_str(),
+                g.sql.as_str(),
+                g.status.as_str(),
+                g.parallelism
+            ),
+            (
+                rest_job["id"].as_str().unwrap(),
+                rest_job["tenant"].as_str().unwrap(),
+                rest_job["sql"].as_str().unwrap(),
+                rest_job["status"].as_str().unwrap(),
+                rest_job["parallelism"].as_u64().unwrap() as u32
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&grpc_job.graph_json).unwrap(),
+            rest_job["graph"]
+        );
+        let listed = jobs
+            .list(authed(&dev, pb::ListJobsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs;
+        let rest_listed = ok(&server, &dev, Method::GET, "/jobs", None);
+        assert_eq!(
+            listed.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+            rest_listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        );
+
+        // The same refusals, with the same messages: 401/UNAUTHENTICATED,
+        // 403/PERMISSION_DENIED, 400/INVALID_ARGUMENT, 404/NOT_FOUND, 409/FAILED_PRECONDITION.
+        let bad_sql = "INSERT INTO nowhere SELECT 1";
+        let cases: Vec<(tonic::Status, (u16, Value))> = vec![
+            (
+                jobs.list(tonic::Request::new(pb::ListJobsRequest {}))
+                    .await
+                    .unwrap_err(),
+                call(&server, None, Method::GET, "/jobs", None),
+            ),
+            (
+                jobs.submit(authed(
+                    &viewer,
+                    pb::SubmitJobRequest {
+                        sql: ENDLESS.into(),
+                        parallelism: None,
+                        from_savepoint: None,
+                    },
+                ))
+                .await
+                .unwrap_err(),
+                call(
+                    &server,
+                    Some(&viewer),
+                    Method::POST,
+                    "/jobs",
+                    Some(json!({ "sql": ENDLESS })),
+                ),
+            ),
+            (
+                jobs.submit(authed(
+                    &dev,
+                    pb::SubmitJobRequest {
+                        sql: bad_sql.into(),
+                        parallelism: None,
+                        from_savepoint: None,
+                    },
+                ))
+                .await
+                .unwrap_err(),
+                call(
+                    &server,
+                    Some(&dev),
+                    Method::POST,
+                    "/jobs",
+                    Some(json!({ "sql": bad_sql })),
+                ),
+            ),
+            (
+                jobs.get(authed(
+                    &dev,
+                    pb::JobId {
+                        id: "job-none".into(),
+                    },
+                ))
+                .await
+                .unwrap_err(),
+                call(&server, Some(&dev), Method::GET, "/jobs/job-none", None),
+            ),
+            (
+                plugins
+                    .upload(authed(
+                        &dev,
+                        pb::UploadPluginRequest {
+                            name: "junk".into(),
+                            component: b"not wasm".to_vec(),
+                            signature: None,
+                        },
+                    ))
+                    .await
+                    .unwrap_err(),
+                upload(&server, &dev, "junk", b"not wasm".to_vec(), None),
+            ),
+        ];
+        for (status, (http, body)) in &cases {
+            let code = match http {
+                401 => tonic::Code::Unauthenticated,
+                403 => tonic::Code::PermissionDenied,
+                400 => tonic::Code::InvalidArgument,
+                404 => tonic::Code::NotFound,
+                409 => tonic::Code::FailedPrecondition,
+                other => panic!("unexpected {other}: {body}"),
+            };
+            assert_eq!(status.code(), code, "{status:?} vs {http} {body}");
+            assert_eq!(status.message(), body["error"].as_str().unwrap());
+        }
+        jobs.cancel(authed(&dev, pb::JobId { id: job.id.clone() }))
+            .await
+            .unwrap();
+        let again = jobs
+            .cancel(authed(&dev, pb::JobId { id: job.id.clone() }))
+            .await
+            .unwrap_err();
+        let (http, body) = call(
+            &server,
+            Some(&dev),
+            Method::POST,
+            &format!("/jobs/{}/cancel", job.id),
+            None,
+        );
+        assert_eq!((again.code(), http), (tonic::Code::FailedPrecondition, 409));
+        assert_eq!(again.message(), body["error"].as_str().unwrap());
+
+        // Plugins: upload over gRPC, inspect over REST.
+        let geo = std::fs::read(fungi_plugin_artifacts::STRINGS_GEO).unwrap();
+        let p = plugins
+            .upload(authed(
+                &dev,
+                pb::UploadPluginRequest {
+                    name: "geo".into(),
+                    component: geo,
+                    signature: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let rest_p = ok(&server, &dev, Method::GET, "/plugins/geo", None);
+        assert_eq!(p.digest, rest_p["digest"].as_str().unwrap());
+        assert_eq!(
+            serde_json::from_str::<Value>(&p.details_json).unwrap(),
+            rest_p["details"]
+        );
+
+        // Both transports write the same audit log.
+        let records = audit
+            .read(authed(&admin, pb::AuditRequest { limit: Some(1000) }))
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        let rest_records = ok(&server, &admin, Method::GET, "/audit?limit=1000", None);
+        assert_eq!(records.len(), rest_records.as_array().unwrap().len());
+        assert!(
+            records
+                .iter()
+                .any(|r| r.action == "grpc Jobs/List" && r.result.starts_with("unauthenticated"))
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.action == "GET /api/v1/jobs" && r.result.starts_with("unauthenticated"))
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.action == "job.submit" && r.result.starts_with("denied"))
+        );
+        assert_eq!(
+            records.iter().filter(|r| r.action == "job.cancel").count(),
+            3,
+            "one ok and two refused cancels"
+        );
+    });
+}
+
+#[test]
+fn tls_and_jwt_bearer_tokens() {
+    use fungi_server::grpc::pb;
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a server certificate for 127.0.0.1.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
+    let cert = params
+        .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let ca_pem = write("ca.pem", ca.pem());
+    let cert_pem = write("cert.pem", cert.pem());
+    let key_pem = write("key.pem", key.serialize_pem());
+    let secret = "an HS256 secret of at least 32 bytes!";
+    let secret_file = write("jwt.secret", secret.into());
+    let grpc_addr = format!("127.0.0.1:{}", fungi_testkit::free_port());
+    let data = dir.path().join("data");
+    let mut server = Server::start_with(
+        &data,
+        &[
+            "--tls-cert",
+            &cert_pem,
+            "--tls-key",
+            &key_pem,
+            "--grpc-listen",
+            &grpc_addr,
+            "--jwt-hs256-secret-file",
+            &secret_file,
+            "--jwt-issuer",
+            "idp",
+        ],
+    );
+    assert!(server.url.starts_with("https://"));
+    let admin = server.admin_key();
+    let ca_cert = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let https = Client::builder()
+        .add_root_certificate(ca_cert)
+        .build()
+        .unwrap();
+    let get = |token: &str, path: &str| {
+        let r = https
+            .get(format!("{}/api/v1{path}", server.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (status, _) = get(&admin, "/tenants");
+    assert_eq!(status, 200);
+    let created = https
+        .post(format!("{}/api/v1/tenants", server.url))
+        .bearer_auth(&admin)
+        .json(&json!({ "id": "a" }))
+        .send()
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    // Plain HTTP to the TLS listener fails; so does a client without the CA.
+    let plain = server.url.replace("https://", "http://");
+    assert!(
+        !Client::new()
+            .get(format!("{plain}/api/v1/jobs"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    );
+    assert!(
+        Client::new()
+            .get(format!("{}/api/v1/jobs", server.url))
+            .send()
+            .is_err()
+    );
+
+    // JWTs: a valid token of tenant a acts as a developer of a; expired, wrongly signed,
+    // wrong issuer and unknown tenant tokens are refused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |tenant: &str, exp: u64, iss: &str| fungi_security::jwt::Claims {
+        sub: "alice".into(),
+        tenant: tenant.into(),
+        role: fungi_security::Role::Developer,
+        exp,
+        iss: Some(iss.into()),
+    };
+    let mint = |c, k: &[u8]| fungi_security::jwt::mint(&c, "HS256", k).unwrap();
+    let token = mint(claims("a", now + 300, "idp"), secret.as_bytes());
+    let (status, jobs) = get(&token, "/jobs");
+    assert_eq!((status, jobs), (200, json!([])));
+    let (status, body) = get(&token, "/tenants");
+    assert_eq!(status, 403, "{body}");
+    for (bad, why) in [
+        (
+            mint(claims("a", now - 600, "idp"), secret.as_bytes()),
+            "Expired",
+        ),
+        (
+            mint(
+                claims("a", now + 300, "idp"),
+                b"another secret that is long enough!!",
+            ),
+            "Invalid",
+        ),
+        (
+            mint(claims("a", now + 300, "other"), secret.as_bytes()),
+            "Issuer",
+        ),
+        (
+            mint(claims("nobody", now + 300, "idp"), secret.as_bytes()),
+            "does not exist",
+        ),
+    ] {
+        let (status, body) = get(&bad, "/jobs");
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{why}: {body}"
+        );
+    }
+    let audit = get(&admin, "/audit?limit=1000").1;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["who"] == "jwt:alice" && r["action"] == "tenant.list"),
+        "{audit}"
+    );
+
+    // gRPC over TLS with the same CA, and a JWT.
+    block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+            .domain_name("localhost");
+        let channel = tonic::transport::Channel::from_shared(format!("https://{grpc_addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut jobs = pb::jobs_client::JobsClient::new(channel);
+        let listed = jobs
+            .list(authed(&token, pb::ListJobsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.jobs.is_empty());
+    });
+
+    // The CLI trusts the CA given with --ca-cert.
+    let out = fungi()
+        .args(["job", "list", "--server", &server.url, "--ca-cert", &ca_pem])
+        .env("FUNGI_API_KEY", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn signed_plugins_under_trust_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"));
+    let admin = server.admin_key();
+    for id in ["a", "b"] {
+        ok(
+            &server,
+            &admin,
+            Method::POST,
+            "/tenants",
+            Some(json!({ "id": id })),
+        );
+    }
+    let a = new_key(&server, &admin, "a", "developer");
+    let b = new_key(&server, &admin, "b", "developer");
+    let a_admin = new_key(&server, &admin, "a", "tenant-admin");
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str], key: &str| {
+        let out = fungi()
+            .args(args)
+            .env("COSIGN_PASSWORD", "s3cret")
+            .env("FUNGI_API_KEY", key)
+            .env("FUNGI_SERVER", &server.url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Keys, a signature, and its check (the component is copied so it can be tampered).
+    let component = d("geo.wasm");
+    std::fs::copy(fungi_plugin_artifacts::STRINGS_GEO, &component).unwrap();
+    let (okay, said) = run(&["plugin", "keygen", "--output-prefix", &d("cosign")], "");
+    assert!(okay, "{said}");
+    assert!(
+        std::fs::read_to_string(d("cosign.key"))
+            .unwrap()
+            .contains("ENCRYPTED SIGSTORE PRIVATE KEY")
+    );
+    let (okay, said) = run(
+        &["plugin", "sign", "--key", &d("cosign.key"), &component],
+        "",
+    );
+    assert!(okay, "{said}");
+    let (okay, said) = run(
+        &["plugin", "verify", "--key", &d("cosign.pub"), &component],
+        "",
+    );
+    assert!(okay && said.contains("Verified OK"), "{said}");
+    let signature = std::fs::read_to_string(d("geo.wasm.sig")).unwrap();
+    // cosign's keyed blob signature is ECDSA/SHA-256 in ASN.1 DER: openssl checks it too.
+    if let Ok(out) = std::process::Command::new("openssl")
+        .args(["version"])
+        .output()
+        && out.status.success()
+    {
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim())
+            .unwrap();
+        std::fs::write(d("geo.sig.der"), der).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "dgst",
+                "-sha256",
+                "-verify",
+                &d("cosign.pub"),
+                "-signature",
+                &d("geo.sig.der"),
+                &component,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tampered = d("tampered.wasm");
+    let mut bytes = std::fs::read(&component).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&tampered, &bytes).unwrap();
+    let (okay, said) = run(
+        &[
+            "plugin",
+            "verify",
+            "--key",
+            &d("cosign.pub"),
+            "--signature",
+            &d("geo.wasm.sig"),
+            &tampered,
+        ],
+        "",
+    );
+    assert!(!okay && said.contains("changed after signing"), "{said}");
+
+    // a requires signatures by its key; b only warns.
+    let (okay, said) = run(
+        &[
+            "tenant",
+            "trust",
+            "a",
+            "--mode",
+            "require",
+            "--key",
+            &d("cosign.pub"),
+        ],
+        &a_admin,
+    );
+    assert!(okay, "{said}");
+    ok(
+        &server,
+        &admin,
+        Method::PUT,
+        "/tenants/b/trust",
+        Some(
+            json!({ "mode": "warn", "keys": [std::fs::read_to_string(d("cosign.pub")).unwrap()] }),
+        ),
+    );
+    let (status, body) = call(
+        &server,
+        Some(&admin),
+        Method::PUT,
+        "/tenants/b/trust",
+        Some(json!({ "mode": "require", "keys": ["not a key"] })),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    let geo = std::fs::read(&component).unwrap();
+    let (status, body) = upload(&server, &a, "geo", geo.clone(), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("(signature-present)"),
+        "{body}"
+    );
+    let (status, body) = upload(&server, &a, "geo", bytes.clone(), Some(signature.trim()));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("(signature-valid)"),
+        "{body}"
+    );
+    // The CLI uploads with the signature; the record says which key verified it.
+    let (okay, said) = run(
+        &[
+            "plugin",
+            "upload",
+            &component,
+            "--signature",
+            &d("geo.wasm.sig"),
+            "-o",
+            "json",
+        ],
+        &a,
+    );
+    assert!(okay, "{said}");
+    let record = ok(&server, &a, Method::GET, "/plugins/geo", None);
+    assert_eq!(
+        record["details"]["signature"]["status"], "verified",
+        "{record}"
+    );
+    let (okay, said) = run(&["plugin", "list"], &a);
+    assert!(okay && said.contains("geo"), "{said}");
+
+    // Under warn, unsigned and tampered plugins are stored with the failed check named.
+    let (status, body) = upload(&server, &b, "geo", geo, None);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["details"]["signature"]["status"], "warning");
+    assert!(
+        body["details"]["signature"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature-present"),
+        "{body}"
+    );
+    let (status, body) = upload(&server, &b, "tampered", bytes, Some(signature.trim()));
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["details"]["signature"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature-valid"),
+        "{body}"
+    );
+    let audit = ok(&server, &admin, Method::GET, "/audit?limit=1000", None);
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["action"] == "plugin.upload"
+                && r["result"]
+                    .as_str()
+                    .unwrap()
+                    .contains("signature check failed")
+        })
+        .count();
+    assert_eq!(refused, 2, "{audit}");
 }
