@@ -27,15 +27,15 @@ type Counters = Family<Labels, Counter<u64>>;
 type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
 
 /// Registers a family and returns it for filling.
-fn family<
-    M: prometheus_client::metrics::TypedMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
->(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-) -> Family<Labels, M>
+fn family<M>(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, M>
 where
-    M: Default + prometheus_client::encoding::EncodeMetric,
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let f = Family::<Labels, M>::default();
     registry.register(name, help, f.clone());

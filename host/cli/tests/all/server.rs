@@ -99,8 +99,27 @@ impl Drop for Server {
     }
 }
 
+/// Runs blocking HTTP calls also from within the gRPC tests' runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Calls the API; returns the status and the JSON body (`Null` when empty).
 fn call(
+    server: &Server,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    blocking(|| call_now(server, key, method, path, body))
+}
+
+fn call_now(
     server: &Server,
     key: Option<&str>,
     method: Method,
@@ -918,6 +937,16 @@ fn upload(
     bytes: Vec<u8>,
     sig: Option<&str>,
 ) -> (u16, Value) {
+    blocking(|| upload_now(server, key, name, bytes, sig))
+}
+
+fn upload_now(
+    server: &Server,
+    key: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    sig: Option<&str>,
+) -> (u16, Value) {
     let mut request = Client::new()
         .put(format!("{}/api/v1/plugins/{name}", server.url))
         .bearer_auth(key)
@@ -1253,9 +1282,10 @@ fn savepoints_stop_and_start_jobs_and_state_quotas_fail_them() {
     );
 }
 
-/// Runs `f` on a fresh single-threaded tokio runtime (for the gRPC client).
+/// Runs `f` on a fresh tokio runtime (for the gRPC client).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
