@@ -1142,12 +1142,26 @@ impl Service {
         Ok(self.store.plugins(&p.tenant)?)
     }
 
-    /// One of the caller's tenant's plugins.
+    /// One of the caller's tenant's plugins, with the limits it runs under (from the
+    /// tenant's quotas, as they are now).
     pub fn get_plugin(&self, p: &Principal, name: &str) -> ServiceResult<PluginRecord> {
         self.authorize(p, Action::PluginGet, &p.tenant, name)?;
-        self.store
+        let mut record = self
+            .store
             .plugin(&p.tenant, name)?
-            .ok_or_else(|| ServiceError::NotFound(format!("no plugin '{name}'")))
+            .ok_or_else(|| ServiceError::NotFound(format!("no plugin '{name}'")))?;
+        if let Some(tenant) = self.store.tenant(&p.tenant)? {
+            let l = plugin_limits(&tenant.quotas);
+            record.details["limits"] = serde_json::json!({
+                "memory_per_instance": l.memory_per_instance,
+                "memory_total": l.memory_total,
+                "cpu_ms_per_second": l.cpu_budget_per_second.as_millis() as u64,
+                "call_timeout_ms": l.call_timeout.map(|t| t.as_millis() as u64),
+                "max_instances": l.max_instances,
+                "network_allow": l.network_allow,
+            });
+        }
+        Ok(record)
     }
 
     /// Deletes one of the caller's tenant's plugins.

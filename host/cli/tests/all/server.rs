@@ -873,6 +873,11 @@ fn plugins_are_uploaded_inspected_listed_and_deleted_per_tenant() {
     let got = ok(&server, &viewer, Method::GET, "/plugins/geo", None);
     assert_eq!(got["digest"], record["digest"]);
     assert_eq!(
+        got["details"]["limits"]["memory_per_instance"],
+        64 << 20,
+        "{got}"
+    );
+    assert_eq!(
         ok(&server, &viewer, Method::GET, "/plugins", None)
             .as_array()
             .unwrap()
@@ -1340,6 +1345,35 @@ fn rest_and_grpc_answer_the_same_calls_the_same_way() {
             .await
             .unwrap()
             .into_inner();
+        // Malformed requests are INVALID_ARGUMENT naming the field, never INTERNAL.
+        let bad = tenants
+            .create(authed(
+                &admin,
+                pb::CreateTenantRequest {
+                    id: "x".into(),
+                    quotas_json: r#"{"max_jobs": "many"}"#.into(),
+                    trust: None,
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(bad.message().contains("quotas_json"), "{bad:?}");
+        let bad = tenants
+            .set_trust(authed(
+                &admin,
+                pb::SetTrustRequest {
+                    tenant: "a".into(),
+                    trust: Some(pb::TrustPolicy {
+                        mode: "maybe".into(),
+                        keys: vec![],
+                    }),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(bad.message().contains("'maybe'"), "{bad:?}");
         let rest_tenants = ok(&server, &admin, Method::GET, "/tenants", None);
         let rest_a = rest_tenants
             .as_array()
@@ -1571,8 +1605,13 @@ fn rest_and_grpc_answer_the_same_calls_the_same_way() {
             .into_inner();
         let rest_p = ok(&server, &dev, Method::GET, "/plugins/geo", None);
         assert_eq!(p.digest, rest_p["digest"].as_str().unwrap());
+        let got = plugins
+            .get(authed(&dev, pb::PluginName { name: "geo".into() }))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(
-            serde_json::from_str::<Value>(&p.details_json).unwrap(),
+            serde_json::from_str::<Value>(&got.details_json).unwrap(),
             rest_p["details"]
         );
 
