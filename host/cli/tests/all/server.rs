@@ -153,6 +153,10 @@ fn ok(server: &Server, key: &str, method: Method, path: &str, body: Option<Value
     value
 }
 
+fn create_tenant(server: &Server, admin: &str, body: Value) {
+    ok(server, admin, Method::POST, "/tenants", Some(body));
+}
+
 fn new_key(server: &Server, admin: &str, tenant: &str, role: &str) -> String {
     let created = ok(
         server,
@@ -196,13 +200,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let admin = server.admin_key();
-    ok(
-        &server,
-        &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "a" })),
-    );
+    create_tenant(&server, &admin, json!({ "id": "a" }));
     let keys = [
         ("admin", admin.clone()),
         (
@@ -352,13 +350,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
     for (name, request, allowed) in &endpoints {
         for (role, key) in &keys {
             if *name == "delete tenant" {
-                ok(
-                    &server,
-                    &admin,
-                    Method::POST,
-                    "/tenants",
-                    Some(json!({ "id": "a-gone" })),
-                );
+                create_tenant(&server, &admin, json!({ "id": "a-gone" }));
             }
             let (method, path, body) = request(role);
             let (status, value) = call(&server, Some(key), method, &path, body);
@@ -442,19 +434,15 @@ fn tenants_cannot_see_or_touch_each_other_and_quotas_refuse_at_submit() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let admin = server.admin_key();
-    ok(
+    create_tenant(
         &server,
         &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "a", "quotas": { "max_jobs": 1 } })),
+        json!({ "id": "a", "quotas": { "max_jobs": 1 } }),
     );
-    ok(
+    create_tenant(
         &server,
         &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "b", "quotas": { "max_total_parallelism": 2 } })),
+        json!({ "id": "b", "quotas": { "max_total_parallelism": 2 } }),
     );
     let a = new_key(&server, &admin, "a", "tenant-admin");
     let b = new_key(&server, &admin, "b", "tenant-admin");
@@ -676,13 +664,7 @@ fn a_restart_keeps_metadata_and_resumes_running_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let admin = server.admin_key();
-    ok(
-        &server,
-        &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "a" })),
-    );
+    create_tenant(&server, &admin, json!({ "id": "a" }));
     let dev = new_key(&server, &admin, "a", "developer");
     let running = ok(
         &server,
@@ -832,20 +814,12 @@ fn plugins_are_uploaded_inspected_listed_and_deleted_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let admin = server.admin_key();
-    ok(
+    create_tenant(
         &server,
         &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "a", "quotas": { "max_plugins": 1 } })),
+        json!({ "id": "a", "quotas": { "max_plugins": 1 } }),
     );
-    ok(
-        &server,
-        &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "b" })),
-    );
+    create_tenant(&server, &admin, json!({ "id": "b" }));
     let a = new_key(&server, &admin, "a", "developer");
     let viewer = new_key(&server, &admin, "a", "viewer");
     let b = new_key(&server, &admin, "b", "developer");
@@ -987,13 +961,7 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
         ("b", json!({})),
         ("c", json!({ "plugin_memory_per_instance": 32 << 20 })),
     ] {
-        ok(
-            &server,
-            &admin,
-            Method::POST,
-            "/tenants",
-            Some(json!({ "id": id, "quotas": quotas })),
-        );
+        create_tenant(&server, &admin, json!({ "id": id, "quotas": quotas }));
     }
     let a = new_key(&server, &admin, "a", "developer");
     let b = new_key(&server, &admin, "b", "developer");
@@ -1160,26 +1128,12 @@ fn savepoints_stop_and_start_jobs_and_state_quotas_fail_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let admin = server.admin_key();
-    ok(
+    create_tenant(&server, &admin, json!({ "id": "a" }));
+    create_tenant(&server, &admin, json!({ "id": "b" }));
+    create_tenant(
         &server,
         &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "a" })),
-    );
-    ok(
-        &server,
-        &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "b" })),
-    );
-    ok(
-        &server,
-        &admin,
-        Method::POST,
-        "/tenants",
-        Some(json!({ "id": "small", "quotas": { "max_state_bytes": 1 } })),
+        json!({ "id": "small", "quotas": { "max_state_bytes": 1 } }),
     );
     let a = new_key(&server, &admin, "a", "developer");
     let b = new_key(&server, &admin, "b", "developer");
@@ -1826,13 +1780,7 @@ fn signed_plugins_under_trust_policies() {
     let mut server = Server::start(&dir.path().join("data"));
     let admin = server.admin_key();
     for id in ["a", "b"] {
-        ok(
-            &server,
-            &admin,
-            Method::POST,
-            "/tenants",
-            Some(json!({ "id": id })),
-        );
+        create_tenant(&server, &admin, json!({ "id": id }));
     }
     let a = new_key(&server, &admin, "a", "developer");
     let b = new_key(&server, &admin, "b", "developer");
