@@ -13,3 +13,11 @@ for guest in sdk-rust plugins conformance/hostile; do
 done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The Python SDK (sdk-python): installed as a user would (pip, into a virtual environment
+# kept with the build cache), then its pytest suite, whose client tests use the `fungi`
+# binary the tests above built.
+venv="${FUNGI_VENV:-$HOME/.cache/fungi/venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" "pytest>=7"
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk-python
+FUNGI_BIN="$CARGO_TARGET_DIR/debug/fungi" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk-python
