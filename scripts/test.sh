@@ -11,13 +11,15 @@ bash scripts/install-test-services.sh
 for guest in sdk-rust plugins conformance/hostile; do
   (cd "$guest" && cargo fmt --all --check && cargo clippy --target wasm32-wasip2 -- -D warnings)
 done
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
-# The Python SDK (sdk-python): installed as a user would (pip, into a virtual environment
-# kept with the build cache), then its pytest suite, whose client tests use the `fungi`
-# binary the tests above built.
-venv="${FUNGI_VENV:-$HOME/.cache/fungi/venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# Python: a virtual environment of the system's python3 (the CPython fungi-python
+# embeds, see .cargo/config.toml) with pyarrow and the SDK installed as a user would;
+# the Rust tests' native Python functions import from it, and pytest runs from it.
+venv="${FUNGI_PYTHON_VENV:-$HOME/.cache/fungi/pyvenv}"
+[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" "pytest>=7"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk-python
+export FUNGI_PYTHON_VENV="$venv"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+# The SDK's pytest suite; its client tests use the `fungi` binary the tests above built.
 FUNGI_BIN="$CARGO_TARGET_DIR/debug/fungi" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk-python

@@ -535,6 +535,7 @@ impl Service {
         session.confine(fungi_sql::Confinement {
             files_dir,
             egress: tenant.quotas.allowed_egress_hosts.clone(),
+            allow_native_python: tenant.quotas.allow_unsandboxed_python,
             plugin_dir: self.data_dir.join("plugins").join(&job.tenant),
             host: self.plugin_host()?,
             tenant: self.plugin_tenant(&tenant),

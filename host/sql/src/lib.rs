@@ -36,6 +36,7 @@ mod error;
 mod operators;
 pub mod planner;
 mod plugins;
+mod python;
 mod session;
 mod text;
 mod tvf;

@@ -40,6 +40,8 @@ pub struct Confinement {
     pub files_dir: std::path::PathBuf,
     /// `host:port` addresses the tenant's connectors may reach (Kafka brokers).
     pub egress: Vec<String>,
+    /// Whether native (unsandboxed) Python functions may run.
+    pub allow_native_python: bool,
     /// The tenant's uploaded plugins: `USING 'geo'` (or `'geo.wasm'`) reads
     /// `<plugin_dir>/geo.wasm`; paths are refused.
     pub plugin_dir: std::path::PathBuf,
@@ -153,10 +155,22 @@ type PluginConfig = Vec<(String, String)>;
 /// `WITH ('connector' = 'wasm', 'plugin' = 'path.wasm', ...the plugin's options)`.
 pub(crate) const WASM_CONNECTOR: &str = "wasm";
 
-/// A parsed `CREATE FUNCTION ... LANGUAGE WASM` or `LOAD PLUGIN`.
+/// What a function is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Language {
+    /// A Wasm component (sandboxed).
+    Wasm,
+    /// Native Python (`fungi-python`; not sandboxed).
+    Python,
+}
+
+/// A parsed `CREATE FUNCTION ... LANGUAGE WASM|PYTHON` or `LOAD PLUGIN`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PluginStatement {
-    /// The component file.
+    /// WASM or PYTHON.
+    pub(crate) language: Language,
+    /// The component file (Wasm), or the Python file or directory (empty: the module is
+    /// importable as it is).
     pub(crate) path: String,
     /// (SQL name, plugin function); `None`: every function under its own name.
     pub(crate) function: Option<(String, String)>,
@@ -197,6 +211,7 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
             SqlError::Plan("LOAD PLUGIN needs a file: LOAD PLUGIN 'path/to/plugin.wasm'".into())
         })?;
         return Ok(PluginStatement {
+            language: Language::Wasm,
             path,
             function: None,
         });
@@ -211,18 +226,29 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
         .split_whitespace()
         .next()
         .unwrap_or("");
-    if !lang.eq_ignore_ascii_case("WASM") {
+    let language_at = language;
+    let language = if lang.eq_ignore_ascii_case("WASM") {
+        Language::Wasm
+    } else if lang.eq_ignore_ascii_case("PYTHON") {
+        Language::Python
+    } else {
         return Err(SqlError::unsupported(
             format!("functions in LANGUAGE {lang}"),
-            "build the function as a Wasm plugin (fungi-sdk) and use LANGUAGE WASM USING 'plugin.wasm'",
+            "build the function as a Wasm plugin (fungi-sdk) and use LANGUAGE WASM USING \
+             'plugin.wasm', or write it in Python (LANGUAGE PYTHON)",
         ));
-    }
-    let using = find_keyword(stmt, "USING", 0).ok_or_else(|| {
-        SqlError::Plan("CREATE FUNCTION ... LANGUAGE WASM needs USING 'plugin.wasm'".into())
-    })?;
-    let path = quoted(using).ok_or_else(|| {
-        SqlError::Plan("USING needs the plugin file in quotes: USING 'plugin.wasm'".into())
-    })?;
+    };
+    let path = match (find_keyword(stmt, "USING", 0), language) {
+        (Some(using), _) => quoted(using).ok_or_else(|| {
+            SqlError::Plan("USING needs the file in quotes: USING 'plugin.wasm'".into())
+        })?,
+        (None, Language::Python) => String::new(),
+        (None, Language::Wasm) => {
+            return Err(SqlError::Plan(
+                "CREATE FUNCTION ... LANGUAGE WASM needs USING 'plugin.wasm'".into(),
+            ));
+        }
+    };
     let function_kw = find_keyword(stmt, "FUNCTION", 0).expect("checked by is_plugin_statement");
     let mut words = stmt[function_kw + "FUNCTION".len()..].split_whitespace();
     let mut name = words.next().unwrap_or("");
@@ -237,10 +263,17 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
         return Err(SqlError::Plan("CREATE FUNCTION needs a name".into()));
     }
     let target = match find_keyword(stmt, "AS", function_kw) {
-        Some(at) if at < language => quoted(at).unwrap_or_else(|| name.clone()),
+        Some(at) if at < language_at => quoted(at).unwrap_or_else(|| name.clone()),
         _ => name.clone(),
     };
+    if language == Language::Python && path.is_empty() && !target.contains('.') {
+        return Err(SqlError::Plan(format!(
+            "CREATE FUNCTION {name} ... LANGUAGE PYTHON: name the function as \
+             AS 'module.function', or give its file with USING 'file.py'"
+        )));
+    }
     Ok(PluginStatement {
+        language,
         path,
         function: Some((name, target)),
     })
@@ -374,6 +407,9 @@ impl SessionPlugins {
         stmt: &PluginStatement,
         ctx: &datafusion::prelude::SessionContext,
     ) -> Result<Vec<String>> {
+        if stmt.language == Language::Python {
+            return self.register_python(stmt, ctx);
+        }
         let plugin = self.load(&stmt.path)?;
         let tenant = self.tenant();
         let wanted: Vec<(String, String)> = match &stmt.function {
@@ -426,6 +462,73 @@ impl SessionPlugins {
             }
         }
         Ok(wanted.into_iter().map(|w| w.0).collect())
+    }
+}
+
+impl SessionPlugins {
+    /// Registers a native Python function (scalar or aggregate).
+    fn register_python(
+        &mut self,
+        stmt: &PluginStatement,
+        ctx: &datafusion::prelude::SessionContext,
+    ) -> Result<Vec<String>> {
+        let (sql, target) = stmt
+            .function
+            .clone()
+            .expect("CREATE FUNCTION names its function");
+        let mut path = std::path::PathBuf::from(&stmt.path);
+        if let Some(c) = &self.confined {
+            if !c.allow_native_python {
+                return Err(SqlError::Plan(format!(
+                    "native Python functions are not allowed for tenant '{}' (its quota \
+                     allow_unsandboxed_python is off): ship '{sql}' as a Wasm plugin instead",
+                    c.tenant.name()
+                )));
+            }
+            if !stmt.path.is_empty() {
+                let inside = path.is_relative()
+                    && path
+                        .components()
+                        .all(|p| matches!(p, std::path::Component::Normal(_)));
+                if !inside {
+                    return Err(SqlError::Plan(format!(
+                        "USING '{}': on a server a Python file is relative to the tenant's \
+                         files directory, without '..'",
+                        stmt.path
+                    )));
+                }
+                path = c.files_dir.join(path);
+            }
+        }
+        let source = if stmt.path.is_empty() {
+            fungi_python::Source::Module { search_path: None }
+        } else if fungi_python::is_python_file(&path) {
+            fungi_python::Source::File(path)
+        } else {
+            fungi_python::Source::Module {
+                search_path: Some(path),
+            }
+        };
+        let loaded = fungi_python::load(&source, &target, &sql)
+            .map_err(|e| SqlError::Plan(e.to_string()))?;
+        match loaded {
+            fungi_python::Loaded::Scalar(f) => {
+                ctx.register_udf(ScalarUDF::new_from_impl(crate::python::PythonScalar::new(
+                    f,
+                )));
+                self.scalars.insert(sql.clone());
+            }
+            fungi_python::Loaded::Aggregate(a) => {
+                ctx.register_udaf(AggregateUDF::new_from_impl(
+                    crate::python::PythonAggregateUdf::new(a.clone()),
+                ));
+                self.aggregates.insert(
+                    sql.clone(),
+                    Arc::new(crate::python::PythonAggregateFunction(a)),
+                );
+            }
+        }
+        Ok(vec![sql])
     }
 }
 
@@ -686,8 +789,17 @@ mod tests {
         assert_eq!(
             parse("CREATE FUNCTION dist AS 'haversine' LANGUAGE WASM USING 'geo.wasm'").unwrap(),
             PluginStatement {
+                language: Language::Wasm,
                 path: "geo.wasm".into(),
                 function: Some(("dist".into(), "haversine".into())),
+            }
+        );
+        assert_eq!(
+            parse("CREATE FUNCTION f AS 'pkg.mod.fn' LANGUAGE PYTHON").unwrap(),
+            PluginStatement {
+                language: Language::Python,
+                path: String::new(),
+                function: Some(("f".into(), "pkg.mod.fn".into())),
             }
         );
         assert_eq!(

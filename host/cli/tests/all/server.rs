@@ -1058,6 +1058,64 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
         assert_eq!(status, 400, "{value}");
         assert!(value["error"].as_str().unwrap().contains(why), "{why}: {value}");
     }
+    // Native Python only where the tenant allows unsandboxed code.
+    let python = "CREATE FUNCTION twice AS 'twice' LANGUAGE PYTHON USING 'udfs.py';
+        CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10',
+            'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '10');
+        CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = 'twice', 'format' = 'csv');
+        INSERT INTO out SELECT twice(id) FROM g;";
+    let (status, value) = call(
+        &server,
+        Some(&a),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": python })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("allow_unsandboxed_python is off"),
+        "{value}"
+    );
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "py", "quotas": { "allow_unsandboxed_python": true } }),
+    );
+    let py = new_key(&server, &admin, "py", "developer");
+    std::fs::create_dir_all(dir.path().join("files/py")).unwrap();
+    std::fs::write(
+        dir.path().join("files/py/udfs.py"),
+        "import pyarrow as pa, pyarrow.compute as pc, fungi\n\
+         @fungi.udf(returns=pa.int64())\n\
+         def twice(x):\n    return pc.multiply(x, 2)\n",
+    )
+    .unwrap();
+    let job = ok(
+        &server,
+        &py,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": python })),
+    );
+    let done = wait_for_end(&server, &py, job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "FINISHED", "{done}");
+    let mut doubled: Vec<i64> = std::fs::read_dir(dir.path().join("files/py/twice"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .map(|l| l.parse::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    doubled.sort();
+    assert_eq!(doubled, (1..=10).map(|i| 2 * i).collect::<Vec<_>>());
     let raise = "SET 'plugin.memory-per-instance' = '1 gb';";
     let (status, value) = call(
         &server,

@@ -5,6 +5,7 @@ mod errors;
 mod explain;
 mod oracle;
 mod plugins;
+mod python;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};

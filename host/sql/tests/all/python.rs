@@ -1,0 +1,152 @@
+//! Native Python functions in SQL (needs a virtual environment with pyarrow and the SDK,
+//! as `scripts/test.sh` makes: `FUNGI_PYTHON_VENV`, default `~/.cache/fungi/pyvenv`).
+
+use fungi_sql::SqlSession;
+
+use crate::select;
+
+const UDFS: &str = r#"
+import pyarrow as pa
+import pyarrow.compute as pc
+import fungi
+
+@fungi.udf(returns=pa.int64())
+def double_price(price):
+    return pc.multiply(price, 2)
+
+@fungi.udf(returns="STRING", mode="row")
+def channel_upper(c):
+    return c.upper()
+
+@fungi.udaf(returns=pa.float64())
+class MeanPrice:
+    def create(self):
+        return (0, 0)
+
+    def accumulate(self, state, prices):
+        return (state[0] + pc.sum(prices).as_py(), state[1] + len(prices))
+
+    def merge(self, a, b):
+        return (a[0] + b[0], a[1] + b[1])
+
+    def finish(self, state):
+        return state[0] / state[1] if state[1] else None
+
+@fungi.udf(returns=pa.int64())
+def fragile(x):
+    raise ValueError(f"no luck with {len(x)} rows")
+
+def unmarked(x):
+    return x
+"#;
+
+fn udfs_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udfs.py");
+    std::fs::write(&path, UDFS).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_functions_and_aggregates_in_a_window_match_native_sql() {
+    let (_dir, file) = udfs_file();
+    let mut session = SqlSession::default();
+    session
+        .execute("SET 'parallelism.default' = '2'")
+        .await
+        .unwrap();
+    let script = format!(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '100000');
+         CREATE FUNCTION double_price LANGUAGE PYTHON USING '{file}';
+         CREATE FUNCTION mean_price AS 'MeanPrice' LANGUAGE PYTHON USING '{file}';
+         SELECT window_start, sum(double_price(price)), 2 * sum(price),
+                mean_price(price), avg(CAST(price AS DOUBLE)), count(*)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+         GROUP BY window_start, window_end"
+    );
+    let rows = select(&mut session, &script).await;
+    assert!(rows.len() >= 5, "{} windows", rows.len());
+    for row in &rows {
+        let cols: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cols[1], cols[2], "python doubled = native doubled: {row}");
+        let (py, native): (f64, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+        assert!((py - native).abs() < 1e-6 * native.abs().max(1.0), "{row}");
+    }
+    // A row-wise function, row by row against the native one.
+    let rows = select(
+        &mut session,
+        &format!(
+            "CREATE FUNCTION channel_upper LANGUAGE PYTHON USING '{file}';
+             SELECT channel_upper(channel), upper(channel) FROM bid"
+        ),
+    )
+    .await;
+    assert!(rows.len() > 1000);
+    for row in &rows {
+        let (a, b) = row.split_once(" | ").unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_exception_goes_to_the_dead_letter_output_with_its_traceback() {
+    let (_dir, file) = udfs_file();
+    let mut session = SqlSession::default();
+    let script = format!(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
+         SET 'plugin.on-error' = 'dead-letter';
+         CREATE FUNCTION fragile LANGUAGE PYTHON USING '{file}';
+         SELECT auction, fragile(auction) FROM bid"
+    );
+    let mut outcomes = session.execute_script(&script).await.unwrap();
+    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
+        panic!("a query")
+    };
+    let (sink, collected) = fungi_execution::operators::CollectSink::new();
+    let handle = fungi_execution::executor::LocalExecutor::new()
+        .execute(query.with_sink(sink.factory(), "collect"))
+        .unwrap();
+    let dlq = handle.dead_letters().clone();
+    let summary = handle.wait().await.unwrap();
+    // records in = records out + records in the dead-letter output.
+    assert!(collected.batches().is_empty());
+    assert_eq!(summary.dead_letters.values().sum::<u64>(), 1840);
+    let letter = dlq.recent().pop().unwrap();
+    assert!(
+        letter
+            .message
+            .contains("Python function 'fragile' raised ValueError: no luck with")
+            && letter.message.contains("Traceback (most recent call last)")
+            && letter.message.contains("udfs.py"),
+        "{}",
+        letter.message
+    );
+}
+
+#[tokio::test]
+async fn python_functions_that_cannot_be_used_are_named() {
+    let (_dir, file) = udfs_file();
+    let mut session = SqlSession::default();
+    for (sql, why) in [
+        (
+            format!("CREATE FUNCTION unmarked LANGUAGE PYTHON USING '{file}'"),
+            "not marked with @fungi.udf",
+        ),
+        (
+            format!("CREATE FUNCTION f AS 'nothing' LANGUAGE PYTHON USING '{file}'"),
+            "has no 'nothing'",
+        ),
+        (
+            "CREATE FUNCTION f AS 'no_such_module.f' LANGUAGE PYTHON".to_string(),
+            "No module named 'no_such_module'",
+        ),
+        (
+            "CREATE FUNCTION f LANGUAGE PYTHON".to_string(),
+            "AS 'module.function'",
+        ),
+    ] {
+        let e = session.execute(&sql).await.unwrap_err().to_string();
+        assert!(e.contains(why), "{sql}: {e}");
+    }
+}
