@@ -310,6 +310,35 @@ fn the_same_with_a_wasm_aggregate_in_the_query() {
 }
 
 #[test]
+fn the_same_with_a_python_aggregate_in_the_query() {
+    // Its per-window states are pickled into the checkpoints and unpickled on restore.
+    let py = tempfile::tempdir().unwrap();
+    let file = py.path().join("aggs.py");
+    std::fs::write(
+        &file,
+        "import pyarrow as pa, pyarrow.compute as pc, fungi\n\
+         @fungi.udaf(returns=pa.int64())\n\
+         class SpreadOfPrices:\n\
+         \x20   def create(self):\n        return None\n\
+         \x20   def accumulate(self, state, prices):\n\
+         \x20       lo, hi = pc.min(prices).as_py(), pc.max(prices).as_py()\n\
+         \x20       return (lo, hi) if state is None else (min(state[0], lo), max(state[1], hi))\n\
+         \x20   def merge(self, a, b):\n\
+         \x20       return b if a is None else a if b is None else (min(a[0], b[0]), max(a[1], b[1]))\n\
+         \x20   def finish(self, state):\n        return None if state is None else state[1] - state[0]\n",
+    )
+    .unwrap();
+    check_exactly_once(
+        "",
+        ", spread(price) AS extra",
+        &format!(
+            "CREATE FUNCTION spread AS 'SpreadOfPrices' LANGUAGE PYTHON USING '{}';\n",
+            file.display()
+        ),
+    );
+}
+
+#[test]
 fn a_damaged_checkpoint_is_reported_and_the_one_before_it_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let sql = job(dir.path(), "", "");
