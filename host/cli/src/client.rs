@@ -196,6 +196,64 @@ pub(crate) enum TenantCommand {
     },
 }
 
+/// `fungi file ...`: the tenant's files (Python modules, input data) on a server.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FileCommand {
+    /// Upload a file into your tenant's files directory.
+    Upload {
+        /// The local file.
+        file: PathBuf,
+        /// Its path on the server (default: the file name), as jobs name it
+        /// (`USING 'udfs.py'`, `'path' = 'data/in'`).
+        #[arg(long = "as")]
+        path: Option<String>,
+    },
+    /// List your tenant's files.
+    List,
+    /// Delete one of your tenant's files.
+    Delete {
+        /// Its path on the server.
+        path: String,
+    },
+}
+
+/// Runs a `fungi file` command.
+pub(crate) fn file(command: FileCommand, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    let columns = &["path", "bytes"];
+    match command {
+        FileCommand::Upload { file, path } => {
+            let path = match path {
+                Some(p) => p,
+                None => file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                    .context("name the file on the server with --as")?,
+            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let request = client
+                .http
+                .put(client.url(&format!("/files/{path}")))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes);
+            let entry = client.send(reqwest::Method::PUT, &format!("/files/{path}"), request)?;
+            print(c.output, &entry, columns);
+        }
+        FileCommand::List => print(
+            c.output,
+            &client.call(reqwest::Method::GET, "/files", None)?,
+            columns,
+        ),
+        FileCommand::Delete { path } => {
+            client.call(reqwest::Method::DELETE, &format!("/files/{path}"), None)?;
+            eprintln!("file {path} deleted");
+        }
+    }
+    Ok(())
+}
+
 /// `fungi key ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {

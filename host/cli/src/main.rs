@@ -73,6 +73,13 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Your tenant's files on a server (Python modules, input data for jobs).
+    File {
+        #[command(subcommand)]
+        command: client::FileCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// API keys on a server.
     Key {
         #[command(subcommand)]
@@ -206,6 +213,10 @@ fn main() {
             command,
             connection,
         } => client::tenant(command, connection),
+        Command::File {
+            command,
+            connection,
+        } => client::file(command, connection),
         Command::Key {
             command,
             connection,

@@ -98,10 +98,13 @@ impl Role {
                     | PluginList
                     | PluginGet
                     | PluginDelete
+                    | FileUpload
+                    | FileList
+                    | FileDelete
             ),
             Role::Viewer => matches!(
                 action,
-                JobList | JobGet | PluginList | PluginGet | MetricsRead
+                JobList | JobGet | PluginList | PluginGet | FileList | MetricsRead
             ),
         }
     }
@@ -146,6 +149,12 @@ pub enum Action {
     PluginGet,
     /// Delete a plugin.
     PluginDelete,
+    /// Store a file in the tenant's files (Python modules, input data).
+    FileUpload,
+    /// List the tenant's files.
+    FileList,
+    /// Delete one of the tenant's files.
+    FileDelete,
     /// Create a tenant.
     TenantCreate,
     /// List tenants.
@@ -177,6 +186,8 @@ impl Action {
                 | JobSavepoint
                 | PluginUpload
                 | PluginDelete
+                | FileUpload
+                | FileDelete
                 | TenantCreate
                 | TenantDelete
                 | TenantTrust
@@ -198,6 +209,9 @@ impl Action {
             PluginList => "plugin.list",
             PluginGet => "plugin.get",
             PluginDelete => "plugin.delete",
+            FileUpload => "file.upload",
+            FileList => "file.list",
+            FileDelete => "file.delete",
             TenantCreate => "tenant.create",
             TenantList => "tenant.list",
             TenantDelete => "tenant.delete",

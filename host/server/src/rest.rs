@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::service::{
-    CreateKey, CreateTenant, CreatedKey, JobDetails, Savepoint, SavepointRequest, Service,
-    ServiceError, SubmitJob,
+    CreateKey, CreateTenant, CreatedKey, FileEntry, JobDetails, Savepoint, SavepointRequest,
+    Service, ServiceError, SubmitJob,
 };
 use crate::store::{JobRecord, KeyRecord, PluginRecord};
 
@@ -348,6 +348,39 @@ async fn delete_plugin(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(put, path = "/api/v1/files/{path}", params(("path" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = FileEntry), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn upload_file(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(path): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<FileEntry>)> {
+    Ok((StatusCode::CREATED, Json(s.upload_file(&p, &path, &bytes)?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/files",
+    responses((status = 200, body = Vec<FileEntry>)), security(("api_key" = [])))]
+async fn list_files(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<FileEntry>>> {
+    Ok(Json(s.list_files(&p)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/files/{path}", params(("path" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn delete_file(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(path): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_file(&p, &path)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -367,7 +400,7 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "Fungi", description = "Fungi's server API"),
     paths(submit_job, list_jobs, get_job, cancel_job, savepoint_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
-        get_plugin, delete_plugin),
+        get_plugin, delete_plugin, upload_file, list_files, delete_file),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -408,6 +441,13 @@ pub fn router(service: Arc<Service>) -> Router {
                 .delete(delete_plugin)
                 // Components are bigger than axum's 2 MB default; quotas bound them.
                 .layer(axum::extract::DefaultBodyLimit::max(256 << 20)),
+        )
+        .route("/api/v1/files", get(list_files))
+        .route(
+            "/api/v1/files/{*path}",
+            axum::routing::put(upload_file)
+                .delete(delete_file)
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
         )
         .fallback(not_found)
         .with_state(service)

@@ -88,6 +88,15 @@ pub struct SavepointRequest {
     pub timeout_secs: Option<u64>,
 }
 
+/// A file of a tenant.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct FileEntry {
+    /// Its path in the tenant's files directory.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// A completed savepoint.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Savepoint {
@@ -528,7 +537,7 @@ impl Service {
             .tenant(&job.tenant)?
             .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", job.tenant)))?;
         let mut session = fungi_sql::SqlSession::new(config);
-        let files_dir = self.data_dir.join("files").join(&job.tenant);
+        let files_dir = self.files_dir(&job.tenant);
         std::fs::create_dir_all(&files_dir).map_err(|e| {
             ServiceError::Internal(format!("cannot create {}: {e}", files_dir.display()))
         })?;
@@ -1176,6 +1185,89 @@ impl Service {
             Ok(())
         })();
         self.done(p, Action::PluginDelete, name, result)
+    }
+
+    /// A tenant's files directory (`filesystem` tables and Python modules of its jobs).
+    fn files_dir(&self, tenant: &str) -> PathBuf {
+        self.data_dir.join("files").join(tenant)
+    }
+
+    /// `path` inside the caller's files directory, if it is a valid relative path.
+    fn tenant_file(&self, p: &Principal, path: &str) -> ServiceResult<PathBuf> {
+        let rel = std::path::Path::new(path);
+        let valid = !path.is_empty()
+            && path.len() <= 255
+            && rel.is_relative()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !valid {
+            return Err(ServiceError::BadRequest(format!(
+                "file path '{path}' must be relative, without '..', at most 255 bytes"
+            )));
+        }
+        Ok(self.files_dir(&p.tenant).join(rel))
+    }
+
+    /// Stores a file in the caller's tenant's files (what its jobs' `filesystem` tables
+    /// and `LANGUAGE PYTHON ... USING` read).
+    pub fn upload_file(&self, p: &Principal, path: &str, bytes: &[u8]) -> ServiceResult<FileEntry> {
+        self.authorize(p, Action::FileUpload, &p.tenant, path)?;
+        let result = (|| {
+            let file = self.tenant_file(p, path)?;
+            std::fs::create_dir_all(file.parent().expect("a parent"))
+                .and_then(|_| std::fs::write(&file, bytes))
+                .map_err(|e| ServiceError::Internal(format!("cannot store '{path}': {e}")))?;
+            Ok(FileEntry {
+                path: path.to_string(),
+                bytes: bytes.len() as u64,
+            })
+        })();
+        self.done(p, Action::FileUpload, path, result)
+    }
+
+    /// The caller's tenant's files, by path.
+    pub fn list_files(&self, p: &Principal) -> ServiceResult<Vec<FileEntry>> {
+        self.authorize(p, Action::FileList, &p.tenant, "")?;
+        let root = self.files_dir(&p.tenant);
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.metadata() {
+                    Ok(m) if m.is_dir() => stack.push(path),
+                    Ok(m) => out.push(FileEntry {
+                        path: path
+                            .strip_prefix(&root)
+                            .unwrap_or(&path)
+                            .to_string_lossy()
+                            .into_owned(),
+                        bytes: m.len(),
+                    }),
+                    Err(_) => {}
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Deletes one of the caller's tenant's files.
+    pub fn delete_file(&self, p: &Principal, path: &str) -> ServiceResult<()> {
+        self.authorize(p, Action::FileDelete, &p.tenant, path)?;
+        let result = (|| {
+            let file = self.tenant_file(p, path)?;
+            if !file.is_file() {
+                return Err(ServiceError::NotFound(format!("no file '{path}'")));
+            }
+            std::fs::remove_file(&file)
+                .map_err(|e| ServiceError::Internal(format!("cannot delete '{path}': {e}")))
+        })();
+        self.done(p, Action::FileDelete, path, result)
     }
 
     /// Audits a request refused before it reached the service (a malformed body).

@@ -345,6 +345,21 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             Box::new(|_| (Method::DELETE, "/plugins/none".into(), None)),
             &["admin", "tenant-admin", "developer"],
         ),
+        (
+            "upload file",
+            Box::new(|_| (Method::PUT, "/files/in/data.json".into(), Some(json!({})))),
+            &["admin", "tenant-admin", "developer"],
+        ),
+        (
+            "list files",
+            Box::new(|_| (Method::GET, "/files".into(), None)),
+            &["admin", "tenant-admin", "developer", "viewer"],
+        ),
+        (
+            "delete file",
+            Box::new(|_| (Method::DELETE, "/files/none".into(), None)),
+            &["admin", "tenant-admin", "developer"],
+        ),
     ];
     let mut denied = 0;
     for (name, request, allowed) in &endpoints {
@@ -390,7 +405,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         let (status, _) = call(&server, Some("fgk_0123_4567"), method, &path, body);
         assert_eq!(status, 401, "unknown key, {name}");
     }
-    assert_eq!(endpoints.len(), 18);
+    assert_eq!(endpoints.len(), 21);
     let audit = ok(&server, &admin, Method::GET, "/audit?limit=10000", None);
     let records = audit.as_array().unwrap();
     let count = |prefix: &str| {
@@ -1085,14 +1100,34 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
         json!({ "id": "py", "quotas": { "allow_unsandboxed_python": true } }),
     );
     let py = new_key(&server, &admin, "py", "developer");
-    std::fs::create_dir_all(dir.path().join("files/py")).unwrap();
-    std::fs::write(
-        dir.path().join("files/py/udfs.py"),
-        "import pyarrow as pa, pyarrow.compute as pc, fungi\n\
+    // The module goes up through the files API; paths that leave the directory do not.
+    let module = "import pyarrow as pa, pyarrow.compute as pc, fungi\n\
          @fungi.udf(returns=pa.int64())\n\
-         def twice(x):\n    return pc.multiply(x, 2)\n",
-    )
-    .unwrap();
+         def twice(x):\n    return pc.multiply(x, 2)\n";
+    let put = |path: &str| {
+        let r = Client::new()
+            .put(format!("{}/api/v1/files/{path}", server.url))
+            .bearer_auth(&py)
+            .body(module)
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, entry) = put("udfs.py");
+    assert_eq!(
+        (status, entry["bytes"].as_u64()),
+        (201, Some(module.len() as u64)),
+        "{entry}"
+    );
+    let (status, body) = put("..%2Fa%2Fslugs");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        ok(&server, &py, Method::GET, "/files", None),
+        json!([{ "path": "udfs.py", "bytes": module.len() }])
+    );
     let job = ok(
         &server,
         &py,

@@ -64,21 +64,29 @@ type Polled = (Vec<u8>, Vec<(usize, usize)>, Collector);
 /// reads librdkafka's statistics for the offset at which each partition last signalled
 /// its end: librdkafka sometimes reports an end as a global error without its partition
 /// (seen with 2.12.1 against tansu right after an assignment), and the source would
-/// otherwise wait for that partition's end forever.
+/// otherwise wait for that partition's end forever. When no end is signalled at all
+/// (seen after a restore at a partition's end), the high watermark of the last fetch
+/// tells that nothing is left to read.
 #[derive(Default)]
 pub(crate) struct QuietEof {
     topic: String,
     /// Per partition, the offset at which librdkafka last signalled the end.
     eof: std::sync::Mutex<BTreeMap<i32, i64>>,
+    /// Per partition, the high watermark of the last fetch response.
+    high: std::sync::Mutex<BTreeMap<i32, i64>>,
 }
 
 impl rdkafka::ClientContext for QuietEof {
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
         if let Some(topic) = statistics.topics.get(&self.topic) {
             let mut eof = self.eof.lock().unwrap_or_else(|p| p.into_inner());
+            let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
             for (p, partition) in &topic.partitions {
                 if *p >= 0 && partition.eof_offset >= 0 {
                     eof.insert(*p, partition.eof_offset);
+                }
+                if *p >= 0 && partition.hi_offset >= 0 {
+                    high.insert(*p, partition.hi_offset);
                 }
             }
         }
@@ -389,17 +397,23 @@ impl KafkaSource {
         if self.bounded && count == 0 {
             // Nothing came: partitions whose end librdkafka signalled at the position
             // this source has reached are done, even if the signal itself went astray.
-            let eof = self
-                .consumer()
-                .context()
+            let context = self.consumer().context();
+            let eof = context
                 .eof
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
+            let high = context
+                .high
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for p in &self.owned {
-                if let (Some(end), Some(position)) = (eof.get(p), self.positions.get(p))
-                    && position >= end
-                {
+                let Some(position) = self.positions.get(p) else {
+                    continue;
+                };
+                let at_end = |ends: &BTreeMap<i32, i64>| ends.get(p).is_some_and(|e| position >= e);
+                if at_end(&eof) || at_end(&high) {
                     self.ended.insert(*p);
                 }
             }
