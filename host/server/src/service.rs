@@ -609,7 +609,7 @@ impl Service {
         let savepoint = job
             .from_savepoint
             .as_deref()
-            .map(|sp| self.savepoint_path(&job.tenant, sp));
+            .map(|sp| self.savepoint_path(sp));
         let service = self.clone();
         tokio::spawn(async move {
             let supervised = fungi_scheduler::supervise(plan, savepoint, cancel, tx).await;
@@ -764,8 +764,8 @@ impl Service {
             .collect()
     }
 
-    /// The directory of savepoint `sp` (`<job>/sp-<n>`) of `tenant`, unchecked.
-    fn savepoint_path(&self, _tenant: &str, sp: &str) -> PathBuf {
+    /// The directory of savepoint `sp` (`<job>/sp-<n>`), unchecked.
+    fn savepoint_path(&self, sp: &str) -> PathBuf {
         let (job, name) = sp.split_once('/').unwrap_or((sp, ""));
         self.checkpoint_dir(job).join("savepoints").join(name)
     }
@@ -783,7 +783,7 @@ impl Service {
         let numbered = name
             .strip_prefix("sp-")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        let dir = self.savepoint_path(&p.tenant, sp);
+        let dir = self.savepoint_path(sp);
         if !owned || !numbered || !dir.is_dir() {
             return Err(bad());
         }
