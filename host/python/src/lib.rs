@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayData, ArrayRef, make_array};
+use arrow::array::{Array, ArrayData, ArrayRef, make_array};
 use arrow::datatypes::DataType;
 use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use pyo3::prelude::*;
@@ -64,13 +64,6 @@ pub enum Source {
     },
     /// A Python file, loaded as a module named after it.
     File(PathBuf),
-    /// Inline source text, loaded as a module named `module`.
-    Inline {
-        /// The module's name.
-        module: String,
-        /// Its code.
-        code: String,
-    },
 }
 
 /// How a scalar function is called.
@@ -115,12 +108,16 @@ def call_rows(name, fn, returns, skip_nulls, rows, arrays):
     return result(name, returns, out, rows)
 
 def accumulate(agg, states, groups, arrays):
-    # One accumulate call per group present in the batch, with that group's rows.
+    # One accumulate call per group present in the batch, with that group's rows: the
+    # rows are sorted by group once, and each group gets a zero-copy slice of its run.
     import pyarrow.compute as pc
-    groups = pa.array(groups, type=pa.uint32())
-    for g in pc.unique(groups).to_pylist():
-        idx = pc.indices_nonzero(pc.equal(groups, g))
-        states[g] = agg.accumulate(states[g], *[a.take(idx) for a in arrays])
+    order = pc.array_sort_indices(groups)
+    runs = pc.run_end_encode(groups.take(order))
+    taken = [a.take(order) for a in arrays]
+    start = 0
+    for g, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist()):
+        states[g] = agg.accumulate(states[g], *[a.slice(start, end - start) for a in taken])
+        start = end
 
 def finish(name, agg, returns, states):
     return result(name, returns, [agg.finish(s) for s in states], len(states))
@@ -225,9 +222,7 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
             Source::Module { .. } => target
                 .rsplit_once('.')
                 .ok_or_else(|| load_err("name it as 'module.function'".into()))?,
-            Source::File(_) | Source::Inline { .. } => {
-                target.rsplit_once('.').unwrap_or(("", target))
-            }
+            Source::File(_) => target.rsplit_once('.').unwrap_or(("", target)),
         };
         let module = match source {
             Source::Module { search_path } => {
@@ -250,8 +245,6 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
                 from_code(py, &code, &path.to_string_lossy(), name)
                     .map_err(|e| load_err(raised(py, target, e).to_string()))?
             }
-            Source::Inline { module, code } => from_code(py, code, &format!("<{module}>"), module)
-                .map_err(|e| load_err(raised(py, target, e).to_string()))?,
         };
         let object = module.getattr(attribute).map_err(|_| {
             load_err(format!(
@@ -446,7 +439,10 @@ impl PythonAggregate {
                     (
                         self.instance.bind(py),
                         list,
-                        groups.to_vec(),
+                        // The groups cross as an Arrow array, not as Python ints.
+                        arrow::array::UInt32Array::from(groups.to_vec())
+                            .to_data()
+                            .to_pyarrow(py)?,
                         to_py(py, args)?,
                     ),
                 )?;

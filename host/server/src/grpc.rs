@@ -91,17 +91,10 @@ fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn status_name(s: crate::store::JobStatus) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 impl From<JobRecord> for pb::Job {
     fn from(j: JobRecord) -> pb::Job {
         pb::Job {
-            status: status_name(j.status),
+            status: j.status.name().to_string(),
             id: j.id,
             tenant: j.tenant,
             sql: j.sql,
@@ -144,7 +137,7 @@ impl From<KeyRecord> for pb::Key {
 impl From<fungi_tenancy::TrustPolicy> for pb::TrustPolicy {
     fn from(t: fungi_tenancy::TrustPolicy) -> pb::TrustPolicy {
         pb::TrustPolicy {
-            mode: json(&t.mode).trim_matches('"').to_string(),
+            mode: t.mode.name().to_string(),
             keys: t.keys,
         }
     }
@@ -166,8 +159,8 @@ fn trust_policy(t: Option<pb::TrustPolicy>) -> Result<fungi_tenancy::TrustPolicy
         return Ok(Default::default());
     };
     let mode = if t.mode.is_empty() { "off" } else { &t.mode };
-    let mode = serde_json::from_value(serde_json::Value::String(mode.to_string()))
-        .map_err(|_| format!("trust mode '{mode}' is not one of off, warn, require"))?;
+    let mode = fungi_tenancy::TrustMode::parse(mode)
+        .ok_or_else(|| format!("trust mode '{mode}' is not one of off, warn, require"))?;
     Ok(fungi_tenancy::TrustPolicy { mode, keys: t.keys })
 }
 

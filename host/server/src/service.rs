@@ -278,6 +278,13 @@ impl Service {
         })
     }
 
+    /// A tenant, or not found.
+    fn tenant(&self, id: &str) -> ServiceResult<Tenant> {
+        self.store
+            .tenant(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{id}'")))
+    }
+
     /// The server's plugin host.
     fn plugin_host(&self) -> ServiceResult<Arc<fungi_plugin::PluginHost>> {
         if let Some(h) = self.plugin_host.get() {
@@ -484,10 +491,7 @@ impl Service {
                 "parallelism must be 1 to 1024, not {parallelism}"
             )));
         }
-        let tenant = self
-            .store
-            .tenant(&p.tenant)?
-            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", p.tenant)))?;
+        let tenant = self.tenant(&p.tenant)?;
         let usage = self
             .store
             .jobs(Some(&p.tenant))?
@@ -532,10 +536,7 @@ impl Service {
             parallelism: job.parallelism,
             ..Default::default()
         };
-        let tenant = self
-            .store
-            .tenant(&job.tenant)?
-            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", job.tenant)))?;
+        let tenant = self.tenant(&job.tenant)?;
         let mut session = fungi_sql::SqlSession::new(config);
         let files_dir = self.files_dir(&job.tenant);
         std::fs::create_dir_all(&files_dir).map_err(|e| {
@@ -914,10 +915,7 @@ impl Service {
                 fungi_security::signing::check_public_key(key)
                     .map_err(|e| ServiceError::BadRequest(format!("trusted key {i}: {e}")))?;
             }
-            let mut tenant = self
-                .store
-                .tenant(id)?
-                .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{id}'")))?;
+            let mut tenant = self.tenant(id)?;
             tenant.trust = policy;
             self.store.update_tenant(&tenant)?;
             Ok(tenant)
@@ -1069,10 +1067,7 @@ impl Service {
                 "plugin name '{name}' must be 1 to 63 lower-case letters, digits, '-' or '_'"
             )));
         }
-        let tenant = self
-            .store
-            .tenant(&p.tenant)?
-            .ok_or_else(|| ServiceError::NotFound(format!("no tenant '{}'", p.tenant)))?;
+        let tenant = self.tenant(&p.tenant)?;
         let stored = self.store.plugins(&p.tenant)?;
         let replacing = stored.iter().any(|s| s.name == name);
         tenant.quotas.admit_plugin(
@@ -1194,19 +1189,13 @@ impl Service {
 
     /// `path` inside the caller's files directory, if it is a valid relative path.
     fn tenant_file(&self, p: &Principal, path: &str) -> ServiceResult<PathBuf> {
-        let rel = std::path::Path::new(path);
-        let valid = !path.is_empty()
-            && path.len() <= 255
-            && rel.is_relative()
-            && rel
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !valid {
-            return Err(ServiceError::BadRequest(format!(
-                "file path '{path}' must be relative, without '..', at most 255 bytes"
-            )));
-        }
-        Ok(self.files_dir(&p.tenant).join(rel))
+        fungi_sql::path_inside(&self.files_dir(&p.tenant), path)
+            .filter(|_| path.len() <= 255)
+            .ok_or_else(|| {
+                ServiceError::BadRequest(format!(
+                    "file path '{path}' must be relative, without '..', at most 255 bytes"
+                ))
+            })
     }
 
     /// Stores a file in the caller's tenant's files (what its jobs' `filesystem` tables

@@ -62,7 +62,8 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    fn name(self) -> &'static str {
+    /// The status as stored and shown (`RUNNING`, ...).
+    pub fn name(self) -> &'static str {
         match self {
             JobStatus::Running => "RUNNING",
             JobStatus::Finished => "FINISHED",

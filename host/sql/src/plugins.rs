@@ -51,6 +51,18 @@ pub struct Confinement {
     pub tenant: Arc<Tenant>,
 }
 
+/// `path` under `dir` if it is relative and has only normal components (no `..`, no
+/// root): how a tenant names its files.
+pub fn path_inside(dir: &std::path::Path, path: &str) -> Option<std::path::PathBuf> {
+    let rel = std::path::Path::new(path);
+    let inside = !path.is_empty()
+        && rel.is_relative()
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    inside.then(|| dir.join(rel))
+}
+
 impl Confinement {
     /// Rewrites or refuses a table's options so that the table stays within the
     /// tenant's files and egress hosts.
@@ -63,18 +75,13 @@ impl Confinement {
         for (key, value) in options.iter_mut() {
             match (connector, key.as_str()) {
                 ("filesystem", "path") => {
-                    let path = std::path::Path::new(value.as_str());
-                    let inside = path.is_relative()
-                        && path
-                            .components()
-                            .all(|c| matches!(c, std::path::Component::Normal(_)));
-                    if !inside {
+                    let Some(path) = path_inside(&self.files_dir, value) else {
                         return Err(SqlError::Plan(format!(
                             "table '{table}': on a server a filesystem path is relative to the \
                              tenant's files directory, without '..'; '{value}' is not"
                         )));
-                    }
-                    *value = self.files_dir.join(path).to_string_lossy().into_owned();
+                    };
+                    *value = path.to_string_lossy().into_owned();
                 }
                 ("kafka", "properties.bootstrap.servers") => {
                     for server in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -486,18 +493,13 @@ impl SessionPlugins {
                 )));
             }
             if !stmt.path.is_empty() {
-                let inside = path.is_relative()
-                    && path
-                        .components()
-                        .all(|p| matches!(p, std::path::Component::Normal(_)));
-                if !inside {
-                    return Err(SqlError::Plan(format!(
+                path = path_inside(&c.files_dir, &stmt.path).ok_or_else(|| {
+                    SqlError::Plan(format!(
                         "USING '{}': on a server a Python file is relative to the tenant's \
                          files directory, without '..'",
                         stmt.path
-                    )));
-                }
-                path = c.files_dir.join(path);
+                    ))
+                })?;
             }
         }
         let source = if stmt.path.is_empty() {
@@ -677,12 +679,7 @@ impl ScalarUDFImpl for WasmScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
+        let (arrays, rows) = argument_arrays(&args)?;
         match self.udf.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
             // The code marks plugin failures for the operators' error policy.
@@ -757,6 +754,19 @@ impl AggregateUDFImpl for WasmAggregate {
             true,
         ))])
     }
+}
+
+/// A scalar function call's arguments as arrays of the batch's rows, and the row count.
+pub(crate) fn argument_arrays(
+    args: &ScalarFunctionArgs,
+) -> DfResult<(Vec<arrow::array::ArrayRef>, usize)> {
+    let rows = args.number_rows;
+    let arrays = args
+        .args
+        .iter()
+        .map(|a| a.to_array(rows))
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok((arrays, rows))
 }
 
 /// The plugin statement's outcome message.

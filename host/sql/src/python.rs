@@ -82,12 +82,7 @@ impl ScalarUDFImpl for PythonScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
+        let (arrays, rows) = crate::plugins::argument_arrays(&args)?;
         match self.function.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
             Err(e) => exec_err!("[{PYTHON_ERROR_CODE}] {e}"),

@@ -60,6 +60,24 @@ pub enum TrustMode {
     Require,
 }
 
+impl TrustMode {
+    /// The mode as written in requests (`off`, `warn`, `require`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TrustMode::Off => "off",
+            TrustMode::Warn => "warn",
+            TrustMode::Require => "require",
+        }
+    }
+
+    /// The mode named `name`, if any.
+    pub fn parse(name: &str) -> Option<TrustMode> {
+        [TrustMode::Off, TrustMode::Warn, TrustMode::Require]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
 /// A tenant's trust policy for plugins: the mode and the public keys (PEM, as written
 /// by `cosign generate-key-pair` or `fungi plugin keygen`) whose signatures it trusts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
