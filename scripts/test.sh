@@ -14,9 +14,12 @@ done
 # Python: a virtual environment of the system's python3 (the CPython fungi-python
 # embeds, see .cargo/config.toml) with pyarrow and the SDK installed as a user would;
 # the Rust tests' native Python functions import from it, and pytest runs from it.
+# componentize-py builds the sandboxed Python plugins (host/plugin/artifacts, `fungi
+# plugin build --python`), so it is installed before the first cargo build.
 venv="${FUNGI_PYTHON_VENV:-$HOME/.cache/fungi/pyvenv}"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" "pytest>=7"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" "pytest>=7" \
+  "componentize-py==0.25.1"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk-python
 export FUNGI_PYTHON_VENV="$venv"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -15,11 +15,20 @@ Write functions for Fungi's streaming SQL in Python:
 
 The host reads the ``__fungi__`` attribute the decorators set: the kind, the return
 type and the calling mode.
+
+The same decorated functions also build into a sandboxed plugin, a WebAssembly component
+(``fungi plugin build --python app.py``, see :mod:`fungi.build`): there CPython runs
+inside the component without pyarrow, arguments arrive as Python lists and the argument
+types must be declared (``args=[...]``).
 """
 
 from .client import Client, FungiError
-from .local import run_udaf, run_udf
 from .types import from_sql, to_sql
+
+try:
+    from .local import run_udaf, run_udf
+except ImportError:  # no pyarrow: inside a sandboxed plugin, where only the decorators matter
+    pass
 from .udf import FunctionSpec, UdfError, spec_of, udaf, udf
 
 __all__ = [

@@ -1,7 +1,6 @@
 """A small client of a Fungi server's REST API (``/api/v1``), on the standard library."""
 
 import json
-import ssl
 import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional, Union
@@ -26,6 +25,8 @@ class Client:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        import ssl  # here, not at the top: sandboxed plugins import fungi and have no ssl
+
         self._context = ssl.create_default_context(cafile=ca_cert) if ca_cert else None
 
     def _call(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None,

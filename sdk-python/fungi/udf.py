@@ -2,9 +2,7 @@
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Optional
-
-import pyarrow as pa
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from .types import as_arrow_type
 
@@ -24,14 +22,17 @@ class FunctionSpec:
     kind: str
     #: The SQL name (default: the Python name).
     name: str
-    #: The result type.
-    returns: pa.DataType
+    #: The result type (a pyarrow type; a SQL type name inside a sandboxed plugin).
+    returns: Any
     #: ``"vectorized"`` (arrays in, array out) or ``"row"`` (one call per row).
     mode: str = "vectorized"
     #: Row mode: whether a row with a null argument gives null without a call.
     skip_nulls: bool = True
     #: Whether the same arguments always give the same result.
     deterministic: bool = True
+    #: The argument types, as given (pyarrow types or SQL type names); native functions
+    #: take any arguments without them, sandboxed plugins declare them in their signature.
+    args: Optional[Tuple[Any, ...]] = None
 
 
 def udf(
@@ -41,18 +42,22 @@ def udf(
     mode: str = "vectorized",
     skip_nulls: bool = True,
     deterministic: bool = True,
+    args: Optional[Sequence[Any]] = None,
 ) -> Callable:
     """Marks a scalar function for Fungi.
 
     ``returns`` is a pyarrow type or a SQL type name. Vectorized functions get one
     ``pyarrow.Array`` per argument and return an array (or anything ``pyarrow.array``
     accepts) of the same length; row functions get Python values and return one.
+    ``args`` lists the argument types; a sandboxed plugin (``fungi plugin build
+    --python``) needs them, and there vectorized functions get Python lists instead.
     """
     if returns is None:
         raise UdfError("@fungi.udf needs returns=<pyarrow type or SQL type name>")
     if mode not in MODES:
         raise UdfError(f"mode must be one of {MODES}, not {mode!r}")
     result_type = as_arrow_type(returns)
+    arg_types = _arg_types(args)
 
     def mark(fn: Callable) -> Callable:
         if not callable(fn) or inspect.isclass(fn):
@@ -64,6 +69,7 @@ def udf(
             mode=mode,
             skip_nulls=skip_nulls,
             deterministic=deterministic,
+            args=arg_types,
         )
         return fn
 
@@ -73,17 +79,29 @@ def udf(
 _UDAF_METHODS = ("create", "accumulate", "merge", "finish")
 
 
-def udaf(returns: Any = None, *, name: Optional[str] = None) -> Callable:
+def _arg_types(args: Optional[Sequence[Any]]) -> Optional[Tuple[Any, ...]]:
+    if args is None:
+        return None
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise UdfError("args must be a list of types (pyarrow types or SQL type names)")
+    return tuple(as_arrow_type(a) for a in args)
+
+
+def udaf(
+    returns: Any = None, *, name: Optional[str] = None, args: Optional[Sequence[Any]] = None
+) -> Callable:
     """Marks an aggregate class for Fungi.
 
     The class has ``create(self) -> state``, ``accumulate(self, state, *arrays) ->
     state`` (the arrays hold some of one group's rows), ``merge(self, state, other) ->
     state`` and ``finish(self, state) -> value``. States must be picklable: the host
-    keeps them as bytes in its checkpoints.
+    keeps them as bytes in its checkpoints. ``args`` lists the argument types (needed by
+    sandboxed plugins, whose ``accumulate`` gets Python lists).
     """
     if returns is None:
         raise UdfError("@fungi.udaf needs returns=<pyarrow type or SQL type name>")
     result_type = as_arrow_type(returns)
+    arg_types = _arg_types(args)
 
     def mark(cls: type) -> type:
         if not inspect.isclass(cls):
@@ -91,7 +109,9 @@ def udaf(returns: Any = None, *, name: Optional[str] = None) -> Callable:
         missing = [m for m in _UDAF_METHODS if not callable(getattr(cls, m, None))]
         if missing:
             raise UdfError(f"aggregate {cls.__name__} lacks {', '.join(missing)}")
-        cls.__fungi__ = FunctionSpec(kind="udaf", name=name or cls.__name__, returns=result_type)
+        cls.__fungi__ = FunctionSpec(
+            kind="udaf", name=name or cls.__name__, returns=result_type, args=arg_types
+        )
         return cls
 
     return mark

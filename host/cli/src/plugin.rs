@@ -105,11 +105,22 @@ pub(crate) struct NewArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
     /// The plugin crate's directory.
-    #[arg(default_value = ".")]
+    #[arg(default_value = ".", conflicts_with = "python")]
     path: PathBuf,
     /// Cargo target directory (default: the crate's `target/`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "python")]
     target_dir: Option<PathBuf>,
+    /// Build a sandboxed plugin from this Python file instead (its `@fungi.udf` or
+    /// `@fungi.udaf` functions, with componentize-py and the `fungi` Python SDK from the
+    /// virtual environment in FUNGI_PYTHON_VENV or VIRTUAL_ENV).
+    #[arg(long, value_name = "APP_PY")]
+    python: Option<PathBuf>,
+    /// Where to write the Python plugin's component (default: `<APP_PY>` with `.wasm`).
+    #[arg(short, long, requires = "python")]
+    output: Option<PathBuf>,
+    /// The Python plugin's name (default: the file's name).
+    #[arg(long, requires = "python")]
+    name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -130,7 +141,10 @@ pub(crate) struct TestArgs {
 pub(crate) fn run(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::New(args) => new(&args),
-        PluginCommand::Build(args) => build(&args.path, args.target_dir.as_deref()),
+        PluginCommand::Build(args) => match &args.python {
+            Some(app) => build_python(app, args.output.as_deref(), args.name.as_deref()),
+            None => build(&args.path, args.target_dir.as_deref()),
+        },
         PluginCommand::Inspect(args) => {
             let plugin = load(&args.plugin)?;
             print!("{}", describe(&plugin));
@@ -502,6 +516,55 @@ fungi_sdk::aggregate_plugin! {{
         args.path.display(),
         args.kind,
         args.path.display()
+    );
+    Ok(())
+}
+
+/// The contract the host was built with, for componentize-py.
+const PLUGIN_WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// `fungi plugin build --python app.py`: the SDK's `python -m fungi.build` against the
+/// contract this binary speaks, then the component's description.
+fn build_python(app: &Path, output: Option<&Path>, name: Option<&str>) -> Result<()> {
+    let python = fungi_python::venv()
+        .map(|v| v.join("bin/python"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let wit = tempfile::tempdir()?;
+    std::fs::write(wit.path().join("plugin.wit"), PLUGIN_WIT)?;
+    let out = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| app.with_extension("wasm"));
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "fungi.build"])
+        .arg(app)
+        .arg("-o")
+        .arg(&out)
+        .arg("--wit")
+        .arg(wit.path());
+    if let Some(name) = name {
+        cmd.args(["--name", name]);
+    }
+    let done = cmd
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !done.status.success() {
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        if stderr.contains("No module named fungi") {
+            bail!(
+                "the Python SDK is not installed for {}: pip install sdk-python (and \
+                 componentize-py), or name a virtual environment in FUNGI_PYTHON_VENV",
+                python.display()
+            );
+        }
+        bail!("{}", stderr.trim().trim_start_matches("error: "));
+    }
+    let plugin = load(&out)?;
+    println!(
+        "built {} ({} bytes)\n{}",
+        out.display(),
+        std::fs::metadata(&out)?.len(),
+        describe(&plugin)
     );
     Ok(())
 }

@@ -150,6 +150,17 @@ impl FunctionPool {
         let out = match result {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
+                if let Some(limit) = ready.sandbox.take_refusal() {
+                    // The guest caught a refused memory growth and gave up: report the
+                    // limit, and drop the instance as after any broken limit.
+                    self.tenant.count_trap("memory");
+                    return Err(PluginError::Limit {
+                        plugin: self.plugin.name().to_string(),
+                        function: self.signature.name.clone(),
+                        limit: format!("{limit}; the plugin said: {}", guest_message(&e)),
+                        output: String::new(),
+                    });
+                }
                 self.idle.lock().expect("idle lock").push(ready);
                 return Err(self.guest_error(&e));
             }

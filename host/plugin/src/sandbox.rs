@@ -39,6 +39,9 @@ pub(crate) struct Sandbox {
     poisoned: bool,
     /// Whether calls get an epoch deadline (see `HostOptions::uninterruptible`).
     interruptible: bool,
+    /// A memory growth refused during the last call that still returned (the guest
+    /// caught it, as Python's `MemoryError`): the limit it broke.
+    refusal: Option<String>,
 }
 
 impl Sandbox {
@@ -124,6 +127,7 @@ impl Sandbox {
                 tenant: tenant.clone(),
                 plugin: name,
                 poisoned: false,
+                refusal: None,
                 interruptible: plugin.host.interruptible,
             }),
             Err(e) => {
@@ -132,6 +136,11 @@ impl Sandbox {
                 Err(err)
             }
         }
+    }
+
+    /// The limit a memory growth of the last call broke, if the call still returned.
+    pub(crate) fn take_refusal(&mut self) -> Option<String> {
+        self.refusal.take()
     }
 
     /// Whether a failed call left the instance unusable.
@@ -162,6 +171,7 @@ impl Sandbox {
         self.tenant.charge(start.elapsed());
         match result {
             Ok(r) => {
+                self.refusal = self.store.data_mut().limiter.refused.take();
                 let printed = self.store.data().output.take();
                 if !printed.is_empty() {
                     tracing::info!(plugin = &*self.plugin, function, "{}", printed.trim_end());

@@ -123,8 +123,9 @@ def finish(name, agg, returns, states):
     return result(name, returns, [agg.finish(s) for s in states], len(states))
 "#;
 
-/// The virtual environment whose packages the interpreter uses.
-fn venv() -> Option<PathBuf> {
+/// The virtual environment whose packages the interpreter uses: `FUNGI_PYTHON_VENV`, else
+/// `VIRTUAL_ENV`, else `~/.cache/fungi/pyvenv`, if it exists.
+pub fn venv() -> Option<PathBuf> {
     let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fungi/pyvenv"));
     std::env::var_os("FUNGI_PYTHON_VENV")
         .or_else(|| std::env::var_os("VIRTUAL_ENV"))

@@ -320,6 +320,88 @@ fn plugin_new_builds_a_working_plugin() {
 }
 
 #[test]
+fn plugin_build_python_makes_a_sandboxed_component() {
+    // The SDK and componentize-py come from the virtual environment scripts/test.sh makes.
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("stats.py");
+    std::fs::write(
+        &app,
+        r#""""Statistics in the sandbox."""
+import fungi
+
+@fungi.udaf(returns="DOUBLE", args=["DOUBLE"], name="py_range")
+class Range:
+    def create(self):
+        return None
+    def accumulate(self, state, xs):
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return state
+        lo, hi = min(xs), max(xs)
+        return (lo, hi) if state is None else (min(state[0], lo), max(state[1], hi))
+    def merge(self, a, b):
+        return b if a is None else a if b is None else (min(a[0], b[0]), max(a[1], b[1]))
+    def finish(self, state):
+        return None if state is None else state[1] - state[0]
+"#,
+    )
+    .unwrap();
+    let out = fungi()
+        .args(["plugin", "build", "--python", app.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("stats 0.1.0 (Statistics in the sandbox.)")
+            && text.contains("py_range(Float64) -> Float64"),
+        "{text}"
+    );
+    // The conformance kit's contract tests pass on it as on a Rust plugin.
+    let out = fungi()
+        .args([
+            "plugin",
+            "test",
+            dir.path().join("stats.wasm").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What cannot become a plugin is named.
+    for (source, why) in [
+        (
+            "import fungi\n@fungi.udf(returns='DOUBLE')\ndef f(x):\n    return x\n",
+            "'f' does not declare its argument types",
+        ),
+        (
+            "x = 1\n",
+            "has no function marked with @fungi.udf or @fungi.udaf",
+        ),
+        (
+            "import pyarrow_but_misspelled\n",
+            "does not import: ModuleNotFoundError",
+        ),
+    ] {
+        std::fs::write(&app, source).unwrap();
+        let out = fungi()
+            .args(["plugin", "build", "--python", app.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(why), "{stderr}");
+    }
+}
+
+#[test]
 fn nexmark_generate_writes_files_that_fungi_reads() {
     let dir = tempfile::tempdir().unwrap();
     let out = fungi()

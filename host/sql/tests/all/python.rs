@@ -150,3 +150,126 @@ async fn python_functions_that_cannot_be_used_are_named() {
         assert!(e.contains(why), "{sql}: {e}");
     }
 }
+
+// Python as a Wasm component (`fungi plugin build --python`, built by the artifacts crate
+// from `plugins/python/` and `conformance/hostile/python/`): the same statements and
+// limits as a Rust plugin.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxed_python_plugins_in_a_window_match_native_sql() {
+    use fungi_plugin_artifacts::{PYTHON_MEAN_PRICE, PYTHON_TEMPS};
+    let mut session = SqlSession::default();
+    session
+        .execute("SET 'parallelism.default' = '2'")
+        .await
+        .unwrap();
+    let script = format!(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '50000');
+         CREATE FUNCTION to_fahrenheit LANGUAGE WASM USING '{PYTHON_TEMPS}';
+         LOAD PLUGIN '{PYTHON_MEAN_PRICE}';
+         SELECT window_start, sum(to_fahrenheit(price)), sum(price * 1.8 + 32),
+                mean_price(price), avg(CAST(price AS DOUBLE)), count(*)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+         GROUP BY window_start, window_end"
+    );
+    let rows = select(&mut session, &script).await;
+    assert!(rows.len() >= 3, "{} windows", rows.len());
+    for row in &rows {
+        let cols: Vec<f64> = row
+            .split(" | ")
+            .skip(1)
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert!((cols[0] - cols[1]).abs() < 1e-6 * cols[1].abs(), "{row}");
+        assert!((cols[2] - cols[3]).abs() < 1e-9 * cols[3].abs(), "{row}");
+    }
+    // Row-wise, against the native function on every row (nulls stay null).
+    let rows = select(
+        &mut session,
+        &format!(
+            "CREATE FUNCTION shout LANGUAGE WASM USING '{PYTHON_TEMPS}';
+             SELECT shout(channel), upper(channel) || '!' FROM bid"
+        ),
+    )
+    .await;
+    assert!(rows.len() > 1000);
+    for row in &rows {
+        let (a, b) = row.split_once(" | ").unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_python_loop_is_stopped_by_the_cpu_limit() {
+    use fungi_plugin_artifacts::HOSTILE_PYTHON_SPIN;
+    for (function, limit, why) in [
+        (
+            "spin",
+            "SET 'plugin.call-timeout' = '200 ms'",
+            "call time limit of 200 ms",
+        ),
+        (
+            "hog",
+            "SET 'plugin.memory-per-instance' = '96 MB'",
+            "memory limit of 96 MiB per instance exceeded",
+        ),
+    ] {
+        let mut session = SqlSession::default();
+        let script = format!(
+            "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '1000');
+             {limit};
+             CREATE FUNCTION {function} LANGUAGE WASM USING '{HOSTILE_PYTHON_SPIN}';
+             SELECT {function}(auction) FROM bid"
+        );
+        let mut outcomes = session.execute_script(&script).await.unwrap();
+        let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
+            panic!("a query")
+        };
+        let (sink, _) = fungi_execution::operators::CollectSink::new();
+        let err = fungi_execution::executor::LocalExecutor::new()
+            .execute(query.with_sink(sink.factory(), "collect"))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("plugin 'spin', function '{function}'")) && err.contains(why),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_python_exception_goes_to_the_dead_letter_output() {
+    let mut session = SqlSession::default();
+    let script = format!(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
+         SET 'plugin.on-error' = 'dead-letter';
+         CREATE FUNCTION fragile LANGUAGE WASM USING '{}';
+         SELECT auction, fragile(auction) FROM bid",
+        fungi_plugin_artifacts::PYTHON_TEMPS
+    );
+    let mut outcomes = session.execute_script(&script).await.unwrap();
+    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
+        panic!("a query")
+    };
+    let (sink, collected) = fungi_execution::operators::CollectSink::new();
+    let handle = fungi_execution::executor::LocalExecutor::new()
+        .execute(query.with_sink(sink.factory(), "collect"))
+        .unwrap();
+    let dlq = handle.dead_letters().clone();
+    let summary = handle.wait().await.unwrap();
+    assert!(collected.batches().is_empty());
+    assert_eq!(summary.dead_letters.values().sum::<u64>(), 1840);
+    let letter = dlq.recent().pop().unwrap();
+    assert!(
+        letter
+            .message
+            .contains("Python function 'fragile' raised ValueError: no luck with")
+            && letter.message.contains("Traceback (most recent call last)")
+            && letter.message.contains("temps.py"),
+        "{}",
+        letter.message
+    );
+}
