@@ -64,6 +64,13 @@ pub enum Source {
     },
     /// A Python file, loaded as a module named after it.
     File(PathBuf),
+    /// Source code (an inline body), loaded as the module `module`.
+    Code {
+        /// The module's name (also shown as its file name in tracebacks).
+        module: String,
+        /// The source.
+        code: String,
+    },
 }
 
 /// How a scalar function is called.
@@ -223,7 +230,9 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
             Source::Module { .. } => target
                 .rsplit_once('.')
                 .ok_or_else(|| load_err("name it as 'module.function'".into()))?,
-            Source::File(_) => target.rsplit_once('.').unwrap_or(("", target)),
+            Source::File(_) | Source::Code { .. } => {
+                target.rsplit_once('.').unwrap_or(("", target))
+            }
         };
         let module = match source {
             Source::Module { search_path } => {
@@ -244,6 +253,10 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
                     .map_err(|e| load_err(format!("cannot read {}: {e}", path.display())))?;
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("udfs");
                 from_code(py, &code, &path.to_string_lossy(), name)
+                    .map_err(|e| load_err(raised(py, target, e).to_string()))?
+            }
+            Source::Code { module, code } => {
+                from_code(py, code, &format!("<{module}>"), module)
                     .map_err(|e| load_err(raised(py, target, e).to_string()))?
             }
         };

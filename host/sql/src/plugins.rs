@@ -4,6 +4,11 @@
 //! CREATE FUNCTION haversine LANGUAGE WASM USING 'plugins/strings_geo.wasm';
 //! CREATE FUNCTION distinct_bidders AS 'hll_distinct' LANGUAGE WASM USING 'hll.wasm';
 //! LOAD PLUGIN 'plugins/strings_geo.wasm';   -- every function of the plugin
+//! CREATE FUNCTION f AS 'module.function' LANGUAGE PYTHON [USING 'file.py' | 'dir/'];
+//! CREATE FUNCTION double_it(x BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$
+//! def double_it(x):
+//!     return 2 * x
+//! $$;
 //! ```
 //!
 //! (Flink's `CREATE FUNCTION name AS 'identifier' LANGUAGE ... USING JAR '...'`, with
@@ -181,6 +186,18 @@ pub(crate) struct PluginStatement {
     pub(crate) path: String,
     /// (SQL name, plugin function); `None`: every function under its own name.
     pub(crate) function: Option<(String, String)>,
+    /// A Python function's inline body (`AS $$ ... $$`).
+    pub(crate) inline: Option<InlinePython>,
+}
+
+/// The module of `CREATE FUNCTION name [(args)] [RETURNS type] LANGUAGE PYTHON AS $$...$$`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InlinePython {
+    /// The module's source.
+    pub(crate) code: String,
+    /// `RETURNS type`: marks an undecorated function as a row-wise UDF of that type (as
+    /// RisingWave's and PostgreSQL's inline functions).
+    pub(crate) returns: Option<String>,
 }
 
 /// Whether `stmt` is a `CREATE FUNCTION` or `LOAD PLUGIN`.
@@ -221,6 +238,7 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
             language: Language::Wasm,
             path,
             function: None,
+            inline: None,
         });
     }
     let language = find_keyword(stmt, "LANGUAGE", 0).ok_or_else(|| {
@@ -265,15 +283,50 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
         words.next();
         name = words.next().unwrap_or("");
     }
-    let name = unquote(name);
+    let name = unquote(name.split('(').next().unwrap_or_default());
     if name.is_empty() || name.eq_ignore_ascii_case("LANGUAGE") {
         return Err(SqlError::Plan("CREATE FUNCTION needs a name".into()));
     }
-    let target = match find_keyword(stmt, "AS", function_kw) {
-        Some(at) if at < language_at => quoted(at).unwrap_or_else(|| name.clone()),
+    let as_at = find_keyword(stmt, "AS", function_kw);
+    let body = as_at.and_then(|at| crate::text::dollar_quoted(&stmt[at + 2..]));
+    let inline = match body {
+        None => None,
+        Some(_) if language != Language::Python => {
+            return Err(SqlError::Plan(format!(
+                "CREATE FUNCTION {name}: an inline body (AS $$ ... $$) is Python; a Wasm \
+                 function comes from its component (USING 'plugin.wasm')"
+            )));
+        }
+        Some(_) if !path.is_empty() => {
+            return Err(SqlError::Plan(format!(
+                "CREATE FUNCTION {name}: give either an inline body (AS $$ ... $$) or a file \
+                 (USING '{path}'), not both"
+            )));
+        }
+        Some((code, _)) => {
+            let returns = find_keyword(stmt, "RETURNS", function_kw)
+                .filter(|&at| at < language_at.min(as_at.unwrap_or(usize::MAX)))
+                .map(|at| {
+                    let end = language_at.min(as_at.unwrap_or(usize::MAX));
+                    stmt[at + "RETURNS".len()..end.max(at + "RETURNS".len())]
+                        .trim()
+                        .to_string()
+                })
+                .filter(|t| !t.is_empty());
+            Some(InlinePython {
+                code: code.to_string(),
+                returns,
+            })
+        }
+    };
+    let target = match as_at {
+        Some(at) if at < language_at && inline.is_none() => {
+            quoted(at).unwrap_or_else(|| name.clone())
+        }
         _ => name.clone(),
     };
-    if language == Language::Python && path.is_empty() && !target.contains('.') {
+    if language == Language::Python && path.is_empty() && inline.is_none() && !target.contains('.')
+    {
         return Err(SqlError::Plan(format!(
             "CREATE FUNCTION {name} ... LANGUAGE PYTHON: name the function as \
              AS 'module.function', or give its file with USING 'file.py'"
@@ -283,6 +336,7 @@ pub(crate) fn parse(stmt: &str) -> Result<PluginStatement> {
         language,
         path,
         function: Some((name, target)),
+        inline,
     })
 }
 
@@ -502,7 +556,20 @@ impl SessionPlugins {
                 })?;
             }
         }
-        let source = if stmt.path.is_empty() {
+        let source = if let Some(inline) = &stmt.inline {
+            let mut code = inline.code.clone();
+            if let Some(returns) = &inline.returns {
+                // RETURNS marks an undecorated function as a row-wise UDF.
+                code.push_str(&format!(
+                    "\n\nimport fungi as _fungi\nif not hasattr({target}, '__fungi__'):\n    \
+                     {target} = _fungi.udf(returns={returns:?}, mode='row')({target})\n"
+                ));
+            }
+            fungi_python::Source::Code {
+                module: format!("inline_{sql}"),
+                code,
+            }
+        } else if stmt.path.is_empty() {
             fungi_python::Source::Module { search_path: None }
         } else if fungi_python::is_python_file(&path) {
             fungi_python::Source::File(path)
@@ -802,6 +869,7 @@ mod tests {
                 language: Language::Wasm,
                 path: "geo.wasm".into(),
                 function: Some(("dist".into(), "haversine".into())),
+                inline: None,
             }
         );
         assert_eq!(
@@ -810,6 +878,7 @@ mod tests {
                 language: Language::Python,
                 path: String::new(),
                 function: Some(("f".into(), "pkg.mod.fn".into())),
+                inline: None,
             }
         );
         assert_eq!(
@@ -819,6 +888,22 @@ mod tests {
             Some(("gcd".into(), "gcd".into()))
         );
         assert_eq!(parse("LOAD PLUGIN 'x.wasm'").unwrap().function, None);
+        let inline = parse(
+            "CREATE FUNCTION twice(x BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\ndef twice(x):\n    return 'it''s' and 2 * x\n$$",
+        )
+        .unwrap();
+        assert_eq!(inline.function, Some(("twice".into(), "twice".into())));
+        assert_eq!(
+            inline.inline,
+            Some(InlinePython {
+                code: "\ndef twice(x):\n    return 'it''s' and 2 * x\n".into(),
+                returns: Some("BIGINT".into()),
+            })
+        );
+        let e = parse("CREATE FUNCTION f LANGUAGE WASM AS $$ x $$ USING 'a.wasm'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an inline body (AS $$ ... $$) is Python"), "{e}");
         let e = parse("CREATE FUNCTION f AS 'com.acme.F' LANGUAGE JAVA USING JAR 'f.jar'")
             .unwrap_err()
             .to_string();

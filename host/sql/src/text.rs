@@ -3,10 +3,22 @@
 //! table functions). They skip string literals, quoted identifiers and comments, so a
 //! `;` or `(` inside them never counts.
 
-/// Byte ranges of the code (not literals or comments) of `sql`, as a mask.
-fn code_mask(sql: &str) -> Vec<bool> {
+/// What each byte of a SQL text is part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Code,
+    /// A string literal, quoted identifier or `$$ ... $$` body.
+    Literal,
+    Comment,
+}
+
+/// The part each byte of `sql` belongs to.
+fn parts(sql: &str) -> Vec<Part> {
     let b = sql.as_bytes();
-    let mut mask = vec![true; b.len()];
+    let mut parts = vec![Part::Code; b.len()];
+    let mut mark = |range: std::ops::Range<usize>, part: Part| {
+        parts[range].iter_mut().for_each(|p| *p = part);
+    };
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -24,7 +36,15 @@ fn code_mask(sql: &str) -> Vec<bool> {
                     i += 1;
                 }
                 let end = (i + 1).min(b.len());
-                mask[start..end].iter_mut().for_each(|m| *m = false);
+                mark(start..end, Part::Literal);
+                i = end;
+            }
+            // A dollar-quoted body (PostgreSQL's `$$ ... $$`, as in inline functions).
+            b'$' if b.get(i + 1) == Some(&b'$') => {
+                let end = sql[i + 2..]
+                    .find("$$")
+                    .map_or(b.len(), |at| i + 2 + at + 2);
+                mark(i..end, Part::Literal);
                 i = end;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -32,7 +52,7 @@ fn code_mask(sql: &str) -> Vec<bool> {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
-                mask[start..i].iter_mut().for_each(|m| *m = false);
+                mark(start..i, Part::Comment);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let start = i;
@@ -41,37 +61,44 @@ fn code_mask(sql: &str) -> Vec<bool> {
                     i += 1;
                 }
                 let end = (i + 2).min(b.len());
-                mask[start..end].iter_mut().for_each(|m| *m = false);
+                mark(start..end, Part::Comment);
                 i = end;
             }
             _ => i += 1,
         }
     }
-    mask
+    parts
+}
+
+/// Byte ranges of the code (not literals or comments) of `sql`, as a mask.
+fn code_mask(sql: &str) -> Vec<bool> {
+    parts(sql).into_iter().map(|p| p == Part::Code).collect()
 }
 
 /// Removes `--` and `/* */` comments (keeps literals).
 pub(crate) fn strip_comments(sql: &str) -> String {
-    let mask = code_mask(sql);
-    let b = sql.as_bytes();
+    let parts = parts(sql);
     let mut out = String::with_capacity(sql.len());
-    let mut i = 0;
-    while i < b.len() {
-        let comment = !mask[i]
-            && (b[i] == b'-' || b[i] == b'/')
-            && matches!(b.get(i + 1), Some(b'-') | Some(b'*'));
-        if comment {
-            while i < b.len() && !mask[i] {
-                i += 1;
+    let mut in_comment = false;
+    for (i, c) in sql.char_indices() {
+        if parts[i] == Part::Comment {
+            if !in_comment {
+                out.push(' ');
             }
-            out.push(' ');
+            in_comment = true;
         } else {
-            let c = sql[i..].chars().next().expect("in bounds");
+            in_comment = false;
             out.push(c);
-            i += c.len_utf8();
         }
     }
     out
+}
+
+/// The body of the `$$ ... $$` that starts `sql` (after whitespace), and what follows it.
+pub(crate) fn dollar_quoted(sql: &str) -> Option<(&str, &str)> {
+    let rest = sql.trim_start().strip_prefix("$$")?;
+    let end = rest.find("$$")?;
+    Some((&rest[..end], &rest[end + 2..]))
 }
 
 /// Splits a script into statements at top-level `;`, dropping empty ones.
@@ -225,6 +252,19 @@ mod tests {
         assert_eq!(parts.len(), 2, "{parts:?}");
         assert!(parts[0].ends_with("'a;b')"));
         assert!(parts[1].starts_with("SELECT ';' FROM t"));
+    }
+
+    #[test]
+    fn dollar_quoted_bodies_are_literals() {
+        let s = "CREATE FUNCTION f LANGUAGE PYTHON AS $$\ndef f(x):\n    return x -- 1; # 'it's\n$$;\nSELECT f(1) -- done";
+        let parts = split_statements(s);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(parts[0].ends_with("x -- 1; # 'it's\n$$"), "{parts:?}");
+        assert_eq!(parts[1], "SELECT f(1)");
+        let at = find_keyword(&parts[0], "AS", 0).unwrap();
+        let (body, rest) = dollar_quoted(&parts[0][at + 2..]).unwrap();
+        assert!(body.starts_with("\ndef f(x):") && rest.is_empty());
+        assert_eq!(find_keyword(&parts[0], "return", 0), None);
     }
 
     #[test]

@@ -273,3 +273,46 @@ async fn a_sandboxed_python_exception_goes_to_the_dead_letter_output() {
         letter.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_python_bodies_define_functions() {
+    let mut session = SqlSession::default();
+    let rows = select(
+        &mut session,
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
+         -- Undecorated, typed by RETURNS: a row-wise function (nulls skip the call).
+         CREATE FUNCTION tag(c VARCHAR) RETURNS VARCHAR LANGUAGE PYTHON AS $$
+def tag(c):
+    return f'<{c}>'  # quotes; and a semicolon
+$$;
+         -- Decorated: vectorized, as declared.
+         CREATE FUNCTION cents LANGUAGE PYTHON AS $$
+import pyarrow as pa
+import pyarrow.compute as pc
+import fungi
+
+@fungi.udf(returns=pa.int64())
+def cents(price):
+    return pc.multiply(price, 100)
+$$;
+         SELECT tag(channel), '<' || channel || '>', cents(price), price * 100 FROM bid",
+    )
+    .await;
+    assert_eq!(rows.len(), 1840);
+    for row in &rows {
+        let cols: Vec<&str> = row.split(" | ").collect();
+        assert_eq!((cols[0], cols[2]), (cols[1], cols[3]), "{row}");
+    }
+    let e = session
+        .execute("CREATE FUNCTION plain LANGUAGE PYTHON AS $$\ndef plain(x):\n    return x\n$$")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not marked with @fungi.udf"), "{e}");
+    let e = session
+        .execute("CREATE FUNCTION broken RETURNS INT LANGUAGE PYTHON AS $$\ndef broken(x:\n$$")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SyntaxError") && e.contains("<inline_broken>"), "{e}");
+}
