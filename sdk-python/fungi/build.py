@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .types import codec_type
 from .udf import FunctionSpec
 
 _WORLDS = {"udf": ("scalar-udf", "scalar", "Scalar", "ScalarFunction"),
@@ -51,6 +52,11 @@ def _specs(app: Path) -> Tuple[List[FunctionSpec], str]:
                 f"'{s.name}' does not declare its argument types: a sandboxed plugin needs "
                 f"args=[...] in @fungi.{s.kind}"
             )
+        for t in s.args + (s.returns,):
+            try:
+                codec_type(t)
+            except ValueError as e:
+                raise BuildError(f"'{s.name}': {e}") from None
     return specs, (module.__doc__ or "").strip().split("\n")[0]
 
 
@@ -74,6 +80,10 @@ def build(
     app = Path(app).resolve()
     if app.suffix != ".py" or not app.is_file():
         raise BuildError(f"{app} is not a Python file")
+    if app.stem in getattr(sys, "stdlib_module_names", ()) or app.stem in ("fungi", _ENTRY, "scalar", "aggregate"):
+        raise BuildError(
+            f"{app.name} has the name of a module the plugin imports ('{app.stem}'); rename the file"
+        )
     specs, doc = _specs(app)
     kinds = {s.kind for s in specs}
     if len(kinds) > 1:
