@@ -9,6 +9,8 @@ Write functions for Fungi's streaming SQL in Python:
 * ``@fungi.udaf(returns=...)`` marks an aggregate: a class with ``create``,
   ``accumulate``, ``merge`` and ``finish``. Its state is pickled by the host into
   checkpoints.
+* ``@fungi.udtf(returns={"word": "STRING"})`` marks a table function: each input row
+  gives zero or more output rows (row-wise by default, yielding tuples).
 * :func:`fungi.run_udf` and :func:`fungi.run_udaf` run them over a ``pyarrow.Table``
   with the host's semantics, for unit tests.
 * :class:`fungi.Client` talks to a Fungi server's REST API.
@@ -29,7 +31,7 @@ try:
     from .local import run_udaf, run_udf
 except ImportError:  # no pyarrow: inside a sandboxed plugin, where only the decorators matter
     pass
-from .udf import FunctionSpec, UdfError, spec_of, udaf, udf
+from .udf import FunctionSpec, UdfError, spec_of, udaf, udf, udtf
 
 __all__ = [
     "Client",
@@ -43,4 +45,5 @@ __all__ = [
     "to_sql",
     "udaf",
     "udf",
+    "udtf",
 ]

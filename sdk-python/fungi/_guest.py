@@ -37,7 +37,10 @@ def register(module, name: str, version: str, description: str) -> None:
 
 
 def _fields(spec: FunctionSpec):
+    """The argument fields and the result field (a table function: its column fields)."""
     args = [arrow_ipc.Field(f"arg{i}", codec_type(t)) for i, t in enumerate(spec.args or ())]
+    if spec.kind == "udtf":
+        return args, [arrow_ipc.Field(n, codec_type(t)) for n, t in spec.returns]
     return args, arrow_ipc.Field("result", codec_type(spec.returns))
 
 
@@ -46,7 +49,7 @@ def _signature(spec: FunctionSpec):
     return wit.FunctionSignature(
         name=spec.name,
         arguments=arrow_ipc.schema_bytes(args),
-        returns=arrow_ipc.schema_bytes([result]),
+        returns=arrow_ipc.schema_bytes(result if isinstance(result, list) else [result]),
         volatility=wit.Volatility.IMMUTABLE if spec.deterministic else wit.Volatility.VOLATILE,
     )
 
@@ -144,6 +147,55 @@ class ScalarFunction:
         except Exception as e:  # noqa: BLE001 - every failure of user code is reported
             raise _raised(what, e) from None
         return _encode(self.result, values, rows, what)
+
+
+class Table:
+    """The table functions of the module."""
+
+    def functions(self):
+        return [_signature(s) for _, s in _functions.values() if s.kind == "udtf"]
+
+
+class TableFunction:
+    """One table function, called per batch: the output rows and, for each, its input row."""
+
+    @classmethod
+    def create(cls, name, config):
+        fn, spec = _lookup(name, "udtf")
+        self = cls()
+        self.fn, self.spec = fn, spec
+        self.args, self.columns = _fields(spec)
+        return self
+
+    def call(self, args):
+        what = f"table function '{self.spec.name}'"
+        columns, rows = _decode(args, self.args, what)
+        width = len(self.columns)
+        try:
+            if self.spec.mode == "vectorized":
+                out, index = self.fn(*columns)
+                out, index = [list(c) for c in out], list(index)
+            else:
+                out, index = [[] for _ in range(width)], []
+                for i, row in enumerate(zip(*columns) if columns else [()] * rows):
+                    if self.spec.skip_nulls and None in row:
+                        continue
+                    for produced in self.fn(*row) or ():
+                        if width == 1 and not isinstance(produced, (tuple, list)):
+                            produced = (produced,)
+                        if len(produced) != width:
+                            raise ValueError(f"a row of {len(produced)} values for {width} columns")
+                        for j in range(width):
+                            out[j].append(produced[j])
+                        index.append(i)
+        except Exception as e:  # noqa: BLE001
+            raise _raised(what, e) from None
+        if len(out) != width or any(len(c) != len(index) for c in out):
+            raise Err(wit.PluginError_InvalidInput(f"{what}: columns and input rows differ in length"))
+        try:
+            return (arrow_ipc.encode(self.columns, out), index)
+        except arrow_ipc.IpcError as e:
+            raise Err(wit.PluginError_InvalidInput(f"{what}: result {e}")) from None
 
 
 class Aggregate:

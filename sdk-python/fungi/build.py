@@ -4,7 +4,8 @@ componentize-py against Fungi's WIT worlds.
 ``fungi plugin build --python app.py`` runs this module (``python -m fungi.build``) with
 the WIT contract the ``fungi`` binary was built with. The functions of ``app.py`` marked
 with ``@fungi.udf`` become a ``scalar-udf`` component, those marked with ``@fungi.udaf``
-an ``aggregate-udf`` one (one kind per component, as for Rust plugins). Inside, CPython
+an ``aggregate-udf`` one, ``@fungi.udtf`` a ``table-udf`` one (one kind per component, as
+for Rust plugins). Inside, CPython
 runs without native extensions (no pyarrow): arguments arrive as Python lists, decoded by
 :mod:`fungi.arrow_ipc`, and argument types are declared with ``args=[...]``.
 
@@ -25,8 +26,10 @@ from .types import codec_type
 from .udf import FunctionSpec
 
 _WORLDS = {"udf": ("scalar-udf", "scalar", "Scalar", "ScalarFunction"),
-           "udaf": ("aggregate-udf", "aggregate", "Aggregate", "Accumulator")}
+           "udaf": ("aggregate-udf", "aggregate", "Aggregate", "Accumulator"),
+           "udtf": ("table-udf", "table", "Table", "TableFunction")}
 _ENTRY = "fungi_plugin_entry"
+_KIND_NAMES = {"udf": "scalar functions", "udaf": "aggregates", "udtf": "table functions"}
 
 
 class BuildError(Exception):
@@ -45,14 +48,14 @@ def _specs(app: Path) -> Tuple[List[FunctionSpec], str]:
         sys.path.pop(0)
     specs = [v.__fungi__ for v in vars(module).values() if isinstance(getattr(v, "__fungi__", None), FunctionSpec)]
     if not specs:
-        raise BuildError(f"{app} has no function marked with @fungi.udf or @fungi.udaf")
+        raise BuildError(f"{app} has no function marked with @fungi.udf, @fungi.udaf or @fungi.udtf")
     for s in specs:
         if s.args is None:
             raise BuildError(
                 f"'{s.name}' does not declare its argument types: a sandboxed plugin needs "
                 f"args=[...] in @fungi.{s.kind}"
             )
-        for t in s.args + (s.returns,):
+        for t in s.args + (tuple(t for _, t in s.returns) if s.kind == "udtf" else (s.returns,)):
             try:
                 codec_type(t)
             except ValueError as e:
@@ -80,7 +83,7 @@ def build(
     app = Path(app).resolve()
     if app.suffix != ".py" or not app.is_file():
         raise BuildError(f"{app} is not a Python file")
-    if app.stem in getattr(sys, "stdlib_module_names", ()) or app.stem in ("fungi", _ENTRY, "scalar", "aggregate"):
+    if app.stem in getattr(sys, "stdlib_module_names", ()) or app.stem in ("fungi", _ENTRY, "scalar", "aggregate", "table"):
         raise BuildError(
             f"{app.name} has the name of a module the plugin imports ('{app.stem}'); rename the file"
         )
@@ -88,8 +91,8 @@ def build(
     kinds = {s.kind for s in specs}
     if len(kinds) > 1:
         raise BuildError(
-            f"{app} has both scalar functions and aggregates; a plugin is one kind: put "
-            f"the aggregates in another file"
+            f"{app} has {' and '.join(sorted(_KIND_NAMES[k] for k in kinds))}; a plugin is "
+            f"one kind: put each kind in its own file"
         )
     world, interface, exports_class, resource_class = _WORLDS[kinds.pop()]
     sdk = Path(__file__).resolve().parent

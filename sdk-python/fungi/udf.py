@@ -18,11 +18,12 @@ class FunctionSpec:
     """What the host needs to call a Python function: set by the decorators as the
     function's (or class's) ``__fungi__`` attribute."""
 
-    #: ``"udf"`` or ``"udaf"``.
+    #: ``"udf"``, ``"udaf"`` or ``"udtf"``.
     kind: str
     #: The SQL name (default: the Python name).
     name: str
-    #: The result type (a pyarrow type; a SQL type name inside a sandboxed plugin).
+    #: The result type (a pyarrow type; a SQL type name inside a sandboxed plugin); for a
+    #: table function, its columns as ``(name, type)`` pairs.
     returns: Any
     #: ``"vectorized"`` (arrays in, array out) or ``"row"`` (one call per row).
     mode: str = "vectorized"
@@ -117,9 +118,57 @@ def udaf(
     return mark
 
 
+def udtf(
+    returns: Any = None,
+    *,
+    name: Optional[str] = None,
+    mode: str = "row",
+    skip_nulls: bool = True,
+    args: Optional[Sequence[Any]] = None,
+) -> Callable:
+    """Marks a table function for Fungi: each input row gives zero or more output rows
+    (Flink's ``LATERAL TABLE``).
+
+    ``returns`` names the output columns: a dict ``{"word": "STRING", "position":
+    pa.int64()}`` or a list of ``(name, type)`` pairs. In ``mode="row"`` (the default)
+    the function gets one row's values and returns (or yields) its output rows, each a
+    tuple with one value per column (a bare value when there is one column); rows with a
+    null argument give nothing unless ``skip_nulls=False``. In ``mode="vectorized"`` it
+    gets one array per argument for a whole batch and returns ``(columns, input_rows)``:
+    the output columns (a ``pyarrow.Table``, ``RecordBatch``, or a list of arrays) and,
+    for each output row, the index of the input row it came from.
+    """
+    if returns is None:
+        raise UdfError("@fungi.udtf needs returns={column: type, ...}")
+    if mode not in MODES:
+        raise UdfError(f"mode must be one of {MODES}, not {mode!r}")
+    pairs = list(returns.items()) if isinstance(returns, dict) else list(returns)
+    if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
+        raise UdfError("@fungi.udtf returns= is a dict or a list of (name, type) pairs, one per column")
+    columns = tuple((str(n), as_arrow_type(t)) for n, t in pairs)
+    arg_types = _arg_types(args)
+
+    def mark(fn: Callable) -> Callable:
+        if not callable(fn) or inspect.isclass(fn):
+            raise UdfError("@fungi.udtf marks a function")
+        fn.__fungi__ = FunctionSpec(
+            kind="udtf",
+            name=name or fn.__name__,
+            returns=columns,
+            mode=mode,
+            skip_nulls=skip_nulls,
+            args=arg_types,
+        )
+        return fn
+
+    return mark
+
+
 def spec_of(obj: Any) -> FunctionSpec:
     """The declaration of a decorated function or aggregate class."""
     spec = getattr(obj, "__fungi__", None)
     if not isinstance(spec, FunctionSpec):
-        raise UdfError(f"{getattr(obj, '__name__', obj)!r} is not marked with @fungi.udf or @fungi.udaf")
+        raise UdfError(
+            f"{getattr(obj, '__name__', obj)!r} is not marked with @fungi.udf, @fungi.udaf or @fungi.udtf"
+        )
     return spec

@@ -25,7 +25,7 @@ class G:
     def accumulate(self, s, xs): return s + sum(xs)
     def merge(self, a, b): return a + b
     def finish(self, s): return s
-""", "has both scalar functions and aggregates"),
+""", "has aggregates and scalar functions; a plugin is one kind"),
         ("untyped.py", "import fungi\n@fungi.udf(returns='BIGINT')\ndef f(x):\n    return x\n",
          "'f' does not declare its argument types"),
         ("badtype.py", "import fungi\n@fungi.udf(returns='BIGINT', args=['DECIMAL(10, 2)'])\ndef f(x):\n    return x\n",

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use fungi_common::ids::OperatorId;
 use fungi_common::{FungiError, Result};
@@ -233,23 +233,66 @@ impl DataStream {
     ) -> Result<DataStream> {
         let sig = udf.signature().clone();
         let indices = self.plugin_arguments(&sig, args)?;
-        let schema = self.schema_with(udf.columns().iter().map(|f| f.as_ref().clone()));
+        let columns = udf.columns().clone();
+        self.lateral_table(
+            "plugin-lateral-table",
+            indices,
+            columns,
+            move |args, rows| {
+                let joined = udf.call(args, rows)?;
+                Ok((joined.rows, joined.input_rows))
+            },
+        )
+    }
+
+    /// [`with_plugin_table`](Self::with_plugin_table) for a native Python table function
+    /// (`@fungi.udtf`, loaded with `fungi_python::load`): any argument types, checked by
+    /// the function itself.
+    pub fn with_python_table(
+        &self,
+        udf: Arc<fungi_python::PythonTableFunction>,
+        args: &[&str],
+    ) -> Result<DataStream> {
+        let indices = args
+            .iter()
+            .map(|name| {
+                self.schema
+                    .index_of(name)
+                    .map_err(|_| fungi_streaming::unknown_column(name, &self.schema))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let columns = udf.columns().clone();
+        self.lateral_table(
+            "python-lateral-table",
+            indices,
+            columns,
+            move |args, rows| Ok(udf.call(args, rows)?),
+        )
+    }
+
+    /// Appends to each row the rows `call` gives for the columns at `indices`.
+    fn lateral_table(
+        &self,
+        name: &'static str,
+        indices: Vec<usize>,
+        columns: arrow::datatypes::Fields,
+        call: impl Fn(&[arrow::array::ArrayRef], usize) -> Result<(RecordBatch, UInt32Array)>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<DataStream> {
+        let schema = self.schema_with(columns.iter().map(|f| f.as_ref().clone()));
         let out = schema.clone();
         let f = move |batch: RecordBatch| -> Result<RecordBatch> {
-            let columns: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
-            let joined = udf.call(&columns, batch.num_rows())?;
-            let mut all = arrow::compute::take_record_batch(&batch, &joined.input_rows)?
+            let args: Vec<_> = indices.iter().map(|&i| batch.column(i).clone()).collect();
+            let (rows, input_rows) = call(&args, batch.num_rows())?;
+            let mut all = arrow::compute::take_record_batch(&batch, &input_rows)?
                 .columns()
                 .to_vec();
-            all.extend(joined.rows.columns().iter().cloned());
+            all.extend(rows.columns().iter().cloned());
             Ok(RecordBatch::try_new(out.clone(), all)?)
         };
-        Ok(self.then(
-            "plugin-lateral-table",
-            MapOperator::factory(f),
-            schema,
-            false,
-        ))
+        Ok(self.then(name, MapOperator::factory(f), schema, false))
     }
 
     /// Keeps the rows for which `predicate` is true.

@@ -52,7 +52,10 @@ fn native(udf: &ScalarUDF, args: &[ArrayRef]) -> ArrayRef {
         .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
         .collect();
     udf.invoke_with_args(ScalarFunctionArgs {
-        args: args.iter().map(|a| ColumnarValue::Array(a.clone())).collect(),
+        args: args
+            .iter()
+            .map(|a| ColumnarValue::Array(a.clone()))
+            .collect(),
         arg_fields,
         number_rows: args[0].len(),
         return_field: Arc::new(Field::new("r", DataType::Int64, true)),
@@ -70,7 +73,7 @@ fn native_python(name: &str) -> Arc<PythonFunction> {
     };
     match fungi_python::load(&source, name, name).expect("numpy in the virtual environment") {
         Loaded::Scalar(f) => f,
-        Loaded::Aggregate(_) => unreachable!("scalar functions"),
+        Loaded::Aggregate(_) | Loaded::Table(_) => unreachable!("scalar functions"),
     }
 }
 
@@ -79,7 +82,9 @@ fn benches(c: &mut Criterion) {
     let tenant = Arc::new(Tenant::new("bench", TenantLimits::default()));
     let rust_plugin = host.load_file(std::path::Path::new(STRINGS_GEO)).unwrap();
     let wasm_rust = ScalarUdf::new(rust_plugin, tenant.clone(), "gcd", Vec::new()).unwrap();
-    let py_plugin = host.load_file(std::path::Path::new(PYTHON_NUMBER_THEORY)).unwrap();
+    let py_plugin = host
+        .load_file(std::path::Path::new(PYTHON_NUMBER_THEORY))
+        .unwrap();
     let wasm_python = ScalarUdf::new(py_plugin.clone(), tenant.clone(), "gcd", Vec::new()).unwrap();
     let native_gcd = datafusion::functions::math::gcd();
     let (numpy, row) = (native_python("gcd_numpy"), native_python("gcd_row"));

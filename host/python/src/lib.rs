@@ -1,7 +1,8 @@
 //! Native Python functions: CPython embedded through pyo3.
 //!
 //! A function is a Python callable marked by the SDK's `@fungi.udf(returns=...)` (a
-//! scalar function) or `@fungi.udaf(returns=...)` (an aggregate class); the host reads
+//! scalar function), `@fungi.udaf(returns=...)` (an aggregate class) or
+//! `@fungi.udtf(returns={...})` (a table function); the host reads
 //! the `__fungi__` declaration the decorator leaves. Calls are per batch: the argument
 //! arrays cross to pyarrow through the Arrow C data interface (no copy), the GIL is
 //! held only for the call, and the result comes back the same way. A Python exception
@@ -19,8 +20,8 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayData, ArrayRef, make_array};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayData, ArrayRef, AsArray, RecordBatch, UInt32Array, make_array};
+use arrow::datatypes::{DataType, Fields, UInt32Type};
 use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -53,6 +54,19 @@ pub enum PythonError {
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, PythonError>;
+
+/// The marker of Python failures in engine errors, which the operators' error policy
+/// (`plugin.on-error`: fail or dead-letter) recognises, as it does plugin failures.
+pub const ERROR_CODE: &str = "PLUGIN_PYTHON";
+
+impl From<PythonError> for fungi_common::FungiError {
+    fn from(e: PythonError) -> Self {
+        fungi_common::FungiError::Operator {
+            operator: "python".into(),
+            message: format!("[{ERROR_CODE}] {e}"),
+        }
+    }
+}
 
 /// Where a function's module comes from.
 #[derive(Debug, Clone)]
@@ -88,6 +102,7 @@ pub enum Mode {
 /// The Python side of the host: conversions and loops that run once per batch.
 const HOST_HELPERS: &str = r#"
 import pyarrow as pa
+import pyarrow.compute
 
 def result(name, returns, value, rows):
     if isinstance(value, pa.ChunkedArray):
@@ -128,6 +143,50 @@ def accumulate(agg, states, groups, arrays):
 
 def finish(name, agg, returns, states):
     return result(name, returns, [agg.finish(s) for s in states], len(states))
+
+def table_type(columns):
+    return pa.struct([pa.field(n, t) for n, t in columns])
+
+def table_result(name, columns_type, columns, index, rows):
+    fields = list(columns_type)
+    if isinstance(columns, (pa.Table, pa.RecordBatch)):
+        columns = [columns.column(i) for i in range(columns.num_columns)]
+    if len(columns) != len(fields):
+        raise ValueError(f"{name}: returned {len(columns)} columns; it declares {len(fields)}")
+    if not isinstance(index, pa.Array):
+        index = pa.array(index, pa.int64())
+    arrays = [result(f"{name}, column '{f.name}',", f.type, c, len(index)) for f, c in zip(fields, columns)]
+    if len(index) and (pa.compute.min(index).as_py() < 0 or pa.compute.max(index).as_py() >= rows):
+        raise ValueError(f"{name}: an input row index is outside 0..{rows}")
+    return pa.StructArray.from_arrays(arrays, fields=fields), index.cast(pa.uint32())
+
+def call_table_rows(name, fn, columns_type, skip_nulls, rows, arrays):
+    cols = [a.to_pylist() for a in arrays]
+    width = columns_type.num_fields
+    out = [[] for _ in range(width)]
+    index = []
+    for i in range(rows):
+        row = [c[i] for c in cols]
+        if skip_nulls and any(v is None for v in row):
+            continue
+        produced = fn(*row)
+        if produced is None:
+            continue
+        for r in produced:
+            if width == 1 and not isinstance(r, (tuple, list)):
+                r = (r,)
+            if len(r) != width:
+                raise ValueError(f"{name}: a row of {len(r)} values for {width} columns")
+            for j in range(width):
+                out[j].append(r[j])
+            index.append(i)
+    return table_result(name, columns_type, out, index, rows)
+
+def call_table_vectorized(name, fn, columns_type, rows, arrays):
+    produced = fn(*arrays)
+    if not (isinstance(produced, tuple) and len(produced) == 2):
+        raise TypeError(f"{name}: a vectorized table function returns (columns, input_rows)")
+    return table_result(name, columns_type, produced[0], produced[1], rows)
 "#;
 
 /// The virtual environment whose packages the interpreter uses: `FUNGI_PYTHON_VENV`, else
@@ -215,6 +274,8 @@ pub enum Loaded {
     Scalar(Arc<PythonFunction>),
     /// `@fungi.udaf`.
     Aggregate(Arc<PythonAggregate>),
+    /// `@fungi.udtf`.
+    Table(Arc<PythonTableFunction>),
 }
 
 /// Loads `module.attribute` from `source` and reads its declaration; `sql_name` is the
@@ -255,10 +316,8 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
                 from_code(py, &code, &path.to_string_lossy(), name)
                     .map_err(|e| load_err(raised(py, target, e).to_string()))?
             }
-            Source::Code { module, code } => {
-                from_code(py, code, &format!("<{module}>"), module)
-                    .map_err(|e| load_err(raised(py, target, e).to_string()))?
-            }
+            Source::Code { module, code } => from_code(py, code, &format!("<{module}>"), module)
+                .map_err(|e| load_err(raised(py, target, e).to_string()))?,
         };
         let object = module.getattr(attribute).map_err(|_| {
             load_err(format!(
@@ -267,7 +326,7 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
             ))
         })?;
         let spec = object.getattr("__fungi__").map_err(|_| {
-            load_err("it is not marked with @fungi.udf(returns=...) or @fungi.udaf(returns=...) (the SDK in sdk-python/)".into())
+            load_err("it is not marked with @fungi.udf(returns=...), @fungi.udaf(returns=...) or @fungi.udtf(returns=...) (the SDK in sdk-python/)".into())
         })?;
         let get = |field: &str| {
             spec.getattr(field)
@@ -280,18 +339,22 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
                 .to_string())
         };
         let kind = text("kind")?;
-        let returns = DataType::from_pyarrow_bound(&get("returns")?)
-            .map_err(|e| load_err(format!("return type: {e}")))?;
+        let returns = || {
+            DataType::from_pyarrow_bound(&get("returns")?)
+                .map_err(|e| load_err(format!("return type: {e}")))
+        };
+        let mode = || -> Result<Mode> {
+            let skip_nulls = get("skip_nulls")?
+                .is_truthy()
+                .map_err(|e| load_err(e.to_string()))?;
+            Ok(match text("mode")?.as_str() {
+                "row" => Mode::Row { skip_nulls },
+                _ => Mode::Vectorized,
+            })
+        };
         match kind.as_str() {
             "udf" => {
-                let mode = text("mode")?;
-                let skip_nulls = get("skip_nulls")?
-                    .is_truthy()
-                    .map_err(|e| load_err(e.to_string()))?;
-                let mode = match mode.as_str() {
-                    "row" => Mode::Row { skip_nulls },
-                    _ => Mode::Vectorized,
-                };
+                let (returns, mode) = (returns()?, mode()?);
                 Ok(Loaded::Scalar(Arc::new(PythonFunction {
                     name: sql_name.to_string(),
                     callable: object.unbind(),
@@ -306,7 +369,24 @@ pub fn load(source: &Source, target: &str, sql_name: &str) -> Result<Loaded> {
                 Ok(Loaded::Aggregate(Arc::new(PythonAggregate {
                     name: sql_name.to_string(),
                     instance: instance.unbind(),
-                    returns,
+                    returns: returns()?,
+                })))
+            }
+            "udtf" => {
+                let columns = helpers(py)?
+                    .call_method1("table_type", (get("returns")?,))
+                    .map_err(|e| load_err(format!("columns: {e}")))?;
+                let columns_type = DataType::from_pyarrow_bound(&columns)
+                    .map_err(|e| load_err(format!("columns: {e}")))?;
+                let DataType::Struct(columns) = columns_type.clone() else {
+                    return Err(load_err("columns: not a struct".into()));
+                };
+                Ok(Loaded::Table(Arc::new(PythonTableFunction {
+                    name: sql_name.to_string(),
+                    callable: object.unbind(),
+                    columns,
+                    columns_type,
+                    mode: mode()?,
                 })))
             }
             other => Err(load_err(format!("unknown kind '{other}'"))),
@@ -388,6 +468,63 @@ impl PythonFunction {
                     )?,
                 };
                 from_py(&out)
+            };
+            run().map_err(|e| raised(py, &self.name, e))
+        })
+    }
+}
+
+/// A Python table function: each input row gives zero or more output rows.
+#[derive(Debug)]
+pub struct PythonTableFunction {
+    name: String,
+    callable: Py<PyAny>,
+    columns: Fields,
+    /// The columns as one struct type (how they cross from Python).
+    columns_type: DataType,
+    mode: Mode,
+}
+
+impl PythonTableFunction {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The output columns.
+    pub fn columns(&self) -> &Fields {
+        &self.columns
+    }
+
+    /// How it is called.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Calls the function once for a batch of `rows` rows: the output rows, and for each
+    /// the index of the input row it came from.
+    pub fn call(&self, args: &[ArrayRef], rows: usize) -> Result<(RecordBatch, UInt32Array)> {
+        Python::attach(|py| {
+            let h = helpers(py)?;
+            let run = || -> PyResult<(RecordBatch, UInt32Array)> {
+                let arrays = to_py(py, args)?;
+                let columns = self.columns_type.to_pyarrow(py)?;
+                let callable = self.callable.bind(py);
+                let out = match self.mode {
+                    Mode::Vectorized => h.call_method1(
+                        "call_table_vectorized",
+                        (&self.name, callable, columns, rows, arrays),
+                    )?,
+                    Mode::Row { skip_nulls } => h.call_method1(
+                        "call_table_rows",
+                        (&self.name, callable, columns, skip_nulls, rows, arrays),
+                    )?,
+                };
+                let (values, index): (Bound<'_, PyAny>, Bound<'_, PyAny>) = out.extract()?;
+                let values = from_py(&values)?;
+                let batch = RecordBatch::from(values.as_struct().clone());
+                let index = from_py(&index)?.as_primitive::<UInt32Type>().clone();
+                Ok((batch, index))
             };
             run().map_err(|e| raised(py, &self.name, e))
         })

@@ -596,6 +596,13 @@ impl SessionPlugins {
                     Arc::new(crate::python::PythonAggregateFunction(a)),
                 );
             }
+            fungi_python::Loaded::Table(_) => {
+                return Err(SqlError::unsupported(
+                    format!("the Python table function '{sql}' in SQL"),
+                    "call it from the DataStream API (DataStream::with_python_table); in SQL, \
+                     table functions (LATERAL TABLE) are not planned yet",
+                ));
+            }
         }
         Ok(vec![sql])
     }

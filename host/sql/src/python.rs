@@ -28,15 +28,8 @@ use fungi_common::{FungiError, Result as FungiResult};
 use fungi_python::{PythonAggregate, PythonError, PythonFunction, States};
 use fungi_streaming::aggregate::{AggregateFunction, GroupsAccumulator};
 
-/// The marker of Python failures in DataFusion errors, for the operators' error policy
-/// (the same policy as plugin failures).
-pub(crate) const PYTHON_ERROR_CODE: &str = "PLUGIN_PYTHON";
-
 fn fungi_error(e: PythonError) -> FungiError {
-    FungiError::Operator {
-        operator: "python".into(),
-        message: format!("[{PYTHON_ERROR_CODE}] {e}"),
-    }
+    e.into()
 }
 
 /// A Python scalar function as a DataFusion UDF.
@@ -85,7 +78,7 @@ impl ScalarUDFImpl for PythonScalar {
         let (arrays, rows) = crate::plugins::argument_arrays(&args)?;
         match self.function.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
-            Err(e) => exec_err!("[{PYTHON_ERROR_CODE}] {e}"),
+            Err(e) => exec_err!("[{}] {e}", fungi_python::ERROR_CODE),
         }
     }
 }

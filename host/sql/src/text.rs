@@ -41,9 +41,7 @@ fn parts(sql: &str) -> Vec<Part> {
             }
             // A dollar-quoted body (PostgreSQL's `$$ ... $$`, as in inline functions).
             b'$' if b.get(i + 1) == Some(&b'$') => {
-                let end = sql[i + 2..]
-                    .find("$$")
-                    .map_or(b.len(), |at| i + 2 + at + 2);
+                let end = sql[i + 2..].find("$$").map_or(b.len(), |at| i + 2 + at + 2);
                 mark(i..end, Part::Literal);
                 i = end;
             }

@@ -259,15 +259,9 @@ fn plugin_functions_in_the_datastream_api() {
     }
 }
 
-#[test]
-fn a_plugin_table_function_feeds_a_window() {
-    use fungi_plugin::{HostOptions, PluginHost, TableUdf, Tenant, TenantLimits};
-    let host = PluginHost::new(HostOptions::default()).unwrap();
-    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
-    let plugin = host
-        .load_file(std::path::Path::new(fungi_plugin_artifacts::TEXT_SPLIT))
-        .unwrap();
-    let split = Arc::new(TableUdf::new(plugin, tenant, "split_words", Vec::new()).unwrap());
+/// Splits lines into words with `lateral` (a table function giving `word, position`),
+/// counts the words in a window, and checks the counts.
+fn words_in_a_window(lateral: impl FnOnce(DataStream) -> DataStream) {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(1);
     let input = vec![batch(&[
@@ -277,10 +271,10 @@ fn a_plugin_table_function_feeds_a_window() {
     ])];
     let source = (VecSource::factory(schema(), input), schema());
     let (sink, rows) = CollectSink::new();
-    env.from_source(source, None, "lines")
-        .assign_timestamps_and_watermarks(WatermarkStrategy::monotonous("ts"))
-        .with_plugin_table(split, &["user"])
-        .unwrap()
+    let lines = env
+        .from_source(source, None, "lines")
+        .assign_timestamps_and_watermarks(WatermarkStrategy::monotonous("ts"));
+    lateral(lines)
         .key_by(["word"])
         .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
         .aggregate(vec![count_star("n"), sum("position", "positions")])
@@ -305,6 +299,78 @@ fn a_plugin_table_function_feeds_a_window() {
         .map(|(w, n, p)| (w.to_string(), *n, *p))
         .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_plugin_table_function_feeds_a_window() {
+    use fungi_plugin::{HostOptions, PluginHost, TableUdf, Tenant, TenantLimits};
+    let host = PluginHost::new(HostOptions::default()).unwrap();
+    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
+    let plugin = host
+        .load_file(std::path::Path::new(fungi_plugin_artifacts::TEXT_SPLIT))
+        .unwrap();
+    let split = Arc::new(TableUdf::new(plugin, tenant.clone(), "split_words", Vec::new()).unwrap());
+    words_in_a_window(|lines| lines.with_plugin_table(split, &["user"]).unwrap());
+    // The same function in Python, built into a component (`plugins/python/words.py`).
+    let plugin = host
+        .load_file(std::path::Path::new(fungi_plugin_artifacts::PYTHON_WORDS))
+        .unwrap();
+    let split = Arc::new(TableUdf::new(plugin, tenant, "split_words", Vec::new()).unwrap());
+    words_in_a_window(|lines| lines.with_plugin_table(split, &["user"]).unwrap());
+}
+
+/// Native Python table functions, row-wise (a generator) and vectorized, give the same
+/// rows as the Wasm plugin above (needs the virtual environment of `scripts/test.sh`).
+#[test]
+fn a_python_table_function_feeds_a_window() {
+    let source = fungi_python::Source::Code {
+        module: "words".into(),
+        code: r#"
+import pyarrow as pa
+import pyarrow.compute as pc
+import fungi
+
+@fungi.udtf(returns={"word": "STRING", "position": pa.int64()})
+def split_words(line):
+    for i, word in enumerate(line.split()):
+        yield word, i + 1
+
+@fungi.udtf(returns=[("word", "STRING"), ("position", "BIGINT")], mode="vectorized")
+def split_batch(lines):
+    words, positions, rows = [], [], []
+    for row, line in enumerate(lines.to_pylist()):
+        for i, word in enumerate((line or "").split()):
+            words.append(word)
+            positions.append(i + 1)
+            rows.append(row)
+    return [pa.array(words), pa.array(positions)], rows
+
+@fungi.udtf(returns={"word": "STRING"})
+def broken(line):
+    return [(line, "one too many")]
+"#
+        .into(),
+    };
+    let table = |name: &str| match fungi_python::load(&source, name, name).unwrap() {
+        fungi_python::Loaded::Table(t) => t,
+        _ => panic!("{name} is a table function"),
+    };
+    for name in ["split_words", "split_batch"] {
+        let split = table(name);
+        assert_eq!(split.columns().len(), 2);
+        words_in_a_window(|lines| lines.with_python_table(split, &["user"]).unwrap());
+    }
+    // A row that does not fit the declared columns is an error naming the function.
+    let e = table("broken")
+        .call(&[Arc::new(StringArray::from(vec!["x"])) as ArrayRef], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "Python function 'broken' raised ValueError: broken: a row of 2 values for 1 columns"
+        ),
+        "{e}"
+    );
 }
 
 #[test]

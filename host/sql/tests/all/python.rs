@@ -314,5 +314,8 @@ $$;
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("SyntaxError") && e.contains("<inline_broken>"), "{e}");
+    assert!(
+        e.contains("SyntaxError") && e.contains("<inline_broken>"),
+        "{e}"
+    );
 }
