@@ -95,6 +95,20 @@ class Client:
         """Deletes a plugin."""
         self._call("DELETE", f"/api/v1/plugins/{name}")
 
+    # The tenant's function catalog.
+    def register_function(self, sql: str) -> Dict:
+        """Registers a ``CREATE FUNCTION`` statement in the tenant's catalog (checked now,
+        run before each of the tenant's jobs)."""
+        return self._call("POST", "/api/v1/functions", {"sql": sql})
+
+    def functions(self) -> List[Dict]:
+        """The tenant's catalog functions."""
+        return self._call("GET", "/api/v1/functions")
+
+    def delete_function(self, name: str) -> None:
+        """Removes a function from the tenant's catalog."""
+        self._call("DELETE", f"/api/v1/functions/{name}")
+
     # Administration.
     def create_tenant(self, tenant_id: str, quotas: Optional[Dict] = None) -> Dict:
         """Creates a tenant (admins)."""

@@ -70,3 +70,6 @@ def test_the_client_runs_jobs_and_reports_refusals(server):
         fungi.Client(url, "fgk_00_11").jobs()
     assert refused.value.status == 401
     assert dev.plugins() == []
+    assert dev.functions() == []
+    with pytest.raises(fungi.FungiError, match="expected CREATE FUNCTION"):
+        dev.register_function("SELECT 1")

@@ -254,6 +254,61 @@ pub(crate) fn file(command: FileCommand, c: Connection) -> Result<()> {
     Ok(())
 }
 
+/// `fungi function ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FunctionCommand {
+    /// Register a function in your tenant's catalog: its CREATE FUNCTION statement
+    /// (LANGUAGE WASM or PYTHON, from an uploaded plugin or file, or an inline body) is
+    /// checked now and runs before each of your jobs.
+    Register {
+        /// The statement (`CREATE FUNCTION name ... LANGUAGE ...`).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        sql: Option<String>,
+        /// A file holding the statement.
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+    },
+    /// List your tenant's catalog functions.
+    List,
+    /// Remove a function from your tenant's catalog.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Runs a `fungi function` command.
+pub(crate) fn function(command: FunctionCommand, c: Connection) -> Result<()> {
+    let client = Client::new(&c)?;
+    let columns = &["name", "language", "statement"];
+    match command {
+        FunctionCommand::Register { sql, file } => {
+            let sql = match (sql, file) {
+                (Some(sql), _) => sql,
+                (None, Some(file)) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let record = client.call(
+                reqwest::Method::POST,
+                "/functions",
+                Some(serde_json::json!({ "sql": sql })),
+            )?;
+            print(c.output, &record, columns);
+        }
+        FunctionCommand::List => print(
+            c.output,
+            &client.call(reqwest::Method::GET, "/functions", None)?,
+            columns,
+        ),
+        FunctionCommand::Delete { name } => {
+            client.call(reqwest::Method::DELETE, &format!("/functions/{name}"), None)?;
+            eprintln!("function {name} deleted");
+        }
+    }
+    Ok(())
+}
+
 /// `fungi key ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {

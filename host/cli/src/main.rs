@@ -80,6 +80,13 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Your tenant's function catalog on a server (functions every job can call).
+    Function {
+        #[command(subcommand)]
+        command: client::FunctionCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// API keys on a server.
     Key {
         #[command(subcommand)]
@@ -217,6 +224,10 @@ fn main() {
             command,
             connection,
         } => client::file(command, connection),
+        Command::Function {
+            command,
+            connection,
+        } => client::function(command, connection),
         Command::Key {
             command,
             connection,

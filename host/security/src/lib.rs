@@ -101,10 +101,13 @@ impl Role {
                     | FileUpload
                     | FileList
                     | FileDelete
+                    | FunctionRegister
+                    | FunctionList
+                    | FunctionDelete
             ),
             Role::Viewer => matches!(
                 action,
-                JobList | JobGet | PluginList | PluginGet | FileList | MetricsRead
+                JobList | JobGet | PluginList | PluginGet | FileList | FunctionList | MetricsRead
             ),
         }
     }
@@ -155,6 +158,12 @@ pub enum Action {
     FileList,
     /// Delete one of the tenant's files.
     FileDelete,
+    /// Register a function in the tenant's catalog.
+    FunctionRegister,
+    /// List the tenant's catalog functions.
+    FunctionList,
+    /// Remove a function from the tenant's catalog.
+    FunctionDelete,
     /// Create a tenant.
     TenantCreate,
     /// List tenants.
@@ -188,6 +197,8 @@ impl Action {
                 | PluginDelete
                 | FileUpload
                 | FileDelete
+                | FunctionRegister
+                | FunctionDelete
                 | TenantCreate
                 | TenantDelete
                 | TenantTrust
@@ -212,6 +223,9 @@ impl Action {
             FileUpload => "file.upload",
             FileList => "file.list",
             FileDelete => "file.delete",
+            FunctionRegister => "function.register",
+            FunctionList => "function.list",
+            FunctionDelete => "function.delete",
             TenantCreate => "tenant.create",
             TenantList => "tenant.list",
             TenantDelete => "tenant.delete",

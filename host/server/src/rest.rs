@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::service::{
-    CreateKey, CreateTenant, CreatedKey, FileEntry, JobDetails, Savepoint, SavepointRequest,
-    Service, ServiceError, SubmitJob,
+    CreateKey, CreateTenant, CreatedKey, FileEntry, JobDetails, RegisterFunction, Savepoint,
+    SavepointRequest, Service, ServiceError, SubmitJob,
 };
-use crate::store::{JobRecord, KeyRecord, PluginRecord};
+use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
 /// The error body of every failed call.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -381,6 +381,41 @@ async fn delete_file(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/functions", request_body = RegisterFunction,
+    responses((status = 201, body = FunctionRecord), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn register_function(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Body(req): Body<RegisterFunction>,
+) -> ApiResult<(StatusCode, Json<FunctionRecord>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.register_function(&p, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/functions",
+    responses((status = 200, body = Vec<FunctionRecord>)), security(("api_key" = [])))]
+async fn list_functions(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<FunctionRecord>>> {
+    Ok(Json(s.list_functions(&p)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/functions/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn delete_function(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_function(&p, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -400,7 +435,8 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "Fungi", description = "Fungi's server API"),
     paths(submit_job, list_jobs, get_job, cancel_job, savepoint_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
-        get_plugin, delete_plugin, upload_file, list_files, delete_file),
+        get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
+        list_functions, delete_function),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -448,6 +484,14 @@ pub fn router(service: Arc<Service>) -> Router {
             axum::routing::put(upload_file)
                 .delete(delete_file)
                 .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
+            "/api/v1/functions",
+            post(register_function).get(list_functions),
+        )
+        .route(
+            "/api/v1/functions/{name}",
+            axum::routing::delete(delete_function),
         )
         .fallback(not_found)
         .with_state(service)

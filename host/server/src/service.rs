@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{JobRecord, JobStatus, KeyRecord, MetadataStore, PluginRecord, StoreError};
+use crate::store::{
+    FunctionRecord, JobRecord, JobStatus, KeyRecord, MetadataStore, PluginRecord, StoreError,
+};
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -120,6 +122,14 @@ pub struct CreateTenant {
     /// Its plugin trust policy (off when left out).
     #[serde(default)]
     pub trust: TrustPolicy,
+}
+
+/// `POST /functions`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterFunction {
+    /// One `CREATE FUNCTION ... LANGUAGE WASM|PYTHON ...` statement.
+    pub sql: String,
 }
 
 /// `POST /keys`.
@@ -536,20 +546,16 @@ impl Service {
             parallelism: job.parallelism,
             ..Default::default()
         };
-        let tenant = self.tenant(&job.tenant)?;
-        let mut session = fungi_sql::SqlSession::new(config);
-        let files_dir = self.files_dir(&job.tenant);
-        std::fs::create_dir_all(&files_dir).map_err(|e| {
-            ServiceError::Internal(format!("cannot create {}: {e}", files_dir.display()))
-        })?;
-        session.confine(fungi_sql::Confinement {
-            files_dir,
-            egress: tenant.quotas.allowed_egress_hosts.clone(),
-            allow_native_python: tenant.quotas.allow_unsandboxed_python,
-            plugin_dir: self.data_dir.join("plugins").join(&job.tenant),
-            host: self.plugin_host()?,
-            tenant: self.plugin_tenant(&tenant),
-        });
+        let mut session = self.confined_session(&job.tenant, config)?;
+        // The tenant's catalog functions first, as if the script began with them.
+        for f in self.store.functions(&job.tenant)? {
+            session.execute(&f.statement).await.map_err(|e| {
+                ServiceError::BadRequest(format!(
+                    "the catalog function '{}' no longer loads: {e}",
+                    f.name
+                ))
+            })?;
+        }
         let outcomes = session
             .execute_script(&job.sql)
             .await
@@ -574,6 +580,30 @@ impl Service {
         graph.config.checkpointing.storage_options.clear();
         fungi_execution::plan::PhysicalPlan::new(graph)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))
+    }
+
+    /// A SQL session confined to `tenant`: its files, plugins, egress hosts, Python
+    /// policy and plugin limits.
+    fn confined_session(
+        &self,
+        tenant: &str,
+        config: fungi_common::config::JobConfig,
+    ) -> ServiceResult<fungi_sql::SqlSession> {
+        let tenant = self.tenant(tenant)?;
+        let mut session = fungi_sql::SqlSession::new(config);
+        let files_dir = self.files_dir(&tenant.id);
+        std::fs::create_dir_all(&files_dir).map_err(|e| {
+            ServiceError::Internal(format!("cannot create {}: {e}", files_dir.display()))
+        })?;
+        session.confine(fungi_sql::Confinement {
+            files_dir,
+            egress: tenant.quotas.allowed_egress_hosts.clone(),
+            allow_native_python: tenant.quotas.allow_unsandboxed_python,
+            plugin_dir: self.data_dir.join("plugins").join(&tenant.id),
+            host: self.plugin_host()?,
+            tenant: self.plugin_tenant(&tenant),
+        });
+        Ok(session)
     }
 
     /// Runs a planned job under supervision and records how it ends.
@@ -1257,6 +1287,56 @@ impl Service {
                 .map_err(|e| ServiceError::Internal(format!("cannot delete '{path}': {e}")))
         })();
         self.done(p, Action::FileDelete, path, result)
+    }
+
+    /// Registers a function in the caller's tenant's catalog: its `CREATE FUNCTION`
+    /// statement is checked now (parsed, and loaded under the tenant's confinement and
+    /// policy) and runs before each of the tenant's jobs from then on. A function of the
+    /// same name is replaced.
+    pub async fn register_function(
+        &self,
+        p: &Principal,
+        req: RegisterFunction,
+    ) -> ServiceResult<FunctionRecord> {
+        self.authorize(p, Action::FunctionRegister, &p.tenant, "")?;
+        let result = async {
+            let (name, language) = fungi_sql::function_statement(&req.sql)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            let mut session = self.confined_session(&p.tenant, Default::default())?;
+            session
+                .execute(req.sql.trim().trim_end_matches(';'))
+                .await
+                .map_err(|e| ServiceError::BadRequest(format!("'{name}' does not load: {e}")))?;
+            let record = FunctionRecord {
+                tenant: p.tenant.clone(),
+                name,
+                language: language.to_string(),
+                statement: req.sql.trim().trim_end_matches(';').to_string(),
+                created_ms: now_ms(),
+            };
+            self.store.put_function(&record)?;
+            Ok(record)
+        }
+        .await;
+        let target = result.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+        self.done(p, Action::FunctionRegister, &target, result)
+    }
+
+    /// The caller's tenant's catalog functions.
+    pub fn list_functions(&self, p: &Principal) -> ServiceResult<Vec<FunctionRecord>> {
+        self.authorize(p, Action::FunctionList, &p.tenant, "")?;
+        Ok(self.store.functions(&p.tenant)?)
+    }
+
+    /// Removes a function from the caller's tenant's catalog (running jobs keep it).
+    pub fn delete_function(&self, p: &Principal, name: &str) -> ServiceResult<()> {
+        self.authorize(p, Action::FunctionDelete, &p.tenant, name)?;
+        let result = match self.store.delete_function(&p.tenant, name) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ServiceError::NotFound(format!("no function '{name}'"))),
+            Err(e) => Err(e.into()),
+        };
+        self.done(p, Action::FunctionDelete, name, result)
     }
 
     /// Audits a request refused before it reached the service (a malformed body).

@@ -129,6 +129,22 @@ pub struct PluginRecord {
     pub created_ms: i64,
 }
 
+/// A function registered in a tenant's catalog: its `CREATE FUNCTION` statement runs
+/// before every job of the tenant (as Flink's catalog functions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FunctionRecord {
+    /// Its tenant.
+    pub tenant: String,
+    /// The name SQL calls it by.
+    pub name: String,
+    /// `wasm` or `python`.
+    pub language: String,
+    /// The `CREATE FUNCTION` statement.
+    pub statement: String,
+    /// When it was registered (ms since the epoch).
+    pub created_ms: i64,
+}
+
 /// What the service layer stores.
 pub trait MetadataStore: Send + Sync {
     /// Adds a tenant; false if it exists.
@@ -171,6 +187,12 @@ pub trait MetadataStore: Send + Sync {
     fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
     /// Removes a plugin; false if there was none.
     fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+    /// Registers (or replaces) a catalog function.
+    fn put_function(&self, function: &FunctionRecord) -> StoreResult<()>;
+    /// A tenant's catalog functions, by name.
+    fn functions(&self, tenant: &str) -> StoreResult<Vec<FunctionRecord>>;
+    /// Removes a catalog function; false if there was none.
+    fn delete_function(&self, tenant: &str, name: &str) -> StoreResult<bool>;
     /// Appends an audit record (its `seq` is assigned).
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The newest `limit` audit records, of one tenant or all, oldest first.
@@ -195,6 +217,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, who TEXT NOT NULL,
     tenant TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS functions (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, language TEXT NOT NULL, statement TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, PRIMARY KEY (tenant, name));
 CREATE TABLE IF NOT EXISTS plugins (
     tenant TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, bytes INTEGER NOT NULL,
     kind TEXT NOT NULL, details TEXT NOT NULL, created_ms INTEGER NOT NULL,
@@ -360,6 +385,7 @@ impl MetadataStore for SqliteStore {
     fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
         let db = self.db();
         db.execute("DELETE FROM api_keys WHERE tenant = ?1", params![id])?;
+        db.execute("DELETE FROM functions WHERE tenant = ?1", params![id])?;
         Ok(db.execute("DELETE FROM tenants WHERE id = ?1", params![id])? == 1)
     }
 
@@ -482,6 +508,40 @@ impl MetadataStore for SqliteStore {
     fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool> {
         Ok(self.db().execute(
             "DELETE FROM plugins WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+        )? == 1)
+    }
+
+    fn put_function(&self, f: &FunctionRecord) -> StoreResult<()> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO functions (tenant, name, language, statement, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![f.tenant, f.name, f.language, f.statement, f.created_ms],
+        )?;
+        Ok(())
+    }
+
+    fn functions(&self, tenant: &str) -> StoreResult<Vec<FunctionRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT tenant, name, language, statement, created_ms FROM functions
+             WHERE tenant = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            Ok(FunctionRecord {
+                tenant: r.get(0)?,
+                name: r.get(1)?,
+                language: r.get(2)?,
+                statement: r.get(3)?,
+                created_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_function(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        Ok(self.db().execute(
+            "DELETE FROM functions WHERE tenant = ?1 AND name = ?2",
             params![tenant, name],
         )? == 1)
     }

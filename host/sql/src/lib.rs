@@ -44,7 +44,7 @@ mod udfs;
 
 pub use catalog::TableDef;
 pub use error::{Result, SqlError};
-pub use plugins::{Confinement, path_inside};
+pub use plugins::{Confinement, function_statement, path_inside};
 pub use session::{Outcome, Query, SqlSession};
 
 /// Flink's scalar functions that Fungi adds to DataFusion's (`MOD`, `SPLIT_INDEX`,

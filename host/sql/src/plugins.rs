@@ -200,6 +200,36 @@ pub(crate) struct InlinePython {
     pub(crate) returns: Option<String>,
 }
 
+/// The SQL name and language (`wasm` or `python`) of a single `CREATE FUNCTION`
+/// statement, for a function catalog that stores statements (a trailing `;` is allowed).
+pub fn function_statement(sql: &str) -> Result<(String, &'static str)> {
+    let statements = crate::text::split_statements(sql);
+    let [stmt] = statements.as_slice() else {
+        return Err(SqlError::Plan(format!(
+            "expected one CREATE FUNCTION statement, got {}",
+            statements.len()
+        )));
+    };
+    let starts_load = stmt
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("LOAD"));
+    if !is_plugin_statement(stmt) || starts_load {
+        return Err(SqlError::Plan(
+            "expected CREATE FUNCTION name ... LANGUAGE WASM|PYTHON ... (one function per \
+             registration)"
+                .into(),
+        ));
+    }
+    let parsed = parse(stmt)?;
+    let (name, _) = parsed.function.expect("CREATE FUNCTION names its function");
+    let language = match parsed.language {
+        Language::Wasm => "wasm",
+        Language::Python => "python",
+    };
+    Ok((name, language))
+}
+
 /// Whether `stmt` is a `CREATE FUNCTION` or `LOAD PLUGIN`.
 pub(crate) fn is_plugin_statement(stmt: &str) -> bool {
     let words: Vec<String> = stmt

@@ -360,6 +360,27 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             Box::new(|_| (Method::DELETE, "/files/none".into(), None)),
             &["admin", "tenant-admin", "developer"],
         ),
+        (
+            "register function",
+            Box::new(|_| {
+                (
+                    Method::POST,
+                    "/functions".into(),
+                    Some(json!({ "sql": "CREATE FUNCTION f LANGUAGE WASM USING 'none'" })),
+                )
+            }),
+            &["admin", "tenant-admin", "developer"],
+        ),
+        (
+            "list functions",
+            Box::new(|_| (Method::GET, "/functions".into(), None)),
+            &["admin", "tenant-admin", "developer", "viewer"],
+        ),
+        (
+            "delete function",
+            Box::new(|_| (Method::DELETE, "/functions/none".into(), None)),
+            &["admin", "tenant-admin", "developer"],
+        ),
     ];
     let mut denied = 0;
     for (name, request, allowed) in &endpoints {
@@ -405,7 +426,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         let (status, _) = call(&server, Some("fgk_0123_4567"), method, &path, body);
         assert_eq!(status, 401, "unknown key, {name}");
     }
-    assert_eq!(endpoints.len(), 21);
+    assert_eq!(endpoints.len(), 24);
     let audit = ok(&server, &admin, Method::GET, "/audit?limit=10000", None);
     let records = audit.as_array().unwrap();
     let count = |prefix: &str| {
@@ -1151,6 +1172,111 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
         .collect();
     doubled.sort();
     assert_eq!(doubled, (1..=10).map(|i| 2 * i).collect::<Vec<_>>());
+    // The function catalog: a function registered once (here an inline body) is there
+    // for every later job, without its CREATE FUNCTION.
+    let registered = ok(
+        &server,
+        &py,
+        Method::POST,
+        "/functions",
+        Some(
+            json!({ "sql": "CREATE FUNCTION thrice(x BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\ndef thrice(x):\n    return 3 * x\n$$;" }),
+        ),
+    );
+    assert_eq!(
+        (&registered["name"], &registered["language"]),
+        (&json!("thrice"), &json!("python")),
+        "{registered}"
+    );
+    let thrice = python
+        .replace(
+            "CREATE FUNCTION twice AS 'twice' LANGUAGE PYTHON USING 'udfs.py';",
+            "",
+        )
+        .replace("twice(id)", "thrice(id)")
+        .replace("'path' = 'twice'", "'path' = 'thrice'");
+    let job = ok(
+        &server,
+        &py,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": thrice })),
+    );
+    let done = wait_for_end(&server, &py, job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "FINISHED", "{done}");
+    let total: i64 = std::fs::read_dir(dir.path().join("files/py/thrice"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .map(|l| l.parse::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert_eq!(total, 3 * 55);
+    // What cannot be registered says why; other tenants do not see the function.
+    for (sql, why) in [
+        ("SELECT 1", "expected CREATE FUNCTION"),
+        (
+            "CREATE FUNCTION a LANGUAGE PYTHON AS $$x$$; CREATE FUNCTION b LANGUAGE PYTHON AS $$y$$",
+            "expected one CREATE FUNCTION statement, got 2",
+        ),
+        (
+            "CREATE FUNCTION nope AS 'missing.py' LANGUAGE WASM USING 'none'",
+            "tenant 'py' has no plugin 'none'",
+        ),
+    ] {
+        let (status, value) = call(
+            &server,
+            Some(&py),
+            Method::POST,
+            "/functions",
+            Some(json!({ "sql": sql })),
+        );
+        assert_eq!(status, 400, "{sql}: {value}");
+        assert!(
+            value["error"].as_str().unwrap().contains(why),
+            "{sql}: {value}"
+        );
+    }
+    let (status, value) = call(
+        &server,
+        Some(&a),
+        Method::POST,
+        "/functions",
+        Some(
+            json!({ "sql": "CREATE FUNCTION thrice RETURNS BIGINT LANGUAGE PYTHON AS $$\ndef thrice(x):\n    return x\n$$" }),
+        ),
+    );
+    assert!(
+        status == 400
+            && value["error"]
+                .as_str()
+                .unwrap()
+                .contains("allow_unsandboxed_python is off"),
+        "{value}"
+    );
+    assert_eq!(ok(&server, &a, Method::GET, "/functions", None), json!([]));
+    // The CLI lists and deletes them.
+    let out = fungi()
+        .args(["function", "list", "--server", &server.url])
+        .env("FUNGI_API_KEY", &py)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("thrice"),
+        "{out:?}"
+    );
+    let out = fungi()
+        .args(["function", "delete", "thrice", "--server", &server.url])
+        .env("FUNGI_API_KEY", &py)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(ok(&server, &py, Method::GET, "/functions", None), json!([]));
     let raise = "SET 'plugin.memory-per-instance' = '1 gb';";
     let (status, value) = call(
         &server,
