@@ -157,6 +157,11 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         stop: bool,
     },
+    /// Show a running job's dead letters: counts per reason and the recent records.
+    DeadLetters {
+        /// The job id.
+        id: String,
+    },
 }
 
 /// `fungi tenant ...` (admins).
@@ -522,6 +527,20 @@ pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
                     ],
                 );
             }
+        }
+        JobCommand::DeadLetters { id } => {
+            let letters = client.call(Method::GET, &format!("/jobs/{id}/dead-letters"), None)?;
+            if c.output == Output::Table {
+                for (reason, n) in letters["counts"].as_object().into_iter().flatten() {
+                    println!("{reason}: {n}");
+                }
+                println!();
+            }
+            print(
+                c.output,
+                &letters["recent"],
+                &["operator", "reason", "position", "message", "raw"],
+            );
         }
         JobCommand::Cancel { id } => print(
             c.output,

@@ -18,6 +18,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod file;
 pub mod format;
+pub mod http;
 pub mod kafka;
 pub mod nexmark;
 pub mod options;

@@ -17,7 +17,14 @@ use crate::print::PrintSink;
 /// Names of the source connectors.
 pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem", "kafka"];
 /// Names of the sink connectors.
-pub const SINKS: &[&str] = &["filesystem", "kafka", "stdout", "print", "blackhole"];
+pub const SINKS: &[&str] = &[
+    "filesystem",
+    "kafka",
+    "http",
+    "stdout",
+    "print",
+    "blackhole",
+];
 
 /// Whether the sink connector can apply a changelog (updates and deletes), not only
 /// inserts.
@@ -64,6 +71,7 @@ pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
         "stdout" | "print" => PrintSink::factory(options),
         "filesystem" | "file" => FileSink::factory(options),
         "kafka" => KafkaSink::factory(options),
+        "http" => crate::http::HttpSink::factory(options),
         other => Err(unknown(other, SINKS, "sink")),
     }
 }

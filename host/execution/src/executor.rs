@@ -108,7 +108,8 @@ impl LocalExecutor {
         }
         let key_groups = KeyGroups::new(config.max_parallelism);
         let cancel = CancellationToken::new();
-        let dead_letters = Arc::new(DeadLetterQueue::default());
+        let dead_letters =
+            Arc::new(DeadLetterQueue::default().with_targets(graph.dead_letter_targets.clone()));
         let metrics = JobMetrics {
             operators: graph
                 .nodes

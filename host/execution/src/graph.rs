@@ -99,6 +99,8 @@ pub struct JobGraph {
     pub edges: Vec<Edge>,
     /// Job configuration.
     pub config: JobConfig,
+    /// Where the job's dead letters are written besides its in-memory ring.
+    pub dead_letter_targets: Vec<std::sync::Arc<dyn crate::dead_letter::DeadLetterTarget>>,
 }
 
 impl JobGraph {
@@ -109,6 +111,7 @@ impl JobGraph {
             nodes: Vec::new(),
             edges: Vec::new(),
             config: JobConfig::default(),
+            dead_letter_targets: Vec::new(),
         }
     }
 

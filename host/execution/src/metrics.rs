@@ -1,6 +1,6 @@
 //! Live counters of a running job, read by the CLI's progress line and later the API.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,13 @@ pub struct OperatorMetrics {
     /// Current output watermark (ms; `i64::MIN` before the first one), the minimum over
     /// subtasks is approximated by the last written value.
     pub watermark: AtomicI64,
+    /// Calls to an external service retried after a failure (sinks with a retry policy).
+    pub retries: AtomicU64,
+    /// The operator's circuit breaker: `u8::MAX` without one, else 0 closed, 1 open,
+    /// 2 half-open (`fungi_reliability::BreakerState::code`).
+    pub circuit: AtomicU8,
+    /// Times the circuit breaker opened.
+    pub circuit_opened: AtomicU64,
 }
 
 impl OperatorMetrics {
@@ -49,6 +56,9 @@ impl OperatorMetrics {
             bytes_out: AtomicU64::new(0),
             backpressured_nanos: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            retries: AtomicU64::new(0),
+            circuit: AtomicU8::new(u8::MAX),
+            circuit_opened: AtomicU64::new(0),
         }
     }
 
@@ -160,6 +170,12 @@ pub struct OperatorSnapshot {
     pub backpressured_ms: u64,
     /// Watermark, if any.
     pub watermark: Option<i64>,
+    /// Retried calls to an external service.
+    pub retries: u64,
+    /// The circuit breaker's state (`closed`, `open`, `half-open`), if it has one.
+    pub circuit: Option<&'static str>,
+    /// Times the circuit breaker opened.
+    pub circuit_opened: u64,
 }
 
 /// Rows the job's sources produced (what it read).
@@ -185,6 +201,14 @@ impl JobMetrics {
                     bytes_out: m.bytes_out.load(Ordering::Relaxed),
                     backpressured_ms: m.backpressured_nanos.load(Ordering::Relaxed) / 1_000_000,
                     watermark: (wm != i64::MIN).then_some(wm),
+                    retries: m.retries.load(Ordering::Relaxed),
+                    circuit: match m.circuit.load(Ordering::Relaxed) {
+                        0 => Some("closed"),
+                        1 => Some("open"),
+                        2 => Some("half-open"),
+                        _ => None,
+                    },
+                    circuit_opened: m.circuit_opened.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -28,6 +28,8 @@ pub struct Live {
     pub exceptions: Vec<Exception>,
     /// Which attempt this is (0 for the first run).
     pub restarts: u32,
+    /// The attempt's dead-letter output.
+    pub dead_letters: Arc<DeadLetterQueue>,
 }
 
 /// One failure of a supervised job.
@@ -138,6 +140,7 @@ pub async fn supervise(
             checkpoints: checkpoints.clone(),
             exceptions: exceptions.clone(),
             restarts: tracker.attempts(),
+            dead_letters: dead_letters.clone(),
         });
         let job_cancel = handle.cancel_token();
         let forward = {

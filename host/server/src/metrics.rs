@@ -107,6 +107,21 @@ pub fn render(
         "Size of the last completed checkpoint",
     );
     let restarts: Gauges = family(&mut r, "job_restarts", "Restarts of the running job");
+    let retries: Counters = family(
+        &mut r,
+        "operator_retries",
+        "Calls to an external service an operator retried after a failure",
+    );
+    let circuit: Gauges = family(
+        &mut r,
+        "operator_circuit_state",
+        "An operator's circuit breaker: 0 closed, 1 open, 2 half-open",
+    );
+    let circuit_opened: Counters = family(
+        &mut r,
+        "operator_circuit_opened",
+        "Times an operator's circuit breaker opened",
+    );
     for j in jobs {
         let job = |extra: Option<(&'static str, String)>| {
             let mut l: Labels = vec![("tenant", j.tenant.clone()), ("job", j.job.clone())];
@@ -124,6 +139,15 @@ pub fn render(
             backpressured
                 .get_or_create(&l)
                 .set(op.backpressured_ms as f64 / 1000.0);
+            if let Some(state) = op.circuit {
+                let code = ["closed", "open", "half-open"]
+                    .iter()
+                    .position(|s| *s == state)
+                    .unwrap_or(0);
+                circuit.get_or_create(&l).set(code as f64);
+                circuit_opened.get_or_create(&l).inc_by(op.circuit_opened);
+                retries.get_or_create(&l).inc_by(op.retries);
+            }
             if let Some(wm) = op.watermark {
                 lag.get_or_create(&l)
                     .set((now_ms - wm).max(0) as f64 / 1000.0);

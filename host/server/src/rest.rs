@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::service::{
-    CreateKey, CreateTenant, CreatedKey, FileEntry, JobDetails, RegisterFunction, Savepoint,
-    SavepointRequest, Service, ServiceError, SubmitJob,
+    CreateKey, CreateTenant, CreatedKey, DeadLetters, FileEntry, JobDetails, RegisterFunction,
+    Savepoint, SavepointRequest, Service, ServiceError, SubmitJob,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -416,6 +416,18 @@ async fn delete_function(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/dead-letters", params(("id" = String, Path)),
+    responses((status = 200, body = DeadLetters), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn job_dead_letters(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeadLetters>> {
+    Ok(Json(s.dead_letters(&p, &id)?))
+}
+
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -436,7 +448,7 @@ impl utoipa::Modify for SecuritySchemes {
     paths(submit_job, list_jobs, get_job, cancel_job, savepoint_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
-        list_functions, delete_function),
+        list_functions, delete_function, job_dead_letters),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -461,6 +473,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs", post(submit_job).get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
         .route("/api/v1/tenants/{id}/trust", axum::routing::put(set_trust))
         .route("/metrics", get(metrics))

@@ -177,6 +177,20 @@ pub struct JobDetails {
     pub restarts: u32,
     /// Savepoints taken of this job (`<job id>/sp-<n>`), oldest first.
     pub savepoints: Vec<String>,
+    /// Records of the current attempt sent to the dead-letter output, per reason (the
+    /// records themselves: `GET /jobs/{id}/dead-letters`).
+    pub dead_letters: std::collections::BTreeMap<String, u64>,
+}
+
+/// A running job's dead-letter output: counts per reason and the most recent records.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetters {
+    /// Records per reason (current attempt).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// The most recent records, oldest first: operator, reason, message, position, the
+    /// original bytes or row, and time.
+    #[schema(value_type = Vec<Object>)]
+    pub recent: Vec<serde_json::Value>,
 }
 
 /// A running job's checkpoint counters.
@@ -741,6 +755,33 @@ impl Service {
         Ok(self.store.jobs(tenant)?)
     }
 
+    /// A running job's dead-letter output (its ring of recent records and the counts);
+    /// a job that is not running has none (its durable targets keep them).
+    pub fn dead_letters(&self, p: &Principal, id: &str) -> ServiceResult<DeadLetters> {
+        self.visible_job(p, Action::JobGet, id)?;
+        let live = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(id)
+            .map(|r| r.live.borrow().clone())
+            .ok_or_else(|| {
+                ServiceError::Conflict(format!(
+                    "job '{id}' is not running; its dead letters are in the targets its SQL \
+                     names (SET 'dead-letter.path' or 'dead-letter.kafka.*')"
+                ))
+            })?;
+        Ok(DeadLetters {
+            counts: live.dead_letters.counts(),
+            recent: live
+                .dead_letters
+                .recent()
+                .iter()
+                .map(|l| serde_json::to_value(l).unwrap_or_default())
+                .collect(),
+        })
+    }
+
     /// One job with its live counters.
     pub fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
         let job = self.visible_job(p, Action::JobGet, id)?;
@@ -755,6 +796,7 @@ impl Service {
         let savepoints = self.savepoints_of(&job);
         Ok(JobDetails {
             job,
+            dead_letters: live.dead_letters.counts(),
             operators: operators_json(&live.metrics.snapshot()),
             checkpoints: live.checkpoints.map(|c| CheckpointSummary {
                 completed: load(&c.completed),

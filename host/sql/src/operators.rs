@@ -47,6 +47,16 @@ impl PluginErrors {
     fn handle(&self, batch: &RecordBatch, e: datafusion::error::DataFusionError) -> Result<()> {
         let message = e.to_string();
         let from_plugin = message.contains("[PLUGIN_");
+        // The class of failure, from the marker the plugin host or Python put in.
+        let reason = [
+            ("[PLUGIN_LIMIT]", "plugin limit"),
+            ("[PLUGIN_TRAP]", "plugin trap"),
+            ("[PLUGIN_CONTRACT]", "plugin contract"),
+            ("[PLUGIN_PYTHON]", "python error"),
+        ]
+        .iter()
+        .find(|(code, _)| message.contains(code))
+        .map_or("plugin error", |(_, reason)| reason);
         match (&self.dead_letters, self.policy) {
             (Some((dlq, operator)), OnPluginError::DeadLetter) if from_plugin => {
                 let mut buf = Vec::new();
@@ -62,7 +72,7 @@ impl PluginErrors {
                 {
                     dlq.push(
                         operator,
-                        "plugin error",
+                        reason,
                         message.clone(),
                         format!("row {i} of a batch"),
                         line,

@@ -88,6 +88,26 @@ impl Confinement {
                     };
                     *value = path.to_string_lossy().into_owned();
                 }
+                ("http", "url") => {
+                    let authority = value
+                        .split_once("://")
+                        .map_or(value.as_str(), |(_, rest)| rest)
+                        .split('/')
+                        .next()
+                        .unwrap_or_default();
+                    let authority = authority.rsplit('@').next().unwrap_or(authority);
+                    if !self.egress.iter().any(|allowed| allowed == authority) {
+                        return Err(SqlError::Plan(format!(
+                            "table '{table}': '{authority}' is not among the tenant's allowed \
+                             egress hosts ({})",
+                            if self.egress.is_empty() {
+                                "none".to_string()
+                            } else {
+                                self.egress.join(", ")
+                            }
+                        )));
+                    }
+                }
                 ("kafka", "properties.bootstrap.servers") => {
                     for server in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                         if !self.egress.iter().any(|allowed| allowed == server) {

@@ -73,6 +73,18 @@ pub struct SqlSession {
     jobs: usize,
     state_ttl_ms: Option<i64>,
     plugins: SessionPlugins,
+    dead_letter: DeadLetterSettings,
+}
+
+/// `SET 'dead-letter.*'`: where a job's dead letters are written besides its ring.
+#[derive(Debug, Clone, Default)]
+struct DeadLetterSettings {
+    /// `dead-letter.path`: a JSON-lines file.
+    path: Option<String>,
+    /// `dead-letter.kafka.topic`.
+    kafka_topic: Option<String>,
+    /// `dead-letter.kafka.bootstrap-servers`.
+    kafka_servers: Option<String>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -110,6 +122,7 @@ impl SqlSession {
             config,
             jobs: 0,
             state_ttl_ms: None,
+            dead_letter: DeadLetterSettings::default(),
             plugins: SessionPlugins::default(),
         }
     }
@@ -245,6 +258,30 @@ impl SqlSession {
                     }
                 }
             }
+            "dead-letter.path" => {
+                let path = v.strip_prefix("file://").unwrap_or(&v);
+                let path = match &self.plugins.confined {
+                    None => path.to_string(),
+                    Some(c) => crate::plugins::path_inside(&c.files_dir, path)
+                        .ok_or_else(|| {
+                            SqlError::Plan(format!(
+                                "SET '{k}': on a server the file is relative to the tenant's \
+                                 files directory, without '..'; '{v}' is not"
+                            ))
+                        })?
+                        .to_string_lossy()
+                        .into_owned(),
+                };
+                self.dead_letter.path = Some(path);
+            }
+            "dead-letter.kafka.topic" => self.dead_letter.kafka_topic = Some(v.clone()),
+            "dead-letter.kafka.bootstrap-servers" => {
+                if let Some(c) = &self.plugins.confined {
+                    let mut options = [("properties.bootstrap.servers".to_string(), v.clone())];
+                    c.confine_table("(dead letters)", "kafka", &mut options)?;
+                }
+                self.dead_letter.kafka_servers = Some(v.clone());
+            }
             "plugin.batch-rows" => {
                 self.plugins.batch_rows =
                     v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -308,7 +345,7 @@ impl SqlSession {
             }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, table.exec.source.idle-timeout, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), {}",
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, table.exec.source.idle-timeout, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), dead-letter.path, dead-letter.kafka.topic, dead-letter.kafka.bootstrap-servers, {}",
                     plugins::LIMIT_KEYS.join(", ")
                 )));
             }
@@ -502,6 +539,7 @@ impl SqlSession {
         self.jobs += 1;
         let mut graph = JobGraph::new(format!("sql-{}", self.jobs));
         graph.config = self.config.clone();
+        graph.dead_letter_targets = self.dead_letter_targets()?;
         match &plan {
             LogicalPlan::Dml(dml)
                 if dml.op == WriteOp::Insert(datafusion::logical_expr::dml::InsertOp::Append) =>
@@ -629,6 +667,37 @@ fn quote_column_name(def: &str) -> String {
     };
     let name = unquote(&def[..end]);
     format!("\"{}\"{}", name.replace('"', "\"\""), &def[end..])
+}
+
+impl SqlSession {
+    /// The durable dead-letter targets the `dead-letter.*` settings name.
+    fn dead_letter_targets(
+        &self,
+    ) -> Result<Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>>> {
+        let d = &self.dead_letter;
+        let mut targets: Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>> =
+            Vec::new();
+        if let Some(path) = &d.path {
+            targets.push(std::sync::Arc::new(
+                fungi_execution::dead_letter::FileTarget::new(path),
+            ));
+        }
+        match (&d.kafka_servers, &d.kafka_topic) {
+            (Some(servers), Some(topic)) => targets.push(std::sync::Arc::new(
+                fungi_connector::kafka::KafkaTarget::new(servers, topic)
+                    .map_err(|e| SqlError::Plan(e.to_string()))?,
+            )),
+            (None, None) => {}
+            _ => {
+                return Err(SqlError::Plan(
+                    "dead letters to Kafka need both 'dead-letter.kafka.bootstrap-servers' and \
+                     'dead-letter.kafka.topic'"
+                        .into(),
+                ));
+            }
+        }
+        Ok(targets)
+    }
 }
 
 /// Applies a Flink `restart-strategy.*` setting. Naming an option of another strategy

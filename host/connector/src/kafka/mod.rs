@@ -8,6 +8,7 @@
 //! `sink.delivery-guarantee`, `sink.partitioner`, `key.fields`. Metadata columns
 //! (`METADATA FROM 'offset'`, `'headers'`, ...) are described in [`metadata`].
 
+mod dead_letter;
 mod metadata;
 mod sink;
 mod source;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use fungi_common::{FungiError, Result};
 use rdkafka::ClientConfig;
 
+pub use dead_letter::KafkaTarget;
 pub use sink::{DeliveryGuarantee, KAFKA_SINK_OPTIONS, KafkaSink};
 pub use source::{KAFKA_SOURCE_OPTIONS, KafkaSource, StartupMode};
 

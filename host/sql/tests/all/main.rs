@@ -6,6 +6,7 @@ mod explain;
 mod oracle;
 mod plugins;
 mod python;
+mod reliability;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};

@@ -141,7 +141,7 @@ async fn failing_plugin_batches_can_go_to_the_dead_letter_output() {
     assert!(collected.batches().is_empty());
     let dead: u64 = summary.dead_letters.values().sum();
     assert_eq!(dead, 1840, "{:?}", summary.dead_letters);
-    assert!(summary.dead_letters.contains_key("plugin error"));
+    assert!(summary.dead_letters.contains_key("plugin trap"));
 }
 
 #[tokio::test]
