@@ -45,6 +45,7 @@ fn a_sql_job_windows_a_topic_into_a_topic_and_dead_letters_bad_records() {
     let broker = KafkaBroker::start();
     broker.create_topic("bids", 3);
     broker.create_topic("counts", 2);
+    broker.create_topic("dlq", 1);
     let mut records = bids(3000);
     records.insert(1000, b"{not json".to_vec());
     records.insert(2000, br#"{"auction": "x", "price": 1}"#.to_vec());
@@ -58,12 +59,15 @@ fn a_sql_job_windows_a_topic_into_a_topic_and_dead_letters_bad_records() {
     let dir = tempfile::tempdir().unwrap();
     let sql = format!(
         "SET 'parallelism.default' = '2';
+         SET 'dead-letter.kafka.topic' = 'dlq';
+         SET 'dead-letter.kafka.bootstrap-servers' = '{}';
          {}
          CREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), n BIGINT, total BIGINT)
          WITH ('connector' = 'kafka', 'topic' = 'counts',
                'properties.bootstrap.servers' = '{}', 'format' = 'json',
                'key.fields' = 'auction');
          INSERT INTO counts {WINDOW};",
+        broker.bootstrap,
         bid_table(
             &broker,
             ", 'scan.startup.mode' = 'earliest-offset', 'on-error' = 'dead-letter'"
@@ -77,6 +81,19 @@ fn a_sql_job_windows_a_topic_into_a_topic_and_dead_letters_bad_records() {
     assert!(stderr.contains("2 dead letters"), "{stderr}");
     assert!(stderr.contains("dead letter at bids/"), "{stderr}");
     assert!(stderr.contains("offset"), "{stderr}");
+    // The dead-letter topic holds both, keyed by reason, with the original bytes.
+    let letters = broker.read_all("dlq", Duration::from_secs(2));
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let raws: Vec<String> = letters
+        .iter()
+        .map(|(_, _, key, value)| {
+            assert_eq!(key.as_deref(), Some(&b"decode"[..]));
+            let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+            assert!(v["position"].as_str().unwrap().starts_with("bids/"), "{v}");
+            v["raw"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(raws.contains(&"{not json".to_string()), "{raws:?}");
 
     // Expected: per auction and 10 s window, count and sum of prices.
     let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();

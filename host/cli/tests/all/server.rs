@@ -2196,3 +2196,120 @@ fn signed_plugins_under_trust_policies() {
         .count();
     assert_eq!(refused, 2, "{audit}");
 }
+
+/// A local HTTP service that refuses everything with 400 (closing each connection).
+fn refusing_service() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 14\r\nConnection: close\r\n\r\nunknown schema",
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_running_jobs_dead_letters_are_shown_by_the_api_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    let service = refusing_service();
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "dl", "quotas": { "allowed_egress_hosts": [service] } }),
+    );
+    let key = new_key(&server, &admin, "dl", "developer");
+    let sql = |url: &str| {
+        format!(
+            "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '20');
+             CREATE TABLE hook (id BIGINT) WITH ('connector' = 'http', 'url' = '{url}',
+                 'sink.max-batch-rows' = '1', 'sink.on-error' = 'dead-letter');
+             INSERT INTO hook SELECT id FROM g;"
+        )
+    };
+    // A service outside the tenant's egress hosts is refused.
+    let (status, value) = call(
+        &server,
+        Some(&key),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql("http://10.1.2.3:80/in") })),
+    );
+    assert_eq!(status, 400, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("'10.1.2.3:80' is not among the tenant's allowed egress hosts"),
+        "{value}"
+    );
+    let job = ok(
+        &server,
+        &key,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql(&format!("http://{service}/in")) })),
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let path = format!("/jobs/{id}/dead-letters");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let letters = loop {
+        let letters = ok(&server, &key, Method::GET, &path, None);
+        if letters["counts"]["sink rejected"].as_u64().unwrap_or(0) >= 3 {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "{letters}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let first = &letters["recent"][0];
+    assert_eq!(first["reason"], "sink rejected", "{letters}");
+    assert!(
+        first["message"].as_str().unwrap().contains("HTTP 400")
+            && first["raw"].as_str().unwrap().contains("\"id\""),
+        "{letters}"
+    );
+    let details = ok(&server, &key, Method::GET, &format!("/jobs/{id}"), None);
+    assert!(
+        details["dead_letters"]["sink rejected"].as_u64().unwrap() >= 3,
+        "{details}"
+    );
+    let out = fungi()
+        .args(["job", "dead-letters", &id, "--server", &server.url])
+        .env("FUNGI_API_KEY", &key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("sink rejected: "),
+        "{stdout}{out:?}"
+    );
+    ok(
+        &server,
+        &key,
+        Method::POST,
+        &format!("/jobs/{id}/cancel"),
+        None,
+    );
+    wait_status(&server, &key, &id, "CANCELLED");
+    let (status, value) = call(&server, Some(&key), Method::GET, &path, None);
+    assert_eq!(status, 409, "{value}");
+}
