@@ -55,23 +55,33 @@ def udf(
     """
     if returns is None:
         raise UdfError("@fungi.udf needs returns=<pyarrow type or SQL type name>")
+    return _function_marker(
+        FunctionSpec(
+            kind="udf",
+            name=name or "",
+            returns=as_arrow_type(returns),
+            mode=_check_mode(mode),
+            skip_nulls=skip_nulls,
+            deterministic=deterministic,
+            args=_arg_types(args),
+        ),
+        "@fungi.udf marks a function; use @fungi.udaf for a class",
+    )
+
+
+def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise UdfError(f"mode must be one of {MODES}, not {mode!r}")
-    result_type = as_arrow_type(returns)
-    arg_types = _arg_types(args)
+    return mode
+
+
+def _function_marker(spec: FunctionSpec, not_a_function: str) -> Callable:
+    """The decorator that marks a function with `spec` (named after it unless named)."""
 
     def mark(fn: Callable) -> Callable:
         if not callable(fn) or inspect.isclass(fn):
-            raise UdfError("@fungi.udf marks a function; use @fungi.udaf for a class")
-        fn.__fungi__ = FunctionSpec(
-            kind="udf",
-            name=name or fn.__name__,
-            returns=result_type,
-            mode=mode,
-            skip_nulls=skip_nulls,
-            deterministic=deterministic,
-            args=arg_types,
-        )
+            raise UdfError(not_a_function)
+        fn.__fungi__ = dataclasses.replace(spec, name=spec.name or fn.__name__)
         return fn
 
     return mark
@@ -140,28 +150,20 @@ def udtf(
     """
     if returns is None:
         raise UdfError("@fungi.udtf needs returns={column: type, ...}")
-    if mode not in MODES:
-        raise UdfError(f"mode must be one of {MODES}, not {mode!r}")
     pairs = list(returns.items()) if isinstance(returns, dict) else list(returns)
     if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
         raise UdfError("@fungi.udtf returns= is a dict or a list of (name, type) pairs, one per column")
-    columns = tuple((str(n), as_arrow_type(t)) for n, t in pairs)
-    arg_types = _arg_types(args)
-
-    def mark(fn: Callable) -> Callable:
-        if not callable(fn) or inspect.isclass(fn):
-            raise UdfError("@fungi.udtf marks a function")
-        fn.__fungi__ = FunctionSpec(
+    return _function_marker(
+        FunctionSpec(
             kind="udtf",
-            name=name or fn.__name__,
-            returns=columns,
-            mode=mode,
+            name=name or "",
+            returns=tuple((str(n), as_arrow_type(t)) for n, t in pairs),
+            mode=_check_mode(mode),
             skip_nulls=skip_nulls,
-            args=arg_types,
-        )
-        return fn
-
-    return mark
+            args=_arg_types(args),
+        ),
+        "@fungi.udtf marks a function",
+    )
 
 
 def spec_of(obj: Any) -> FunctionSpec:

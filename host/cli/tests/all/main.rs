@@ -384,7 +384,7 @@ class Range:
         ),
         (
             "x = 1\n",
-            "has no function marked with @fungi.udf or @fungi.udaf",
+            "has no function marked with @fungi.udf",
         ),
         (
             "import pyarrow_but_misspelled\n",

@@ -44,6 +44,58 @@ pub(crate) fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
+/// What running a script's last statement (a SELECT or an INSERT INTO) gave.
+pub(crate) struct Ran {
+    /// How the job ended.
+    pub(crate) result: fungi_common::Result<fungi_execution::executor::JobSummary>,
+    /// The rows of a SELECT.
+    pub(crate) rows: Vec<RecordBatch>,
+    /// The job's most recent dead letters, oldest first.
+    pub(crate) dead_letters: Vec<fungi_execution::dead_letter::DeadLetter>,
+    /// The operators' final counters.
+    pub(crate) metrics: Vec<fungi_execution::metrics::OperatorSnapshot>,
+}
+
+impl Ran {
+    /// The job's error message (panics if it succeeded).
+    pub(crate) fn error(&self) -> String {
+        match &self.result {
+            Ok(_) => panic!("the job succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Dead letters per reason (panics if the job failed).
+    pub(crate) fn dead_letter_counts(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self
+            .result
+            .as_ref()
+            .expect("the job succeeded")
+            .dead_letters
+    }
+}
+
+/// Runs a script whose last statement is a SELECT (into a collecting sink) or an
+/// INSERT INTO.
+pub(crate) async fn run(session: &mut SqlSession, script: &str) -> Ran {
+    let mut outcomes = session.execute_script(script).await.unwrap();
+    let (sink, collected) = CollectSink::new();
+    let graph = match outcomes.pop() {
+        Some(Outcome::Query(query)) => query.with_sink(sink.factory(), "collect"),
+        Some(Outcome::Insert(graph)) => graph,
+        _ => panic!("the script must end with a SELECT or an INSERT INTO"),
+    };
+    let handle = LocalExecutor::new().execute(graph).unwrap();
+    let (metrics, dlq) = (handle.metrics().clone(), handle.dead_letters().clone());
+    let result = handle.wait().await;
+    Ran {
+        result,
+        rows: collected.batches(),
+        dead_letters: dlq.recent(),
+        metrics: metrics.snapshot(),
+    }
+}
+
 /// Runs a script whose last statement is a SELECT and returns its rows, sorted.
 pub(crate) async fn select(session: &mut SqlSession, script: &str) -> Vec<String> {
     let mut rows = select_in_order(session, script).await;

@@ -3,7 +3,7 @@
 use fungi_plugin_artifacts::{HLL, STRINGS_GEO};
 use fungi_sql::SqlSession;
 
-use crate::select;
+use crate::{run, select};
 
 const BID: &str =
     "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '200000');";
@@ -98,18 +98,7 @@ async fn a_runaway_plugin_fails_the_query_with_its_limit() {
          SELECT spin(auction) FROM bid",
         fungi_plugin_artifacts::HOSTILE_EVIL
     );
-    let mut outcomes = session.execute_script(&script).await.unwrap();
-    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
-        panic!("a query")
-    };
-    let (sink, _) = fungi_execution::operators::CollectSink::new();
-    let err = fungi_execution::executor::LocalExecutor::new()
-        .execute(query.with_sink(sink.factory(), "collect"))
-        .unwrap()
-        .wait()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run(&mut session, &script).await.error();
     assert!(
         err.contains("plugin 'evil', function 'spin'") && err.contains("call time limit of 100 ms"),
         "{err}"
@@ -126,22 +115,12 @@ async fn failing_plugin_batches_can_go_to_the_dead_letter_output() {
          SELECT auction, boom(auction) FROM bid",
         fungi_plugin_artifacts::HOSTILE_EVIL
     );
-    let mut outcomes = session.execute_script(&script).await.unwrap();
-    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
-        panic!("a query")
-    };
-    let (sink, collected) = fungi_execution::operators::CollectSink::new();
-    let summary = fungi_execution::executor::LocalExecutor::new()
-        .execute(query.with_sink(sink.factory(), "collect"))
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let ran = run(&mut session, &script).await;
     // Every bid trapped the plugin: no rows out, every bid dead-lettered with the reason.
-    assert!(collected.batches().is_empty());
-    let dead: u64 = summary.dead_letters.values().sum();
-    assert_eq!(dead, 1840, "{:?}", summary.dead_letters);
-    assert!(summary.dead_letters.contains_key("plugin trap"));
+    assert!(ran.rows.is_empty());
+    let counts = ran.dead_letter_counts();
+    assert_eq!(counts.values().sum::<u64>(), 1840, "{counts:?}");
+    assert!(counts.contains_key("plugin trap"));
 }
 
 #[tokio::test]

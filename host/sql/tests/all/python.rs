@@ -3,7 +3,7 @@
 
 use fungi_sql::SqlSession;
 
-use crate::select;
+use crate::{run, select};
 
 const UDFS: &str = r#"
 import pyarrow as pa
@@ -99,20 +99,11 @@ async fn a_python_exception_goes_to_the_dead_letter_output_with_its_traceback() 
          CREATE FUNCTION fragile LANGUAGE PYTHON USING '{file}';
          SELECT auction, fragile(auction) FROM bid"
     );
-    let mut outcomes = session.execute_script(&script).await.unwrap();
-    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
-        panic!("a query")
-    };
-    let (sink, collected) = fungi_execution::operators::CollectSink::new();
-    let handle = fungi_execution::executor::LocalExecutor::new()
-        .execute(query.with_sink(sink.factory(), "collect"))
-        .unwrap();
-    let dlq = handle.dead_letters().clone();
-    let summary = handle.wait().await.unwrap();
+    let ran = run(&mut session, &script).await;
     // records in = records out + records in the dead-letter output.
-    assert!(collected.batches().is_empty());
-    assert_eq!(summary.dead_letters.values().sum::<u64>(), 1840);
-    let letter = dlq.recent().pop().unwrap();
+    assert!(ran.rows.is_empty());
+    assert_eq!(ran.dead_letter_counts().values().sum::<u64>(), 1840);
+    let letter = ran.dead_letters.last().unwrap();
     assert!(
         letter
             .message
@@ -221,18 +212,7 @@ async fn a_sandboxed_python_loop_is_stopped_by_the_cpu_limit() {
              CREATE FUNCTION {function} LANGUAGE WASM USING '{HOSTILE_PYTHON_SPIN}';
              SELECT {function}(auction) FROM bid"
         );
-        let mut outcomes = session.execute_script(&script).await.unwrap();
-        let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
-            panic!("a query")
-        };
-        let (sink, _) = fungi_execution::operators::CollectSink::new();
-        let err = fungi_execution::executor::LocalExecutor::new()
-            .execute(query.with_sink(sink.factory(), "collect"))
-            .unwrap()
-            .wait()
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = run(&mut session, &script).await.error();
         assert!(
             err.contains(&format!("plugin 'spin', function '{function}'")) && err.contains(why),
             "{err}"
@@ -250,19 +230,10 @@ async fn a_sandboxed_python_exception_goes_to_the_dead_letter_output() {
          SELECT auction, fragile(auction) FROM bid",
         fungi_plugin_artifacts::PYTHON_TEMPS
     );
-    let mut outcomes = session.execute_script(&script).await.unwrap();
-    let Some(fungi_sql::Outcome::Query(query)) = outcomes.pop() else {
-        panic!("a query")
-    };
-    let (sink, collected) = fungi_execution::operators::CollectSink::new();
-    let handle = fungi_execution::executor::LocalExecutor::new()
-        .execute(query.with_sink(sink.factory(), "collect"))
-        .unwrap();
-    let dlq = handle.dead_letters().clone();
-    let summary = handle.wait().await.unwrap();
-    assert!(collected.batches().is_empty());
-    assert_eq!(summary.dead_letters.values().sum::<u64>(), 1840);
-    let letter = dlq.recent().pop().unwrap();
+    let ran = run(&mut session, &script).await;
+    assert!(ran.rows.is_empty());
+    assert_eq!(ran.dead_letter_counts().values().sum::<u64>(), 1840);
+    let letter = ran.dead_letters.last().unwrap();
     assert!(
         letter
             .message

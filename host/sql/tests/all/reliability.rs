@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use fungi_execution::executor::LocalExecutor;
-use fungi_sql::{Outcome, SqlSession};
+use fungi_sql::SqlSession;
+
+use crate::run;
 
 /// A local HTTP service that stores the JSON lines it is sent. From its `fail_after`th
 /// request on it answers 500 for `outage`, then recovers; a request with a line holding
@@ -64,7 +65,8 @@ async fn start(service: Service) -> String {
     url
 }
 
-/// Plans the script's INSERT INTO and runs it; returns the summary and operator counters.
+/// Runs the script's INSERT INTO; returns its summary, operator counters and recent
+/// dead letters.
 async fn run_insert(
     session: &mut SqlSession,
     script: &str,
@@ -73,15 +75,8 @@ async fn run_insert(
     Vec<fungi_execution::metrics::OperatorSnapshot>,
     Vec<fungi_execution::dead_letter::DeadLetter>,
 ) {
-    let mut outcomes = session.execute_script(script).await.unwrap();
-    let Some(Outcome::Insert(graph)) = outcomes.pop() else {
-        panic!("the script must end with an INSERT INTO")
-    };
-    let handle = LocalExecutor::new().execute(graph).unwrap();
-    let metrics = handle.metrics().clone();
-    let dlq = handle.dead_letters().clone();
-    let summary = handle.wait().await.unwrap();
-    (summary, metrics.snapshot(), dlq.recent())
+    let ran = run(session, script).await;
+    (ran.result.unwrap(), ran.metrics, ran.dead_letters)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,20 +246,12 @@ async fn every_failure_class_lands_in_the_dead_letter_output_with_its_reason() {
         recent[0]
     );
     // Without the dead-letter policy the same failure fails the job, naming the service.
-    let mut outcomes = SqlSession::default()
-        .execute_script(&script.replace(", 'sink.on-error' = 'dead-letter'", ""))
-        .await
-        .unwrap();
-    let Some(Outcome::Insert(graph)) = outcomes.pop() else {
-        panic!("an insert")
-    };
-    let e = LocalExecutor::new()
-        .execute(graph)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = run(
+        &mut SqlSession::default(),
+        &script.replace(", 'sink.on-error' = 'dead-letter'", ""),
+    )
+    .await
+    .error();
     assert!(
         e.contains("http sink http://127.0.0.1:9/x") && e.contains("after 3 attempts"),
         "{e}"
