@@ -382,10 +382,7 @@ class Range:
             "import fungi\n@fungi.udf(returns='DOUBLE')\ndef f(x):\n    return x\n",
             "'f' does not declare its argument types",
         ),
-        (
-            "x = 1\n",
-            "has no function marked with @fungi.udf",
-        ),
+        ("x = 1\n", "has no function marked with @fungi.udf"),
         (
             "import pyarrow_but_misspelled\n",
             "does not import: ModuleNotFoundError",
