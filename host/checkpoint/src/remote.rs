@@ -163,41 +163,12 @@ impl RemoteDir {
         self.put(rel, bytes)
     }
 
-    /// Writes `bytes` as `rel` (one PUT: the object appears whole or not at all). A
-    /// failed upload is retried with backoff and jitter (4 times, 200 ms to 5 s) unless
-    /// the store refused it for good (a bad path or configuration).
+    /// Writes `bytes` as `rel` (one PUT: the object appears whole or not at all).
     pub(crate) fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
         let path = self.path(rel);
-        let payload = PutPayload::from(bytes);
-        let policy = fungi_reliability::RetryPolicy {
-            max_retries: 4,
-            initial_delay: std::time::Duration::from_millis(200),
-            max_delay: std::time::Duration::from_secs(5),
-            ..Default::default()
-        };
-        policy
-            .run(
-                |_| block_on(self.store.put(&path, payload.clone())).map(|_| ()),
-                |e| {
-                    !matches!(
-                        e,
-                        object_store::Error::InvalidPath { .. }
-                            | object_store::Error::NotSupported { .. }
-                            | object_store::Error::NotImplemented { .. }
-                            | object_store::Error::UnknownConfigurationKey { .. }
-                            | object_store::Error::PermissionDenied { .. }
-                            | object_store::Error::Unauthenticated { .. }
-                    )
-                },
-                |e, wait| {
-                    tracing::warn!(location = %self.url_of(rel), error = %e,
-                        "checkpoint upload failed; retrying in {wait:?}")
-                },
-            )
-            .map_err(|e| match e {
-                fungi_reliability::Exhausted::Fatal(e)
-                | fungi_reliability::Exhausted::Spent { last: e, .. } => self.error(rel, e),
-            })
+        block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(|e| self.error(rel, e))
     }
 
     /// Reads `rel`; `None` when there is no such object.

@@ -3,7 +3,8 @@
 //! ([`CircuitBreaker`]) and the policy for what a failure does once retries are spent
 //! ([`OnFailure`]: fail the job, or send the records to its dead-letter output).
 //!
-//! Sinks (the HTTP sink), checkpoint uploads and plugin calls use these; the job-level
+//! The HTTP sink and the dead-letter targets use these (checkpoint uploads have
+//! object_store's own retries with backoff and jitter); the job-level
 //! restart strategies (`fungi_common::config::RestartStrategy`, applied by
 //! `fungi-scheduler`) are the last line behind them. Everything here is synchronous:
 //! Fungi's operators are, and [`outside_async_runtime`] lets them block safely.
