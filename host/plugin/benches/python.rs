@@ -12,16 +12,19 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array};
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::DataType;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
+use datafusion::logical_expr::ScalarUDF;
 use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
 use fungi_plugin_artifacts::{PYTHON_NUMBER_THEORY, STRINGS_GEO};
 use fungi_python::{Loaded, PythonFunction, Source};
+
+use common::invoke;
 
 const ROWS: usize = 8192;
 
@@ -47,23 +50,7 @@ fn ints(seed: i64) -> ArrayRef {
 }
 
 fn native(udf: &ScalarUDF, args: &[ArrayRef]) -> ArrayRef {
-    let arg_fields = args
-        .iter()
-        .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
-        .collect();
-    udf.invoke_with_args(ScalarFunctionArgs {
-        args: args
-            .iter()
-            .map(|a| ColumnarValue::Array(a.clone()))
-            .collect(),
-        arg_fields,
-        number_rows: args[0].len(),
-        return_field: Arc::new(Field::new("r", DataType::Int64, true)),
-        config_options: Arc::new(ConfigOptions::default()),
-    })
-    .unwrap()
-    .to_array(args[0].len())
-    .unwrap()
+    invoke(udf, args, DataType::Int64)
 }
 
 fn native_python(name: &str) -> Arc<PythonFunction> {

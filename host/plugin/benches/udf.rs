@@ -6,19 +6,22 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::DataType;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
 use fungi_plugin_artifacts::{HOSTILE_EVIL, STRINGS_GEO};
+
+use common::invoke;
 
 const ROWS: usize = 8192;
 
@@ -84,26 +87,6 @@ impl ScalarUDFImpl for NativeSlugify {
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
-}
-
-fn invoke(udf: &ScalarUDF, args: &[ArrayRef], ret: DataType) -> ArrayRef {
-    let arg_fields = args
-        .iter()
-        .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
-        .collect();
-    let r = udf
-        .invoke_with_args(ScalarFunctionArgs {
-            args: args
-                .iter()
-                .map(|a| ColumnarValue::Array(a.clone()))
-                .collect(),
-            arg_fields,
-            number_rows: args[0].len(),
-            return_field: Arc::new(Field::new("r", ret, true)),
-            config_options: Arc::new(ConfigOptions::default()),
-        })
-        .unwrap();
-    r.to_array(args[0].len()).unwrap()
 }
 
 fn benches(c: &mut Criterion) {

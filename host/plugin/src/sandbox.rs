@@ -167,7 +167,9 @@ impl Sandbox {
         }
         let start = Instant::now();
         let (store, exports) = (&mut self.store, &self.exports);
-        let result = outside_async_runtime(|| f(store, exports));
+        // WASI's synchronous host functions drive their I/O on a Tokio runtime and must
+        // not run on an async worker thread.
+        let result = fungi_reliability::outside_async_runtime(|| f(store, exports));
         self.tenant.charge(start.elapsed());
         match result {
             Ok(r) => {
@@ -272,24 +274,6 @@ impl Sandbox {
                 })
             })
             .collect()
-    }
-}
-
-/// Runs a guest call where WASI's synchronous host functions may block: they drive
-/// their I/O on a Tokio runtime and must not run on an async worker thread. On a
-/// multi-threaded runtime the call runs in `block_in_place`; on a current-thread
-/// runtime, on a scoped thread; outside any runtime, right here.
-fn outside_async_runtime<R: Send>(call: impl FnOnce() -> R + Send) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Err(_) => call(),
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(call)
-        }
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(call)
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }),
     }
 }
 
