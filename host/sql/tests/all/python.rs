@@ -89,30 +89,54 @@ async fn python_functions_and_aggregates_in_a_window_match_native_sql() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_exception_goes_to_the_dead_letter_output_with_its_traceback() {
-    let (_dir, file) = udfs_file();
+/// A raising function under `dead-letter`, native or sandboxed: every row is
+/// dead-lettered (records in = out + dead letters) with the traceback naming `file`.
+async fn exceptions_are_dead_lettered(create: &str, file: &str, reason: &str) {
     let mut session = SqlSession::default();
     let script = format!(
         "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
          SET 'plugin.on-error' = 'dead-letter';
-         CREATE FUNCTION fragile LANGUAGE PYTHON USING '{file}';
+         {create};
          SELECT auction, fragile(auction) FROM bid"
     );
     let ran = run(&mut session, &script).await;
-    // records in = records out + records in the dead-letter output.
     assert!(ran.rows.is_empty());
-    assert_eq!(ran.dead_letter_counts().values().sum::<u64>(), 1840);
+    assert_eq!(
+        ran.dead_letter_counts().get(reason),
+        Some(&1840),
+        "{create}"
+    );
     let letter = ran.dead_letters.last().unwrap();
     assert!(
         letter
             .message
             .contains("Python function 'fragile' raised ValueError: no luck with")
             && letter.message.contains("Traceback (most recent call last)")
-            && letter.message.contains("udfs.py"),
+            && letter.message.contains(file),
         "{}",
         letter.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_exception_goes_to_the_dead_letter_output_with_its_traceback() {
+    let (_dir, file) = udfs_file();
+    exceptions_are_dead_lettered(
+        &format!("CREATE FUNCTION fragile LANGUAGE PYTHON USING '{file}'"),
+        "udfs.py",
+        "python error",
+    )
+    .await;
+    // The same function as a sandboxed Python plugin.
+    exceptions_are_dead_lettered(
+        &format!(
+            "CREATE FUNCTION fragile LANGUAGE WASM USING '{}'",
+            fungi_plugin_artifacts::PYTHON_TEMPS
+        ),
+        "temps.py",
+        "plugin error",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -218,31 +242,6 @@ async fn a_sandboxed_python_loop_is_stopped_by_the_cpu_limit() {
             "{err}"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sandboxed_python_exception_goes_to_the_dead_letter_output() {
-    let mut session = SqlSession::default();
-    let script = format!(
-        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '2000');
-         SET 'plugin.on-error' = 'dead-letter';
-         CREATE FUNCTION fragile LANGUAGE WASM USING '{}';
-         SELECT auction, fragile(auction) FROM bid",
-        fungi_plugin_artifacts::PYTHON_TEMPS
-    );
-    let ran = run(&mut session, &script).await;
-    assert!(ran.rows.is_empty());
-    assert_eq!(ran.dead_letter_counts().values().sum::<u64>(), 1840);
-    let letter = ran.dead_letters.last().unwrap();
-    assert!(
-        letter
-            .message
-            .contains("Python function 'fragile' raised ValueError: no luck with")
-            && letter.message.contains("Traceback (most recent call last)")
-            && letter.message.contains("temps.py"),
-        "{}",
-        letter.message
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
