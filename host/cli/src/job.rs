@@ -58,6 +58,21 @@ pub(crate) struct JobFile {
     sink: SinkSpec,
     late_sink: Option<SinkSpec>,
     checkpoints: Option<CheckpointSpec>,
+    /// `[restart-strategy]`: as Flink's (`type = "fixed-delay"`, `attempts`, `delay` in
+    /// ms; `exponential-delay`; `failure-rate`); default none.
+    restart_strategy: Option<fungi_common::config::RestartStrategy>,
+    dead_letters: Option<DeadLetterSpec>,
+}
+
+/// `[dead-letters]`: durable targets of the job's dead letters (besides its ring).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DeadLetterSpec {
+    /// A JSON-lines file.
+    path: Option<std::path::PathBuf>,
+    /// A Kafka topic, with `kafka-bootstrap-servers`.
+    kafka_topic: Option<String>,
+    kafka_bootstrap_servers: Option<String>,
 }
 
 /// `[checkpoints]`: periodic checkpoints; `fungi run` resumes from the latest one.
@@ -200,9 +215,26 @@ impl JobFile {
                 }
             };
         }
+        if let Some(r) = &self.restart_strategy {
+            config.restart_strategy = r.clone();
+        }
         let p = config.parallelism;
         let mut graph = JobGraph::new(self.name.clone().unwrap_or_else(|| "job".into()));
         graph.config = config;
+        if let Some(d) = &self.dead_letters {
+            if let Some(path) = &d.path {
+                graph.dead_letter_targets.push(std::sync::Arc::new(
+                    fungi_execution::dead_letter::FileTarget::new(path),
+                ));
+            }
+            match (&d.kafka_bootstrap_servers, &d.kafka_topic) {
+                (Some(servers), Some(topic)) => graph.dead_letter_targets.push(
+                    std::sync::Arc::new(fungi_connector::kafka::KafkaTarget::new(servers, topic)?),
+                ),
+                (None, None) => {}
+                _ => bail!("[dead-letters] needs both kafka-topic and kafka-bootstrap-servers"),
+            }
+        }
 
         let declared = if self.source.columns.is_empty() {
             None

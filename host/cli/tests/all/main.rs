@@ -59,6 +59,40 @@ fn runs_the_sensor_example_with_a_dead_letter() {
 }
 
 #[test]
+fn a_job_file_writes_its_dead_letters_to_a_file_and_takes_a_restart_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo("examples/jobs/sensor-sessions.toml")).unwrap();
+    let letters = dir.path().join("letters.jsonl");
+    let job = format!(
+        "{example}\n[dead-letters]\npath = {:?}\n\n[restart-strategy]\ntype = \"fixed-delay\"\nattempts = 2\ndelay = 100\n",
+        letters.display().to_string()
+    );
+    let file = dir.path().join("job.toml");
+    std::fs::write(&file, job).unwrap();
+    let out = fungi()
+        .args(["run", "--local", file.to_str().unwrap()])
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&letters).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+    let letter: serde_json::Value = serde_json::from_str(written.trim()).unwrap();
+    assert_eq!(letter["reason"], "decode");
+    assert!(
+        letter["position"]
+            .as_str()
+            .unwrap()
+            .ends_with("sensors.csv:8"),
+        "{letter}"
+    );
+}
+
+#[test]
 fn bad_job_files_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.toml");
