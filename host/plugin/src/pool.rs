@@ -177,7 +177,18 @@ impl FunctionPool {
                 output: String::new(),
             });
         }
-        if !ready.sandbox.is_poisoned() {
+        // An instance whose linear memory has grown past three quarters of its limit is
+        // replaced by a fresh one (from the pre-instantiated component) rather than kept:
+        // calls are stateless, and some guest runtimes never give memory back
+        // (componentize-py's CPython grows with every call until its limit), which
+        // would otherwise fail a long-running job once the limit is reached.
+        let grown = ready.sandbox.store.data().limiter.memory
+            > self.tenant.limits().memory_per_instance / 4 * 3;
+        if grown {
+            tracing::debug!(plugin = %self.plugin.name(), function = %self.signature.name,
+                "replacing a plugin instance whose memory grew past 3/4 of its limit");
+        }
+        if !ready.sandbox.is_poisoned() && !grown {
             self.idle.lock().expect("idle lock").push(ready);
         }
         Ok(out)

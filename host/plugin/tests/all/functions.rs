@@ -230,3 +230,23 @@ fn a_table_function_gives_rows_per_input_row() {
         .unwrap();
     assert_eq!(out.input_rows.values().as_ref(), &[0, 0, 1]);
 }
+
+/// A componentized Python function grows its memory with every call (componentize-py's
+/// CPython does not give it back): the host replaces an instance past 3/4 of its memory
+/// limit, so that thousands of calls never reach the limit (they failed after ~1200
+/// 8192-row calls before).
+#[test]
+fn a_python_component_keeps_working_over_thousands_of_calls() {
+    let plugin = load(fungi_plugin_artifacts::PYTHON_NUMBER_THEORY);
+    let tenant = tenant("python", TenantLimits::default());
+    let gcd = ScalarUdf::new(plugin, tenant, "gcd", Vec::new()).unwrap();
+    let rows = 8192;
+    let a: ArrayRef = Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i * 7 + 1)));
+    let b: ArrayRef = Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i * 3 + 2)));
+    for call in 0..2000 {
+        let out = gcd
+            .call(&[a.clone(), b.clone()], rows as usize)
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+        assert_eq!(out.len(), rows as usize);
+    }
+}
