@@ -222,18 +222,12 @@ impl JobFile {
         let mut graph = JobGraph::new(self.name.clone().unwrap_or_else(|| "job".into()));
         graph.config = config;
         if let Some(d) = &self.dead_letters {
-            if let Some(path) = &d.path {
-                graph.dead_letter_targets.push(std::sync::Arc::new(
-                    fungi_execution::dead_letter::FileTarget::new(path),
-                ));
-            }
-            match (&d.kafka_bootstrap_servers, &d.kafka_topic) {
-                (Some(servers), Some(topic)) => graph.dead_letter_targets.push(
-                    std::sync::Arc::new(fungi_connector::kafka::KafkaTarget::new(servers, topic)?),
-                ),
-                (None, None) => {}
-                _ => bail!("[dead-letters] needs both kafka-topic and kafka-bootstrap-servers"),
-            }
+            graph.dead_letter_targets = fungi_connector::registry::dead_letter_targets(
+                d.path.as_deref(),
+                d.kafka_bootstrap_servers.as_deref(),
+                d.kafka_topic.as_deref(),
+            )
+            .map_err(|e| anyhow!("[dead-letters]: {e} (kafka-bootstrap-servers, kafka-topic)"))?;
         }
 
         let declared = if self.source.columns.is_empty() {

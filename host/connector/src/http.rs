@@ -79,12 +79,7 @@ impl HttpSinkConfig {
         }
         let retry_default = RetryPolicy::default();
         let breaker_default = BreakerConfig::default();
-        let on_error = match options.get("sink.on-error") {
-            None => OnFailure::Fail,
-            Some(v) => v.parse().map_err(|e: String| {
-                FungiError::Config(format!("connector 'http', option 'sink.on-error': {e}"))
-            })?,
-        };
+        let on_error = options.on_error("sink.on-error")?;
         let multiplier = match options.get("sink.retry.multiplier") {
             None => retry_default.multiplier,
             Some(v) => v.trim().parse::<f32>().ok().filter(|m| *m >= 1.0).ok_or_else(|| {

@@ -146,6 +146,16 @@ impl Options {
             .transpose()
     }
 
+    /// An error policy option (`fail`, the default, or `dead-letter`).
+    pub fn on_error(&self, key: &str) -> Result<fungi_reliability::OnFailure> {
+        match self.get(key) {
+            None => Ok(fungi_reliability::OnFailure::Fail),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.err(key, format!("'{v}' is not fail or dead-letter"))),
+        }
+    }
+
     /// Keys that start with `prefix`, with the prefix removed.
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();

@@ -76,6 +76,35 @@ pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
     }
 }
 
+/// The durable dead-letter targets of a job: a JSON-lines file at `path`, and a Kafka
+/// topic when both `kafka_servers` and `kafka_topic` are given (one of them alone is an
+/// error).
+pub fn dead_letter_targets(
+    path: Option<&std::path::Path>,
+    kafka_servers: Option<&str>,
+    kafka_topic: Option<&str>,
+) -> Result<Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>>> {
+    let mut targets: Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>> =
+        Vec::new();
+    if let Some(path) = path {
+        targets.push(std::sync::Arc::new(
+            fungi_execution::dead_letter::FileTarget::new(path),
+        ));
+    }
+    match (kafka_servers, kafka_topic) {
+        (Some(servers), Some(topic)) => targets.push(std::sync::Arc::new(
+            crate::kafka::KafkaTarget::new(servers, topic)?,
+        )),
+        (None, None) => {}
+        _ => {
+            return Err(FungiError::Config(
+                "dead letters to Kafka need both bootstrap servers and a topic".into(),
+            ));
+        }
+    }
+    Ok(targets)
+}
+
 fn unknown(name: &str, known: &[&str], what: &str) -> FungiError {
     FungiError::Config(format!(
         "unknown {what} connector '{name}'; available: {}",

@@ -202,12 +202,10 @@ impl JobMetrics {
                     backpressured_ms: m.backpressured_nanos.load(Ordering::Relaxed) / 1_000_000,
                     watermark: (wm != i64::MIN).then_some(wm),
                     retries: m.retries.load(Ordering::Relaxed),
-                    circuit: match m.circuit.load(Ordering::Relaxed) {
-                        0 => Some("closed"),
-                        1 => Some("open"),
-                        2 => Some("half-open"),
-                        _ => None,
-                    },
+                    circuit: fungi_reliability::BreakerState::from_code(
+                        m.circuit.load(Ordering::Relaxed),
+                    )
+                    .map(fungi_reliability::BreakerState::name),
                     circuit_opened: m.circuit_opened.load(Ordering::Relaxed),
                 }
             })

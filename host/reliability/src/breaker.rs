@@ -39,6 +39,23 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// Every state, in the order of their codes.
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
+
+    /// The state of a [`code`](Self::code).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(code as usize).copied()
+    }
+
+    /// The state of a [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// `closed`, `open` or `half-open`.
     pub fn name(self) -> &'static str {
         match self {

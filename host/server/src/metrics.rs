@@ -139,12 +139,11 @@ pub fn render(
             backpressured
                 .get_or_create(&l)
                 .set(op.backpressured_ms as f64 / 1000.0);
-            if let Some(state) = op.circuit {
-                let code = ["closed", "open", "half-open"]
-                    .iter()
-                    .position(|s| *s == state)
-                    .unwrap_or(0);
-                circuit.get_or_create(&l).set(code as f64);
+            if let Some(state) = op
+                .circuit
+                .and_then(fungi_reliability::BreakerState::from_name)
+            {
+                circuit.get_or_create(&l).set(f64::from(state.code()));
                 circuit_opened.get_or_create(&l).inc_by(op.circuit_opened);
                 retries.get_or_create(&l).inc_by(op.retries);
             }

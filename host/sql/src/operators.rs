@@ -14,25 +14,17 @@ use fungi_common::{FungiError, Result};
 use fungi_execution::dead_letter::DeadLetterQueue;
 use fungi_execution::operator::{OperatorContext, OperatorFactory};
 use fungi_execution::{Operator, Output};
-
-/// What a plugin failure in an expression does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnPluginError {
-    /// Fail the job.
-    Fail,
-    /// Send the batch's rows to the dead-letter output and go on.
-    DeadLetter,
-}
+use fungi_reliability::OnFailure;
 
 /// Where failing batches go, set when the operator opens.
 #[derive(Debug, Clone)]
 struct PluginErrors {
-    policy: OnPluginError,
+    policy: OnFailure,
     dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
 }
 
 impl PluginErrors {
-    fn new(policy: OnPluginError) -> Self {
+    fn new(policy: OnFailure) -> Self {
         PluginErrors {
             policy,
             dead_letters: None,
@@ -58,7 +50,7 @@ impl PluginErrors {
         .find(|(code, _)| message.contains(code))
         .map_or("plugin error", |(_, reason)| reason);
         match (&self.dead_letters, self.policy) {
-            (Some((dlq, operator)), OnPluginError::DeadLetter) if from_plugin => {
+            (Some((dlq, operator)), OnFailure::DeadLetter) if from_plugin => {
                 let mut buf = Vec::new();
                 {
                     let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
@@ -102,7 +94,7 @@ pub(crate) struct ProjectOperator {
 
 impl ProjectOperator {
     pub(crate) fn factory(
-        policy: OnPluginError,
+        policy: OnFailure,
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> OperatorFactory {
@@ -150,10 +142,7 @@ pub(crate) struct PredicateOperator {
 }
 
 impl PredicateOperator {
-    pub(crate) fn factory(
-        policy: OnPluginError,
-        predicate: Arc<dyn PhysicalExpr>,
-    ) -> OperatorFactory {
+    pub(crate) fn factory(policy: OnFailure, predicate: Arc<dyn PhysicalExpr>) -> OperatorFactory {
         let op = PredicateOperator {
             predicate,
             errors: PluginErrors::new(policy),

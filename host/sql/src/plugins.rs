@@ -96,37 +96,40 @@ impl Confinement {
                         .next()
                         .unwrap_or_default();
                     let authority = authority.rsplit('@').next().unwrap_or(authority);
-                    if !self.egress.iter().any(|allowed| allowed == authority) {
-                        return Err(SqlError::Plan(format!(
-                            "table '{table}': '{authority}' is not among the tenant's allowed \
-                             egress hosts ({})",
-                            if self.egress.is_empty() {
-                                "none".to_string()
-                            } else {
-                                self.egress.join(", ")
-                            }
-                        )));
-                    }
+                    self.check_egress(&format!("table '{table}'"), "", authority)?;
                 }
                 ("kafka", "properties.bootstrap.servers") => {
-                    for server in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        if !self.egress.iter().any(|allowed| allowed == server) {
-                            return Err(SqlError::Plan(format!(
-                                "table '{table}': broker '{server}' is not among the tenant's \
-                                 allowed egress hosts ({})",
-                                if self.egress.is_empty() {
-                                    "none".to_string()
-                                } else {
-                                    self.egress.join(", ")
-                                }
-                            )));
-                        }
-                    }
+                    self.check_brokers(&format!("table '{table}'"), value)?;
                 }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Refuses `host` (`host:port`; `kind` is how the message names it, e.g. `broker `)
+    /// unless it is one of the tenant's allowed egress hosts.
+    fn check_egress(&self, context: &str, kind: &str, host: &str) -> Result<()> {
+        if self.egress.iter().any(|allowed| allowed == host) {
+            return Ok(());
+        }
+        Err(SqlError::Plan(format!(
+            "{context}: {kind}'{host}' is not among the tenant's allowed egress hosts ({})",
+            if self.egress.is_empty() {
+                "none".to_string()
+            } else {
+                self.egress.join(", ")
+            }
+        )))
+    }
+
+    /// Refuses Kafka brokers (a comma-separated list) outside the tenant's egress hosts.
+    pub(crate) fn check_brokers(&self, context: &str, servers: &str) -> Result<()> {
+        servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .try_for_each(|server| self.check_egress(context, "broker ", server))
     }
 }
 
@@ -153,7 +156,7 @@ pub(crate) struct SessionPlugins {
     /// many functions and tables use it.
     loaded: BTreeMap<String, Arc<fungi_plugin::Plugin>>,
     /// What a failing plugin call does to its batch.
-    pub(crate) on_error: crate::operators::OnPluginError,
+    pub(crate) on_error: fungi_reliability::OnFailure,
     /// Registered plugin scalar functions.
     pub(crate) scalars: std::collections::BTreeSet<String>,
     /// Rows per plugin call (the planner coalesces smaller batches).
@@ -173,7 +176,7 @@ impl Default for SessionPlugins {
             tenant: None,
             aggregates: BTreeMap::new(),
             loaded: BTreeMap::new(),
-            on_error: crate::operators::OnPluginError::Fail,
+            on_error: fungi_reliability::OnFailure::Fail,
             scalars: std::collections::BTreeSet::new(),
             batch_rows: 8192,
         }

@@ -246,17 +246,11 @@ impl SqlSession {
                 self.state_ttl_ms = (ms > 0).then_some(ms);
             }
             "plugin.on-error" => {
-                self.plugins.on_error = match v.to_ascii_lowercase().as_str() {
-                    "fail" => crate::operators::OnPluginError::Fail,
-                    "dead-letter" | "dead_letter" | "dlq" => {
-                        crate::operators::OnPluginError::DeadLetter
-                    }
-                    _ => {
-                        return Err(SqlError::Plan(format!(
-                            "SET '{k}': '{v}' is neither 'fail' nor 'dead-letter'"
-                        )));
-                    }
-                }
+                self.plugins.on_error = v.parse().map_err(|_| {
+                    SqlError::Plan(format!(
+                        "SET '{k}': '{v}' is neither 'fail' nor 'dead-letter'"
+                    ))
+                })?;
             }
             "dead-letter.path" => {
                 let path = v.strip_prefix("file://").unwrap_or(&v);
@@ -277,8 +271,7 @@ impl SqlSession {
             "dead-letter.kafka.topic" => self.dead_letter.kafka_topic = Some(v.clone()),
             "dead-letter.kafka.bootstrap-servers" => {
                 if let Some(c) = &self.plugins.confined {
-                    let mut options = [("properties.bootstrap.servers".to_string(), v.clone())];
-                    c.confine_table("(dead letters)", "kafka", &mut options)?;
+                    c.check_brokers(&format!("SET '{k}'"), &v)?;
                 }
                 self.dead_letter.kafka_servers = Some(v.clone());
             }
@@ -675,28 +668,16 @@ impl SqlSession {
         &self,
     ) -> Result<Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>>> {
         let d = &self.dead_letter;
-        let mut targets: Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>> =
-            Vec::new();
-        if let Some(path) = &d.path {
-            targets.push(std::sync::Arc::new(
-                fungi_execution::dead_letter::FileTarget::new(path),
-            ));
-        }
-        match (&d.kafka_servers, &d.kafka_topic) {
-            (Some(servers), Some(topic)) => targets.push(std::sync::Arc::new(
-                fungi_connector::kafka::KafkaTarget::new(servers, topic)
-                    .map_err(|e| SqlError::Plan(e.to_string()))?,
-            )),
-            (None, None) => {}
-            _ => {
-                return Err(SqlError::Plan(
-                    "dead letters to Kafka need both 'dead-letter.kafka.bootstrap-servers' and \
-                     'dead-letter.kafka.topic'"
-                        .into(),
-                ));
-            }
-        }
-        Ok(targets)
+        fungi_connector::registry::dead_letter_targets(
+            d.path.as_deref().map(std::path::Path::new),
+            d.kafka_servers.as_deref(),
+            d.kafka_topic.as_deref(),
+        )
+        .map_err(|e| {
+            SqlError::Plan(format!(
+                "{e} ('dead-letter.kafka.bootstrap-servers' and 'dead-letter.kafka.topic')"
+            ))
+        })
     }
 }
 

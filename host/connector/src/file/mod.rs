@@ -15,7 +15,7 @@ mod sink;
 mod source;
 
 pub use sink::{FILE_SINK_OPTIONS, FileSink};
-pub use source::{FILE_SOURCE_OPTIONS, FileSource, OnError};
+pub use source::{FILE_SOURCE_OPTIONS, FileSource};
 
 use fungi_common::{FungiError, Result};
 

@@ -20,29 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::FileFormat;
 use crate::format::{RecordFormat, decode_lines};
 use crate::options::Options;
-
-/// What to do with a line that does not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Stop the job with an error naming file and line.
-    Fail,
-    /// Send the line to the dead-letter output and go on.
-    DeadLetter,
-}
-
-impl OnError {
-    /// Parses the `on-error` option (`fail`, the default, or `dead-letter`) of
-    /// `connector`.
-    pub fn from_options(connector: &str, options: &Options) -> Result<Self> {
-        match options.get("on-error").unwrap_or("fail") {
-            "fail" => Ok(OnError::Fail),
-            "dead-letter" => Ok(OnError::DeadLetter),
-            other => Err(FungiError::Config(format!(
-                "connector '{connector}', option 'on-error': '{other}' is not fail or dead-letter"
-            ))),
-        }
-    }
-}
+use fungi_reliability::OnFailure;
 
 /// Options understood by [`FileSource::factory`].
 pub const FILE_SOURCE_OPTIONS: &[&str] = &[
@@ -61,7 +39,7 @@ pub const FILE_SOURCE_OPTIONS: &[&str] = &[
 pub struct FileSource {
     schema: SchemaRef,
     format: FileFormat,
-    on_error: OnError,
+    on_error: OnFailure,
     files: std::vec::IntoIter<(u32, PathBuf)>,
     /// The splits this subtask owns.
     owned: Vec<u32>,
@@ -135,7 +113,7 @@ impl FileSource {
     pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
         let path = PathBuf::from(options.require("path")?);
         let format = FileFormat::from_options(options)?;
-        let on_error = OnError::from_options("filesystem", options)?;
+        let on_error = options.on_error("on-error")?;
         options.check_all_used(FILE_SOURCE_OPTIONS)?;
         // Fail at planning time if the path is missing.
         list_files(&path)?;
@@ -251,7 +229,7 @@ impl FileSource {
                 Err(reason) => {
                     let position = format!("{}:{number}", path.display());
                     match (self.on_error, &self.dead_letters) {
-                        (OnError::DeadLetter, Some((dlq, name))) => {
+                        (OnFailure::DeadLetter, Some((dlq, name))) => {
                             dlq.push(name, "decode", reason.clone(), position, line);
                         }
                         _ => {

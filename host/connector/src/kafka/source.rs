@@ -25,9 +25,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::metadata::{Collector, MetadataColumns};
 use super::{Connection, METADATA_TIMEOUT};
-use crate::file::OnError;
 use crate::format::{RecordFormat, decode_records};
 use crate::options::Options;
+use fungi_reliability::OnFailure;
 
 /// Options understood by [`KafkaSource::factory`] (besides `properties.*`).
 pub const KAFKA_SOURCE_OPTIONS: &[&str] = &[
@@ -108,7 +108,7 @@ pub struct KafkaSource {
     schema: SchemaRef,
     metadata: MetadataColumns,
     format: RecordFormat,
-    on_error: OnError,
+    on_error: OnFailure,
     connection: Connection,
     startup: StartupMode,
     discovery: Option<Duration>,
@@ -174,7 +174,7 @@ impl KafkaSource {
                 )));
             }
         };
-        let on_error = OnError::from_options("kafka", options)?;
+        let on_error = options.on_error("on-error")?;
         options.accept(super::KAFKA_SINK_OPTIONS);
         options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
         Ok(Arc::new(move |s: &SubtaskInfo| {
@@ -433,7 +433,7 @@ impl KafkaSource {
                 let offset = offsets[i];
                 let position = format!("{}/{partition}@{offset}", self.connection.topic);
                 match (self.on_error, &self.dead_letters) {
-                    (OnError::DeadLetter, Some((dlq, name))) => {
+                    (OnFailure::DeadLetter, Some((dlq, name))) => {
                         dlq.push(
                             name,
                             "decode",
