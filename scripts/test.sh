@@ -26,3 +26,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The SDK's pytest suite; its client tests use the `fungi` binary the tests above built.
 FUNGI_BIN="$CARGO_TARGET_DIR/debug/fungi" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk-python
+# The REST API fuzzed from its OpenAPI document: no request may get a 5xx.
+bash scripts/schemathesis.sh 20

@@ -37,6 +37,11 @@ pub(crate) struct ServerArgs {
     /// The issuer (`iss`) JWTs must name.
     #[arg(long)]
     jwt_issuer: Option<String>,
+    /// Start without resuming any job: jobs that were running become SUSPENDED, to be
+    /// resumed (`fungi job resume ID`) or cancelled one by one. For a server that a job
+    /// keeps taking down; a job that does so three starts in a row is suspended anyway.
+    #[arg(long)]
+    safe_mode: bool,
 }
 
 /// The JWT verifier the server arguments ask for.
@@ -61,6 +66,7 @@ fn jwt_verifier(args: &ServerArgs) -> Result<Option<fungi_security::jwt::JwtVeri
 pub(crate) fn serve(args: ServerArgs) -> Result<()> {
     let jwt = jwt_verifier(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("fungi-api")
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -84,6 +90,7 @@ pub(crate) fn serve(args: ServerArgs) -> Result<()> {
                     .zip(args.tls_key)
                     .map(|(cert, key)| fungi_server::TlsFiles { cert, key }),
                 auth: fungi_server::AuthConfig { jwt },
+                safe_mode: args.safe_mode,
             },
             stop,
         )
@@ -149,6 +156,11 @@ pub(crate) enum JobCommand {
         /// The job id.
         id: String,
     },
+    /// Resume a SUSPENDED job from its latest checkpoint.
+    Resume {
+        /// The job id.
+        id: String,
+    },
     /// Take a savepoint of a running job that checkpoints (and stop it with --stop).
     Savepoint {
         /// The job id.
@@ -194,10 +206,14 @@ pub(crate) enum TenantCommand {
     },
     /// List tenants.
     List,
-    /// Delete a tenant (no running jobs).
+    /// Delete a tenant and everything it owns (keys, functions, plugins, files, jobs
+    /// and their checkpoints); its audit records stay, and its id is not reused.
     Delete {
         /// Its id.
         id: String,
+        /// Cancel its running jobs first (otherwise a tenant with running jobs stays).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -547,6 +563,11 @@ pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
             &client.call(Method::POST, &format!("/jobs/{id}/cancel"), None)?,
             JOB_COLUMNS,
         ),
+        JobCommand::Resume { id } => print(
+            c.output,
+            &client.call(Method::POST, &format!("/jobs/{id}/resume"), None)?,
+            JOB_COLUMNS,
+        ),
         JobCommand::Savepoint { id, stop } => print(
             c.output,
             &client.call(
@@ -596,8 +617,12 @@ pub(crate) fn tenant(command: TenantCommand, c: Connection) -> Result<()> {
             &client.call(Method::GET, "/tenants", None)?,
             columns,
         ),
-        TenantCommand::Delete { id } => {
-            client.call(Method::DELETE, &format!("/tenants/{id}"), None)?;
+        TenantCommand::Delete { id, force } => {
+            client.call(
+                Method::DELETE,
+                &format!("/tenants/{id}{}", if force { "?force=true" } else { "" }),
+                None,
+            )?;
             eprintln!("tenant {id} deleted");
         }
         TenantCommand::Trust { id, mode, keys } => {

@@ -226,6 +226,7 @@ impl JobFile {
                 d.path.as_deref(),
                 d.kafka_bootstrap_servers.as_deref(),
                 d.kafka_topic.as_deref(),
+                None,
             )
             .map_err(|e| anyhow!("[dead-letters]: {e} (kafka-bootstrap-servers, kafka-topic)"))?;
         }

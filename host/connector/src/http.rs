@@ -19,6 +19,12 @@
 //! restart strategy takes over) or sends its rows to the dead-letter output with the
 //! reason (`'dead-letter'`). Delivery is at least once: a batch is delivered before the
 //! checkpoint barrier behind it passes.
+//!
+//! The URL is parsed once ([`crate::egress::parse_http_url`]) and that parsed URL is
+//! what every request goes to; a confined tenant's URL must be one of its egress hosts.
+//! Redirects are not followed (a 3xx is a rejection) and no proxy is used, so the host
+//! that was checked is the only one the sink talks to. At most 4 KiB of an error
+//! answer's body are read, for the message.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -54,7 +60,7 @@ const KNOWN: &[&str] = &[
 /// The settings of an `http` sink.
 #[derive(Debug, Clone)]
 struct HttpSinkConfig {
-    url: String,
+    url: reqwest::Url,
     timeout: Duration,
     max_batch_rows: usize,
     on_error: OnFailure,
@@ -64,12 +70,12 @@ struct HttpSinkConfig {
 
 impl HttpSinkConfig {
     fn from_options(options: &Options) -> Result<Self> {
-        let url = options.require("url")?.to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(FungiError::Config(format!(
-                "connector 'http', option 'url': '{url}' is not an http:// or https:// URL"
-            )));
-        }
+        let text = options.require("url")?;
+        let what = "connector 'http', option 'url':";
+        let url = match options.egress() {
+            Some(egress) => egress.check_url(what, text)?,
+            None => crate::egress::parse_http_url(what, text)?,
+        };
         if let Some(f) = options.get("format")
             && !f.eq_ignore_ascii_case("json")
         {
@@ -186,7 +192,7 @@ impl HttpSink {
     fn post(&self, body: &[u8]) -> std::result::Result<(), Failure> {
         let client = self.client.as_ref().expect("opened");
         let response = client
-            .post(&self.config.url)
+            .post(self.config.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
             .body(body.to_vec())
             .send()
@@ -195,9 +201,17 @@ impl HttpSink {
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().unwrap_or_default();
-        let text = text.chars().take(200).collect::<String>();
-        let reason = format!("HTTP {status}: {}", text.trim());
+        let mut head = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(response, 4096), &mut head);
+        let text = String::from_utf8_lossy(&head)
+            .chars()
+            .take(200)
+            .collect::<String>();
+        let reason = if status.is_redirection() {
+            format!("HTTP {status}: redirects are not followed")
+        } else {
+            format!("HTTP {status}: {}", text.trim())
+        };
         if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
             Err(Failure::Unavailable(reason))
         } else {
@@ -253,7 +267,7 @@ impl HttpSink {
                             &ctx.operator,
                             reason,
                             message.clone(),
-                            self.config.url.clone(),
+                            self.config.url.to_string(),
                             row,
                         );
                     }
@@ -273,6 +287,9 @@ impl Operator for HttpSink {
         let client = fungi_reliability::outside_async_runtime(move || {
             reqwest::blocking::Client::builder()
                 .timeout(timeout)
+                .connect_timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
                 .build()
         })
         .map_err(|e| FungiError::Connector(format!("http sink: cannot create a client: {e}")))?;

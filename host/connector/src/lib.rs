@@ -16,6 +16,8 @@
 
 pub mod blackhole;
 pub mod datagen;
+pub mod descriptor;
+pub mod egress;
 pub mod file;
 pub mod format;
 pub mod http;

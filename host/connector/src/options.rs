@@ -13,6 +13,7 @@ pub struct Options {
     values: BTreeMap<String, String>,
     used: std::cell::RefCell<BTreeSet<String>>,
     metadata: Vec<MetadataColumn>,
+    egress: Option<crate::egress::Egress>,
 }
 
 /// A column declared `name TYPE METADATA [FROM 'key'] [VIRTUAL]` (Flink's syntax): the
@@ -62,7 +63,20 @@ impl Options {
                 .collect(),
             used: Default::default(),
             metadata: Vec::new(),
+            egress: None,
         }
+    }
+
+    /// These options for a confined tenant's table: the connector may reach only the
+    /// hosts of `egress`, and checks that itself where it connects.
+    pub fn with_egress(mut self, egress: Option<crate::egress::Egress>) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// The hosts the connector may reach, when it runs for a confined tenant.
+    pub fn egress(&self) -> Option<&crate::egress::Egress> {
+        self.egress.as_ref()
     }
 
     /// These options with the table's metadata columns.
@@ -196,6 +210,10 @@ impl Options {
     }
 }
 
+/// The longest duration an option takes (100 years): longer ones are mistakes, and
+/// would overflow the arithmetic of deadlines.
+const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
 /// Parses `500ms`, `10s`, `10 s`, `5min`, `1h`, `2d`, or a plain number of milliseconds.
 pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
     let v = v.trim();
@@ -204,14 +222,18 @@ pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("'{v}' is not a duration like 500ms, 10s, 5min"))?;
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" | "sec" | "second" | "seconds" => n * 1000,
-        "min" | "minute" | "minutes" => n * 60_000,
-        "h" | "hour" | "hours" => n * 3_600_000,
-        "d" | "day" | "days" => n * 86_400_000,
+    let unit_ms: u64 = match unit.trim() {
+        "" | "ms" => 1,
+        "s" | "sec" | "second" | "seconds" => 1000,
+        "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
         other => return Err(format!("unknown time unit '{other}' in '{v}'")),
     };
+    let ms = n
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= MAX_DURATION_MS)
+        .ok_or_else(|| format!("'{v}' is longer than 100 years"))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -234,5 +256,7 @@ mod tests {
         assert!(err.contains("unknown option(s) 'x'"), "{err}");
         assert_eq!(parse_duration("5min").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(parse_duration("999999999999999d").is_err());
     }
 }

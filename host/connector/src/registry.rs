@@ -29,7 +29,7 @@ pub const SINKS: &[&str] = &[
 /// Whether the sink connector can apply a changelog (updates and deletes), not only
 /// inserts.
 pub fn accepts_updates(connector: &str) -> bool {
-    matches!(connector, "stdout" | "print" | "blackhole")
+    crate::descriptor::descriptor(connector).is_some_and(|c| c.accepts_updates)
 }
 
 /// Builds a source. `schema` is the declared schema; the Nexmark connector brings its own
@@ -78,11 +78,12 @@ pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
 
 /// The durable dead-letter targets of a job: a JSON-lines file at `path`, and a Kafka
 /// topic when both `kafka_servers` and `kafka_topic` are given (one of them alone is an
-/// error).
+/// error). A confined tenant's Kafka target reaches only the brokers of `egress`.
 pub fn dead_letter_targets(
     path: Option<&std::path::Path>,
     kafka_servers: Option<&str>,
     kafka_topic: Option<&str>,
+    egress: Option<&crate::egress::Egress>,
 ) -> Result<Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>>> {
     let mut targets: Vec<std::sync::Arc<dyn fungi_execution::dead_letter::DeadLetterTarget>> =
         Vec::new();
@@ -93,7 +94,7 @@ pub fn dead_letter_targets(
     }
     match (kafka_servers, kafka_topic) {
         (Some(servers), Some(topic)) => targets.push(std::sync::Arc::new(
-            crate::kafka::KafkaTarget::new(servers, topic)?,
+            crate::kafka::KafkaTarget::new(servers, topic, egress.cloned())?,
         )),
         (None, None) => {}
         _ => {

@@ -93,6 +93,7 @@ impl Role {
                     | JobGet
                     | JobCancel
                     | JobSavepoint
+                    | JobResume
                     | MetricsRead
                     | PluginUpload
                     | PluginList
@@ -144,6 +145,8 @@ pub enum Action {
     JobCancel,
     /// Take a savepoint of a job (and stop it).
     JobSavepoint,
+    /// Resume a suspended job.
+    JobResume,
     /// Upload a plugin.
     PluginUpload,
     /// List plugins.
@@ -193,6 +196,7 @@ impl Action {
             JobSubmit
                 | JobCancel
                 | JobSavepoint
+                | JobResume
                 | PluginUpload
                 | PluginDelete
                 | FileUpload
@@ -216,6 +220,7 @@ impl Action {
             JobGet => "job.get",
             JobCancel => "job.cancel",
             JobSavepoint => "job.savepoint",
+            JobResume => "job.resume",
             PluginUpload => "plugin.upload",
             PluginList => "plugin.list",
             PluginGet => "plugin.get",
@@ -324,6 +329,86 @@ impl ApiKey {
     /// Whether this key's secret matches a stored hash.
     pub fn verify(&self, stored_hash: &str) -> bool {
         verify_secret(&self.secret, stored_hash)
+    }
+}
+
+/// Remembers which keys verified, so that a key is checked against its Argon2 hash (tens
+/// of milliseconds of CPU, by design) once, not on every request; and counts failed
+/// attempts per key id, so that guessing at a key's secret cannot keep the server's
+/// CPU busy: after [`KeyChecks::MAX_FAILURES`] failures within
+/// [`KeyChecks::FAILURE_WINDOW`], the key id is refused without hashing until the
+/// window has passed.
+#[derive(Debug, Default)]
+pub struct KeyChecks {
+    /// Per key id: the stored hash it verified against, and SHA-256 of the secret.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (String, [u8; 32])>>,
+    /// Per key id: failures in the current window, and when it started.
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+/// What [`KeyChecks::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The secret matches.
+    Valid,
+    /// The secret does not match.
+    Invalid,
+    /// Too many recent failures for this key id: not checked.
+    Throttled,
+}
+
+impl KeyChecks {
+    /// Failures per key id within [`KeyChecks::FAILURE_WINDOW`] before it is throttled.
+    pub const MAX_FAILURES: u32 = 10;
+    /// The window failures are counted in.
+    pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Whether `key` matches `stored_hash`, hashing only when this key and hash have not
+    /// verified before.
+    pub fn check(&self, key: &ApiKey, stored_hash: &str) -> KeyCheck {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(key.secret.as_bytes()).into();
+        {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((hash, d)) = verified.get(&key.id)
+                && hash == stored_hash
+                && *d == digest
+            {
+                return KeyCheck::Valid;
+            }
+        }
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((n, since)) = failures.get(&key.id) {
+                if since.elapsed() > Self::FAILURE_WINDOW {
+                    failures.remove(&key.id);
+                } else if *n >= Self::MAX_FAILURES {
+                    return KeyCheck::Throttled;
+                }
+            }
+        }
+        if key.verify(stored_hash) {
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.id.clone(), (stored_hash.to_string(), digest));
+            KeyCheck::Valid
+        } else {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = failures
+                .entry(key.id.clone())
+                .or_insert((0, std::time::Instant::now()));
+            entry.0 += 1;
+            KeyCheck::Invalid
+        }
+    }
+
+    /// Forgets a key (revoked or deleted).
+    pub fn forget(&self, key_id: &str) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key_id);
     }
 }
 

@@ -103,6 +103,7 @@ impl From<JobRecord> for pb::Job {
             from_savepoint: j.from_savepoint,
             created_ms: j.created_ms,
             updated_ms: j.updated_ms,
+            settings_json: j.settings.to_string(),
         }
     }
 }
@@ -214,6 +215,11 @@ impl pb::jobs_server::Jobs for Grpc {
         respond(self.service.cancel_job(&p, &req.get_ref().id))
     }
 
+    async fn resume(&self, req: Request<pb::JobId>) -> Result<Response<pb::Job>, Status> {
+        let p = self.caller(&req, "Jobs/Resume")?;
+        respond(self.service.resume_job(&p, &req.get_ref().id).await)
+    }
+
     async fn take_savepoint(
         &self,
         req: Request<pb::SavepointRequest>,
@@ -313,9 +319,13 @@ impl pb::tenants_server::Tenants for Grpc {
         }))
     }
 
-    async fn delete(&self, req: Request<pb::TenantId>) -> Result<Response<pb::Empty>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let p = self.caller(&req, "Tenants/Delete")?;
-        self.service.delete_tenant(&p, &req.get_ref().id)?;
+        let r = req.get_ref();
+        self.service.delete_tenant(&p, &r.id, r.force).await?;
         Ok(Response::new(pb::Empty {}))
     }
 

@@ -2,13 +2,15 @@
 //! with an OpenAPI document generated from the code) over one service layer that
 //! authenticates callers, checks their role and tenant, enforces quotas, writes the
 //! audit log, and runs jobs in process under supervision (resumed from their latest
-//! checkpoint, also after the server restarts). Metadata lives in SQLite. The same calls
+//! checkpoint, also after the server restarts), each tenant's on a runtime of its own,
+//! apart from the API's (see `runtime`). Metadata lives in SQLite. The same calls
 //! are served over gRPC ([`grpc`]) when a gRPC address is configured, both listeners
 //! over TLS when a certificate is; Prometheus metrics are at `/metrics`.
 
 pub mod grpc;
 pub mod metrics;
 pub mod rest;
+mod runtime;
 pub mod service;
 pub mod store;
 
@@ -32,6 +34,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Credentials accepted besides API keys.
     pub auth: AuthConfig,
+    /// Start without resuming any job: running jobs become SUSPENDED (for a server that
+    /// a job keeps taking down).
+    pub safe_mode: bool,
 }
 
 /// A certificate chain and its private key, PEM files.
@@ -89,7 +94,7 @@ pub async fn serve(
              use it as FUNGI_API_KEY or 'Authorization: Bearer <key>'"
         );
     }
-    let resumed = service.resume_jobs().await?;
+    let resumed = service.resume_jobs(config.safe_mode).await?;
     if resumed > 0 {
         eprintln!("resumed {resumed} running job(s)");
     }
@@ -192,7 +197,12 @@ pub async fn serve(
             Ok(Ok(())) => {}
         }
     }
-    service.shutdown();
+    // Jobs end at their next batch; one that does not within the grace period is left
+    // behind with its runtime, and ends with the process.
+    let stopping_jobs = service.clone();
+    tokio::task::spawn_blocking(move || stopping_jobs.shutdown(std::time::Duration::from_secs(5)))
+        .await
+        .map_err(|e| ServerError::Service(ServiceError::Internal(e.to_string())))?;
     Ok(())
 }
 

@@ -162,6 +162,18 @@ async fn cancel_job(
     Ok(Json(s.cancel_job(&p, &id)?))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", params(("id" = String, Path)),
+    responses((status = 200, body = JobRecord), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn resume_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobRecord>> {
+    Ok(Json(s.resume_job(&p, &id).await?))
+}
+
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/savepoint", params(("id" = String, Path)),
     request_body = SavepointRequest,
     responses((status = 200, body = Savepoint), (status = 404, body = ErrorBody),
@@ -226,15 +238,25 @@ async fn list_tenants(
     Ok(Json(s.list_tenants(&p)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tenants/{id}", params(("id" = String, Path)),
+/// `?force=true` of a tenant's deletion.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeleteTenantQuery {
+    /// Cancel the tenant's running jobs first (otherwise a tenant with running jobs is
+    /// not deleted).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", params(("id" = String, Path), DeleteTenantQuery),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 async fn delete_tenant(
     State(s): State<Arc<Service>>,
     Caller(p): Caller,
     Path(id): Path<String>,
+    Query(q): Query<DeleteTenantQuery>,
 ) -> ApiResult<StatusCode> {
-    s.delete_tenant(&p, &id)?;
+    s.delete_tenant(&p, &id, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -445,7 +467,7 @@ impl utoipa::Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fungi", description = "Fungi's server API"),
-    paths(submit_job, list_jobs, get_job, cancel_job, savepoint_job, create_tenant,
+    paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
         list_functions, delete_function, job_dead_letters),
@@ -473,6 +495,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs", post(submit_job).get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/resume", post(resume_job))
         .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
         .route("/api/v1/tenants/{id}/trust", axum::routing::put(set_trust))

@@ -59,6 +59,10 @@ pub enum JobStatus {
     Stopped,
     /// Failed beyond what its restart strategy allows.
     Failed,
+    /// Not resumed when the server started: the server started in safe mode, or stopped
+    /// several times while the job ran without the job getting anywhere (a crash loop).
+    /// Resume it (`POST /jobs/{id}/resume`) or cancel it.
+    Suspended,
 }
 
 impl JobStatus {
@@ -70,6 +74,7 @@ impl JobStatus {
             JobStatus::Cancelled => "CANCELLED",
             JobStatus::Stopped => "STOPPED",
             JobStatus::Failed => "FAILED",
+            JobStatus::Suspended => "SUSPENDED",
         }
     }
 
@@ -80,6 +85,7 @@ impl JobStatus {
             "CANCELLED" => JobStatus::Cancelled,
             "STOPPED" => JobStatus::Stopped,
             "FAILED" => JobStatus::Failed,
+            "SUSPENDED" => JobStatus::Suspended,
             other => return Err(StoreError(format!("unknown job status '{other}'"))),
         })
     }
@@ -94,8 +100,14 @@ pub struct JobRecord {
     pub tenant: String,
     /// The SQL script it was submitted as.
     pub sql: String,
-    /// Its parallelism.
+    /// The slots it holds: the largest parallelism of its operators, as planned (after
+    /// every `SET` of its script).
     pub parallelism: u32,
+    /// The settings it runs with, as planned: parallelism, key groups, checkpoints,
+    /// state backend, restart strategy.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
     /// Its status.
     pub status: JobStatus,
     /// Why it failed, when it did.
@@ -155,8 +167,12 @@ pub trait MetadataStore: Send + Sync {
     fn tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Replaces a tenant's quotas and trust policy; false if there is no such tenant.
     fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
-    /// Removes a tenant and its keys; false if there was none.
+    /// Removes a tenant with its keys, functions, plugin and job records, and remembers
+    /// its id so that it is never given to another tenant (its audit records stay,
+    /// append-only, under that id); false if there was none.
     fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
+    /// Whether a tenant of this id existed and was deleted.
+    fn tenant_was_deleted(&self, id: &str) -> StoreResult<bool>;
     /// Adds a key.
     fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
     /// A key by id.
@@ -175,6 +191,12 @@ pub trait MetadataStore: Send + Sync {
         error: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<()>;
+    /// Counts one more start of a job by a starting server, and returns the count since
+    /// the job last got somewhere ([`MetadataStore::clear_resumes`]).
+    fn count_resume(&self, id: &str) -> StoreResult<u32>;
+    /// The job got somewhere (it ran for a while, or completed a checkpoint), or the
+    /// server stopped cleanly: its starts no longer count towards a crash loop.
+    fn clear_resumes(&self, id: &str) -> StoreResult<()>;
     /// A job.
     fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
     /// Jobs, of one tenant or all, oldest first.
@@ -213,7 +235,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, sql TEXT NOT NULL, parallelism INTEGER NOT NULL,
     status TEXT NOT NULL, error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-    from_savepoint TEXT);
+    from_savepoint TEXT, settings TEXT NOT NULL DEFAULT '{}', resumes INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS deleted_tenants (id TEXT PRIMARY KEY, deleted_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, who TEXT NOT NULL,
     tenant TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);
@@ -239,15 +262,22 @@ impl SqliteStore {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.execute_batch(SCHEMA)?;
         // Columns added after the first release of the schema.
-        for (table, column) in [
-            ("tenants", "trust TEXT NOT NULL DEFAULT '{}'"),
-            ("jobs", "from_savepoint TEXT"),
+        for (table, name, column) in [
+            ("tenants", "trust", "TEXT NOT NULL DEFAULT '{}'"),
+            ("jobs", "from_savepoint", "TEXT"),
+            ("jobs", "settings", "TEXT NOT NULL DEFAULT '{}'"),
+            ("jobs", "resumes", "INTEGER NOT NULL DEFAULT 0"),
         ] {
-            match db.execute(&format!("ALTER TABLE {table} ADD COLUMN {column}"), []) {
-                Err(e) if e.to_string().contains("duplicate column") => {}
-                r => {
-                    r?;
-                }
+            let present: bool = db.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                params![table, name],
+                |r| r.get(0),
+            )?;
+            if !present {
+                db.execute(
+                    &format!("ALTER TABLE {table} ADD COLUMN {name} {column}"),
+                    [],
+                )?;
             }
         }
         Ok(SqliteStore { db: Mutex::new(db) })
@@ -316,6 +346,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String)
             created_ms: row.get(6)?,
             updated_ms: row.get(7)?,
             from_savepoint: row.get(8)?,
+            settings: serde_json::from_str(&row.get::<_, String>(9)?).unwrap_or_default(),
         },
         status,
     ))
@@ -342,8 +373,8 @@ fn json<T: Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))
 }
 
-const JOB_COLUMNS: &str =
-    "id, tenant, sql, parallelism, status, error, created_ms, updated_ms, from_savepoint";
+const JOB_COLUMNS: &str = "id, tenant, sql, parallelism, status, error, created_ms, updated_ms, \
+                           from_savepoint, settings";
 const KEY_COLUMNS: &str = "id, tenant, role, name, hash, created_ms, revoked";
 
 impl MetadataStore for SqliteStore {
@@ -383,10 +414,35 @@ impl MetadataStore for SqliteStore {
     }
 
     fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
-        let db = self.db();
-        db.execute("DELETE FROM api_keys WHERE tenant = ?1", params![id])?;
-        db.execute("DELETE FROM functions WHERE tenant = ?1", params![id])?;
-        Ok(db.execute("DELETE FROM tenants WHERE id = ?1", params![id])? == 1)
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for table in ["api_keys", "functions", "plugins", "jobs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE tenant = ?1"),
+                params![id],
+            )?;
+        }
+        let deleted = tx.execute("DELETE FROM tenants WHERE id = ?1", params![id])? == 1;
+        if deleted {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            tx.execute(
+                "INSERT OR IGNORE INTO deleted_tenants (id, deleted_ms) VALUES (?1, ?2)",
+                params![id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn tenant_was_deleted(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) > 0 FROM deleted_tenants WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?)
     }
 
     fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
@@ -436,7 +492,7 @@ impl MetadataStore for SqliteStore {
     fn insert_job(&self, job: &JobRecord) -> StoreResult<()> {
         self.db().execute(
             &format!(
-                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
             params![
                 job.id,
@@ -447,7 +503,8 @@ impl MetadataStore for SqliteStore {
                 job.error,
                 job.created_ms,
                 job.updated_ms,
-                job.from_savepoint
+                job.from_savepoint,
+                job.settings.to_string()
             ],
         )?;
         Ok(())
@@ -464,6 +521,25 @@ impl MetadataStore for SqliteStore {
             "UPDATE jobs SET status = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
             params![id, status.name(), error, now_ms],
         )?;
+        Ok(())
+    }
+
+    fn count_resume(&self, id: &str) -> StoreResult<u32> {
+        let db = self.db();
+        db.execute(
+            "UPDATE jobs SET resumes = resumes + 1 WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(
+            db.query_row("SELECT resumes FROM jobs WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn clear_resumes(&self, id: &str) -> StoreResult<()> {
+        self.db()
+            .execute("UPDATE jobs SET resumes = 0 WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -608,6 +684,7 @@ mod tests {
                 from_savepoint: None,
                 created_ms: 1,
                 updated_ms: 1,
+                settings: serde_json::json!({"parallelism": 2}),
             })
             .unwrap();
             s.append_audit(&AuditRecord {
@@ -632,6 +709,18 @@ mod tests {
             (j.status, j.error.as_deref()),
             (JobStatus::Failed, Some("boom"))
         );
+        assert_eq!(j.settings["parallelism"], 2);
+        assert_eq!(s.count_resume("j1").unwrap(), 1);
+        assert_eq!(s.count_resume("j1").unwrap(), 2);
+        s.clear_resumes("j1").unwrap();
+        assert_eq!(s.count_resume("j1").unwrap(), 1);
+        // Deleting a tenant removes what it owned but its audit records, and its id is
+        // never handed out again.
+        assert!(s.delete_tenant("a").unwrap());
+        assert!(s.jobs(Some("a")).unwrap().is_empty());
+        assert!(s.tenant_was_deleted("a").unwrap());
+        assert!(!s.tenant_was_deleted("b").unwrap());
+        assert!(!s.delete_tenant("a").unwrap());
         let audit = s.audit(None, 10).unwrap();
         assert_eq!(audit.len(), 1);
         let err = s.db().execute("DELETE FROM audit", []).unwrap_err();

@@ -26,6 +26,9 @@ pub struct TableDef {
     pub computed: Vec<(String, datafusion::logical_expr::Expr)>,
     /// Columns filled from the connector's metadata (`METADATA FROM 'key'`).
     pub metadata: Vec<MetadataColumn>,
+    /// For a confined tenant's table: the only hosts its connector may reach (the
+    /// connector checks them where it connects).
+    pub egress: Option<fungi_connector::egress::Egress>,
 }
 
 impl TableDef {
@@ -39,7 +42,9 @@ impl TableDef {
 
     /// The connector options.
     pub fn connector_options(&self) -> Options {
-        Options::new(&self.connector, self.options.clone()).with_metadata(self.metadata.clone())
+        Options::new(&self.connector, self.options.clone())
+            .with_metadata(self.metadata.clone())
+            .with_egress(self.egress.clone())
     }
 
     /// The watermark strategy, with Flink SQL's semantics: the watermark is the

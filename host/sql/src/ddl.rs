@@ -136,17 +136,6 @@ fn split_map(def: &str) -> Result<(String, Option<DataType>)> {
     ))
 }
 
-/// Whether `stmt` is a `CREATE [TEMPORARY] TABLE`.
-pub(crate) fn is_create_table(stmt: &str) -> bool {
-    let words: Vec<String> = stmt
-        .split_whitespace()
-        .take(3)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    matches!(words.as_slice(), [c, t, ..] if c == "CREATE" && t == "TABLE")
-        || matches!(words.as_slice(), [c, tmp, t] if c == "CREATE" && tmp == "TEMPORARY" && t == "TABLE")
-}
-
 /// Parses `INTERVAL '4' SECOND`, `INTERVAL '0.001' SECOND`, `INTERVAL '5' MINUTES`,
 /// `INTERVAL '2 seconds'` into milliseconds.
 pub(crate) fn parse_interval_ms(text: &str) -> Result<i64> {
@@ -343,13 +332,11 @@ mod tests {
                 ("table".into(), "bid".into())
             ]
         );
-        assert!(is_create_table("create  table x (a int)"));
         let t = parse_create_table("CREATE TABLE bid WITH ('connector' = 'nexmark')").unwrap();
         assert_eq!(
             (t.name.as_str(), t.columns.len(), t.options.len()),
             ("bid", 0, 1)
         );
-        assert!(!is_create_table("CREATE VIEW v AS SELECT 1"));
     }
 
     #[test]

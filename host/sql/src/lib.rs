@@ -33,11 +33,13 @@ mod aggregate;
 mod catalog;
 mod ddl;
 mod error;
+pub mod limits;
 mod operators;
 pub mod planner;
 mod plugins;
 mod python;
 mod session;
+pub mod statement;
 mod text;
 mod tvf;
 mod udfs;
@@ -45,7 +47,7 @@ mod udfs;
 pub use catalog::TableDef;
 pub use error::{Result, SqlError};
 pub use plugins::{Confinement, function_statement, path_inside};
-pub use session::{Outcome, Query, SqlSession};
+pub use session::{Outcome, Query, SqlSession, TENANT_SETTINGS};
 
 /// Flink's scalar functions that Fungi adds to DataFusion's (`MOD`, `SPLIT_INDEX`,
 /// `REGEXP_EXTRACT`), for registering with another DataFusion context (e.g. a batch

@@ -37,14 +37,16 @@ use crate::text::{find_keyword, unquote};
 
 /// What a session may use when it runs for a tenant of a shared server: its plugins
 /// only, under its limits, in the server's plugin host; files only under its own
-/// directory; brokers only on its allowed egress hosts.
+/// directory; hosts only among its allowed egress hosts; connectors and their options
+/// only from the allow-lists of [`fungi_connector::descriptor`].
 #[derive(Clone)]
 pub struct Confinement {
     /// The tenant's files: a `filesystem` table's `path` is relative to it (absolute
     /// paths and `..` are refused).
     pub files_dir: std::path::PathBuf,
-    /// `host:port` addresses the tenant's connectors may reach (Kafka brokers).
-    pub egress: Vec<String>,
+    /// `host:port` addresses the tenant's connectors may reach (Kafka brokers, http
+    /// services).
+    pub egress: fungi_connector::egress::Egress,
     /// Whether native (unsandboxed) Python functions may run.
     pub allow_native_python: bool,
     /// The tenant's uploaded plugins: `USING 'geo'` (or `'geo.wasm'`) reads
@@ -69,17 +71,41 @@ pub fn path_inside(dir: &std::path::Path, path: &str) -> Option<std::path::PathB
 }
 
 impl Confinement {
-    /// Rewrites or refuses a table's options so that the table stays within the
-    /// tenant's files and egress hosts.
+    /// Refuses a connector or option a tenant may not use, and checks or rewrites the
+    /// values that name files or hosts, so that the table stays within the tenant's files
+    /// and egress hosts.
     pub(crate) fn confine_table(
         &self,
         table: &str,
         connector: &str,
         options: &mut [(String, String)],
     ) -> Result<()> {
+        use fungi_connector::descriptor::{self, TenantCheck};
+        // A plugin connector's options go to the plugin, which runs in the sandbox.
+        if connector == WASM_CONNECTOR {
+            return Ok(());
+        }
+        let Some(desc) =
+            descriptor::descriptor(connector).filter(|_| descriptor::offered_to_tenants(connector))
+        else {
+            return Err(SqlError::Plan(format!(
+                "table '{table}': connector '{connector}' is not offered to tenants on a server \
+                 (it would write to the server's own output); use 'blackhole', 'filesystem' \
+                 (in the tenant's files) or another sink"
+            )));
+        };
         for (key, value) in options.iter_mut() {
-            match (connector, key.as_str()) {
-                ("filesystem", "path") => {
+            let Some(check) = desc.tenant_check(key) else {
+                return Err(SqlError::Plan(format!(
+                    "table '{table}': option '{key}' of connector '{connector}' may not be set \
+                     by a tenant on a server; allowed: {}",
+                    desc.tenant_option_names().join(", ")
+                )));
+            };
+            let what = format!("table '{table}', option '{key}':");
+            match check {
+                TenantCheck::Free => {}
+                TenantCheck::TenantPath => {
                     let Some(path) = path_inside(&self.files_dir, value) else {
                         return Err(SqlError::Plan(format!(
                             "table '{table}': on a server a filesystem path is relative to the \
@@ -88,48 +114,28 @@ impl Confinement {
                     };
                     *value = path.to_string_lossy().into_owned();
                 }
-                ("http", "url") => {
-                    let authority = value
-                        .split_once("://")
-                        .map_or(value.as_str(), |(_, rest)| rest)
-                        .split('/')
-                        .next()
-                        .unwrap_or_default();
-                    let authority = authority.rsplit('@').next().unwrap_or(authority);
-                    self.check_egress(&format!("table '{table}'"), "", authority)?;
+                TenantCheck::EgressUrl => {
+                    self.egress.check_url(&what, value)?;
                 }
-                ("kafka", "properties.bootstrap.servers") => {
-                    self.check_brokers(&format!("table '{table}'"), value)?;
+                TenantCheck::EgressBrokers => {
+                    self.egress
+                        .check_brokers(&format!("table '{table}': broker"), value)?;
                 }
-                _ => {}
+                TenantCheck::KafkaProperty => {
+                    let name = key.strip_prefix("properties.").unwrap_or(key);
+                    descriptor::check_kafka_property(name, value)
+                        .map_err(|e| SqlError::Plan(format!("table '{table}': {e}")))?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Refuses `host` (`host:port`; `kind` is how the message names it, e.g. `broker `)
-    /// unless it is one of the tenant's allowed egress hosts.
-    fn check_egress(&self, context: &str, kind: &str, host: &str) -> Result<()> {
-        if self.egress.iter().any(|allowed| allowed == host) {
-            return Ok(());
-        }
-        Err(SqlError::Plan(format!(
-            "{context}: {kind}'{host}' is not among the tenant's allowed egress hosts ({})",
-            if self.egress.is_empty() {
-                "none".to_string()
-            } else {
-                self.egress.join(", ")
-            }
-        )))
-    }
-
     /// Refuses Kafka brokers (a comma-separated list) outside the tenant's egress hosts.
     pub(crate) fn check_brokers(&self, context: &str, servers: &str) -> Result<()> {
-        servers
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .try_for_each(|server| self.check_egress(context, "broker ", server))
+        Ok(self
+            .egress
+            .check_brokers(&format!("{context}: broker"), servers)?)
     }
 }
 

@@ -16,10 +16,11 @@ use fungi_execution::operator::OperatorFactory;
 use fungi_execution::plan::PhysicalPlan;
 
 use crate::catalog::TableDef;
-use crate::ddl::{is_create_table, parse_create_table};
+use crate::ddl::parse_create_table;
 use crate::error::{Result, SqlError};
 use crate::planner::{Planned, Planner};
 use crate::plugins::{self, SessionPlugins};
+use crate::statement::StatementKind;
 use crate::text::{closest, split_statements, unquote};
 use crate::tvf::rewrite;
 use crate::udfs::{self, Mod, Proctime, WindowMarker};
@@ -162,16 +163,16 @@ impl SqlSession {
         Ok(out)
     }
 
-    /// Runs one statement.
+    /// Runs one statement. Only the statements of [`crate::statement`]'s allow-list are
+    /// taken, and none of them runs a query or touches a file while it is planned.
     pub async fn execute(&mut self, stmt: &str) -> Result<Outcome> {
+        // Comments go first: what follows reads the statement's leading words.
+        let stmt = crate::text::strip_comments(stmt);
         let stmt = stmt.trim().trim_end_matches(';').trim();
-        let first = stmt
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        match first.as_str() {
-            "CREATE" | "LOAD" if plugins::is_plugin_statement(stmt) => {
+        crate::limits::check_text(stmt)?;
+        let kind = crate::statement::classify(stmt)?;
+        match kind {
+            StatementKind::CreateFunction | StatementKind::LoadPlugin => {
                 let parsed = plugins::parse(stmt)?;
                 let names = self.plugins.register(&parsed, &self.ctx)?;
                 Ok(Outcome::Done(plugins::registered_message(
@@ -179,22 +180,29 @@ impl SqlSession {
                     &names,
                 )))
             }
-            "CREATE" if is_create_table(stmt) => self.create_table(stmt).await,
-            "CREATE" | "DROP" => {
+            StatementKind::CreateTable => self.create_table(stmt).await,
+            StatementKind::CreateView => self.create_view(stmt).await,
+            StatementKind::Drop if self.plugins.confined.is_some() => Err(SqlError::Plan(
+                "the statement 'DROP' is not allowed in a job submitted to a server: a job's \
+                 tables and views live only as long as its script"
+                    .into(),
+            )),
+            StatementKind::Drop => {
                 let sql = rewrite(stmt)?;
-                self.ctx.sql(&sql).await?;
-                if first == "DROP" {
-                    let name = stmt
-                        .split_whitespace()
-                        .last()
-                        .map(unquote)
-                        .unwrap_or_default();
-                    self.tables.remove(&name);
-                }
+                self.ctx
+                    .sql_with_options(&sql, ddl_only())
+                    .await
+                    .map_err(|e| self.explain_error(e))?;
+                let name = stmt
+                    .split_whitespace()
+                    .last()
+                    .map(unquote)
+                    .unwrap_or_default();
+                self.tables.remove(&name);
                 Ok(Outcome::Done("OK".into()))
             }
-            "SET" => self.set(stmt),
-            "EXPLAIN" => {
+            StatementKind::Set => self.set(stmt),
+            StatementKind::Explain => {
                 let inner = stmt[7..].trim();
                 let graph = match self.plan_statement(inner).await? {
                     Outcome::Insert(g) => g,
@@ -205,18 +213,36 @@ impl SqlSession {
                 };
                 Ok(Outcome::Explain(PhysicalPlan::new(graph)?.explain()))
             }
-            "SELECT" | "WITH" | "INSERT" => self.plan_statement(stmt).await,
-            _ => Err(SqlError::unsupported(
-                format!(
-                    "the statement '{}'",
-                    stmt.split_whitespace()
-                        .take(3)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                "use CREATE TABLE, CREATE VIEW, CREATE FUNCTION, LOAD PLUGIN, INSERT INTO, SELECT, EXPLAIN or SET",
-            )),
+            StatementKind::Query | StatementKind::Insert => self.plan_statement(stmt).await,
         }
+    }
+
+    /// `CREATE VIEW`: DataFusion keeps the view's plan; nothing runs. The statement is
+    /// parsed first and must be a plain (not materialized) view.
+    async fn create_view(&mut self, stmt: &str) -> Result<Outcome> {
+        let sql = rewrite(stmt)?;
+        let state = self.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let parsed = state.sql_to_statement(&sql, &dialect)?;
+        let is_view = matches!(
+            &parsed,
+            datafusion::sql::parser::Statement::Statement(s)
+                if matches!(
+                    s.as_ref(),
+                    datafusion::sql::sqlparser::ast::Statement::CreateView(v) if !v.materialized
+                )
+        );
+        if !is_view {
+            return Err(SqlError::Plan(format!(
+                "the statement is not a CREATE VIEW: {}",
+                crate::statement::ALLOWED
+            )));
+        }
+        self.ctx
+            .sql_with_options(&sql, ddl_only())
+            .await
+            .map_err(|e| self.explain_error(e))?;
+        Ok(Outcome::Done("OK".into()))
     }
 
     fn set(&mut self, stmt: &str) -> Result<Outcome> {
@@ -225,6 +251,19 @@ impl SqlSession {
             .split_once('=')
             .ok_or_else(|| SqlError::Plan(format!("SET needs 'key' = 'value', got '{body}'")))?;
         let (k, v) = (unquote(k), unquote(v));
+        if self.plugins.confined.is_some() && !tenant_may_set(&k) {
+            let why = if k.starts_with("plugin.") {
+                "plugin limits come from the tenant's quotas"
+            } else {
+                "the server decides where state and checkpoints are kept, and tenants set \
+                 only job settings"
+            };
+            return Err(SqlError::Plan(format!(
+                "SET '{k}' is not allowed in a job submitted to a server: {why}; a tenant may \
+                 set {}",
+                TENANT_SETTINGS.join(", ")
+            )));
+        }
         let number = || {
             v.parse::<u32>()
                 .map_err(|_| SqlError::Plan(format!("SET '{k}': '{v}' is not a number")))
@@ -389,7 +428,8 @@ impl SqlSession {
             let (_, schema) = registry::source(
                 &connector,
                 None,
-                &fungi_connector::options::Options::new(&connector, options.clone()),
+                &fungi_connector::options::Options::new(&connector, options.clone())
+                    .with_egress(self.plugins.confined.as_ref().map(|c| c.egress.clone())),
             )?;
             (schema, false)
         } else {
@@ -437,6 +477,7 @@ impl SqlSession {
                 let expr = self.ctx.parse_sql_expr(text, &base).map_err(|e| {
                     SqlError::Plan(format!("computed column '{name}' of '{}': {e}", ddl.name))
                 })?;
+                crate::limits::check_expression(&expr)?;
                 let data_type = datafusion::logical_expr::ExprSchemable::get_type(&expr, &base)?;
                 let mut field = arrow::datatypes::Field::new(name, data_type, true);
                 if is_proctime_call(&expr) {
@@ -487,6 +528,7 @@ impl SqlSession {
             watermark: ddl.watermark,
             computed,
             metadata: ddl.metadata.clone(),
+            egress: self.plugins.confined.as_ref().map(|c| c.egress.clone()),
         };
         // Check the options now, not when the job starts. A connector that is both a
         // source and a sink (filesystem) is checked when a query uses the table, since
@@ -526,6 +568,8 @@ impl SqlSession {
             .create_logical_plan(&sql)
             .await
             .map_err(|e| self.explain_error(e))?;
+        crate::limits::check_plan(&plan)?;
+        refuse_plans_that_run(&plan)?;
         let plan = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})?;
@@ -642,6 +686,77 @@ impl SqlSession {
     }
 }
 
+/// The settings a confined tenant may `SET` (a key ending in `.` is a prefix). The
+/// server checks the values against the tenant's quotas once the job is planned.
+pub const TENANT_SETTINGS: &[&str] = &[
+    "parallelism.default",
+    "table.exec.resource.default-parallelism",
+    "pipeline.max-parallelism",
+    "table.exec.source.idle-timeout",
+    "table.exec.state.ttl",
+    "plugin.on-error",
+    "plugin.batch-rows",
+    "dead-letter.path",
+    "dead-letter.kafka.topic",
+    "dead-letter.kafka.bootstrap-servers",
+    "execution.checkpointing.interval",
+    "execution.checkpointing.timeout",
+    "execution.checkpointing.min-pause",
+    "execution.checkpointing.num-retained",
+    "state.checkpoints.num-retained",
+    "state.backend.type",
+    "state.backend",
+    "restart-strategy",
+    "restart-strategy.",
+];
+
+/// Whether a confined tenant may `SET key`.
+fn tenant_may_set(key: &str) -> bool {
+    TENANT_SETTINGS.iter().any(|allowed| {
+        if allowed.ends_with('.') {
+            key.starts_with(allowed) && key.len() > allowed.len()
+        } else {
+            key == *allowed
+        }
+    })
+}
+
+/// DataFusion's options for the statements a session hands to it: definitions only (a
+/// view, a drop); no DML (`COPY`, inserts into its own tables) and no statements (`SET
+/// VARIABLE`, transactions).
+fn ddl_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(true)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Refuses a planned SELECT or INSERT whose plan would define, copy or describe
+/// something (e.g. `SELECT ... INTO`, which DataFusion plans as a table definition):
+/// a streaming job reads its tables and writes its sink, nothing else.
+fn refuse_plans_that_run(plan: &LogicalPlan) -> Result<()> {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|e| {
+            SqlError::Plan(format!(
+                "the query is not a streaming SELECT or INSERT INTO ({e}); a script holds {}",
+                crate::statement::ALLOWED
+            ))
+        })?;
+    match plan {
+        LogicalPlan::Copy(_)
+        | LogicalPlan::DescribeTable(_)
+        | LogicalPlan::Explain(_)
+        | LogicalPlan::Analyze(_) => Err(SqlError::Plan(format!(
+            "the query is not a streaming SELECT or INSERT INTO; a script holds {}",
+            crate::statement::ALLOWED
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `e` is a call of `PROCTIME()`.
 pub(crate) fn is_proctime_call(e: &datafusion::logical_expr::Expr) -> bool {
     let e = match e {
@@ -672,6 +787,7 @@ impl SqlSession {
             d.path.as_deref().map(std::path::Path::new),
             d.kafka_servers.as_deref(),
             d.kafka_topic.as_deref(),
+            self.plugins.confined.as_ref().map(|c| &c.egress),
         )
         .map_err(|e| {
             SqlError::Plan(format!(

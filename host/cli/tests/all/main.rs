@@ -1,7 +1,9 @@
 //! The `fungi` binary end to end.
 
+mod harness;
 mod kafka;
 mod recovery;
+mod security;
 mod server;
 
 use std::process::{Command, Stdio};

@@ -1,10 +1,6 @@
 //! `fungi server` end to end: the REST API, roles, tenants, quotas, the audit log, a
 //! restart, and the CLI as a client.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -12,188 +8,7 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use super::fungi;
-
-/// A server process on a free loopback port.
-struct Server {
-    child: Child,
-    url: String,
-    /// Every stderr line so far.
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        Self::start_with(dir, &[])
-    }
-
-    /// A server started with extra arguments (`--tls-cert` makes its URL https).
-    fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let port = fungi_testkit::free_port();
-        let scheme = if extra.contains(&"--tls-cert") {
-            "https"
-        } else {
-            "http"
-        };
-        let mut child = fungi()
-            .args(["server", "--data-dir", dir.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = Server {
-            child,
-            url: format!("{scheme}://127.0.0.1:{port}"),
-            lines: rx,
-            log: Vec::new(),
-        };
-        server.wait_for("(REST /api/v1)");
-        server
-    }
-
-    /// Waits for a stderr line containing `text`; returns it.
-    fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        if let Some(l) = self.log.iter().find(|l| l.contains(text)) {
-            return l.clone();
-        }
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                self.log.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-        }
-        panic!(
-            "no '{text}' from the server; it said:\n{}",
-            self.log.join("\n")
-        );
-    }
-
-    /// The admin key printed on the first start.
-    fn admin_key(&mut self) -> String {
-        let line = self.wait_for("admin key");
-        line.rsplit(' ').next().unwrap().to_string()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs blocking HTTP calls also from within the gRPC tests' runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
-}
-
-/// Calls the API; returns the status and the JSON body (`Null` when empty).
-fn call(
-    server: &Server,
-    key: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    blocking(|| call_now(server, key, method, path, body))
-}
-
-fn call_now(
-    server: &Server,
-    key: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = if path.starts_with("/metrics") {
-        format!("{}{path}", server.url)
-    } else {
-        format!("{}/api/v1{path}", server.url)
-    };
-    let mut request = Client::new().request(method, url);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn ok(server: &Server, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let (status, value) = call(server, Some(key), method.clone(), path, body);
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {value}"
-    );
-    value
-}
-
-fn create_tenant(server: &Server, admin: &str, body: Value) {
-    ok(server, admin, Method::POST, "/tenants", Some(body));
-}
-
-fn new_key(server: &Server, admin: &str, tenant: &str, role: &str) -> String {
-    let created = ok(
-        server,
-        admin,
-        Method::POST,
-        "/keys",
-        Some(json!({ "tenant": tenant, "role": role, "name": role })),
-    );
-    created["key"].as_str().unwrap().to_string()
-}
-
-/// An unbounded job: generated rows to a blackhole, checkpointing every 200 ms.
-const ENDLESS: &str = "SET 'execution.checkpointing.interval' = '200ms';
-    CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
-    CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
-    INSERT INTO out SELECT id FROM g;";
-
-/// A bounded job.
-const SHORT: &str =
-    "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
-    CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
-    INSERT INTO out SELECT id FROM g;";
-
-fn job_status(server: &Server, key: &str, id: &str) -> String {
-    ok(server, key, Method::GET, &format!("/jobs/{id}"), None)["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn wait_status(server: &Server, key: &str, id: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while job_status(server, key, id) != status {
-        assert!(Instant::now() < deadline, "job {id} never {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use super::harness::*;
 
 #[test]
 fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
@@ -254,6 +69,12 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
             Box::new(|_| (Method::POST, format!("/jobs/{job}/cancel"), None)),
             &["admin", "tenant-admin", "developer"],
         ),
+        // The job runs: allowed roles get 409 (not SUSPENDED), refused ones 403.
+        (
+            "resume job",
+            Box::new(|_| (Method::POST, format!("/jobs/{job}/resume"), None)),
+            &["admin", "tenant-admin", "developer"],
+        ),
         (
             "metrics",
             Box::new(|_| (Method::GET, "/metrics".into(), None)),
@@ -288,7 +109,8 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         ),
         (
             "delete tenant",
-            Box::new(|_| (Method::DELETE, "/tenants/a-gone".into(), None)),
+            // Ids of deleted tenants are not reused: one tenant per role.
+            Box::new(|role| (Method::DELETE, format!("/tenants/gone-{role}"), None)),
             &["admin"],
         ),
         (
@@ -386,7 +208,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
     for (name, request, allowed) in &endpoints {
         for (role, key) in &keys {
             if *name == "delete tenant" {
-                create_tenant(&server, &admin, json!({ "id": "a-gone" }));
+                create_tenant(&server, &admin, json!({ "id": format!("gone-{role}") }));
             }
             let (method, path, body) = request(role);
             let (status, value) = call(&server, Some(key), method, &path, body);
@@ -417,7 +239,13 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
                 denied += 1;
             }
             if *name == "delete tenant" && !allowed.contains(role) {
-                ok(&server, &admin, Method::DELETE, "/tenants/a-gone", None);
+                ok(
+                    &server,
+                    &admin,
+                    Method::DELETE,
+                    &format!("/tenants/gone-{role}"),
+                    None,
+                );
             }
         }
         let (method, path, body) = request("anonymous");
@@ -426,7 +254,7 @@ fn every_role_on_every_endpoint_is_allowed_or_refused_and_audited() {
         let (status, _) = call(&server, Some("fgk_0123_4567"), method, &path, body);
         assert_eq!(status, 401, "unknown key, {name}");
     }
-    assert_eq!(endpoints.len(), 24);
+    assert_eq!(endpoints.len(), 25);
     let audit = ok(&server, &admin, Method::GET, "/audit?limit=10000", None);
     let records = audit.as_array().unwrap();
     let count = |prefix: &str| {
@@ -942,49 +770,6 @@ fn plugins_are_uploaded_inspected_listed_and_deleted_per_tenant() {
         actions.iter().any(|r| r.contains("max_plugins")),
         "{actions:?}"
     );
-}
-
-/// Uploads a component over REST; returns the status and body.
-fn upload(
-    server: &Server,
-    key: &str,
-    name: &str,
-    bytes: Vec<u8>,
-    sig: Option<&str>,
-) -> (u16, Value) {
-    blocking(|| upload_now(server, key, name, bytes, sig))
-}
-
-fn upload_now(
-    server: &Server,
-    key: &str,
-    name: &str,
-    bytes: Vec<u8>,
-    sig: Option<&str>,
-) -> (u16, Value) {
-    let mut request = Client::new()
-        .put(format!("{}/api/v1/plugins/{name}", server.url))
-        .bearer_auth(key)
-        .header("content-type", "application/wasm")
-        .body(bytes);
-    if let Some(sig) = sig {
-        request = request.header("x-fungi-signature", sig);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json::<Value>().unwrap_or(Value::Null))
-}
-
-fn wait_for_end(server: &Server, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = ok(server, key, Method::GET, &format!("/jobs/{id}"), None);
-        if job["status"] != "RUNNING" {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} still running: {job}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

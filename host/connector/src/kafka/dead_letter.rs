@@ -13,6 +13,9 @@ use super::Connection;
 pub struct KafkaTarget {
     connection: Connection,
     producer: BaseProducer,
+    /// For a confined tenant: whether the cluster's advertised brokers are allowed,
+    /// checked before the first letter is sent (not while the job is planned).
+    cluster_checked: std::sync::OnceLock<std::result::Result<(), String>>,
 }
 
 impl std::fmt::Debug for KafkaTarget {
@@ -22,17 +25,14 @@ impl std::fmt::Debug for KafkaTarget {
 }
 
 impl KafkaTarget {
-    /// A target writing to `topic` on `bootstrap_servers`.
-    pub fn new(bootstrap_servers: &str, topic: &str) -> Result<Self> {
-        let connection = Connection {
-            topic: topic.to_string(),
-            properties: [(
-                "bootstrap.servers".to_string(),
-                bootstrap_servers.to_string(),
-            )]
-            .into_iter()
-            .collect(),
-        };
+    /// A target writing to `topic` on `bootstrap_servers`; a confined tenant's target
+    /// reaches only brokers of `egress`.
+    pub fn new(
+        bootstrap_servers: &str,
+        topic: &str,
+        egress: Option<crate::egress::Egress>,
+    ) -> Result<Self> {
+        let connection = Connection::to_brokers(bootstrap_servers, topic, egress)?;
         let producer = connection
             .client_config(&[("acks", "all")])
             .create()
@@ -40,6 +40,7 @@ impl KafkaTarget {
         Ok(KafkaTarget {
             connection,
             producer,
+            cluster_checked: std::sync::OnceLock::new(),
         })
     }
 }
@@ -58,6 +59,14 @@ impl DeadLetterTarget for KafkaTarget {
     }
 
     fn write(&self, letter: &DeadLetter) -> Result<()> {
+        self.cluster_checked
+            .get_or_init(|| {
+                self.connection
+                    .check_cluster(self.producer.client())
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(fungi_common::FungiError::Connector)?;
         let payload = serde_json::to_vec(letter).expect("a dead letter serializes");
         let record = BaseRecord::to(&self.connection.topic)
             .key(letter.reason.as_str())

@@ -10,6 +10,7 @@
 
 mod dead_letter;
 mod metadata;
+mod properties;
 mod sink;
 mod source;
 
@@ -19,6 +20,7 @@ use fungi_common::{FungiError, Result};
 use rdkafka::ClientConfig;
 
 pub use dead_letter::KafkaTarget;
+pub use properties::{TENANT_PROPERTIES, check_tenant_property};
 pub use sink::{DeliveryGuarantee, KAFKA_SINK_OPTIONS, KafkaSink};
 pub use source::{KAFKA_SOURCE_OPTIONS, KafkaSource, StartupMode};
 
@@ -34,6 +36,9 @@ pub(crate) struct Connection {
     pub(crate) topic: String,
     /// librdkafka properties (`bootstrap.servers`, ...).
     pub(crate) properties: BTreeMap<String, String>,
+    /// For a confined tenant: the only brokers the client may talk to, checked in the
+    /// bootstrap list and in every metadata answer before records flow.
+    pub(crate) egress: Option<crate::egress::Egress>,
 }
 
 impl Connection {
@@ -44,13 +49,84 @@ impl Connection {
                 "connector 'kafka', option 'topic': one topic per table, not '{topic}'"
             )));
         }
-        let properties = options.with_prefix("properties.");
-        if !properties.contains_key("bootstrap.servers") {
+        let mut properties = options.with_prefix("properties.");
+        let Some(servers) = properties.get("bootstrap.servers") else {
             return Err(FungiError::Config(
                 "connector 'kafka', option 'properties.bootstrap.servers' is required".into(),
             ));
+        };
+        let egress = options.egress().cloned();
+        if let Some(egress) = &egress {
+            egress.check_brokers("connector 'kafka': broker", servers)?;
+            for (name, value) in &properties {
+                if name != "bootstrap.servers" {
+                    check_tenant_property(name, value).map_err(|e| {
+                        FungiError::Config(format!(
+                            "connector 'kafka', option 'properties.{name}': {e}"
+                        ))
+                    })?;
+                }
+            }
+            // Connect only to the brokers a request needs (librdkafka's default, made
+            // explicit): brokers the metadata names are checked before any is needed.
+            properties.insert("enable.sparse.connections".into(), "true".into());
         }
-        Ok(Connection { topic, properties })
+        Ok(Connection {
+            topic,
+            properties,
+            egress,
+        })
+    }
+
+    /// A connection to `servers` (the dead-letter producer), confined to `egress`.
+    pub(crate) fn to_brokers(
+        servers: &str,
+        topic: &str,
+        egress: Option<crate::egress::Egress>,
+    ) -> Result<Self> {
+        if let Some(egress) = &egress {
+            egress.check_brokers("dead letters to Kafka: broker", servers)?;
+        }
+        Ok(Connection {
+            topic: topic.to_string(),
+            properties: [("bootstrap.servers".to_string(), servers.to_string())]
+                .into_iter()
+                .collect(),
+            egress,
+        })
+    }
+
+    /// Refuses a cluster that advertises a broker outside the tenant's egress hosts
+    /// (a broker on an allowed host could otherwise point the client anywhere).
+    pub(crate) fn check_advertised(&self, metadata: &rdkafka::metadata::Metadata) -> Result<()> {
+        let Some(egress) = &self.egress else {
+            return Ok(());
+        };
+        for broker in metadata.brokers() {
+            let host = broker.host();
+            let address = if host.contains(':') {
+                format!("[{host}]:{}", broker.port())
+            } else {
+                format!("{host}:{}", broker.port())
+            };
+            egress.check_address("connector 'kafka': the cluster advertises broker", &address)?;
+        }
+        Ok(())
+    }
+
+    /// Fetches the cluster's metadata and checks its brokers (for a confined tenant)
+    /// before the client sends or reads any record.
+    pub(crate) fn check_cluster<C: rdkafka::client::ClientContext>(
+        &self,
+        client: &rdkafka::client::Client<C>,
+    ) -> Result<()> {
+        if self.egress.is_none() {
+            return Ok(());
+        }
+        let metadata = client
+            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
+            .map_err(|e| self.error("cannot read the topic's metadata", e))?;
+        self.check_advertised(&metadata)
     }
 
     /// A client configuration with the user's properties over `defaults`.
@@ -85,6 +161,7 @@ impl Connection {
         let metadata = client
             .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
             .map_err(|e| self.error("cannot read the topic's metadata", e))?;
+        self.check_advertised(&metadata)?;
         let topic = metadata
             .topics()
             .iter()

@@ -202,6 +202,7 @@ impl Operator for KafkaSink {
             .client_config(&[("acks", acks), ("linger.ms", "5")])
             .create_with_context(Deliveries::default())
             .map_err(|e| self.connection.error("cannot create a producer", e))?;
+        self.connection.check_cluster(producer.client())?;
         self.producer = Some(producer);
         if self.partitioner != Partitioner::Default {
             self.partitions = self.connection.partitions(self.producer().client())?;

@@ -10,7 +10,7 @@ pub struct Job {
     pub sql: ::prost::alloc::string::String,
     #[prost(uint32, tag = "4")]
     pub parallelism: u32,
-    /// RUNNING, FINISHED, CANCELLED, STOPPED, FAILED.
+    /// RUNNING, FINISHED, CANCELLED, STOPPED, FAILED, SUSPENDED.
     #[prost(string, tag = "5")]
     pub status: ::prost::alloc::string::String,
     #[prost(string, optional, tag = "6")]
@@ -21,6 +21,9 @@ pub struct Job {
     pub created_ms: i64,
     #[prost(int64, tag = "9")]
     pub updated_ms: i64,
+    /// JSON: the settings it runs with, as planned (REST's `settings`).
+    #[prost(string, tag = "10")]
+    pub settings_json: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -169,11 +172,14 @@ pub struct CreateTenantRequest {
     #[prost(message, optional, tag = "3")]
     pub trust: ::core::option::Option<TrustPolicy>,
 }
+/// A tenant to delete, with everything it owns; `force` cancels its running jobs first.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct TenantId {
+pub struct DeleteTenantRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub force: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -458,6 +464,25 @@ pub mod jobs_client {
                 .insert(GrpcMethod::new("fungi.v1.Jobs", "TakeSavepoint"));
             self.inner.unary(req, path, codec).await
         }
+        /// Resumes a SUSPENDED job from its latest checkpoint.
+        pub async fn resume(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JobId>,
+        ) -> std::result::Result<tonic::Response<super::Job>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/fungi.v1.Jobs/Resume");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("fungi.v1.Jobs", "Resume"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -496,6 +521,11 @@ pub mod jobs_server {
             &self,
             request: tonic::Request<super::SavepointRequest>,
         ) -> std::result::Result<tonic::Response<super::Savepoint>, tonic::Status>;
+        /// Resumes a SUSPENDED job from its latest checkpoint.
+        async fn resume(
+            &self,
+            request: tonic::Request<super::JobId>,
+        ) -> std::result::Result<tonic::Response<super::Job>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct JobsServer<T> {
@@ -773,6 +803,49 @@ pub mod jobs_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = TakeSavepointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/fungi.v1.Jobs/Resume" => {
+                    #[allow(non_camel_case_types)]
+                    struct ResumeSvc<T: Jobs>(pub Arc<T>);
+                    impl<T: Jobs> tonic::server::UnaryService<super::JobId>
+                    for ResumeSvc<T> {
+                        type Response = super::Job;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::JobId>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Jobs>::resume(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ResumeSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -1453,7 +1526,7 @@ pub mod tenants_client {
         }
         pub async fn delete(
             &mut self,
-            request: impl tonic::IntoRequest<super::TenantId>,
+            request: impl tonic::IntoRequest<super::DeleteTenantRequest>,
         ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
             self.inner
                 .ready()
@@ -1517,7 +1590,7 @@ pub mod tenants_server {
         >;
         async fn delete(
             &self,
-            request: tonic::Request<super::TenantId>,
+            request: tonic::Request<super::DeleteTenantRequest>,
         ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
         async fn set_trust(
             &self,
@@ -1693,7 +1766,9 @@ pub mod tenants_server {
                 "/fungi.v1.Tenants/Delete" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteSvc<T: Tenants>(pub Arc<T>);
-                    impl<T: Tenants> tonic::server::UnaryService<super::TenantId>
+                    impl<
+                        T: Tenants,
+                    > tonic::server::UnaryService<super::DeleteTenantRequest>
                     for DeleteSvc<T> {
                         type Response = super::Empty;
                         type Future = BoxFuture<
@@ -1702,7 +1777,7 @@ pub mod tenants_server {
                         >;
                         fn call(
                             &mut self,
-                            request: tonic::Request<super::TenantId>,
+                            request: tonic::Request<super::DeleteTenantRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {

@@ -1,6 +1,7 @@
 //! Streaming SQL end to end: results against DataFusion's batch engine (the oracle),
 //! planner error messages, and EXPLAIN.
 
+mod confinement;
 mod errors;
 mod explain;
 mod oracle;
