@@ -33,6 +33,9 @@ type InputChannel = (usize, mpsc::Receiver<Message>);
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     state_backend: Arc<dyn StateBackend>,
+    /// Cancelling this token cancels the jobs this executor starts, at once (their
+    /// tokens are its children): no task has to run to pass the cancellation on.
+    cancel_parent: Option<CancellationToken>,
 }
 
 impl Default for LocalExecutor {
@@ -46,6 +49,7 @@ impl LocalExecutor {
     pub fn new() -> Self {
         LocalExecutor {
             state_backend: Arc::new(MemoryStateBackend),
+            cancel_parent: None,
         }
     }
 
@@ -64,7 +68,14 @@ impl LocalExecutor {
     pub fn with_state_backend(backend: Arc<dyn StateBackend>) -> Self {
         LocalExecutor {
             state_backend: backend,
+            cancel_parent: None,
         }
+    }
+
+    /// Jobs started by this executor are cancelled when `parent` is.
+    pub fn cancelled_by(mut self, parent: CancellationToken) -> Self {
+        self.cancel_parent = Some(parent);
+        self
     }
 
     /// Plans and starts `graph`. Must be called from within a tokio runtime.
@@ -107,7 +118,10 @@ impl LocalExecutor {
             }
         }
         let key_groups = KeyGroups::new(config.max_parallelism);
-        let cancel = CancellationToken::new();
+        let cancel = match &self.cancel_parent {
+            Some(parent) => parent.child_token(),
+            None => CancellationToken::new(),
+        };
         let dead_letters =
             Arc::new(DeadLetterQueue::default().with_targets(graph.dead_letter_targets.clone()));
         let metrics = JobMetrics {

@@ -474,6 +474,10 @@ impl SourceTask {
                     .input(Input::LatencyMarker(LatencyMarker { emitted_micros }))?;
             }
             self.chain.flush().await?;
+            // A source that always has a batch ready never waits: give the worker back
+            // after each batch, so that the runtime's other tasks (cancellation,
+            // signals, timers, the other subtasks) run even when every worker is busy.
+            tokio::task::yield_now().await;
         }
         // A bounded source is exhausted: event time jumps to the end, closing every window.
         self.chain.input(Input::Watermark(Watermark::MAX))?;

@@ -126,9 +126,10 @@ pub async fn supervise(
                 }
             );
         }
-        let handle = match LocalExecutor::for_config(&config)
-            .and_then(|e| e.start_from(plan.clone(), checkpoint.as_ref()))
-        {
+        let handle = match LocalExecutor::for_config(&config).and_then(|e| {
+            e.cancelled_by(cancel.clone())
+                .start_from(plan.clone(), checkpoint.as_ref())
+        }) {
             Ok(h) => h,
             Err(e) => return failed(e),
         };
@@ -142,16 +143,7 @@ pub async fn supervise(
             restarts: tracker.attempts(),
             dead_letters: dead_letters.clone(),
         });
-        let job_cancel = handle.cancel_token();
-        let forward = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                job_cancel.cancel();
-            })
-        };
         let result = handle.wait().await;
-        forward.abort();
         match result {
             Err(e) if !matches!(e, FungiError::Cancelled) || !cancel.is_cancelled() => {
                 exceptions.push(Exception {

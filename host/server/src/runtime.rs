@@ -79,9 +79,9 @@ impl JobRuntimes {
             .remove(tenant);
     }
 
-    /// Stops every runtime, giving running tasks up to `grace` to end (on a thread of
-    /// its own: waiting is not allowed on an async thread).
-    pub(crate) fn shutdown(&self, grace: Duration) {
+    /// Stops every runtime without waiting for what it still runs (the caller gave the
+    /// jobs their grace period already).
+    pub(crate) fn shutdown(&self) {
         let runtimes: Vec<Runtime> = self
             .runtimes
             .lock()
@@ -89,15 +89,9 @@ impl JobRuntimes {
             .drain()
             .map(|(_, r)| r)
             .collect();
-        if runtimes.is_empty() {
-            return;
+        for r in runtimes {
+            r.shutdown_background();
         }
-        let stopper = std::thread::spawn(move || {
-            for r in runtimes {
-                r.shutdown_timeout(grace);
-            }
-        });
-        let _ = stopper.join();
     }
 
     /// The planning permit of `tenant`.

@@ -132,6 +132,24 @@ fn ctrl_c_stops_the_job_cleanly() {
         "[source]\nconnector = \"nexmark\"\noptions = { \"rate-limit\" = \"10000\" }\n[sink]\nconnector = \"blackhole\"\n",
     )
     .unwrap();
+    interrupt_and_check(&job);
+    // A job whose every subtask is busy computing (a source that always has rows,
+    // chained to an expensive projection, one subtask per core) stops just as well.
+    let spin = dir.path().join("spin.sql");
+    std::fs::write(
+        &spin,
+        "SET 'parallelism.default' = '4';
+         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '100000000');
+         CREATE TABLE out (h VARCHAR) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT md5(md5(repeat(CAST(id AS VARCHAR), 64))) FROM g;",
+    )
+    .unwrap();
+    interrupt_and_check(&spin);
+}
+
+/// Runs `job`, interrupts it (SIGINT) after a while, and checks that it stops promptly
+/// and cleanly.
+fn interrupt_and_check(job: &std::path::Path) {
     let child = fungi()
         .args(["run", "--local", job.to_str().unwrap()])
         .stderr(Stdio::piped())

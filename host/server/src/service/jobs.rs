@@ -331,7 +331,15 @@ impl Service {
                 tracing::warn!(job = %id, error = %e, "cannot clear the job's start count");
             }
         }
-        self.runtimes.shutdown(grace);
+        // The jobs end at their next batch; then their runtimes go, with whatever
+        // blocking work they still hold.
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline
+            && !self.running.lock().expect("running lock").is_empty()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.runtimes.shutdown();
     }
 
     /// The caller's jobs (every tenant's for an admin).
@@ -529,10 +537,10 @@ impl Service {
     pub fn cancel_job(&self, p: &Principal, id: &str) -> ServiceResult<JobRecord> {
         let job = self.visible_job(p, Action::JobCancel, id)?;
         let result = (|| {
-            if job.status != JobStatus::Running {
+            if !matches!(job.status, JobStatus::Running | JobStatus::Suspended) {
                 return Err(ServiceError::Conflict(format!(
-                    "job '{id}' is {:?}, not running",
-                    job.status
+                    "job '{id}' is {}, neither RUNNING nor SUSPENDED",
+                    job.status.name()
                 )));
             }
             if let Some(r) = self.running.lock().expect("running lock").get(id) {
