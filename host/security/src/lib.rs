@@ -333,17 +333,18 @@ impl ApiKey {
 }
 
 /// Remembers which keys verified, so that a key is checked against its Argon2 hash (tens
-/// of milliseconds of CPU, by design) once, not on every request; and counts failed
-/// attempts per key id, so that guessing at a key's secret cannot keep the server's
-/// CPU busy: after [`KeyChecks::MAX_FAILURES`] failures within
-/// [`KeyChecks::FAILURE_WINDOW`], the key id is refused without hashing until the
-/// window has passed.
+/// of milliseconds of CPU, by design) once, not on every request; and slows down
+/// guessing: after [`KeyChecks::MAX_FAILURES`] failures of a key id within
+/// [`KeyChecks::FAILURE_WINDOW`], that key id is hashed at most once per
+/// [`KeyChecks::THROTTLED_EVERY`] (other attempts are refused unhashed), so that guessing
+/// at a key's secret cannot keep the server's CPU busy, and cannot lock the key's holder
+/// out for long either.
 #[derive(Debug, Default)]
 pub struct KeyChecks {
     /// Per key id: the stored hash it verified against, and SHA-256 of the secret.
     verified: std::sync::Mutex<std::collections::HashMap<String, (String, [u8; 32])>>,
-    /// Per key id: failures in the current window, and when it started.
-    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+    /// Per key id: failures in the current window, when it started, and the last hash.
+    failures: std::sync::Mutex<std::collections::HashMap<String, Failures>>,
 }
 
 /// What [`KeyChecks::check`] found.
@@ -353,8 +354,15 @@ pub enum KeyCheck {
     Valid,
     /// The secret does not match.
     Invalid,
-    /// Too many recent failures for this key id: not checked.
+    /// Too many recent failures for this key id: not checked this time.
     Throttled,
+}
+
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    since: std::time::Instant,
+    last_hashed: std::time::Instant,
 }
 
 impl KeyChecks {
@@ -362,6 +370,8 @@ impl KeyChecks {
     pub const MAX_FAILURES: u32 = 10;
     /// The window failures are counted in.
     pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+    /// How often a throttled key id is hashed.
+    pub const THROTTLED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
     /// Whether `key` matches `stored_hash`, hashing only when this key and hash have not
     /// verified before.
@@ -377,17 +387,25 @@ impl KeyChecks {
                 return KeyCheck::Valid;
             }
         }
+        let now = std::time::Instant::now();
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((n, since)) = failures.get(&key.id) {
-                if since.elapsed() > Self::FAILURE_WINDOW {
+            if let Some(f) = failures.get_mut(&key.id) {
+                if now.duration_since(f.since) > Self::FAILURE_WINDOW {
                     failures.remove(&key.id);
-                } else if *n >= Self::MAX_FAILURES {
-                    return KeyCheck::Throttled;
+                } else if f.count >= Self::MAX_FAILURES {
+                    if now.duration_since(f.last_hashed) < Self::THROTTLED_EVERY {
+                        return KeyCheck::Throttled;
+                    }
+                    f.last_hashed = now;
                 }
             }
         }
         if key.verify(stored_hash) {
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key.id);
             self.verified
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -395,10 +413,12 @@ impl KeyChecks {
             KeyCheck::Valid
         } else {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = failures
-                .entry(key.id.clone())
-                .or_insert((0, std::time::Instant::now()));
-            entry.0 += 1;
+            let f = failures.entry(key.id.clone()).or_insert(Failures {
+                count: 0,
+                since: now,
+                last_hashed: now,
+            });
+            f.count += 1;
             KeyCheck::Invalid
         }
     }
@@ -470,6 +490,43 @@ mod tests {
         for bad in ["", "fgk_", "fgk_abc", "xyz_ab_cd", "fgk_zz_00"] {
             assert!(ApiKey::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn key_checks_remember_valid_keys_and_slow_down_guessing_without_locking_out() {
+        let checks = KeyChecks::default();
+        let key = ApiKey::generate().unwrap();
+        let hash = key.hash().unwrap();
+        assert_eq!(checks.check(&key, &hash), KeyCheck::Valid);
+        // Remembered: the same key and hash verify without hashing (fast).
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            assert_eq!(checks.check(&key, &hash), KeyCheck::Valid);
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // A wrong secret for the same id fails; after MAX_FAILURES the id is throttled,
+        // but the remembered right key still passes.
+        let wrong = ApiKey {
+            id: key.id.clone(),
+            secret: "00".into(),
+        };
+        for _ in 0..KeyChecks::MAX_FAILURES {
+            assert_eq!(checks.check(&wrong, &hash), KeyCheck::Invalid);
+        }
+        assert_eq!(checks.check(&wrong, &hash), KeyCheck::Throttled);
+        assert_eq!(checks.check(&key, &hash), KeyCheck::Valid);
+        // A key not remembered (after a restart) gets through within a second.
+        let fresh = KeyChecks::default();
+        for _ in 0..KeyChecks::MAX_FAILURES {
+            assert_eq!(fresh.check(&wrong, &hash), KeyCheck::Invalid);
+        }
+        assert_eq!(fresh.check(&key, &hash), KeyCheck::Throttled);
+        std::thread::sleep(KeyChecks::THROTTLED_EVERY);
+        assert_eq!(fresh.check(&key, &hash), KeyCheck::Valid);
+        // A revoked or rotated hash is not taken from memory.
+        checks.forget(&key.id);
+        let other = ApiKey::generate().unwrap().hash().unwrap();
+        assert_ne!(checks.check(&key, &other), KeyCheck::Valid);
     }
 
     #[test]

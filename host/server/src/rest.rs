@@ -308,8 +308,8 @@ pub const SIGNATURE_HEADER: &str = "x-fungi-signature";
     params(("name" = String, Path),
         ("x-fungi-signature" = Option<String>, Header,
             description = "base64 cosign-compatible signature of the bytes")),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
-        description = "the component bytes"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "the component bytes (sent as application/wasm or any other type)"),
     responses((status = 201, body = PluginRecord), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]

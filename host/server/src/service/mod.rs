@@ -501,7 +501,8 @@ impl Service {
                     fungi_security::KeyCheck::Invalid => return Err(fail("unknown API key")),
                     fungi_security::KeyCheck::Throttled => {
                         return Err(fail(
-                            "too many failed attempts with this key id; try again in a minute",
+                            "too many failed attempts with this key id; it is checked once a \
+                             second for a minute",
                         ));
                     }
                 }
