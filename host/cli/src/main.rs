@@ -195,6 +195,11 @@ struct NexmarkArgs {
     child: bool,
 }
 
+/// The stack of the thread that runs a command. SQL is planned on it (embedded mode
+/// plans on the command's thread), and planning recurses over expressions: a roomy,
+/// known stack (only the pages used are committed) rather than the main thread's.
+const COMMAND_STACK: usize = 256 << 20;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -203,6 +208,18 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let command = std::thread::Builder::new()
+        .name("fungi".into())
+        .stack_size(COMMAND_STACK)
+        .spawn(move || run_command(cli))
+        .expect("a thread for the command");
+    if command.join().is_err() {
+        std::process::exit(101);
+    }
+}
+
+/// Runs the parsed command; exits the process with 1 on an error.
+fn run_command(cli: Cli) {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Savepoint(args) => savepoint(args),

@@ -776,3 +776,65 @@ fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
     r
 }
+
+#[test]
+fn kafka_brokers_are_checked_as_the_cluster_advertises_them() {
+    let broker = fungi_testkit::KafkaBroker::start();
+    broker.create_topic("in", 1);
+    broker.produce("in", &[(None, b"1".as_slice()), (None, b"2".as_slice())]);
+    let port = broker.bootstrap.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The tenant may reach the broker by one name only; the broker advertises itself
+    // (127.0.0.1) under another.
+    let (server, admin, dev) = server_with_tenant(
+        dir.path(),
+        json!({ "allowed_egress_hosts": [format!("localhost:{port}")] }),
+    );
+    let job = |servers: &str| {
+        format!(
+            "CREATE TABLE k (line VARCHAR) WITH ('connector' = 'kafka', 'topic' = 'in',
+                 'properties.bootstrap.servers' = '{servers}', 'format' = 'raw',
+                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE out (line VARCHAR) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT line FROM k;"
+        )
+    };
+    let id = ok(
+        &server,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": job(&format!("localhost:{port}")) })),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ended = wait_for_end(&server, &dev, &id);
+    assert_eq!(ended["status"], "FAILED", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("advertises broker '127.0.0.1:{port}'")),
+        "{ended}"
+    );
+    // Allowed under the name it advertises, the same job reads the topic.
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "u", "quotas": { "allowed_egress_hosts": [broker.bootstrap.clone()] } }),
+    );
+    let developer = new_key(&server, &admin, "u", "developer");
+    let id = ok(
+        &server,
+        &developer,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": job(&broker.bootstrap) })),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ended = wait_for_end(&server, &developer, &id);
+    assert_eq!(ended["status"], "FINISHED", "{ended}");
+}

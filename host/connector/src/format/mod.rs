@@ -52,7 +52,12 @@ impl RecordFormat {
             && (schema.fields().len() != 1
                 || !matches!(
                     schema.field(0).data_type(),
-                    DataType::Utf8 | DataType::Binary
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
                 ))
         {
             return Err(FungiError::Config(format!(
@@ -139,34 +144,7 @@ pub fn decode_records(
         return avro::decode_records(schema, records);
     }
     if format == RecordFormat::Raw {
-        let column: ArrayRef = match schema.field(0).data_type() {
-            DataType::Binary => std::sync::Arc::new(BinaryArray::from_iter_values(records)),
-            _ => {
-                let mut bad = Vec::new();
-                let strings: StringArray = records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| match std::str::from_utf8(r) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            bad.push((i, format!("not UTF-8: {e}")));
-                            None
-                        }
-                    })
-                    .collect();
-                let batch =
-                    RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(strings)])
-                        .expect("one string column");
-                let keep: arrow::array::BooleanArray = (0..records.len())
-                    .map(|i| Some(!bad.iter().any(|(b, _)| *b == i)))
-                    .collect();
-                let batch = arrow::compute::filter_record_batch(&batch, &keep)
-                    .expect("filter by a mask of the same length");
-                return ((batch.num_rows() > 0).then_some(batch), bad);
-            }
-        };
-        let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("one bytes column");
-        return ((batch.num_rows() > 0).then_some(batch), Vec::new());
+        return decode_raw(schema, records);
     }
     let mut all = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
     for r in records {
@@ -205,6 +183,50 @@ pub fn decode_records(
         arrow::compute::concat_batches(schema, &good).expect("batches of the same schema")
     });
     (batch, bad)
+}
+
+/// Decodes raw records into the table's one column: bytes as they are, or text (a record
+/// that is not UTF-8 is bad); built as `Binary` or `Utf8`, then cast to the column's type
+/// (`VARCHAR` is `Utf8View`).
+fn decode_raw(
+    schema: &SchemaRef,
+    records: &[&[u8]],
+) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+    let target = schema.field(0).data_type();
+    let binary = matches!(
+        target,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    );
+    let mut bad = Vec::new();
+    let column: ArrayRef = if binary {
+        std::sync::Arc::new(BinaryArray::from_iter_values(records))
+    } else {
+        let strings: StringArray = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match std::str::from_utf8(r) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    bad.push((i, format!("not UTF-8: {e}")));
+                    None
+                }
+            })
+            .map(Some)
+            .collect();
+        std::sync::Arc::new(strings)
+    };
+    let column = match arrow::compute::cast(&column, target) {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!("cannot be read as {target}: {e}");
+            return (
+                None,
+                (0..records.len()).map(|i| (i, reason.clone())).collect(),
+            );
+        }
+    };
+    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("one column");
+    ((batch.num_rows() > 0).then_some(batch), bad)
 }
 
 /// Encodes every row of `batch`: the bytes of all rows and where each one ends.
