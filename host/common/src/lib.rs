@@ -29,6 +29,7 @@ pub mod ids;
 pub mod keys;
 pub mod message;
 pub mod time;
+pub mod untrusted_ipc;
 
 pub use error::{FungiError, Result};
 pub use message::{LatencyMarker, Message, Watermark};

@@ -286,8 +286,8 @@ impl GroupsAccumulator for WasmAccumulator {
             }
             .into());
         }
-        let (_, batch) = ipc::decode_owned(bytes)
-            .map_err(|e| self.contract(format!("bad result batch: {e}")))?;
+        let (_, batch) =
+            ipc::decode_from_guest(bytes, self.max_output, &self.plugin, &self.function)?;
         let batch = batch.ok_or_else(|| self.contract("the result has no batch".into()))?;
         if batch.num_columns() != 1
             || batch.num_rows() != groups.len()

@@ -169,11 +169,7 @@ impl SplitReader {
                         });
                     }
                     let (_, batch) =
-                        ipc::decode_owned(bytes).map_err(|e| PluginError::Contract {
-                            plugin: self.plugin.clone(),
-                            function: "poll".into(),
-                            reason: format!("bad batch: {e}"),
-                        })?;
+                        ipc::decode_from_guest(bytes, self.max_output, &self.plugin, "poll")?;
                     match batch {
                         Some(b) => Poll::Batch(b),
                         None => Poll::Pending,

@@ -2,7 +2,6 @@
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use std::sync::Arc;
 
@@ -34,40 +33,45 @@ pub fn encode_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow::
     Ok(())
 }
 
-/// Decodes bytes from [`encode`] without copying the column data: the batch's buffers
-/// point into `bytes` (misaligned ones, if any, are copied).
-pub fn decode_owned(
+/// Decodes what a plugin returned: untrusted bytes, checked before arrow-rs decodes them
+/// ([`fungi_common::untrusted_ipc`]: no compressed bodies, every declared size within
+/// the bytes and the limits) and measured after, so that `max_bytes` bounds what the host
+/// materialises, not only what crossed the boundary. Errors name `plugin` and
+/// `function`: a malformed stream breaks the contract, a large one the output limit.
+pub(crate) fn decode_from_guest(
     bytes: Vec<u8>,
-) -> Result<(SchemaRef, Option<RecordBatch>), arrow::error::ArrowError> {
-    let mut buffer = arrow::buffer::Buffer::from_vec(bytes);
-    let mut decoder = arrow::ipc::reader::StreamDecoder::new().with_require_alignment(false);
-    let mut batch = None;
-    while !buffer.is_empty() {
-        let before = buffer.len();
-        match decoder.decode(&mut buffer)? {
-            Some(b) if batch.is_none() => batch = Some(b),
-            _ if buffer.len() == before => break,
-            _ => {}
-        }
-    }
-    decoder.finish()?;
-    let schema = decoder
-        .schema()
-        .ok_or_else(|| arrow::error::ArrowError::IpcError("no schema in the stream".into()))?;
-    Ok((schema, batch))
+    max_bytes: usize,
+    plugin: &str,
+    function: &str,
+) -> Result<(SchemaRef, Option<RecordBatch>), crate::error::PluginError> {
+    use fungi_common::untrusted_ipc::{self, IpcLimits, UntrustedIpcError};
+    let limits = IpcLimits {
+        max_bytes,
+        ..IpcLimits::default()
+    };
+    untrusted_ipc::decode(bytes, &limits).map_err(|e| match e {
+        UntrustedIpcError::Limit { .. } => crate::error::PluginError::Limit {
+            plugin: plugin.to_string(),
+            function: function.to_string(),
+            limit: format!("output limit of {max_bytes} bytes per call exceeded: {e}"),
+            output: String::new(),
+        },
+        e => crate::error::PluginError::Contract {
+            plugin: plugin.to_string(),
+            function: function.to_string(),
+            reason: format!("bad result batch: {e}"),
+        },
+    })
 }
 
-/// Decodes bytes from [`encode`]: the schema and the batch, if any.
-pub fn decode(bytes: &[u8]) -> Result<(SchemaRef, Option<RecordBatch>), arrow::error::ArrowError> {
-    let mut r = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    let schema = r.schema();
-    let batch = r.next().transpose()?;
-    Ok((schema, batch))
-}
-
-/// The fields of an encoded schema.
-pub fn decode_fields(bytes: &[u8]) -> Result<Vec<Field>, arrow::error::ArrowError> {
-    let (schema, _) = decode(bytes)?;
+/// The fields of a schema a plugin declared (untrusted bytes, checked as results are).
+pub fn decode_fields(bytes: &[u8]) -> Result<Vec<Field>, String> {
+    let limits = fungi_common::untrusted_ipc::IpcLimits {
+        max_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let (schema, _) =
+        fungi_common::untrusted_ipc::decode(bytes.to_vec(), &limits).map_err(|e| e.to_string())?;
     Ok(schema.fields().iter().map(|f| f.as_ref().clone()).collect())
 }
 

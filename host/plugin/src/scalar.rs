@@ -56,8 +56,12 @@ impl ScalarUdf {
             },
             Vec::len,
         )?;
-        let (_, batch) = ipc::decode_owned(bytes)
-            .map_err(|e| pool.contract(format!("bad result batch: {e}")))?;
+        let (_, batch) = ipc::decode_from_guest(
+            bytes,
+            pool.tenant.limits().max_output_bytes,
+            pool.plugin.name(),
+            &pool.signature.name,
+        )?;
         let batch = batch.ok_or_else(|| pool.contract("the result has no batch".into()))?;
         if batch.num_columns() != 1 || batch.num_rows() != rows {
             return Err(pool.contract(format!(

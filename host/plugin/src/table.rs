@@ -70,8 +70,12 @@ impl TableUdf {
             },
             |(bytes, index)| bytes.len() + index.len() * 4,
         )?;
-        let (_, batch) = ipc::decode_owned(bytes)
-            .map_err(|e| pool.contract(format!("bad result batch: {e}")))?;
+        let (_, batch) = ipc::decode_from_guest(
+            bytes,
+            pool.tenant.limits().max_output_bytes,
+            pool.plugin.name(),
+            &pool.signature.name,
+        )?;
         let batch = match batch {
             Some(b) => b,
             None => RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::new(

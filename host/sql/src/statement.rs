@@ -152,6 +152,11 @@ pub fn classify(stmt: &str) -> Result<StatementKind> {
                 )),
             }
         }
+        Some("UPDATE" | "DELETE" | "MERGE" | "TRUNCATE" | "UPSERT" | "REPLACE") => Err(refused(
+            &lead.words(2),
+            "a streaming table is appended to: use INSERT INTO (an updating query's \
+             changelog goes to a sink that accepts updates)",
+        )),
         Some("DROP") => match lead.word(1).as_deref() {
             Some("TABLE" | "VIEW") => Ok(StatementKind::Drop),
             _ => Err(refused(
