@@ -28,3 +28,5 @@ cargo test --workspace
 FUNGI_BIN="$CARGO_TARGET_DIR/debug/fungi" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk-python
 # The REST API fuzzed from its OpenAPI document: no request may get a 5xx.
 bash scripts/schemathesis.sh 20
+# The decoding of what plugins return, fuzzed for a minute: no input may panic it.
+bash scripts/fuzz.sh 60
