@@ -62,14 +62,17 @@ impl AggregateUdf {
     pub fn create_accumulator(&self) -> Result<WasmAccumulator> {
         let mut sandbox = Sandbox::new(&self.plugin, &self.tenant, &self.config)?;
         let name = self.signature.name.clone();
-        let created = sandbox.call("create", |store, exports| match exports {
-            Exports::Aggregate(b) => {
-                b.fungi_plugin_aggregate()
-                    .accumulator()
-                    .call_create(store, &name, &self.config)
-            }
-            _ => unreachable!("checked kind"),
-        })?;
+        let created = sandbox.call(
+            &format!("{name} (create)"),
+            |store, exports| match exports {
+                Exports::Aggregate(b) => {
+                    b.fungi_plugin_aggregate()
+                        .accumulator()
+                        .call_create(store, &name, &self.config)
+                }
+                _ => unreachable!("checked kind"),
+            },
+        )?;
         let resource = created.map_err(|e| PluginError::Guest {
             plugin: self.plugin.name().to_string(),
             function: name.clone(),
@@ -156,6 +159,11 @@ impl WasmAccumulator {
         })
     }
 
+    /// How errors name a call of the accumulator's `method`: the aggregate first.
+    fn method(&self, method: &str) -> String {
+        format!("{} ({method})", self.function)
+    }
+
     fn contract(&self, reason: String) -> PluginError {
         PluginError::Contract {
             plugin: self.plugin.clone(),
@@ -177,7 +185,7 @@ impl WasmAccumulator {
             .map_err(|e| PluginError::Host(format!("encoding arguments: {e}")))?;
         let resource = self.resource;
         let call = if retract { "retract" } else { "update" };
-        let r = self.sandbox.call(call, |store, exports| {
+        let r = self.sandbox.call(&self.method(call), |store, exports| {
             let Exports::Aggregate(b) = exports else {
                 unreachable!("checked kind")
             };
@@ -194,15 +202,20 @@ impl WasmAccumulator {
     /// The state of each of `groups` as bytes (for checkpoints).
     pub fn snapshot(&mut self, groups: &[u32]) -> Result<Vec<Vec<u8>>> {
         let resource = self.resource;
-        let r = self.sandbox.call("snapshot", |store, exports| {
-            let Exports::Aggregate(b) = exports else {
-                unreachable!("checked kind")
-            };
-            b.fungi_plugin_aggregate()
-                .accumulator()
-                .call_snapshot(store, resource, groups)
-        })?;
+        let r = self
+            .sandbox
+            .call(&self.method("snapshot"), |store, exports| {
+                let Exports::Aggregate(b) = exports else {
+                    unreachable!("checked kind")
+                };
+                b.fungi_plugin_aggregate()
+                    .accumulator()
+                    .call_snapshot(store, resource, groups)
+            })?;
         let states = self.guest(r)?;
+        let bytes: usize = states.iter().map(Vec::len).sum();
+        self.sandbox
+            .check_output(&self.method("snapshot"), "state", bytes)?;
         if states.len() != groups.len() {
             return Err(self.contract(format!(
                 "snapshot returned {} states for {} groups",
@@ -216,14 +229,16 @@ impl WasmAccumulator {
     /// Restores `groups` from [`snapshot`](Self::snapshot) bytes.
     pub fn restore(&mut self, groups: &[u32], states: &[Vec<u8>]) -> Result<()> {
         let resource = self.resource;
-        let r = self.sandbox.call("restore", |store, exports| {
-            let Exports::Aggregate(b) = exports else {
-                unreachable!("checked kind")
-            };
-            b.fungi_plugin_aggregate()
-                .accumulator()
-                .call_restore(store, resource, groups, states)
-        })?;
+        let r = self
+            .sandbox
+            .call(&self.method("restore"), |store, exports| {
+                let Exports::Aggregate(b) = exports else {
+                    unreachable!("checked kind")
+                };
+                b.fungi_plugin_aggregate()
+                    .accumulator()
+                    .call_restore(store, resource, groups, states)
+            })?;
         self.guest(r)
     }
 }
@@ -249,7 +264,7 @@ impl GroupsAccumulator for WasmAccumulator {
 
     fn merge_groups(&mut self, dst_src: &[(u32, u32)], total: usize) -> fungi_common::Result<()> {
         let resource = self.resource;
-        let r = self.sandbox.call("merge", |store, exports| {
+        let r = self.sandbox.call(&self.method("merge"), |store, exports| {
             let Exports::Aggregate(b) = exports else {
                 unreachable!("checked kind")
             };
@@ -265,14 +280,16 @@ impl GroupsAccumulator for WasmAccumulator {
 
     fn evaluate(&mut self, groups: &[u32]) -> fungi_common::Result<ArrayRef> {
         let resource = self.resource;
-        let r = self.sandbox.call("evaluate", |store, exports| {
-            let Exports::Aggregate(b) = exports else {
-                unreachable!("checked kind")
-            };
-            b.fungi_plugin_aggregate()
-                .accumulator()
-                .call_evaluate(store, resource, groups)
-        })?;
+        let r = self
+            .sandbox
+            .call(&self.method("evaluate"), |store, exports| {
+                let Exports::Aggregate(b) = exports else {
+                    unreachable!("checked kind")
+                };
+                b.fungi_plugin_aggregate()
+                    .accumulator()
+                    .call_evaluate(store, resource, groups)
+            })?;
         let bytes = self.guest(r)?;
         if bytes.len() > self.max_output {
             return Err(PluginError::Limit {
@@ -313,7 +330,7 @@ impl GroupsAccumulator for WasmAccumulator {
 
     fn reset(&mut self, groups: &[u32]) -> fungi_common::Result<()> {
         let resource = self.resource;
-        self.sandbox.call("reset", |store, exports| {
+        self.sandbox.call(&self.method("reset"), |store, exports| {
             let Exports::Aggregate(b) = exports else {
                 unreachable!("checked kind")
             };

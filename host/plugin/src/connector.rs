@@ -185,14 +185,18 @@ impl SplitReader {
     /// The position after the last polled row.
     pub fn snapshot(&mut self) -> Result<Vec<u8>> {
         let resource = self.resource;
-        self.sandbox
+        let position = self
+            .sandbox
             .call("snapshot", |store, exports| match exports {
                 Exports::Source(b) => b
                     .fungi_plugin_source()
                     .split_reader()
                     .call_snapshot(store, resource),
                 _ => unreachable!("checked kind"),
-            })
+            })?;
+        self.sandbox
+            .check_output("snapshot", "a split position", position.len())?;
+        Ok(position)
     }
 }
 
@@ -418,7 +422,10 @@ impl SinkWriter {
                     .call_pre_commit(store, resource, checkpoint),
                 _ => unreachable!("checked kind"),
             })?;
-        r.map_err(|e| guest_error(&self.plugin, "pre-commit", &e))
+        let handle = r.map_err(|e| guest_error(&self.plugin, "pre-commit", &e))?;
+        self.sandbox
+            .check_output("pre-commit", "a transaction handle", handle.len())?;
+        Ok(handle)
     }
 
     /// Makes a pre-committed transaction visible.

@@ -44,6 +44,48 @@ pub(crate) struct HostState {
     pub(crate) output: CapturedOutput,
     pub(crate) plugin: Arc<str>,
     pub(crate) config: Vec<(String, String)>,
+    /// When the running call's time limit passes (WASI waits end there too).
+    pub(crate) call_deadline: Option<std::time::Instant>,
+    /// The calling thread's CPU time when it was last charged to the tenant.
+    pub(crate) cpu_mark: Option<std::time::Duration>,
+    /// Bytes logged through the `log` import during the running call.
+    pub(crate) log_bytes: usize,
+}
+
+/// The calling thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID` on Linux).
+pub(crate) fn thread_cpu() -> std::time::Duration {
+    cpu_time::ThreadTime::now().as_duration()
+}
+
+impl HostState {
+    /// Charges the CPU time the calling thread used since the last mark to the tenant.
+    pub(crate) fn charge_cpu(&mut self) {
+        let now = thread_cpu();
+        if let Some(mark) = self.cpu_mark.replace(now) {
+            self.limiter.tenant.charge(now.saturating_sub(mark));
+        }
+    }
+
+    /// The epoch tick of a running call: charges its CPU time, stops it at its time
+    /// limit, and pauses it while its tenant's CPU budget for this second is spent (the
+    /// pause does not count towards the time limit).
+    pub(crate) fn tick(&mut self) -> wasmtime::UpdateDeadline {
+        self.charge_cpu();
+        if let Some(deadline) = self.call_deadline
+            && std::time::Instant::now() >= deadline
+        {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        let wait = self.limiter.tenant.wait_for_budget();
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+            if let Some(deadline) = &mut self.call_deadline {
+                *deadline += wait;
+            }
+            self.cpu_mark = Some(thread_cpu());
+        }
+        wasmtime::UpdateDeadline::Continue(1)
+    }
 }
 
 impl WasiView for HostState {
@@ -58,11 +100,25 @@ impl WasiView for HostState {
 impl host_api::Host for HostState {
     fn log(&mut self, level: host_api::Level, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.plugin;
+        let asked = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let message = clip(&message, MAX_LOG_MESSAGE);
         let fields = fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| format!("{}={}", clip(k, MAX_LOG_FIELD), clip(v, MAX_LOG_FIELD)))
             .collect::<Vec<_>>()
             .join(" ");
+        let kept = message.len() + fields.len();
+        let tenant = &self.limiter.tenant;
+        tenant.drop_log(asked.saturating_sub(kept));
+        if self.log_bytes + kept > tenant.limits().max_log_bytes {
+            tenant.drop_log(kept);
+            return;
+        }
+        if !tenant.admit_log(kept) {
+            return;
+        }
+        self.log_bytes += kept;
         match level {
             host_api::Level::Trace => tracing::trace!(plugin, %fields, "{message}"),
             host_api::Level::Debug => tracing::debug!(plugin, %fields, "{message}"),
@@ -96,6 +152,25 @@ impl host_api::Host for HostState {
 }
 
 impl crate::bindings::scalar::fungi::plugin::types::Host for HostState {}
+
+/// The longest log message kept, bytes (longer ones are cut).
+const MAX_LOG_MESSAGE: usize = 4096;
+/// Fields of a log line kept.
+const MAX_LOG_FIELDS: usize = 16;
+/// The longest log field name or value kept, bytes.
+const MAX_LOG_FIELD: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// Loads plugins and runs them under limits. One per process is enough; it is cheap to
 /// share (`Arc`).
@@ -146,6 +221,7 @@ impl PluginHost {
         let engine = Engine::new(&config).map_err(|e| PluginError::Host(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| crate::wasi_io::add_to_linker(&mut linker))
             .map_err(|e| PluginError::Host(e.to_string()))?;
         host_api::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,

@@ -5,7 +5,9 @@
 //! contract version and imports, compiles them once (with a persistent cache keyed by
 //! content hash and engine version), and runs each instance in its own store under its
 //! tenant's limits ([`TenantLimits`]): memory per instance and per tenant, time per call
-//! (epoch interruption on a ticker thread), CPU budget per second, instance count,
+//! (epoch interruption on a ticker thread for guest code, the same deadline for WASI
+//! calls that wait), CPU budget per second (the calling thread's CPU time, charged at
+//! every epoch tick, a tenant over budget paused mid-call), instance count,
 //! output bytes, optional fuel; WASI deny-by-default (no environment, directories and
 //! network addresses only as granted, stdout/stderr captured and capped). A trap or a
 //! broken limit discards the instance and returns a [`PluginError`] that names the
@@ -47,6 +49,7 @@ mod sandbox;
 mod scalar;
 mod table;
 mod vectors;
+mod wasi_io;
 
 pub use aggregate::{AggregateUdf, WasmAccumulator};
 pub use bindings::CONTRACT_VERSION;

@@ -30,8 +30,12 @@ pub struct TenantLimits {
     pub max_instances: usize,
     /// Bytes a call may return.
     pub max_output_bytes: usize,
-    /// Bytes of stdout/stderr kept per call (the rest is counted and dropped).
+    /// Bytes of stdout/stderr kept per call, and bytes of log lines through the host's
+    /// `log` import per call (the rest is counted and dropped).
     pub max_log_bytes: usize,
+    /// Bytes of log lines through the host's `log` import per second, across the
+    /// tenant's instances (the rest is counted and dropped).
+    pub max_log_bytes_per_second: usize,
     /// Deterministic metering: fuel per call (WebAssembly instructions, roughly).
     pub fuel_per_call: Option<u64>,
     /// Stack of the guest, bytes.
@@ -52,6 +56,7 @@ impl Default for TenantLimits {
             max_instances: 64,
             max_output_bytes: 64 << 20,
             max_log_bytes: 16 << 10,
+            max_log_bytes_per_second: 256 << 10,
             fuel_per_call: None,
             max_stack: 512 << 10,
             network_allow: Vec::new(),
@@ -93,6 +98,10 @@ pub struct Tenant {
     /// Calls that ended in a trap or a broken limit, by reason (`memory`, `timeout`,
     /// `fuel`, `stack`, `trap`).
     traps: Mutex<BTreeMap<&'static str, u64>>,
+    /// Host log bytes in the current second: (window start, bytes).
+    log_window: Mutex<(Instant, usize)>,
+    /// Host log bytes dropped over the per-call or per-second limit.
+    dropped_log_bytes: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -119,7 +128,36 @@ impl Tenant {
             dropped_metrics: AtomicU64::new(0),
             cpu_nanos: AtomicU64::new(0),
             traps: Mutex::new(BTreeMap::new()),
+            log_window: Mutex::new((Instant::now(), 0)),
+            dropped_log_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// Whether `bytes` more of host log fit in the tenant's current second (they are
+    /// counted if they do, and counted as dropped if they do not).
+    pub(crate) fn admit_log(&self, bytes: usize) -> bool {
+        let mut w = self.log_window.lock().expect("log window lock");
+        let now = Instant::now();
+        if now.duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        if w.1 + bytes > self.limits.max_log_bytes_per_second {
+            self.drop_log(bytes);
+            return false;
+        }
+        w.1 += bytes;
+        true
+    }
+
+    /// Counts host log bytes dropped.
+    pub(crate) fn drop_log(&self, bytes: usize) {
+        self.dropped_log_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Host log bytes dropped over the per-call or per-second limits.
+    pub fn dropped_log_bytes(&self) -> u64 {
+        self.dropped_log_bytes.load(Ordering::Relaxed)
     }
 
     /// Time the tenant's plugin calls took in all, since the tenant was made.
@@ -275,6 +313,50 @@ pub(crate) struct InstanceLimiter {
     pub(crate) refused: Option<String>,
 }
 
+/// `bytes` for messages: whole MiB as such, anything else with its fraction, so that a
+/// refusal never reads "a limit of 64 MiB, asked for 64 MiB".
+pub(crate) fn mib(bytes: usize) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Bytes a table element is charged as (a reference: a pointer and its metadata).
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl InstanceLimiter {
+    /// Charges `grow` more bytes to this instance and its tenant, or says which limit
+    /// they would break. Every linear memory and every table of the instance counts
+    /// towards the same per-instance limit.
+    fn charge(&mut self, grow: usize, what: &str) -> bool {
+        let limits = self.tenant.limits();
+        let wanted = self.memory.saturating_add(grow);
+        if wanted > limits.memory_per_instance {
+            self.refused = Some(format!(
+                "memory limit of {} per instance exceeded ({what} would bring the instance \
+                 to {})",
+                mib(limits.memory_per_instance),
+                mib(wanted)
+            ));
+            return false;
+        }
+        let total = self.tenant.memory.fetch_add(grow, Ordering::AcqRel) + grow;
+        if total > limits.memory_total {
+            self.tenant.memory.fetch_sub(grow, Ordering::AcqRel);
+            self.refused = Some(format!(
+                "tenant memory limit of {} exceeded ({what} would bring the tenant to {})",
+                mib(limits.memory_total),
+                mib(total)
+            ));
+            return false;
+        }
+        self.memory += grow;
+        true
+    }
+}
+
 impl wasmtime::ResourceLimiter for InstanceLimiter {
     fn memory_growing(
         &mut self,
@@ -282,36 +364,29 @@ impl wasmtime::ResourceLimiter for InstanceLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let limits = self.tenant.limits();
-        if desired > limits.memory_per_instance {
-            self.refused = Some(format!(
-                "memory limit of {} MiB per instance exceeded (asked for {} MiB)",
-                limits.memory_per_instance >> 20,
-                desired >> 20
-            ));
-            return Ok(false);
-        }
-        let grow = desired.saturating_sub(current);
-        let total = self.tenant.memory.fetch_add(grow, Ordering::AcqRel) + grow;
-        if total > limits.memory_total {
-            self.tenant.memory.fetch_sub(grow, Ordering::AcqRel);
-            self.refused = Some(format!(
-                "tenant memory limit of {} MiB exceeded",
-                limits.memory_total >> 20
-            ));
-            return Ok(false);
-        }
-        self.memory += grow;
-        Ok(true)
+        Ok(self.charge(desired.saturating_sub(current), "growing a linear memory"))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        let grow = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.charge(grow, "growing a table"))
+    }
+
+    fn memories(&self) -> usize {
+        // Components made of several core modules have a memory each; all of them
+        // count towards the instance's limit (see `charge`).
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
     }
 }
 

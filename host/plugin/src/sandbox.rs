@@ -16,7 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use crate::bindings::scalar::fungi::plugin::types as types_api;
 use crate::bindings::{aggregate, scalar, sink, source, table};
 use crate::error::{PluginError, Result};
-use crate::host::{EPOCH_TICK, HostState};
+use crate::host::HostState;
 use crate::limits::{InstanceLimiter, Tenant, throttle};
 use crate::output::CapturedOutput;
 use crate::plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
@@ -92,11 +92,15 @@ impl Sandbox {
             output,
             plugin: name.clone(),
             config: config.to_vec(),
+            call_deadline: limits.call_timeout.map(|t| Instant::now() + t),
+            cpu_mark: Some(crate::host::thread_cpu()),
+            log_bytes: 0,
         };
         let mut store = Store::new(&plugin.host.engine, state);
         store.limiter(|s| &mut s.limiter);
         if plugin.host.interruptible {
-            store.set_epoch_deadline(deadline_ticks(tenant));
+            store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().tick()));
+            store.set_epoch_deadline(1);
         }
         if plugin.host.fuel {
             store
@@ -138,6 +142,26 @@ impl Sandbox {
         }
     }
 
+    /// Refuses `bytes` a call returned (`what`: its output, a state, a position) over
+    /// the tenant's output limit, and poisons the instance (it is not trusted with the
+    /// next call).
+    pub(crate) fn check_output(&mut self, function: &str, what: &str, bytes: usize) -> Result<()> {
+        let max = self.tenant.limits().max_output_bytes;
+        if bytes <= max {
+            return Ok(());
+        }
+        self.poisoned = true;
+        self.tenant.count_trap("output");
+        Err(PluginError::Limit {
+            plugin: self.plugin.to_string(),
+            function: function.to_string(),
+            limit: format!(
+                "{what} of {bytes} bytes is over the output limit of {max} bytes per call"
+            ),
+            output: String::new(),
+        })
+    }
+
     /// The limit a memory growth of the last call broke, if the call still returned.
     pub(crate) fn take_refusal(&mut self) -> Option<String> {
         self.refusal.take()
@@ -155,8 +179,11 @@ impl Sandbox {
         f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R> + Send,
     ) -> Result<R> {
         throttle(&self.tenant);
+        let timeout = self.tenant.limits().call_timeout;
+        self.store.data_mut().call_deadline = timeout.map(|t| Instant::now() + t);
+        self.store.data_mut().log_bytes = 0;
         if self.interruptible {
-            self.store.set_epoch_deadline(deadline_ticks(&self.tenant));
+            self.store.set_epoch_deadline(1);
         }
         if let Some(fuel) = self.tenant.limits().fuel_per_call
             && self.store.get_fuel().is_ok()
@@ -165,12 +192,16 @@ impl Sandbox {
                 .set_fuel(fuel)
                 .map_err(|e| PluginError::Host(e.to_string()))?;
         }
-        let start = Instant::now();
         let (store, exports) = (&mut self.store, &self.exports);
         // WASI's synchronous host functions drive their I/O on a Tokio runtime and must
-        // not run on an async worker thread.
-        let result = fungi_reliability::outside_async_runtime(|| f(store, exports));
-        self.tenant.charge(start.elapsed());
+        // not run on an async worker thread. The CPU time is the thread's that runs it.
+        let result = fungi_reliability::outside_async_runtime(|| {
+            store.data_mut().cpu_mark = Some(crate::host::thread_cpu());
+            let result = f(store, exports);
+            store.data_mut().charge_cpu();
+            result
+        });
+        self.store.data_mut().call_deadline = None;
         match result {
             Ok(r) => {
                 self.refusal = self.store.data_mut().limiter.refused.take();
@@ -342,14 +373,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let memory = self.store.data().limiter.memory;
         self.tenant.release_instance(memory);
-    }
-}
-
-/// The epoch deadline of a call, in ticks from now (no timeout: never).
-fn deadline_ticks(tenant: &Tenant) -> u64 {
-    match tenant.limits().call_timeout {
-        Some(t) => (t.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1,
-        None => u64::MAX / 2,
     }
 }
 

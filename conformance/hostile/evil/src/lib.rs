@@ -83,8 +83,58 @@ fn env_count(x: i64) -> i64 {
     std::env::vars().count() as i64
 }
 
+/// Time: sleeps `ms` milliseconds in a WASI call (no guest code runs meanwhile).
+#[fungi_sdk::udf]
+fn nap(ms: i64) -> i64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+    ms
+}
+
+/// Time: connects to `addr` and waits for bytes that never come (a blocking read).
+#[fungi_sdk::udf]
+fn hang_read(addr: &str) -> String {
+    use std::io::Read;
+    match std::net::TcpStream::connect(addr) {
+        Ok(mut s) => {
+            let mut buf = [0u8; 16];
+            match s.read(&mut buf) {
+                Ok(n) => format!("read {n} bytes"),
+                Err(e) => format!("read failed: {e}"),
+            }
+        }
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// CPU: computes for `ms` milliseconds of wall clock, then returns.
+#[fungi_sdk::udf]
+fn burn(ms: i64) -> i64 {
+    let start = std::time::Instant::now();
+    let mut v = ms;
+    while start.elapsed() < std::time::Duration::from_millis(ms as u64) {
+        for _ in 0..1000 {
+            v = black_box(v.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+    black_box(v);
+    ms
+}
+
+/// Host log: a megabyte-long message, `n` times, through the `log` import.
+#[fungi_sdk::udf]
+fn shout(n: i64) -> i64 {
+    let line = "x".repeat(1 << 20);
+    for _ in 0..n {
+        fungi_sdk::host::log(fungi_sdk::host::Level::Error, &line, &[("k", &line)]);
+    }
+    n
+}
+
 fungi_sdk::scalar_plugin! {
     name: "evil",
     description: "hostile functions for the host's limit tests",
-    functions: [spin, bomb, recurse, boom, flood, chatty, connect, read_file, env_count],
+    functions: [
+        spin, bomb, recurse, boom, flood, chatty, connect, read_file, env_count, nap,
+        hang_read, burn, shout,
+    ],
 }

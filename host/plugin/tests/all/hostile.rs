@@ -271,3 +271,148 @@ fn fuel_metering_stops_a_loop_deterministically() {
         "fuel limit of 5000000 per call exceeded",
     );
 }
+
+#[test]
+fn a_sleeping_call_is_stopped_at_its_time_limit() {
+    let limits = TenantLimits {
+        call_timeout: Some(Duration::from_millis(200)),
+        ..TenantLimits::default()
+    };
+    let f = evil("nap", limits);
+    let start = Instant::now();
+    let err = f.call(&[ints(1)], 1);
+    // ints(1) is [0]: a nap of 0 ms returns.
+    assert!(err.is_ok(), "{err:?}");
+    let naps: ArrayRef = Arc::new(Int64Array::from(vec![60_000]));
+    let err = f.call(&[naps], 1).unwrap_err();
+    let took = start.elapsed();
+    limit(err, "call time limit of 200 ms exceeded");
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+}
+
+#[test]
+fn a_blocking_read_on_an_allowed_socket_is_stopped_at_its_time_limit() {
+    // A service that accepts and then says nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(conn);
+    });
+    let limits = TenantLimits {
+        call_timeout: Some(Duration::from_millis(300)),
+        network_allow: vec![addr.clone()],
+        ..TenantLimits::default()
+    };
+    let f = evil("hang_read", limits);
+    let start = Instant::now();
+    let err = f.call(&[strings(&[&addr])], 1).unwrap_err();
+    let took = start.elapsed();
+    limit(err, "call time limit of 300 ms exceeded");
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    held.join().unwrap();
+}
+
+#[test]
+fn the_cpu_budget_holds_across_a_tenants_concurrent_calls() {
+    // 100 ms of CPU per second for the tenant; two threads each keep asking for
+    // 400 ms-long calls for three seconds.
+    let limits = TenantLimits {
+        cpu_budget_per_second: Duration::from_millis(100),
+        call_timeout: Some(Duration::from_secs(5)),
+        ..TenantLimits::default()
+    };
+    let t = tenant("budget", limits);
+    let f = Arc::new(ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "burn", Vec::new()).unwrap());
+    let run = Duration::from_secs(3);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let burn: ArrayRef = Arc::new(Int64Array::from(vec![400]));
+                while start.elapsed() < run {
+                    f.call(std::slice::from_ref(&burn), 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let used = t.cpu_time().as_secs_f64();
+    eprintln!(
+        "CPU budget 100 ms/s: used {:.0} ms of CPU in {seconds:.2} s ({:.0} ms/s), throttled {:?}",
+        used * 1000.0,
+        used * 1000.0 / seconds,
+        t.throttled()
+    );
+    // Within 10 % of the budget, plus the ticks of the calls running when it ran out.
+    assert!(
+        used <= 0.1 * seconds.ceil() * 1.1 + 0.02,
+        "used {used} s in {seconds} s"
+    );
+    assert!(t.throttled() > Duration::ZERO);
+}
+
+#[test]
+fn host_log_floods_are_capped_per_call_and_per_second() {
+    let t = tenant("shout", TenantLimits::default());
+    let f = ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "shout", Vec::new()).unwrap();
+    let n: ArrayRef = Arc::new(Int64Array::from(vec![40]));
+    let start = Instant::now();
+    f.call(&[n], 1).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // 40 lines of 2 MiB each: all but a few KiB dropped, and counted.
+    assert!(
+        t.dropped_log_bytes() > 79 << 20,
+        "{}",
+        t.dropped_log_bytes()
+    );
+}
+
+fn forger(function: &str) -> ScalarUdf {
+    ScalarUdf::new(
+        load(fungi_plugin_artifacts::HOSTILE_FORGER),
+        tenant(function, TenantLimits::default()),
+        function,
+        Vec::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn compressed_and_forged_results_are_refused_and_the_host_stays_up() {
+    // What arrow-rs writes with LZ4 on: refused, with the reason.
+    let err = forger("compressed").call(&[ints(10)], 10).unwrap_err();
+    assert_eq!(err.code(), "PLUGIN_CONTRACT", "{err}");
+    assert!(
+        err.to_string().contains("compressed Arrow IPC is refused"),
+        "{err}"
+    );
+    // A compressed body that claims a terabyte once uncompressed: refused before any
+    // allocation (the host process would abort otherwise).
+    let err = forger("inflated").call(&[ints(10)], 10).unwrap_err();
+    assert!(
+        err.to_string().contains("compressed Arrow IPC is refused"),
+        "{err}"
+    );
+    // Buffers past the end of what arrived.
+    let err = forger("overreach").call(&[ints(10)], 10).unwrap_err();
+    assert_eq!(err.code(), "PLUGIN_CONTRACT", "{err}");
+    assert!(err.to_string().contains("runs past the end"), "{err}");
+}
+
+#[test]
+fn every_linear_memory_and_table_counts_towards_the_instance_limit() {
+    // A limit just above what the evil plugin needs to start: a memory bomb is stopped
+    // with the exact figures, never "a limit of 32 MiB, asked for 32 MiB".
+    let limits = TenantLimits {
+        memory_per_instance: (32 << 20) + (1 << 19),
+        ..TenantLimits::default()
+    };
+    let err = evil("bomb", limits).call(&[ints(1)], 1).unwrap_err();
+    limit(err, "memory limit of 32.50 MiB per instance exceeded");
+}
