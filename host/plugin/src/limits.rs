@@ -40,6 +40,11 @@ pub struct TenantLimits {
     pub fuel_per_call: Option<u64>,
     /// Stack of the guest, bytes.
     pub max_stack: usize,
+    /// Host resources (open files and directories, sockets, streams, pollables) one
+    /// instance may hold at once.
+    pub max_host_resources_per_instance: usize,
+    /// Host resources all the tenant's instances may hold at once.
+    pub max_host_resources: usize,
     /// `host:port` addresses plugins may connect to.
     pub network_allow: Vec<String>,
     /// Host directories granted to plugins: (host path, guest path, writable).
@@ -59,6 +64,8 @@ impl Default for TenantLimits {
             max_log_bytes_per_second: 256 << 10,
             fuel_per_call: None,
             max_stack: 512 << 10,
+            max_host_resources_per_instance: 256,
+            max_host_resources: 2048,
             network_allow: Vec::new(),
             directories: Vec::new(),
         }
@@ -98,6 +105,8 @@ pub struct Tenant {
     /// Calls that ended in a trap or a broken limit, by reason (`memory`, `timeout`,
     /// `fuel`, `stack`, `trap`).
     traps: Mutex<BTreeMap<&'static str, u64>>,
+    /// Host resources the tenant's instances held after their last calls.
+    host_resources: AtomicUsize,
     /// Host log bytes in the current second: (window start, bytes).
     log_window: Mutex<(Instant, usize)>,
     /// Host log bytes dropped over the per-call or per-second limit.
@@ -128,6 +137,7 @@ impl Tenant {
             dropped_metrics: AtomicU64::new(0),
             cpu_nanos: AtomicU64::new(0),
             traps: Mutex::new(BTreeMap::new()),
+            host_resources: AtomicUsize::new(0),
             log_window: Mutex::new((Instant::now(), 0)),
             dropped_log_bytes: AtomicU64::new(0),
         }
@@ -147,6 +157,34 @@ impl Tenant {
         }
         w.1 += bytes;
         true
+    }
+
+    /// How many host resources an instance holding `own` of them may hold during its
+    /// next call: its share of the per-instance and the tenant-wide limits.
+    pub(crate) fn host_resource_room(&self, own: usize) -> usize {
+        let others = self
+            .host_resources
+            .load(Ordering::Acquire)
+            .saturating_sub(own);
+        self.limits
+            .max_host_resources_per_instance
+            .min(self.limits.max_host_resources.saturating_sub(others))
+    }
+
+    /// An instance went from holding `before` host resources to `after`.
+    pub(crate) fn account_host_resources(&self, before: usize, after: usize) {
+        if after >= before {
+            self.host_resources
+                .fetch_add(after - before, Ordering::AcqRel);
+        } else {
+            self.host_resources
+                .fetch_sub(before - after, Ordering::AcqRel);
+        }
+    }
+
+    /// Host resources the tenant's instances hold (as of their last calls).
+    pub fn host_resources(&self) -> usize {
+        self.host_resources.load(Ordering::Relaxed)
     }
 
     /// Counts host log bytes dropped.

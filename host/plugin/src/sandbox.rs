@@ -42,6 +42,9 @@ pub(crate) struct Sandbox {
     /// A memory growth refused during the last call that still returned (the guest
     /// caught it, as Python's `MemoryError`): the limit it broke.
     refusal: Option<String>,
+    /// Host resources (files, sockets, streams) the instance held after its last call,
+    /// as charged to the tenant.
+    resources: usize,
 }
 
 impl Sandbox {
@@ -133,6 +136,7 @@ impl Sandbox {
                 poisoned: false,
                 refusal: None,
                 interruptible: plugin.host.interruptible,
+                resources: 0,
             }),
             Err(e) => {
                 let err = classify(&mut store, tenant, &name, "(instantiate)", e);
@@ -182,6 +186,8 @@ impl Sandbox {
         let timeout = self.tenant.limits().call_timeout;
         self.store.data_mut().call_deadline = timeout.map(|t| Instant::now() + t);
         self.store.data_mut().log_bytes = 0;
+        let room = self.tenant.host_resource_room(self.resources);
+        self.store.data_mut().table.set_max_capacity(room);
         if self.interruptible {
             self.store.set_epoch_deadline(1);
         }
@@ -202,6 +208,9 @@ impl Sandbox {
             result
         });
         self.store.data_mut().call_deadline = None;
+        let held = self.store.data_mut().table.iter_mut().count();
+        self.tenant.account_host_resources(self.resources, held);
+        self.resources = held;
         match result {
             Ok(r) => {
                 self.refusal = self.store.data_mut().limiter.refused.take();
@@ -336,6 +345,22 @@ fn classify(
             output: output.clone(),
         }
     };
+    if matches!(
+        e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    ) {
+        let l = tenant.limits();
+        return limit(
+            "resources",
+            format!(
+                "host resource limit reached: at most {} open files, sockets and streams per \
+                 instance, {} for the tenant ({} held)",
+                l.max_host_resources_per_instance,
+                l.max_host_resources,
+                tenant.host_resources()
+            ),
+        );
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => limit(
             "timeout",
@@ -360,6 +385,13 @@ fn classify(
                 plugin,
                 function,
                 reason: match trap {
+                    // Rust and C guests keep their stack in linear memory, below their
+                    // data: overflowing it is an access below address 0.
+                    Some(wasmtime::Trap::MemoryOutOfBounds) => format!(
+                        "{} (also how a guest overflows the stack it keeps in its linear \
+                         memory: too deep a recursion?)",
+                        wasmtime::Trap::MemoryOutOfBounds
+                    ),
                     Some(trap) => trap.to_string(),
                     None => format!("{e:#}"),
                 },
@@ -373,6 +405,7 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let memory = self.store.data().limiter.memory;
         self.tenant.release_instance(memory);
+        self.tenant.account_host_resources(self.resources, 0);
     }
 }
 

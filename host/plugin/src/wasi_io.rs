@@ -8,7 +8,7 @@
 //! would run until the host returned, or forever. These implementations replace
 //! wasmtime-wasi's synchronous ones in the linker (same interfaces, same resources) and
 //! delegate to its asynchronous ones under a timeout; everything that does not block is
-//! passed through.
+//! passed through. Links in granted directories are refused (`not-permitted`).
 
 use std::time::Instant;
 
@@ -46,14 +46,39 @@ pub(crate) fn view(state: &mut HostState) -> GuardedIo<'_> {
     }
 }
 
+/// The version of `wasi:filesystem` the linker's WASI implements.
+const WASI_FILESYSTEM: &str = "wasi:filesystem/types@0.2.12";
+
 /// Replaces the blocking parts of WASI I/O in `linker` (which already holds
-/// wasmtime-wasi's synchronous WASI) with the deadline-aware ones.
+/// wasmtime-wasi's synchronous WASI) with the deadline-aware ones, and refuses links:
+/// a symbolic or hard link made in a granted directory could point outside it, and
+/// although the guest cannot follow it, any host process reading the directory would.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::Descriptor;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{ErrorCode, PathFlags};
     linker.allow_shadowing(true);
     poll::add_to_linker::<HostState, HasGuardedIo>(linker, view)?;
     streams::add_to_linker::<HostState, HasGuardedIo>(linker, view)?;
+    let mut filesystem = linker.instance(WASI_FILESYSTEM)?;
+    filesystem.func_wrap(
+        "[method]descriptor.symlink-at",
+        |_, (_, _, _): (Resource<Descriptor>, String, String)| {
+            Ok((Err::<(), _>(ErrorCode::NotPermitted),))
+        },
+    )?;
+    filesystem.func_wrap(
+        "[method]descriptor.link-at",
+        |_,
+         (_, _, _, _, _): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            Resource<Descriptor>,
+            String,
+        )| { Ok((Err::<(), _>(ErrorCode::NotPermitted),)) },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

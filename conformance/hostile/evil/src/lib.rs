@@ -130,11 +130,66 @@ fn shout(n: i64) -> i64 {
     n
 }
 
+/// File descriptors: opens the files of `dir` (a granted directory) again and again,
+/// keeping every handle, until refused; says how many it held.
+#[fungi_sdk::udf]
+fn hoard_files(dir: &str) -> String {
+    let path = format!("{dir}/hoard");
+    if let Err(e) = std::fs::write(&path, b"x") {
+        return format!("cannot write: {e}");
+    }
+    let mut held = Vec::new();
+    loop {
+        match std::fs::File::open(&path) {
+            Ok(f) => held.push(f),
+            Err(e) => return format!("held {} files, then: {e}", held.len()),
+        }
+        if held.len() > 1_000_000 {
+            return "held a million files".into();
+        }
+    }
+}
+
+/// Sockets: connects to `addr` again and again, keeping every connection.
+#[fungi_sdk::udf]
+fn hoard_sockets(addr: &str) -> String {
+    let mut held = Vec::new();
+    loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(e) => return format!("held {} sockets, then: {e}", held.len()),
+        }
+        if held.len() > 100_000 {
+            return "held 100000 sockets".into();
+        }
+    }
+}
+
+/// Links: tries a hard link and a symbolic link in `dir` (a writable granted directory)
+/// that point outside it; says what happened to each.
+#[fungi_sdk::udf]
+fn link_out(dir: &str) -> String {
+    let _ = std::fs::write(format!("{dir}/inside"), b"x");
+    let hard = match std::fs::hard_link(format!("{dir}/inside"), format!("{dir}/hard")) {
+        Ok(()) => "hard link made".to_string(),
+        Err(e) => format!("hard link refused: {e}"),
+    };
+    let preopens = wasi::filesystem::preopens::get_directories();
+    let soft = match preopens.first() {
+        Some((descriptor, _)) => match descriptor.symlink_at("/etc/passwd", "soft") {
+            Ok(()) => "symlink made".to_string(),
+            Err(e) => format!("symlink refused: {e:?}"),
+        },
+        None => "no directory".to_string(),
+    };
+    format!("{hard}; {soft}")
+}
+
 fungi_sdk::scalar_plugin! {
     name: "evil",
     description: "hostile functions for the host's limit tests",
     functions: [
         spin, bomb, recurse, boom, flood, chatty, connect, read_file, env_count, nap,
-        hang_read, burn, shout,
+        hang_read, burn, shout, hoard_files, hoard_sockets, link_out,
     ],
 }

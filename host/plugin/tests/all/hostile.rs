@@ -416,3 +416,63 @@ fn every_linear_memory_and_table_counts_towards_the_instance_limit() {
     let err = evil("bomb", limits).call(&[ints(1)], 1).unwrap_err();
     limit(err, "memory limit of 32.50 MiB per instance exceeded");
 }
+
+#[test]
+fn open_files_and_sockets_are_limited_per_instance_and_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = TenantLimits {
+        directories: vec![(dir.path().to_path_buf(), "/data".into(), true)],
+        max_host_resources_per_instance: 64,
+        ..TenantLimits::default()
+    };
+    let t = tenant("hoard", limits);
+    let f = ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "hoard_files", Vec::new()).unwrap();
+    let err = f.call(&[strings(&["/data"])], 1).unwrap_err();
+    limit(err, "host resource limit reached: at most 64 open files");
+    // The instance is gone, and what it held was given back.
+    assert_eq!(t.host_resources(), 0);
+    assert_eq!(t.live_instances(), 0);
+    // Sockets count the same way.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepting = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok((c, _)) = listener.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let limits = TenantLimits {
+        network_allow: vec![addr.clone()],
+        max_host_resources: 40,
+        ..TenantLimits::default()
+    };
+    let t = tenant("sockets", limits);
+    let f = ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "hoard_sockets", Vec::new()).unwrap();
+    let err = f.call(&[strings(&[&addr])], 1).unwrap_err();
+    limit(err, "40 for the tenant");
+    assert_eq!(t.host_resources(), 0);
+    accepting.join().unwrap();
+}
+
+#[test]
+fn links_in_a_granted_directory_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = TenantLimits {
+        directories: vec![(dir.path().to_path_buf(), "/data".into(), true)],
+        ..TenantLimits::default()
+    };
+    let f = evil("link_out", limits);
+    let out = f.call(&[strings(&["/data"])], 1).unwrap();
+    let text = out.as_string::<i32>().value(0).to_string();
+    assert!(
+        text.contains("hard link refused") && text.contains("symlink refused"),
+        "{text}"
+    );
+    assert!(!dir.path().join("hard").exists());
+    assert!(std::fs::symlink_metadata(dir.path().join("soft")).is_err());
+}
