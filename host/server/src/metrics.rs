@@ -196,6 +196,16 @@ pub fn render(
         "tenant_plugin_throttled_seconds",
         "Time the tenant's calls waited because its CPU budget was spent",
     );
+    let resources: Gauges = family(
+        &mut r,
+        "tenant_plugin_host_resources",
+        "Open files, sockets and streams held by the tenant's plugin instances",
+    );
+    let dropped_logs: Gauges = family(
+        &mut r,
+        "tenant_plugin_dropped_log_bytes",
+        "Host log bytes of the tenant's plugins dropped over the per-call or per-second limit",
+    );
     let traps: Counters = family(
         &mut r,
         "tenant_plugin_traps",
@@ -207,6 +217,10 @@ pub fn render(
         memory.get_or_create(&l).set(t.memory_in_use() as f64);
         instances.get_or_create(&l).set(t.live_instances() as f64);
         throttled.get_or_create(&l).set(t.throttled().as_secs_f64());
+        resources.get_or_create(&l).set(t.host_resources() as f64);
+        dropped_logs
+            .get_or_create(&l)
+            .set(t.dropped_log_bytes() as f64);
         for (reason, n) in t.traps() {
             let mut l = l.clone();
             l.push(("reason", reason.to_string()));

@@ -674,6 +674,9 @@ pub(crate) const LIMIT_KEYS: &[&str] = &[
     "plugin.memory-per-instance",
     "plugin.memory-total",
     "plugin.max-instances",
+    "plugin.max-host-resources",
+    "plugin.max-host-resources-per-instance",
+    "plugin.max-log-bytes-per-second",
     "plugin.max-output",
     "plugin.on-error",
     "plugin.batch-rows",
@@ -738,6 +741,14 @@ pub(crate) fn set_limit(limits: &mut TenantLimits, key: &str, value: &str) -> Re
         "plugin.max-instances" => {
             limits.max_instances = value.trim().parse().map_err(|_| bad("a number"))?
         }
+        "plugin.max-host-resources" => {
+            limits.max_host_resources = value.trim().parse().map_err(|_| bad("a number"))?
+        }
+        "plugin.max-host-resources-per-instance" => {
+            limits.max_host_resources_per_instance =
+                value.trim().parse().map_err(|_| bad("a number"))?
+        }
+        "plugin.max-log-bytes-per-second" => limits.max_log_bytes_per_second = size()?,
         _ => {
             return Err(SqlError::Plan(format!(
                 "unknown setting '{key}'; plugin limits: {}",

@@ -38,6 +38,12 @@ pub struct Quotas {
     /// Milliseconds of plugin calls per second of wall clock, across the tenant's jobs;
     /// a tenant over budget waits (enforced by the plugin host).
     pub plugin_cpu_ms_per_second: Option<u64>,
+    /// Open files, sockets and streams the tenant's plugin instances may hold at once,
+    /// across its jobs (enforced by the plugin host; default 2048).
+    pub plugin_host_resources: Option<u64>,
+    /// Bytes a call of the tenant's plugins may return, states and positions included
+    /// (enforced by the plugin host; default 64 MiB).
+    pub plugin_max_output_bytes: Option<u64>,
     /// Bytes of one job's state, as measured by its checkpoints; a job whose checkpoint
     /// is larger fails with a message naming the quota.
     pub max_state_bytes: Option<u64>,

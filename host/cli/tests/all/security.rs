@@ -838,3 +838,186 @@ fn kafka_brokers_are_checked_as_the_cluster_advertises_them() {
     let ended = wait_for_end(&server, &developer, &id);
     assert_eq!(ended["status"], "FINISHED", "{ended}");
 }
+
+/// Rows the sink of job `id` received so far.
+fn sink_rows(server: &Server, key: &str, id: &str) -> u64 {
+    let job = ok(server, key, Method::GET, &format!("/jobs/{id}"), None);
+    job["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["name"].as_str().is_some_and(|n| n.ends_with("-sink")))
+        .map(|o| o["records_in"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The victim's sink rows per second over `window`.
+fn rate(server: &Server, key: &str, id: &str, window: Duration) -> f64 {
+    let before = sink_rows(server, key, id);
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let after = sink_rows(server, key, id);
+    (after - before) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn one_tenants_hostile_plugins_leave_another_tenants_job_and_the_api_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    create_tenant(&server, &admin, json!({ "id": "victim" }));
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "attacker", "quotas": {
+            "plugin_cpu_ms_per_second": 100,
+            "plugin_memory_total": 256 << 20,
+            "plugin_host_resources": 64,
+        } }),
+    );
+    let victim = new_key(&server, &admin, "victim", "developer");
+    let attacker = new_key(&server, &admin, "attacker", "developer");
+    let evil = std::fs::read(fungi_plugin_artifacts::HOSTILE_EVIL).unwrap();
+    let (status, body) = upload(&server, &attacker, "evil", evil, None);
+    assert_eq!(status, 201, "{body}");
+    let steady = ok(
+        &server,
+        &victim,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql":
+            "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '20000');
+             CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT id * 2 FROM g;" })),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    let baseline = rate(&server, &victim, &steady, Duration::from_secs(3));
+    // Every attack at once, each in a job of its own that keeps going (failed batches go
+    // to the dead-letter output).
+    let mut attacks = Vec::new();
+    for (function, argument) in [
+        ("spin", "id"),
+        ("burn", "400 + id % 2"),
+        ("nap", "60000 + id % 2"),
+        ("shout", "40 + id % 2"),
+        ("bomb", "id"),
+        ("recurse", "id"),
+        ("flood", "id"),
+        ("hoard_files", "'/tmp'"),
+    ] {
+        let sql = format!(
+            "SET 'plugin.on-error' = 'dead-letter';
+             CREATE FUNCTION {function} LANGUAGE WASM USING 'evil';
+             CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '20');
+             CREATE TABLE out (v VARCHAR) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT CAST({function}({argument}) AS VARCHAR) FROM g;"
+        );
+        let (status, body) = call(
+            &server,
+            Some(&attacker),
+            Method::POST,
+            "/jobs",
+            Some(json!({ "sql": sql, "parallelism": 2 })),
+        );
+        assert_eq!(status, 201, "{function}: {body}");
+        attacks.push(body["id"].as_str().unwrap().to_string());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let mut slowest = Duration::ZERO;
+    let attacked = {
+        let before = sink_rows(&server, &victim, &steady);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            let t = Instant::now();
+            let (status, _) = call(&server, Some(&victim), Method::GET, "/jobs", None);
+            assert_eq!(status, 200);
+            slowest = slowest.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let after = sink_rows(&server, &victim, &steady);
+        (after - before) as f64 / start.elapsed().as_secs_f64()
+    };
+    eprintln!(
+        "victim: {baseline:.0} rows/s alone, {attacked:.0} rows/s beside 8 hostile jobs \
+         ({:.0} %); slowest API call {slowest:?}",
+        attacked / baseline * 100.0
+    );
+    assert_eq!(job_status(&server, &victim, &steady), "RUNNING");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    // An isolation bound, not a benchmark (figures in docs/benchmarks.md).
+    assert!(attacked > baseline * 0.5, "{attacked} vs {baseline}");
+    // The attacks were stopped by the limits, named as such.
+    let mut reasons = std::collections::BTreeSet::new();
+    for id in &attacks {
+        let job = ok(
+            &server,
+            &attacker,
+            Method::GET,
+            &format!("/jobs/{id}"),
+            None,
+        );
+        for (reason, n) in job["dead_letters"].as_object().unwrap() {
+            if n.as_u64().unwrap_or(0) > 0 {
+                reasons.insert(reason.clone());
+            }
+        }
+    }
+    assert!(
+        reasons.contains("plugin limit") && reasons.contains("plugin trap"),
+        "{reasons:?}"
+    );
+    // The server is whole: the attacks can be cancelled, and it stops on request.
+    for id in &attacks {
+        let (status, body) = call(
+            &server,
+            Some(&attacker),
+            Method::POST,
+            &format!("/jobs/{id}/cancel"),
+            None,
+        );
+        assert!(status == 200 || status == 409, "{body}");
+    }
+    assert_eq!(job_status(&server, &victim, &steady), "RUNNING");
+    // Cancelled, the attacks let go of their plugin instances and what they held.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = metrics_text(&server, &admin);
+        let held = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name) && l.contains("tenant=\"attacker\""))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (instances, resources) = (
+            held("fungi_tenant_plugin_instances"),
+            held("fungi_tenant_plugin_host_resources"),
+        );
+        if instances == 0.0 && resources == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled attacks still hold {instances} instances, {resources} resources"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = server.child.kill();
+}
+
+/// The Prometheus text of `/metrics`.
+fn metrics_text(server: &Server, key: &str) -> String {
+    blocking(|| {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    })
+}

@@ -304,6 +304,12 @@ pub fn plugin_limits(q: &Quotas) -> fungi_plugin::TenantLimits {
     if let Some(ms) = q.plugin_cpu_ms_per_second {
         limits.cpu_budget_per_second = std::time::Duration::from_millis(ms);
     }
+    if let Some(n) = q.plugin_host_resources {
+        limits.max_host_resources = n as usize;
+    }
+    if let Some(n) = q.plugin_max_output_bytes {
+        limits.max_output_bytes = n as usize;
+    }
     limits.network_allow = q.allowed_egress_hosts.clone();
     limits
 }
