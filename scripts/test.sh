@@ -26,6 +26,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The SDK's pytest suite; its client tests use the `fungi` binary the tests above built.
 FUNGI_BIN="$CARGO_TARGET_DIR/debug/fungi" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk-python
+# The same SQL on Fungi and on Apache Flink 2.3 over data with NULLs, late rows and
+# gaps: results must match, or differ only where a case records why.
+bash conformance/flink/run.sh --scale small
 # The REST API fuzzed from its OpenAPI document: no request may get a 5xx.
 bash scripts/schemathesis.sh 20
 # The decoding of what plugins return, fuzzed for a minute: no input may panic it.

@@ -437,9 +437,24 @@ impl SourceTask {
                             ))
                         })?;
                         let ts = timestamps_millis(batch.column(index), col)?;
-                        w.observe(split, &ts, now);
+                        // Rows behind the watermark of the rows before them get that
+                        // watermark first (per-record watermarks, whatever the batching).
+                        let mut from = 0;
+                        for to in w.cuts(split, &ts) {
+                            w.observe(split, &ts.slice(from, to - from), now);
+                            self.chain
+                                .input(Input::Batch(0, batch.slice(from, to - from)))?;
+                            if let Some(wm) = w.poll(now) {
+                                self.chain.input(Input::Watermark(wm))?;
+                            }
+                            from = to;
+                        }
+                        let rest = batch.num_rows() - from;
+                        w.observe(split, &ts.slice(from, rest), now);
+                        self.chain.input(Input::Batch(0, batch.slice(from, rest)))?;
+                    } else {
+                        self.chain.input(Input::Batch(0, batch))?;
                     }
-                    self.chain.input(Input::Batch(0, batch))?;
                 }
                 SourceEvent::Pending(wait) => {
                     let trigger = self.checkpointing.as_mut().map(|c| &mut c.channels.trigger);

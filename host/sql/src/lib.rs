@@ -33,6 +33,8 @@ mod aggregate;
 mod catalog;
 mod ddl;
 mod error;
+mod flink_aggregates;
+mod flink_functions;
 pub mod limits;
 mod operators;
 pub mod planner;

@@ -162,7 +162,37 @@ impl Planner<'_> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+        let expr = self.rewrite_functions(expr.clone(), schema)?;
+        Ok(self.state.create_physical_expr(expr, schema)?)
+    }
+
+    /// Lets every function call rewrite itself the way DataFusion's optimizer would
+    /// (`COALESCE`, `NVL` and `IFNULL` become `CASE`; they have no kernel of their own).
+    /// Only the functions' own rewrites run: no constant folding, so nothing (a plugin's
+    /// function above all) is evaluated while a job is planned.
+    fn rewrite_functions(&self, expr: Expr, schema: &DFSchema) -> Result<Expr> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+        let info = SimplifyContext::builder()
+            .with_schema(Arc::new(schema.clone()))
+            .with_config_options(self.state.config_options().clone())
+            .build();
+        Ok(expr
+            .transform_up(|e| match e {
+                e @ (Expr::Cast(_) | Expr::TryCast(_)) => Ok(Transformed::yes(
+                    crate::flink_functions::flink_cast(e, schema)?,
+                )),
+                Expr::ScalarFunction(ScalarFunction { func, args }) => {
+                    Ok(match func.simplify(args, &info)? {
+                        ExprSimplifyResult::Simplified(e) => Transformed::yes(e),
+                        ExprSimplifyResult::Original(args) => {
+                            Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args }))
+                        }
+                    })
+                }
+                e => Ok(Transformed::no(e)),
+            })?
+            .data)
     }
 
     /// Adds `name` fed by `input` with the same parallelism (chained).
@@ -743,6 +773,13 @@ impl Planner<'_> {
             return Err(SqlError::unsupported(
                 format!("{} joins", j.join_type),
                 "use an INNER join (outer joins are being built)",
+            ));
+        }
+        if j.null_equality == datafusion::common::NullEquality::NullEqualsNull && !j.on.is_empty() {
+            return Err(SqlError::unsupported(
+                "join keys compared with IS NOT DISTINCT FROM",
+                "join on `=` (rows with a NULL key then match nothing) and add the rows with \
+                 NULL keys with a UNION ALL",
             ));
         }
         let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());

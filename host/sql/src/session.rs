@@ -108,6 +108,9 @@ impl SqlSession {
         let mut options = SessionConfig::new();
         // Flink's identifiers are case-sensitive (`dateTime` stays `dateTime`).
         options.options_mut().sql_parser.enable_ident_normalization = false;
+        // Flink orders NULL as the smallest value: first for ASC, last for DESC (Top-N
+        // with `ORDER BY price DESC` never keeps a NULL price ahead of a real one).
+        options.options_mut().sql_parser.default_null_ordering = "nulls_min".to_string();
         let ctx = SessionContext::new_with_config(options);
         for udf in WindowMarker::udfs() {
             ctx.register_udf(udf);
@@ -117,6 +120,10 @@ impl SqlSession {
         for udf in crate::udfs::FlinkString::udfs() {
             ctx.register_udf(udf);
         }
+        for udf in crate::flink_functions::udfs() {
+            ctx.register_udf(udf);
+        }
+        ctx.register_udaf(crate::flink_aggregates::FlinkAvg::udaf());
         SqlSession {
             ctx,
             tables: BTreeMap::new(),
@@ -666,9 +673,12 @@ impl SqlSession {
                 .map(String::as_str)
                 .filter(|n| !n.starts_with("fungi_"))
                 .collect();
-            let hint = closest(name, names.iter().copied())
-                .map(|c| format!(" Did you mean '{c}'?"))
-                .unwrap_or_default();
+            let hint = match crate::flink_functions::equivalent(name) {
+                Some(instead) => format!(" Fungi has no {name}; write {instead}."),
+                None => closest(name, names.iter().copied())
+                    .map(|c| format!(" Did you mean '{c}'?"))
+                    .unwrap_or_default(),
+            };
             return SqlError::Plan(format!("unknown function '{name}'.{hint}"));
         }
         if let Some(rest) = msg

@@ -16,7 +16,8 @@ pub(crate) const KINDS: &[&str] = &["tumble", "hop", "cumulate", "session"];
 
 /// Applies the rewrites: window table functions, legacy group windows, Flink functions.
 pub(crate) fn rewrite(sql: &str) -> Result<String> {
-    rewrite_date_format(&rewrite_group_windows(&rewrite_window_tvfs(sql)?)?)
+    let sql = rewrite_date_format(&rewrite_group_windows(&rewrite_window_tvfs(sql)?)?)?;
+    crate::flink_functions::rewrite_time_units(&sql)
 }
 
 /// Flink's `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')` (Java patterns) becomes DataFusion's

@@ -765,23 +765,46 @@ impl AggregateFunction for Max {
     }
 }
 
-/// `avg`: DOUBLE.
+/// `avg`, typed as in Flink: the argument's type (an average of BIGINTs is a BIGINT,
+/// truncated toward zero; of FLOATs a FLOAT). Integers are summed as BIGINT.
 #[derive(Debug, Clone, Copy)]
 pub struct Avg;
+
+/// The result type of `avg` over `input` (Flink's rule: the argument's type).
+fn avg_type(input: &[DataType]) -> Result<DataType> {
+    let t = one_arg("avg", input)?;
+    match t {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64 => Ok(t),
+        DataType::Float16 => Ok(DataType::Float32),
+        other => Err(FungiError::Plan(format!(
+            "avg does not accept arguments of type {other}"
+        ))),
+    }
+}
 
 impl AggregateFunction for Avg {
     fn name(&self) -> &str {
         "avg"
     }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
-        numeric_domain("avg", &one_arg("avg", input)?)?;
-        Ok(DataType::Float64)
+        avg_type(input)
     }
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>> {
-        self.return_type(input)?;
+        let output = avg_type(input)?;
+        let domain = numeric_domain("avg", &output)?;
         Ok(Box::new(AvgAccumulator {
-            sum: FoldAccumulator::new(DataType::Float64),
+            sum: fold_accumulator::<AddFold, AddFold>(&domain, domain.clone()),
             count: CountAccumulator::default(),
+            output,
         }))
     }
     fn retracting_accumulator(
@@ -793,8 +816,10 @@ impl AggregateFunction for Avg {
 }
 
 struct AvgAccumulator {
-    sum: FoldAccumulator<Float64Type, AddFold>,
+    /// The sum in the numeric domain (BIGINT for integers, DOUBLE for floats).
+    sum: Box<dyn GroupsAccumulator>,
     count: CountAccumulator,
+    output: DataType,
 }
 
 impl GroupsAccumulator for AvgAccumulator {
@@ -812,15 +837,26 @@ impl GroupsAccumulator for AvgAccumulator {
     }
     fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
         let sums = self.sum.evaluate(groups)?;
-        let sums = sums.as_primitive::<Float64Type>();
         let counts = self.count.evaluate(groups)?;
-        let counts = counts.as_primitive::<Int64Type>();
-        let out: PrimitiveArray<Float64Type> = sums
-            .iter()
-            .zip(counts.values().iter())
-            .map(|(s, &c)| s.filter(|_| c > 0).map(|s| s / c as f64))
-            .collect();
-        Ok(Arc::new(out))
+        let counts = counts.as_primitive::<Int64Type>().values();
+        let averages: ArrayRef = match sums.data_type() {
+            DataType::Float64 => Arc::new(
+                sums.as_primitive::<Float64Type>()
+                    .iter()
+                    .zip(counts.iter())
+                    .map(|(s, &c)| s.filter(|_| c > 0).map(|s| s / c as f64))
+                    .collect::<PrimitiveArray<Float64Type>>(),
+            ),
+            // Integer division truncates toward zero, as Java's does in Flink.
+            _ => Arc::new(
+                sums.as_primitive::<Int64Type>()
+                    .iter()
+                    .zip(counts.iter())
+                    .map(|(s, &c)| s.filter(|_| c > 0).map(|s| s / c))
+                    .collect::<PrimitiveArray<Int64Type>>(),
+            ),
+        };
+        Ok(cast::cast(&averages, &self.output)?)
     }
     fn reset(&mut self, groups: &[u32]) -> Result<()> {
         self.sum.reset(groups)?;
@@ -830,10 +866,10 @@ impl GroupsAccumulator for AvgAccumulator {
         self.sum.size() + self.count.size()
     }
     fn state(&mut self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        sum_count_state(&mut self.sum, &mut self.count, groups)
+        sum_count_state(self.sum.as_mut(), &mut self.count, groups)
     }
     fn merge_state(&mut self, state: &[ArrayRef], groups: &[u32], total: usize) -> Result<()> {
-        merge_sum_count_state(&mut self.sum, &mut self.count, state, groups, total)
+        merge_sum_count_state(self.sum.as_mut(), &mut self.count, state, groups, total)
     }
 }
 
@@ -871,11 +907,20 @@ mod tests {
                 .value(0),
             2
         );
+        // Flink types an average as its argument: 16 / 3 is 5 for INT, with a negative
+        // average truncated toward zero.
         let mut a = Avg.accumulator(&[DataType::Int32]).unwrap();
-        a.update_batch(&[col], &[0, 0, 0], 1).unwrap();
+        let negative: ArrayRef = Arc::new(Int32Array::from(vec![-5, -2]));
+        a.update_batch(&[col], &[0, 0, 0], 2).unwrap();
+        a.update_batch(&[negative], &[1, 1], 2).unwrap();
+        let out = a.evaluate(&[0, 1]).unwrap();
+        let out = out.as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!(out.values().as_ref(), &[5, -3]);
+        let doubles: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
+        let mut a = Avg.accumulator(&[DataType::Float64]).unwrap();
+        a.update_batch(&[doubles], &[0, 0], 1).unwrap();
         let out = a.evaluate(&[0]).unwrap();
-        let out = out.as_any().downcast_ref::<Float64Array>().unwrap();
-        assert!((out.value(0) - 16.0 / 3.0).abs() < 1e-9);
+        assert_eq!(out.as_primitive::<Float64Type>().value(0), 1.5);
         assert!(Sum.accumulator(&[DataType::Utf8]).is_err());
     }
 }

@@ -119,6 +119,26 @@ impl SplitWatermarks {
         state.idle = false;
     }
 
+    /// Where a batch read from `split` must be cut so that watermarks follow every
+    /// record, as in Flink: the indices of rows at or behind the watermark the rows
+    /// before them would give (`max - delay`). The rows before such a row are observed
+    /// and the watermark emitted before it is passed on, so whether a row is late never
+    /// depends on how rows were grouped into batches. Rows within the bound (the usual
+    /// case) cut nothing; the scan is one pass over the timestamps, without allocation
+    /// unless there are cuts.
+    pub fn cuts(&self, split: u32, timestamps: &Int64Array) -> Vec<usize> {
+        let delay = self.strategy.delay();
+        let mut max_ts = self.splits.get(&split).map_or(i64::MIN, |s| s.max_ts);
+        let mut cuts = Vec::new();
+        for (i, &t) in timestamps.values().iter().enumerate() {
+            if i > 0 && max_ts > i64::MIN && t <= max_ts.saturating_sub(delay).saturating_sub(1) {
+                cuts.push(i);
+            }
+            max_ts = max_ts.max(t);
+        }
+        cuts
+    }
+
     /// Registers a split before its first record, so it holds event time back until it
     /// sends data or turns idle.
     pub fn add_split(&mut self, split: u32, now: Instant) {
@@ -258,6 +278,22 @@ mod tests {
             None,
             "an older record does not move the watermark"
         );
+    }
+
+    #[test]
+    fn batches_are_cut_before_rows_behind_the_watermark() {
+        let mut w = SplitWatermarks::new(WatermarkStrategy::bounded_out_of_orderness(
+            "ts",
+            Duration::from_millis(10),
+        ));
+        let now = Instant::now();
+        // Within the bound: no cut. 100 then 85 (behind 100 - 10): cut before 85.
+        assert!(w.cuts(0, &ts(&[5, 1, 9])).is_empty());
+        assert_eq!(w.cuts(0, &ts(&[100, 95, 85, 120, 109])), vec![2, 4]);
+        w.observe(0, &ts(&[100]), now);
+        // The first row of a batch meets the watermark sent after the batch before it.
+        assert!(w.cuts(0, &ts(&[80, 101])).is_empty());
+        assert_eq!(w.cuts(0, &ts(&[101, 80])), vec![1]);
     }
 
     #[test]

@@ -241,32 +241,89 @@ impl WindowAggregator {
     }
 
     /// Adds a batch. Returns late rows and updates of already fired windows.
+    ///
+    /// A row is late when every window it belongs to has been finalised. For session
+    /// windows that is decided, as in Flink, against the session the row merges into:
+    /// a row whose own `[t, t + gap)` has passed the watermark still counts when it
+    /// touches a session of its key that is open (or within the allowed lateness),
+    /// including one the on-time rows of the same batch opened.
     pub fn process_batch(&mut self, batch: &RecordBatch) -> Result<BatchOutcome> {
-        let mut outcome = BatchOutcome::default();
         let ts = timestamps_millis(batch.column(self.time_index), &self.time_column)?;
-        // Split off late rows (vectorized mask; the common case has none).
         let watermark = self.watermark;
-        let mut batch = batch.clone();
-        let mut ts = ts;
-        if watermark > i64::MIN && ts.values().iter().any(|&t| self.expiry(t) <= watermark) {
-            let late: BooleanArray = ts
-                .values()
-                .iter()
-                .map(|&t| Some(self.expiry(t) <= watermark))
-                .collect();
-            let late_rows = filter_record_batch(&batch, &late)?;
+        if watermark == i64::MIN || !ts.values().iter().any(|&t| self.expiry(t) <= watermark) {
+            return self.add_rows(batch.clone(), ts);
+        }
+        // Split off late rows (vectorized mask; the common case has none).
+        let late: BooleanArray = ts
+            .values()
+            .iter()
+            .map(|&t| Some(self.expiry(t) <= watermark))
+            .collect();
+        let keep = not(&late)?;
+        let mut outcome =
+            self.add_rows(filter_record_batch(batch, &keep)?, filtered(&ts, &keep)?)?;
+        let late_rows = filter_record_batch(batch, &late)?;
+        let late_ts = filtered(&ts, &late)?;
+        let late_rows = match self.joins_open_session(&late_rows, &late_ts)? {
+            Some(joins) => {
+                let rescued = self.add_rows(
+                    filter_record_batch(&late_rows, &joins)?,
+                    filtered(&late_ts, &joins)?,
+                )?;
+                outcome.updates = match (outcome.updates.take(), rescued.updates) {
+                    (Some(a), Some(b)) => Some(concat_batches(&a.schema(), [&a, &b])?),
+                    (a, b) => a.or(b),
+                };
+                filter_record_batch(&late_rows, &not(&joins)?)?
+            }
+            None => late_rows,
+        };
+        if late_rows.num_rows() > 0 {
             self.late_records += late_rows.num_rows() as u64;
             outcome.late = Some(late_rows);
-            let keep = not(&late)?;
-            batch = filter_record_batch(&batch, &keep)?;
-            ts = Arc::new(
-                arrow::compute::filter(ts.as_ref(), &keep)?
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .expect("filter keeps the type")
-                    .clone(),
-            );
         }
+        Ok(outcome)
+    }
+
+    /// For session windows: which of `rows` touch a session of their key held in state.
+    fn joins_open_session(
+        &mut self,
+        rows: &RecordBatch,
+        ts: &TimestampColumn,
+    ) -> Result<Option<BooleanArray>> {
+        let Windows::Session(state) = &self.windows else {
+            return Ok(None);
+        };
+        if rows.num_rows() == 0 {
+            return Ok(None);
+        }
+        let key_columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| rows.column(i).clone())
+            .collect();
+        let mut key_ids = Vec::new();
+        self.keys
+            .intern(&key_columns, rows.num_rows(), &mut key_ids)?;
+        let gap = state.gap;
+        let joins: BooleanArray =
+            ts.values()
+                .iter()
+                .zip(&key_ids)
+                .map(|(&t, key)| {
+                    let end = t.saturating_add(gap);
+                    Some(state.sessions.get(key).is_some_and(|sessions| {
+                        sessions.iter().any(|s| s.start <= end && s.end >= t)
+                    }))
+                })
+                .collect();
+        Ok((joins.true_count() > 0).then_some(joins))
+    }
+
+    /// Adds rows that are not late: assigns them to windows and updates accumulators.
+    fn add_rows(&mut self, batch: RecordBatch, ts: TimestampColumn) -> Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
+        let watermark = self.watermark;
         if batch.num_rows() == 0 {
             return Ok(outcome);
         }
@@ -727,6 +784,20 @@ impl WindowAggregator {
         self.release(&freed)?;
         Ok(out)
     }
+}
+
+/// The event-time column of a batch, in ms.
+type TimestampColumn = Arc<arrow::array::Int64Array>;
+
+/// The values of `ts` where `mask` is true.
+fn filtered(ts: &TimestampColumn, mask: &BooleanArray) -> Result<TimestampColumn> {
+    Ok(Arc::new(
+        arrow::compute::filter(ts.as_ref(), mask)?
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("filter keeps the type")
+            .clone(),
+    ))
 }
 
 /// Assigns each row to its (key, slice) group, creating groups and registering windows.

@@ -1,6 +1,7 @@
 //! The hash join both join operators use: equal keys, plus a per-pair condition.
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{cast, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
@@ -10,7 +11,9 @@ use hashbrown::HashTable;
 
 /// Pairs `(left row, right row)` whose key columns are equal and for which `accept`
 /// holds. Builds a hash table on the right keys (cast to the left key types), probes with
-/// the left ones; without keys every pair is a candidate. `hashes` is scratch space.
+/// the left ones; without keys every pair is a candidate. A row with a NULL in any key
+/// column matches nothing (SQL equality: `NULL = NULL` is not true). `hashes` is scratch
+/// space.
 pub(crate) fn matching_pairs(
     left: &[ArrayRef],
     right: &[ArrayRef],
@@ -45,12 +48,17 @@ pub(crate) fn matching_pairs(
         converter.convert_columns(left)?,
         converter.convert_columns(&right)?,
     );
+    let (lnulls, rnulls) = (key_nulls(left), key_nulls(&right));
+    let valid = |nulls: &Option<NullBuffer>, i: usize| nulls.as_ref().is_none_or(|b| b.is_valid(i));
     // Build: the first row of each key in the table, the others chained behind it.
     hash_columns(&right, hashes)?;
     let rhash = std::mem::take(hashes);
     let mut table: HashTable<u32> = HashTable::with_capacity(right_rows);
     let mut next = vec![u32::MAX; right_rows];
     for (j, &h) in rhash.iter().enumerate() {
+        if !valid(&rnulls, j) {
+            continue;
+        }
         let row = rrows.row(j);
         match table.find_mut(h, |&k| rrows.row(k as usize) == row) {
             Some(head) => {
@@ -65,6 +73,9 @@ pub(crate) fn matching_pairs(
     // Probe.
     hash_columns(left, hashes)?;
     for (i, &h) in hashes.iter().enumerate() {
+        if !valid(&lnulls, i) {
+            continue;
+        }
         let row = lrows.row(i);
         if let Some(&head) = table.find(h, |&k| rrows.row(k as usize) == row) {
             let mut j = head;
@@ -78,6 +89,13 @@ pub(crate) fn matching_pairs(
         }
     }
     Ok((li, ri))
+}
+
+/// The rows with a NULL in any of `columns` (as null bits), or `None` if there are none.
+fn key_nulls(columns: &[ArrayRef]) -> Option<NullBuffer> {
+    columns.iter().fold(None, |acc, c| {
+        NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
+    })
 }
 
 /// The key columns of `left` and `right` for (left, right) key index pairs.

@@ -34,10 +34,15 @@ impl Operator for WatermarkAssigner {
             .index_of(&col)
             .map_err(|_| fungi_streaming::unknown_column(&col, &batch.schema()))?;
         let ts = timestamps_millis(batch.column(index), &col)?;
-        self.watermarks.observe(0, &ts, Instant::now());
-        out.emit(batch);
-        if let Some(wm) = self.watermarks.poll(Instant::now()) {
-            out.emit_watermark(wm);
+        let now = Instant::now();
+        let mut from = 0;
+        for to in self.watermarks.cuts(0, &ts).into_iter().chain([ts.len()]) {
+            self.watermarks.observe(0, &ts.slice(from, to - from), now);
+            out.emit(batch.slice(from, to - from));
+            if let Some(wm) = self.watermarks.poll(now) {
+                out.emit_watermark(wm);
+            }
+            from = to;
         }
         Ok(())
     }

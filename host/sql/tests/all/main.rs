@@ -4,6 +4,7 @@
 mod confinement;
 mod errors;
 mod explain;
+mod flink_semantics;
 mod oracle;
 mod plugins;
 mod python;

@@ -1,0 +1,522 @@
+//! Flink's semantics for scalar functions whose DataFusion namesakes differ, and Flink
+//! functions DataFusion lacks:
+//!
+//! | Flink | DataFusion alone | here |
+//! |---|---|---|
+//! | `CONCAT(a, b, ...)` | NULL arguments count as empty strings | NULL if any argument is NULL |
+//! | `IF(c, a, b)` | unknown | `CASE WHEN c THEN a ELSE b END` |
+//! | `TIMESTAMPADD(unit, n, ts)` | unknown | `ts` moved by `n` units (months keep the day where it exists) |
+//! | `TIMESTAMPDIFF(unit, a, b)` | unknown | whole units from `a` to `b` |
+//! | `CAST(ts AS STRING)` | `2024-01-01T00:00:01` | `2024-01-01 00:00:01.000` (the fraction has the type's precision) |
+//!
+//! `||` and `CONCAT_WS` already behave as in Flink (`||` is NULL with a NULL operand;
+//! `CONCAT_WS` skips NULL arguments and is NULL only with a NULL separator).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, PrimitiveArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use chrono::{DateTime, Datelike, Months, NaiveDateTime};
+use datafusion::common::{DFSchema, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, expr::ScalarFunction, when,
+};
+
+use crate::error::{Result, SqlError};
+use crate::text::{find_keyword, matching_paren, split_top_level};
+
+/// The functions of this module, to register in a session (they replace DataFusion's
+/// functions of the same names).
+pub(crate) fn udfs() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(NullStrictConcat::new()),
+        ScalarUDF::new_from_impl(If::new()),
+        ScalarUDF::new_from_impl(TimestampArith::new(Arith::Add)),
+        ScalarUDF::new_from_impl(TimestampArith::new(Arith::Diff)),
+    ]
+}
+
+/// `CONCAT`: DataFusion's, except that any NULL argument makes the result NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NullStrictConcat {
+    inner: Arc<ScalarUDF>,
+}
+
+impl NullStrictConcat {
+    fn new() -> Self {
+        NullStrictConcat {
+            inner: datafusion::functions::string::concat(),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NullStrictConcat {
+    fn name(&self) -> &str {
+        "concat"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> datafusion::common::Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        if args
+            .args
+            .iter()
+            .any(|a| matches!(a, ColumnarValue::Scalar(s) if s.is_null()))
+        {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_new_null(
+                args.return_field.data_type(),
+            )?));
+        }
+        let nulls = args.args.iter().fold(None::<NullBuffer>, |acc, a| match a {
+            ColumnarValue::Array(a) => NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref()),
+            ColumnarValue::Scalar(_) => acc,
+        });
+        let out = self.inner.invoke_with_args(args)?;
+        match (out, nulls) {
+            (ColumnarValue::Array(a), Some(nulls)) => {
+                let combined = NullBuffer::union(a.nulls(), Some(&nulls));
+                let data = a.into_data().into_builder().nulls(combined).build()?;
+                Ok(ColumnarValue::Array(arrow::array::make_array(data)))
+            }
+            (out, _) => Ok(out),
+        }
+    }
+}
+
+/// `IF(condition, a, b)`: rewritten to `CASE` before it runs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct If {
+    signature: Signature,
+}
+
+impl If {
+    fn new() -> Self {
+        If {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for If {
+    fn name(&self) -> &str {
+        "if"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> datafusion::common::Result<Vec<DataType>> {
+        let [condition, a, b] = arg_types else {
+            return plan_err!(
+                "IF takes 3 arguments (condition, value if true, value if false), got {}",
+                arg_types.len()
+            );
+        };
+        if !matches!(condition, DataType::Boolean | DataType::Null) {
+            return plan_err!("IF: the condition must be a BOOLEAN, got {condition}");
+        }
+        let common = type_union_resolution(&[a.clone(), b.clone()]).ok_or_else(|| {
+            datafusion::common::DataFusionError::Plan(format!(
+                "IF: the two values must have a common type, got {a} and {b}"
+            ))
+        })?;
+        Ok(vec![DataType::Boolean, common.clone(), common])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(arg_types[1].clone())
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        _info: &SimplifyContext,
+    ) -> datafusion::common::Result<ExprSimplifyResult> {
+        let [condition, a, b]: [Expr; 3] = args.try_into().map_err(|_| {
+            datafusion::common::DataFusionError::Plan("IF takes 3 arguments".into())
+        })?;
+        Ok(ExprSimplifyResult::Simplified(
+            when(condition, a).otherwise(b)?,
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        exec_err!("IF is rewritten to CASE before it runs")
+    }
+}
+
+/// Which timestamp function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Arith {
+    Add,
+    Diff,
+}
+
+/// A unit of `TIMESTAMPADD`/`TIMESTAMPDIFF`: a fixed length in ms, or months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Millis(i64),
+    Months(i64),
+}
+
+/// Flink's time units, by name.
+fn unit(name: &str) -> Option<Unit> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "MILLISECOND" => Unit::Millis(1),
+        "SECOND" => Unit::Millis(1_000),
+        "MINUTE" => Unit::Millis(60_000),
+        "HOUR" => Unit::Millis(3_600_000),
+        "DAY" => Unit::Millis(86_400_000),
+        "WEEK" => Unit::Millis(7 * 86_400_000),
+        "MONTH" => Unit::Months(1),
+        "QUARTER" => Unit::Months(3),
+        "YEAR" => Unit::Months(12),
+        _ => return None,
+    })
+}
+
+const UNITS: &str = "MILLISECOND, SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR";
+
+/// `TIMESTAMPADD(unit, n, ts)` and `TIMESTAMPDIFF(unit, a, b)`; the unit arrives as a
+/// string literal ([`rewrite_time_units`] quotes Flink's bare keyword).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimestampArith {
+    arith: Arith,
+    signature: Signature,
+}
+
+impl TimestampArith {
+    fn new(arith: Arith) -> Self {
+        TimestampArith {
+            arith,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self.arith {
+            Arith::Add => "TIMESTAMPADD",
+            Arith::Diff => "TIMESTAMPDIFF",
+        }
+    }
+}
+
+/// Milliseconds since the epoch of each value of a timestamp or date array.
+fn epoch_millis(a: &ArrayRef) -> datafusion::common::Result<Vec<Option<i64>>> {
+    let ms = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    Ok(ms
+        .as_primitive::<TimestampMillisecondType>()
+        .iter()
+        .collect())
+}
+
+/// `ts` (ms) moved by `months`, keeping the day of month where it exists (Jan 31 + 1
+/// month is Feb 28 or 29), as Flink does.
+fn add_months(ts: i64, months: i64) -> Option<i64> {
+    let t = DateTime::from_timestamp_millis(ts)?.naive_utc();
+    let moved: NaiveDateTime = if months >= 0 {
+        t.checked_add_months(Months::new(u32::try_from(months).ok()?))?
+    } else {
+        t.checked_sub_months(Months::new(u32::try_from(-months).ok()?))?
+    };
+    Some(moved.and_utc().timestamp_millis())
+}
+
+/// Whole months from `a` to `b` (ms), as Flink (Calcite) counts them: the largest `m`
+/// with `a + m months <= b`, negated when `b` is before `a`.
+fn months_between(a: i64, b: i64) -> Option<i64> {
+    if b < a {
+        return months_between(b, a).map(|m| -m);
+    }
+    let (ta, tb) = (
+        DateTime::from_timestamp_millis(a)?.naive_utc(),
+        DateTime::from_timestamp_millis(b)?.naive_utc(),
+    );
+    let mut months =
+        (tb.year() as i64 - ta.year() as i64) * 12 + tb.month() as i64 - ta.month() as i64;
+    while months > 0 && add_months(a, months)? > b {
+        months -= 1;
+    }
+    Some(months)
+}
+
+impl ScalarUDFImpl for TimestampArith {
+    fn name(&self) -> &str {
+        match self.arith {
+            Arith::Add => "timestampadd",
+            Arith::Diff => "timestampdiff",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> datafusion::common::Result<Vec<DataType>> {
+        let [u, second, third] = arg_types else {
+            return plan_err!(
+                "{} takes 3 arguments (unit, {}), got {}",
+                self.label(),
+                if self.arith == Arith::Add {
+                    "count, timestamp"
+                } else {
+                    "timestamp, timestamp"
+                },
+                arg_types.len()
+            );
+        };
+        if !matches!(u, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
+            return plan_err!("{}: the first argument is a unit: {UNITS}", self.label());
+        }
+        let time = |t: &DataType| match t {
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null => {
+                Ok(if t.is_null() {
+                    DataType::Timestamp(TimeUnit::Millisecond, None)
+                } else {
+                    t.clone()
+                })
+            }
+            other => plan_err!(
+                "{}: expected a TIMESTAMP or DATE, got {other}",
+                self.label()
+            ),
+        };
+        Ok(match self.arith {
+            Arith::Add => {
+                if !(second.is_integer() || second.is_null()) {
+                    return plan_err!(
+                        "{}: the count of units must be an integer, got {second}",
+                        self.label()
+                    );
+                }
+                vec![DataType::Utf8, DataType::Int64, time(third)?]
+            }
+            Arith::Diff => vec![DataType::Utf8, time(second)?, time(third)?],
+        })
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(match self.arith {
+            Arith::Add => match &arg_types[2] {
+                // A date moved by a time unit is a timestamp in Flink too.
+                DataType::Date32 | DataType::Date64 => {
+                    DataType::Timestamp(TimeUnit::Millisecond, None)
+                }
+                t => t.clone(),
+            },
+            Arith::Diff => DataType::Int32,
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let ColumnarValue::Scalar(name) = &args.args[0] else {
+            return exec_err!("{}: the unit must be a literal: {UNITS}", self.label());
+        };
+        let name = name.to_string();
+        let Some(unit) = unit(&name) else {
+            return exec_err!("{}: unknown unit '{name}': use {UNITS}", self.label());
+        };
+        let n = args.number_rows;
+        let second = args.args[1].to_array(n)?;
+        let third = args.args[2].to_array(n)?;
+        match self.arith {
+            Arith::Add => {
+                let counts = second.as_primitive::<arrow::datatypes::Int64Type>();
+                let times = epoch_millis(&third)?;
+                let moved: PrimitiveArray<TimestampMillisecondType> = counts
+                    .iter()
+                    .zip(times)
+                    .map(|(c, t)| {
+                        let (c, t) = (c?, t?);
+                        match unit {
+                            Unit::Millis(ms) => c.checked_mul(ms).and_then(|d| t.checked_add(d)),
+                            Unit::Months(m) => add_months(t, c.checked_mul(m)?),
+                        }
+                    })
+                    .collect();
+                let out = arrow::compute::cast(&moved, args.return_field.data_type())?;
+                Ok(ColumnarValue::Array(out))
+            }
+            Arith::Diff => {
+                let (a, b) = (epoch_millis(&second)?, epoch_millis(&third)?);
+                let out: Int32Array = a
+                    .into_iter()
+                    .zip(b)
+                    .map(|(a, b)| {
+                        let (a, b) = (a?, b?);
+                        let whole = match unit {
+                            Unit::Millis(ms) => (b - a) / ms,
+                            Unit::Months(m) => months_between(a, b)? / m,
+                        };
+                        i32::try_from(whole).ok()
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+        }
+    }
+}
+
+/// What to write instead of a Flink function that Fungi does not provide, by lower-case
+/// name: the unknown-function error names it.
+pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "printf" => "format the parts with CONCAT and CAST(... AS STRING)",
+        "locate" | "instr" => "POSITION(needle IN haystack)",
+        "url_decode" | "url_encode" | "parse_url" => {
+            "a Wasm or Python UDF (no URL functions are built in)"
+        }
+        "str_to_map" => "SPLIT_PART over the pairs, or a UDF",
+        "regexp" => "REGEXP_LIKE(s, pattern)",
+        "is_alpha" | "is_digit" | "is_decimal" => {
+            "REGEXP_LIKE(s, '^[[:alpha:]]+$') (or [0-9], or a decimal pattern)"
+        }
+        "from_base64" => "DECODE(s, 'base64')",
+        "to_base64" => "ENCODE(s, 'base64')",
+        "element" => "arr[1] with CARDINALITY(arr) = 1",
+        "json_string" => "CAST(x AS STRING) (quote strings with CONCAT)",
+        "json_value" | "json_query" | "json_exists" => "a Wasm or Python UDF over the JSON string",
+        "json_object" | "json_array" | "json_quote" | "json_unquote" => {
+            "CONCAT of the parts, or a Wasm or Python UDF"
+        }
+        "convert_tz" => "CAST(ts AS TIMESTAMP WITH TIME ZONE) AT TIME ZONE, or a UDF",
+        "unix_timestamp" => "CAST(EXTRACT(EPOCH FROM ts) AS BIGINT)",
+        "from_unixtime" => "TO_TIMESTAMP_SECONDS(n)",
+        "to_timestamp_ltz" => "TO_TIMESTAMP_MILLIS(n)",
+        "dayofweek" | "dayofyear" | "week" | "quarter" => {
+            "EXTRACT(DOW | DOY | WEEK | QUARTER FROM ts)"
+        }
+        "typeof" => "ARROW_TYPEOF(x)",
+        "elt" => "CASE n WHEN 1 THEN a WHEN 2 THEN b ... END",
+        "cardinality" => "ARRAY_LENGTH(arr) or CARDINALITY(map)",
+        "bin" => "TO_CHAR or a UDF (no binary formatting is built in)",
+        "regexp_extract_all" => "REGEXP_MATCH",
+        "sha1" | "sha" => "SHA256(s) (SHA-1 is not offered: it is broken)",
+        "sha2" => "SHA224, SHA256, SHA384 or SHA512",
+        _ => return None,
+    })
+}
+
+/// Flink's `TIMESTAMPADD(DAY, 1, ts)` and `TIMESTAMPDIFF(DAY, a, b)` take the unit as a
+/// bare keyword; DataFusion would read it as a column, so it is quoted.
+pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
+    let mut out = sql.to_string();
+    for function in ["TIMESTAMPADD", "TIMESTAMPDIFF"] {
+        let mut from = 0;
+        while let Some(pos) = find_keyword(&out, function, from) {
+            let mut open = pos + function.len();
+            while out[open..].starts_with(char::is_whitespace) {
+                open += 1;
+            }
+            from = open;
+            if !out[open..].starts_with('(') {
+                continue;
+            }
+            let close = matching_paren(&out, open)
+                .ok_or_else(|| SqlError::Plan(format!("unbalanced parentheses in {function}")))?;
+            let args = split_top_level(&out[open + 1..close]);
+            let Some(first) = args.first() else { continue };
+            if unit(first.trim()).is_none() {
+                if !first.trim().starts_with('\'') {
+                    return Err(SqlError::Plan(format!(
+                        "{function}: unknown unit '{}': use {UNITS}",
+                        first.trim()
+                    )));
+                }
+                continue;
+            }
+            let rest = &out[open + 1..close];
+            let unit_at = open
+                + 1
+                + rest
+                    .find(first.trim())
+                    .expect("the argument is in the text");
+            let quoted = format!("'{}'", first.trim().to_ascii_uppercase());
+            out.replace_range(unit_at..unit_at + first.trim().len(), &quoted);
+        }
+    }
+    Ok(out)
+}
+
+/// `CAST(x AS STRING)` of a timestamp becomes `to_char` with Flink's layout
+/// (`yyyy-MM-dd HH:mm:ss` and as many fraction digits as the type's precision); every
+/// other expression is returned as it is.
+pub(crate) fn flink_cast(expr: Expr, schema: &DFSchema) -> datafusion::common::Result<Expr> {
+    let (inner, target) = match &expr {
+        Expr::Cast(c) => (c.expr.as_ref(), c.field.data_type()),
+        Expr::TryCast(c) => (c.expr.as_ref(), c.field.data_type()),
+        _ => return Ok(expr),
+    };
+    if !matches!(
+        target,
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+    ) {
+        return Ok(expr);
+    }
+    let DataType::Timestamp(unit, _) = inner.get_type(schema)? else {
+        return Ok(expr);
+    };
+    let layout = match unit {
+        TimeUnit::Second => "%Y-%m-%d %H:%M:%S",
+        TimeUnit::Millisecond => "%Y-%m-%d %H:%M:%S%.3f",
+        TimeUnit::Microsecond => "%Y-%m-%d %H:%M:%S%.6f",
+        TimeUnit::Nanosecond => "%Y-%m-%d %H:%M:%S%.9f",
+    };
+    let formatted = Expr::ScalarFunction(ScalarFunction::new_udf(
+        datafusion::functions::datetime::to_char(),
+        vec![
+            inner.clone(),
+            Expr::Literal(ScalarValue::from(layout), None),
+        ],
+    ));
+    Ok(formatted.cast_to(target, schema)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_are_quoted_and_months_clamp() {
+        assert_eq!(
+            rewrite_time_units("SELECT TIMESTAMPADD(day, 1, ts), TIMESTAMPDIFF (MONTH, a, b)")
+                .unwrap(),
+            "SELECT TIMESTAMPADD('DAY', 1, ts), TIMESTAMPDIFF ('MONTH', a, b)"
+        );
+        assert!(rewrite_time_units("SELECT TIMESTAMPADD(fortnight, 1, ts)").is_err());
+        let jan31 = 1_706_659_200_000; // 2024-01-31 00:00:00
+        let feb29 = 1_709_164_800_000; // 2024-02-29 00:00:00
+        assert_eq!(add_months(jan31, 1), Some(feb29));
+        assert_eq!(months_between(jan31, feb29), Some(1));
+        assert_eq!(months_between(feb29, jan31), Some(-1));
+        assert_eq!(months_between(feb29, jan31 + 31 * 86_400_000 - 1), Some(0));
+        assert_eq!(
+            months_between(jan31, add_months(jan31, 14).unwrap()),
+            Some(14)
+        );
+    }
+}

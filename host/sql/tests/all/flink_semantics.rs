@@ -1,0 +1,198 @@
+//! Flink's answers on NULLs, late rows, types and functions (docs/sql-semantics.md), on
+//! small hand-made inputs. The differential suite (conformance/flink) checks the same
+//! against Flink itself; these run without it.
+
+use fungi_sql::SqlSession;
+
+use crate::{run, select, select_final};
+
+/// A script header declaring `events` over `rows` (JSON lines) in a temporary directory.
+fn events(dir: &tempfile::TempDir, rows: &[&str]) -> String {
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, rows.join("\n")).unwrap();
+    format!(
+        "CREATE TABLE events (k INT, id BIGINT, v BIGINT, price DOUBLE, name VARCHAR, ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        path.display()
+    )
+}
+
+fn row(k: Option<i32>, v: Option<i64>, secs: f64) -> String {
+    let k = k.map_or("null".to_string(), |k| k.to_string());
+    let v = v.map_or("null".to_string(), |v| v.to_string());
+    let ms = (secs * 1000.0).round() as i64;
+    format!(
+        r#"{{"k": {k}, "v": {v}, "ts": "2024-01-01T00:{:02}:{:02}.{:03}"}}"#,
+        ms / 60_000,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_row_inside_an_open_session_joins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = [
+        (1, 1, 0.0),
+        (1, 2, 4.0),
+        (1, 3, 8.0),
+        (1, 4, 12.0),
+        // Behind the watermark (10 s), inside k=1's open session [0, 17): kept.
+        (1, 5, 1.0),
+        (2, 6, 13.0),
+        // Behind the watermark, touching no session of k=2: late.
+        (2, 7, 3.0),
+        (1, 8, 40.0),
+    ]
+    .iter()
+    .map(|&(k, v, t)| row(Some(k), Some(v), t))
+    .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT k, window_start, window_end, COUNT(*), SUM(v)
+         FROM TABLE(SESSION(TABLE events PARTITION BY k, DESCRIPTOR(ts), INTERVAL '5' SECOND))
+         GROUP BY k, window_start, window_end",
+        events(&dir, &refs)
+    );
+    let ran = run(&mut session, &script).await;
+    ran.result.as_ref().unwrap();
+    assert_eq!(
+        crate::rows(&ran.rows),
+        vec![
+            "1 | 2024-01-01T00:00:00 | 2024-01-01T00:00:17 | 5 | 15",
+            "1 | 2024-01-01T00:00:40 | 2024-01-01T00:00:45 | 1 | 8",
+            "2 | 2024-01-01T00:00:13 | 2024-01-01T00:00:18 | 1 | 6",
+        ]
+    );
+    let late: u64 = ran.metrics.iter().map(|m| m.late_records).sum();
+    assert_eq!(late, 1, "only k=2's row at 3 s is late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lateness_follows_every_row_not_the_batch() {
+    // One file, one batch: the row at 2 s comes after the watermark reached 23 s.
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = [(1, 1.0), (2, 25.0), (4, 2.0), (8, 26.0), (16, 23.5)]
+        .iter()
+        .map(|&(v, t)| row(Some(1), Some(v), t))
+        .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT window_start, COUNT(*), SUM(v)
+         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end",
+        events(&dir, &refs)
+    );
+    assert_eq!(
+        select(&mut session, &script).await,
+        vec![
+            "2024-01-01T00:00:00 | 1 | 1",
+            "2024-01-01T00:00:20 | 3 | 26"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_n_puts_nulls_last_when_descending() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        r#"{"k": 1, "id": 1, "price": null, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": 1, "id": 2, "price": 5.0, "ts": "2024-01-01T00:00:02"}"#,
+        r#"{"k": 1, "id": 3, "price": null, "ts": "2024-01-01T00:00:03"}"#,
+        r#"{"k": 1, "id": 4, "price": 7.0, "ts": "2024-01-01T00:00:04"}"#,
+    ];
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT id, rn FROM (
+           SELECT id, ROW_NUMBER() OVER (PARTITION BY k ORDER BY price DESC, id) AS rn FROM events
+         ) WHERE rn <= 3",
+        events(&dir, &rows)
+    );
+    assert_eq!(
+        select_final(&mut session, &script).await,
+        vec!["1 | 3", "2 | 2", "4 | 1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_keys_never_match_in_time_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let left = [row(None, Some(1), 1.0), row(Some(1), Some(2), 2.0)];
+    let right_path = dir.path().join("other.json");
+    std::fs::write(
+        &right_path,
+        [row(None, Some(10), 1.0), row(Some(1), Some(20), 3.0)].join("\n"),
+    )
+    .unwrap();
+    let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+    let header = format!(
+        "{} CREATE TABLE other (k INT, v BIGINT, ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        events(&dir, &refs),
+        right_path.display()
+    );
+    let mut session = SqlSession::default();
+    let interval = format!(
+        "{header} SELECT e.v, o.v FROM events e JOIN other o
+         ON e.k = o.k AND e.ts BETWEEN o.ts - INTERVAL '5' SECOND AND o.ts + INTERVAL '5' SECOND"
+    );
+    assert_eq!(select(&mut session, &interval).await, vec!["2 | 20"]);
+    let mut session = SqlSession::default();
+    let window = format!(
+        "{header} SELECT L.v, R.v FROM
+           (SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))) L
+           JOIN (SELECT * FROM TABLE(TUMBLE(TABLE other, DESCRIPTOR(ts), INTERVAL '10' SECOND))) R
+           ON L.k = R.k AND L.window_start = R.window_start AND L.window_end = R.window_end"
+    );
+    assert_eq!(select(&mut session, &window).await, vec!["2 | 20"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_answer_as_in_flink() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        r#"{"k": 1, "v": 7, "name": "ab", "ts": "2024-01-31T00:00:01"}"#,
+        r#"{"k": null, "v": null, "name": null, "ts": "2024-01-31T00:00:02.5"}"#,
+    ];
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT CONCAT(name, '-', CAST(k AS STRING)), CONCAT_WS('/', name, 'z'),
+           CAST(ts AS STRING), COALESCE(v, -1), IFNULL(name, '?'), IF(v > 5, 'big', 'small'),
+           TIMESTAMPADD(MONTH, 1, ts), TIMESTAMPDIFF(SECOND, TIMESTAMP '2024-01-31 00:00:00', ts)
+         FROM events",
+        events(&dir, &rows)
+    );
+    assert_eq!(
+        select(&mut session, &script).await,
+        vec![
+            "NULL | z | 2024-01-31 00:00:02.500 | -1 | ? | small | 2024-02-29T00:00:02.500 | 2",
+            "ab-1 | ab/z | 2024-01-31 00:00:01.000 | 7 | ab | big | 2024-02-29T00:00:01 | 1",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avg_keeps_its_argument_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = [(1, 1.0), (2, 2.0), (-7, 3.0)]
+        .iter()
+        .map(|&(v, t)| row(Some(1), Some(v), t))
+        .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let mut session = SqlSession::default();
+    // (1 + 2 - 7) / 3 = -1.33: -1 as a BIGINT; as a DOUBLE with the cast.
+    let script = format!(
+        "{} SELECT AVG(v), AVG(CAST(v AS DOUBLE)), SUM(v), SUM(CAST(v AS DOUBLE))
+         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end",
+        events(&dir, &refs)
+    );
+    assert_eq!(
+        select(&mut session, &script).await,
+        vec!["-1 | -1.3333333333333333 | -4 | -4.0"]
+    );
+}
