@@ -36,6 +36,7 @@ mod error;
 mod flink_aggregates;
 mod flink_functions;
 pub mod limits;
+mod names;
 mod operators;
 pub mod planner;
 mod plugins;

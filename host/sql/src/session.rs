@@ -124,6 +124,7 @@ impl SqlSession {
             ctx.register_udf(udf);
         }
         ctx.register_udaf(crate::flink_aggregates::FlinkAvg::udaf());
+        ctx.register_udf(crate::names::Named::udf());
         SqlSession {
             ctx,
             tables: BTreeMap::new(),
@@ -571,10 +572,15 @@ impl SqlSession {
         let (stmt, lookups) = crate::tvf::rewrite_lookup_joins(stmt)?;
         let sql = rewrite(&stmt)?;
         let state = self.state();
-        let plan = state
-            .create_logical_plan(&sql)
-            .await
-            .map_err(|e| self.explain_error(e))?;
+        let dialect = state.config().options().sql_parser.dialect;
+        let plan = match state.sql_to_statement(&sql, &dialect) {
+            Ok(mut statement) => {
+                crate::names::name_casts_apart(&mut statement);
+                state.statement_to_plan(statement).await
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| self.explain_error(e))?;
         crate::limits::check_plan(&plan)?;
         refuse_plans_that_run(&plan)?;
         let plan = state
