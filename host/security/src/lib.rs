@@ -419,6 +419,8 @@ impl KeyChecks {
                 last_hashed: now,
             });
             f.count += 1;
+            // Throttling counts from the end of the last hash, however long hashing took.
+            f.last_hashed = std::time::Instant::now();
             KeyCheck::Invalid
         }
     }
