@@ -52,11 +52,26 @@ pub use error::{Result, SqlError};
 pub use plugins::{Confinement, function_statement, path_inside};
 pub use session::{Outcome, Query, SqlSession, TENANT_SETTINGS};
 
-/// Flink's scalar functions that Fungi adds to DataFusion's (`MOD`, `SPLIT_INDEX`,
-/// `REGEXP_EXTRACT`), for registering with another DataFusion context (e.g. a batch
-/// one that must agree with streaming results).
+/// Flink's scalar functions that Fungi adds to DataFusion's or gives Flink's semantics
+/// (`MOD`, `SPLIT_INDEX`, `REGEXP_EXTRACT`, `CONCAT`, `IF`, `TIMESTAMPADD`, ...), for
+/// registering with another DataFusion context (e.g. a batch one that must agree with
+/// streaming results).
 pub fn flink_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
     let mut udfs = udfs::FlinkString::udfs();
     udfs.push(udfs::Mod::udf());
+    udfs.extend(flink_functions::udfs());
     udfs
+}
+
+/// Flink's aggregates where DataFusion's result types differ (`AVG`), for the same use.
+pub fn flink_aggregates() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    vec![flink_aggregates::FlinkAvg::udaf()]
+}
+
+/// Sets Flink's SQL options on a DataFusion configuration: case-sensitive identifiers
+/// and NULL as the smallest value in `ORDER BY`.
+pub fn flink_options(config: &mut datafusion::prelude::SessionConfig) {
+    let options = config.options_mut();
+    options.sql_parser.enable_ident_normalization = false;
+    options.sql_parser.default_null_ordering = "nulls_min".to_string();
 }

@@ -106,11 +106,10 @@ impl SqlSession {
     /// A session whose jobs use `config`.
     pub fn new(config: JobConfig) -> Self {
         let mut options = SessionConfig::new();
-        // Flink's identifiers are case-sensitive (`dateTime` stays `dateTime`).
-        options.options_mut().sql_parser.enable_ident_normalization = false;
-        // Flink orders NULL as the smallest value: first for ASC, last for DESC (Top-N
-        // with `ORDER BY price DESC` never keeps a NULL price ahead of a real one).
-        options.options_mut().sql_parser.default_null_ordering = "nulls_min".to_string();
+        // Flink's identifiers are case-sensitive; Flink orders NULL as the smallest value
+        // (first for ASC, last for DESC: Top-N by `price DESC` never keeps a NULL price
+        // ahead of a real one).
+        crate::flink_options(&mut options);
         let ctx = SessionContext::new_with_config(options);
         for udf in WindowMarker::udfs() {
             ctx.register_udf(udf);

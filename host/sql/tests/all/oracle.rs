@@ -80,10 +80,13 @@ struct Fixture {
 async fn fixture(events: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
+    fungi_sql::flink_options(&mut config);
     let batch = SessionContext::new_with_config(config);
     for udf in fungi_sql::flink_functions() {
         batch.register_udf(udf);
+    }
+    for udaf in fungi_sql::flink_aggregates() {
+        batch.register_udaf(udaf);
     }
     for (name, table) in [
         ("bid", NexmarkTable::Bid),
@@ -556,7 +559,7 @@ async fn late_bids_are_dropped_and_counted() {
     let path = dir.path().join("bid.json");
     write_table_with(&path, NexmarkTable::Bid, 300_000, Some(40));
     let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
+    fungi_sql::flink_options(&mut config);
     let batch = SessionContext::new_with_config(config);
     batch
         .register_json(
