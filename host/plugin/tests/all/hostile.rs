@@ -435,11 +435,16 @@ fn open_files_and_sockets_are_limited_per_instance_and_per_tenant() {
     // Sockets count the same way.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // Accepts until the plugin is done (bounded by a minute on a loaded machine).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
     let accepting = std::thread::spawn(move || {
         let mut held = Vec::new();
         listener.set_nonblocking(true).unwrap();
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
+        while start.elapsed() < Duration::from_secs(60)
+            && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
             if let Ok((c, _)) = listener.accept() {
                 held.push(c);
             }
@@ -456,6 +461,7 @@ fn open_files_and_sockets_are_limited_per_instance_and_per_tenant() {
     let err = f.call(&[strings(&[&addr])], 1).unwrap_err();
     limit(err, "40 for the tenant");
     assert_eq!(t.host_resources(), 0);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     accepting.join().unwrap();
 }
 
