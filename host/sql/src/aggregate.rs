@@ -82,11 +82,25 @@ struct DfGroupsAdapter {
 impl DfGroupsAdapter {
     /// Takes the intermediate state of every group out and puts it back; returns it.
     fn snapshot(&mut self) -> Result<Vec<ArrayRef>> {
-        let states = self.acc.state(EmitTo::All).map_err(df)?;
+        let states = self.take_states()?;
         let identity: Vec<usize> = (0..self.groups).collect();
         self.acc
             .merge_batch(&states, &identity, self.groups)
             .map_err(df)?;
+        Ok(states)
+    }
+
+    /// Takes the intermediate state of every group out, one row per group id.
+    fn take_states(&mut self) -> Result<Vec<ArrayRef>> {
+        let mut states = self.acc.state(EmitTo::All).map_err(df)?;
+        // Groups the accumulator has not seen yet (ids handed out by a merge or a larger
+        // total) have no state: NULL states, which merging ignores.
+        for s in &mut states {
+            if s.len() < self.groups {
+                let pad = arrow::array::new_null_array(s.data_type(), self.groups - s.len());
+                *s = arrow::compute::concat(&[s.as_ref(), pad.as_ref()])?;
+            }
+        }
         Ok(states)
     }
 
@@ -144,7 +158,7 @@ impl GroupsAccumulator for DfGroupsAdapter {
         if groups.is_empty() || self.groups == 0 {
             return Ok(());
         }
-        let states = self.acc.state(EmitTo::All).map_err(df)?;
+        let states = self.take_states()?;
         let mut doomed = vec![false; self.groups];
         for &g in groups {
             if let Some(d) = doomed.get_mut(g as usize) {
