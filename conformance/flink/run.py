@@ -173,13 +173,18 @@ def main():
     for case in cases:
         cdir = os.path.join(work, case["name"])
         os.makedirs(cdir)
-        paths = {t: os.path.join(cdir, f"{t}.json") for t in TABLES}
-        datagen.generate(paths["events"], paths["other"], case.get("data"), args.scale,
-                         inline={t: case[t] for t in TABLES if t in case})
         levels = case.get("parallelism", [1, 4])
         if args.parallelism:
             levels = [int(x) for x in args.parallelism.split(",")]
         for par in levels:
+            # Late rows at parallelism 1 only: above it, which rows are late depends on
+            # how parallel operators interleave their inputs, in either engine.
+            data = dict(case.get("data") or {})
+            if par > 1:
+                data["late_rate"] = 0
+            paths = {t: os.path.join(cdir, f"{t}-p{par}.json") for t in TABLES}
+            datagen.generate(paths["events"], paths["other"], data, args.scale,
+                             inline={t: case[t] for t in TABLES if t in case})
             job_id = f"{case['name']}@p{par}"
             plan.append((case, par, job_id))
             jobs.append({"id": job_id, "statements": ddl("flink", paths),

@@ -8,6 +8,10 @@
 //! | `TIMESTAMPADD(unit, n, ts)` | unknown | `ts` moved by `n` units (months keep the day where it exists) |
 //! | `TIMESTAMPDIFF(unit, a, b)` | unknown | whole units from `a` to `b` |
 //! | `CAST(ts AS STRING)` | `2024-01-01T00:00:01` | `2024-01-01 00:00:01.000` (the fraction has the type's precision) |
+//! | `CAST(b AS STRING)` | `true` | `TRUE` |
+//! | `GREATEST`, `LEAST` | NULL arguments skipped | NULL if any argument is NULL |
+//! | `REGEXP_REPLACE(s, p, r)` | the first match | every match |
+//! | `SIGN`, `YEAR`, `QUARTER`, `MONTH`, `WEEK`, `DAYOFYEAR`, `DAYOFMONTH`, `DAYOFWEEK`, `HOUR`, `MINUTE`, `SECOND` | unknown | `signum`, `date_part` (BIGINT; `DAYOFWEEK` counts from 1 on Sunday) |
 //!
 //! `||` and `CONCAT_WS` already behave as in Flink (`||` is NULL with a NULL operand;
 //! `CONCAT_WS` skips NULL arguments and is NULL only with a NULL separator).
@@ -33,30 +37,44 @@ use crate::text::{find_keyword, matching_paren, split_top_level};
 /// functions of the same names).
 pub(crate) fn udfs() -> Vec<ScalarUDF> {
     vec![
-        ScalarUDF::new_from_impl(NullStrictConcat::new()),
+        ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::string::concat())),
+        ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::core::greatest())),
+        ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::core::least())),
+        ScalarUDF::new_from_impl(Rewritten::new("sign", Rewrite::Sign)),
+        ScalarUDF::new_from_impl(Rewritten::new("regexp_replace", Rewrite::ReplaceAll)),
+        ScalarUDF::new_from_impl(Rewritten::new("year", Rewrite::Part("year", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("quarter", Rewrite::Part("quarter", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("month", Rewrite::Part("month", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("week", Rewrite::Part("week", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("dayofyear", Rewrite::Part("doy", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("dayofmonth", Rewrite::Part("day", 0))),
+        // Flink counts days of the week from 1 (Sunday); DataFusion from 0.
+        ScalarUDF::new_from_impl(Rewritten::new("dayofweek", Rewrite::Part("dow", 1))),
+        ScalarUDF::new_from_impl(Rewritten::new("hour", Rewrite::Part("hour", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("minute", Rewrite::Part("minute", 0))),
+        ScalarUDF::new_from_impl(Rewritten::new("second", Rewrite::Part("second", 0))),
         ScalarUDF::new_from_impl(If::new()),
         ScalarUDF::new_from_impl(TimestampArith::new(Arith::Add)),
         ScalarUDF::new_from_impl(TimestampArith::new(Arith::Diff)),
     ]
 }
 
-/// `CONCAT`: DataFusion's, except that any NULL argument makes the result NULL.
+/// DataFusion's function of the same name, except that any NULL argument makes the
+/// result NULL (Flink's `CONCAT`, `GREATEST` and `LEAST`).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NullStrictConcat {
+struct NullStrict {
     inner: Arc<ScalarUDF>,
 }
 
-impl NullStrictConcat {
-    fn new() -> Self {
-        NullStrictConcat {
-            inner: datafusion::functions::string::concat(),
-        }
+impl NullStrict {
+    fn new(inner: Arc<ScalarUDF>) -> Self {
+        NullStrict { inner }
     }
 }
 
-impl ScalarUDFImpl for NullStrictConcat {
+impl ScalarUDFImpl for NullStrict {
     fn name(&self) -> &str {
-        "concat"
+        self.inner.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -163,6 +181,120 @@ impl ScalarUDFImpl for If {
         _args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
         exec_err!("IF is rewritten to CASE before it runs")
+    }
+}
+
+/// How a [`Rewritten`] function becomes DataFusion's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Rewrite {
+    /// `SIGN(x)`: `signum(x)`.
+    Sign,
+    /// `REGEXP_REPLACE(s, p, r)` replaces every match (DataFusion's, the first only
+    /// unless flagged `g`).
+    ReplaceAll,
+    /// `HOUR(ts)` and the like: `CAST(date_part(part, ts) AS BIGINT) + offset`.
+    Part(&'static str, i64),
+}
+
+/// A Flink function that is a rewrite of DataFusion's, applied before it runs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Rewritten {
+    name: &'static str,
+    rewrite: Rewrite,
+    signature: Signature,
+}
+
+impl Rewritten {
+    fn new(name: &'static str, rewrite: Rewrite) -> Self {
+        Rewritten {
+            name,
+            rewrite,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    fn target(&self) -> Arc<ScalarUDF> {
+        match self.rewrite {
+            Rewrite::Sign => datafusion::functions::math::signum(),
+            Rewrite::ReplaceAll => datafusion::functions::regex::regexp_replace(),
+            Rewrite::Part(..) => datafusion::functions::datetime::date_part(),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Rewritten {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> datafusion::common::Result<Vec<DataType>> {
+        match self.rewrite {
+            Rewrite::Part(..) => match arg_types {
+                [t @ (DataType::Timestamp(..) | DataType::Date32 | DataType::Date64)] => {
+                    Ok(vec![t.clone()])
+                }
+                _ => plan_err!(
+                    "{} takes one TIMESTAMP or DATE, got {arg_types:?}",
+                    self.name.to_uppercase()
+                ),
+            },
+            Rewrite::Sign => match arg_types {
+                [t] if t.is_numeric() || t.is_null() => Ok(vec![DataType::Float64]),
+                _ => plan_err!("SIGN takes one number, got {arg_types:?}"),
+            },
+            Rewrite::ReplaceAll => match arg_types.len() {
+                3 | 4 => Ok(vec![DataType::Utf8; arg_types.len()]),
+                n => plan_err!("REGEXP_REPLACE takes 3 arguments, got {n}"),
+            },
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        match self.rewrite {
+            Rewrite::Part(..) => Ok(DataType::Int64),
+            Rewrite::ReplaceAll => Ok(DataType::Utf8),
+            Rewrite::Sign => Ok(DataType::Float64),
+        }
+    }
+
+    fn simplify(
+        &self,
+        mut args: Vec<Expr>,
+        _info: &SimplifyContext,
+    ) -> datafusion::common::Result<ExprSimplifyResult> {
+        let call = |args| Expr::ScalarFunction(ScalarFunction::new_udf(self.target(), args));
+        Ok(ExprSimplifyResult::Simplified(match self.rewrite {
+            Rewrite::Sign => call(args),
+            Rewrite::ReplaceAll => {
+                if args.len() == 3 {
+                    args.push(Expr::Literal(ScalarValue::from("g"), None));
+                }
+                call(args)
+            }
+            Rewrite::Part(part, offset) => {
+                args.insert(0, Expr::Literal(ScalarValue::from(part), None));
+                let value = Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(call(args)),
+                    DataType::Int64,
+                ));
+                if offset == 0 {
+                    value
+                } else {
+                    value + Expr::Literal(ScalarValue::Int64(Some(offset)), None)
+                }
+            }
+        }))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        exec_err!("{} is rewritten before it runs", self.name.to_uppercase())
     }
 }
 
@@ -477,8 +609,22 @@ pub(crate) fn flink_cast(expr: Expr, schema: &DFSchema) -> datafusion::common::R
     ) {
         return Ok(expr);
     }
-    let DataType::Timestamp(unit, _) = inner.get_type(schema)? else {
-        return Ok(expr);
+    let unit = match inner.get_type(schema)? {
+        DataType::Timestamp(unit, _) => unit,
+        // Flink writes booleans as TRUE and FALSE.
+        DataType::Boolean => {
+            let text = when(
+                inner.clone(),
+                Expr::Literal(ScalarValue::from("TRUE"), None),
+            )
+            .when(
+                Expr::Not(Box::new(inner.clone())),
+                Expr::Literal(ScalarValue::from("FALSE"), None),
+            )
+            .end()?;
+            return text.cast_to(target, schema);
+        }
+        _ => return Ok(expr),
     };
     let layout = match unit {
         TimeUnit::Second => "%Y-%m-%d %H:%M:%S",

@@ -77,22 +77,31 @@ fn name_without_casts(e: &Expr) -> String {
 }
 
 fn name_items(items: &mut [SelectItem]) {
+    let expr_of = |item: &SelectItem| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+        _ => None,
+    };
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for item in items.iter() {
-        if let SelectItem::UnnamedExpr(e) = item {
-            *seen.entry(name_without_casts(e)).or_default() += 1;
-        }
+    for e in items.iter().filter_map(expr_of) {
+        *seen.entry(name_without_casts(&e)).or_default() += 1;
     }
     for item in items.iter_mut() {
-        if let SelectItem::UnnamedExpr(e) = item
-            && has_cast(e)
-            && seen.get(&name_without_casts(e)).is_some_and(|&n| n > 1)
-        {
-            let alias = Ident::with_quote('"', e.to_string());
-            let mut expr = e.clone();
-            wrap_casts_in_calls(&mut expr);
-            *item = SelectItem::ExprWithAlias { expr, alias };
+        let Some(e) = expr_of(item) else { continue };
+        if !has_cast(&e) || seen.get(&name_without_casts(&e)).is_none_or(|&n| n < 2) {
+            continue;
         }
+        let mut expr = e.clone();
+        wrap_casts_in_calls(&mut expr);
+        *item = match item {
+            SelectItem::ExprWithAlias { alias, .. } => SelectItem::ExprWithAlias {
+                expr,
+                alias: alias.clone(),
+            },
+            _ => SelectItem::ExprWithAlias {
+                expr,
+                alias: Ident::with_quote('"', e.to_string()),
+            },
+        };
     }
 }
 

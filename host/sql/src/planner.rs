@@ -533,6 +533,9 @@ impl Planner<'_> {
             // FILTER (WHERE c): the aggregate sees NULL where c is not true, which every
             // NULL-ignoring aggregate turns into "skip the row".
             let (a, filter) = split_filter(a)?;
+            // Arguments run as the rest of the plan's expressions do (COALESCE rewritten,
+            // Flink's casts to strings).
+            let a = self.rewrite_functions(a, input_schema)?;
             let planning = PhysicalPlanningContext::default();
             let lowered = LoweredAggregateBuilder::new(
                 &a,

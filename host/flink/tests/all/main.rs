@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
-    ArrayRef, AsArray, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::compute::kernels::cmp::gt;
 use arrow::datatypes::{
