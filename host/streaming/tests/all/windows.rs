@@ -293,12 +293,8 @@ fn global_window_and_all_builtins() {
     assert_eq!(out.num_columns(), 7);
     let col = |i: usize| out.column(i).as_primitive::<Int64Type>().value(0);
     assert_eq!((col(2), col(3), col(4), col(5)), (3, 18, 3, 9));
-    assert_eq!(
-        out.column(6)
-            .as_primitive::<arrow::datatypes::Float64Type>()
-            .value(0),
-        6.0
-    );
+    // The mean of BIGINTs is a BIGINT (Flink's AVG).
+    assert_eq!(col(6), 6);
     assert!(!out.column(0).is_null(0));
 }
 
