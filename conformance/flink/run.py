@@ -147,6 +147,10 @@ def judge(case, flink, fungi):
         if same:
             return "recorded difference no longer holds", False, case["difference"]
         return "differs as recorded", True, case["difference"]
+    if case.get("known_defect"):
+        if same:
+            return "known defect is fixed: drop known_defect", False, case["known_defect"]
+        return "known defect", True, case["known_defect"]
     return ("match", True, detail) if same else ("MISMATCH", False, detail)
 
 
