@@ -4,7 +4,7 @@ mini-cluster): reads jobs as JSON from argv[1], writes one JSON line per job to 
 A job is {"id", "statements": [DDL...], "query": SELECT, "parallelism"}. Its result is
 {"id", "columns", "rows": [[kind, value...]...]} or {"id", "error"}. Values are made
 JSON-safe with tags that run.py reads the same way for both engines: timestamps as
-"TS:yyyy-MM-dd HH:mm:ss.SSS", dates as "D:yyyy-MM-dd", times as "T:HH:mm:ss".
+"TS:yyyy-MM-dd HH:mm:ss.SSS", dates as "yyyy-MM-dd", times as "T:HH:mm:ss".
 Watermarks follow every record (`pipeline.auto-watermark-interval` 0), so which rows are
 late depends on the data alone, not on timing.
 """
@@ -21,7 +21,8 @@ def value(v):
     if isinstance(v, datetime.datetime):
         return "TS:" + v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if isinstance(v, datetime.date):
-        return "D:" + v.isoformat()
+        # As Fungi's JSON writes a DATE (so a DATE and a string of it compare equal).
+        return v.isoformat()
     if isinstance(v, datetime.time):
         return "T:" + v.strftime("%H:%M:%S")
     if isinstance(v, decimal.Decimal):

@@ -7,6 +7,7 @@ Usage: python functions.py --fungi BIN --flink-python PY [--out docs/functions.m
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,10 @@ def main():
         if status == "match":
             text = "same as Flink"
         elif status == "fungi error":
-            text = "refused: " + detail.split(" | ")[-1].replace("|", "/")[:220]
+            message = re.sub(r"^error: \S+\.sql: (statement \d+: )?", "",
+                             detail.split(" | ")[0] if "error:" in detail.split(" | ")[0]
+                             else detail.split(" | ")[-1])
+            text = "refused: " + message.replace("|", "/")[:220]
         elif status == "flink error":
             text = "Flink refuses this call here"
         else:
