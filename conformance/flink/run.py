@@ -181,10 +181,12 @@ def main():
         if args.parallelism:
             levels = [int(x) for x in args.parallelism.split(",")]
         for par in levels:
-            # Late rows at parallelism 1 only: above it, which rows are late depends on
-            # how parallel operators interleave their inputs, in either engine.
+            # Late rows only at parallelism 1 and over one table: otherwise which rows are
+            # late depends on how parallel operators, or two sources, interleave their
+            # inputs, in either engine.
             data = dict(case.get("data") or {})
-            if par > 1:
+            query = case.get("fungi_query", case["query"])
+            if par > 1 or re.search(r"\bother\b", query):
                 data["late_rate"] = 0
             paths = {t: os.path.join(cdir, f"{t}-p{par}.json") for t in TABLES}
             datagen.generate(paths["events"], paths["other"], data, args.scale,
