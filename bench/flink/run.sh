@@ -7,19 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
-venv="${FLINK_VENV:-$HOME/.cache/fungi/flink-venv}"
-if ! command -v java >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless
-  else
-    echo "Java 17 is needed: apt-get install -y openjdk-17-jre-headless" >&2
-    exit 1
-  fi
-fi
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "apache-flink==2.3.0"
-fi
+source scripts/flink-env.sh
 cargo build --release -p fungi-cli
 exec "$venv/bin/python" bench/flink/compare.py \
   --fungi "$CARGO_TARGET_DIR/release/fungi" --python "$venv/bin/python" "$@"
