@@ -21,7 +21,9 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, expr::ScalarFunction};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Filter, LogicalPlan, Projection, SubqueryAlias, expr::ScalarFunction,
+};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column as PhysicalColumn, Literal};
@@ -472,6 +474,24 @@ impl Planner<'_> {
                 }
                 None => keys.push((i, g.clone())),
             }
+        }
+        // A subquery between the window table function and this aggregation may have
+        // dropped the time column: carry it through and plan the aggregation again.
+        if let Some(WindowGroup {
+            time: Expr::Column(time),
+            ..
+        }) = &window
+            && input_schema
+                .index_of_column_by_name(None, &time.name)
+                .is_none()
+            && let Some(input) = keep_column(&agg.input, &time.name)?
+        {
+            let carried = Aggregate::try_new(
+                Arc::new(input),
+                agg.group_expr.clone(),
+                agg.aggr_expr.clone(),
+            )?;
+            return self.aggregate(&carried);
         }
         // 1. Project the event time (windows only), the keys and every aggregate argument.
         self.in_window_input = window.is_some();
@@ -1523,6 +1543,44 @@ fn resolve_marker(g: &Expr, input: &LogicalPlan) -> Result<Option<(&'static str,
     };
     let _ = scope;
     Ok(Some((bound, WindowGroup { assigner, time })))
+}
+
+/// `plan` with the column `name` of the window table function below it kept in its
+/// output: projections that dropped it carry it again (appended, so every other column
+/// keeps its position). `None` when the column cannot be reached through projections,
+/// filters and aliases.
+fn keep_column(plan: &LogicalPlan, name: &str) -> Result<Option<LogicalPlan>> {
+    if plan.schema().index_of_column_by_name(None, name).is_some() {
+        return Ok(Some(plan.clone()));
+    }
+    Ok(Some(match plan {
+        LogicalPlan::Projection(p) => {
+            let Some(input) = keep_column(&p.input, name)? else {
+                return Ok(None);
+            };
+            let Some(idx) = input.schema().index_of_column_by_name(None, name) else {
+                return Ok(None);
+            };
+            let mut exprs = p.expr.clone();
+            exprs.push(Expr::Column(Column::from(
+                input.schema().qualified_field(idx),
+            )));
+            LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?)
+        }
+        LogicalPlan::Filter(f) => {
+            let Some(input) = keep_column(&f.input, name)? else {
+                return Ok(None);
+            };
+            LogicalPlan::Filter(Filter::try_new(f.predicate.clone(), Arc::new(input))?)
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let Some(input) = keep_column(&a.input, name)? else {
+                return Ok(None);
+            };
+            LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), a.alias.clone())?)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Where the column `c` of `plan`'s output is defined: the expression and its input.

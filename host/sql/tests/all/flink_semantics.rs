@@ -196,3 +196,52 @@ async fn avg_keeps_its_argument_type() {
         vec!["-1 | -1.3333333333333333 | -4 | -4.0"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subquery_may_drop_the_time_column_before_the_window_aggregation() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = [
+        (1, 1, 1.0),
+        (1, -1, 2.0),
+        (2, 3, 4.0),
+        (1, 5, 12.0),
+        (1, 6, 30.0),
+    ]
+    .iter()
+    .map(|&(k, v, t)| row(Some(k), Some(v), t))
+    .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let header = events(&dir, &refs);
+    let tumble = format!(
+        "{header} SELECT window_start, k, COUNT(*) AS c FROM (
+           SELECT window_start, window_end, k FROM TABLE(
+             TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) WHERE v > 0
+         ) AS w GROUP BY window_start, window_end, k"
+    );
+    let mut session = SqlSession::default();
+    assert_eq!(
+        select_final(&mut session, &tumble).await,
+        vec![
+            "2024-01-01T00:00:00 | 1 | 1",
+            "2024-01-01T00:00:00 | 2 | 1",
+            "2024-01-01T00:00:10 | 1 | 1",
+            "2024-01-01T00:00:30 | 1 | 1",
+        ]
+    );
+    let sessions = format!(
+        "{header} SELECT k, window_start, window_end, SUM(v) FROM (
+           SELECT k, v, window_start, window_end FROM TABLE(
+             SESSION(TABLE events PARTITION BY k, DESCRIPTOR(ts), INTERVAL '5' SECOND))
+         ) GROUP BY k, window_start, window_end"
+    );
+    let mut session = SqlSession::default();
+    assert_eq!(
+        select_final(&mut session, &sessions).await,
+        vec![
+            "1 | 2024-01-01T00:00:01 | 2024-01-01T00:00:07 | 0",
+            "1 | 2024-01-01T00:00:12 | 2024-01-01T00:00:17 | 5",
+            "1 | 2024-01-01T00:00:30 | 2024-01-01T00:00:35 | 6",
+            "2 | 2024-01-01T00:00:04 | 2024-01-01T00:00:09 | 3",
+        ]
+    );
+}
