@@ -1270,7 +1270,16 @@ impl Planner<'_> {
             let newest_wins_ties = request.limit == 1
                 && matches!(order.as_slice(), [(c, o)] if o.descending
                     && matches!(in_arrow.field(*c).data_type(), DataType::Timestamp(..)));
+            // Deduplication keeping the first row by event time: late rows are dropped.
+            let drop_late = match order.as_slice() {
+                [(c, o)] if request.limit == 1 && !o.descending => {
+                    let name = in_arrow.field(*c).name();
+                    self.is_event_time(name, &w.input).then_some(*c)
+                }
+                _ => None,
+            };
             let spec = RankSpec {
+                drop_late,
                 partition: partition.clone(),
                 order,
                 limit: request.limit,
@@ -1298,6 +1307,32 @@ impl Planner<'_> {
         let mut ranked = self.add_keyed(&input, "window-rank", factory, &names(&keys), false);
         ranked.window = input.window;
         Ok(ranked)
+    }
+}
+
+impl Planner<'_> {
+    /// Whether the column `name` of `plan`'s output is the event-time attribute of a
+    /// table (its `WATERMARK FOR` column), passed on unchanged.
+    fn is_event_time(&self, name: &str, plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let Some(idx) = p.schema.fields().iter().position(|f| f.name() == name) else {
+                    return false;
+                };
+                match strip(&p.expr[idx]) {
+                    Expr::Column(inner) => self.is_event_time(&inner.name, &p.input),
+                    _ => false,
+                }
+            }
+            LogicalPlan::Filter(f) => self.is_event_time(name, &f.input),
+            LogicalPlan::SubqueryAlias(a) => self.is_event_time(name, &a.input),
+            LogicalPlan::TableScan(scan) => self
+                .tables
+                .get(scan.table_name.table())
+                .and_then(|t| t.watermark.as_ref())
+                .is_some_and(|(column, _)| column == name),
+            _ => false,
+        }
     }
 }
 

@@ -14,23 +14,35 @@
 //!
 //! A new row that ties with kept rows goes after them, except when deduplicating on a
 //! time column in descending order (keep the last row), where the newest row wins.
+//!
+//! Deduplication keeping the first row by event time drops rows behind the watermark (to
+//! the `late` side output), as Flink's `RowTimeDeduplicateKeepFirstRowFunction` does: a
+//! late row could otherwise replace a first row that was already final downstream.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array};
-use arrow::compute::SortOptions;
+use std::sync::atomic::Ordering;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array,
+};
+use arrow::compute::{SortOptions, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::time::now_millis;
-use fungi_common::{FungiError, Result};
+use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
-use crate::operators::window::rescale_filter;
+use crate::metrics::OperatorMetrics;
+use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorContext, OperatorFactory, Output};
+use crate::operators::window::{LATE_TAG, rescale_filter};
+
+/// Schema metadata of a snapshot: the watermark when it was taken.
+const WATERMARK_KEY: &str = "fungi.rank.watermark";
 
 /// What a Top-N computes.
 #[derive(Debug, Clone)]
@@ -49,6 +61,9 @@ pub struct RankSpec {
     pub newest_wins_ties: bool,
     /// Forget partitions not updated for this long (ms).
     pub ttl_ms: Option<i64>,
+    /// An event-time column (timestamp in ms): rows whose time is behind the watermark
+    /// are late and dropped. Set for deduplication keeping the first row by event time.
+    pub drop_late: Option<usize>,
 }
 
 /// Keeps the top N rows per partition and emits how they change.
@@ -64,6 +79,9 @@ pub struct RankOperator {
     touched_mark: Vec<u64>,
     batch_no: u64,
     subtask: SubtaskInfo,
+    watermark: i64,
+    metrics: Option<Arc<OperatorMetrics>>,
+    late_tag: Arc<str>,
 }
 
 impl RankOperator {
@@ -109,12 +127,45 @@ impl RankOperator {
                 parallelism: 1,
                 max_parallelism: 1,
             },
+            watermark: i64::MIN,
+            metrics: None,
+            late_tag: Arc::from(LATE_TAG),
         })
     }
 
     /// Rows currently in some partition's top N.
     pub fn kept_rows(&self) -> usize {
         self.store.live_rows()
+    }
+
+    /// `batch` without its late rows, which go to the side output.
+    fn drop_late(&mut self, batch: RecordBatch, out: &mut Output) -> Result<RecordBatch> {
+        let Some(column) = self.spec.drop_late else {
+            return Ok(batch);
+        };
+        let time = arrow::compute::cast(
+            batch.column(column),
+            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+        )?;
+        let time = time
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+            .expect("cast to milliseconds");
+        let watermark = self.watermark;
+        if !time.values().iter().any(|&t| t <= watermark) {
+            return Ok(batch);
+        }
+        // A row without a time is never late (nothing can order before it).
+        let on_time: BooleanArray = (0..time.len())
+            .map(|i| Some(time.is_null(i) || time.value(i) > watermark))
+            .collect();
+        let late = filter_record_batch(&batch, &arrow::compute::not(&on_time)?)?;
+        if let Some(m) = &self.metrics {
+            m.late_records
+                .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+        }
+        out.emit_side(&self.late_tag, late);
+        Ok(filter_record_batch(&batch, &on_time)?)
     }
 }
 
@@ -135,7 +186,21 @@ impl Changes {
 }
 
 impl Operator for RankOperator {
-    // Every partition's top N, in order: the rows of all lists one after the other.
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(ctx.metrics.clone());
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = watermark {
+            self.watermark = self.watermark.max(t);
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    // Every partition's top N, in order: the rows of all lists one after the other, and
+    // the watermark in the schema's metadata.
     fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
         // After the end of input nothing follows that would need the rows.
         if checkpoint == FINAL_CHECKPOINT {
@@ -144,8 +209,13 @@ impl Operator for RankOperator {
         let refs: Vec<RowRef> = self.lists.iter().flatten().copied().collect();
         let columns = self.store.gather(&refs)?;
         let options = RecordBatchOptions::new().with_row_count(Some(refs.len()));
-        let rows =
-            RecordBatch::try_new_with_options(self.store.schema().clone(), columns, &options)?;
+        let schema = self
+            .store
+            .schema()
+            .as_ref()
+            .clone()
+            .with_metadata([(WATERMARK_KEY.to_string(), self.watermark.to_string())].into());
+        let rows = RecordBatch::try_new_with_options(Arc::new(schema), columns, &options)?;
         Ok(Some(encode_batch(&rows)?))
     }
 
@@ -153,7 +223,24 @@ impl Operator for RankOperator {
         let filter = rescale_filter(state, &self.subtask);
         let now = now_millis();
         for (_, bytes) in &state.states {
-            let mut rows = decode_batch(bytes)?;
+            let rows = decode_batch(bytes)?;
+            if let Some(w) = rows.schema().metadata().get(WATERMARK_KEY) {
+                // Rescaled: the smallest of the merged subtasks' watermarks.
+                let w: i64 = w.parse().map_err(|_| {
+                    FungiError::State(format!("a Top-N snapshot has a bad watermark '{w}'"))
+                })?;
+                self.watermark = if self.watermark == i64::MIN {
+                    w
+                } else {
+                    self.watermark.min(w)
+                };
+            }
+            let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+            let mut rows = RecordBatch::try_new_with_options(
+                self.store.schema().clone(),
+                rows.columns().to_vec(),
+                &options,
+            )?;
             if let Some(f) = &filter {
                 rows = f.retain(rows, &self.spec.partition)?;
             }
@@ -189,6 +276,7 @@ impl Operator for RankOperator {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let batch = self.drop_late(batch, out)?;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -370,6 +458,7 @@ mod tests {
             rank_used,
             newest_wins_ties: false,
             ttl_ms: None,
+            drop_late: None,
         };
         RankOperator::new(&spec, &batch(&[]).schema()).unwrap()
     }
@@ -395,6 +484,43 @@ mod tests {
         // The same changes as without the restart.
         let next = [(1, 20), (1, 1), (2, 8)];
         assert_eq!(run(&mut restored, &next), run(&mut op, &next));
+    }
+
+    #[test]
+    fn first_row_by_event_time_drops_late_rows_and_keeps_its_watermark() {
+        let spec = RankSpec {
+            partition: vec![0],
+            order: vec![(1, SortOptions::default())],
+            limit: 1,
+            rank_column: "rn".into(),
+            rank_used: false,
+            newest_wins_ties: false,
+            ttl_ms: None,
+            drop_late: Some(1),
+        };
+        let mut op = RankOperator::new(&spec, &batch(&[]).schema()).unwrap();
+        op.process_watermark(Watermark::EventTime(10), &mut Output::default())
+            .unwrap();
+        // 5 is behind the watermark; 20 is the first on-time row of key 1.
+        assert_eq!(run(&mut op, &[(1, 5), (1, 20)]), vec![(1, 20, 1, "+I")]);
+        let state = op
+            .snapshot_state(1, &mut Output::default())
+            .unwrap()
+            .unwrap();
+        let mut restored = RankOperator::new(&spec, &batch(&[]).schema()).unwrap();
+        restored
+            .restore_state(&RestoredState {
+                checkpoint: 1,
+                old_parallelism: 1,
+                states: vec![(0, state)],
+                root: Default::default(),
+            })
+            .unwrap();
+        assert_eq!(run(&mut restored, &[(2, 7)]), vec![]);
+        assert_eq!(
+            run(&mut restored, &[(1, 15), (2, 11)]),
+            vec![(1, 20, 1, "-D"), (1, 15, 1, "+I"), (2, 11, 1, "+I")]
+        );
     }
 
     #[test]

@@ -245,3 +245,41 @@ async fn a_subquery_may_drop_the_time_column_before_the_window_aggregation() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deduplication_by_event_time_drops_late_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // The watermark lags 2 s: after the row at 10 s it is at 8 s.
+    let rows: Vec<String> = [
+        (1, 1, 5.0),
+        (1, 2, 10.0),
+        (1, 3, 1.0),
+        (2, 4, 0.0),
+        (2, 5, 9.0),
+    ]
+    .iter()
+    .map(|&(k, v, t)| row(Some(k), Some(v), t))
+    .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let header = events(&dir, &refs);
+    let first = format!(
+        "{header} SELECT k, v FROM (
+           SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts ASC) AS rn FROM events
+         ) WHERE rn = 1"
+    );
+    let mut session = SqlSession::default();
+    let ran = run(&mut session, &first).await;
+    ran.result.as_ref().unwrap();
+    // The rows at 1 s and 0 s are behind the watermark: k=1 keeps 5 s, k=2 keeps 9 s.
+    let changes = crate::rows_in_order(&ran.rows);
+    assert_eq!(crate::apply_changelog(changes), vec!["1 | 1", "2 | 5"]);
+    let late: u64 = ran.metrics.iter().map(|m| m.late_records).sum();
+    assert_eq!(late, 2);
+    // Keeping the last row needs no lateness: a late row is never the newest.
+    let last = first.replace("ts ASC", "ts DESC");
+    let mut session = SqlSession::default();
+    assert_eq!(
+        select_final(&mut session, &last).await,
+        vec!["1 | 2", "2 | 5"]
+    );
+}
