@@ -36,7 +36,7 @@ use crate::text::{find_keyword, matching_paren, split_top_level};
 /// The functions of this module, to register in a session (they replace DataFusion's
 /// functions of the same names).
 pub(crate) fn udfs() -> Vec<ScalarUDF> {
-    vec![
+    let mut udfs = vec![
         ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::string::concat())),
         ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::core::greatest())),
         ScalarUDF::new_from_impl(NullStrict::new(datafusion::functions::core::least())),
@@ -56,7 +56,10 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(If::new()),
         ScalarUDF::new_from_impl(TimestampArith::new(Arith::Add)),
         ScalarUDF::new_from_impl(TimestampArith::new(Arith::Diff)),
-    ]
+    ];
+    udfs.extend(crate::flink_aliases::udfs());
+    udfs.extend(crate::flink_json::udfs());
+    udfs
 }
 
 /// DataFusion's function of the same name, except that any NULL argument makes the
@@ -518,22 +521,18 @@ impl ScalarUDFImpl for TimestampArith {
 pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
     Some(match name.to_ascii_lowercase().as_str() {
         "printf" => "format the parts with CONCAT and CAST(... AS STRING)",
-        "locate" | "instr" => "POSITION(needle IN haystack)",
+        "instr" => "LOCATE(needle, haystack) or POSITION(needle IN haystack)",
         "url_decode" | "url_encode" | "parse_url" => {
             "a Wasm or Python UDF (no URL functions are built in)"
         }
         "str_to_map" => "SPLIT_PART over the pairs, or a UDF",
-        "regexp" => "REGEXP_LIKE(s, pattern)",
         "is_alpha" | "is_digit" | "is_decimal" => {
             "REGEXP_LIKE(s, '^[[:alpha:]]+$') (or [0-9], or a decimal pattern)"
         }
-        "from_base64" => "DECODE(s, 'base64')",
-        "to_base64" => "ENCODE(s, 'base64')",
         "element" => "arr[1] with CARDINALITY(arr) = 1",
         "json_string" => "CAST(x AS STRING) (quote strings with CONCAT)",
-        "json_value" | "json_query" | "json_exists" => "a Wasm or Python UDF over the JSON string",
         "json_object" | "json_array" | "json_quote" | "json_unquote" => {
-            "CONCAT of the parts, or a Wasm or Python UDF"
+            "CONCAT of the parts, or a Wasm or Python UDF; JSON_VALUE, JSON_QUERY and JSON_EXISTS read JSON"
         }
         "convert_tz" => "CAST(ts AS TIMESTAMP WITH TIME ZONE) AT TIME ZONE, or a UDF",
         "unix_timestamp" => "CAST(EXTRACT(EPOCH FROM ts) AS BIGINT)",
@@ -548,7 +547,6 @@ pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
         "bin" => "TO_CHAR or a UDF (no binary formatting is built in)",
         "regexp_extract_all" => "REGEXP_MATCH",
         "sha1" | "sha" => "SHA256(s) (SHA-1 is not offered: it is broken)",
-        "sha2" => "SHA224, SHA256, SHA384 or SHA512",
         _ => return None,
     })
 }

@@ -283,3 +283,42 @@ async fn deduplication_by_event_time_drops_late_rows() {
         vec!["1 | 2", "2 | 5"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_renamed_functions_answer_as_in_flink() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        r#"{"k": 1, "v": 17, "name": "{\"a\": {\"z\": 1, \"b\": [5, \"x\"]}}", "price": 2.75, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": 2, "v": -7, "name": "not json", "price": -1.5, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": 3, "v": null, "name": null, "price": null, "ts": "2024-01-01T00:00:01"}"#,
+    ];
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT k, JSON_VALUE(name, '$.a.b[1]'), JSON_QUERY(name, 'lax $.a'),
+           JSON_EXISTS(name, '$.a.z'), TRUNCATE(v, -1), TRUNCATE(price, 1),
+           LOCATE('o', name), STARTSWITH(name, '{{'), TO_BASE64(JSON_VALUE(name, '$.a.b[1]'))
+         FROM events",
+        events(&dir, &rows)
+    );
+    assert_eq!(
+        select(&mut session, &script).await,
+        vec![
+            r#"1 | x | {"z":1,"b":[5,"x"]} | true | 10 | 2.7 | 0 | true | eA=="#,
+            "2 | NULL | NULL | false | 0 | -1.5 | 2 | false | NULL",
+            "3 | NULL | NULL | NULL | NULL | NULL | NULL | NULL | NULL",
+        ]
+    );
+    let bad = format!(
+        "{} SELECT JSON_VALUE(name, 'a.b') FROM events",
+        events(&dir, &rows)
+    );
+    let err = session.execute_script(&bad).await.err();
+    let ran = match err {
+        Some(e) => e.to_string(),
+        None => {
+            let ran = run(&mut SqlSession::default(), &bad).await;
+            ran.result.unwrap_err().to_string()
+        }
+    };
+    assert!(ran.contains("must start with $"), "{ran}");
+}
