@@ -592,6 +592,54 @@ pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
     Ok(out)
 }
 
+/// `FLOOR(x TO unit)` becomes `date_trunc('unit', x)`; `CEIL(x TO unit)` (or `CEILING`)
+/// the same, plus one unit when `x` is not already on a boundary, as in Flink.
+pub(crate) fn rewrite_floor_ceil(sql: &str) -> Result<String> {
+    let mut out = sql.to_string();
+    for function in ["FLOOR", "CEILING", "CEIL"] {
+        let mut from = 0;
+        while let Some(pos) = find_keyword(&out, function, from) {
+            let mut open = pos + function.len();
+            while out[open..].starts_with(char::is_whitespace) {
+                open += 1;
+            }
+            from = open;
+            if !out[open..].starts_with('(') {
+                continue;
+            }
+            let close = matching_paren(&out, open)
+                .ok_or_else(|| SqlError::Plan(format!("unbalanced parentheses in {function}")))?;
+            let inner = &out[open + 1..close];
+            // The last top-level TO, followed by a unit.
+            let mut to = None;
+            let mut at = 0;
+            while let Some(p) = find_keyword(inner, "TO", at) {
+                to = Some(p);
+                at = p + 2;
+            }
+            let Some(to) = to else { continue };
+            let name = inner[to + 2..].trim().to_ascii_uppercase();
+            if unit(&name).is_none() || name == "MILLISECOND" {
+                return Err(SqlError::Plan(format!(
+                    "{function}(... TO {name}): unknown unit: use SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR"
+                )));
+            }
+            let x = inner[..to].trim();
+            let floor = format!("date_trunc('{}', {x})", name.to_ascii_lowercase());
+            let replacement = if function == "FLOOR" {
+                floor
+            } else {
+                format!(
+                    "(CASE WHEN {floor} = ({x}) THEN {floor} ELSE {floor} + INTERVAL '1' {name} END)"
+                )
+            };
+            out.replace_range(pos..close + 1, &replacement);
+            from = pos;
+        }
+    }
+    Ok(out)
+}
+
 /// `CAST(x AS STRING)` of a timestamp becomes `to_char` with Flink's layout
 /// (`yyyy-MM-dd HH:mm:ss` and as many fraction digits as the type's precision); every
 /// other expression is returned as it is.
@@ -662,5 +710,21 @@ mod tests {
             months_between(jan31, add_months(jan31, 14).unwrap()),
             Some(14)
         );
+    }
+
+    #[test]
+    fn floor_and_ceil_to_a_unit_become_date_trunc() {
+        assert_eq!(
+            rewrite_floor_ceil("SELECT FLOOR(price), floor(FLOOR(ts TO day) to Hour) FROM t")
+                .unwrap(),
+            "SELECT FLOOR(price), date_trunc('hour', date_trunc('day', ts)) FROM t"
+        );
+        assert_eq!(
+            rewrite_floor_ceil("SELECT CEIL(ts TO MINUTE)").unwrap(),
+            "SELECT (CASE WHEN date_trunc('minute', ts) = (ts) THEN date_trunc('minute', ts) \
+             ELSE date_trunc('minute', ts) + INTERVAL '1' MINUTE END)"
+        );
+        let err = rewrite_floor_ceil("SELECT FLOOR(ts TO fortnight)").unwrap_err();
+        assert!(err.to_string().contains("unknown unit"), "{err}");
     }
 }

@@ -173,3 +173,29 @@ impl Operator for PredicateOperator {
         Ok(())
     }
 }
+
+/// `UNION ALL`: the rows of every input, under the union's column names.
+#[derive(Debug, Clone)]
+pub(crate) struct UnionOperator {
+    schema: SchemaRef,
+}
+
+impl UnionOperator {
+    pub(crate) fn factory(schema: SchemaRef) -> OperatorFactory {
+        let op = UnionOperator { schema };
+        Arc::new(move |_| Ok(Box::new(op.clone()) as Box<dyn Operator>))
+    }
+}
+
+impl Operator for UnionOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let options =
+            arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        out.emit(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+            &options,
+        )?);
+        Ok(())
+    }
+}

@@ -44,7 +44,7 @@ use fungi_streaming::window_aggregate::WindowAggregateSpec;
 use crate::aggregate::DfAggregate;
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
-use crate::operators::{PredicateOperator, ProjectOperator};
+use crate::operators::{PredicateOperator, ProjectOperator, UnionOperator};
 use crate::udfs;
 
 /// A planned subtree: the node producing its rows.
@@ -358,13 +358,21 @@ impl Planner<'_> {
                 "drop ORDER BY, or order within windows once Top-N lands",
             )),
             LogicalPlan::Limit(_) => Err(SqlError::unsupported("LIMIT on a stream", "drop LIMIT")),
-            LogicalPlan::Union(_) => Err(SqlError::unsupported(
-                "UNION",
-                "run the queries separately into the same sink",
-            )),
+            LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                // SELECT DISTINCT: an aggregation grouped by every column, without
+                // aggregates (an updating result, as in Flink).
+                let group = input
+                    .schema()
+                    .iter()
+                    .map(|(q, f)| Expr::Column(Column::from((q, f))))
+                    .collect();
+                let agg = Aggregate::try_new(input.clone(), group, Vec::new())?;
+                self.plan(&LogicalPlan::Aggregate(agg))
+            }
             LogicalPlan::Distinct(_) => Err(SqlError::unsupported(
-                "SELECT DISTINCT on an unbounded stream",
-                "use GROUP BY window_start, window_end with the columns instead",
+                "SELECT DISTINCT ON on an unbounded stream",
+                "keep the first row per key with ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) and WHERE rownum = 1",
             )),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::unsupported(
                 "queries without a FROM table",
@@ -717,6 +725,70 @@ impl Planner<'_> {
 }
 
 impl Planner<'_> {
+    /// `UNION ALL`: every input's rows. If one input is an updating result, the union is
+    /// one and the other inputs' rows are insertions.
+    fn union(&mut self, u: &datafusion::logical_expr::Union) -> Result<Planned> {
+        let mut inputs = Vec::new();
+        for input in &u.inputs {
+            inputs.push(self.plan(input)?);
+        }
+        let updating = inputs.iter().any(|p| p.updating);
+        let mut schema = arrow_schema(&u.schema);
+        if updating {
+            schema = with_op_column(&schema);
+            for (planned, input) in inputs.iter_mut().zip(&u.inputs) {
+                if planned.updating {
+                    continue;
+                }
+                let mut exprs: Vec<Arc<dyn PhysicalExpr>> = input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| Arc::new(PhysicalColumn::new(f.name(), i)) as _)
+                    .collect();
+                exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(
+                    fungi_common::changelog::RowKind::Insert as i8,
+                )))));
+                let with_op = with_op_column(&arrow_schema(input.schema()));
+                *planned = self.then(
+                    *planned,
+                    "insertions",
+                    ProjectOperator::factory(self.plugins.on_error, exprs, with_op),
+                );
+            }
+        }
+        // Inputs of one parallelism are forwarded subtask to subtask; otherwise one
+        // subtask takes every row (which keeps each input's changes in order).
+        let first = inputs[0].parallelism;
+        let same = inputs.iter().all(|p| p.parallelism == first);
+        let (parallelism, edge) = if same {
+            (first, Partitioning::Forward)
+        } else {
+            (1, Partitioning::Rebalance)
+        };
+        let node = self
+            .graph
+            .add_operator("union", parallelism, UnionOperator::factory(schema));
+        for input in &inputs {
+            self.graph.connect(input.node, node, edge.clone());
+        }
+        let window = inputs[0].window;
+        let same_window = inputs
+            .iter()
+            .all(|p| p.window.start == window.start && p.window.end == window.end && !p.updating);
+        Ok(Planned {
+            node,
+            parallelism,
+            updating,
+            window: if same_window {
+                window
+            } else {
+                WindowColumns::default()
+            },
+        })
+    }
+
     /// An aggregation without a window: per-key accumulators emitting a changelog.
     fn updating_aggregate(
         &mut self,

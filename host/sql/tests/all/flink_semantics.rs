@@ -322,3 +322,54 @@ async fn json_and_renamed_functions_answer_as_in_flink() {
     };
     assert!(ran.contains("must start with $"), "{ran}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn union_distinct_and_floor_answer_as_in_flink() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = [(1, 1, 1.0), (2, 2, 61.5), (1, 3, 62.0), (1, 1, 125.0)]
+        .iter()
+        .map(|&(k, v, t)| row(Some(k), Some(v), t))
+        .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let header = events(&dir, &refs);
+    let cases = [
+        (
+            "SELECT k, v FROM events WHERE v > 1 UNION ALL SELECT k, v FROM events WHERE k = 1",
+            vec!["1 | 1", "1 | 1", "1 | 3", "1 | 3", "2 | 2"],
+        ),
+        // An updating input makes the union an updating result.
+        (
+            "SELECT k, COUNT(*) FROM events GROUP BY k UNION ALL SELECT k, v FROM events WHERE k = 2",
+            vec!["1 | 3", "2 | 1", "2 | 2"],
+        ),
+        (
+            "SELECT DISTINCT k, v FROM events",
+            vec!["1 | 1", "1 | 3", "2 | 2"],
+        ),
+        (
+            "SELECT k FROM events UNION SELECT v AS k FROM events",
+            vec!["1", "2", "3"],
+        ),
+        (
+            "SELECT FLOOR(ts TO MINUTE), COUNT(*) FROM events GROUP BY FLOOR(ts TO MINUTE)",
+            vec![
+                "2024-01-01T00:00:00 | 1",
+                "2024-01-01T00:01:00 | 2",
+                "2024-01-01T00:02:00 | 1",
+            ],
+        ),
+        (
+            "SELECT v, CEIL(ts TO MINUTE) FROM events WHERE k = 1",
+            vec![
+                "1 | 2024-01-01T00:01:00",
+                "1 | 2024-01-01T00:03:00",
+                "3 | 2024-01-01T00:02:00",
+            ],
+        ),
+    ];
+    for (query, expected) in cases {
+        let mut session = SqlSession::default();
+        let got = select_final(&mut session, &format!("{header} {query}")).await;
+        assert_eq!(got, expected, "{query}");
+    }
+}
