@@ -28,7 +28,8 @@ def value(v):
     if isinstance(v, decimal.Decimal):
         return float(v)
     if isinstance(v, (bytes, bytearray)):
-        return "B:" + bytes(v).hex()
+        # As Fungi's JSON writes BYTES: lower-case hex.
+        return bytes(v).hex()
     if isinstance(v, (list, tuple)):
         return [value(x) for x in v]
     if isinstance(v, dict):

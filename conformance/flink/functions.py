@@ -2,6 +2,9 @@
 both engines over the same rows; the result is the table in docs/functions.md.
 
 Usage: python functions.py --fungi BIN --flink-python PY [--out docs/functions.md]
+       python functions.py --fungi BIN --flink-python PY --only 'HEX|SPLIT'
+(--only runs the functions whose name matches the regular expression and prints their
+rows instead of writing the table.)
 """
 
 import argparse
@@ -41,8 +44,11 @@ def main():
     p.add_argument("--fungi", required=True)
     p.add_argument("--flink-python", required=True)
     p.add_argument("--out", default=os.path.join(HERE, "..", "..", "docs", "functions.md"))
+    p.add_argument("--only", help="regular expression over function names; print, do not write")
     args = p.parse_args()
     functions = load()
+    if args.only:
+        functions = [f for f in functions if re.search(args.only, f["function"], re.I)]
     work = tempfile.mkdtemp(prefix="fungi-functions-")
     paths = {t: os.path.join(work, f"{t}.json") for t in run.TABLES}
     datagen.generate(paths["events"], paths["other"], None, inline={"events": ROWS})
@@ -92,6 +98,9 @@ def main():
         call = f["expr"].replace("|", "\\|")
         lines.append(f"| {f['category']} | {f['function']} | `{call}` | {text} |")
     lines += ["", "Totals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+    if args.only:
+        print("\n".join(lines[8:]))
+        return
     with open(args.out, "w") as out:
         out.write("\n".join(lines))
     print("\n".join(lines[-2:]))

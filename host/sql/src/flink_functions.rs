@@ -59,6 +59,9 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
     ];
     udfs.extend(crate::flink_aliases::udfs());
     udfs.extend(crate::flink_json::udfs());
+    udfs.extend(crate::flink_strings::udfs());
+    udfs.extend(crate::flink_json_build::udfs());
+    udfs.extend(crate::flink_arrays::udfs());
     udfs
 }
 
@@ -522,31 +525,17 @@ pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
     Some(match name.to_ascii_lowercase().as_str() {
         "printf" => "format the parts with CONCAT and CAST(... AS STRING)",
         "instr" => "LOCATE(needle, haystack) or POSITION(needle IN haystack)",
-        "url_decode" | "url_encode" | "parse_url" => {
-            "a Wasm or Python UDF (no URL functions are built in)"
-        }
         "str_to_map" => "SPLIT_PART over the pairs, or a UDF",
-        "is_alpha" | "is_digit" | "is_decimal" => {
-            "REGEXP_LIKE(s, '^[[:alpha:]]+$') (or [0-9], or a decimal pattern)"
-        }
         "element" => "arr[1] with CARDINALITY(arr) = 1",
-        "json_string" => "CAST(x AS STRING) (quote strings with CONCAT)",
-        "json_object" | "json_array" | "json_quote" | "json_unquote" => {
-            "CONCAT of the parts, or a Wasm or Python UDF; JSON_VALUE, JSON_QUERY and JSON_EXISTS read JSON"
+        "json_object" => {
+            "JSON_ARRAY and JSON_STRING with CONCAT, e.g. CONCAT('{\"k\":', JSON_STRING(v), '}')"
         }
         "convert_tz" => "CAST(ts AS TIMESTAMP WITH TIME ZONE) AT TIME ZONE, or a UDF",
-        "unix_timestamp" => "CAST(EXTRACT(EPOCH FROM ts) AS BIGINT)",
-        "from_unixtime" => "TO_TIMESTAMP_SECONDS(n)",
-        "to_timestamp_ltz" => "TO_TIMESTAMP_MILLIS(n)",
         "dayofweek" | "dayofyear" | "week" | "quarter" => {
             "EXTRACT(DOW | DOY | WEEK | QUARTER FROM ts)"
         }
-        "typeof" => "ARROW_TYPEOF(x)",
-        "elt" => "CASE n WHEN 1 THEN a WHEN 2 THEN b ... END",
         "cardinality" => "ARRAY_LENGTH(arr) or CARDINALITY(map)",
-        "bin" => "TO_CHAR or a UDF (no binary formatting is built in)",
         "regexp_extract_all" => "REGEXP_MATCH",
-        "sha1" | "sha" => "SHA256(s) (SHA-1 is not offered: it is broken)",
         _ => return None,
     })
 }
@@ -592,8 +581,10 @@ pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
     Ok(out)
 }
 
-/// `FLOOR(x TO unit)` becomes `date_trunc('unit', x)`; `CEIL(x TO unit)` (or `CEILING`)
-/// the same, plus one unit when `x` is not already on a boundary, as in Flink.
+/// `FLOOR(x TO unit)` becomes `date_trunc('unit', x)` (weeks from Sunday); `CEIL(x TO
+/// unit)` (or `CEILING`) the same, plus one unit when `x` is not already on a boundary,
+/// where for weeks, months, quarters and years `x`'s day counts, not its time, as in
+/// Flink.
 pub(crate) fn rewrite_floor_ceil(sql: &str) -> Result<String> {
     let mut out = sql.to_string();
     for function in ["FLOOR", "CEILING", "CEIL"] {
@@ -625,12 +616,24 @@ pub(crate) fn rewrite_floor_ceil(sql: &str) -> Result<String> {
                 )));
             }
             let x = inner[..to].trim();
-            let floor = format!("date_trunc('{}', {x})", name.to_ascii_lowercase());
+            let floor = if name == "WEEK" {
+                // Flink's weeks start on Sunday, DataFusion's on Monday.
+                format!("(date_trunc('week', ({x}) + INTERVAL '1' DAY) - INTERVAL '1' DAY)")
+            } else {
+                format!("date_trunc('{}', {x})", name.to_ascii_lowercase())
+            };
+            // Flink rounds up to a week, month, quarter or year from the row's day (the
+            // time of day does not count).
+            let reference = if matches!(name.as_str(), "WEEK" | "MONTH" | "QUARTER" | "YEAR") {
+                format!("date_trunc('day', {x})")
+            } else {
+                format!("({x})")
+            };
             let replacement = if function == "FLOOR" {
                 floor
             } else {
                 format!(
-                    "(CASE WHEN {floor} = ({x}) THEN {floor} ELSE {floor} + INTERVAL '1' {name} END)"
+                    "(CASE WHEN {floor} = {reference} THEN {floor} ELSE {floor} + INTERVAL '1' {name} END)"
                 )
             };
             out.replace_range(pos..close + 1, &replacement);

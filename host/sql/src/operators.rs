@@ -16,6 +16,57 @@ use fungi_execution::operator::{OperatorContext, OperatorFactory};
 use fungi_execution::{Operator, Output};
 use fungi_reliability::OnFailure;
 
+/// A plugin or Python function that failed on a batch, as its UDF reports it to
+/// DataFusion, so that the operators' error policy can tell it from an engine error.
+#[derive(Debug, thiserror::Error)]
+#[error("[{code}] {message}")]
+pub(crate) struct FunctionFailure {
+    /// The stable code of the failure (`PLUGIN_TRAP`, `PLUGIN_PYTHON`, ...).
+    code: &'static str,
+    /// The dead-letter reason.
+    reason: &'static str,
+    message: String,
+}
+
+impl FunctionFailure {
+    /// A Wasm plugin's failure.
+    pub(crate) fn plugin(e: &fungi_plugin::PluginError) -> datafusion::error::DataFusionError {
+        use fungi_plugin::PluginError::*;
+        let reason = match e {
+            Limit { .. } => "plugin limit",
+            Trap { .. } => "plugin trap",
+            Contract { .. } => "plugin contract",
+            _ => "plugin error",
+        };
+        Self::error(e.code(), reason, e.to_string())
+    }
+
+    /// A Python function's failure.
+    pub(crate) fn python(e: &fungi_python::PythonError) -> datafusion::error::DataFusionError {
+        Self::error(fungi_python::ERROR_CODE, "python error", e.to_string())
+    }
+
+    fn error(
+        code: &'static str,
+        reason: &'static str,
+        message: String,
+    ) -> datafusion::error::DataFusionError {
+        datafusion::error::DataFusionError::External(Box::new(FunctionFailure {
+            code,
+            reason,
+            message,
+        }))
+    }
+
+    /// The function failure that caused `e`, if one did.
+    fn find(e: &datafusion::error::DataFusionError) -> Option<&FunctionFailure> {
+        match e.find_root() {
+            datafusion::error::DataFusionError::External(inner) => inner.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Where failing batches go, set when the operator opens.
 #[derive(Debug, Clone)]
 struct PluginErrors {
@@ -38,17 +89,9 @@ impl PluginErrors {
     /// `Ok(())` if the failure was dead-lettered (the batch is dropped), else the error.
     fn handle(&self, batch: &RecordBatch, e: datafusion::error::DataFusionError) -> Result<()> {
         let message = e.to_string();
-        let from_plugin = message.contains("[PLUGIN_");
-        // The class of failure, from the marker the plugin host or Python put in.
-        let reason = [
-            ("[PLUGIN_LIMIT]", "plugin limit"),
-            ("[PLUGIN_TRAP]", "plugin trap"),
-            ("[PLUGIN_CONTRACT]", "plugin contract"),
-            ("[PLUGIN_PYTHON]", "python error"),
-        ]
-        .iter()
-        .find(|(code, _)| message.contains(code))
-        .map_or("plugin error", |(_, reason)| reason);
+        let failure = FunctionFailure::find(&e);
+        let from_plugin = failure.is_some();
+        let reason = failure.map_or("plugin error", |f| f.reason);
         match (&self.dead_letters, self.policy) {
             (Some((dlq, operator)), OnFailure::DeadLetter) if from_plugin => {
                 let mut buf = Vec::new();

@@ -174,6 +174,7 @@ impl Planner<'_> {
     /// function above all) is evaluated while a job is planned.
     fn rewrite_functions(&self, expr: Expr, schema: &DFSchema) -> Result<Expr> {
         use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::ExprSchemable;
         use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
         let info = SimplifyContext::builder()
             .with_schema(Arc::new(schema.clone()))
@@ -184,6 +185,18 @@ impl Planner<'_> {
                 e @ (Expr::Cast(_) | Expr::TryCast(_)) => Ok(Transformed::yes(
                     crate::flink_functions::flink_cast(e, schema)?,
                 )),
+                Expr::SimilarTo(like) => Ok(Transformed::yes(Expr::SimilarTo(
+                    crate::flink_aliases::flink_similar_to(like, schema),
+                ))),
+                // DataFusion's `OVERLAY ... PLACING` syntax calls its own function
+                // directly, not the one registered under the name.
+                Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "overlay" => {
+                    let t = Expr::ScalarFunction(ScalarFunction::new_udf(func, args.clone()))
+                        .get_type(schema)?;
+                    Ok(Transformed::yes(crate::flink_aliases::flink_overlay(
+                        args, t,
+                    )))
+                }
                 Expr::ScalarFunction(ScalarFunction { func, args }) => {
                     Ok(match func.simplify(args, &info)? {
                         ExprSimplifyResult::Simplified(e) => Transformed::yes(e),

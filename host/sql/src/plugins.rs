@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Result as DfResult, exec_err, not_impl_err};
+use datafusion::common::{Result as DfResult, not_impl_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
@@ -826,8 +826,8 @@ impl ScalarUDFImpl for WasmScalar {
         let (arrays, rows) = argument_arrays(&args)?;
         match self.udf.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
-            // The code marks plugin failures for the operators' error policy.
-            Err(e) => exec_err!("[{}] {e}", e.code()),
+            // Typed, for the operators' error policy.
+            Err(e) => Err(crate::operators::FunctionFailure::plugin(&e)),
         }
     }
 }

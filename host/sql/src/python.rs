@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray};
 use arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Result as DfResult, exec_err, not_impl_err};
+use datafusion::common::{Result as DfResult, not_impl_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature,
@@ -78,7 +78,7 @@ impl ScalarUDFImpl for PythonScalar {
         let (arrays, rows) = crate::plugins::argument_arrays(&args)?;
         match self.function.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
-            Err(e) => exec_err!("[{}] {e}", fungi_python::ERROR_CODE),
+            Err(e) => Err(crate::operators::FunctionFailure::python(&e)),
         }
     }
 }

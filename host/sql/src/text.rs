@@ -238,6 +238,41 @@ pub(crate) fn closest<'a>(
         .map(|(_, c)| c)
 }
 
+/// A Java date-time pattern (`yyyy-MM-dd HH:mm:ss.SSS`, as Flink's `DATE_FORMAT`,
+/// `FROM_UNIXTIME` and `UNIX_TIMESTAMP` take) as a chrono/strftime one
+/// (`%Y-%m-%d %H:%M:%S%.3f`-like); other characters stand for themselves.
+pub(crate) fn java_to_strftime(pattern: &str) -> String {
+    const TOKENS: [(&str, &str); 9] = [
+        ("yyyy", "%Y"),
+        ("SSS", "%3f"),
+        ("yy", "%y"),
+        ("MM", "%m"),
+        ("dd", "%d"),
+        ("HH", "%H"),
+        ("hh", "%I"),
+        ("mm", "%M"),
+        ("ss", "%S"),
+    ];
+    let mut out = String::with_capacity(pattern.len() * 2);
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        match TOKENS.iter().find(|(java, _)| rest.starts_with(java)) {
+            Some((java, strftime)) => {
+                out.push_str(strftime);
+                rest = &rest[java.len()..];
+            }
+            None => {
+                if c == '%' {
+                    out.push('%');
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,31 +39,7 @@ pub(crate) fn rewrite_date_format(sql: &str) -> Result<String> {
             return Err(SqlError::Plan("DATE_FORMAT takes a timestamp and a pattern literal, e.g. DATE_FORMAT(ts, 'yyyy-MM-dd')".into()));
         }
         let pattern = unquote(&args[1]);
-        let mut chrono = String::new();
-        let mut rest = pattern.as_str();
-        while !rest.is_empty() {
-            let (token, len) = [
-                ("yyyy", "%Y"),
-                ("SSS", "%3f"),
-                ("MM", "%m"),
-                ("dd", "%d"),
-                ("HH", "%H"),
-                ("mm", "%M"),
-                ("ss", "%S"),
-            ]
-            .iter()
-            .find(|(j, _)| rest.starts_with(j))
-            .map(|(j, c)| (c.to_string(), j.len()))
-            .unwrap_or_else(|| {
-                let c = rest.chars().next().expect("not empty");
-                (
-                    if c == '%' { "%%".into() } else { c.to_string() },
-                    c.len_utf8(),
-                )
-            });
-            chrono.push_str(&token);
-            rest = &rest[len..];
-        }
+        let chrono = crate::text::java_to_strftime(&pattern);
         let replacement = format!("to_char({}, '{}')", args[0], chrono.replace('\'', "''"));
         out.replace_range(pos..=close, &replacement);
         from = pos + replacement.len();

@@ -286,7 +286,7 @@ fn map_strings<'s>(
 }
 
 /// Flink's string functions that DataFusion names differently: `SPLIT_INDEX(s, delim,
-/// i)` (the `i`-th piece, from 0; NULL out of range) and `REGEXP_EXTRACT(s, regex[, i])`
+/// i)` (the `i`-th piece, from 0; NULL out of range and for an empty string) and `REGEXP_EXTRACT(s, regex[, i])`
 /// (group `i` of the first match, 0 = the whole match, the default; NULL without a match).
 /// The delimiter, pattern and index are constants.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -296,6 +296,14 @@ pub(crate) struct FlinkString {
 }
 
 impl FlinkString {
+    /// `REGEXP_EXTRACT`, for the functions rewritten into it.
+    pub(crate) fn regexp_extract() -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(FlinkString {
+            name: "regexp_extract",
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))
+    }
+
     pub(crate) fn udfs() -> Vec<ScalarUDF> {
         ["split_index", "regexp_extract"]
             .into_iter()
@@ -371,7 +379,12 @@ impl ScalarUDFImpl for FlinkString {
         };
         let out = if self.name == "split_index" {
             let index = usize::try_from(index).ok();
-            map_strings(&input, |s| index.and_then(|i| s.split(pattern).nth(i)))?
+            // An empty string has no pieces at all (Flink: NULL, not an empty piece).
+            map_strings(&input, |s| {
+                index
+                    .filter(|_| !s.is_empty())
+                    .and_then(|i| s.split(pattern).nth(i))
+            })?
         } else {
             let regex = regex::Regex::new(pattern).map_err(|e| {
                 datafusion::common::DataFusionError::Plan(format!(

@@ -324,6 +324,37 @@ async fn json_and_renamed_functions_answer_as_in_flink() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_url_time_and_array_functions_answer_as_in_flink() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        r#"{"k": 1, "v": 100, "name": "apple", "price": 12.5, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": 2, "v": -7, "name": "Banana split", "price": 0.25, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": null, "v": null, "name": null, "price": null, "ts": "2024-01-01T00:00:01"}"#,
+        r#"{"k": 3, "v": 900, "name": "", "price": 99.0, "ts": "2024-01-01T00:00:01"}"#,
+    ];
+    let mut session = SqlSession::default();
+    let script = format!(
+        "{} SELECT k, HEX(v), BIN(v), SPLIT_INDEX(name, 'a', 0), CARDINALITY(SPLIT(name, 'a')),
+           URL_ENCODE(name), PARSE_URL(CONCAT('http://h/p?x=', name), 'QUERY', 'x'),
+           IS_ALPHA(name), IS_DECIMAL(CAST(price AS STRING)), INITCAP(name),
+           OVERLAY(name PLACING 'XY' FROM 2 FOR 1), name SIMILAR TO 'a.*',
+           FROM_UNIXTIME(1704067200 + v), ELT(k, 'a', 'b'), ARRAY_CONTAINS(ARRAY[1, 2], k),
+           ARRAY_POSITION(ARRAY[1, 2, 3], k), JSON_ARRAY(v, name), LOG(1), TYPEOF(k)
+         FROM events",
+        events(&dir, &rows)
+    );
+    assert_eq!(
+        select(&mut session, &script).await,
+        vec![
+            r#"1 | 64 | 1100100 |  | 2 | apple | apple | true | true | Apple | aXYple | true | 2024-01-01 00:01:40 | a | true | 1 | [100,"apple"] | 0.0 | INT"#,
+            r#"2 | FFFFFFFFFFFFFFF9 | 1111111111111111111111111111111111111111111111111111111111111001 | B | 4 | Banana+split | Banana split | false | true | Banana Split | BXYnana split | false | 2023-12-31 23:59:53 | b | true | 2 | [-7,"Banana split"] | 0.0 | INT"#,
+            r#"3 | 384 | 1110000100 | NULL | 0 |  |  | false | true |  |  | false | 2024-01-01 00:15:00 | NULL | false | 3 | [900,""] | 0.0 | INT"#,
+            "NULL | NULL | NULL | NULL | NULL | NULL | NULL | false | false | NULL | NULL | NULL | NULL | NULL | false | NULL | [] | 0.0 | INT",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn union_distinct_and_floor_answer_as_in_flink() {
     let dir = tempfile::tempdir().unwrap();
     let rows: Vec<String> = [(1, 1, 1.0), (2, 2, 61.5), (1, 3, 62.0), (1, 1, 125.0)]
