@@ -11,6 +11,7 @@ mod client;
 mod job;
 mod nexmark;
 mod plugin;
+mod plugin_template;
 mod progress;
 
 use std::path::PathBuf;

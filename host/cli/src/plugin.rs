@@ -93,13 +93,14 @@ pub(crate) enum Kind {
 #[derive(Debug, Args)]
 pub(crate) struct NewArgs {
     /// Directory (and crate name) of the new plugin.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What the plugin provides.
     #[arg(long, value_enum, default_value_t = Kind::Scalar)]
-    kind: Kind,
-    /// Path of the Fungi SDK (`sdk-rust/` of the Fungi repository).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk-rust"))]
-    sdk: PathBuf,
+    pub(crate) kind: Kind,
+    /// Depend on this copy of the Fungi SDK (`sdk-rust/` of a Fungi checkout) instead of
+    /// the one `fungi` writes into the crate's `vendor/`.
+    #[arg(long)]
+    pub(crate) sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +108,7 @@ pub(crate) struct BuildArgs {
     /// The plugin crate's directory.
     #[arg(default_value = ".", conflicts_with = "python")]
     path: PathBuf,
-    /// Cargo target directory (default: the crate's `target/`).
+    /// Cargo target directory (default: CARGO_TARGET_DIR, else the crate's `target/`).
     #[arg(long, conflicts_with = "python")]
     target_dir: Option<PathBuf>,
     /// Build a sandboxed plugin from this Python file instead (its `@fungi.udf` or
@@ -133,14 +134,15 @@ pub(crate) struct FileArgs {
 pub(crate) struct TestArgs {
     /// The component (`.wasm`).
     plugin: PathBuf,
-    /// Directory of test vectors (`<plugin name>.json`).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conformance/vectors"))]
-    vectors: PathBuf,
+    /// Directory of test vectors (`<plugin name>.json`; default: the Fungi repository's
+    /// `conformance/vectors` when this binary was built from one that is still there).
+    #[arg(long)]
+    vectors: Option<PathBuf>,
 }
 
 pub(crate) fn run(command: PluginCommand) -> Result<()> {
     match command {
-        PluginCommand::New(args) => new(&args),
+        PluginCommand::New(args) => crate::plugin_template::new(&args),
         PluginCommand::Build(args) => match &args.python {
             Some(app) => build_python(app, args.output.as_deref(), args.name.as_deref()),
             None => build(&args.path, args.target_dir.as_deref()),
@@ -152,7 +154,12 @@ pub(crate) fn run(command: PluginCommand) -> Result<()> {
         }
         PluginCommand::Test(args) => {
             let plugin = load(&args.plugin)?;
-            let report = fungi_plugin::conformance::run(&plugin, Some(&args.vectors));
+            let vectors = args.vectors.clone().or_else(|| {
+                let checkout =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors");
+                checkout.is_dir().then_some(checkout)
+            });
+            let report = fungi_plugin::conformance::run(&plugin, vectors.as_deref());
             println!("{report}");
             if !report.passed() {
                 bail!("{} does not conform", args.plugin.display());
@@ -352,174 +359,6 @@ fn manifest_json(plugin: &Plugin) -> serde_json::Value {
     })
 }
 
-fn new(args: &NewArgs) -> Result<()> {
-    if args.path.exists() {
-        bail!("{} already exists", args.path.display());
-    }
-    let name = args
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the plugin path needs a directory name")?
-        .to_string();
-    let sdk = args
-        .sdk
-        .canonicalize()
-        .with_context(|| format!("the Fungi SDK is not at {} (use --sdk)", args.sdk.display()))?;
-    std::fs::create_dir_all(args.path.join("src"))?;
-    std::fs::write(
-        args.path.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-fungi-sdk = {{ path = "{}" }}
-
-[profile.release]
-opt-level = 3
-codegen-units = 1
-lto = true
-panic = "abort"
-strip = true
-
-# A plugin is its own workspace.
-[workspace]
-"#,
-            sdk.display()
-        ),
-    )?;
-    let lib = match args.kind {
-        Kind::Scalar => format!(
-            r#"//! {name}: scalar functions for Fungi.
-
-/// Adds one. NULL in, NULL out (the macro handles it).
-#[fungi_sdk::udf]
-fn plus_one(x: i64) -> i64 {{
-    x + 1
-}}
-
-fungi_sdk::scalar_plugin! {{
-    name: "{name}",
-    description: "my scalar functions",
-    functions: [plus_one],
-}}
-"#
-        ),
-        Kind::Aggregate => format!(
-            r#"//! {name}: an aggregate for Fungi.
-
-use std::sync::Arc;
-
-use fungi_sdk::arrow_array::cast::AsArray;
-use fungi_sdk::arrow_array::types::Int64Type;
-use fungi_sdk::arrow_array::{{Array, ArrayRef, Int64Array}};
-use fungi_sdk::arrow_schema::DataType;
-use fungi_sdk::{{Accumulator, AggregateFunction, Error}};
-
-/// The sum of BIGINT values, per group.
-struct MySum;
-
-impl AggregateFunction for MySum {{
-    fn name(&self) -> &str {{
-        "my_sum"
-    }}
-    fn arguments(&self) -> Vec<DataType> {{
-        vec![DataType::Int64]
-    }}
-    fn returns(&self) -> DataType {{
-        DataType::Int64
-    }}
-    fn retractable(&self) -> bool {{
-        true
-    }}
-    fn accumulator(&self, _config: &[(String, String)]) -> Result<Box<dyn Accumulator>, Error> {{
-        Ok(Box::new(Sums(Vec::new())))
-    }}
-}}
-
-struct Sums(Vec<i64>);
-
-impl Sums {{
-    fn add(&mut self, args: &[ArrayRef], groups: &[u32], total: usize, sign: i64) -> Result<(), Error> {{
-        self.0.resize(self.0.len().max(total), 0);
-        let v = args[0]
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| Error::InvalidInput("expected BIGINT".into()))?;
-        for (i, &g) in groups.iter().enumerate() {{
-            if v.is_valid(i) {{
-                self.0[g as usize] += sign * v.value(i);
-            }}
-        }}
-        Ok(())
-    }}
-}}
-
-impl Accumulator for Sums {{
-    fn update(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error> {{
-        self.add(args, groups, total, 1)
-    }}
-    fn retract(&mut self, args: &[ArrayRef], groups: &[u32], total: usize) -> Result<(), Error> {{
-        self.add(args, groups, total, -1)
-    }}
-    fn merge(&mut self, dst_src: &[(u32, u32)], total: usize) -> Result<(), Error> {{
-        self.0.resize(self.0.len().max(total), 0);
-        for &(d, s) in dst_src {{
-            self.0[d as usize] += self.0[s as usize];
-        }}
-        Ok(())
-    }}
-    fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, Error> {{
-        Ok(Arc::new(Int64Array::from_iter_values(
-            groups.iter().map(|&g| self.0.get(g as usize).copied().unwrap_or(0)),
-        )))
-    }}
-    fn reset(&mut self, groups: &[u32]) {{
-        for &g in groups {{
-            if let Some(v) = self.0.get_mut(g as usize) {{
-                *v = 0;
-            }}
-        }}
-    }}
-    fn snapshot(&self, groups: &[u32]) -> Result<Vec<Vec<u8>>, Error> {{
-        Ok(groups
-            .iter()
-            .map(|&g| self.0.get(g as usize).copied().unwrap_or(0).to_le_bytes().to_vec())
-            .collect())
-    }}
-    fn restore(&mut self, groups: &[u32], states: &[Vec<u8>]) -> Result<(), Error> {{
-        for (&g, s) in groups.iter().zip(states) {{
-            let bytes: [u8; 8] = s.as_slice().try_into().map_err(|_| Error::InvalidInput("bad state".into()))?;
-            self.0.resize(self.0.len().max(g as usize + 1), 0);
-            self.0[g as usize] = i64::from_le_bytes(bytes);
-        }}
-        Ok(())
-    }}
-}}
-
-fungi_sdk::aggregate_plugin! {{
-    name: "{name}",
-    description: "my aggregate",
-    functions: [MySum],
-}}
-"#
-        ),
-    };
-    std::fs::write(args.path.join("src/lib.rs"), lib)?;
-    println!(
-        "created {} ({:?} plugin); build it with: fungi plugin build {}",
-        args.path.display(),
-        args.kind,
-        args.path.display()
-    );
-    Ok(())
-}
-
 /// The contract the host was built with, for componentize-py.
 const PLUGIN_WIT: &str = include_str!("../../../wit/plugin.wit");
 
@@ -578,12 +417,20 @@ fn build(path: &Path, target_dir: Option<&Path>) -> Result<()> {
         .find_map(|l| l.trim().strip_prefix("name = "))
         .map(|n| n.trim_matches('"').replace('-', "_"))
         .context("Cargo.toml has no package name")?;
-    let target = match target_dir {
-        Some(t) => t.to_path_buf(),
-        None => path.join("target"),
+    // Cargo runs in the crate's directory: a relative target directory would be read
+    // from there, so every path is made absolute first.
+    let absolute = path
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    let target = match target_dir
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+    {
+        Some(t) => std::path::absolute(t)?,
+        None => absolute.join("target"),
     };
     let status = Command::new("cargo")
-        .current_dir(path)
+        .current_dir(&absolute)
         .args([
             "build",
             "--release",
@@ -614,6 +461,11 @@ fn build(path: &Path, target_dir: Option<&Path>) -> Result<()> {
         std::fs::metadata(&out)?.len(),
         manifest.display(),
         describe(&plugin)
+    );
+    let first = plugin.functions().first().map_or("f", |f| f.name.as_str());
+    println!(
+        "test it with: fungi plugin test {out}\nuse it in SQL: CREATE FUNCTION {first} LANGUAGE WASM USING '{out}';",
+        out = out.display()
     );
     Ok(())
 }

@@ -6,6 +6,7 @@ mod recovery;
 mod security;
 mod server;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -317,20 +318,90 @@ fn a_job_with_a_plugin_source_reports_the_plugins_metrics() {
     );
 }
 
+/// The code blocks of a book chapter, as (language, text).
+fn code_blocks(markdown: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if let Some(lang) = line.strip_prefix("```") {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((lang.to_string(), body.join("\n")));
+        }
+    }
+    blocks
+}
+
 #[test]
-fn plugin_new_builds_a_working_plugin() {
-    // The template is built with the guests' shared target directory, so the SDK's
-    // dependencies are reused.
+fn the_first_wasm_udf_chapter_works_as_written() {
+    // The chapter's commands, typed in a directory outside the repository with the
+    // relative paths it prints. CARGO_TARGET_DIR points at the guests' shared target
+    // directory so the SDK's dependencies are reused (the chapter's first build takes
+    // about two minutes without it).
+    let chapter = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/getting-started/first-wasm-udf.md"),
+    )
+    .unwrap();
+    let blocks = code_blocks(&chapter);
+    let guests = Path::new(fungi_plugin_artifacts::HLL)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_path_buf();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("my-udf");
+    let sql = &blocks.iter().find(|(lang, _)| lang == "sql").unwrap().1;
+    let expected = &blocks.iter().find(|(lang, _)| lang == "text").unwrap().1;
+    let mut outputs = String::new();
+    for command in blocks
+        .iter()
+        .filter(|(lang, _)| lang == "sh")
+        .flat_map(|(_, text)| text.lines())
+    {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "fungi", "{command}");
+        if words[1] == "run" {
+            std::fs::write(dir.path().join(words.last().unwrap()), sql).unwrap();
+        }
+        let out = fungi()
+            .args(&words[1..])
+            .current_dir(dir.path())
+            .env("CARGO_TARGET_DIR", &guests)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{command}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push_str(&stdout);
+    }
+    assert!(
+        outputs.contains("plus_one(Int64) -> Int64") && outputs.contains("5 passed, 0 failed"),
+        "{outputs}"
+    );
+    assert!(outputs.contains(expected.as_str()), "{outputs}");
+    // Every command fungi suggested works as printed, from where the user stands.
+    for line in outputs.lines() {
+        if let Some(suggested) = line.split_once(": fungi ").map(|(_, c)| c) {
+            assert!(
+                ["plugin build myudf", "plugin test myudf/myudf.wasm"].contains(&suggested),
+                "an untested suggestion: {line}"
+            );
+        }
+    }
+    // The crate does not depend on where it was made.
+    let moved = dir.path().join("elsewhere");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::rename(dir.path().join("myudf"), moved.join("myudf")).unwrap();
+    let manifest = std::fs::read_to_string(moved.join("myudf/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"path = "vendor/sdk-rust""#),
+        "{manifest}"
+    );
     let out = fungi()
-        .args([
-            "plugin",
-            "new",
-            path.to_str().unwrap(),
-            "--kind",
-            "aggregate",
-        ])
+        .args(["plugin", "build", "elsewhere/myudf"])
+        .current_dir(dir.path())
+        .env("CARGO_TARGET_DIR", &guests)
         .output()
         .unwrap();
     assert!(
@@ -338,35 +409,40 @@ fn plugin_new_builds_a_working_plugin() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let guests = std::path::Path::new(fungi_plugin_artifacts::HLL)
+}
+
+#[test]
+fn plugin_new_makes_an_aggregate() {
+    let dir = tempfile::tempdir().unwrap();
+    let guests = Path::new(fungi_plugin_artifacts::HLL)
         .ancestors()
         .nth(3)
         .unwrap()
         .to_path_buf();
-    let out = fungi()
-        .args(["plugin", "build", path.to_str().unwrap(), "--target-dir"])
-        .arg(&guests)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = |args: &[&str]| {
+        let out = fungi()
+            .args(args)
+            .current_dir(dir.path())
+            .env("CARGO_TARGET_DIR", &guests)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    run(&["plugin", "new", "my-udf", "--kind", "aggregate"]);
+    let text = run(&["plugin", "build", "my-udf"]);
     assert!(
         text.contains("my_sum(Int64) -> Int64") && text.contains("(retractable)"),
         "{text}"
     );
-    let manifest = std::fs::read_to_string(path.join("my_udf.manifest.json")).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("my-udf/my_udf.manifest.json")).unwrap();
     assert!(manifest.contains("\"kind\": \"aggregate\""), "{manifest}");
-    let out = fungi()
-        .args(["plugin", "test", path.join("my_udf.wasm").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = run(&["plugin", "test", "my-udf/my_udf.wasm"]);
     assert!(
         text.contains("retracting everything empties a group"),
         "{text}"
