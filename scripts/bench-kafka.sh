@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kafka → filter → Kafka benchmark (issue 7): starts the test broker (tansu, storage in
+# Kafka → filter → Kafka benchmark: starts the test broker (tansu, storage in
 # memory) on a free loopback port, runs `fungi bench kafka` against it with the arguments
 # given (e.g. --records 1000000 --partitions 2), and stops the broker.
 #   FUNGI_BIN   the fungi binary (default: the release build in $CARGO_TARGET_DIR)

@@ -3,7 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
+# System packages, Rust targets and mdbook, installed when missing.
+bash scripts/setup.sh test
 cargo fmt --all --check
+# The documentation: the book builds, its links resolve, and no text names an issue or
+# promises what has landed.
+python3 scripts/check-docs.py
+"$HOME/.cache/fungi/tools/bin/mdbook" build docs --dest-dir "$CARGO_TARGET_DIR/book"
 # Services the tests start on loopback (built once into ~/.cache/fungi/tools).
 bash scripts/install-test-services.sh
 # The guest workspaces (plugins, hostile plugins) and the SDK are formatted and linted

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fungi vs Apache Flink on the same Nexmark files (issue 5). Installs Flink 2.x from PyPI
+# Fungi vs Apache Flink on the same Nexmark files. Installs Flink 2.x from PyPI
 # (`apache-flink` ships the Flink jars) into a virtual environment, needs Java 17
 # (installed from Debian when missing and running as root), builds Fungi in release, and
 # runs compare.py. Arguments go to compare.py, e.g.:

@@ -25,8 +25,8 @@
 //! ```
 //!
 //! Sources that do not bring their own schema (datagen, filesystem) declare `columns =
-//! [{ name = "id", type = "BIGINT" }, ...]`. Streaming SQL files replace most job files
-//! once the SQL layer lands; this format stays for pipelines without SQL.
+//! [{ name = "id", type = "BIGINT" }, ...]`. Streaming SQL files do what most job files
+//! do; this format is for simple pipelines without SQL.
 
 use std::collections::BTreeMap;
 use std::path::Path;

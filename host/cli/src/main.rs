@@ -114,7 +114,7 @@ enum NexmarkCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Run in this process (embedded mode). The only mode until the server lands.
+    /// Run in this process (embedded mode); `fungi server` runs jobs submitted to it.
     #[arg(long)]
     local: bool,
     /// Path of the SQL file or job file.

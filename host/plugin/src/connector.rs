@@ -2,14 +2,16 @@
 //!
 //! A source plugin lists its splits (partitions, files...); each subtask opens the
 //! splits `i` with `i % parallelism == subtask` and polls them round-robin, one call
-//! per batch. A reader's position (`snapshot`) is bytes the host keeps (checkpoints will
-//! store them; a reader reopened from them resumes there).
+//! per batch. A reader's position (`snapshot`) is bytes the host keeps in each checkpoint;
+//! a reader reopened from them resumes there.
 //!
 //! A sink plugin writes batches into a transaction and takes part in two-phase commit:
 //! `pre-commit` on a checkpoint barrier makes the transaction durable but invisible and
 //! returns its handle, `commit` makes it visible once the checkpoint is complete,
-//! `abort` discards it. Until checkpoints land (issue 6) the sink pre-commits and
-//! commits once, when its input ends; a failed job aborts what it wrote.
+//! `abort` discards it. The handles of pre-committed transactions are kept in the
+//! checkpoint, so a restored sink commits them when it opens. Without checkpoints the
+//! sink pre-commits and commits once, when its input ends; a failed job aborts what it
+//! wrote.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -368,7 +368,7 @@ impl Planner<'_> {
             LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Sort(_) => Err(SqlError::unsupported(
                 "ORDER BY on an unbounded stream",
-                "drop ORDER BY, or order within windows once Top-N lands",
+                "drop ORDER BY, or keep the first rows per key with ROW_NUMBER() OVER (PARTITION BY k ORDER BY x) <= N (Top-N)",
             )),
             LogicalPlan::Limit(_) => Err(SqlError::unsupported("LIMIT on a stream", "drop LIMIT")),
             LogicalPlan::Union(u) => self.union(u),

@@ -331,25 +331,24 @@ fn code_blocks(markdown: &str) -> Vec<(String, String)> {
     blocks
 }
 
-#[test]
-fn the_first_wasm_udf_chapter_works_as_written() {
-    // The chapter's commands, typed in a directory outside the repository with the
-    // relative paths it prints. CARGO_TARGET_DIR points at the guests' shared target
-    // directory so the SDK's dependencies are reused (the chapter's first build takes
-    // about two minutes without it).
-    let chapter = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/getting-started/first-wasm-udf.md"),
+/// Runs the `sh` blocks of a book chapter in `dir`, each line a `fungi` command (a
+/// `run` gets the chapter's `sql` block as the file it names); returns what they printed.
+fn run_chapter(
+    chapter: &str,
+    dir: &Path,
+    envs: &[(&str, &Path)],
+) -> (String, Vec<(String, String)>) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(chapter),
     )
     .unwrap();
-    let blocks = code_blocks(&chapter);
-    let guests = Path::new(fungi_plugin_artifacts::HLL)
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf();
-    let dir = tempfile::tempdir().unwrap();
-    let sql = &blocks.iter().find(|(lang, _)| lang == "sql").unwrap().1;
-    let expected = &blocks.iter().find(|(lang, _)| lang == "text").unwrap().1;
+    let blocks = code_blocks(&text);
+    let sql = blocks
+        .iter()
+        .find(|(lang, _)| lang == "sql")
+        .map(|b| b.1.clone());
     let mut outputs = String::new();
     for command in blocks
         .iter()
@@ -359,14 +358,14 @@ fn the_first_wasm_udf_chapter_works_as_written() {
         let words: Vec<&str> = command.split_whitespace().collect();
         assert_eq!(words[0], "fungi", "{command}");
         if words[1] == "run" {
-            std::fs::write(dir.path().join(words.last().unwrap()), sql).unwrap();
+            std::fs::write(dir.join(words.last().unwrap()), sql.as_ref().unwrap()).unwrap();
         }
-        let out = fungi()
-            .args(&words[1..])
-            .current_dir(dir.path())
-            .env("CARGO_TARGET_DIR", &guests)
-            .output()
-            .unwrap();
+        let mut cmd = fungi();
+        cmd.args(&words[1..]).current_dir(dir);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -375,6 +374,35 @@ fn the_first_wasm_udf_chapter_works_as_written() {
         );
         outputs.push_str(&stdout);
     }
+    (outputs, blocks)
+}
+
+#[test]
+fn the_first_sql_job_chapter_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outputs, _) = run_chapter("getting-started/first-sql-job.md", dir.path(), &[]);
+    let windows = outputs.lines().filter(|l| l.contains("\"bids\":")).count();
+    assert_eq!(windows, 10, "{outputs}");
+}
+
+#[test]
+fn the_first_wasm_udf_chapter_works_as_written() {
+    // The chapter's commands, typed in a directory outside the repository with the
+    // relative paths it prints. CARGO_TARGET_DIR points at the guests' shared target
+    // directory so the SDK's dependencies are reused (the chapter's first build takes
+    // about two minutes without it).
+    let guests = Path::new(fungi_plugin_artifacts::HLL)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_path_buf();
+    let dir = tempfile::tempdir().unwrap();
+    let (outputs, blocks) = run_chapter(
+        "getting-started/first-wasm-udf.md",
+        dir.path(),
+        &[("CARGO_TARGET_DIR", &guests)],
+    );
+    let expected = &blocks.iter().find(|(lang, _)| lang == "text").unwrap().1;
     assert!(
         outputs.contains("plus_one(Int64) -> Int64") && outputs.contains("5 passed, 0 failed"),
         "{outputs}"
