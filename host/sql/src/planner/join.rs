@@ -1,0 +1,446 @@
+//! Joins: window joins, interval joins, regular joins and lookup joins.
+
+use super::*;
+
+/// Which input(s) of a join an expression reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sides {
+    Left,
+    Right,
+    Both,
+    Neither,
+}
+
+pub(super) fn sides(e: &Expr, ls: &DFSchema, rs: &DFSchema) -> Sides {
+    let (mut l, mut r) = (false, false);
+    for c in e.column_refs() {
+        if ls.has_column(c) {
+            l = true;
+        } else if rs.has_column(c) {
+            r = true;
+        }
+    }
+    match (l, r) {
+        (true, true) => Sides::Both,
+        (true, false) => Sides::Left,
+        (false, true) => Sides::Right,
+        (false, false) => Sides::Neither,
+    }
+}
+
+/// The plan's scanned table, if it is a scan (possibly aliased).
+pub(super) fn scanned_table(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::TableScan(s) => Some(s.table_name.table().to_string()),
+        LogicalPlan::SubqueryAlias(a) => scanned_table(&a.input),
+        _ => None,
+    }
+}
+
+impl Planner<'_> {
+    /// An inner join: a window join (both sides windowed, joined on their windows), an
+    /// interval join (a time condition `l.t BETWEEN r.t - a AND r.t + b`), a lookup join
+    /// (`FOR SYSTEM_TIME AS OF`), or else a regular join.
+    pub(super) fn join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        extra: Vec<Expr>,
+    ) -> Result<Planned> {
+        use datafusion::logical_expr::JoinType;
+        if j.join_type != JoinType::Inner {
+            return Err(SqlError::unsupported(
+                format!("{} joins", j.join_type),
+                "use an INNER join (outer joins are being built)",
+            ));
+        }
+        if j.null_equality == datafusion::common::NullEquality::NullEqualsNull && !j.on.is_empty() {
+            return Err(SqlError::unsupported(
+                "join keys compared with IS NOT DISTINCT FROM",
+                "join on `=` (rows with a NULL key then match nothing) and add the rows with \
+                 NULL keys with a UNION ALL",
+            ));
+        }
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        // Equalities between the two sides are join keys; conditions on one side are
+        // applied before the join; the rest is a filter over the joined rows.
+        let mut keys: Vec<(Expr, Expr)> = j.on.clone();
+        let (mut left_only, mut right_only, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        let conditions = j
+            .filter
+            .iter()
+            .flat_map(|f| split_conjunction(f).into_iter().cloned())
+            .chain(extra);
+        for c in conditions {
+            if let Expr::BinaryExpr(b) = &c
+                && b.op == datafusion::logical_expr::Operator::Eq
+            {
+                match (sides(&b.left, &ls, &rs), sides(&b.right, &ls, &rs)) {
+                    (Sides::Left, Sides::Right) => {
+                        keys.push((*b.left.clone(), *b.right.clone()));
+                        continue;
+                    }
+                    (Sides::Right, Sides::Left) => {
+                        keys.push((*b.right.clone(), *b.left.clone()));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            match sides(&c, &ls, &rs) {
+                Sides::Left => left_only.push(c),
+                Sides::Right => right_only.push(c),
+                _ => rest.push(c),
+            }
+        }
+        let lookup = scanned_table(&j.right).filter(|t| self.lookups.contains(t));
+        let mut left = self.plan(&j.left)?;
+        let mut right = self.plan(&j.right)?;
+        if let Some(c) = left_only.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&c, &ls)?;
+            left = self.then(
+                left,
+                "filter",
+                PredicateOperator::factory(self.plugins.on_error, predicate),
+            );
+        }
+        if let Some(c) = right_only.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&c, &rs)?;
+            right = self.then(
+                right,
+                "filter",
+                PredicateOperator::factory(self.plugins.on_error, predicate),
+            );
+        }
+        let column_pairs: Option<Vec<(usize, usize)>> = keys
+            .iter()
+            .map(|(a, b)| Some((column_index(a, &ls)?, column_index(b, &rs)?)))
+            .collect();
+        if lookup.is_none()
+            && !left.updating
+            && !right.updating
+            && let Some(pairs) = &column_pairs
+            && let Some(joined) = self.time_join(j, left, right, pairs, &mut rest)?
+        {
+            return Ok(joined);
+        }
+        self.regular_join(j, left, right, &keys, lookup, rest)
+    }
+
+    /// A window join or an interval join, if the keys and conditions make one.
+    pub(super) fn time_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        left: Planned,
+        right: Planned,
+        pairs: &[(usize, usize)],
+        rest: &mut Vec<Expr>,
+    ) -> Result<Option<Planned>> {
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let (la, ra) = (arrow_schema(&ls), arrow_schema(&rs));
+        let windowed = match (left.window.end, right.window.end) {
+            (Some(le), Some(re)) if pairs.contains(&(le, re)) => Some((le, re)),
+            _ => None,
+        };
+        let Some((le, re)) = windowed else {
+            // An interval join needs `l.t BETWEEN r.t - a AND r.t + b`.
+            let Some(pos) = rest
+                .iter()
+                .position(|c| interval_bounds(c, &ls, &rs).is_some())
+            else {
+                return Ok(None);
+            };
+            let condition = rest.remove(pos);
+            let (time, lower, upper) = interval_bounds(&condition, &ls, &rs).expect("checked");
+            let spec = IntervalJoinSpec {
+                time,
+                keys: pairs.to_vec(),
+                lower,
+                upper,
+            };
+            let (factory, _) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
+            let joined = self.connect_join(
+                [&left, &right],
+                [&la, &ra],
+                pairs,
+                factory,
+                "interval-join",
+                false,
+            );
+            return self
+                .join_output(j, joined, None, std::mem::take(rest))
+                .map(Some);
+        };
+        let bound = |p: &(usize, usize)| {
+            *p == (le, re)
+                || (left.window.start.is_some()
+                    && Some(p.0) == left.window.start
+                    && Some(p.1) == right.window.start)
+        };
+        let keys: Vec<(usize, usize)> = pairs.iter().copied().filter(|p| !bound(p)).collect();
+        let spec = WindowJoinSpec {
+            window_end: (le, re),
+            keys: keys.clone(),
+        };
+        let (factory, _) = WindowJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let mut joined = self.connect_join(
+            [&left, &right],
+            [&la, &ra],
+            &keys,
+            factory,
+            "window-join",
+            false,
+        );
+        joined.window = WindowColumns {
+            start: left.window.start,
+            end: Some(le),
+        };
+        self.join_output(j, joined, None, std::mem::take(rest))
+            .map(Some)
+    }
+
+    /// A regular (or lookup) join: keys may be expressions, inputs may be changelogs.
+    pub(super) fn regular_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        left: Planned,
+        right: Planned,
+        keys: &[(Expr, Expr)],
+        lookup: Option<String>,
+        rest: Vec<Expr>,
+    ) -> Result<Planned> {
+        if let Some(table) = &lookup {
+            let def = &self.tables[table];
+            if def.connector != "filesystem" {
+                return Err(SqlError::unsupported(
+                    format!(
+                        "a lookup join (FOR SYSTEM_TIME AS OF) on table '{table}' of connector '{}', which is unbounded",
+                        def.connector
+                    ),
+                    "look up a bounded table (connector 'filesystem'), or join the two streams with a regular or interval join",
+                ));
+            }
+            if right.updating {
+                return Err(SqlError::unsupported(
+                    "a lookup join on an updating result",
+                    "look up a table",
+                ));
+            }
+        }
+        // Key expressions that are not columns are computed as extra columns.
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let (left, la, lkeys) = self.with_key_columns(left, &ls, keys.iter().map(|k| &k.0))?;
+        let (right, ra, rkeys) = self.with_key_columns(right, &rs, keys.iter().map(|k| &k.1))?;
+        let pairs: Vec<(usize, usize)> = lkeys.into_iter().zip(rkeys).collect();
+        let op_of = |p: &Planned, schema: &SchemaRef| p.updating.then(|| schema.fields().len() - 1);
+        let spec = RegularJoinSpec {
+            keys: pairs.clone(),
+            ops: [op_of(&left, &la), op_of(&right, &ra)],
+            lookup: lookup.is_some(),
+            ttl_ms: self.state_ttl_ms,
+        };
+        let (factory, output) = RegularJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let updating = left.updating || right.updating;
+        let name = if lookup.is_some() {
+            "lookup-join"
+        } else {
+            "join"
+        };
+        let joined =
+            self.connect_join([&left, &right], [&la, &ra], &pairs, factory, name, updating);
+        // Drop computed key columns: the join node's columns (and the change column).
+        let width = |s: &DFSchema| s.fields().len();
+        let (lw, rw) = (width(&ls), width(&rs));
+        let lstored = la.fields().len() - usize::from(left.updating);
+        let keep: Vec<usize> = (0..lw)
+            .chain(lstored..lstored + rw)
+            .chain(updating.then_some(output.fields().len() - 1))
+            .collect();
+        let project = (keep.len() != output.fields().len()).then_some(keep);
+        self.join_output(j, joined, project.map(|k| (k, output)), rest)
+    }
+
+    /// `input` with the key expressions `keys` as columns: the (possibly extended)
+    /// schema and the key column indices. The change column stays last.
+    pub(super) fn with_key_columns<'e>(
+        &mut self,
+        input: Planned,
+        schema: &DFSchema,
+        keys: impl Iterator<Item = &'e Expr>,
+    ) -> Result<(Planned, SchemaRef, Vec<usize>)> {
+        let base = arrow_schema(schema);
+        let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Arc::new(PhysicalColumn::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let mut indices = Vec::new();
+        for k in keys {
+            match column_index(k, schema) {
+                Some(i) => indices.push(i),
+                None => {
+                    let e = self.physical(k, schema)?;
+                    indices.push(fields.len());
+                    fields.push(Field::new(
+                        format!("__key{}", fields.len()),
+                        e.data_type(&base)?,
+                        true,
+                    ));
+                    exprs.push(e);
+                }
+            }
+        }
+        if input.updating {
+            exprs.push(Arc::new(PhysicalColumn::new(
+                OP_COLUMN,
+                base.fields().len(),
+            )));
+            fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        }
+        let extended = Arc::new(Schema::new(fields));
+        if exprs.len() == base.fields().len() + usize::from(input.updating) {
+            return Ok((input, extended, indices));
+        }
+        let planned = self.then(
+            input,
+            "join-keys",
+            ProjectOperator::factory(self.plugins.on_error, exprs, extended.clone()),
+        );
+        Ok((planned, extended, indices))
+    }
+
+    /// Adds a two-input join operator fed by key (or by one subtask without keys).
+    pub(super) fn connect_join(
+        &mut self,
+        inputs: [&Planned; 2],
+        schemas: [&SchemaRef; 2],
+        keys: &[(usize, usize)],
+        factory: fungi_execution::operator::OperatorFactory,
+        name: &str,
+        updating: bool,
+    ) -> Planned {
+        let (parallelism, ledge, redge) = if keys.is_empty() {
+            (1, Partitioning::Rebalance, Partitioning::Rebalance)
+        } else {
+            let names = |schema: &SchemaRef, side: fn(&(usize, usize)) -> usize| {
+                keys.iter()
+                    .map(|k| schema.field(side(k)).name().clone())
+                    .collect::<Vec<_>>()
+            };
+            (
+                self.graph.config.parallelism,
+                Partitioning::Hash(names(schemas[0], |k| k.0)),
+                Partitioning::Hash(names(schemas[1], |k| k.1)),
+            )
+        };
+        let node = self.graph.add_stateful_operator(name, parallelism, factory);
+        // The left input's edge first: its position is the operator's input number.
+        self.graph.connect(inputs[0].node, node, ledge);
+        self.graph.connect(inputs[1].node, node, redge);
+        Planned {
+            node,
+            parallelism,
+            updating,
+            window: WindowColumns::default(),
+        }
+    }
+
+    /// The join node's rows: an optional projection of the operator's columns (`keep`
+    /// of `output`), then the filter of the remaining join conditions.
+    pub(super) fn join_output(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        mut joined: Planned,
+        project: Option<(Vec<usize>, SchemaRef)>,
+        rest: Vec<Expr>,
+    ) -> Result<Planned> {
+        if let Some((keep, output)) = project {
+            let window = joined.window;
+            let exprs = keep
+                .iter()
+                .map(|&i| {
+                    Arc::new(PhysicalColumn::new(output.field(i).name(), i))
+                        as Arc<dyn PhysicalExpr>
+                })
+                .collect();
+            let mut schema = arrow_schema(&j.schema);
+            if joined.updating {
+                schema = with_op_column(&schema);
+            }
+            joined = self.then(
+                joined,
+                "join-output",
+                ProjectOperator::factory(self.plugins.on_error, exprs, schema),
+            );
+            joined.window = window;
+        }
+        if let Some(filter) = rest.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.physical(&filter, &j.schema)?;
+            joined = self.then(
+                joined,
+                "join-filter",
+                PredicateOperator::factory(self.plugins.on_error, predicate),
+            );
+        }
+        Ok(joined)
+    }
+}
+
+/// `l.t BETWEEN r.t + a AND r.t + b` (either side first): the time columns and the bounds
+/// of `l.t - r.t` in ms.
+pub(super) fn interval_bounds(
+    c: &Expr,
+    ls: &DFSchema,
+    rs: &DFSchema,
+) -> Option<((usize, usize), i64, i64)> {
+    let Expr::Between(b) = c else { return None };
+    if b.negated {
+        return None;
+    }
+    let (lo_col, lo) = offset(&b.low)?;
+    let (hi_col, hi) = offset(&b.high)?;
+    if lo_col != hi_col {
+        return None;
+    }
+    if let (Some(l), Some(r)) = (column_index(&b.expr, ls), column_index(&lo_col, rs)) {
+        return Some(((l, r), lo, hi));
+    }
+    if let (Some(r), Some(l)) = (column_index(&b.expr, rs), column_index(&lo_col, ls)) {
+        // r.t in [l.t + lo, l.t + hi]  <=>  l.t - r.t in [-hi, -lo]
+        return Some(((l, r), -hi, -lo));
+    }
+    None
+}
+
+/// `col`, `col + INTERVAL`, `col - INTERVAL`: the column and the offset in ms.
+pub(super) fn offset(e: &Expr) -> Option<(Expr, i64)> {
+    match strip(e) {
+        c @ Expr::Column(_) => Some((c.clone(), 0)),
+        Expr::BinaryExpr(b) => {
+            use datafusion::logical_expr::Operator;
+            let ms = interval_ms(strip(&b.right))?;
+            let col = strip(&b.left).clone();
+            if !matches!(col, Expr::Column(_)) {
+                return None;
+            }
+            match b.op {
+                Operator::Plus => Some((col, ms)),
+                Operator::Minus => Some((col, -ms)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn interval_ms(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,81 @@
+//! Table scans: a table's source with its watermarks, and the projection onto the
+//! scan's columns.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn scan(&mut self, scan: &datafusion::logical_expr::TableScan) -> Result<Planned> {
+        let name = scan.table_name.table();
+        let table = self.tables.get(name).ok_or_else(|| {
+            SqlError::Plan(format!("table '{name}' is not declared with CREATE TABLE"))
+        })?;
+        let declared = table.declared.then(|| table.source_schema());
+        let (factory, produced) = if table.connector == crate::plugins::WASM_CONNECTOR {
+            (self.plugins.source(table)?, table.source_schema())
+        } else {
+            registry::source(&table.connector, declared, &table.connector_options())?
+        };
+        let p = self.graph.config.parallelism;
+        let idle = self.graph.config.source_idle_timeout;
+        let watermarks = table.watermark_strategy().map(|s| match idle {
+            Some(timeout) => s.with_idleness(timeout),
+            None => s,
+        });
+        let source = self.graph.add_source(name, p, factory, watermarks);
+        let mut planned = Planned {
+            node: source,
+            parallelism: p,
+            updating: false,
+            window: WindowColumns::default(),
+        };
+        // Conform the source's rows to the table, then to the scan's projection.
+        let indices: Vec<usize> = match &scan.projection {
+            Some(p) => p.clone(),
+            None => (0..table.schema.fields().len()).collect(),
+        };
+        let base = table.schema.fields().len() - table.computed.len();
+        let identity = table.computed.is_empty()
+            && indices.len() == produced.fields().len()
+            && indices.iter().enumerate().all(|(i, &j)| i == j)
+            && produced
+                .fields()
+                .iter()
+                .zip(table.schema.fields())
+                .all(|(a, b)| a.data_type() == b.data_type());
+        if !identity {
+            let produced_df = DFSchema::try_from(produced.as_ref().clone())?;
+            let exprs = indices
+                .iter()
+                .map(|&i| {
+                    if i >= base {
+                        // A computed column, from the connector's columns.
+                        return self.physical(&table.computed[i - base].1, &produced_df);
+                    }
+                    let field = table.schema.field(i);
+                    let col = Expr::Column(Column::new_unqualified(field.name()));
+                    let e = if produced.field_with_name(field.name())?.data_type()
+                        == field.data_type()
+                    {
+                        col
+                    } else {
+                        Expr::Cast(datafusion::logical_expr::Cast::new(
+                            Box::new(col),
+                            field.data_type().clone(),
+                        ))
+                    };
+                    self.physical(&e, &produced_df)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            planned = self.then(
+                planned,
+                "conform",
+                ProjectOperator::factory(
+                    self.plugins.on_error,
+                    exprs,
+                    arrow_schema(&scan.projected_schema),
+                ),
+            );
+        }
+        Ok(planned)
+    }
+}
