@@ -163,9 +163,14 @@ impl SplitReader {
                         return Err(PluginError::Limit {
                             plugin: self.plugin.clone(),
                             function: "poll".into(),
-                            limit: format!(
-                                "output limit of {} bytes per call exceeded",
-                                self.max_output
+                            limit: crate::error::LimitBreach::boxed(
+                                crate::error::LimitKind::Output,
+                                Some(self.max_output as u64),
+                                Some(bytes.len() as u64),
+                                format!(
+                                    "output limit of {} bytes per call exceeded",
+                                    self.max_output
+                                ),
                             ),
                             output: String::new(),
                         });

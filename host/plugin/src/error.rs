@@ -61,8 +61,8 @@ pub enum PluginError {
         plugin: String,
         /// Function called.
         function: String,
-        /// Which limit, with its value.
-        limit: String,
+        /// Which limit, its value and what the call reached.
+        limit: Box<LimitBreach>,
         /// What the guest printed to stdout/stderr during the call (capped).
         output: String,
     },
@@ -102,6 +102,64 @@ pub enum PluginError {
     /// A host-side failure (I/O, engine).
     #[error("plugin host: {0}")]
     Host(String),
+}
+
+/// Which of a tenant's limits a plugin call broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// Memory per instance or for the whole tenant (bytes).
+    Memory,
+    /// Time per call (milliseconds).
+    CallTime,
+    /// Fuel per call.
+    Fuel,
+    /// The guest's stack.
+    Stack,
+    /// Bytes a call may return (a batch, states, positions, handles).
+    Output,
+    /// Plugin instances per tenant.
+    Instances,
+    /// Open files, sockets and streams per instance and tenant.
+    HostResources,
+    /// A call time limit that this host cannot enforce (built without interruption).
+    Unenforceable,
+}
+
+/// A broken limit: which, its value and what the call reached (where known), and the
+/// explanation people read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitBreach {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// The limit's value, in the kind's unit, where it has one.
+    pub limit: Option<u64>,
+    /// What the call reached or asked for, in the same unit, where known.
+    pub value: Option<u64>,
+    /// The explanation, naming the limit and the figures.
+    pub message: String,
+}
+
+impl LimitBreach {
+    /// A breach of `kind` with its figures, boxed as [`PluginError::Limit`] holds it.
+    pub fn boxed(
+        kind: LimitKind,
+        limit: Option<u64>,
+        value: Option<u64>,
+        message: impl Into<String>,
+    ) -> Box<Self> {
+        Box::new(LimitBreach {
+            kind,
+            limit,
+            value,
+            message: message.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for LimitBreach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 fn output_suffix(output: &str) -> String {

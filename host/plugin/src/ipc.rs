@@ -53,7 +53,12 @@ pub(crate) fn decode_from_guest(
         UntrustedIpcError::Limit { .. } => crate::error::PluginError::Limit {
             plugin: plugin.to_string(),
             function: function.to_string(),
-            limit: format!("output limit of {max_bytes} bytes per call exceeded: {e}"),
+            limit: crate::error::LimitBreach::boxed(
+                crate::error::LimitKind::Output,
+                Some(max_bytes as u64),
+                None,
+                format!("output limit of {max_bytes} bytes per call exceeded: {e}"),
+            ),
             output: String::new(),
         },
         e => crate::error::PluginError::Contract {

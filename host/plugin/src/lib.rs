@@ -54,7 +54,7 @@ mod wasi_io;
 pub use aggregate::{AggregateUdf, WasmAccumulator};
 pub use bindings::CONTRACT_VERSION;
 pub use connector::{PluginSink, PluginSource, Poll, SinkWriter, SplitReader};
-pub use error::{PluginError, Result};
+pub use error::{LimitBreach, LimitKind, PluginError, Result};
 pub use host::{HostOptions, PluginHost};
 pub use limits::{MAX_PLUGIN_METRICS, PluginMetric, Tenant, TenantLimits};
 pub use plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};

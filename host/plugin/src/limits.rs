@@ -348,7 +348,7 @@ pub(crate) struct InstanceLimiter {
     /// Bytes of linear memory this instance holds (charged to the tenant).
     pub(crate) memory: usize,
     /// Set when a growth was refused, to report the limit instead of a bare trap.
-    pub(crate) refused: Option<String>,
+    pub(crate) refused: Option<Box<crate::error::LimitBreach>>,
 }
 
 /// `bytes` for messages: whole MiB as such, anything else with its fraction, so that a
@@ -372,21 +372,31 @@ impl InstanceLimiter {
         let limits = self.tenant.limits();
         let wanted = self.memory.saturating_add(grow);
         if wanted > limits.memory_per_instance {
-            self.refused = Some(format!(
-                "memory limit of {} per instance exceeded ({what} would bring the instance \
-                 to {})",
-                mib(limits.memory_per_instance),
-                mib(wanted)
+            self.refused = Some(crate::error::LimitBreach::boxed(
+                crate::error::LimitKind::Memory,
+                Some(limits.memory_per_instance as u64),
+                Some(wanted as u64),
+                format!(
+                    "memory limit of {} per instance exceeded ({what} would bring the \
+                     instance to {})",
+                    mib(limits.memory_per_instance),
+                    mib(wanted)
+                ),
             ));
             return false;
         }
         let total = self.tenant.memory.fetch_add(grow, Ordering::AcqRel) + grow;
         if total > limits.memory_total {
             self.tenant.memory.fetch_sub(grow, Ordering::AcqRel);
-            self.refused = Some(format!(
-                "tenant memory limit of {} exceeded ({what} would bring the tenant to {})",
-                mib(limits.memory_total),
-                mib(total)
+            self.refused = Some(crate::error::LimitBreach::boxed(
+                crate::error::LimitKind::Memory,
+                Some(limits.memory_total as u64),
+                Some(total as u64),
+                format!(
+                    "tenant memory limit of {} exceeded ({what} would bring the tenant to {})",
+                    mib(limits.memory_total),
+                    mib(total)
+                ),
             ));
             return false;
         }

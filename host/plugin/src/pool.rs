@@ -11,7 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::scalar::fungi::plugin::types::PluginError as GuestError;
-use crate::error::{PluginError, Result};
+use crate::error::{LimitBreach, LimitKind, PluginError, Result};
 use crate::host::HostState;
 use crate::ipc;
 use crate::limits::Tenant;
@@ -157,7 +157,10 @@ impl FunctionPool {
                     return Err(PluginError::Limit {
                         plugin: self.plugin.name().to_string(),
                         function: self.signature.name.clone(),
-                        limit: format!("{limit}; the plugin said: {}", guest_message(&e)),
+                        limit: Box::new(LimitBreach {
+                            message: format!("{limit}; the plugin said: {}", guest_message(&e)),
+                            ..*limit
+                        }),
                         output: String::new(),
                     });
                 }
@@ -173,7 +176,12 @@ impl FunctionPool {
             return Err(PluginError::Limit {
                 plugin: self.plugin.name().to_string(),
                 function: self.signature.name.clone(),
-                limit: format!("output limit of {max} bytes per call exceeded ({bytes} bytes)"),
+                limit: LimitBreach::boxed(
+                    LimitKind::Output,
+                    Some(max as u64),
+                    Some(bytes as u64),
+                    format!("output limit of {max} bytes per call exceeded ({bytes} bytes)"),
+                ),
                 output: String::new(),
             });
         }

@@ -15,7 +15,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::scalar::fungi::plugin::types as types_api;
 use crate::bindings::{aggregate, scalar, sink, source, table};
-use crate::error::{PluginError, Result};
+use crate::error::{LimitBreach, LimitKind, PluginError, Result};
 use crate::host::HostState;
 use crate::limits::{InstanceLimiter, Tenant, throttle};
 use crate::output::CapturedOutput;
@@ -41,7 +41,7 @@ pub(crate) struct Sandbox {
     interruptible: bool,
     /// A memory growth refused during the last call that still returned (the guest
     /// caught it, as Python's `MemoryError`): the limit it broke.
-    refusal: Option<String>,
+    refusal: Option<Box<LimitBreach>>,
     /// Host resources (files, sockets, streams) the instance held after its last call,
     /// as charged to the tenant.
     resources: usize,
@@ -59,10 +59,15 @@ impl Sandbox {
             return Err(PluginError::Limit {
                 plugin: name.to_string(),
                 function: "(instantiate)".into(),
-                limit: format!(
-                    "tenant '{}' has its maximum of {} plugin instances",
-                    tenant.name(),
-                    tenant.limits().max_instances
+                limit: LimitBreach::boxed(
+                    LimitKind::Instances,
+                    Some(tenant.limits().max_instances as u64),
+                    None,
+                    format!(
+                        "tenant '{}' has its maximum of {} plugin instances",
+                        tenant.name(),
+                        tenant.limits().max_instances
+                    ),
                 ),
                 output: String::new(),
             });
@@ -73,11 +78,16 @@ impl Sandbox {
             return Err(PluginError::Limit {
                 plugin: name.to_string(),
                 function: "(instantiate)".into(),
-                limit: format!(
-                    "a call time limit of {} ms cannot be enforced: this host compiles \
-                     plugins without interruption checks (trusted plugins only); set no \
-                     call timeout for the tenant or use an interruptible host",
-                    timeout.as_millis()
+                limit: LimitBreach::boxed(
+                    LimitKind::Unenforceable,
+                    Some(timeout.as_millis() as u64),
+                    None,
+                    format!(
+                        "a call time limit of {} ms cannot be enforced: this host compiles \
+                         plugins without interruption checks (trusted plugins only); set no \
+                         call timeout for the tenant or use an interruptible host",
+                        timeout.as_millis()
+                    ),
                 ),
                 output: String::new(),
             });
@@ -159,15 +169,18 @@ impl Sandbox {
         Err(PluginError::Limit {
             plugin: self.plugin.to_string(),
             function: function.to_string(),
-            limit: format!(
-                "{what} of {bytes} bytes is over the output limit of {max} bytes per call"
+            limit: LimitBreach::boxed(
+                LimitKind::Output,
+                Some(max as u64),
+                Some(bytes as u64),
+                format!("{what} of {bytes} bytes is over the output limit of {max} bytes per call"),
             ),
             output: String::new(),
         })
     }
 
     /// The limit a memory growth of the last call broke, if the call still returned.
-    pub(crate) fn take_refusal(&mut self) -> Option<String> {
+    pub(crate) fn take_refusal(&mut self) -> Option<Box<LimitBreach>> {
         self.refusal.take()
     }
 
@@ -336,7 +349,7 @@ fn classify(
             output,
         };
     }
-    let limit = |reason: &'static str, limit: String| {
+    let limit = |reason: &'static str, limit: Box<LimitBreach>| {
         tenant.count_trap(reason);
         PluginError::Limit {
             plugin: plugin.clone(),
@@ -352,33 +365,54 @@ fn classify(
         let l = tenant.limits();
         return limit(
             "resources",
-            format!(
-                "host resource limit reached: at most {} open files, sockets and streams per \
-                 instance, {} for the tenant ({} held)",
-                l.max_host_resources_per_instance,
-                l.max_host_resources,
-                tenant.host_resources()
+            LimitBreach::boxed(
+                LimitKind::HostResources,
+                Some(l.max_host_resources as u64),
+                Some(tenant.host_resources() as u64),
+                format!(
+                    "host resource limit reached: at most {} open files, sockets and streams \
+                     per instance, {} for the tenant ({} held)",
+                    l.max_host_resources_per_instance,
+                    l.max_host_resources,
+                    tenant.host_resources()
+                ),
             ),
         );
     }
     match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => limit(
-            "timeout",
-            format!(
-                "call time limit of {} ms exceeded",
-                tenant.limits().call_timeout.unwrap_or_default().as_millis()
-            ),
-        ),
-        Some(wasmtime::Trap::OutOfFuel) => limit(
-            "fuel",
-            format!(
-                "fuel limit of {} per call exceeded",
-                tenant.limits().fuel_per_call.unwrap_or(0)
-            ),
-        ),
-        Some(wasmtime::Trap::StackOverflow) => {
-            limit("stack", "stack limit exceeded (too deep recursion)".into())
+        Some(wasmtime::Trap::Interrupt) => {
+            let ms = tenant.limits().call_timeout.unwrap_or_default().as_millis();
+            limit(
+                "timeout",
+                LimitBreach::boxed(
+                    LimitKind::CallTime,
+                    Some(ms as u64),
+                    None,
+                    format!("call time limit of {ms} ms exceeded"),
+                ),
+            )
         }
+        Some(wasmtime::Trap::OutOfFuel) => {
+            let fuel = tenant.limits().fuel_per_call.unwrap_or(0);
+            limit(
+                "fuel",
+                LimitBreach::boxed(
+                    LimitKind::Fuel,
+                    Some(fuel),
+                    None,
+                    format!("fuel limit of {fuel} per call exceeded"),
+                ),
+            )
+        }
+        Some(wasmtime::Trap::StackOverflow) => limit(
+            "stack",
+            LimitBreach::boxed(
+                LimitKind::Stack,
+                None,
+                None,
+                "stack limit exceeded (too deep recursion)",
+            ),
+        ),
         trap => {
             tenant.count_trap("trap");
             PluginError::Trap {

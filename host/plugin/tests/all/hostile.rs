@@ -84,10 +84,17 @@ fn a_memory_bomb_hits_the_instance_memory_limit() {
     };
     let t = tenant("bomb", limits);
     let f = ScalarUdf::new(load(HOSTILE_EVIL), t.clone(), "bomb", Vec::new()).unwrap();
-    limit(
-        f.call(&[ints(1)], 1).unwrap_err(),
-        "memory limit of 32 MiB per instance exceeded",
-    );
+    let err = f.call(&[ints(1)], 1).unwrap_err();
+    // The breach is typed: which limit, its value and what the plugin asked for.
+    match &err {
+        PluginError::Limit { limit, .. } => {
+            assert_eq!(limit.kind, fungi_plugin::LimitKind::Memory);
+            assert_eq!(limit.limit, Some(32 << 20));
+            assert!(limit.value.is_some_and(|v| v > 32 << 20), "{limit:?}");
+        }
+        other => panic!("not a limit: {other}"),
+    }
+    limit(err, "memory limit of 32 MiB per instance exceeded");
     // The discarded instance gave its memory back to the tenant.
     assert_eq!(t.live_instances(), 0);
     assert_eq!(t.memory_in_use(), 0);
@@ -127,10 +134,13 @@ fn oversized_output_is_refused() {
         ..TenantLimits::default()
     };
     let f = evil("flood", limits);
-    limit(
-        f.call(&[ints(8)], 8).unwrap_err(),
-        "output limit of 4194304 bytes per call exceeded",
+    let err = f.call(&[ints(8)], 8).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Limit { limit, .. }
+            if limit.kind == fungi_plugin::LimitKind::Output && limit.limit == Some(4 << 20)),
+        "{err:?}"
     );
+    limit(err, "output limit of 4194304 bytes per call exceeded");
 }
 
 #[test]
