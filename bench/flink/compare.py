@@ -106,6 +106,7 @@ def main():
     p.add_argument("--json", default=None)
     p.add_argument("--no-generators", action="store_true",
                    help="skip q0 on each engine's own generator")
+    p.add_argument("--plot", default=None, help="also write the throughput chart (SVG) here")
     p.add_argument("--update-doc", default=None,
                    help="a markdown file whose flink-comparison:pP markers get the table")
     args = p.parse_args()
@@ -206,6 +207,11 @@ def main():
             json.dump(result, f, indent=2)
     table = "\n".join(lines)
     print(table)
+    if args.plot:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import plot
+        with open(args.plot, "w") as f:
+            f.write(plot.svg(result))
     if args.update_doc:
         doc = open(args.update_doc).read()
         start = doc.index(f"<!-- flink-comparison:p{args.parallelism}:start")

@@ -297,7 +297,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 /// What the jobs' plugins reported through the host's metrics interface.
-fn print_plugin_metrics(tenant: &fungi_plugin::Tenant) {
+fn print_plugin_metrics(tenant: &fungi_plugin::PluginTenant) {
     let metrics = tenant.plugin_metrics();
     if metrics.is_empty() {
         return;
@@ -315,7 +315,7 @@ fn print_plugin_metrics(tenant: &fungi_plugin::Tenant) {
 /// its rows as JSON lines on stdout). Also returns the tenant its plugins run as.
 async fn sql_jobs(
     args: &RunArgs,
-) -> Result<(Vec<PhysicalPlan>, Option<Arc<fungi_plugin::Tenant>>)> {
+) -> Result<(Vec<PhysicalPlan>, Option<Arc<fungi_plugin::PluginTenant>>)> {
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read {}", args.job.display()))?;
     let mut config = fungi_common::config::JobConfig::default();

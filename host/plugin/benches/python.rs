@@ -20,7 +20,7 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::DataType;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::logical_expr::ScalarUDF;
-use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+use fungi_plugin::{HostOptions, PluginHost, PluginTenant, ScalarUdf, TenantLimits};
 use fungi_plugin_artifacts::{PYTHON_NUMBER_THEORY, STRINGS_GEO};
 use fungi_python::{Loaded, PythonFunction, Source};
 
@@ -66,7 +66,7 @@ fn native_python(name: &str) -> Arc<PythonFunction> {
 
 fn benches(c: &mut Criterion) {
     let host = PluginHost::new(HostOptions::default()).unwrap();
-    let tenant = Arc::new(Tenant::new("bench", TenantLimits::default()));
+    let tenant = Arc::new(PluginTenant::new("bench", TenantLimits::default()));
     let rust_plugin = host.load_file(std::path::Path::new(STRINGS_GEO)).unwrap();
     let wasm_rust = ScalarUdf::new(rust_plugin, tenant.clone(), "gcd", Vec::new()).unwrap();
     let py_plugin = host

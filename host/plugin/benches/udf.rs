@@ -18,7 +18,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+use fungi_plugin::{HostOptions, PluginHost, PluginTenant, ScalarUdf, TenantLimits};
 use fungi_plugin_artifacts::{HOSTILE_EVIL, STRINGS_GEO};
 
 use common::invoke;
@@ -92,7 +92,7 @@ impl ScalarUDFImpl for NativeSlugify {
 fn benches(c: &mut Criterion) {
     let host = PluginHost::new(HostOptions::default()).unwrap();
     let plugin = host.load_file(std::path::Path::new(STRINGS_GEO)).unwrap();
-    let tenant = Arc::new(Tenant::new("bench", TenantLimits::default()));
+    let tenant = Arc::new(PluginTenant::new("bench", TenantLimits::default()));
     let wasm_gcd = ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", Vec::new()).unwrap();
     let wasm_slug = ScalarUdf::new(plugin.clone(), tenant.clone(), "slugify", Vec::new()).unwrap();
     // The same functions on a host for trusted plugins: no interruption checks compiled
@@ -105,7 +105,7 @@ fn benches(c: &mut Criterion) {
     let trusted_plugin = trusted_host
         .load_file(std::path::Path::new(STRINGS_GEO))
         .unwrap();
-    let trusted_tenant = Arc::new(Tenant::new(
+    let trusted_tenant = Arc::new(PluginTenant::new(
         "trusted",
         TenantLimits {
             call_timeout: None,
@@ -212,7 +212,7 @@ fn benches(c: &mut Criterion) {
     // The victim's gcd while another tenant's plugin spins on the other core.
     let spin = ScalarUdf::new(
         host.load_file(std::path::Path::new(HOSTILE_EVIL)).unwrap(),
-        Arc::new(Tenant::new(
+        Arc::new(PluginTenant::new(
             "runaway",
             TenantLimits {
                 call_timeout: Some(Duration::from_millis(100)),

@@ -13,7 +13,7 @@ use wasmtime::component::ResourceAny;
 
 use crate::error::{PluginError, Result};
 use crate::ipc;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::pool::guest_message;
 use crate::sandbox::{Exports, Sandbox};
@@ -21,7 +21,7 @@ use crate::sandbox::{Exports, Sandbox};
 /// An aggregate function of a plugin, for one tenant.
 pub struct AggregateUdf {
     plugin: Arc<Plugin>,
-    tenant: Arc<Tenant>,
+    tenant: Arc<PluginTenant>,
     signature: FunctionSignature,
     config: Vec<(String, String)>,
 }
@@ -39,7 +39,7 @@ impl AggregateUdf {
     /// Aggregate `name` of `plugin`, run with `tenant`'s limits and `config`.
     pub fn new(
         plugin: Arc<Plugin>,
-        tenant: Arc<Tenant>,
+        tenant: Arc<PluginTenant>,
         name: &str,
         config: Vec<(String, String)>,
     ) -> Result<Self> {

@@ -18,7 +18,7 @@ use arrow::datatypes::DataType;
 use fungi_streaming::aggregate::GroupsAccumulator;
 
 use crate::aggregate::AggregateUdf;
-use crate::limits::{Tenant, TenantLimits};
+use crate::limits::{PluginTenant, TenantLimits};
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::scalar::ScalarUdf;
 use crate::table::TableUdf;
@@ -158,7 +158,7 @@ pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
     limits.call_timeout = limits
         .call_timeout
         .map(|_| std::time::Duration::from_secs(5));
-    let tenant = Arc::new(Tenant::new("conformance", limits));
+    let tenant = Arc::new(PluginTenant::new("conformance", limits));
     match plugin.kind() {
         PluginKind::Source => {
             source_checks(plugin, &tenant, &mut report);
@@ -195,7 +195,7 @@ pub fn run(plugin: &Arc<Plugin>, vectors: Option<&Path>) -> Report {
 
 fn scalar_checks(
     plugin: &Arc<Plugin>,
-    tenant: &Arc<Tenant>,
+    tenant: &Arc<PluginTenant>,
     sig: &FunctionSignature,
     report: &mut Report,
 ) {
@@ -211,7 +211,7 @@ fn scalar_checks(
 
 fn table_checks(
     plugin: &Arc<Plugin>,
-    tenant: &Arc<Tenant>,
+    tenant: &Arc<PluginTenant>,
     sig: &FunctionSignature,
     report: &mut Report,
 ) {
@@ -307,7 +307,7 @@ fn argument_checks(
 
 fn aggregate_checks(
     plugin: &Arc<Plugin>,
-    tenant: &Arc<Tenant>,
+    tenant: &Arc<PluginTenant>,
     sig: &FunctionSignature,
     report: &mut Report,
 ) {
@@ -458,7 +458,7 @@ fn drain(
     Ok(out)
 }
 
-fn source_checks(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, report: &mut Report) {
+fn source_checks(plugin: &Arc<Plugin>, tenant: &Arc<PluginTenant>, report: &mut Report) {
     let source =
         match crate::connector::PluginSource::new(plugin.clone(), tenant.clone(), Vec::new()) {
             Ok(s) => s,
@@ -542,7 +542,7 @@ fn sink_checks(plugin: &Arc<Plugin>, report: &mut Report) {
             .collect(),
         ..plugin.host.default_limits()
     };
-    let tenant = Arc::new(Tenant::new("conformance-sink", limits));
+    let tenant = Arc::new(PluginTenant::new("conformance-sink", limits));
     let sink = match crate::connector::PluginSink::new(plugin.clone(), tenant, Vec::new()) {
         Ok(s) => s,
         Err(e) => return report.record("", "create", Err(e.to_string())),

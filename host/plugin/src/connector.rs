@@ -29,7 +29,7 @@ use crate::bindings::sink::exports::fungi::plugin::sink as sink_api;
 use crate::bindings::source::exports::fungi::plugin::source as source_api;
 use crate::error::{PluginError, Result};
 use crate::ipc;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{Plugin, PluginKind};
 use crate::pool::guest_message;
 use crate::sandbox::{Exports, Sandbox};
@@ -65,13 +65,13 @@ fn guest_error(
 #[derive(Debug, Clone)]
 pub struct PluginSource {
     plugin: Arc<Plugin>,
-    tenant: Arc<Tenant>,
+    tenant: Arc<PluginTenant>,
     config: Config,
 }
 
 impl PluginSource {
     /// `plugin` (a source connector) configured with `config`.
-    pub fn new(plugin: Arc<Plugin>, tenant: Arc<Tenant>, config: Config) -> Result<Self> {
+    pub fn new(plugin: Arc<Plugin>, tenant: Arc<PluginTenant>, config: Config) -> Result<Self> {
         plugin.expect_kind(PluginKind::Source)?;
         Ok(PluginSource {
             plugin,
@@ -328,13 +328,13 @@ impl Source for PluginSourceTask {
 #[derive(Debug, Clone)]
 pub struct PluginSink {
     plugin: Arc<Plugin>,
-    tenant: Arc<Tenant>,
+    tenant: Arc<PluginTenant>,
     config: Config,
 }
 
 impl PluginSink {
     /// `plugin` (a sink connector) configured with `config`.
-    pub fn new(plugin: Arc<Plugin>, tenant: Arc<Tenant>, config: Config) -> Result<Self> {
+    pub fn new(plugin: Arc<Plugin>, tenant: Arc<PluginTenant>, config: Config) -> Result<Self> {
         plugin.expect_kind(PluginKind::Sink)?;
         Ok(PluginSink {
             plugin,

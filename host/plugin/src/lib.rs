@@ -22,11 +22,11 @@
 //! ```no_run
 //! # fn main() -> Result<(), fungi_plugin::PluginError> {
 //! use std::sync::Arc;
-//! use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+//! use fungi_plugin::{HostOptions, PluginHost, ScalarUdf, PluginTenant, TenantLimits};
 //!
 //! let host = PluginHost::new(HostOptions::default())?;
 //! let plugin = host.load_file(std::path::Path::new("strings_geo.wasm"))?;
-//! let tenant = Arc::new(Tenant::new("acme", TenantLimits::default()));
+//! let tenant = Arc::new(PluginTenant::new("acme", TenantLimits::default()));
 //! let gcd = ScalarUdf::new(plugin, tenant, "gcd", Vec::new())?;
 //! let a: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![12, 10]));
 //! let b: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![18, 4]));
@@ -56,7 +56,7 @@ pub use bindings::CONTRACT_VERSION;
 pub use connector::{PluginSink, PluginSource, Poll, SinkWriter, SplitReader};
 pub use error::{LimitBreach, LimitKind, PluginError, Result};
 pub use host::{HostOptions, PluginHost};
-pub use limits::{MAX_PLUGIN_METRICS, PluginMetric, Tenant, TenantLimits};
+pub use limits::{MAX_PLUGIN_METRICS, PluginMetric, PluginTenant, TenantLimits};
 pub use plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
 pub use scalar::ScalarUdf;
 pub use table::{TableRows, TableUdf};

@@ -1,7 +1,7 @@
 //! What a tenant's plugins may use, and the accounting that enforces it.
 //!
 //! Limits are per tenant ([`TenantLimits`]); every plugin instance of the tenant shares
-//! one [`Tenant`], which counts the tenant's live instances, the linear memory they hold
+//! one [`PluginTenant`], which counts the tenant's live instances, the linear memory they hold
 //! and the CPU time its calls used in the current second. Per instance a
 //! [`InstanceLimiter`] (a wasmtime `ResourceLimiter`) refuses memory growth beyond the
 //! instance's or the tenant's limit; per call an epoch deadline stops runaway code.
@@ -91,7 +91,7 @@ pub enum PluginMetric {
 
 /// A tenant: its limits and what its plugins currently use.
 #[derive(Debug)]
-pub struct Tenant {
+pub struct PluginTenant {
     name: String,
     limits: TenantLimits,
     memory: AtomicUsize,
@@ -120,10 +120,10 @@ struct BudgetWindow {
     throttled: Duration,
 }
 
-impl Tenant {
+impl PluginTenant {
     /// A tenant named `name` with `limits`.
     pub fn new(name: impl Into<String>, limits: TenantLimits) -> Self {
-        Tenant {
+        PluginTenant {
             name: name.into(),
             limits,
             memory: AtomicUsize::new(0),
@@ -321,7 +321,7 @@ impl Tenant {
 }
 
 /// Waits (off the async runtime's worker if it can) until `tenant` has CPU budget.
-pub(crate) fn throttle(tenant: &Tenant) {
+pub(crate) fn throttle(tenant: &PluginTenant) {
     loop {
         let wait = tenant.wait_for_budget();
         if wait.is_zero() {
@@ -344,7 +344,7 @@ pub(crate) fn throttle(tenant: &Tenant) {
 
 /// The `ResourceLimiter` of one instance: memory per instance and per tenant.
 pub(crate) struct InstanceLimiter {
-    pub(crate) tenant: std::sync::Arc<Tenant>,
+    pub(crate) tenant: std::sync::Arc<PluginTenant>,
     /// Bytes of linear memory this instance holds (charged to the tenant).
     pub(crate) memory: usize,
     /// Set when a growth was refused, to report the limit instead of a bare trap.
@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn plugin_metrics_are_bounded_per_tenant() {
-        let t = Tenant::new("t", TenantLimits::default());
+        let t = PluginTenant::new("t", TenantLimits::default());
         for i in 0..MAX_PLUGIN_METRICS + 10 {
             t.record_metric("p", &format!("m{i}"), |_| PluginMetric::Counter(1));
         }

@@ -8,7 +8,7 @@ use wasmtime::component::{Component, InstancePre};
 use crate::bindings::CONTRACT_VERSION;
 use crate::error::{PluginError, Result};
 use crate::host::{HostState, PluginHost};
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::sandbox::Sandbox;
 
 /// What a plugin provides (the world it targets).
@@ -204,7 +204,10 @@ impl Plugin {
             imports,
         };
         // Ask the plugin what it is, in a throwaway sandbox with default limits.
-        let tenant = Arc::new(Tenant::new("fungi-loader", plugin.host.default_limits()));
+        let tenant = Arc::new(PluginTenant::new(
+            "fungi-loader",
+            plugin.host.default_limits(),
+        ));
         let mut sandbox = Sandbox::new(&plugin, &tenant, &[])?;
         plugin.manifest = sandbox.manifest()?;
         plugin.functions = sandbox.functions()?;

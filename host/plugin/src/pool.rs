@@ -14,7 +14,7 @@ use crate::bindings::scalar::fungi::plugin::types::PluginError as GuestError;
 use crate::error::{LimitBreach, LimitKind, PluginError, Result};
 use crate::host::HostState;
 use crate::ipc;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::sandbox::{Exports, Sandbox};
 
@@ -29,7 +29,7 @@ struct Ready {
 /// The pooled instances of one function.
 pub(crate) struct FunctionPool {
     pub(crate) plugin: Arc<Plugin>,
-    pub(crate) tenant: Arc<Tenant>,
+    pub(crate) tenant: Arc<PluginTenant>,
     pub(crate) signature: FunctionSignature,
     config: Vec<(String, String)>,
     idle: Mutex<Vec<Ready>>,
@@ -56,7 +56,7 @@ impl FunctionPool {
     /// Function `name` of `plugin` (a plugin of `kind`), run with `tenant`'s limits.
     pub(crate) fn new(
         plugin: Arc<Plugin>,
-        tenant: Arc<Tenant>,
+        tenant: Arc<PluginTenant>,
         name: &str,
         config: Vec<(String, String)>,
         kind: PluginKind,

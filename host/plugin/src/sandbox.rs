@@ -17,7 +17,7 @@ use crate::bindings::scalar::fungi::plugin::types as types_api;
 use crate::bindings::{aggregate, scalar, sink, source, table};
 use crate::error::{LimitBreach, LimitKind, PluginError, Result};
 use crate::host::HostState;
-use crate::limits::{InstanceLimiter, Tenant, throttle};
+use crate::limits::{InstanceLimiter, PluginTenant, throttle};
 use crate::output::CapturedOutput;
 use crate::plugin::{FunctionSignature, Manifest, Plugin, PluginKind, Volatility};
 
@@ -34,7 +34,7 @@ pub(crate) enum Exports {
 pub(crate) struct Sandbox {
     pub(crate) store: Store<HostState>,
     pub(crate) exports: Exports,
-    tenant: Arc<Tenant>,
+    tenant: Arc<PluginTenant>,
     plugin: Arc<str>,
     poisoned: bool,
     /// Whether calls get an epoch deadline (see `HostOptions::uninterruptible`).
@@ -51,7 +51,7 @@ impl Sandbox {
     /// Instantiates `plugin` for `tenant` (fresh store, WASI as the tenant grants).
     pub(crate) fn new(
         plugin: &Plugin,
-        tenant: &Arc<Tenant>,
+        tenant: &Arc<PluginTenant>,
         config: &[(String, String)],
     ) -> Result<Self> {
         let name = plugin.name.clone();
@@ -333,7 +333,7 @@ impl Sandbox {
 /// What a failed call broke: a limit (memory, time, fuel, stack) or a trap.
 fn classify(
     store: &mut Store<HostState>,
-    tenant: &Tenant,
+    tenant: &PluginTenant,
     plugin: &str,
     function: &str,
     e: wasmtime::Error,
@@ -445,7 +445,7 @@ impl Drop for Sandbox {
 
 /// WASI for a tenant: nothing ambient; stdout/stderr captured; directories and network
 /// addresses only as granted.
-fn build_wasi(tenant: &Tenant, output: &CapturedOutput) -> Result<WasiCtx> {
+fn build_wasi(tenant: &PluginTenant, output: &CapturedOutput) -> Result<WasiCtx> {
     let mut b = WasiCtx::builder();
     b.stdout(output.clone()).stderr(output.clone());
     for (host, guest, writable) in &tenant.limits().directories {

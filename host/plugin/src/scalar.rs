@@ -6,7 +6,7 @@ use arrow::array::ArrayRef;
 
 use crate::error::Result;
 use crate::ipc;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::pool::FunctionPool;
 use crate::sandbox::Exports;
@@ -22,7 +22,7 @@ impl ScalarUdf {
     /// Function `name` of `plugin`, run with `tenant`'s limits and `config`.
     pub fn new(
         plugin: Arc<Plugin>,
-        tenant: Arc<Tenant>,
+        tenant: Arc<PluginTenant>,
         name: &str,
         config: Vec<(String, String)>,
     ) -> Result<Self> {

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Fields};
 
 use crate::error::Result;
 use crate::ipc;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{FunctionSignature, Plugin, PluginKind};
 use crate::pool::FunctionPool;
 use crate::sandbox::Exports;
@@ -34,7 +34,7 @@ impl TableUdf {
     /// Table function `name` of `plugin`, run with `tenant`'s limits and `config`.
     pub fn new(
         plugin: Arc<Plugin>,
-        tenant: Arc<Tenant>,
+        tenant: Arc<PluginTenant>,
         name: &str,
         config: Vec<(String, String)>,
     ) -> Result<Self> {

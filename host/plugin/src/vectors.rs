@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::aggregate::AggregateUdf;
 use crate::conformance::Report;
-use crate::limits::Tenant;
+use crate::limits::PluginTenant;
 use crate::plugin::{FunctionSignature, Plugin};
 use crate::scalar::ScalarUdf;
 use crate::table::TableUdf;
@@ -112,7 +112,12 @@ fn same(got: &ArrayRef, want: &ArrayRef) -> bool {
 }
 
 /// Checks the vectors of `plugin` found in `dir` (nothing if there is no file for it).
-pub(crate) fn check(plugin: &Arc<Plugin>, tenant: &Arc<Tenant>, dir: &Path, report: &mut Report) {
+pub(crate) fn check(
+    plugin: &Arc<Plugin>,
+    tenant: &Arc<PluginTenant>,
+    dir: &Path,
+    report: &mut Report,
+) {
     let file = dir.join(format!("{}.json", plugin.manifest().name));
     let Ok(text) = std::fs::read_to_string(&file) else {
         return;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::service::{
-    CreateKey, CreateTenant, SavepointRequest, Service, ServiceError, ServiceResult, SubmitJob,
+    CreateKey, CreateTenant, Service, ServiceError, ServiceResult, SubmitJob, TakeSavepoint,
 };
 use crate::store::{JobRecord, KeyRecord, PluginRecord};
 
@@ -231,7 +231,7 @@ impl pb::jobs_server::Jobs for Grpc {
             .savepoint_job(
                 &p,
                 &r.id,
-                SavepointRequest {
+                TakeSavepoint {
                     stop: r.stop,
                     timeout_secs: r.timeout_secs,
                 },

@@ -45,7 +45,7 @@ where
 /// The text exposition of `jobs` and `tenants` (`now_ms` for watermark lag).
 pub fn render(
     jobs: &[JobSample],
-    tenants: &[Arc<fungi_plugin::Tenant>],
+    tenants: &[Arc<fungi_plugin::PluginTenant>],
     now_ms: i64,
 ) -> Result<String, std::fmt::Error> {
     let mut r = Registry::with_prefix("fungi");

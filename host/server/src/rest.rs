@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use crate::service::{
     CreateKey, CreateTenant, CreatedKey, DeadLetters, FileEntry, JobDetails, RegisterFunction,
-    Savepoint, SavepointRequest, Service, ServiceError, SubmitJob,
+    Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -175,7 +175,7 @@ async fn resume_job(
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/savepoint", params(("id" = String, Path)),
-    request_body = SavepointRequest,
+    request_body = TakeSavepoint,
     responses((status = 200, body = Savepoint), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -183,7 +183,7 @@ async fn savepoint_job(
     State(s): State<Arc<Service>>,
     Caller(p): Caller,
     Path(id): Path<String>,
-    Body(req): Body<SavepointRequest>,
+    Body(req): Body<TakeSavepoint>,
 ) -> ApiResult<Json<Savepoint>> {
     Ok(Json(s.savepoint_job(&p, &id, req).await?))
 }

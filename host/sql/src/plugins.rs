@@ -28,7 +28,8 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility as DfVolatility,
 };
 use fungi_plugin::{
-    AggregateUdf, HostOptions, PluginHost, PluginKind, ScalarUdf, Tenant, TenantLimits, Volatility,
+    AggregateUdf, HostOptions, PluginHost, PluginKind, PluginTenant, ScalarUdf, TenantLimits,
+    Volatility,
 };
 use fungi_streaming::aggregate::AggregateFunction;
 
@@ -55,7 +56,7 @@ pub struct Confinement {
     /// The server's plugin host, shared by every job.
     pub host: Arc<PluginHost>,
     /// The tenant its plugins run as: limits from its quotas, usage shared by its jobs.
-    pub tenant: Arc<Tenant>,
+    pub tenant: Arc<PluginTenant>,
 }
 
 /// `path` under `dir` if it is relative and has only normal components (no `..`, no
@@ -156,7 +157,7 @@ pub(crate) struct SessionPlugins {
     host: Option<Arc<PluginHost>>,
     options: HostOptions,
     pub(crate) limits: TenantLimits,
-    tenant: Option<Arc<Tenant>>,
+    tenant: Option<Arc<PluginTenant>>,
     pub(crate) aggregates: BTreeMap<String, Arc<dyn AggregateFunction>>,
     /// Plugins loaded so far, by path: a component is compiled once per session, however
     /// many functions and tables use it.
@@ -448,7 +449,7 @@ impl SessionPlugins {
     }
 
     /// The session's tenant, if a plugin was loaded.
-    pub(crate) fn current_tenant(&self) -> Option<Arc<Tenant>> {
+    pub(crate) fn current_tenant(&self) -> Option<Arc<PluginTenant>> {
         match &self.confined {
             Some(c) => Some(c.tenant.clone()),
             None => self.tenant.clone(),
@@ -457,12 +458,12 @@ impl SessionPlugins {
 
     /// The session's tenant (made when the first plugin loads, with the limits SET so
     /// far).
-    fn tenant(&mut self) -> Arc<Tenant> {
+    fn tenant(&mut self) -> Arc<PluginTenant> {
         if let Some(c) = &self.confined {
             return c.tenant.clone();
         }
         self.tenant
-            .get_or_insert_with(|| Arc::new(Tenant::new("session", self.limits.clone())))
+            .get_or_insert_with(|| Arc::new(PluginTenant::new("session", self.limits.clone())))
             .clone()
     }
 

@@ -143,7 +143,7 @@ impl SqlSession {
 
     /// The tenant the session's plugins run as (their limits, usage and metrics), once
     /// a plugin was loaded.
-    pub fn plugin_tenant(&self) -> Option<Arc<fungi_plugin::Tenant>> {
+    pub fn plugin_tenant(&self) -> Option<Arc<fungi_plugin::PluginTenant>> {
         self.plugins.current_tenant()
     }
 

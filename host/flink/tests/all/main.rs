@@ -198,9 +198,11 @@ fn session_and_sliding_windows_on_nexmark() {
 
 #[test]
 fn plugin_functions_in_the_datastream_api() {
-    use fungi_plugin::{AggregateUdf, HostOptions, PluginHost, ScalarUdf, Tenant, TenantLimits};
+    use fungi_plugin::{
+        AggregateUdf, HostOptions, PluginHost, PluginTenant, ScalarUdf, TenantLimits,
+    };
     let host = PluginHost::new(HostOptions::default()).unwrap();
-    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
+    let tenant = Arc::new(PluginTenant::new("datastream", TenantLimits::default()));
     let geo = host
         .load_file(std::path::Path::new(fungi_plugin_artifacts::STRINGS_GEO))
         .unwrap();
@@ -299,9 +301,9 @@ fn words_in_a_window(lateral: impl FnOnce(DataStream) -> DataStream) {
 
 #[test]
 fn a_plugin_table_function_feeds_a_window() {
-    use fungi_plugin::{HostOptions, PluginHost, TableUdf, Tenant, TenantLimits};
+    use fungi_plugin::{HostOptions, PluginHost, PluginTenant, TableUdf, TenantLimits};
     let host = PluginHost::new(HostOptions::default()).unwrap();
-    let tenant = Arc::new(Tenant::new("datastream", TenantLimits::default()));
+    let tenant = Arc::new(PluginTenant::new("datastream", TenantLimits::default()));
     let plugin = host
         .load_file(std::path::Path::new(fungi_plugin_artifacts::TEXT_SPLIT))
         .unwrap();

@@ -17,7 +17,7 @@ fn benches(c: &mut Criterion) {
     // Fungi.
     let host = fungi_plugin::PluginHost::new(fungi_plugin::HostOptions::default()).unwrap();
     let plugin = host.load_file(std::path::Path::new(&fungi_path)).unwrap();
-    let tenant = Arc::new(fungi_plugin::Tenant::new("bench", Default::default()));
+    let tenant = Arc::new(fungi_plugin::PluginTenant::new("bench", Default::default()));
     let gcd = fungi_plugin::ScalarUdf::new(plugin.clone(), tenant.clone(), "gcd", vec![]).unwrap();
     let slug = fungi_plugin::ScalarUdf::new(plugin, tenant, "slugify", vec![]).unwrap();
     // Fungi on a host for trusted plugins: no interruption checks (the peer has none).
@@ -29,7 +29,7 @@ fn benches(c: &mut Criterion) {
     let trusted_plugin = trusted_host
         .load_file(std::path::Path::new(&fungi_path))
         .unwrap();
-    let trusted_tenant = Arc::new(fungi_plugin::Tenant::new(
+    let trusted_tenant = Arc::new(fungi_plugin::PluginTenant::new(
         "trusted",
         fungi_plugin::TenantLimits {
             call_timeout: None,

@@ -226,7 +226,7 @@ fn the_instance_limit_bounds_a_tenant() {
 
 #[test]
 fn a_runaway_tenant_does_not_stop_another_tenant() {
-    // Tenant A spins (each call stopped at 200 ms) on another thread while tenant B's
+    // PluginTenant A spins (each call stopped at 200 ms) on another thread while tenant B's
     // calls go on; B's calls stay fast.
     let spin = evil(
         "spin",

@@ -11,7 +11,7 @@ mod versioning;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use fungi_plugin::{HostOptions, Plugin, PluginHost, Tenant, TenantLimits};
+use fungi_plugin::{HostOptions, Plugin, PluginHost, PluginTenant, TenantLimits};
 
 /// One host for the whole test binary (as in a process).
 pub(crate) fn host() -> &'static Arc<PluginHost> {
@@ -23,6 +23,6 @@ pub(crate) fn load(path: &str) -> Arc<Plugin> {
     host().load_file(Path::new(path)).expect("plugin loads")
 }
 
-pub(crate) fn tenant(name: &str, limits: TenantLimits) -> Arc<Tenant> {
-    Arc::new(Tenant::new(name, limits))
+pub(crate) fn tenant(name: &str, limits: TenantLimits) -> Arc<PluginTenant> {
+    Arc::new(PluginTenant::new(name, limits))
 }

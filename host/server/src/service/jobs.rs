@@ -469,7 +469,7 @@ impl Service {
         &self,
         p: &Principal,
         id: &str,
-        req: SavepointRequest,
+        req: TakeSavepoint,
     ) -> ServiceResult<Savepoint> {
         let job = self.visible_job(p, Action::JobSavepoint, id)?;
         let result = self.savepoint_inner(&job, req).await;
@@ -479,7 +479,7 @@ impl Service {
     pub(super) async fn savepoint_inner(
         &self,
         job: &JobRecord,
-        req: SavepointRequest,
+        req: TakeSavepoint,
     ) -> ServiceResult<Savepoint> {
         let id = &job.id;
         let checkpoints = {

@@ -101,7 +101,7 @@ pub struct SubmitJob {
 /// `POST /jobs/{id}/savepoint`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SavepointRequest {
+pub struct TakeSavepoint {
     /// Stop the job once the savepoint is complete (Flink's stop-with-savepoint).
     #[serde(default)]
     pub stop: bool,
@@ -255,7 +255,7 @@ pub struct Service {
     /// The plugin host every job and upload uses (made on first use).
     plugin_host: std::sync::OnceLock<Arc<fungi_plugin::PluginHost>>,
     /// Per tenant: the plugin host's tenant (limits from quotas, usage across jobs).
-    plugin_tenants: Mutex<HashMap<String, Arc<fungi_plugin::Tenant>>>,
+    plugin_tenants: Mutex<HashMap<String, Arc<fungi_plugin::PluginTenant>>>,
     /// Where jobs run and scripts are planned: apart from the API's runtime.
     runtimes: crate::runtime::JobRuntimes,
     /// Held while a job is admitted against its tenant's running jobs and stored.
@@ -401,13 +401,13 @@ impl Service {
 
     /// The plugin host's tenant for `tenant`: one per tenant, so that memory and CPU
     /// limits hold across all its jobs.
-    fn plugin_tenant(&self, tenant: &Tenant) -> Arc<fungi_plugin::Tenant> {
+    fn plugin_tenant(&self, tenant: &Tenant) -> Arc<fungi_plugin::PluginTenant> {
         let mut tenants = self.plugin_tenants.lock().expect("plugin tenants lock");
         let limits = plugin_limits(&tenant.quotas);
         match tenants.get(&tenant.id) {
             Some(t) if *t.limits() == limits => t.clone(),
             _ => {
-                let t = Arc::new(fungi_plugin::Tenant::new(tenant.id.clone(), limits));
+                let t = Arc::new(fungi_plugin::PluginTenant::new(tenant.id.clone(), limits));
                 tenants.insert(tenant.id.clone(), t.clone());
                 t
             }
@@ -603,7 +603,7 @@ impl Service {
                 live: r.live.borrow().clone(),
             })
             .collect();
-        let tenants: Vec<Arc<fungi_plugin::Tenant>> = self
+        let tenants: Vec<Arc<fungi_plugin::PluginTenant>> = self
             .plugin_tenants
             .lock()
             .expect("plugin tenants lock")

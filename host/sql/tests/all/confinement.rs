@@ -22,7 +22,7 @@ fn confined(files: &std::path::Path, host: &Arc<fungi_plugin::PluginHost>) -> Sq
         allow_native_python: false,
         plugin_dir: files.join("plugins"),
         host: host.clone(),
-        tenant: Arc::new(fungi_plugin::Tenant::new(
+        tenant: Arc::new(fungi_plugin::PluginTenant::new(
             "t",
             fungi_plugin::TenantLimits::default(),
         )),
