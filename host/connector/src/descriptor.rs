@@ -1,12 +1,30 @@
-//! What each connector is: its name, whether it reads or writes, whether it takes a
-//! changelog, whether it has metadata columns, and the options a confined tenant (a
-//! tenant's job on a server) may set, with how each value is checked.
+//! What each connector is: its name, how it builds a source or a sink, whether it takes
+//! a changelog, has metadata columns, serves lookup joins or writes from one subtask,
+//! and the options a confined tenant (a tenant's job on a server) may set, with how each
+//! value is checked. A new connector is its module plus one entry in [`CONNECTORS`].
 //!
 //! The tenant options are an allow-list: an option that is not listed is refused
 //! naming the option, whatever the connector itself would accept. Values that name
 //! something outside the job (a file, a host) are checked by [`TenantCheck`].
 
-use crate::kafka;
+use arrow::datatypes::SchemaRef;
+use fungi_common::{FungiError, Result};
+use fungi_execution::operator::OperatorFactory;
+use fungi_execution::source::SourceFactory;
+
+use crate::blackhole::BlackholeSink;
+use crate::datagen::DatagenSource;
+use crate::file::{FileSink, FileSource};
+use crate::kafka::{self, KafkaSink, KafkaSource};
+use crate::nexmark::NexmarkSource;
+use crate::options::Options;
+use crate::print::PrintSink;
+
+/// Builds a source from the table's declared schema (if any) and options; returns the
+/// factory and the schema of the rows it produces.
+pub type SourceBuilder = fn(Option<SchemaRef>, &Options) -> Result<(SourceFactory, SchemaRef)>;
+/// Builds a sink from the table's options.
+pub type SinkBuilder = fn(&Options) -> Result<OperatorFactory>;
 
 /// How a confined tenant's value of an option is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +49,20 @@ pub enum TenantCheck {
 pub struct ConnectorDescriptor {
     /// The name in `'connector' = '...'`.
     pub name: &'static str,
-    /// Whether it reads (a source).
-    pub source: bool,
-    /// Whether it writes (a sink).
-    pub sink: bool,
+    /// Other names it answers to.
+    pub aliases: &'static [&'static str],
+    /// How it reads, if it is a source.
+    pub source: Option<SourceBuilder>,
+    /// How it writes, if it is a sink.
+    pub sink: Option<SinkBuilder>,
     /// Whether the sink applies a changelog (updates and deletes), not only inserts.
     pub accepts_updates: bool,
     /// Whether columns may be `METADATA FROM '...'`.
     pub metadata_columns: bool,
+    /// Whether a lookup join (`FOR SYSTEM_TIME AS OF`) may read it.
+    pub lookup: bool,
+    /// Whether the sink writes from one subtask (one ordered output, such as stdout).
+    pub single_writer: bool,
     /// The options a confined tenant may set (a key ending in `*` is a prefix), and
     /// how each value is checked. Empty: the connector is not offered to tenants.
     pub tenant_options: &'static [(&'static str, TenantCheck)],
@@ -68,10 +92,16 @@ use TenantCheck::{EgressBrokers, EgressUrl, Free, KafkaProperty, TenantPath};
 pub const CONNECTORS: &[ConnectorDescriptor] = &[
     ConnectorDescriptor {
         name: "datagen",
-        source: true,
-        sink: false,
+        aliases: &[],
+        source: Some(|schema, options| {
+            let s = declared("datagen", schema)?;
+            Ok((DatagenSource::factory(s.clone(), options)?, s))
+        }),
+        sink: None,
         accepts_updates: false,
         metadata_columns: false,
+        lookup: false,
+        single_writer: false,
         tenant_options: &[
             ("rows-per-second", Free),
             ("number-of-rows", Free),
@@ -80,10 +110,13 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     },
     ConnectorDescriptor {
         name: "nexmark",
-        source: true,
-        sink: false,
+        aliases: &[],
+        source: Some(|_, options| NexmarkSource::factory(options)),
+        sink: None,
         accepts_updates: false,
         metadata_columns: false,
+        lookup: false,
+        single_writer: false,
         tenant_options: &[
             ("table", Free),
             ("events", Free),
@@ -94,10 +127,16 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     },
     ConnectorDescriptor {
         name: "filesystem",
-        source: true,
-        sink: true,
+        aliases: &["file"],
+        source: Some(|schema, options| {
+            let s = declared("filesystem", schema)?;
+            Ok((FileSource::factory(s.clone(), options)?, s))
+        }),
+        sink: Some(FileSink::factory),
         accepts_updates: false,
         metadata_columns: false,
+        lookup: true,
+        single_writer: false,
         tenant_options: &[
             ("path", TenantPath),
             ("format", Free),
@@ -108,10 +147,16 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     },
     ConnectorDescriptor {
         name: "kafka",
-        source: true,
-        sink: true,
+        aliases: &[],
+        source: Some(|schema, options| {
+            let s = declared("kafka", schema)?;
+            Ok((KafkaSource::factory(s.clone(), options)?, s))
+        }),
+        sink: Some(KafkaSink::factory),
         accepts_updates: false,
         metadata_columns: true,
+        lookup: false,
+        single_writer: false,
         tenant_options: &[
             ("topic", Free),
             ("properties.bootstrap.servers", EgressBrokers),
@@ -130,10 +175,13 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     },
     ConnectorDescriptor {
         name: "http",
-        source: false,
-        sink: true,
+        aliases: &[],
+        source: None,
+        sink: Some(crate::http::HttpSink::factory),
         accepts_updates: false,
         metadata_columns: false,
+        lookup: false,
+        single_writer: false,
         tenant_options: &[
             ("url", EgressUrl),
             ("format", Free),
@@ -148,33 +196,56 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     // the operator's log, shared by every tenant: not offered to tenants.
     ConnectorDescriptor {
         name: "stdout",
-        source: false,
-        sink: true,
+        aliases: &[],
+        source: None,
+        sink: Some(PrintSink::factory),
         accepts_updates: true,
         metadata_columns: false,
+        lookup: false,
+        single_writer: true,
         tenant_options: &[],
     },
     ConnectorDescriptor {
         name: "print",
-        source: false,
-        sink: true,
+        aliases: &[],
+        source: None,
+        sink: Some(PrintSink::factory),
         accepts_updates: true,
         metadata_columns: false,
+        lookup: false,
+        single_writer: true,
         tenant_options: &[],
     },
     ConnectorDescriptor {
         name: "blackhole",
-        source: false,
-        sink: true,
+        aliases: &[],
+        source: None,
+        sink: Some(|options| {
+            options.check_all_used(&[])?;
+            Ok(BlackholeSink::factory())
+        }),
         accepts_updates: true,
         metadata_columns: false,
+        lookup: false,
+        single_writer: false,
         tenant_options: &[],
     },
 ];
 
-/// The connector called `name`.
+/// The columns a connector without a schema of its own needs declared.
+fn declared(connector: &str, schema: Option<SchemaRef>) -> Result<SchemaRef> {
+    schema.ok_or_else(|| {
+        FungiError::Config(format!(
+            "connector '{connector}' needs the table's columns to be declared"
+        ))
+    })
+}
+
+/// The connector called `name` (or one of its aliases).
 pub fn descriptor(name: &str) -> Option<&'static ConnectorDescriptor> {
-    CONNECTORS.iter().find(|c| c.name == name)
+    CONNECTORS
+        .iter()
+        .find(|c| c.name == name || c.aliases.contains(&name))
 }
 
 /// Whether a tenant may use `name` at all.
@@ -193,14 +264,18 @@ mod tests {
     use crate::registry;
 
     #[test]
-    fn descriptors_agree_with_the_registry() {
+    fn connectors_are_found_by_name_and_alias() {
+        assert_eq!(descriptor("file").unwrap().name, "filesystem");
+        assert!(descriptor("filesystem").unwrap().lookup);
+        assert!(descriptor("stdout").unwrap().single_writer);
+        assert!(registry::sink("blackhole", &Options::default()).is_ok());
+        let err = registry::source("nope", None, &Options::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("datagen") && err.contains("kafka"), "{err}");
         for c in CONNECTORS {
-            assert_eq!(registry::SOURCES.contains(&c.name), c.source, "{}", c.name);
-            assert_eq!(registry::SINKS.contains(&c.name), c.sink, "{}", c.name);
             assert_eq!(registry::accepts_updates(c.name), c.accepts_updates);
-        }
-        for name in registry::SOURCES.iter().chain(registry::SINKS) {
-            assert!(descriptor(name).is_some(), "{name} has no descriptor");
         }
     }
 

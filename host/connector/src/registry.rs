@@ -6,73 +6,59 @@ use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
 use fungi_execution::source::SourceFactory;
 
-use crate::blackhole::BlackholeSink;
-use crate::datagen::DatagenSource;
-use crate::file::{FileSink, FileSource};
-use crate::kafka::{KafkaSink, KafkaSource};
-use crate::nexmark::NexmarkSource;
+use crate::descriptor::{CONNECTORS, ConnectorDescriptor, descriptor};
 use crate::options::Options;
-use crate::print::PrintSink;
 
 /// Names of the source connectors.
-pub const SOURCES: &[&str] = &["datagen", "nexmark", "filesystem", "kafka"];
+pub fn sources() -> impl Iterator<Item = &'static str> {
+    CONNECTORS
+        .iter()
+        .filter(|c| c.source.is_some())
+        .map(|c| c.name)
+}
+
 /// Names of the sink connectors.
-pub const SINKS: &[&str] = &[
-    "filesystem",
-    "kafka",
-    "http",
-    "stdout",
-    "print",
-    "blackhole",
-];
+pub fn sinks() -> impl Iterator<Item = &'static str> {
+    CONNECTORS
+        .iter()
+        .filter(|c| c.sink.is_some())
+        .map(|c| c.name)
+}
 
 /// Whether the sink connector can apply a changelog (updates and deletes), not only
 /// inserts.
 pub fn accepts_updates(connector: &str) -> bool {
-    crate::descriptor::descriptor(connector).is_some_and(|c| c.accepts_updates)
+    descriptor(connector).is_some_and(|c| c.accepts_updates)
 }
 
-/// Builds a source. `schema` is the declared schema; the Nexmark connector brings its own
-/// and ignores it. Returns the factory and the schema of the produced rows.
+/// The connector's descriptor, refusing metadata options where it has no metadata
+/// columns.
+fn checked(connector: &str, options: &Options) -> Result<Option<&'static ConnectorDescriptor>> {
+    let found = descriptor(connector);
+    if !found.is_some_and(|c| c.metadata_columns) {
+        options.refuse_metadata()?;
+    }
+    Ok(found)
+}
+
+/// Builds a source. `schema` is the declared schema; a connector with a schema of its
+/// own (Nexmark) ignores it. Returns the factory and the schema of the produced rows.
 pub fn source(
     connector: &str,
     schema: Option<SchemaRef>,
     options: &Options,
 ) -> Result<(SourceFactory, SchemaRef)> {
-    let declared = || {
-        schema.clone().ok_or_else(|| {
-            FungiError::Config(format!(
-                "connector '{connector}' needs the table's columns to be declared"
-            ))
-        })
-    };
-    if connector != "kafka" {
-        options.refuse_metadata()?;
-    }
-    match connector {
-        "nexmark" => NexmarkSource::factory(options),
-        "datagen" => Ok((DatagenSource::factory(declared()?, options)?, declared()?)),
-        "filesystem" | "file" => Ok((FileSource::factory(declared()?, options)?, declared()?)),
-        "kafka" => Ok((KafkaSource::factory(declared()?, options)?, declared()?)),
-        other => Err(unknown(other, SOURCES, "source")),
+    match checked(connector, options)?.and_then(|c| c.source) {
+        Some(build) => build(schema, options),
+        None => Err(unknown(connector, &sources().collect::<Vec<_>>(), "source")),
     }
 }
 
 /// Builds a sink.
 pub fn sink(connector: &str, options: &Options) -> Result<OperatorFactory> {
-    if connector != "kafka" {
-        options.refuse_metadata()?;
-    }
-    match connector {
-        "blackhole" => {
-            options.check_all_used(&[])?;
-            Ok(BlackholeSink::factory())
-        }
-        "stdout" | "print" => PrintSink::factory(options),
-        "filesystem" | "file" => FileSink::factory(options),
-        "kafka" => KafkaSink::factory(options),
-        "http" => crate::http::HttpSink::factory(options),
-        other => Err(unknown(other, SINKS, "sink")),
+    match checked(connector, options)?.and_then(|c| c.sink) {
+        Some(build) => build(options),
+        None => Err(unknown(connector, &sinks().collect::<Vec<_>>(), "sink")),
     }
 }
 

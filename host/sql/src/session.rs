@@ -406,13 +406,14 @@ impl SqlSession {
                     ddl.name
                 ))
             })?;
-        let known: Vec<&str> = registry::SOURCES
+        let known: Vec<&str> = fungi_connector::descriptor::CONNECTORS
             .iter()
-            .chain(registry::SINKS)
-            .copied()
+            .map(|c| c.name)
             .chain([plugins::WASM_CONNECTOR])
             .collect();
-        if !known.contains(&connector.as_str()) {
+        if connector != plugins::WASM_CONNECTOR
+            && fungi_connector::descriptor::descriptor(&connector).is_none()
+        {
             let hint = closest(&connector, known.iter().copied())
                 .map(|c| format!(" Did you mean '{c}'?"))
                 .unwrap_or_default();
@@ -465,13 +466,21 @@ impl SqlSession {
             }
             (Arc::new(arrow::datatypes::Schema::new(fields)), true)
         };
-        if connector != "kafka"
+        if !fungi_connector::descriptor::descriptor(&connector).is_some_and(|c| c.metadata_columns)
             && let Some(m) = ddl.metadata.first()
         {
+            let with: Vec<&str> = fungi_connector::descriptor::CONNECTORS
+                .iter()
+                .filter(|c| c.metadata_columns)
+                .map(|c| c.name)
+                .collect();
             return Err(SqlError::Plan(format!(
                 "table '{}': connector '{connector}' has no metadata columns (column '{}' is \
-                 METADATA FROM '{}'); only 'kafka' has them",
-                ddl.name, m.column, m.key
+                 METADATA FROM '{}'); these connectors have them: {}",
+                ddl.name,
+                m.column,
+                m.key,
+                with.join(", ")
             )));
         }
         // Computed columns: typed against the declared ones, appended after them.
@@ -540,9 +549,10 @@ impl SqlSession {
         // Check the options now, not when the job starts. A connector that is both a
         // source and a sink (filesystem) is checked when a query uses the table, since
         // reading needs existing files and writing does not.
+        let described = fungi_connector::descriptor::descriptor(&table.connector);
         let (source, sink) = (
-            registry::SOURCES.contains(&table.connector.as_str()),
-            registry::SINKS.contains(&table.connector.as_str()),
+            described.is_some_and(|c| c.source.is_some()),
+            described.is_some_and(|c| c.sink.is_some()),
         );
         if source && !sink {
             registry::source(
@@ -625,11 +635,9 @@ impl SqlSession {
                         SqlError::Plan(format!("table '{name}' cannot be written to: {e}"))
                     })?
                 };
-                let parallelism = if matches!(table.connector.as_str(), "stdout" | "print") {
-                    1
-                } else {
-                    out.parallelism
-                };
+                let single = fungi_connector::descriptor::descriptor(&table.connector)
+                    .is_some_and(|c| c.single_writer);
+                let parallelism = if single { 1 } else { out.parallelism };
                 let node = graph.add_operator(&format!("{name}-sink"), parallelism, sink);
                 let edge = if parallelism == out.parallelism {
                     Partitioning::Forward

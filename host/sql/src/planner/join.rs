@@ -210,7 +210,7 @@ impl Planner<'_> {
     ) -> Result<Planned> {
         if let Some(table) = &lookup {
             let def = &self.tables[table];
-            if def.connector != "filesystem" {
+            if !fungi_connector::descriptor::descriptor(&def.connector).is_some_and(|c| c.lookup) {
                 return Err(SqlError::unsupported(
                     format!(
                         "a lookup join (FOR SYSTEM_TIME AS OF) on table '{table}' of connector '{}', which is unbounded",
