@@ -824,7 +824,7 @@ impl ScalarUDFImpl for WasmScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let (arrays, rows) = argument_arrays(&args)?;
+        let (arrays, rows) = crate::udfs::argument_arrays(&args)?;
         match self.udf.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
             // Typed, for the operators' error policy.
@@ -899,19 +899,6 @@ impl AggregateUDFImpl for WasmAggregate {
             true,
         ))])
     }
-}
-
-/// A scalar function call's arguments as arrays of the batch's rows, and the row count.
-pub(crate) fn argument_arrays(
-    args: &ScalarFunctionArgs,
-) -> DfResult<(Vec<arrow::array::ArrayRef>, usize)> {
-    let rows = args.number_rows;
-    let arrays = args
-        .args
-        .iter()
-        .map(|a| a.to_array(rows))
-        .collect::<DfResult<Vec<_>>>()?;
-    Ok((arrays, rows))
 }
 
 /// The plugin statement's outcome message.

@@ -75,7 +75,7 @@ impl ScalarUDFImpl for PythonScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let (arrays, rows) = crate::plugins::argument_arrays(&args)?;
+        let (arrays, rows) = crate::udfs::argument_arrays(&args)?;
         match self.function.call(&arrays, rows) {
             Ok(a) => Ok(ColumnarValue::Array(a)),
             Err(e) => Err(crate::operators::FunctionFailure::python(&e)),

@@ -496,7 +496,7 @@ impl SqlSession {
                 crate::limits::check_expression(&expr)?;
                 let data_type = datafusion::logical_expr::ExprSchemable::get_type(&expr, &base)?;
                 let mut field = arrow::datatypes::Field::new(name, data_type, true);
-                if is_proctime_call(&expr) {
+                if udfs::is_proctime_call(&expr) {
                     field = field.with_metadata(
                         [(udfs::TIME_ATTRIBUTE.to_string(), "proctime".to_string())].into(),
                     );
@@ -778,15 +778,6 @@ fn refuse_plans_that_run(plan: &LogicalPlan) -> Result<()> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// Whether `e` is a call of `PROCTIME()`.
-pub(crate) fn is_proctime_call(e: &datafusion::logical_expr::Expr) -> bool {
-    let e = match e {
-        datafusion::logical_expr::Expr::Alias(a) => a.expr.as_ref(),
-        other => other,
-    };
-    matches!(e, datafusion::logical_expr::Expr::ScalarFunction(f) if f.func.name() == udfs::PROCTIME)
 }
 
 /// A column definition `name TYPE ...` with the name double-quoted.

@@ -409,6 +409,28 @@ impl ScalarUDFImpl for FlinkString {
     }
 }
 
+/// Whether `e` is a call of `PROCTIME()`.
+pub(crate) fn is_proctime_call(e: &datafusion::logical_expr::Expr) -> bool {
+    let e = match e {
+        datafusion::logical_expr::Expr::Alias(a) => a.expr.as_ref(),
+        other => other,
+    };
+    matches!(e, datafusion::logical_expr::Expr::ScalarFunction(f) if f.func.name() == PROCTIME)
+}
+
+/// A scalar function call's arguments as arrays of the batch's rows, and the row count.
+pub(crate) fn argument_arrays(
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+) -> datafusion::common::Result<(Vec<arrow::array::ArrayRef>, usize)> {
+    let rows = args.number_rows;
+    let arrays = args
+        .args
+        .iter()
+        .map(|a| a.to_array(rows))
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    Ok((arrays, rows))
+}
+
 #[cfg(test)]
 mod flink_string_tests {
     use super::*;

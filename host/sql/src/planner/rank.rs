@@ -159,7 +159,7 @@ impl Planner<'_> {
 /// Whether the window time `time` (over `input`) is a processing-time attribute: a
 /// `PROCTIME()` call or a column computed by one.
 pub(super) fn is_proctime(time: &Expr, schema: &DFSchema, input: &LogicalPlan) -> bool {
-    if crate::session::is_proctime_call(time) {
+    if crate::udfs::is_proctime_call(time) {
         return true;
     }
     let Expr::Column(c) = strip(time) else {
@@ -171,7 +171,7 @@ pub(super) fn is_proctime(time: &Expr, schema: &DFSchema, input: &LogicalPlan) -
         .is_some_and(|(_, f)| {
             f.metadata().get(udfs::TIME_ATTRIBUTE).map(String::as_str) == Some("proctime")
         });
-    marked || find_definition(c, input).is_some_and(|(e, _)| crate::session::is_proctime_call(&e))
+    marked || find_definition(c, input).is_some_and(|(e, _)| crate::udfs::is_proctime_call(&e))
 }
 
 /// If `plan` is a filter `rownum <= N` (or `< N`, or `= 1`) on a `ROW_NUMBER()` column of
