@@ -18,6 +18,7 @@
 //! | `TYPEOF(x)` | the constant: Flink's name of `x`'s type (`INT NOT NULL`, `STRING`, ...) | STRING |
 //! | `ARRAY_REMOVE(a, x)` | `array_remove_all` (every occurrence) | ARRAY |
 //! | `ARRAY_PREPEND(a, x)` | `array_prepend(x, a)` | ARRAY |
+//! | `MAP_FROM_ARRAYS(keys, values)` | `map(keys, values)` | MAP |
 //! | `ENCODE(s, 'UTF-8')`, `DECODE(b, 'UTF-8')` | casts to BYTES and back (DataFusion's `hex` and `base64` encodings still work) | BYTES, STRING |
 //! | `TO_TIMESTAMP_LTZ(n [, 0 or 3])` | `to_timestamp_seconds` or `to_timestamp_millis` | TIMESTAMP(3) in UTC |
 //!
@@ -61,6 +62,7 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         ("array_remove", ArrayRemove),
         ("to_timestamp_ltz", ToTimestampLtz),
         ("array_prepend", ArrayPrepend),
+        ("map_from_arrays", MapFromArrays),
         ("encode", Encode),
         ("decode", Decode),
     ]
@@ -87,6 +89,7 @@ enum Kind {
     ArrayRemove,
     ToTimestampLtz,
     ArrayPrepend,
+    MapFromArrays,
     Encode,
     Decode,
 }
@@ -199,6 +202,10 @@ impl ScalarUDFImpl for Alias {
                 [a @ DataType::List(item), _] => Ok(vec![a.clone(), item.data_type().clone()]),
                 _ => plan_err!("ARRAY_PREPEND takes an ARRAY and a value, got {arg_types:?}"),
             },
+            Kind::MapFromArrays => match arg_types {
+                [k, v] => Ok(vec![k.clone(), v.clone()]),
+                _ => plan_err!("MAP_FROM_ARRAYS takes an ARRAY of keys and an ARRAY of values"),
+            },
             Kind::Encode | Kind::Decode => match arg_types {
                 [_, c] if is_text(c) => Ok(vec![arg_types[0].clone(), DataType::Utf8]),
                 _ => plan_err!(
@@ -239,6 +246,9 @@ impl ScalarUDFImpl for Alias {
             Kind::RegexpSubstr | Kind::TypeOf => DataType::Utf8,
             Kind::Elt => arg_types.get(1).cloned().unwrap_or(DataType::Null),
             Kind::ArrayRemove | Kind::ArrayPrepend => arg_types[0].clone(),
+            Kind::MapFromArrays => {
+                datafusion::functions_nested::map::map_udf().return_type(arg_types)?
+            }
             // With a charset; `return_field_from_args` sees the encodings.
             Kind::Encode => DataType::Binary,
             Kind::Decode => DataType::Utf8,
@@ -355,6 +365,7 @@ impl ScalarUDFImpl for Alias {
                 literal(name)
             }
             Kind::ArrayRemove => call(array_remove_all_udf(), args),
+            Kind::MapFromArrays => call(datafusion::functions_nested::map::map_udf(), args),
             Kind::ArrayPrepend => {
                 args.swap(0, 1);
                 call(array_prepend_udf(), args)

@@ -527,9 +527,6 @@ pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
         "instr" => "LOCATE(needle, haystack) or POSITION(needle IN haystack)",
         "str_to_map" => "SPLIT_PART over the pairs, or a UDF",
         "element" => "arr[1] with CARDINALITY(arr) = 1",
-        "json_object" => {
-            "JSON_ARRAY and JSON_STRING with CONCAT, e.g. CONCAT('{\"k\":', JSON_STRING(v), '}')"
-        }
         "convert_tz" => "CAST(ts AS TIMESTAMP WITH TIME ZONE) AT TIME ZONE, or a UDF",
         "dayofweek" | "dayofyear" | "week" | "quarter" => {
             "EXTRACT(DOW | DOY | WEEK | QUARTER FROM ts)"
@@ -577,6 +574,73 @@ pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
             let quoted = format!("'{}'", first.trim().to_ascii_uppercase());
             out.replace_range(unit_at..unit_at + first.trim().len(), &quoted);
         }
+    }
+    Ok(out)
+}
+
+/// Flink's constructors that DataFusion's parser does not take: `MAP[k1, v1, ...]`
+/// becomes `make_map(k1, v1, ...)`, and `JSON_OBJECT(KEY k VALUE v, ... [NULL | ABSENT
+/// ON NULL])` (also `k VALUE v` and `k : v`) becomes `json_object(k, v, ...)` (or
+/// `json_object_absent_on_null`).
+pub(crate) fn rewrite_constructors(sql: &str) -> Result<String> {
+    let mut out = sql.to_string();
+    let mut from = 0;
+    while let Some(pos) = find_keyword(&out, "MAP", from) {
+        let open = pos + "MAP".len();
+        from = open;
+        if !out[open..].starts_with('[') {
+            continue;
+        }
+        let close = matching_paren(&out, open)
+            .ok_or_else(|| SqlError::Plan("unbalanced brackets in MAP[...]".into()))?;
+        let inner = out[open + 1..close].to_string();
+        out.replace_range(pos..=close, &format!("make_map({inner})"));
+    }
+    from = 0;
+    while let Some(pos) = find_keyword(&out, "JSON_OBJECT", from) {
+        let open = pos + "JSON_OBJECT".len();
+        from = open;
+        if !out[open..].starts_with('(') {
+            continue;
+        }
+        let close = matching_paren(&out, open)
+            .ok_or_else(|| SqlError::Plan("unbalanced parentheses in JSON_OBJECT".into()))?;
+        let mut entries = split_top_level(&out[open + 1..close]);
+        let mut function = "json_object";
+        if let Some(last) = entries.last_mut() {
+            let upper = last.to_ascii_uppercase();
+            for (clause, name) in [
+                ("ABSENT ON NULL", "json_object_absent_on_null"),
+                ("NULL ON NULL", "json_object"),
+            ] {
+                if upper.ends_with(clause) {
+                    function = name;
+                    last.truncate(last.len() - clause.len());
+                    break;
+                }
+            }
+        }
+        let mut args = Vec::new();
+        for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            let entry = match entry.get(..4) {
+                Some(k) if k.eq_ignore_ascii_case("KEY ") => entry[4..].trim(),
+                _ => entry,
+            };
+            let (key, value) = match find_keyword(entry, "VALUE", 0) {
+                Some(at) => (&entry[..at], &entry[at + "VALUE".len()..]),
+                None => entry.split_once(':').ok_or_else(|| {
+                    SqlError::Plan(format!(
+                        "JSON_OBJECT: '{entry}' is not KEY k VALUE v (or k VALUE v, k : v)"
+                    ))
+                })?,
+            };
+            // A nested JSON_OBJECT (or MAP) in a value is rewritten on its own.
+            let value = rewrite_constructors(value.trim())?;
+            args.push(format!("{}, {value}", key.trim()));
+        }
+        let replacement = format!("{function}({})", args.join(", "));
+        out.replace_range(pos..=close, &replacement);
+        from = pos + replacement.len();
     }
     Ok(out)
 }
@@ -713,6 +777,24 @@ mod tests {
             months_between(jan31, add_months(jan31, 14).unwrap()),
             Some(14)
         );
+    }
+
+    #[test]
+    fn map_and_json_object_constructors_are_rewritten() {
+        assert_eq!(
+            rewrite_constructors("SELECT MAP['a', 1, 'b', f(x)]['b'], m MAP<STRING, INT> FROM t")
+                .unwrap(),
+            "SELECT make_map('a', 1, 'b', f(x))['b'], m MAP<STRING, INT> FROM t"
+        );
+        assert_eq!(
+            rewrite_constructors(
+                "SELECT JSON_OBJECT(KEY 'k' VALUE v, 'n' VALUE JSON_OBJECT('x' : 1) ABSENT ON NULL)"
+            )
+            .unwrap(),
+            "SELECT json_object_absent_on_null('k', v, 'n', json_object('x', 1))"
+        );
+        let err = rewrite_constructors("SELECT JSON_OBJECT(KEY 'k')").unwrap_err();
+        assert!(err.to_string().contains("KEY k VALUE v"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Flink's functions that write JSON from SQL values: `JSON_STRING(x)` (the value as
 //! JSON text: strings quoted, numbers and booleans bare, NULL for NULL) and
 //! `JSON_ARRAY(x, ...)` (a JSON array of the values, NULLs left out as Flink's default
-//! `ABSENT ON NULL` does).
+//! `ABSENT ON NULL` does) and `JSON_OBJECT(KEY k VALUE v, ...)`, which the SQL rewrite
+//! turns into `json_object(k, v, ...)` (NULL values written as `null`, Flink's default)
+//! or `json_object_absent_on_null(k, v, ...)`.
 //!
 //! Each argument column is written to JSON text once per batch, then the texts are
 //! joined row by row into one buffer.
@@ -22,6 +24,8 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(JsonBuild::new("json_string")),
         ScalarUDF::new_from_impl(JsonBuild::new("json_array")),
+        ScalarUDF::new_from_impl(JsonBuild::new("json_object")),
+        ScalarUDF::new_from_impl(JsonBuild::new("json_object_absent_on_null")),
     ]
 }
 
@@ -33,7 +37,7 @@ struct JsonBuild {
 
 impl JsonBuild {
     fn new(name: &'static str) -> Self {
-        let types = if name == "json_array" {
+        let types = if name != "json_string" {
             vec![TypeSignature::Nullary, TypeSignature::VariadicAny]
         } else {
             vec![TypeSignature::Any(1)]
@@ -73,6 +77,9 @@ impl ScalarUDFImpl for JsonBuild {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        if self.name.starts_with("json_object") && arg_types.len() % 2 == 1 {
+            return plan_err!("JSON_OBJECT takes keys and values in pairs");
+        }
         if let Some(t) = arg_types.iter().find(|t| !writable(t)) {
             return plan_err!(
                 "{}: values of type {t} cannot be written as JSON here (numbers, booleans, strings and times can)",
@@ -97,10 +104,23 @@ impl ScalarUDFImpl for JsonBuild {
             .iter()
             .map(|a| json_texts(&a.to_array(n)?))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
-        let out: ArrayRef = if self.name == "json_string" {
-            Arc::new(texts.into_iter().next().expect("one argument"))
-        } else {
-            Arc::new(json_arrays(&texts, n))
+        let out: ArrayRef = match self.name {
+            "json_string" => Arc::new(texts.into_iter().next().expect("one argument")),
+            "json_array" => Arc::new(json_arrays(&texts, n)),
+            name => {
+                let keys = args
+                    .args
+                    .iter()
+                    .step_by(2)
+                    .map(|k| {
+                        Ok(cast(&k.to_array(n)?, &DataType::Utf8)?
+                            .as_string::<i32>()
+                            .clone())
+                    })
+                    .collect::<datafusion::common::Result<Vec<StringArray>>>()?;
+                let values: Vec<StringArray> = texts.into_iter().skip(1).step_by(2).collect();
+                Arc::new(json_objects(&keys, &values, n, name == "json_object")?)
+            }
         };
         Ok(if scalars {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
@@ -172,6 +192,44 @@ fn json_arrays(texts: &[StringArray], rows: usize) -> StringArray {
         out.append_value(&buffer);
     }
     out.finish()
+}
+
+/// Row `i` of the result: `{` each key and its value's text of row `i` `}`; a NULL
+/// value is `null` when `null_on_null`, else left out. A NULL key is an error, as in
+/// Flink.
+fn json_objects(
+    keys: &[StringArray],
+    values: &[StringArray],
+    rows: usize,
+    null_on_null: bool,
+) -> datafusion::common::Result<StringArray> {
+    let mut out = StringBuilder::with_capacity(rows, 0);
+    let mut buffer = String::new();
+    for row in 0..rows {
+        buffer.clear();
+        buffer.push('{');
+        for (key, value) in keys.iter().zip(values) {
+            if key.is_null(row) {
+                return datafusion::common::exec_err!("JSON_OBJECT: a key is NULL");
+            }
+            if value.is_null(row) && !null_on_null {
+                continue;
+            }
+            if buffer.len() > 1 {
+                buffer.push(',');
+            }
+            quote_into(key.value(row), &mut buffer);
+            buffer.push(':');
+            buffer.push_str(if value.is_null(row) {
+                "null"
+            } else {
+                value.value(row)
+            });
+        }
+        buffer.push('}');
+        out.append_value(&buffer);
+    }
+    Ok(out.finish())
 }
 
 #[cfg(test)]

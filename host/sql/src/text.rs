@@ -116,17 +116,21 @@ pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-/// Index of the `)` that closes the `(` at `open`.
+/// Index of the `)` (or `]`) that closes the `(` (or `[`) at `open`.
 pub(crate) fn matching_paren(sql: &str, open: usize) -> Option<usize> {
     let mask = code_mask(sql);
+    let (opening, closing) = match sql.as_bytes().get(open) {
+        Some(b'[') => (b'[', b']'),
+        _ => (b'(', b')'),
+    };
     let mut depth = 0usize;
     for (i, c) in sql.bytes().enumerate().skip(open) {
         if !mask[i] {
             continue;
         }
         match c {
-            b'(' => depth += 1,
-            b')' => {
+            c if c == opening => depth += 1,
+            c if c == closing => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i);

@@ -18,7 +18,8 @@ pub(crate) const KINDS: &[&str] = &["tumble", "hop", "cumulate", "session"];
 pub(crate) fn rewrite(sql: &str) -> Result<String> {
     let sql = rewrite_date_format(&rewrite_group_windows(&rewrite_window_tvfs(sql)?)?)?;
     let sql = crate::flink_functions::rewrite_time_units(&sql)?;
-    crate::flink_functions::rewrite_floor_ceil(&sql)
+    let sql = crate::flink_functions::rewrite_floor_ceil(&sql)?;
+    crate::flink_functions::rewrite_constructors(&sql)
 }
 
 /// Flink's `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')` (Java patterns) becomes DataFusion's
