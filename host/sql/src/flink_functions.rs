@@ -578,6 +578,35 @@ pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Refuses Flink syntax DataFusion's parser does not take and Fungi does not rewrite,
+/// naming what to write instead (the parser alone would only say what token it expected).
+pub(crate) fn refuse_unparsed(sql: &str) -> Result<()> {
+    let mut from = 0;
+    while let Some(pos) = find_keyword(sql, "IS", from) {
+        from = pos + 2;
+        let rest = sql[from..].trim_start();
+        let rest = match rest.get(..4) {
+            Some(not) if not.eq_ignore_ascii_case("NOT ") => rest[4..].trim_start(),
+            _ => rest,
+        };
+        if find_keyword(rest, "JSON", 0) == Some(0) {
+            return Err(SqlError::Plan(
+                "`x IS [NOT] JSON` is not supported: write JSON_EXISTS(x, 'lax $') (TRUE when x \
+                 is JSON text, FALSE when it is not)"
+                    .into(),
+            ));
+        }
+    }
+    if find_keyword(sql, "ROW", 0).is_some() && sql.contains("EXPR$") {
+        return Err(SqlError::Plan(
+            "fields of an unnamed ROW (`EXPR$0`) are not supported: build the row with \
+             named_struct('a', x, 'b', y) and read a field as r['a']"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Flink's constructors that DataFusion's parser does not take: `MAP[k1, v1, ...]`
 /// becomes `make_map(k1, v1, ...)`, and `JSON_OBJECT(KEY k VALUE v, ... [NULL | ABSENT
 /// ON NULL])` (also `k VALUE v` and `k : v`) becomes `json_object(k, v, ...)` (or
@@ -777,6 +806,15 @@ mod tests {
             months_between(jan31, add_months(jan31, 14).unwrap()),
             Some(14)
         );
+    }
+
+    #[test]
+    fn unparsed_flink_syntax_names_what_to_write() {
+        let err = refuse_unparsed("SELECT s IS NOT JSON FROM t").unwrap_err();
+        assert!(err.to_string().contains("JSON_EXISTS"), "{err}");
+        let err = refuse_unparsed("SELECT (ROW(a, b)).EXPR$0 FROM t").unwrap_err();
+        assert!(err.to_string().contains("named_struct"), "{err}");
+        assert!(refuse_unparsed("SELECT 'x IS JSON', a IS NULL FROM t").is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) const KINDS: &[&str] = &["tumble", "hop", "cumulate", "session"];
 
 /// Applies the rewrites: window table functions, legacy group windows, Flink functions.
 pub(crate) fn rewrite(sql: &str) -> Result<String> {
+    crate::flink_functions::refuse_unparsed(sql)?;
     let sql = rewrite_date_format(&rewrite_group_windows(&rewrite_window_tvfs(sql)?)?)?;
     let sql = crate::flink_functions::rewrite_time_units(&sql)?;
     let sql = crate::flink_functions::rewrite_floor_ceil(&sql)?;
