@@ -4,9 +4,8 @@
 1. Links: every relative link in the book (docs/), the READMEs and the SDKs' docs points
    at a file that exists, and an anchor (`page.md#part`) at a heading of that page; every
    page of docs/ is in docs/SUMMARY.md and every entry there exists.
-2. Truth: no source file, comment or document names an issue number or promises what
-   "lands" later (`issue 6`, `until the server lands`, `once Top-N lands`): the text says
-   what is true now.
+2. Truth: no source file, comment or document names an issue number or promises a
+   feature for later: the text says what is true now.
 
 mdbook 0.5 does not check links, and mdbook-linkcheck targets older mdbook versions; the
 checks here are a few regular expressions over the files, so they live in this script.
