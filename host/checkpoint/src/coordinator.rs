@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fungi_common::config::CheckpointConfig;
+use fungi_common::ids::CheckpointId;
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result};
 use tokio::sync::{mpsc, watch};
@@ -24,7 +25,7 @@ pub enum TaskReport {
     /// The subtask snapshotted its operators for checkpoint `checkpoint`.
     Snapshot {
         /// Checkpoint id.
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         /// Which subtask.
         task: TaskKey,
         /// Its chain's parallelism.
@@ -47,7 +48,7 @@ pub enum TaskReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Completed {
     /// Its id (0 before the first).
-    pub id: u64,
+    pub id: CheckpointId,
     /// The final checkpoint, written after every subtask finished.
     pub last: bool,
 }
@@ -56,7 +57,7 @@ pub struct Completed {
 #[derive(Debug, Clone)]
 pub struct TaskChannels {
     /// The id of the latest triggered checkpoint (source subtasks inject its barrier).
-    pub trigger: watch::Receiver<u64>,
+    pub trigger: watch::Receiver<CheckpointId>,
     /// The latest complete checkpoint.
     pub completed: watch::Receiver<Completed>,
     /// Where snapshots and declines go.
@@ -81,7 +82,7 @@ pub struct CheckpointStats {
 }
 
 struct InFlight {
-    id: u64,
+    id: CheckpointId,
     started: Instant,
     timestamp_ms: i64,
     snapshots: BTreeMap<TaskKey, (u32, TaskSnapshot)>,
@@ -95,8 +96,8 @@ pub struct Coordinator {
     storage: CheckpointStorage,
     job: String,
     expected: usize,
-    next_id: u64,
-    trigger: watch::Sender<u64>,
+    next_id: CheckpointId,
+    trigger: watch::Sender<CheckpointId>,
     completed: watch::Sender<Completed>,
     reports: mpsc::UnboundedReceiver<TaskReport>,
     finished: BTreeMap<TaskKey, (u32, TaskSnapshot)>,
@@ -124,9 +125,9 @@ impl Coordinator {
         expected: usize,
         next_id: u64,
     ) -> (Self, TaskChannels) {
-        let (trigger_tx, trigger_rx) = watch::channel(0);
+        let (trigger_tx, trigger_rx) = watch::channel(CheckpointId::default());
         let (completed_tx, completed_rx) = watch::channel(Completed {
-            id: next_id.saturating_sub(1),
+            id: CheckpointId(next_id.saturating_sub(1)),
             last: false,
         });
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -136,7 +137,7 @@ impl Coordinator {
                 storage,
                 job: job.into(),
                 expected,
-                next_id: next_id.max(1),
+                next_id: CheckpointId(next_id.max(1)),
                 trigger: trigger_tx,
                 completed: completed_tx,
                 reports: reports_rx,
@@ -182,13 +183,13 @@ impl Coordinator {
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     if let Some(f) = in_flight.take() {
-                        warn!(job = %self.job, checkpoint = f.id, "checkpoint timed out after {:?}; aborted", self.config.timeout);
+                        warn!(job = %self.job, checkpoint = %f.id, "checkpoint timed out after {:?}; aborted", self.config.timeout);
                         self.abort(f, "timed out");
                         next_trigger = Instant::now() + self.config.min_pause;
                     } else if self.finished.is_empty() {
                         let id = self.next_id;
-                        self.next_id += 1;
-                        debug!(job = %self.job, checkpoint = id, "triggering checkpoint");
+                        self.next_id = id.next();
+                        debug!(job = %self.job, checkpoint = %id, "triggering checkpoint");
                         in_flight = Some(InFlight {
                             id,
                             started: Instant::now(),
@@ -210,7 +211,7 @@ impl Coordinator {
                     };
                     match report {
                         TaskReport::Snapshot { checkpoint, task, parallelism, snapshot } => {
-                            debug!(job = %self.job, checkpoint, task = %task, "snapshot received");
+                            debug!(job = %self.job, checkpoint = %checkpoint, task = %task, "snapshot received");
                             let Some(f) = in_flight.as_mut().filter(|f| f.id == checkpoint) else {
                                 continue;
                             };
@@ -222,13 +223,13 @@ impl Coordinator {
                                     .max(f.started + interval);
                                 if let Some(request) = f.savepoint {
                                     let result = if written {
-                                        self.storage.publish_savepoint(f.id).map_err(|e| e.to_string())
+                                        self.storage.publish_savepoint(f.id.get()).map_err(|e| e.to_string())
                                     } else {
                                         Err("the checkpoint could not be written".to_string())
                                     };
                                     let _ = self.storage.respond_savepoint(&SavepointResponse {
                                         result: result.clone(),
-                                        id: f.id,
+                                        id: f.id.get(),
                                     });
                                     if let (true, Ok(path)) = (request.stop, result) {
                                         info!(job = %self.job, savepoint = %path.display(), "stopping with savepoint");
@@ -271,7 +272,7 @@ impl Coordinator {
         if f.savepoint.is_some() {
             let _ = self.storage.respond_savepoint(&SavepointResponse {
                 result: Err(format!("checkpoint {} was aborted: {reason}", f.id)),
-                id: f.id,
+                id: f.id.get(),
             });
         }
     }
@@ -280,7 +281,7 @@ impl Coordinator {
     /// whether it was written.
     async fn complete(
         &mut self,
-        id: u64,
+        id: CheckpointId,
         started: Instant,
         timestamp_ms: i64,
         last: bool,
@@ -293,7 +294,8 @@ impl Coordinator {
             snapshots.into_iter().map(|(k, (p, s))| (k, p, s)).collect();
         let duration_ms = started.elapsed().as_millis() as u64;
         let written = tokio::task::spawn_blocking(move || {
-            let metadata = storage.write(&job, id, timestamp_ms, last, &tasks, duration_ms)?;
+            let metadata =
+                storage.write(&job, id.get(), timestamp_ms, last, &tasks, duration_ms)?;
             storage.retain(retained)?;
             Ok::<_, crate::CheckpointError>(metadata)
         })
@@ -303,22 +305,22 @@ impl Coordinator {
             Ok(m) => m,
             Err(e) if !last => {
                 // A failed write loses nothing: the previous checkpoint still stands.
-                warn!(job = %self.job, checkpoint = id, error = %e, "checkpoint could not be written; aborted");
+                warn!(job = %self.job, checkpoint = %id, error = %e, "checkpoint could not be written; aborted");
                 self.stats.aborted.fetch_add(1, Ordering::Relaxed);
                 return Ok(false);
             }
             Err(e) => return Err(e.into()),
         };
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
-        self.stats.last_id.store(id, Ordering::Relaxed);
+        self.stats.last_id.store(id.get(), Ordering::Relaxed);
         self.stats
             .last_duration_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.stats
             .last_size_bytes
             .store(metadata.size_bytes, Ordering::Relaxed);
-        info!(job = %self.job, checkpoint = id, last, bytes = metadata.size_bytes, "checkpoint complete");
-        self.next_id = self.next_id.max(id + 1);
+        info!(job = %self.job, checkpoint = %id, last, bytes = metadata.size_bytes, "checkpoint complete");
+        self.next_id = self.next_id.max(id.next());
         let _ = self.completed.send(Completed { id, last });
         Ok(true)
     }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use fungi_common::ids::CheckpointId;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use xxhash_rust::xxh3::xxh3_64;
@@ -185,11 +186,11 @@ struct Remote {
 }
 
 /// The private directories an operator store may have for checkpoint `id`: its own and,
-/// for a final checkpoint, the one tasks write on their own (`chk-<u64::MAX>`).
+/// for a final checkpoint, the one tasks write on their own under [`CheckpointId::FINAL`].
 fn private_names(id: u64, finished: bool) -> Vec<String> {
     let mut names = vec![format!("chk-{id}")];
     if finished {
-        names.push(format!("chk-{}", u64::MAX));
+        names.push(format!("chk-{}", CheckpointId::FINAL.get()));
     }
     names
 }
@@ -758,7 +759,7 @@ impl CheckpointStorage {
         // the shared SST files it lists, at the same relative paths.
         for store in self.state_stores()? {
             let private = store.join(format!("chk-{id}"));
-            let final_private = store.join(format!("chk-{}", u64::MAX));
+            let final_private = store.join(format!("chk-{}", CheckpointId::FINAL.get()));
             let private = if private.exists() {
                 private
             } else {

@@ -31,8 +31,8 @@ impl Watermark {
 /// Identifies a checkpoint barrier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CheckpointBarrier {
-    /// Monotonically increasing checkpoint id.
-    pub id: u64,
+    /// The checkpoint this barrier starts.
+    pub id: crate::ids::CheckpointId,
     /// When the coordinator triggered it (ms since the epoch).
     pub timestamp: i64,
 }

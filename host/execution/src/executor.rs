@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use fungi_checkpoint::{
     CheckpointStats, CheckpointStorage, CompletedCheckpoint, Coordinator, TaskKey,
 };
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::keys::KeyGroups;
 use fungi_common::{FungiError, Message, Result};
 use fungi_state::{MemoryStateBackend, StateBackend};
@@ -280,7 +280,7 @@ impl LocalExecutor {
                     },
                     parallelism: chain.parallelism,
                     channels: channels.clone(),
-                    injected: 0,
+                    injected: CheckpointId::default(),
                 });
                 let name = format!("{} ({}/{})", head.name, s + 1, chain.parallelism);
                 let cancel = cancel.clone();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use fungi_checkpoint::RestoredState;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{LatencyMarker, Result, Watermark};
 use fungi_state::StateBackend;
 
@@ -27,7 +27,7 @@ pub(crate) enum OutputItem {
     /// A latency marker on its way through the chain (never emitted by operators).
     LatencyMarker(LatencyMarker),
     /// A checkpoint barrier leaving the chain (never emitted by operators).
-    Barrier(u64),
+    Barrier(CheckpointId),
 }
 
 impl Output {
@@ -81,10 +81,6 @@ pub struct OperatorContext {
     /// under `state/` (see `fungi_checkpoint::STATE_DIR`).
     pub checkpoint_dir: Option<std::path::PathBuf>,
 }
-
-/// The id under which operators snapshot their end state for the final checkpoint (the
-/// one taken after every input ended). Its completion is announced with the same id.
-pub const FINAL_CHECKPOINT: u64 = u64::MAX;
 
 /// A step of a job that consumes batches and emits batches.
 ///
@@ -151,12 +147,16 @@ pub trait Operator: Send {
     }
 
     /// The barrier of checkpoint `checkpoint` reached this operator on every input (or
-    /// every input ended and `checkpoint` is [`FINAL_CHECKPOINT`]): emit whatever must
+    /// every input ended and `checkpoint` is [`CheckpointId::FINAL`]): emit whatever must
     /// travel ahead of the barrier, pre-commit pending output, and return the state, or
     /// `None` for an operator without state (the default). An operator that holds state
     /// it cannot save returns an error naming itself, which fails the job rather than
     /// taking a checkpoint that would lose data.
-    fn snapshot_state(&mut self, checkpoint: u64, out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         let _ = (checkpoint, out);
         Ok(None)
     }
@@ -172,7 +172,7 @@ pub trait Operator: Send {
 
     /// Checkpoint `checkpoint` is complete: publish what was pre-committed for it (and
     /// for earlier ones).
-    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
         let _ = checkpoint;
         Ok(())
     }
@@ -181,7 +181,7 @@ pub trait Operator: Send {
 /// The error of an operator that keeps state but cannot take part in checkpoints yet.
 pub fn not_checkpointable(what: &str) -> fungi_common::FungiError {
     fungi_common::FungiError::State(format!(
-        "{what} keeps state that cannot be checkpointed yet; run this job without \
+        "{what} keeps state that cannot be checkpointed; run this job without \
          'execution.checkpointing.interval'"
     ))
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use fungi_checkpoint::{RestoredState, TaskChannels, TaskKey, TaskReport, TaskSnapshot};
+use fungi_common::ids::CheckpointId;
 use fungi_common::message::CheckpointBarrier;
 use fungi_common::time::{now_micros, now_millis, timestamps_millis};
 use fungi_common::{FungiError, LatencyMarker, Message, Result, Watermark};
@@ -15,7 +16,7 @@ use tracing::warn;
 
 use crate::gate::InputGate;
 use crate::metrics::{LatencyStats, OperatorMetrics};
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorContext, Output, OutputItem};
+use crate::operator::{Operator, OperatorContext, Output, OutputItem};
 use crate::partition::Router;
 use crate::source::{Source, SourceContext, SourceEvent};
 
@@ -27,7 +28,7 @@ enum Input {
     Watermark(Watermark),
     LatencyMarker(LatencyMarker),
     /// Checkpoint barrier `u64` (aligned on every input).
-    Barrier(u64),
+    Barrier(CheckpointId),
     Tick(i64),
     /// Every channel of logical input `usize` ended (for the head operator only).
     Ended(usize),
@@ -58,12 +59,12 @@ pub(crate) struct TaskCheckpointing {
     pub(crate) parallelism: u32,
     pub(crate) channels: TaskChannels,
     /// The last checkpoint whose barrier this (source) task injected.
-    pub(crate) injected: u64,
+    pub(crate) injected: CheckpointId,
 }
 
 impl TaskCheckpointing {
-    fn report(&self, checkpoint: u64, snapshot: TaskSnapshot) {
-        let report = if checkpoint == FINAL_CHECKPOINT {
+    fn report(&self, checkpoint: CheckpointId, snapshot: TaskSnapshot) {
+        let report = if checkpoint.is_final() {
             TaskReport::Finished {
                 task: self.key.clone(),
                 parallelism: self.parallelism,
@@ -90,7 +91,7 @@ impl TaskCheckpointing {
     ) -> Result<()> {
         loop {
             if self.channels.completed.borrow_and_update().last {
-                return chain.notify_complete(FINAL_CHECKPOINT);
+                return chain.notify_complete(CheckpointId::FINAL);
             }
             tokio::select! {
                 changed = self.channels.completed.changed() => {
@@ -145,19 +146,19 @@ impl ChainRunner {
     /// Runs barrier `id` through the chain: each operator emits what goes ahead of it
     /// and snapshots, in order; the barrier is queued for the routers behind everything
     /// the operators emitted. Returns the operators' states.
-    fn checkpoint(&mut self, id: u64) -> Result<Vec<(String, Vec<u8>)>> {
+    fn checkpoint(&mut self, id: CheckpointId) -> Result<Vec<(String, Vec<u8>)>> {
         self.snapshots.clear();
         if !self.ops.is_empty() {
             self.push(0, Input::Barrier(id))?;
         }
-        if id != FINAL_CHECKPOINT {
+        if !id.is_final() {
             self.external.push(OutputItem::Barrier(id));
         }
         Ok(std::mem::take(&mut self.snapshots))
     }
 
     /// Tells every operator that checkpoint `id` is complete.
-    fn notify_complete(&mut self, id: u64) -> Result<()> {
+    fn notify_complete(&mut self, id: CheckpointId) -> Result<()> {
         for (op, ctx) in self.ops.iter_mut().zip(&self.contexts) {
             op.notify_checkpoint_complete(id)
                 .map_err(|e| operator_error(&ctx.operator, e))?;
@@ -339,9 +340,9 @@ impl ChainRunner {
     ) -> Result<()> {
         self.input(Input::Finish)?;
         if let Some(c) = &checkpointing {
-            let operators = self.checkpoint(FINAL_CHECKPOINT)?;
+            let operators = self.checkpoint(CheckpointId::FINAL)?;
             c.report(
-                FINAL_CHECKPOINT,
+                CheckpointId::FINAL,
                 TaskSnapshot {
                     source: source_position,
                     operators,

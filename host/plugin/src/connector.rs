@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result as FungiResult};
 use fungi_execution::operator::{Operator, OperatorFactory, Output};
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
@@ -453,7 +453,7 @@ struct PluginSinkOperator {
     writer: Option<SinkWriter>,
     checkpointing: bool,
     /// Pre-committed transactions by checkpoint.
-    pending: Vec<(u64, Vec<u8>)>,
+    pending: Vec<(CheckpointId, Vec<u8>)>,
 }
 
 impl PluginSinkOperator {
@@ -489,10 +489,10 @@ impl Operator for PluginSinkOperator {
 
     fn snapshot_state(
         &mut self,
-        checkpoint: u64,
+        checkpoint: CheckpointId,
         _out: &mut Output,
     ) -> FungiResult<Option<Vec<u8>>> {
-        let handle = self.writer()?.pre_commit(checkpoint)?;
+        let handle = self.writer()?.pre_commit(checkpoint.get())?;
         self.pending.push((checkpoint, handle));
         let handles: Vec<&Vec<u8>> = self.pending.iter().map(|(_, h)| h).collect();
         Ok(Some(
@@ -515,7 +515,7 @@ impl Operator for PluginSinkOperator {
         Ok(())
     }
 
-    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> FungiResult<()> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> FungiResult<()> {
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(id, _)| *id <= checkpoint);

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::csv::WriterBuilder as CsvWriterBuilder;
 use arrow::json::LineDelimitedWriter;
+use fungi_common::ids::CheckpointId;
 use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
 use fungi_execution::{Operator, OperatorContext, Output, RestoredState};
@@ -62,7 +63,7 @@ pub struct FileSink {
     final_name: String,
     next_file: u64,
     /// Pre-committed files by the checkpoint they belong to.
-    pending: Vec<(u64, String, String)>,
+    pending: Vec<(CheckpointId, String, String)>,
     /// Whether leftovers of earlier attempts were removed.
     cleaned: bool,
     /// Old subtasks whose files this subtask answers for after a restore.
@@ -237,7 +238,11 @@ impl Operator for FileSink {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         self.clean_leftovers()?;
         if self.close()? {
             self.pending.push((
@@ -279,7 +284,7 @@ impl Operator for FileSink {
         self.clean_leftovers()
     }
 
-    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(id, _, _)| *id <= checkpoint);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
+use fungi_common::ids::CheckpointId;
 use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
 use fungi_execution::{Operator, OperatorContext, Output};
@@ -285,7 +286,11 @@ impl Operator for KafkaSink {
         self.flush()
     }
 
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         if self.guarantee == DeliveryGuarantee::AtLeastOnce {
             self.flush()?;
         }

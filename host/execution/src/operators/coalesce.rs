@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
+use fungi_common::ids::CheckpointId;
 use fungi_common::{Result, Watermark};
 
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -75,7 +76,11 @@ impl Operator for CoalesceOperator {
     }
 
     // Buffered rows travel ahead of the barrier: nothing to save.
-    fn snapshot_state(&mut self, _checkpoint: u64, out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         self.flush(out)?;
         Ok(None)
     }

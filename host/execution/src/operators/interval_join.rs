@@ -12,7 +12,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
@@ -124,7 +124,11 @@ impl IntervalJoinOperator {
 
 impl Operator for IntervalJoinOperator {
     // The buffered batches of both sides, each with its latest event time.
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         let mut sides: [Vec<(Vec<u8>, i64)>; 2] = [Vec::new(), Vec::new()];
         for (side, buffer) in sides.iter_mut().zip(&self.buffers) {
             for (batch, latest) in buffer {

@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use fungi_checkpoint::RestoredState;
 use fungi_checkpoint::STATE_DIR;
+use fungi_common::ids::CheckpointId;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
@@ -244,7 +245,11 @@ impl Operator for KeyedProcessOperator {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         let store = self.store.as_deref_mut().ok_or_else(|| {
             FungiError::Internal("keyed process operator snapshotted before open".into())
         })?;
@@ -254,10 +259,13 @@ impl Operator for KeyedProcessOperator {
                 let rel = format!("{STATE_DIR}/{}", self.store_name);
                 let dir = root.join(&rel);
                 store
-                    .checkpoint_files(&dir.join("sst"), &dir.join(format!("chk-{checkpoint}")))?
+                    .checkpoint_files(
+                        &dir.join("sst"),
+                        &dir.join(format!("chk-{}", checkpoint.get())),
+                    )?
                     .map(|files| StoreState::Files {
                         store: rel,
-                        checkpoint,
+                        checkpoint: checkpoint.get(),
                         files,
                     })
             }

@@ -30,7 +30,7 @@ use arrow::compute::{SortOptions, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::keys::KeyTable;
@@ -38,7 +38,7 @@ use fungi_streaming::row_store::{RowRef, RowStore};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
 use crate::metrics::OperatorMetrics;
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorContext, OperatorFactory, Output};
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
 use crate::operators::window::{LATE_TAG, rescale_filter};
 
 /// Schema metadata of a snapshot: the watermark when it was taken.
@@ -201,9 +201,13 @@ impl Operator for RankOperator {
 
     // Every partition's top N, in order: the rows of all lists one after the other, and
     // the watermark in the schema's metadata.
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         // After the end of input nothing follows that would need the rows.
-        if checkpoint == FINAL_CHECKPOINT {
+        if checkpoint.is_final() {
             return Ok(None);
         }
         let refs: Vec<RowRef> = self.lists.iter().flatten().copied().collect();
@@ -468,7 +472,7 @@ mod tests {
         let mut op = operator(2, true);
         run(&mut op, &[(1, 10), (1, 5), (2, 7)]);
         let state = op
-            .snapshot_state(1, &mut Output::default())
+            .snapshot_state(CheckpointId(1), &mut Output::default())
             .unwrap()
             .unwrap();
         let mut restored = operator(2, true);
@@ -504,7 +508,7 @@ mod tests {
         // 5 is behind the watermark; 20 is the first on-time row of key 1.
         assert_eq!(run(&mut op, &[(1, 5), (1, 20)]), vec![(1, 20, 1, "+I")]);
         let state = op
-            .snapshot_state(1, &mut Output::default())
+            .snapshot_state(CheckpointId(1), &mut Output::default())
             .unwrap()
             .unwrap();
         let mut restored = RankOperator::new(&spec, &batch(&[]).schema()).unwrap();

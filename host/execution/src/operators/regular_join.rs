@@ -25,14 +25,14 @@ use arrow::compute::{SortOptions, cast, take};
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::time::now_millis;
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::row_store::{RowRef, RowStore};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
+use crate::operator::{Operator, OperatorFactory, Output};
 use crate::operators::window::rescale_filter;
 
 /// Columns and options of a regular join.
@@ -323,9 +323,13 @@ impl RegularJoinOperator {
 
 impl Operator for RegularJoinOperator {
     // The kept rows of each side (data columns), and probe rows a lookup join holds.
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         // After the end of input nothing follows that would need the rows.
-        if checkpoint == FINAL_CHECKPOINT {
+        if checkpoint.is_final() {
             return Ok(None);
         }
         let mut sides = Vec::with_capacity(2);
@@ -539,7 +543,7 @@ mod tests {
         );
         feed(&mut j, 1, batch(&[(Some(2), "B")], None));
         let state = j
-            .snapshot_state(1, &mut Output::default())
+            .snapshot_state(CheckpointId(1), &mut Output::default())
             .unwrap()
             .unwrap();
         let restored = |index: u32, parallelism: u32, old: u32| {

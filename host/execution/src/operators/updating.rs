@@ -6,11 +6,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use fungi_checkpoint::RestoredState;
 use fungi_common::Result;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::time::now_millis;
 use fungi_streaming::updating_aggregate::{UpdatingAggregateSpec, UpdatingAggregator};
 
-use crate::operator::{FINAL_CHECKPOINT, Operator, OperatorFactory, Output};
+use crate::operator::{Operator, OperatorFactory, Output};
 use crate::operators::window::rescale_filter;
 
 /// Aggregation without a window; emits a changelog (see `fungi_common::changelog`).
@@ -40,9 +40,13 @@ impl UpdatingAggregateOperator {
 }
 
 impl Operator for UpdatingAggregateOperator {
-    fn snapshot_state(&mut self, checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         // After the end of input nothing follows that would need the state.
-        if checkpoint == FINAL_CHECKPOINT {
+        if checkpoint.is_final() {
             return Ok(None);
         }
         self.aggregator.snapshot().map(Some)

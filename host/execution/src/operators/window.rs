@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use fungi_checkpoint::RestoredState;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::keys::KeyGroups;
 use fungi_common::{Result, Watermark};
 use fungi_streaming::state_codec::KeyGroupFilter;
@@ -80,7 +80,11 @@ impl Operator for WindowOperator {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         self.aggregator.snapshot().map(Some)
     }
 

@@ -13,7 +13,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use fungi_checkpoint::RestoredState;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
@@ -98,7 +98,11 @@ impl WindowJoinOperator {
 
 impl Operator for WindowJoinOperator {
     // The buffered rows of both sides are the state; each carries its window.
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         let (mut left, mut right) = (Vec::new(), Vec::new());
         for (l, r) in self.windows.values() {
             left.extend(l.iter().cloned());

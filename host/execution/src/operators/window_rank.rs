@@ -18,7 +18,7 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use arrow::row::{RowConverter, SortField};
 use fungi_checkpoint::RestoredState;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result, Watermark};
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
@@ -129,7 +129,11 @@ impl WindowRankOperator {
 
 impl Operator for WindowRankOperator {
     // The rows of windows not ranked yet (each carries its window), and the watermark.
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         let batches: Vec<RecordBatch> = self.windows.values().flatten().cloned().collect();
         let rows = encode_batch(&concat_batches(&self.input, &batches)?)?;
         Ok(Some(

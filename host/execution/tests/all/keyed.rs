@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use fungi_common::Result;
+use fungi_common::ids::CheckpointId;
 use fungi_execution::Output;
 use fungi_execution::executor::LocalExecutor;
 use fungi_execution::graph::{JobGraph, Partitioning};
@@ -259,9 +260,15 @@ fn keyed_state_and_timers_survive_an_incremental_rocksdb_checkpoint_and_a_rescal
     let mut out = Output::default();
     op.process_batch(batch(&[("a", 1, 1), ("b", 2, 10), ("a", 3, 2)]), &mut out)
         .unwrap();
-    let first = op.snapshot_state(1, &mut out).unwrap().unwrap();
+    let first = op
+        .snapshot_state(CheckpointId(1), &mut out)
+        .unwrap()
+        .unwrap();
     op.process_batch(batch(&[("c", 4, 7)]), &mut out).unwrap();
-    let second = op.snapshot_state(2, &mut out).unwrap().unwrap();
+    let second = op
+        .snapshot_state(CheckpointId(2), &mut out)
+        .unwrap()
+        .unwrap();
     // The store's files sit next to the checkpoints; the state bytes only name them.
     let store = dir.path().join("state").join("process#0");
     assert!(store.join("sst").read_dir().unwrap().count() > 0);

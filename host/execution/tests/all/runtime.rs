@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
+use fungi_common::ids::CheckpointId;
 use fungi_common::keys::KeyGroups;
 use fungi_common::{FungiError, Result};
 use fungi_execution::executor::LocalExecutor;
@@ -278,7 +279,11 @@ impl Operator for Forgetful {
         out.emit(batch);
         Ok(())
     }
-    fn snapshot_state(&mut self, _checkpoint: u64, _out: &mut Output) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(
+        &mut self,
+        _checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
         Err(fungi_execution::operator::not_checkpointable(
             "the forgetful operator",
         ))
@@ -308,7 +313,7 @@ fn an_operator_that_cannot_save_its_state_fails_a_checkpointing_job_naming_itsel
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("forgetful") && err.contains("cannot be checkpointed yet"),
+        err.contains("forgetful") && err.contains("cannot be checkpointed"),
         "{err}"
     );
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
+use fungi_common::ids::CheckpointId;
 use fungi_plugin::{PluginKind, PluginMetric, PluginSink, PluginSource, Poll, TenantLimits};
 use fungi_plugin_artifacts::{COUNTER_SOURCE, DIR_SINK};
 
@@ -221,13 +222,16 @@ fn the_sink_operator_commits_on_checkpoints_and_after_a_restore() {
     op.open(&ctx).unwrap();
     let mut out = Output::default();
     op.process_batch(rows(3), &mut out).unwrap();
-    op.snapshot_state(1, &mut out).unwrap();
+    op.snapshot_state(CheckpointId(1), &mut out).unwrap();
     assert!(!visible("part-0-1.csv"), "pre-committed, not yet visible");
-    op.notify_checkpoint_complete(1).unwrap();
+    op.notify_checkpoint_complete(CheckpointId(1)).unwrap();
     assert!(visible("part-0-1.csv"));
     // Pre-committed on checkpoint 2, then the process dies before it completes.
     op.process_batch(rows(2), &mut out).unwrap();
-    let state = op.snapshot_state(2, &mut out).unwrap().unwrap();
+    let state = op
+        .snapshot_state(CheckpointId(2), &mut out)
+        .unwrap()
+        .unwrap();
     drop(op);
     assert!(!visible("part-0-2.csv"));
     // Checkpoint 2 was complete after all: the restored writer commits what it holds.
