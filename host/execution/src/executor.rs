@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fungi_checkpoint::{
-    CheckpointStats, CheckpointStorage, CompletedCheckpoint, Coordinator, TaskKey,
+    CheckpointStats, CheckpointStorage, CompletedCheckpoint, Coordinator, TaskChannels, TaskKey,
 };
 use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::keys::KeyGroups;
@@ -19,7 +19,7 @@ use tracing::{debug, error};
 use crate::dead_letter::DeadLetterQueue;
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, NodeKind};
-use crate::metrics::{JobMetrics, LatencySummary, OperatorMetrics, OperatorSnapshot};
+use crate::metrics::{JobMetrics, LatencySummary, OperatorSnapshot};
 use crate::operator::OperatorContext;
 use crate::partition::Router;
 use crate::plan::PhysicalPlan;
@@ -101,53 +101,92 @@ impl LocalExecutor {
         let config = &graph.config;
         config.validate()?;
         if let Some(c) = checkpoint {
-            for name in c.stateful_operators() {
-                if !graph.nodes.iter().any(|n| n.name == name) {
-                    return Err(FungiError::State(format!(
-                        "checkpoint {} holds state of operator '{name}', which this job does not have; \
-                         its state would be lost (operators: {})",
-                        c.id(),
-                        graph
-                            .nodes
-                            .iter()
-                            .map(|n| n.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-            }
+            check_restorable(graph, c)?;
         }
-        let key_groups = KeyGroups::new(config.max_parallelism);
         let cancel = match &self.cancel_parent {
             Some(parent) => parent.child_token(),
             None => CancellationToken::new(),
         };
         let dead_letters =
             Arc::new(DeadLetterQueue::default().with_targets(graph.dead_letter_targets.clone()));
-        let metrics = JobMetrics {
-            operators: graph
-                .nodes
-                .iter()
-                .map(|n| {
-                    Arc::new(match n.kind {
-                        crate::graph::NodeKind::Source { .. } => OperatorMetrics::source(&n.name),
-                        _ => OperatorMetrics::new(&n.name),
-                    })
-                })
-                .collect(),
-            latency: Arc::default(),
+        let metrics = JobMetrics::for_graph(graph);
+        let mut wiring = Wiring::local(&plan, &metrics);
+        let mut tasks = JoinSet::new();
+        let coordination = start_coordinator(&plan, checkpoint, &cancel, &mut tasks)?;
+        let job = JobEnv {
+            graph,
+            checkpoint,
+            coordination: coordination.as_ref(),
+            metrics: &metrics,
+            dead_letters: &dead_letters,
+            cancel: &cancel,
+            state_backend: &self.state_backend,
         };
-        // Channels for every edge that leaves a chain: one per (producer, consumer) pair.
-        let mut receivers: Vec<Vec<Vec<InputChannel>>> = plan
-            .chains
-            .iter()
-            .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
-            .collect();
-        let mut routers: Vec<Vec<Vec<Router>>> = plan
-            .chains
-            .iter()
-            .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
-            .collect();
+        for (c, chain) in plan.chains.iter().enumerate() {
+            for s in (0..chain.parallelism).rev() {
+                let routers = wiring.routers[c]
+                    .pop()
+                    .expect("one router list per subtask");
+                let inputs = wiring.receivers[c]
+                    .pop()
+                    .expect("one receiver list per subtask");
+                let (name, subtask) = job.subtask(chain, s, routers, inputs)?;
+                tasks.spawn(async move { (name, subtask.run().await) });
+            }
+        }
+        debug!(job = %graph.name, tasks = tasks.len(), "job started");
+        Ok(JobHandle {
+            explain: plan.explain(),
+            cancel,
+            tasks,
+            metrics,
+            dead_letters,
+            checkpoint_stats: coordination.map(|c| c.stats),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Fails when `checkpoint` holds state of an operator `graph` does not have: restoring
+/// from it would lose that state.
+fn check_restorable(graph: &JobGraph, checkpoint: &CompletedCheckpoint) -> Result<()> {
+    for name in checkpoint.stateful_operators() {
+        if !graph.nodes.iter().any(|n| n.name == name) {
+            return Err(FungiError::State(format!(
+                "checkpoint {} holds state of operator '{name}', which this job does not have; \
+                 its state would be lost (operators: {})",
+                checkpoint.id(),
+                graph
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The channels between chains: for every edge that leaves a chain, one bounded channel
+/// per (producer subtask, consumer subtask) pair.
+struct Wiring {
+    /// Per chain, per subtask: its input channels.
+    receivers: Vec<Vec<Vec<InputChannel>>>,
+    /// Per chain, per subtask: its routers, one per outgoing edge.
+    routers: Vec<Vec<Vec<Router>>>,
+}
+
+impl Wiring {
+    /// Every edge between chains as an in-process channel.
+    fn local(plan: &PhysicalPlan, metrics: &JobMetrics) -> Wiring {
+        let graph = &plan.graph;
+        let config = &graph.config;
+        let key_groups = KeyGroups::new(config.max_parallelism);
+        let mut wiring = Wiring {
+            receivers: plan.chains.iter().map(per_subtask).collect(),
+            routers: plan.chains.iter().map(per_subtask).collect(),
+        };
         for e in &graph.edges {
             let (from_chain, to_chain) = (
                 plan.chain_of[e.from.0 as usize],
@@ -156,7 +195,7 @@ impl LocalExecutor {
             if from_chain == to_chain {
                 continue;
             }
-            let pb = plan.chains[to_chain].parallelism;
+            let consumers = plan.chains[to_chain].parallelism;
             // Which input of the consumer this edge is.
             let logical = graph
                 .edges
@@ -164,9 +203,9 @@ impl LocalExecutor {
                 .filter(|x| x.to == e.to)
                 .position(|x| std::ptr::eq(x, e))
                 .expect("the edge is among its consumer's inputs");
-            for (i, producer) in routers[from_chain].iter_mut().enumerate() {
-                let mut senders = Vec::with_capacity(pb as usize);
-                for rx in receivers[to_chain].iter_mut() {
+            for (i, producer) in wiring.routers[from_chain].iter_mut().enumerate() {
+                let mut senders = Vec::with_capacity(consumers as usize);
+                for rx in wiring.receivers[to_chain].iter_mut() {
                     let (tx, r) = mpsc::channel(config.channel_capacity);
                     senders.push(tx);
                     rx.push((logical, r));
@@ -181,156 +220,204 @@ impl LocalExecutor {
                 ));
             }
         }
-        let mut tasks = JoinSet::new();
-        // The checkpoint coordinator, when the job checkpoints.
-        let mut checkpoint_stats = None;
-        let mut local_checkpoint_dir = None;
-        let channels = match (&config.checkpointing.interval, &config.checkpointing.dir) {
-            (Some(_), Some(dir)) => {
-                let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
-                let storage = CheckpointStorage::open(dir, &config.checkpointing.storage_options)?;
-                // Operators write their own checkpoint files (RocksDB) locally; object
-                // storage gets them from there.
-                local_checkpoint_dir = Some(storage.dir().to_path_buf());
-                let (coordinator, channels) = Coordinator::new(
-                    config.checkpointing.clone(),
-                    storage,
-                    graph.name.clone(),
-                    expected,
-                    checkpoint.map_or(1, |c| c.id() + 1),
-                );
-                checkpoint_stats = Some(coordinator.stats());
-                let cancel = cancel.clone();
-                tasks.spawn(async move {
-                    (
-                        "checkpoint coordinator".to_string(),
-                        coordinator.run(cancel).await,
-                    )
-                });
-                Some(channels)
-            }
-            _ => None,
-        };
-        for (c, chain) in plan.chains.iter().enumerate() {
-            for s in (0..chain.parallelism).rev() {
-                let subtask = SubtaskInfo {
-                    index: s,
-                    parallelism: chain.parallelism,
-                    max_parallelism: config.max_parallelism,
-                };
-                let task_routers = routers[c].pop().expect("one router list per subtask");
-                let gate = receivers[c].pop().expect("one receiver list per subtask");
-                let head = graph.node(chain.nodes[0]);
-                let (op_nodes, source) = match &head.kind {
-                    NodeKind::Source {
-                        factory,
-                        watermarks,
-                    } => {
-                        let mut source = factory(&subtask)?;
-                        if let Some(state) = checkpoint
-                            .and_then(|c| c.source_state(&head.name, s, chain.parallelism))
-                        {
-                            source.restore_position(&state).map_err(|e| {
-                                FungiError::State(format!("source '{}': {e}", head.name))
-                            })?;
-                        }
-                        (&chain.nodes[1..], Some((source, watermarks.clone())))
-                    }
-                    NodeKind::Operator { .. } => (&chain.nodes[..], None),
-                };
-                let mut ops = Vec::new();
-                let mut contexts = Vec::new();
-                let mut restores = Vec::new();
-                for id in op_nodes {
-                    let node = graph.node(*id);
-                    let NodeKind::Operator { factory } = &node.kind else {
-                        return Err(FungiError::Internal(format!(
-                            "source '{}' inside a chain",
-                            node.name
-                        )));
-                    };
-                    ops.push(factory(&subtask)?);
-                    restores.push(
-                        checkpoint.and_then(|c| c.operator_state(&node.name, s, chain.parallelism)),
-                    );
-                    contexts.push(OperatorContext {
-                        job: graph.name.clone(),
-                        operator: node.name.clone(),
-                        subtask,
-                        state_backend: self.state_backend.clone(),
-                        metrics: metrics.operators[id.0 as usize].clone(),
-                        dead_letters: dead_letters.clone(),
-                        checkpointing: channels.is_some(),
-                        checkpoint_dir: local_checkpoint_dir.clone(),
-                    });
-                }
-                let head_metrics = metrics.operators[head.id.0 as usize].clone();
-                let chain_runner = ChainRunner::new(
-                    ops,
-                    contexts,
-                    task_routers,
-                    Some(head_metrics.clone()),
-                    metrics.latency.clone(),
-                    restores,
-                );
-                let checkpointing = channels.as_ref().map(|channels| TaskCheckpointing {
-                    key: TaskKey {
-                        chain: head.name.clone(),
-                        subtask: s,
-                    },
-                    parallelism: chain.parallelism,
-                    channels: channels.clone(),
-                    injected: CheckpointId::default(),
-                });
-                let name = format!("{} ({}/{})", head.name, s + 1, chain.parallelism);
-                let cancel = cancel.clone();
-                let tick = config.tick_interval;
-                match source {
-                    Some((source, watermarks)) => {
-                        let task = SourceTask {
-                            name: head.name.clone(),
-                            source,
-                            context: SourceContext {
-                                subtask,
-                                batch_size: config.batch_size,
-                                metrics: head_metrics,
-                                dead_letters: dead_letters.clone(),
-                                name: head.name.clone(),
-                            },
-                            watermarks: watermarks.map(SplitWatermarks::new),
-                            chain: chain_runner,
-                            cancel,
-                            tick,
-                            latency_interval: config.latency_interval,
-                            checkpointing,
-                        };
-                        tasks.spawn(async move { (name, task.run().await) });
-                    }
-                    None => {
-                        let (logical_inputs, gate): (Vec<usize>, Vec<_>) = gate.into_iter().unzip();
-                        let task = OperatorTask {
-                            logical_inputs,
-                            gate: InputGate::new(gate),
-                            chain: chain_runner,
-                            cancel,
-                            tick,
-                            checkpointing,
-                        };
-                        tasks.spawn(async move { (name, task.run().await) });
-                    }
-                }
-            }
+        wiring
+    }
+}
+
+/// One empty list per subtask of `chain`.
+fn per_subtask<T>(chain: &crate::plan::Chain) -> Vec<Vec<T>> {
+    (0..chain.parallelism).map(|_| Vec::new()).collect()
+}
+
+/// A checkpointing job's coordinator, as its subtasks see it.
+struct Coordination {
+    channels: TaskChannels,
+    stats: Arc<CheckpointStats>,
+    /// Where operators write their own checkpoint files (RocksDB): always a local
+    /// directory, from which object storage gets them.
+    local_dir: std::path::PathBuf,
+}
+
+/// Starts the checkpoint coordinator when the job checkpoints (an interval and a
+/// directory are set).
+fn start_coordinator(
+    plan: &PhysicalPlan,
+    checkpoint: Option<&CompletedCheckpoint>,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<(String, Result<()>)>,
+) -> Result<Option<Coordination>> {
+    let graph = &plan.graph;
+    let checkpointing = &graph.config.checkpointing;
+    let (Some(_), Some(dir)) = (&checkpointing.interval, &checkpointing.dir) else {
+        return Ok(None);
+    };
+    let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
+    let storage = CheckpointStorage::open(dir, &checkpointing.storage_options)?;
+    let local_dir = storage.dir().to_path_buf();
+    let (coordinator, channels) = Coordinator::new(
+        checkpointing.clone(),
+        storage,
+        graph.name.clone(),
+        expected,
+        checkpoint.map_or(1, |c| c.id() + 1),
+    );
+    let stats = coordinator.stats();
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        (
+            "checkpoint coordinator".to_string(),
+            coordinator.run(cancel).await,
+        )
+    });
+    Ok(Some(Coordination {
+        channels,
+        stats,
+        local_dir,
+    }))
+}
+
+/// What every subtask of a starting job shares.
+struct JobEnv<'a> {
+    graph: &'a JobGraph,
+    checkpoint: Option<&'a CompletedCheckpoint>,
+    coordination: Option<&'a Coordination>,
+    metrics: &'a JobMetrics,
+    dead_letters: &'a Arc<DeadLetterQueue>,
+    cancel: &'a CancellationToken,
+    state_backend: &'a Arc<dyn StateBackend>,
+}
+
+/// One subtask of a chain, ready to run.
+enum Subtask {
+    Source(SourceTask),
+    Operator(OperatorTask),
+}
+
+impl Subtask {
+    async fn run(self) -> Result<()> {
+        match self {
+            Subtask::Source(task) => task.run().await,
+            Subtask::Operator(task) => task.run().await,
         }
-        debug!(job = %graph.name, tasks = tasks.len(), "job started");
-        Ok(JobHandle {
-            explain: plan.explain(),
-            cancel,
-            tasks,
-            metrics,
-            dead_letters,
-            checkpoint_stats,
-            started: Instant::now(),
-        })
+    }
+}
+
+impl JobEnv<'_> {
+    /// Builds subtask `s` of `chain` with its routers and input channels: the source
+    /// (restored to its position) when the chain starts with one, and its operators
+    /// (restored from the checkpoint). Returns the task's name and the task.
+    fn subtask(
+        &self,
+        chain: &crate::plan::Chain,
+        s: u32,
+        routers: Vec<Router>,
+        inputs: Vec<InputChannel>,
+    ) -> Result<(String, Subtask)> {
+        let graph = self.graph;
+        let config = &graph.config;
+        let subtask = SubtaskInfo {
+            index: s,
+            parallelism: chain.parallelism,
+            max_parallelism: config.max_parallelism,
+        };
+        let head = graph.node(chain.nodes[0]);
+        let (op_nodes, source) = match &head.kind {
+            NodeKind::Source {
+                factory,
+                watermarks,
+            } => {
+                let mut source = factory(&subtask)?;
+                if let Some(state) = self
+                    .checkpoint
+                    .and_then(|c| c.source_state(&head.name, s, chain.parallelism))
+                {
+                    source
+                        .restore_position(&state)
+                        .map_err(|e| FungiError::State(format!("source '{}': {e}", head.name)))?;
+                }
+                (&chain.nodes[1..], Some((source, watermarks.clone())))
+            }
+            NodeKind::Operator { .. } => (&chain.nodes[..], None),
+        };
+        let mut ops = Vec::new();
+        let mut contexts = Vec::new();
+        let mut restores = Vec::new();
+        for id in op_nodes {
+            let node = graph.node(*id);
+            let NodeKind::Operator { factory } = &node.kind else {
+                return Err(FungiError::Internal(format!(
+                    "source '{}' inside a chain",
+                    node.name
+                )));
+            };
+            ops.push(factory(&subtask)?);
+            restores.push(
+                self.checkpoint
+                    .and_then(|c| c.operator_state(&node.name, s, chain.parallelism)),
+            );
+            contexts.push(OperatorContext {
+                job: graph.name.clone(),
+                operator: node.name.clone(),
+                subtask,
+                state_backend: self.state_backend.clone(),
+                metrics: self.metrics.operators[id.0 as usize].clone(),
+                dead_letters: self.dead_letters.clone(),
+                checkpointing: self.coordination.is_some(),
+                checkpoint_dir: self.coordination.map(|c| c.local_dir.clone()),
+            });
+        }
+        let head_metrics = self.metrics.operators[head.id.0 as usize].clone();
+        let chain_runner = ChainRunner::new(
+            ops,
+            contexts,
+            routers,
+            Some(head_metrics.clone()),
+            self.metrics.latency.clone(),
+            restores,
+        );
+        let checkpointing = self.coordination.map(|c| TaskCheckpointing {
+            key: TaskKey {
+                chain: head.name.clone(),
+                subtask: s,
+            },
+            parallelism: chain.parallelism,
+            channels: c.channels.clone(),
+            injected: CheckpointId::default(),
+        });
+        let name = format!("{} ({}/{})", head.name, s + 1, chain.parallelism);
+        let cancel = self.cancel.clone();
+        let tick = config.tick_interval;
+        let task = match source {
+            Some((source, watermarks)) => Subtask::Source(SourceTask {
+                name: head.name.clone(),
+                source,
+                context: SourceContext {
+                    subtask,
+                    batch_size: config.batch_size,
+                    metrics: head_metrics,
+                    dead_letters: self.dead_letters.clone(),
+                    name: head.name.clone(),
+                },
+                watermarks: watermarks.map(SplitWatermarks::new),
+                chain: chain_runner,
+                cancel,
+                tick,
+                latency_interval: config.latency_interval,
+                checkpointing,
+            }),
+            None => {
+                let (logical_inputs, gate): (Vec<usize>, Vec<_>) = inputs.into_iter().unzip();
+                Subtask::Operator(OperatorTask {
+                    logical_inputs,
+                    gate: InputGate::new(gate),
+                    chain: chain_runner,
+                    cancel,
+                    tick,
+                    checkpointing,
+                })
+            }
+        };
+        Ok((name, task))
     }
 }
 

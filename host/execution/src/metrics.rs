@@ -184,6 +184,23 @@ pub fn records_read(ops: &[OperatorSnapshot]) -> u64 {
 }
 
 impl JobMetrics {
+    /// Fresh counters for every node of `graph` (sources count what they read).
+    pub fn for_graph(graph: &crate::graph::JobGraph) -> JobMetrics {
+        JobMetrics {
+            operators: graph
+                .nodes
+                .iter()
+                .map(|n| {
+                    Arc::new(match n.kind {
+                        crate::graph::NodeKind::Source { .. } => OperatorMetrics::source(&n.name),
+                        _ => OperatorMetrics::new(&n.name),
+                    })
+                })
+                .collect(),
+            latency: Arc::default(),
+        }
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> Vec<OperatorSnapshot> {
         self.operators
