@@ -22,6 +22,7 @@
 //! [`RestartTracker`] applies a job's restart strategy to its failures.
 
 mod coordinator;
+pub mod layout;
 mod remote;
 mod restart;
 mod storage;
@@ -29,9 +30,10 @@ mod storage;
 use serde::{Deserialize, Serialize};
 
 pub use coordinator::{CheckpointStats, Completed, Coordinator, TaskChannels, TaskReport};
+pub use layout::STATE_DIR;
 pub use restart::RestartTracker;
 pub use storage::{
-    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, LOCAL_STATE_DIR_ENV, STATE_DIR,
+    CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, LOCAL_STATE_DIR_ENV,
     SavepointRequest, SavepointResponse, TaskEntry,
 };
 

@@ -32,7 +32,7 @@ pub use kinds::{
     AggregateFunction, AggregatingState, ListState, MapState, TTL_MARKER, ValueState, is_expired,
 };
 pub use memory::MemoryStateBackend;
-pub use rocks::{IncrementalCheckpoint, RocksDbStateBackend, SST_LIST};
+pub use rocks::{IncrementalCheckpoint, RocksDbStateBackend};
 pub use snapshot::{KeyGroupEntries, KeyedSnapshot};
 
 /// Errors of the state layer.

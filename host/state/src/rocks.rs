@@ -10,8 +10,8 @@
 //! so free) and copies into the store's shared directory only the SST files no earlier
 //! checkpoint copied: SST files never change once written, so a checkpoint is the list of
 //! files it needs plus the few new ones. The private part (manifest, options) is copied
-//! per checkpoint, with the list of SST files it needs ([`SST_LIST`]) for garbage
-//! collection.
+//! per checkpoint. Where the shared and private directories are is the caller's to say
+//! (the checkpoint layout owns those names).
 
 use std::collections::HashMap;
 use std::fs;
@@ -82,10 +82,6 @@ pub struct IncrementalCheckpoint {
     /// Bytes of SST files reused from earlier checkpoints.
     pub reused_bytes: u64,
 }
-
-/// Name of the file, in a checkpoint's private directory, that lists the shared SST
-/// files it needs (read by the checkpoint storage's garbage collection).
-pub const SST_LIST: &str = "_ssts";
 
 fn open_db(dir: &Path) -> Result<DB> {
     let mut options = Options::default();
@@ -437,9 +433,6 @@ impl KeyedStore for RocksKeyedStore {
         fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
         out.sst_files.sort();
         out.private_files.sort();
-        let list: Vec<&str> = out.sst_files.iter().map(|(s, _)| s.as_str()).collect();
-        let list = list.join("\n");
-        fs::write(private.join(SST_LIST), list).map_err(|e| io_error(private, e))?;
         Ok(Some(out))
     }
 

@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use fungi_checkpoint::RestoredState;
-use fungi_checkpoint::STATE_DIR;
+use fungi_checkpoint::layout::{StoreLayout, write_sst_list};
 use fungi_common::ids::CheckpointId;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::time::now_millis;
@@ -256,18 +256,22 @@ impl Operator for KeyedProcessOperator {
         // A store with files checkpoints them incrementally next to the checkpoints.
         let files = match &self.checkpoint_dir {
             Some(root) => {
-                let rel = format!("{STATE_DIR}/{}", self.store_name);
-                let dir = root.join(&rel);
-                store
-                    .checkpoint_files(
-                        &dir.join("sst"),
-                        &dir.join(format!("chk-{}", checkpoint.get())),
-                    )?
-                    .map(|files| StoreState::Files {
-                        store: rel,
-                        checkpoint: checkpoint.get(),
-                        files,
-                    })
+                let layout = StoreLayout::new(root, &self.store_name);
+                let private = layout.private(checkpoint);
+                match store.checkpoint_files(&layout.shared(), &private)? {
+                    Some(files) => {
+                        // The list the checkpoint storage reads to know which shared
+                        // files this checkpoint keeps alive.
+                        write_sst_list(&private, files.sst_files.iter().map(|(s, _)| s.as_str()))
+                            .map_err(|e| FungiError::State(format!("{}: {e}", private.display())))?;
+                        Some(StoreState::Files {
+                            store: layout.relative().to_string(),
+                            checkpoint: checkpoint.get(),
+                            files,
+                        })
+                    }
+                    None => None,
+                }
             }
             None => None,
         };
@@ -309,11 +313,11 @@ impl Operator for KeyedProcessOperator {
                     files,
                 },
             ] if !restored.rescaled(self.parallelism) => {
-                let dir = restored.root.join(rel);
+                let layout = StoreLayout::from_relative(&restored.root, rel);
                 store.restore_files(
                     files,
-                    &dir.join("sst"),
-                    &dir.join(format!("chk-{checkpoint}")),
+                    &layout.shared(),
+                    &layout.private(CheckpointId(*checkpoint)),
                 )?;
             }
             // Otherwise every entry is read and the store keeps its own key groups.
@@ -364,11 +368,11 @@ impl StoreState {
                 checkpoint,
                 files,
             } => {
-                let dir = root.join(store);
+                let layout = StoreLayout::from_relative(root, store);
                 Ok(RocksDbStateBackend::read_incremental(
                     files,
-                    &dir.join("sst"),
-                    &dir.join(format!("chk-{checkpoint}")),
+                    &layout.shared(),
+                    &layout.private(CheckpointId(*checkpoint)),
                 )?)
             }
         }
