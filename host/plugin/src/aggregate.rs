@@ -292,20 +292,13 @@ impl GroupsAccumulator for WasmAccumulator {
             })?;
         let bytes = self.guest(r)?;
         if bytes.len() > self.max_output {
-            return Err(PluginError::Limit {
-                plugin: self.plugin.clone(),
-                function: self.function.clone(),
-                limit: crate::error::LimitBreach::boxed(
-                    crate::error::LimitKind::Output,
-                    Some(self.max_output as u64),
-                    Some(bytes.len() as u64),
-                    format!(
-                        "output limit of {} bytes per call exceeded",
-                        self.max_output
-                    ),
-                ),
-                output: String::new(),
-            }
+            return Err(PluginError::output_limit(
+                self.plugin.clone(),
+                self.function.clone(),
+                "an evaluated batch",
+                self.max_output,
+                bytes.len(),
+            )
             .into());
         }
         let (_, batch) =

@@ -160,20 +160,13 @@ impl SplitReader {
             match r.map_err(|e| guest_error(&self.plugin, "poll", &e))? {
                 source_api::PollResult::Batch(bytes) => {
                     if bytes.len() > self.max_output {
-                        return Err(PluginError::Limit {
-                            plugin: self.plugin.clone(),
-                            function: "poll".into(),
-                            limit: crate::error::LimitBreach::boxed(
-                                crate::error::LimitKind::Output,
-                                Some(self.max_output as u64),
-                                Some(bytes.len() as u64),
-                                format!(
-                                    "output limit of {} bytes per call exceeded",
-                                    self.max_output
-                                ),
-                            ),
-                            output: String::new(),
-                        });
+                        return Err(PluginError::output_limit(
+                            self.plugin.clone(),
+                            "poll",
+                            "a polled batch",
+                            self.max_output,
+                            bytes.len(),
+                        ));
                     }
                     let (_, batch) =
                         ipc::decode_from_guest(bytes, self.max_output, &self.plugin, "poll")?;

@@ -171,6 +171,28 @@ fn output_suffix(output: &str) -> String {
 }
 
 impl PluginError {
+    /// A call whose result (`what`, e.g. "a polled batch") of `bytes` bytes is over the
+    /// tenant's output limit of `max` bytes per call.
+    pub fn output_limit(
+        plugin: impl Into<String>,
+        function: impl Into<String>,
+        what: &str,
+        max: usize,
+        bytes: usize,
+    ) -> Self {
+        PluginError::Limit {
+            plugin: plugin.into(),
+            function: function.into(),
+            limit: LimitBreach::boxed(
+                LimitKind::Output,
+                Some(max as u64),
+                Some(bytes as u64),
+                format!("{what} of {bytes} bytes is over the output limit of {max} bytes per call"),
+            ),
+            output: String::new(),
+        }
+    }
+
     /// A stable code for the error kind (for APIs and dead-letter reasons).
     pub fn code(&self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::scalar::fungi::plugin::types::PluginError as GuestError;
-use crate::error::{LimitBreach, LimitKind, PluginError, Result};
+use crate::error::{LimitBreach, PluginError, Result};
 use crate::host::HostState;
 use crate::ipc;
 use crate::limits::PluginTenant;
@@ -173,17 +173,13 @@ impl FunctionPool {
         if bytes > max {
             // The instance is discarded: a plugin over its output limit is not trusted
             // with the next batch.
-            return Err(PluginError::Limit {
-                plugin: self.plugin.name().to_string(),
-                function: self.signature.name.clone(),
-                limit: LimitBreach::boxed(
-                    LimitKind::Output,
-                    Some(max as u64),
-                    Some(bytes as u64),
-                    format!("output limit of {max} bytes per call exceeded ({bytes} bytes)"),
-                ),
-                output: String::new(),
-            });
+            return Err(PluginError::output_limit(
+                self.plugin.name(),
+                self.signature.name.clone(),
+                "the output",
+                max,
+                bytes,
+            ));
         }
         // An instance whose linear memory has grown past three quarters of its limit is
         // replaced by a fresh one (from the pre-instantiated component) rather than kept:

@@ -166,17 +166,13 @@ impl Sandbox {
         }
         self.poisoned = true;
         self.tenant.count_trap("output");
-        Err(PluginError::Limit {
-            plugin: self.plugin.to_string(),
-            function: function.to_string(),
-            limit: LimitBreach::boxed(
-                LimitKind::Output,
-                Some(max as u64),
-                Some(bytes as u64),
-                format!("{what} of {bytes} bytes is over the output limit of {max} bytes per call"),
-            ),
-            output: String::new(),
-        })
+        Err(PluginError::output_limit(
+            self.plugin.to_string(),
+            function,
+            what,
+            max,
+            bytes,
+        ))
     }
 
     /// The limit a memory growth of the last call broke, if the call still returned.

@@ -140,7 +140,7 @@ fn oversized_output_is_refused() {
             if limit.kind == fungi_plugin::LimitKind::Output && limit.limit == Some(4 << 20)),
         "{err:?}"
     );
-    limit(err, "output limit of 4194304 bytes per call exceeded");
+    limit(err, "is over the output limit of 4194304 bytes per call");
 }
 
 #[test]
