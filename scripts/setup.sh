@@ -24,6 +24,9 @@ if [ "$purpose" = test ]; then
   # for the test that checks plugin signatures with a second implementation.
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # Java and Maven for the Apache Kafka broker the Kafka tests run against.
+  command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || need+=(maven)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,11 +21,12 @@ done
 # embeds, see .cargo/config.toml) with pyarrow and the SDK installed as a user would;
 # the Rust tests' native Python functions import from it, and pytest runs from it.
 # componentize-py builds the sandboxed Python plugins (host/plugin/artifacts, `fungi
-# plugin build --python`), so it is installed before the first cargo build.
+# plugin build --python`), so it is installed before the first cargo build; the Kafka
+# tests read exactly-once output with Confluent's client (confluent-kafka) as well.
 venv="${FUNGI_PYTHON_VENV:-$HOME/.cache/fungi/pyvenv}"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" "pytest>=7" \
-  "componentize-py==0.25.1"
+  "componentize-py==0.25.1" "confluent-kafka>=2.6"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk-python
 export FUNGI_PYTHON_VENV="$venv"
 cargo clippy --workspace --all-targets -- -D warnings

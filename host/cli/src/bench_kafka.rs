@@ -42,6 +42,13 @@ pub(crate) struct KafkaBenchArgs {
     /// and the SQL job's (as `properties.key`).
     #[arg(long = "property", value_parser = parse_property)]
     properties: Vec<(String, String)>,
+    /// Also run the SQL job with `'sink.delivery-guarantee' = 'exactly-once'` (Kafka
+    /// transactions committed on checkpoints every `--checkpoint-interval-ms`).
+    #[arg(long)]
+    exactly_once: bool,
+    /// Checkpoint interval of the exactly-once job.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
     /// Print results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -90,11 +97,17 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
     let input = format!("fungi-bench-in-{run}");
     let client_out = format!("fungi-bench-client-out-{run}");
     let job_out = format!("fungi-bench-job-out-{run}");
+    let exactly_once_out = format!("fungi-bench-job-eo-out-{run}");
     let clients = Clients {
         bootstrap: &args.bootstrap,
         properties: &args.properties,
     };
-    clients.create_topics(&[(&input, args.partitions), (&client_out, 1), (&job_out, 1)])?;
+    clients.create_topics(&[
+        (&input, args.partitions),
+        (&client_out, 1),
+        (&job_out, 1),
+        (&exactly_once_out, 1),
+    ])?;
     let payloads = bids(args.records);
     let bytes: usize = payloads.iter().map(Vec::len).sum();
     let expected = payloads.len().div_ceil(2);
@@ -178,51 +191,59 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
         .iter()
         .map(|(k, v)| format!(", 'properties.{k}' = '{v}'"))
         .collect();
-    let sql = format!(
-        "SET 'parallelism.default' = '{p}';
-         CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
-             `dateTime` TIMESTAMP(3))
-         WITH ('connector' = 'kafka', 'topic' = '{input}',
-               'properties.bootstrap.servers' = '{b}', 'format' = 'json',
-               'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'
-               {properties});
-         CREATE TABLE out (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
-             `dateTime` TIMESTAMP(3))
-         WITH ('connector' = 'kafka', 'topic' = '{job_out}',
-               'properties.bootstrap.servers' = '{b}', 'format' = 'json'{properties});
-         INSERT INTO out SELECT * FROM bids WHERE price % 2 = 0;",
-        p = args.parallelism,
-        b = args.bootstrap,
-    );
-    let config = fungi_common::config::JobConfig {
-        parallelism: args.parallelism,
-        ..Default::default()
+    let job = |output: &str, settings: &str, sink: &str| {
+        format!(
+            "SET 'parallelism.default' = '{p}';
+             {settings}
+             CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
+                 `dateTime` TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{input}',
+                   'properties.bootstrap.servers' = '{b}', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'
+                   {properties});
+             CREATE TABLE out (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
+                 `dateTime` TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{output}',
+                   'properties.bootstrap.servers' = '{b}', 'format' = 'json'{sink}{properties});
+             INSERT INTO out SELECT * FROM bids WHERE price % 2 = 0;",
+            p = args.parallelism,
+            b = args.bootstrap,
+        )
     };
-    let planner = tokio::runtime::Builder::new_current_thread().build()?;
-    let graph = planner
-        .block_on(fungi_sql::SqlSession::new(config).execute_script(&sql))?
-        .into_iter()
-        .find_map(|o| match o {
-            fungi_sql::Outcome::Insert(g) => Some(g),
-            _ => None,
-        })
-        .context("the benchmark job has no INSERT")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.parallelism.max(1) as usize)
-        .enable_all()
-        .build()?;
-    let start = Instant::now();
-    let executor = fungi_execution::executor::LocalExecutor::for_config(&graph.config)?;
-    runtime.block_on(async { executor.execute(graph)?.wait().await })?;
+    let seconds = run_job(&job(&job_out, "", ""), args.parallelism)?;
     steps.push(Step::new(
         "fungi SQL job: Kafka → filter → Kafka",
         args.records,
         bytes,
-        start.elapsed().as_secs_f64(),
+        seconds,
     ));
     let written = clients.count(&job_out)?;
     if written != expected {
         bail!("the SQL job wrote {written} records, expected {expected}");
+    }
+    if args.exactly_once {
+        let checkpoints = tempfile::tempdir().context("a checkpoint directory")?;
+        let settings = format!(
+            "SET 'execution.checkpointing.interval' = '{}ms';
+             SET 'execution.checkpointing.dir' = '{}';",
+            args.checkpoint_interval_ms,
+            checkpoints.path().display()
+        );
+        let sink = format!(
+            ", 'sink.delivery-guarantee' = 'exactly-once', \
+             'sink.transactional-id-prefix' = '{exactly_once_out}'"
+        );
+        let seconds = run_job(&job(&exactly_once_out, &settings, &sink), args.parallelism)?;
+        steps.push(Step::new(
+            "fungi SQL job, exactly-once",
+            args.records,
+            bytes,
+            seconds,
+        ));
+        let written = clients.count(&exactly_once_out)?;
+        if written != expected {
+            bail!("the exactly-once job wrote {written} records, expected {expected}");
+        }
     }
 
     if args.json {
@@ -247,6 +268,31 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Plans and runs one SQL job in this process; returns its wall time in seconds.
+fn run_job(sql: &str, parallelism: u32) -> Result<f64> {
+    let config = fungi_common::config::JobConfig {
+        parallelism,
+        ..Default::default()
+    };
+    let planner = tokio::runtime::Builder::new_current_thread().build()?;
+    let graph = planner
+        .block_on(fungi_sql::SqlSession::new(config).execute_script(sql))?
+        .into_iter()
+        .find_map(|o| match o {
+            fungi_sql::Outcome::Insert(g) => Some(g),
+            _ => None,
+        })
+        .context("the benchmark job has no INSERT")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(parallelism.max(1) as usize)
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let executor = fungi_execution::executor::LocalExecutor::for_config(&graph.config)?;
+    runtime.block_on(async { executor.execute(graph)?.wait().await })?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 #[derive(serde::Deserialize)]

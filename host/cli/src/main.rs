@@ -263,6 +263,11 @@ fn run(args: RunArgs) -> Result<()> {
         bail!("only embedded mode exists so far: pass --local");
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    // Listening from the start: a Ctrl-C while the job is planned stops it as it starts.
+    let stop = {
+        let _runtime = runtime.enter();
+        StopSignals::listen()?
+    };
     let (plans, tenant) = if args.job.extension().is_some_and(|e| e == "sql") {
         runtime.block_on(sql_jobs(&args))?
     } else {
@@ -289,6 +294,7 @@ fn run(args: RunArgs) -> Result<()> {
         plans,
         args.from_savepoint.clone(),
         !args.no_progress,
+        stop,
     ));
     if let Some(tenant) = tenant {
         print_plugin_metrics(&tenant);
@@ -342,13 +348,40 @@ async fn sql_jobs(
     Ok((plans, session.plugin_tenant()))
 }
 
-/// Runs jobs side by side with progress (of the first job) and a clean Ctrl-C; each is
-/// supervised: resumed from its latest checkpoint and restarted after failures as its
-/// configuration says.
+/// Ctrl-C and SIGTERM, listened to once for the whole run so that no signal is lost
+/// between two polls (a listener created per poll misses what arrives in between).
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening; must be called within the runtime.
+    fn listen() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Runs jobs side by side with progress (of the first job) and a clean stop on Ctrl-C
+/// or SIGTERM (a second one exits at once); each is supervised: resumed from its latest
+/// checkpoint and restarted after failures as its configuration says.
 async fn run_jobs(
     plans: Vec<PhysicalPlan>,
     savepoint: Option<PathBuf>,
     show_progress: bool,
+    mut stop: StopSignals,
 ) -> Result<()> {
     if savepoint.is_some() && plans.len() > 1 {
         bail!(
@@ -386,9 +419,13 @@ async fn run_jobs(
                 None => break,
             },
             _ = tick.tick() => progress.update(&metrics.borrow_and_update().metrics),
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = stop.next() => {
+                if interrupted {
+                    eprintln!("\nstopped at once (second Ctrl-C)");
+                    std::process::exit(130);
+                }
                 interrupted = true;
-                eprintln!("\nstopping (Ctrl-C)...");
+                eprintln!("\nstopping (Ctrl-C again to stop at once)...");
                 cancel.cancel();
             }
         }

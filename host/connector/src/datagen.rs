@@ -16,6 +16,7 @@ use arrow::array::{
 };
 use arrow::compute::kernels::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use fungi_common::ids::CheckpointId;
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
 use fungi_execution::RestoredState;
@@ -250,7 +251,7 @@ impl Source for DatagenSource {
     }
 
     // Rows are numbered: the next row number is the position.
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
         Ok(self.next_row.to_le_bytes().to_vec())
     }
 

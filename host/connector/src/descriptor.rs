@@ -42,6 +42,10 @@ pub enum TenantCheck {
     /// A librdkafka property (`properties.<name>`): only those of
     /// [`kafka::TENANT_PROPERTIES`], with their values checked.
     KafkaProperty,
+    /// A name in a namespace other tenants share (a Kafka transactional id prefix):
+    /// rewritten to start with the tenant's name, so that one tenant's job can never
+    /// take over (fence) another tenant's transactions.
+    TenantScoped,
 }
 
 /// One connector.
@@ -86,7 +90,7 @@ impl ConnectorDescriptor {
     }
 }
 
-use TenantCheck::{EgressBrokers, EgressUrl, Free, KafkaProperty, TenantPath};
+use TenantCheck::{EgressBrokers, EgressUrl, Free, KafkaProperty, TenantPath, TenantScoped};
 
 /// Every connector that ships with Fungi.
 pub const CONNECTORS: &[ConnectorDescriptor] = &[
@@ -150,7 +154,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         aliases: &[],
         source: Some(|schema, options| {
             let s = declared("kafka", schema)?;
-            Ok((KafkaSource::factory(s.clone(), options)?, s))
+            KafkaSource::factory(s, options)
         }),
         sink: Some(KafkaSink::factory),
         accepts_updates: false,
@@ -163,12 +167,14 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
             ("properties.*", KafkaProperty),
             ("format", Free),
             ("csv.field-delimiter", Free),
+            ("debezium-json.schema-include", Free),
             ("scan.startup.mode", Free),
             ("scan.startup.timestamp-millis", Free),
             ("scan.topic-partition-discovery.interval", Free),
             ("scan.bounded.mode", Free),
             ("on-error", Free),
             ("sink.delivery-guarantee", Free),
+            ("sink.transactional-id-prefix", TenantScoped),
             ("sink.partitioner", Free),
             ("key.fields", Free),
         ],

@@ -363,6 +363,9 @@ impl JobEnv<'_> {
                 metrics: self.metrics.operators[id.0 as usize].clone(),
                 dead_letters: self.dead_letters.clone(),
                 checkpointing: self.coordination.is_some(),
+                checkpoint_interval: self
+                    .coordination
+                    .and(self.graph.config.checkpointing.interval),
                 checkpoint_dir: self.coordination.map(|c| c.local_dir.clone()),
             });
         }

@@ -77,6 +77,9 @@ pub struct OperatorContext {
     /// Whether the job takes checkpoints: sinks then publish output only when a
     /// checkpoint completes (two-phase commit) instead of when their input ends.
     pub checkpointing: bool,
+    /// The time between two checkpoints, when the job takes them (a transactional sink
+    /// checks that its transactions outlive it).
+    pub checkpoint_interval: Option<std::time::Duration>,
     /// The job's checkpoint directory, where operators may keep files of their own
     /// under `state/` (see `fungi_checkpoint::STATE_DIR`).
     pub checkpoint_dir: Option<std::path::PathBuf>,

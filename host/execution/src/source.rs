@@ -6,6 +6,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use fungi_checkpoint::RestoredState;
+use fungi_common::ids::CheckpointId;
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
 
@@ -63,15 +64,28 @@ pub trait Source: Send {
     async fn next(&mut self) -> Result<SourceEvent>;
 
     /// The position to resume from after everything emitted so far, as bytes that
-    /// [`restore_position`](Self::restore_position) reads back. Called when a checkpoint
-    /// barrier is injected and once more at the end. The default: this source cannot
-    /// resume, and a job that checkpoints fails with a message naming it.
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    /// [`restore_position`](Self::restore_position) reads back. Called when the barrier
+    /// of `checkpoint` is injected, and once more at the end with
+    /// [`CheckpointId::FINAL`]. The default: this source cannot resume, and a job that
+    /// checkpoints fails with a message naming it.
+    fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
+        let _ = checkpoint;
         Err(FungiError::State(
             "this source cannot resume from a checkpoint; run the job without \
              'execution.checkpointing.interval'"
                 .into(),
         ))
+    }
+
+    /// Called when `checkpoint` is complete (every task's state is stored), so the
+    /// source may tell its system what it has durably read (a Kafka source commits its
+    /// offsets to the consumer group here, as Flink's does); the position of
+    /// `checkpoint` is the one [`snapshot_position`](Self::snapshot_position) returned
+    /// for it. Completions may be skipped when a later one arrives first. An error
+    /// fails the job.
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        let _ = checkpoint;
+        Ok(())
     }
 
     /// Called before [`open`](Self::open) when the job resumes from a checkpoint.
@@ -132,7 +146,7 @@ impl Source for VecSource {
         })
     }
 
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
         Ok(self.emitted.to_le_bytes().to_vec())
     }
 

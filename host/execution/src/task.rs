@@ -500,14 +500,20 @@ impl SourceTask {
         let position = match &self.checkpointing {
             Some(_) => Some(
                 self.source
-                    .snapshot_position()
+                    .snapshot_position(CheckpointId::FINAL)
                     .map_err(|e| operator_error(&self.name, e))?,
             ),
             None => None,
         };
         self.chain
             .end_of_stream(self.checkpointing.as_mut(), position, &self.cancel)
-            .await
+            .await?;
+        if self.checkpointing.is_some() {
+            self.source
+                .notify_checkpoint_complete(CheckpointId::FINAL)
+                .map_err(|e| operator_error(&self.name, e))?;
+        }
+        Ok(())
     }
 
     /// Injects a barrier if the coordinator triggered a checkpoint, and publishes
@@ -519,6 +525,9 @@ impl SourceTask {
         if c.channels.completed.has_changed().unwrap_or(false) {
             let done = *c.channels.completed.borrow_and_update();
             self.chain.notify_complete(done.id)?;
+            self.source
+                .notify_checkpoint_complete(done.id)
+                .map_err(|e| operator_error(&self.name, e))?;
         }
         // Compared with the last injected id rather than through `has_changed`: waiting
         // for a trigger while the source is idle marks it seen.
@@ -529,7 +538,7 @@ impl SourceTask {
         c.injected = id;
         let position = self
             .source
-            .snapshot_position()
+            .snapshot_position(id)
             .map_err(|e| operator_error(&self.name, e))?;
         let operators = self.chain.checkpoint(id)?;
         c.report(

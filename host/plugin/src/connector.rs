@@ -267,7 +267,7 @@ impl Source for PluginSourceTask {
         Ok(self.readers.iter().map(|(id, _)| *id).collect())
     }
 
-    fn snapshot_position(&mut self) -> FungiResult<Vec<u8>> {
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> FungiResult<Vec<u8>> {
         let mut positions = self.positions.clone();
         for (id, reader) in &mut self.readers {
             positions.insert(*id, SplitPosition::At(reader.snapshot()?));

@@ -127,6 +127,9 @@ impl Confinement {
                     descriptor::check_kafka_property(name, value)
                         .map_err(|e| SqlError::Plan(format!("table '{table}': {e}")))?;
                 }
+                TenantCheck::TenantScoped => {
+                    *value = format!("{}-{value}", self.tenant.name());
+                }
             }
         }
         Ok(())

@@ -167,15 +167,41 @@ impl SplitWatermarks {
         let active = self.splits.values().filter(|s| !s.idle);
         let current = match active.map(|s| s.max_ts).min() {
             None if self.splits.is_empty() => return None,
-            None => Watermark::Idle,
+            None => {
+                // Every split went quiet, perhaps within one tick (a burst read at once
+                // next to an empty split). Had each split's timeout been seen on its
+                // own, the splits that went quiet last would have set event time just
+                // before: that time is reached first, then the source is idle.
+                if self.last_emitted != Some(Watermark::Idle)
+                    && let Some(t) = self.time_before_idle()
+                    && let Some(w) = self.emit(Watermark::EventTime(self.behind(t)))
+                {
+                    return Some(w);
+                }
+                Watermark::Idle
+            }
             Some(i64::MIN) => return None,
-            Some(max_ts) => Watermark::EventTime(
-                max_ts
-                    .saturating_sub(self.strategy.delay())
-                    .saturating_sub(1),
-            ),
+            Some(max_ts) => Watermark::EventTime(self.behind(max_ts)),
         };
         self.emit(current)
+    }
+
+    /// The watermark that follows the timestamp `max_ts`.
+    fn behind(&self, max_ts: i64) -> i64 {
+        max_ts
+            .saturating_sub(self.strategy.delay())
+            .saturating_sub(1)
+    }
+
+    /// Of the splits that have sent records, the smallest timestamp among those that
+    /// were active last.
+    fn time_before_idle(&self) -> Option<i64> {
+        let with_data = || self.splits.values().filter(|s| s.max_ts > i64::MIN);
+        let last = with_data().map(|s| s.last_activity).max()?;
+        with_data()
+            .filter(|s| s.last_activity == last)
+            .map(|s| s.max_ts)
+            .min()
     }
 
     fn emit(&mut self, current: Watermark) -> Option<Watermark> {
@@ -314,6 +340,29 @@ mod tests {
         // Split 0 wakes up with old data: event time does not go back.
         w.observe(0, &ts(&[2000]), t2);
         assert_eq!(w.poll(t2), Some(Watermark::EventTime(59_999)));
+    }
+
+    #[test]
+    fn a_burst_next_to_an_empty_split_reaches_event_time_before_going_idle() {
+        let s = WatermarkStrategy::bounded_out_of_orderness("ts", Duration::from_secs(1))
+            .with_idleness(Duration::from_millis(500));
+        let mut w = SplitWatermarks::new(s);
+        let t0 = Instant::now();
+        w.add_split(1, t0);
+        w.observe(0, &ts(&[10_000, 29_990]), t0);
+        // The empty split holds event time back.
+        assert_eq!(w.poll(t0), None);
+        // Both go quiet within one tick: the burst's time first, then idle, once each.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(w.poll(t1), Some(Watermark::EventTime(28_989)));
+        assert_eq!(w.poll(t1), Some(Watermark::Idle));
+        assert_eq!(w.poll(t1 + Duration::from_secs(1)), None);
+        // Records again: event time goes on from where it was.
+        w.observe(0, &ts(&[40_000]), t1 + Duration::from_secs(2));
+        assert_eq!(
+            w.poll(t1 + Duration::from_secs(2)),
+            Some(Watermark::EventTime(38_999))
+        );
     }
 
     #[test]

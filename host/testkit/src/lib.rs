@@ -5,8 +5,11 @@
 //! `~/.cache/fungi/tools/bin`; a test that cannot find one fails and says how to get it.
 //!
 //! - [`S3Server`]: `s3s-fs`, an S3-compatible server over a temporary directory.
-//! - [`KafkaBroker`]: `tansu`, a Kafka-compatible broker keeping its data in memory,
-//!   with helpers to create topics, produce and read them.
+//! - [`KafkaBroker`]: Apache Kafka's broker (from Maven Central, run by Java), with
+//!   helpers to create topics, produce and read them.
+//! - [`process`]: child processes waited on with a time limit.
+
+pub mod process;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -141,31 +144,57 @@ impl Drop for S3Server {
 /// A record read back: partition, offset, key, value.
 pub type ReadRecord = (i32, i64, Option<Vec<u8>>, Vec<u8>);
 
-/// A Kafka-compatible broker (`tansu`, storage in memory) on loopback.
+/// An Apache Kafka broker (KRaft, broker and controller in one JVM) on loopback, its
+/// data in a temporary directory; started by `scripts/kafka-broker.sh`.
 pub struct KafkaBroker {
     child: Child,
+    _data: tempfile::TempDir,
     /// `127.0.0.1:<port>`, for `bootstrap.servers`.
     pub bootstrap: String,
 }
 
 impl KafkaBroker {
-    /// Starts a broker.
+    /// Starts a broker and waits until it serves metadata.
     pub fn start() -> KafkaBroker {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(tool("tansu"))
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "error")
+        let (port, controller) = (free_port(), free_port());
+        let data = tempfile::tempdir().expect("a directory for the broker");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-broker.sh");
+        let mut child = Command::new("bash")
+            .arg(script)
+            .args([port.to_string(), controller.to_string()])
+            .arg(data.path())
+            .env("FUNGI_TOOLS", tools_dir())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
-            .expect("tansu starts");
+            .expect("bash starts the Kafka broker");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_for(addr, &mut child, "tansu");
-        KafkaBroker {
+        wait_for(addr, &mut child, "the Kafka broker");
+        let broker = KafkaBroker {
             child,
+            _data: data,
             bootstrap: format!("127.0.0.1:{port}"),
+        };
+        broker.wait_until_serving();
+        broker
+    }
+
+    /// Waits until the broker answers a metadata request naming itself.
+    fn wait_until_serving(&self) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = self.config().create().expect("a client");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match client.fetch_metadata(None, Duration::from_secs(2)) {
+                Ok(m) if !m.brokers().is_empty() => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "the Kafka broker on {} does not serve metadata: {:?}",
+                    self.bootstrap,
+                    other.err()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -201,13 +230,8 @@ impl KafkaBroker {
 
     fn produce_into(&self, topic: &str, partition: Option<i32>, records: &[(Option<&str>, &[u8])]) {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        // One record per batch: tansu 0.6 serves a fetch that starts inside a record
-        // batch with nothing at all (Kafka returns the batch and the client skips the
-        // records before the offset), so a consumer resuming mid-batch would wait
-        // forever. With one record per batch every offset starts a batch.
         let producer: BaseProducer = self
             .config()
-            .set("batch.num.messages", "1")
             .set("linger.ms", "0")
             .create()
             .expect("a producer");
@@ -234,13 +258,144 @@ impl KafkaBroker {
             .expect("records acknowledged");
     }
 
-    /// Every record of `topic` (partition, offset, key, value), read from the beginning
-    /// until nothing arrived for `quiet`.
+    /// Writes `values` to partition 0 of `topic` in one transaction, then commits it or
+    /// aborts it.
+    pub fn produce_transaction(&self, topic: &str, values: &[&[u8]], commit: bool) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = self
+            .config()
+            .set("transactional.id", format!("fungi-test-{}", free_port()))
+            .create()
+            .expect("a transactional producer");
+        let timeout = Duration::from_secs(30);
+        producer
+            .init_transactions(timeout)
+            .expect("transactions initialised");
+        producer.begin_transaction().expect("a transaction");
+        for value in values {
+            producer
+                .send(
+                    BaseRecord::<'_, (), [u8]>::to(topic)
+                        .partition(0)
+                        .payload(*value),
+                )
+                .map_err(|(e, _)| e)
+                .expect("a record queued");
+        }
+        producer.flush(timeout).expect("records acknowledged");
+        if commit {
+            producer.commit_transaction(timeout).expect("committed");
+        } else {
+            producer.abort_transaction(timeout).expect("aborted");
+        }
+    }
+
+    /// Every transactional id the broker knows, with its state (`Ongoing`,
+    /// `CompleteCommit`, `CompleteAbort`, ...), as Kafka's own `kafka-transactions`
+    /// tool lists them.
+    pub fn transactions(&self) -> Vec<(String, String)> {
+        let libs = tools_dir().join("kafka/libs/*");
+        let out = Command::new("java")
+            .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"])
+            .arg(libs)
+            .args([
+                "org.apache.kafka.tools.TransactionsCommand",
+                "--bootstrap-server",
+            ])
+            .args([&self.bootstrap, "list"])
+            .output()
+            .expect("java runs kafka-transactions");
+        assert!(
+            out.status.success(),
+            "kafka-transactions: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let columns: Vec<&str> = line.split_whitespace().collect();
+                Some((columns.first()?.to_string(), columns.get(3)?.to_string()))
+            })
+            .collect()
+    }
+
+    /// The values a read_committed consumer of Confluent's Python client
+    /// (`confluent-kafka`, with its own build of librdkafka) reads from `topic`: a
+    /// second reader that Fungi's code has no part in. The client is installed in the
+    /// tests' Python environment (`FUNGI_PYTHON_VENV`, default `~/.cache/fungi/pyvenv`).
+    pub fn read_committed_with_python(&self, topic: &str) -> Vec<Vec<u8>> {
+        let venv = std::env::var_os("FUNGI_PYTHON_VENV")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fungi/pyvenv"))
+            })
+            .expect("a Python environment for the tests");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/read_committed.py");
+        let out = Command::new(venv.join("bin/python"))
+            .args([script, &self.bootstrap, topic])
+            .output()
+            .expect("the tests' Python runs (scripts/test.sh makes its environment)");
+        assert!(
+            out.status.success(),
+            "confluent-kafka reader: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                (0..line.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The offsets consumer group `group` committed for partitions `0..partitions` of
+    /// `topic` (`None` where it committed none).
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("a consumer");
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(30))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(rdkafka::Offset::Offset(o)) => Some(o),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// [`read_all`](Self::read_all) with `isolation.level = read_uncommitted`: records
+    /// of open and aborted transactions too.
+    pub fn read_all_uncommitted(&self, topic: &str, quiet: Duration) -> Vec<ReadRecord> {
+        self.read_with(topic, quiet, "read_uncommitted")
+    }
+
+    /// Every record of `topic` (partition, offset, key, value) that a read_committed
+    /// consumer sees, read from the beginning until nothing arrived for `quiet`.
     pub fn read_all(&self, topic: &str, quiet: Duration) -> Vec<ReadRecord> {
+        self.read_with(topic, quiet, "read_committed")
+    }
+
+    fn read_with(&self, topic: &str, quiet: Duration, isolation: &str) -> Vec<ReadRecord> {
         use rdkafka::Message;
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = self
             .config()
+            .set("isolation.level", isolation)
             .set("group.id", format!("fungi-test-reader-{}", free_port()))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")

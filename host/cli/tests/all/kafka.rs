@@ -1,5 +1,6 @@
-//! Kafka end to end, against a real Kafka-compatible broker (`tansu`) on loopback.
+//! Kafka end to end, against a real Apache Kafka broker on loopback.
 
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -179,6 +180,306 @@ fn the_source_resumes_from_checkpointed_offsets_not_group_offsets() {
     assert_same_output(&expected, killed.path(), seed, &log);
 }
 
+/// Records of aborted transactions never reach a job (read_committed unless the table
+/// says otherwise), and a job's consumer group holds the offsets of its completed
+/// checkpoints, the final one included.
+#[test]
+fn aborted_transactions_are_not_read_and_offsets_commit_with_checkpoints() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("lines", 1);
+    broker.produce_transaction("lines", &[b"a", b"b"], true);
+    broker.produce_transaction("lines", &[b"aborted-1", b"aborted-2"], false);
+    broker.produce("lines", &[(None, b"c".as_slice())]);
+    broker.produce_transaction("lines", &[b"d"], true);
+    let dir = tempfile::tempdir().unwrap();
+    let read = |group: &str, extra: &str| {
+        let file = dir.path().join(format!("{group}.sql"));
+        std::fs::write(
+            &file,
+            format!(
+                "SET 'execution.checkpointing.interval' = '100ms';
+                 SET 'execution.checkpointing.dir' = '{}';
+                 CREATE TABLE lines (line VARCHAR) WITH ('connector' = 'kafka',
+                     'topic' = 'lines', 'properties.bootstrap.servers' = '{}',
+                     'format' = 'raw', 'scan.startup.mode' = 'earliest-offset',
+                     'scan.bounded.mode' = 'latest-offset',
+                     'properties.group.id' = '{group}'{extra});
+                 SELECT line FROM lines;",
+                dir.path().join(group).display(),
+                broker.bootstrap
+            ),
+        )
+        .unwrap();
+        let out = fungi()
+            .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+            .output_within(PROCESS_LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                row["line"].as_str().unwrap().to_string()
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(read("committed", ""), ["a", "b", "c", "d"]);
+    // Offsets: 2 records and a commit marker, 2 aborted and an abort marker, 1, then 1
+    // (offset 7) and its commit marker: the next record to read is at 8.
+    assert_eq!(broker.committed_offsets("committed", "lines", 1), [Some(8)]);
+    // Asked for, uncommitted reads show what the default hides.
+    assert_eq!(
+        read(
+            "uncommitted",
+            ", 'properties.isolation.level' = 'read_uncommitted'"
+        ),
+        ["a", "aborted-1", "aborted-2", "b", "c", "d"]
+    );
+}
+
+/// A windowed job writing exactly-once into a topic, killed (SIGKILL) five times at
+/// random points: a read_committed reader sees every window exactly once, the same as
+/// an uninterrupted run; a read_uncommitted reader sees the aborted attempts too. At the
+/// end no transaction of the job is left open.
+#[test]
+fn an_exactly_once_kafka_sink_survives_kills_without_loss_or_duplicates() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("bids", 3);
+    for topic in ["reference", "counts"] {
+        broker.create_topic(topic, 2);
+    }
+    let records = bids(10_000);
+    let values: Vec<(Option<&str>, &[u8])> = records.iter().map(|r| (None, r.as_slice())).collect();
+    broker.produce("bids", &values);
+    let job = |dir: &Path, topic: &str| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '300ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'parallelism.default' = '2';
+             {}
+             CREATE TABLE out (auction BIGINT, window_start TIMESTAMP(3), n BIGINT,
+                 total BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json',
+                   'properties.bootstrap.servers' = '{}',
+                   'sink.delivery-guarantee' = 'exactly-once',
+                   'sink.transactional-id-prefix' = 'fungi-test-{topic}');
+             INSERT INTO out {WINDOW};",
+            dir.join("checkpoints").display(),
+            bid_table(&broker, ", 'scan.startup.mode' = 'earliest-offset'"),
+            broker.bootstrap
+        )
+    };
+    let reference = tempfile::tempdir().unwrap();
+    let out = run_to_end(reference.path(), &job(reference.path(), "reference"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values = |records: Vec<fungi_testkit::ReadRecord>| {
+        let mut v: Vec<String> = records
+            .into_iter()
+            .map(|(_, _, _, value)| String::from_utf8(value).unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = values(broker.read_all("reference", Duration::from_secs(2)));
+    assert_eq!(expected.len(), 100, "windows of the reference run");
+
+    let killed = tempfile::tempdir().unwrap();
+    let seed = seed();
+    let log = run_with_kills_on(
+        killed.path(),
+        &job(killed.path(), "counts"),
+        5,
+        seed,
+        &killed.path().join("checkpoints"),
+        |_| Vec::new(),
+    );
+    let got = values(broker.read_all("counts", Duration::from_secs(2)));
+    assert!(
+        got == expected,
+        "seed {seed}: read_committed saw {} windows, {} expected\n{log}",
+        got.len(),
+        expected.len()
+    );
+    let mut python: Vec<String> = broker
+        .read_committed_with_python("counts")
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect();
+    python.sort();
+    assert!(
+        python == expected,
+        "seed {seed}: confluent-kafka read {python:?}"
+    );
+    let uncommitted = values(broker.read_all_uncommitted("counts", Duration::from_secs(2)));
+    assert!(uncommitted.len() >= got.len(), "seed {seed}");
+    // No transaction of the job is left open on the broker.
+    let states: Vec<(String, String)> = broker
+        .transactions()
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("fungi-test-counts-"))
+        .collect();
+    assert!(
+        !states.is_empty(),
+        "the broker knows the job's transactional ids"
+    );
+    assert!(
+        states.iter().all(|(_, state)| state != "Ongoing"),
+        "seed {seed}: {states:?}"
+    );
+}
+
+/// An exactly-once sink refuses what would lose or duplicate output: no checkpoints,
+/// a transaction timeout the checkpoints outlast, no transactional id prefix, and a
+/// broker that refuses the transaction timeout asked for.
+#[test]
+fn an_exactly_once_kafka_sink_refuses_settings_that_would_break_it() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    broker.produce("in", &[(None, b"1".as_slice())]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |settings: &str, sink: &str| {
+        let file = dir.path().join("job.sql");
+        std::fs::write(
+            &file,
+            format!(
+                "{settings}
+                 CREATE TABLE i (line VARCHAR) WITH ('connector' = 'kafka', 'topic' = 'in',
+                     'properties.bootstrap.servers' = '{0}', 'format' = 'raw',
+                     'scan.startup.mode' = 'earliest-offset',
+                     'scan.bounded.mode' = 'latest-offset');
+                 CREATE TABLE o (line VARCHAR) WITH ('connector' = 'kafka', 'topic' = 'out',
+                     'properties.bootstrap.servers' = '{0}', 'format' = 'raw',
+                     'sink.delivery-guarantee' = 'exactly-once'{sink});
+                 INSERT INTO o SELECT line FROM i;",
+                broker.bootstrap
+            ),
+        )
+        .unwrap();
+        let out = fungi()
+            .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+            .output_within(PROCESS_LIMIT);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let checkpoints = format!(
+        "SET 'execution.checkpointing.interval' = '2s';
+         SET 'execution.checkpointing.dir' = '{}';",
+        dir.path().join("checkpoints").display()
+    );
+    let prefix = ", 'sink.transactional-id-prefix' = 'refusals'";
+    let said = run("", prefix);
+    assert!(
+        said.contains("'execution.checkpointing.interval'"),
+        "{said}"
+    );
+    let said = run(&checkpoints, "");
+    assert!(
+        said.contains("needs 'sink.transactional-id-prefix'"),
+        "{said}"
+    );
+    let said = run(
+        &checkpoints,
+        &format!("{prefix}, 'properties.transaction.timeout.ms' = '1000'"),
+    );
+    assert!(
+        said.contains("is not longer than the checkpoint interval"),
+        "{said}"
+    );
+    // Above the broker's transaction.max.timeout.ms (15 min): it refuses the producer.
+    let said = run(
+        &checkpoints,
+        &format!("{prefix}, 'properties.transaction.timeout.ms' = '3600000'"),
+    );
+    assert!(said.contains("cannot start transactions"), "{said}");
+    assert!(
+        broker
+            .read_all("out", Duration::from_millis(500))
+            .is_empty()
+    );
+}
+
+/// Debezium change events become a changelog: creates, updates and deletes give the
+/// right table, and an aggregation over it retracts what was updated or deleted; an
+/// event that cannot be applied is a dead letter naming why.
+#[test]
+fn debezium_json_events_become_the_right_table() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("products", 1);
+    let events = [
+        r#"{"before": null, "after": {"id": 1, "name": "a", "weight": 1.0}, "op": "c"}"#,
+        r#"{"before": null, "after": {"id": 2, "name": "b", "weight": 2.0}, "op": "c"}"#,
+        r#"{"before": {"id": 1, "name": "a", "weight": 1.0}, "after": {"id": 1, "name": "aa", "weight": 1.5}, "op": "u"}"#,
+        "{not json",
+        r#"{"before": {"id": 2, "name": "b", "weight": 2.0}, "after": null, "op": "d"}"#,
+        r#"{"before": null, "after": {"id": 9, "name": "z", "weight": 9.0}, "op": "u"}"#,
+        r#"{"before": null, "after": {"id": 3, "name": "c", "weight": 3.0}, "op": "r"}"#,
+    ];
+    let values: Vec<(Option<&str>, &[u8])> = events.iter().map(|e| (None, e.as_bytes())).collect();
+    broker.produce("products", &values);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |query: &str| {
+        let file = dir.path().join("job.sql");
+        std::fs::write(
+            &file,
+            format!(
+                "CREATE TABLE products (id BIGINT, name VARCHAR, weight DOUBLE)
+                 WITH ('connector' = 'kafka', 'topic' = 'products',
+                       'properties.bootstrap.servers' = '{}', 'format' = 'debezium-json',
+                       'scan.startup.mode' = 'earliest-offset',
+                       'scan.bounded.mode' = 'latest-offset', 'on-error' = 'dead-letter');
+                 {query}",
+                broker.bootstrap
+            ),
+        )
+        .unwrap();
+        let out = fungi()
+            .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+            .output_within(PROCESS_LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (rows, stderr)
+    };
+    let (changes, stderr) = run("SELECT * FROM products;");
+    assert!(stderr.contains("2 dead letters"), "{stderr}");
+    assert!(stderr.contains("REPLICA IDENTITY FULL"), "{stderr}");
+    // Applying the changelog gives the table Debezium describes.
+    let mut table = BTreeMap::new();
+    for row in &changes {
+        let id = row["id"].as_i64().unwrap();
+        match row["op"].as_str().unwrap() {
+            "+I" | "+U" => assert!(
+                table.insert(id, row["name"].clone()).is_none(),
+                "{changes:?}"
+            ),
+            "-U" | "-D" => assert!(table.remove(&id).is_some(), "{changes:?}"),
+            other => panic!("op {other}"),
+        }
+    }
+    assert_eq!(
+        table,
+        BTreeMap::from([(1, serde_json::json!("aa")), (3, serde_json::json!("c"))]),
+        "{changes:?}"
+    );
+    let (totals, _) = run("SELECT COUNT(*) AS n, SUM(weight) AS total FROM products;");
+    let last = totals.last().unwrap();
+    assert_eq!(
+        (last["n"].as_i64(), last["total"].as_f64()),
+        (Some(2), Some(4.5)),
+        "{totals:?}"
+    );
+}
+
 #[test]
 fn bad_kafka_options_are_refused_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,12 +498,30 @@ fn bad_kafka_options_are_refused_naming_the_option() {
         (
             good.to_string(),
             format!("{good}, 'sink.delivery-guarantee' = 'exactly-once'"),
-            "'exactly-once' (Kafka transactions) is not available yet",
+            "'exactly-once' needs 'sink.transactional-id-prefix'",
+        ),
+        (
+            good.to_string(),
+            format!("{good}, 'properties.transactional.id' = 'mine'"),
+            "set 'sink.delivery-guarantee' = 'exactly-once'",
         ),
         (
             good.replace("json", "protobuf"),
             good.to_string(),
-            "'protobuf' is not json, csv, raw or avro",
+            "'protobuf' is not json, csv, raw, avro or debezium-json",
+        ),
+        (
+            good.to_string(),
+            good.replace("json", "debezium-json"),
+            "format 'debezium-json' is read, not written",
+        ),
+        (
+            format!(
+                "{}, 'debezium-json.schema-include' = 'maybe'",
+                good.replace("json", "debezium-json")
+            ),
+            good.to_string(),
+            "'maybe' is not true or false",
         ),
     ];
     for (source, sink, message) in cases {
@@ -248,7 +567,7 @@ fn an_idle_partition_stops_holding_back_event_time() {
     let mut child = fungi()
         .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -257,10 +576,15 @@ fn an_idle_partition_stops_holding_back_event_time() {
         got = broker.read_all("counts", Duration::from_millis(500));
     }
     let _ = child.kill();
-    let _ = child.wait();
+    let out = fungi_testkit::process::wait_within(child, PROCESS_LIMIT);
     // 3000 records span 30 s of event time: the first two 10 s windows (10 auctions
     // each) have closed.
-    assert!(got.len() >= 20, "{} windows fired", got.len());
+    assert!(
+        got.len() >= 20,
+        "{} windows fired; the job said:\n{}",
+        got.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Avro payloads, and metadata columns both ways: a job writes Avro with headers and
@@ -405,14 +729,14 @@ fn the_kafka_benchmark_runs_against_a_broker() {
     let broker = KafkaBroker::start();
     let out = fungi()
         .args(["bench", "kafka", "--bootstrap", &broker.bootstrap])
-        .args(["--records", "2000", "--json"])
-        .output()
-        .unwrap();
+        .args(["--records", "2000", "--exactly-once", "--json"])
+        .args(["--checkpoint-interval-ms", "200"])
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = steps.as_array().unwrap();
-    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert_eq!(steps.len(), 5, "{steps:?}");
     for s in steps {
         assert_eq!(s["records"], 2000, "{s}");
         assert!(s["events_per_second"].as_f64().unwrap() > 0.0, "{s}");

@@ -6,6 +6,7 @@ mod recovery;
 mod security;
 mod server;
 
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT, wait_within};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,13 +24,13 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn help_documents_every_command() {
-    let out = fungi().arg("--help").output().unwrap();
+    let out = fungi().arg("--help").output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for cmd in ["run", "bench", "plugin"] {
         assert!(text.contains(cmd), "{text}");
     }
-    let out = fungi().args(["run", "--help"]).output().unwrap();
+    let out = fungi().args(["run", "--help"]).output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("--local") && text.contains("--explain"),
@@ -46,8 +47,7 @@ fn runs_the_sensor_example_with_a_dead_letter() {
             &repo("examples/jobs/sensor-sessions.toml"),
         ])
         .current_dir(repo(""))
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -75,8 +75,7 @@ fn a_job_file_writes_its_dead_letters_to_a_file_and_takes_a_restart_strategy() {
     let out = fungi()
         .args(["run", "--local", file.to_str().unwrap()])
         .current_dir(repo(""))
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -106,8 +105,7 @@ fn bad_job_files_name_the_problem() {
     .unwrap();
     let out = fungi()
         .args(["run", "--local", job.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a window needs event time"), "{stderr}");
@@ -118,14 +116,13 @@ fn bad_job_files_name_the_problem() {
     .unwrap();
     let out = fungi()
         .args(["run", "--local", job.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown field `colour`"), "{stderr}");
 }
 
 #[test]
-fn ctrl_c_stops_the_job_cleanly() {
+fn ctrl_c_and_sigterm_stop_the_job_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.toml");
     std::fs::write(
@@ -133,9 +130,10 @@ fn ctrl_c_stops_the_job_cleanly() {
         "[source]\nconnector = \"nexmark\"\noptions = { \"rate-limit\" = \"10000\" }\n[sink]\nconnector = \"blackhole\"\n",
     )
     .unwrap();
-    interrupt_and_check(&job);
+    interrupt_and_check(&job, &["-INT"]);
     // A job whose every subtask is busy computing (a source that always has rows,
-    // chained to an expensive projection, one subtask per core) stops just as well.
+    // chained to an expensive projection, two subtasks per core) stops just as well,
+    // on SIGTERM as on Ctrl-C.
     let spin = dir.path().join("spin.sql");
     std::fs::write(
         &spin,
@@ -145,29 +143,93 @@ fn ctrl_c_stops_the_job_cleanly() {
          INSERT INTO out SELECT md5(md5(repeat(CAST(id AS VARCHAR), 64))) FROM g;",
     )
     .unwrap();
-    interrupt_and_check(&spin);
+    interrupt_and_check(&spin, &["-TERM"]);
+    // A job stuck in a function call does not stop on Ctrl-C; a second one stops the
+    // process at once.
+    std::fs::write(
+        dir.path().join("slow.py"),
+        "import time, fungi, pyarrow as pa\n\
+         @fungi.udf(returns=pa.int64())\n\
+         def slow(x):\n    time.sleep(60)\n    return x\n",
+    )
+    .unwrap();
+    let stuck = dir.path().join("stuck.sql");
+    std::fs::write(
+        &stuck,
+        format!(
+            "CREATE FUNCTION slow LANGUAGE PYTHON USING '{}';
+             CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10');
+             CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT slow(id) FROM g;",
+            dir.path().join("slow.py").display()
+        ),
+    )
+    .unwrap();
+    let mut child = fungi()
+        .args(["run", "--local", stuck.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    let signal = |child: &std::process::Child| {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal(&child);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the stuck job stopped on one Ctrl-C"
+    );
+    signal(&child);
+    let start = Instant::now();
+    let out = wait_within(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(start.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped at once (second Ctrl-C)"),
+        "{stderr}"
+    );
 }
 
-/// Runs `job`, interrupts it (SIGINT) after a while, and checks that it stops promptly
-/// and cleanly.
-fn interrupt_and_check(job: &std::path::Path) {
+/// Runs `job`, sends it `signals` (with `kill`) after a while, and checks that it
+/// stops promptly and cleanly.
+fn interrupt_and_check(job: &std::path::Path, signals: &[&str]) {
+    let out = interrupt(job, signals);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("job stopped by the user"), "{stderr}");
+}
+
+/// Runs `job`, sends it `signals` one after the other once it runs, and returns what
+/// it printed; it must stop within 5 s of the first.
+fn interrupt(job: &std::path::Path, signals: &[&str]) -> std::process::Output {
     let child = fungi()
         .args(["run", "--local", job.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
     let start = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "stops promptly");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("job stopped by the user"), "{stderr}");
+    for signal in signals {
+        let status = Command::new("kill")
+            .args([*signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = wait_within(child, Duration::from_secs(60));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stops promptly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
@@ -182,8 +244,7 @@ fn bench_runs_a_small_query() {
             "200000",
             "--json",
         ])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -222,8 +283,7 @@ fn every_nexmark_file_runs_or_says_why_not() {
         let out = fungi()
             .args(["run", "--local", small.to_str().unwrap(), "--no-progress"])
             .current_dir(work.path())
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if text.contains("NOT RUNNABLE YET") {
             assert!(
@@ -251,8 +311,7 @@ fn every_nexmark_file_runs_or_says_why_not() {
 fn plugin_inspect_and_test_describe_and_check_a_component() {
     let out = fungi()
         .args(["plugin", "inspect", fungi_plugin_artifacts::STRINGS_GEO])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -271,8 +330,7 @@ fn plugin_inspect_and_test_describe_and_check_a_component() {
     }
     let out = fungi()
         .args(["plugin", "test", fungi_plugin_artifacts::HLL])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -281,8 +339,7 @@ fn plugin_inspect_and_test_describe_and_check_a_component() {
     );
     let out = fungi()
         .args(["plugin", "test", fungi_plugin_artifacts::HOSTILE_EVIL])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not conform"));
 }
@@ -305,8 +362,7 @@ fn a_job_with_a_plugin_source_reports_the_plugins_metrics() {
     let out = fungi()
         .args(["run", "--local", "--no-progress"])
         .arg(&job)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("600 records read"), "{stderr}");
@@ -365,7 +421,7 @@ fn run_chapter(
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
+        let out = cmd.output_within(PROCESS_LIMIT);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -430,8 +486,7 @@ fn the_first_wasm_udf_chapter_works_as_written() {
         .args(["plugin", "build", "elsewhere/myudf"])
         .current_dir(dir.path())
         .env("CARGO_TARGET_DIR", &guests)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -452,8 +507,7 @@ fn plugin_new_makes_an_aggregate() {
             .args(args)
             .current_dir(dir.path())
             .env("CARGO_TARGET_DIR", &guests)
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -506,8 +560,7 @@ class Range:
     .unwrap();
     let out = fungi()
         .args(["plugin", "build", "--python", app.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -526,8 +579,7 @@ class Range:
             "test",
             dir.path().join("stats.wasm").to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -549,8 +601,7 @@ class Range:
         std::fs::write(&app, source).unwrap();
         let out = fungi()
             .args(["plugin", "build", "--python", app.to_str().unwrap()])
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(why), "{stderr}");
     }
@@ -562,8 +613,7 @@ fn nexmark_generate_writes_files_that_fungi_reads() {
     let out = fungi()
         .args(["nexmark", "generate", "--events", "5000", "--out"])
         .arg(dir.path())
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // 1:3:46 persons, auctions and bids.
@@ -587,8 +637,7 @@ fn nexmark_generate_writes_files_that_fungi_reads() {
         .args(["nexmark", "generate", "--events", "5000", "--table", "bid"])
         .arg("--out")
         .arg(&again)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(out.status.success());
     assert_eq!(
         std::fs::read(&again).unwrap(),
@@ -611,16 +660,14 @@ fn nexmark_generate_writes_files_that_fungi_reads() {
     let out = fungi()
         .args(["run", "--local", "--no-progress"])
         .arg(&job)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4600 records read"), "{stderr}");
     let out = fungi()
         .args(["nexmark", "generate", "--table", "bids-x", "--out"])
         .arg(dir.path().join("x.json"))
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown Nexmark table 'bids-x'"));
 }

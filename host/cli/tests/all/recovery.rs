@@ -1,6 +1,7 @@
 //! Exactly-once recovery: jobs killed with SIGKILL and started again commit the same
 //! output as an uninterrupted run, record for record.
 
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT, wait_within};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -89,8 +90,7 @@ pub(super) fn run_to_end(dir: &Path, sql: &str) -> std::process::Output {
     std::fs::write(&file, sql).unwrap();
     fungi()
         .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
-        .output()
-        .unwrap()
+        .output_within(PROCESS_LIMIT)
 }
 
 /// Runs the job, killing it `kills` times at pseudo-random points, then lets it finish.
@@ -139,15 +139,14 @@ pub(super) fn run_with_kills_on(
         std::thread::sleep(wait);
         // SIGKILL: no chance to clean up.
         let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
+        let out = wait_within(child, PROCESS_LIMIT);
         log.push_str(&format!("--- killed after {wait:?}\n"));
         log.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     let out = fungi()
         .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
         .envs(env(kills))
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     log.push_str(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{log}");
     log
@@ -292,8 +291,7 @@ fn the_same_with_rocksdb_and_checkpoints_in_s3_restored_on_a_fresh_machine_each_
         .args(["checkpoints", "s3://ckpt/job", "--json"])
         .envs(server.env())
         .env("FUNGI_LOCAL_STATE_DIR", killed.path().join("listing"))
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -423,9 +421,8 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_r
     std::thread::sleep(Duration::from_millis(300));
     let sp = fungi()
         .args(["savepoint", "--stop", first.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stopped = child.wait_with_output().unwrap();
+        .output_within(PROCESS_LIMIT);
+    let stopped = wait_within(child, PROCESS_LIMIT);
     let stopped_log = String::from_utf8_lossy(&stopped.stderr);
     assert!(
         sp.status.success(),
@@ -456,8 +453,7 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_parallelism_3_with_identical_r
             &savepoint,
             file.to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("resuming from checkpoint"), "{log}");
@@ -623,7 +619,7 @@ fn a_job_file_checkpoints_and_resumes_after_a_kill() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = run().wait_with_output().unwrap();
+    let out = wait_within(run(), PROCESS_LIMIT);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("resuming from checkpoint"), "{log}");
@@ -636,8 +632,7 @@ fn a_job_file_checkpoints_and_resumes_after_a_kill() {
             "checkpoints",
             dir.path().join("checkpoints").to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let table = String::from_utf8_lossy(&listed.stdout);
     assert!(
         listed.status.success(),

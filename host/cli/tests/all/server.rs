@@ -1,6 +1,7 @@
 //! `fungi server` end to end: the REST API, roles, tenants, quotas, the audit log, a
 //! restart, and the CLI as a client.
 
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -614,8 +615,7 @@ fn the_cli_is_a_client_of_the_server() {
             .args(args)
             .env("FUNGI_SERVER", &server.url)
             .env("FUNGI_API_KEY", key)
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -1049,8 +1049,7 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
     let out = fungi()
         .args(["function", "list", "--server", &server.url])
         .env("FUNGI_API_KEY", &py)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("thrice"),
         "{out:?}"
@@ -1058,8 +1057,7 @@ fn jobs_use_their_tenants_uploaded_plugins_under_its_quotas() {
     let out = fungi()
         .args(["function", "delete", "thrice", "--server", &server.url])
         .env("FUNGI_API_KEY", &py)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(ok(&server, &py, Method::GET, "/functions", None), json!([]));
     let raise = "SET 'plugin.memory-per-instance' = '1 gb';";
@@ -1769,8 +1767,7 @@ fn tls_and_jwt_bearer_tokens() {
     let out = fungi()
         .args(["job", "list", "--server", &server.url, "--ca-cert", &ca_pem])
         .env("FUNGI_API_KEY", &admin)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -1796,8 +1793,7 @@ fn signed_plugins_under_trust_policies() {
             .env("COSIGN_PASSWORD", "s3cret")
             .env("FUNGI_API_KEY", key)
             .env("FUNGI_SERVER", &server.url)
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).to_string()
@@ -1846,8 +1842,7 @@ fn signed_plugins_under_trust_policies() {
                 &d("geo.sig.der"),
                 &component,
             ])
-            .output()
-            .unwrap();
+            .output_within(PROCESS_LIMIT);
         assert!(
             out.status.success(),
             "openssl: {}",
@@ -2080,8 +2075,7 @@ fn a_running_jobs_dead_letters_are_shown_by_the_api_and_the_cli() {
     let out = fungi()
         .args(["job", "dead-letters", &id, "--server", &server.url])
         .env("FUNGI_API_KEY", &key)
-        .output()
-        .unwrap();
+        .output_within(PROCESS_LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("sink rejected: "),

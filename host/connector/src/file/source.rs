@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::kernels::cast;
 use arrow::datatypes::SchemaRef;
+use fungi_common::ids::CheckpointId;
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
 use fungi_execution::RestoredState;
@@ -301,7 +302,7 @@ impl Source for FileSource {
         Ok(self.files.as_slice().iter().map(|(s, _)| *s).collect())
     }
 
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
         let owned: BTreeMap<u32, SplitProgress> = self
             .progress
             .iter()

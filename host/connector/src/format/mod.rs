@@ -2,6 +2,7 @@
 //! encoding a batch into one record per row, without a per-row allocation.
 
 pub mod avro;
+pub mod debezium;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -22,21 +23,42 @@ pub enum RecordFormat {
     /// One Avro binary datum per record, of the schema derived from the table's columns
     /// (Flink's `avro` format).
     Avro,
+    /// One Debezium change event (JSON) per record, read as a changelog (Flink's
+    /// `debezium-json`; see [`debezium`]).
+    DebeziumJson {
+        /// The event is inside `payload`, next to Debezium's `schema`
+        /// (`debezium-json.schema-include`).
+        schema_include: bool,
+    },
 }
 
 impl RecordFormat {
-    /// Parses `format` (`json`, `csv`, `raw`, `avro`) and `csv.field-delimiter` for `connector`.
+    /// Parses `format` (`json`, `csv`, `raw`, `avro`, `debezium-json`) with
+    /// `csv.field-delimiter` and `debezium-json.schema-include` for `connector`.
     pub fn from_options(connector: &str, options: &crate::options::Options) -> Result<Self> {
         let format = options.require("format")?;
         match format.to_ascii_lowercase().as_str() {
             "json" => Ok(RecordFormat::Json),
             "raw" => Ok(RecordFormat::Raw),
             "avro" => Ok(RecordFormat::Avro),
+            "debezium-json" => Ok(RecordFormat::DebeziumJson {
+                schema_include: match options.get("debezium-json.schema-include") {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(FungiError::Config(format!(
+                            "connector '{connector}', option \
+                             'debezium-json.schema-include': '{other}' is not true or false"
+                        )));
+                    }
+                },
+            }),
             "csv" => Ok(RecordFormat::Csv {
                 delimiter: csv_delimiter(connector, options)?,
             }),
             other => Err(FungiError::Config(format!(
-                "connector '{connector}', option 'format': '{other}' is not json, csv, raw or avro"
+                "connector '{connector}', option 'format': '{other}' is not json, csv, raw, avro \
+                 or debezium-json"
             ))),
         }
     }
@@ -126,7 +148,7 @@ pub fn decode_lines(
             decoder.decode(&[]).map_err(|e| e.to_string())?;
             decoder.flush().map_err(|e| e.to_string())
         }
-        RecordFormat::Raw | RecordFormat::Avro => {
+        RecordFormat::Raw | RecordFormat::Avro | RecordFormat::DebeziumJson { .. } => {
             Err(format!("{format:?} records are not line based"))
         }
     }
@@ -145,6 +167,9 @@ pub fn decode_records(
     }
     if format == RecordFormat::Raw {
         return decode_raw(schema, records);
+    }
+    if let RecordFormat::DebeziumJson { schema_include } = format {
+        return decode_change_events(schema, schema_include, records);
     }
     let mut all = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
     for r in records {
@@ -183,6 +208,35 @@ pub fn decode_records(
         arrow::compute::concat_batches(schema, &good).expect("batches of the same schema")
     });
     (batch, bad)
+}
+
+/// Decodes Debezium change events into changelog rows of `schema` (the table's columns;
+/// the rows get the change column): the envelopes as JSON, then the changes.
+fn decode_change_events(
+    schema: &SchemaRef,
+    schema_include: bool,
+    records: &[&[u8]],
+) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+    let envelope = debezium::envelope_schema(schema, schema_include);
+    let (events, mut bad) = decode_records(&envelope, RecordFormat::Json, records);
+    let Some(events) = events else {
+        return (None, bad);
+    };
+    // Event `i` of the decoded batch is the `i`-th record that decoded.
+    let decoded: Vec<usize> = (0..records.len())
+        .filter(|i| !bad.iter().any(|(b, _)| b == i))
+        .collect();
+    match debezium::to_changelog(&events, schema, schema_include) {
+        Ok((rows, unusable)) => {
+            bad.extend(unusable.into_iter().map(|(i, reason)| (decoded[i], reason)));
+            bad.sort_by_key(|(i, _)| *i);
+            (rows, bad)
+        }
+        Err(e) => (
+            None,
+            decoded.into_iter().map(|i| (i, e.to_string())).collect(),
+        ),
+    }
 }
 
 /// Decodes raw records into the table's one column: bytes as they are, or text (a record
@@ -252,6 +306,13 @@ pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>
             }
         }
         RecordFormat::Avro => unreachable!("encoded above"),
+        RecordFormat::DebeziumJson { .. } => {
+            return Err(FungiError::Config(
+                "format 'debezium-json' is read, not written: write 'json', or use \
+                 upsert-kafka for an updating result"
+                    .into(),
+            ));
+        }
         RecordFormat::Json | RecordFormat::Csv { .. } => {
             match format {
                 RecordFormat::Json => {
@@ -266,7 +327,9 @@ pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>
                         .build(&mut buf);
                     writer.write(batch)?;
                 }
-                RecordFormat::Raw | RecordFormat::Avro => unreachable!(),
+                RecordFormat::Raw | RecordFormat::Avro | RecordFormat::DebeziumJson { .. } => {
+                    unreachable!("encoded above")
+                }
             }
             // Rows are newline-terminated: JSON escapes line breaks inside values, CSV
             // quotes them (a quote inside a quoted value is doubled, so counting quotes

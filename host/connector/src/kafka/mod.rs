@@ -13,6 +13,7 @@ mod metadata;
 mod properties;
 mod sink;
 mod source;
+mod transaction;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,38 @@ use crate::options::Options;
 const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The connection settings shared by the source and the sink.
+/// Whether `e` says the consumer group's coordinator is moving, loading or not elected
+/// yet (right after a broker starts, or while it fails over): worth asking again.
+pub(crate) fn coordinator_not_ready(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{
+        CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator,
+    };
+    matches!(
+        e.rdkafka_error_code(),
+        Some(NotCoordinator | CoordinatorNotAvailable | CoordinatorLoadInProgress)
+    )
+}
+
+/// The offsets `consumer`'s group committed for `list`, asked again while the group's
+/// coordinator is not ready, for up to `timeout` in all.
+pub(crate) fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    list: &rdkafka::TopicPartitionList,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<rdkafka::TopicPartitionList> {
+    use rdkafka::consumer::Consumer;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match consumer.committed_offsets(list.clone(), left) {
+            Err(e) if coordinator_not_ready(&e) && !left.is_zero() => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
     /// The topic.

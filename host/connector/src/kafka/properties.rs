@@ -39,6 +39,7 @@ pub const TENANT_PROPERTIES: &[&str] = &[
     "acks",
     "request.required.acks",
     "enable.idempotence",
+    "transaction.timeout.ms",
     "message.max.bytes",
     "message.timeout.ms",
     "delivery.timeout.ms",

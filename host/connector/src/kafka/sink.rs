@@ -4,8 +4,9 @@
 //! which batches them into produce requests. `at-least-once` (the default) waits on each
 //! checkpoint barrier until every message sent so far is acknowledged, so a checkpoint
 //! never completes ahead of its output; after a failure the replay may write some
-//! messages again. `none` does not wait. `exactly-once` needs Kafka transactions: see
-//! [`DeliveryGuarantee::ExactlyOnce`].
+//! messages again. `none` does not wait. `exactly-once` writes each checkpoint's
+//! records in a Kafka transaction committed when the checkpoint completes (see
+//! [`super::transaction`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,13 +16,14 @@ use arrow::datatypes::DataType;
 use fungi_common::ids::CheckpointId;
 use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
-use fungi_execution::{Operator, OperatorContext, Output};
+use fungi_execution::{Operator, OperatorContext, Output, RestoredState};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::Connection;
 use super::metadata::SinkMetadata;
+use super::transaction::{self, PendingTransaction, Phase, TRANSACTION_TIMEOUT};
 use crate::format::{RecordFormat, encode_rows};
 use crate::options::Options;
 
@@ -32,9 +34,15 @@ pub const KAFKA_SINK_OPTIONS: &[&str] = &[
     "format",
     "csv.field-delimiter",
     "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
     "sink.partitioner",
     "key.fields",
 ];
+
+/// What a producer that cannot start transactions is told.
+const START_FAILED: &str = "cannot start transactions (is the broker's transaction \
+     coordinator available, and properties.transaction.timeout.ms within its \
+     transaction.max.timeout.ms?)";
 
 /// How long a barrier or the end of input waits for outstanding messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,11 +55,9 @@ pub enum DeliveryGuarantee {
     /// Every message acknowledged before its checkpoint completes; replays may
     /// duplicate.
     AtLeastOnce,
-    /// Transactions committed when the checkpoint completes. Not offered yet: it needs
-    /// a transactional producer that can commit, after a restart, a transaction an
-    /// earlier process pre-committed (Flink resumes it through the Java client's
-    /// internals; librdkafka has no such call), and the tests need a broker that
-    /// serves transactions.
+    /// Each checkpoint's records in a Kafka transaction, committed when the
+    /// checkpoint completes; after a failure a pre-committed transaction that did not
+    /// commit is written again from the checkpoint (see [`super::transaction`]).
     ExactlyOnce,
 }
 
@@ -96,7 +102,25 @@ pub struct KafkaSink {
     subtask: u32,
     producer: Option<BaseProducer<Deliveries>>,
     partitions: Vec<i32>,
-    next_partition: usize,
+    /// The partition the next row goes to under `round-robin`.
+    next_partition: std::cell::Cell<usize>,
+    /// The transactional side of an exactly-once sink.
+    transactions: Option<Transactions>,
+    /// `sink.transactional-id-prefix` (exactly-once only).
+    transactional_prefix: Option<String>,
+}
+
+/// An exactly-once sink subtask's transaction and what it holds.
+struct Transactions {
+    /// `<prefix>-<subtask index>`.
+    id: String,
+    /// The consumer group holding this id's commit marker.
+    group: rdkafka::consumer::ConsumerGroupMetadata,
+    phase: Phase,
+    /// Input batches written in the open transaction: what a checkpoint keeps.
+    written: Vec<RecordBatch>,
+    /// Input batches that arrived after the pre-commit: sent once it commits.
+    held: Vec<RecordBatch>,
 }
 
 impl KafkaSink {
@@ -104,20 +128,20 @@ impl KafkaSink {
     pub fn factory(options: &Options) -> Result<OperatorFactory> {
         let connection = Connection::from_options(options)?;
         let format = RecordFormat::from_options("kafka", options)?;
+        if matches!(format, RecordFormat::DebeziumJson { .. }) {
+            return Err(FungiError::Config(
+                "connector 'kafka': format 'debezium-json' is read, not written; write \
+                 'json' (an updating result needs a sink that accepts updates)"
+                    .into(),
+            ));
+        }
         let guarantee = match options
             .get("sink.delivery-guarantee")
             .unwrap_or("at-least-once")
         {
             "none" => DeliveryGuarantee::None,
             "at-least-once" => DeliveryGuarantee::AtLeastOnce,
-            "exactly-once" => {
-                return Err(FungiError::Config(
-                    "connector 'kafka', option 'sink.delivery-guarantee': 'exactly-once' \
-                     (Kafka transactions) is not available yet; use 'at-least-once', or a \
-                     filesystem sink for exactly-once output"
-                        .into(),
-                ));
-            }
+            "exactly-once" => DeliveryGuarantee::ExactlyOnce,
             other => {
                 return Err(FungiError::Config(format!(
                     "connector 'kafka', option 'sink.delivery-guarantee': '{other}' is not \
@@ -136,6 +160,27 @@ impl KafkaSink {
                 )));
             }
         };
+        let transactional_prefix = options
+            .get("sink.transactional-id-prefix")
+            .map(str::to_string);
+        if guarantee == DeliveryGuarantee::ExactlyOnce && transactional_prefix.is_none() {
+            return Err(FungiError::Config(
+                "connector 'kafka': 'sink.delivery-guarantee' = 'exactly-once' needs \
+                 'sink.transactional-id-prefix', a prefix no other job writing to the same \
+                 Kafka cluster uses (each sink subtask's transactional id is \
+                 '<prefix>-<subtask>')"
+                    .into(),
+            ));
+        }
+        if connection.properties.contains_key("transactional.id") {
+            return Err(FungiError::Config(
+                "connector 'kafka', option 'properties.transactional.id': set \
+                 'sink.delivery-guarantee' = 'exactly-once' and \
+                 'sink.transactional-id-prefix' instead; the sink names each subtask's \
+                 transactions"
+                    .into(),
+            ));
+        }
         let key_field = options.get("key.fields").map(str::to_string);
         if key_field
             .as_deref()
@@ -159,7 +204,9 @@ impl KafkaSink {
                 subtask: s.index,
                 producer: None,
                 partitions: Vec::new(),
-                next_partition: 0,
+                next_partition: Default::default(),
+                transactions: None,
+                transactional_prefix: transactional_prefix.clone(),
             }) as Box<dyn Operator>)
         }))
     }
@@ -168,55 +215,45 @@ impl KafkaSink {
         self.producer.as_ref().expect("opened")
     }
 
-    /// Fails with the first delivery error librdkafka reported.
-    fn check_deliveries(&self) -> Result<()> {
-        let failed = self
-            .producer()
-            .context()
-            .failed
-            .lock()
-            .expect("delivery lock");
+    /// A producer with the sink's settings; transactional under `transactional_id`.
+    fn create_producer(&self, transactional_id: Option<&str>) -> Result<BaseProducer<Deliveries>> {
+        let acks = match self.guarantee {
+            DeliveryGuarantee::None => "1",
+            _ => "all",
+        };
+        let mut config = self
+            .connection
+            .client_config(&[("acks", acks), ("linger.ms", "5")]);
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id);
+        }
+        config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| self.connection.error("cannot create a producer", e))
+    }
+
+    /// Fails with the first delivery error librdkafka reported to `producer`.
+    fn check_deliveries(&self, producer: &BaseProducer<Deliveries>) -> Result<()> {
+        let failed = producer.context().failed.lock().expect("delivery lock");
         match &*failed {
             Some(e) => Err(self.connection.error("a message was not delivered", e)),
             None => Ok(()),
         }
     }
 
-    /// Waits until every message sent so far is acknowledged.
-    fn flush(&self) -> Result<()> {
-        tokio::task::block_in_place(|| self.producer().flush(FLUSH_TIMEOUT)).map_err(|e| {
+    /// Waits until every message `producer` sent so far is acknowledged.
+    fn flush(&self, producer: &BaseProducer<Deliveries>) -> Result<()> {
+        tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT)).map_err(|e| {
             self.connection
                 .error("messages not acknowledged in time", e)
         })?;
-        self.check_deliveries()
-    }
-}
-
-impl Operator for KafkaSink {
-    fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
-        let acks = match self.guarantee {
-            DeliveryGuarantee::None => "1",
-            _ => "all",
-        };
-        let producer: BaseProducer<Deliveries> = self
-            .connection
-            .client_config(&[("acks", acks), ("linger.ms", "5")])
-            .create_with_context(Deliveries::default())
-            .map_err(|e| self.connection.error("cannot create a producer", e))?;
-        self.connection.check_cluster(producer.client())?;
-        self.producer = Some(producer);
-        if self.partitioner != Partitioner::Default {
-            self.partitions = self.connection.partitions(self.producer().client())?;
-        }
-        Ok(())
+        self.check_deliveries(producer)
     }
 
-    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let (buf, ends) = encode_rows(&self.metadata.payload(&batch)?, self.format)?;
-        let row_metadata = self.metadata.rows(&batch)?;
+    /// Encodes `batch` (a message per row) and hands it to `producer`.
+    fn send_batch(&self, producer: &BaseProducer<Deliveries>, batch: &RecordBatch) -> Result<()> {
+        let (buf, ends) = encode_rows(&self.metadata.payload(batch)?, self.format)?;
+        let row_metadata = self.metadata.rows(batch)?;
         let keys: Option<StringArray> = match &self.key_field {
             Some(name) => {
                 let column = batch.column_by_name(name).ok_or_else(|| {
@@ -259,41 +296,261 @@ impl Operator for KafkaSink {
                         .partition(self.partitions[self.subtask as usize % self.partitions.len()]);
                 }
                 Partitioner::RoundRobin => {
-                    record = record.partition(self.partitions[self.next_partition]);
-                    self.next_partition = (self.next_partition + 1) % self.partitions.len();
+                    let next = self.next_partition.get();
+                    record = record.partition(self.partitions[next]);
+                    self.next_partition.set((next + 1) % self.partitions.len());
                 }
             }
             loop {
-                match self.producer().send(record) {
+                match producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         // librdkafka's queue is full: serve acknowledgements, then retry.
                         record = r;
-                        tokio::task::block_in_place(|| {
-                            self.producer().poll(Duration::from_millis(50))
-                        });
-                        self.check_deliveries()?;
+                        tokio::task::block_in_place(|| producer.poll(Duration::from_millis(50)));
+                        self.check_deliveries(producer)?;
                     }
                     Err((e, _)) => return Err(self.connection.error("cannot send", e)),
                 }
             }
         }
-        self.producer().poll(Duration::ZERO);
-        self.check_deliveries()
+        producer.poll(Duration::ZERO);
+        self.check_deliveries(producer)
+    }
+
+    /// Runs a transactional call of `producer`, naming what failed.
+    fn transact(
+        &self,
+        what: &str,
+        call: impl FnOnce() -> rdkafka::error::KafkaResult<()>,
+    ) -> Result<()> {
+        tokio::task::block_in_place(call).map_err(|e| self.connection.error(what, e))
+    }
+
+    /// Sends `batches` in the open transaction of the sink's own producer.
+    fn send_in_transaction(&self, batches: &[RecordBatch]) -> Result<()> {
+        batches
+            .iter()
+            .try_for_each(|b| self.send_batch(self.producer(), b))
+    }
+
+    /// Writes a pending transaction of checkpoint `checkpoint` again, under
+    /// `transactional_id`, unless its marker says it committed.
+    fn finish_pending(
+        &self,
+        transactional_id: &str,
+        checkpoint: CheckpointId,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
+        let own = self
+            .transactions
+            .as_ref()
+            .is_some_and(|t| t.id == transactional_id);
+        let other = if own {
+            None
+        } else {
+            // An old subtask's id after a change of parallelism: fenced here too.
+            let producer = self.create_producer(Some(transactional_id))?;
+            self.transact(START_FAILED, || {
+                producer.init_transactions(TRANSACTION_TIMEOUT)
+            })?;
+            Some(producer)
+        };
+        let producer = other.as_ref().unwrap_or_else(|| self.producer());
+        let (consumer, group) = transaction::marker_group(&self.connection, transactional_id)?;
+        if transaction::committed_marker(&self.connection, &consumer)?
+            >= transaction::marker(checkpoint)
+        {
+            tracing::info!(transactional_id, %checkpoint, "the pending transaction had committed");
+            return Ok(());
+        }
+        tracing::info!(
+            transactional_id,
+            %checkpoint,
+            batches = batches.len(),
+            "writing again the transaction pre-committed at the restored checkpoint"
+        );
+        self.transact("cannot begin a transaction", || {
+            producer.begin_transaction()
+        })?;
+        for batch in batches {
+            self.send_batch(producer, batch)?;
+        }
+        transaction::send_marker(&self.connection, producer, &group, checkpoint)?;
+        self.transact("cannot commit the restored transaction", || {
+            producer.commit_transaction(TRANSACTION_TIMEOUT)
+        })
+    }
+
+    /// Pre-commits the open transaction at `checkpoint`; returns the state to keep.
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Option<Vec<u8>>> {
+        let mut t = self.transactions.take().expect("exactly-once sink opened");
+        let result = (|| {
+            match t.phase {
+                Phase::Idle => return Ok(None),
+                Phase::Open => {}
+                // The last checkpoint did not complete before this barrier: what came
+                // since joins its transaction, which now commits with this one.
+                Phase::PreCommitted(_) => {
+                    let held = std::mem::take(&mut t.held);
+                    self.send_in_transaction(&held)?;
+                    t.written.extend(held);
+                }
+            }
+            self.flush(self.producer())?;
+            transaction::send_marker(&self.connection, self.producer(), &t.group, checkpoint)?;
+            t.phase = Phase::PreCommitted(checkpoint);
+            PendingTransaction::encode(&t.id, checkpoint, &t.written).map(Some)
+        })();
+        self.transactions = Some(t);
+        result
+    }
+
+    /// Commits the pre-committed transaction if `checkpoint` covers it, then sends what
+    /// was held in a new one.
+    fn commit(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        let mut t = self.transactions.take().expect("exactly-once sink opened");
+        let result = (|| {
+            let Phase::PreCommitted(at) = t.phase else {
+                return Ok(());
+            };
+            if checkpoint < at {
+                return Ok(());
+            }
+            self.transact("cannot commit the transaction", || {
+                self.producer().commit_transaction(TRANSACTION_TIMEOUT)
+            })?;
+            t.written.clear();
+            t.phase = Phase::Idle;
+            if !t.held.is_empty() {
+                self.transact("cannot begin a transaction", || {
+                    self.producer().begin_transaction()
+                })?;
+                t.phase = Phase::Open;
+                let held = std::mem::take(&mut t.held);
+                self.send_in_transaction(&held)?;
+                t.written = held;
+            }
+            Ok(())
+        })();
+        self.transactions = Some(t);
+        result
+    }
+}
+
+impl Drop for KafkaSink {
+    /// A job that stops or fails leaves no transaction open: read_committed consumers
+    /// would wait for it until the broker's timeout. Whatever it held is in the
+    /// checkpoint and written again on restore.
+    fn drop(&mut self) {
+        if let (Some(t), Some(producer)) = (&self.transactions, &self.producer)
+            && t.phase != Phase::Idle
+        {
+            let _ = producer.abort_transaction(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Operator for KafkaSink {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let transactional_id = match (&self.transactional_prefix, self.guarantee) {
+            (Some(prefix), DeliveryGuarantee::ExactlyOnce) => {
+                transaction::check_settings(&self.connection, ctx.checkpoint_interval)?;
+                Some(format!("{prefix}-{}", self.subtask))
+            }
+            _ => None,
+        };
+        let producer = self.create_producer(transactional_id.as_deref())?;
+        self.connection.check_cluster(producer.client())?;
+        if let Some(id) = transactional_id {
+            // Fences every earlier producer of this id and aborts its open transaction.
+            self.transact(START_FAILED, || {
+                producer.init_transactions(TRANSACTION_TIMEOUT)
+            })?;
+            let (_, group) = transaction::marker_group(&self.connection, &id)?;
+            self.transactions = Some(Transactions {
+                id,
+                group,
+                phase: Phase::Idle,
+                written: Vec::new(),
+                held: Vec::new(),
+            });
+        }
+        self.producer = Some(producer);
+        if self.partitioner != Partitioner::Default {
+            self.partitions = self.connection.partitions(self.producer().client())?;
+        }
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some(mut t) = self.transactions.take() else {
+            return self.send_batch(self.producer(), &batch);
+        };
+        let result = (|| {
+            match t.phase {
+                Phase::PreCommitted(_) => {
+                    t.held.push(batch);
+                    return Ok(());
+                }
+                Phase::Idle => {
+                    self.transact("cannot begin a transaction", || {
+                        self.producer().begin_transaction()
+                    })?;
+                    t.phase = Phase::Open;
+                }
+                Phase::Open => {}
+            }
+            self.send_in_transaction(std::slice::from_ref(&batch))?;
+            t.written.push(batch);
+            Ok(())
+        })();
+        self.transactions = Some(t);
+        result
     }
 
     fn finish(&mut self, _out: &mut Output) -> Result<()> {
-        self.flush()
+        match self.guarantee {
+            // The final checkpoint pre-commits and commits.
+            DeliveryGuarantee::ExactlyOnce => Ok(()),
+            _ => self.flush(self.producer()),
+        }
     }
 
     fn snapshot_state(
         &mut self,
-        _checkpoint: CheckpointId,
+        checkpoint: CheckpointId,
         _out: &mut Output,
     ) -> Result<Option<Vec<u8>>> {
-        if self.guarantee == DeliveryGuarantee::AtLeastOnce {
-            self.flush()?;
+        match self.guarantee {
+            DeliveryGuarantee::AtLeastOnce => self.flush(self.producer()).map(|_| None),
+            DeliveryGuarantee::ExactlyOnce => self.pre_commit(checkpoint),
+            DeliveryGuarantee::None => Ok(None),
         }
-        Ok(None)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        match self.guarantee {
+            DeliveryGuarantee::ExactlyOnce => self.commit(checkpoint),
+            _ => Ok(()),
+        }
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        if self.guarantee != DeliveryGuarantee::ExactlyOnce {
+            return Ok(());
+        }
+        for (_, bytes) in &state.states {
+            let (pending, batches) = PendingTransaction::decode(bytes)?;
+            self.finish_pending(
+                &pending.transactional_id,
+                CheckpointId(pending.checkpoint),
+                &batches,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //! Partitions are the splits: subtask `i` of `p` reads partitions `i, i + p, ...`, so
 //! watermarks are tracked per partition downstream. Offsets live in checkpoints (the
 //! next offset to read per partition); a restored job resumes from them whatever the
-//! consumer group holds, and offsets are committed to the group after each checkpoint
-//! only so that lag can be watched with Kafka's tools. Partitions added to the topic
-//! are found by a periodic metadata lookup and read from their beginning.
+//! consumer group holds. Offsets are committed to the group when a checkpoint
+//! completes (not when it is taken), as Flink does, so that lag can be watched with
+//! Kafka's tools and `group-offsets` continues after what a completed checkpoint
+//! covers. Partitions added to the topic are found by a periodic metadata lookup and
+//! read from their beginning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use fungi_common::ids::SubtaskInfo;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result};
 use fungi_execution::RestoredState;
 use fungi_execution::dead_letter::DeadLetterQueue;
@@ -35,6 +37,7 @@ pub const KAFKA_SOURCE_OPTIONS: &[&str] = &[
     "properties.*",
     "format",
     "csv.field-delimiter",
+    "debezium-json.schema-include",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
     "scan.topic-partition-discovery.interval",
@@ -103,6 +106,10 @@ impl rdkafka::ClientContext for QuietEof {
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
+/// How many taken checkpoints' positions a source keeps while waiting for their
+/// completion; older ones were superseded.
+const MAX_UNCOMMITTED: usize = 8;
+
 /// A subtask of a Kafka source.
 pub struct KafkaSource {
     schema: SchemaRef,
@@ -124,6 +131,9 @@ pub struct KafkaSource {
     /// Next offset to read per partition, for every partition that has emitted rows (or
     /// was restored): what checkpoints save.
     positions: BTreeMap<i32, i64>,
+    /// The positions of checkpoints taken and not known complete yet: committed to the
+    /// consumer group when their checkpoint completes.
+    uncommitted: BTreeMap<CheckpointId, BTreeMap<i32, i64>>,
     /// Decoded batches not handed out yet, with the offset after their last record.
     ready: VecDeque<(i32, RecordBatch, i64)>,
     last_discovery: Instant,
@@ -132,12 +142,27 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// A factory reading `schema` rows from the topic configured by `options`.
-    pub fn factory(schema: SchemaRef, options: &Options) -> Result<SourceFactory> {
+    /// A factory reading `schema` rows from the topic configured by `options`, and the
+    /// schema of what it produces: `schema`, with the change column last when the
+    /// format is a changelog (`debezium-json`).
+    pub fn factory(schema: SchemaRef, options: &Options) -> Result<(SourceFactory, SchemaRef)> {
         let connection = Connection::from_options(options)?;
         let format = RecordFormat::from_options("kafka", options)?;
         let metadata = MetadataColumns::new(&schema, options)?;
         format.check_schema("kafka", metadata.value_schema())?;
+        let produced = match format {
+            RecordFormat::DebeziumJson { .. } => {
+                if metadata.value_schema().fields().len() != schema.fields().len() {
+                    return Err(FungiError::Config(
+                        "connector 'kafka': format 'debezium-json' takes no metadata \
+                         columns (an update is two rows)"
+                            .into(),
+                    ));
+                }
+                crate::format::debezium::changelog_schema(&schema)
+            }
+            _ => schema.clone(),
+        };
         let startup = match options.get("scan.startup.mode").unwrap_or("group-offsets") {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,
@@ -177,7 +202,8 @@ impl KafkaSource {
         let on_error = options.on_error("on-error")?;
         options.accept(super::KAFKA_SINK_OPTIONS);
         options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
-        Ok(Arc::new(move |s: &SubtaskInfo| {
+        let schema = produced.clone();
+        let factory: SourceFactory = Arc::new(move |s: &SubtaskInfo| {
             Ok(Box::new(KafkaSource {
                 schema: schema.clone(),
                 metadata: metadata.clone(),
@@ -192,12 +218,14 @@ impl KafkaSource {
                 consumer: None,
                 owned: Vec::new(),
                 positions: BTreeMap::new(),
+                uncommitted: BTreeMap::new(),
                 ready: VecDeque::new(),
                 last_discovery: Instant::now(),
                 batch_size: 8192,
                 dead_letters: None,
             }) as Box<dyn Source>)
-        }))
+        });
+        Ok((factory, produced))
     }
 
     fn consumer(&self) -> &BaseConsumer<QuietEof> {
@@ -274,9 +302,10 @@ impl KafkaSource {
         let topic = self.connection.topic.clone();
         let committed = if list.elements().iter().any(|e| e.offset() == Offset::Stored) {
             Some(
-                self.consumer()
-                    .committed_offsets(list.clone(), METADATA_TIMEOUT)
-                    .map_err(|e| self.connection.error("cannot read the group's offsets", e))?,
+                tokio::task::block_in_place(|| {
+                    super::committed_offsets(self.consumer(), &list, METADATA_TIMEOUT)
+                })
+                .map_err(|e| self.connection.error("cannot read the group's offsets", e))?,
             )
         } else {
             None
@@ -553,14 +582,36 @@ impl Source for KafkaSource {
         }
     }
 
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
         let owned: BTreeMap<i32, i64> = self
             .positions
             .iter()
             .filter(|(p, _)| self.owned.contains(p))
             .map(|(p, o)| (*p, *o))
             .collect();
-        // For monitoring only (lag in Kafka's tools): recovery reads the checkpoint.
+        let bytes = postcard::to_stdvec(&owned).expect("position encoding cannot fail");
+        // A checkpoint that never completes is superseded by the next: keep a few.
+        while self.uncommitted.len() >= MAX_UNCOMMITTED {
+            self.uncommitted.pop_first();
+        }
+        self.uncommitted.insert(checkpoint, owned);
+        Ok(bytes)
+    }
+
+    /// Commits the offsets of the newest checkpoint up to `checkpoint` to the consumer
+    /// group, so that lag shows in Kafka's tools and a job started without a checkpoint
+    /// from `group-offsets` continues after what the completed checkpoint covers.
+    /// Recovery itself reads the checkpoint, not the group.
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        let newer = if checkpoint.is_final() {
+            BTreeMap::new()
+        } else {
+            self.uncommitted.split_off(&checkpoint.next())
+        };
+        let mut done = std::mem::replace(&mut self.uncommitted, newer);
+        let Some((_, owned)) = done.pop_last() else {
+            return Ok(());
+        };
         if let Some(consumer) = &self.consumer
             && !owned.is_empty()
         {
@@ -568,11 +619,18 @@ impl Source for KafkaSource {
             for (&p, &o) in &owned {
                 let _ = list.add_partition_offset(&self.connection.topic, p, Offset::Offset(o));
             }
-            if let Err(e) = consumer.commit(&list, CommitMode::Async) {
-                tracing::debug!(error = %e, "offset commit for monitoring failed");
+            // The last commit waits for the broker: the consumer closes after it.
+            let mode = if checkpoint.is_final() {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            // Not worth failing the job for: the next completed checkpoint commits again.
+            if let Err(e) = consumer.commit(&list, mode) {
+                tracing::warn!(error = %e, topic = %self.connection.topic, "offset commit failed");
             }
         }
-        Ok(postcard::to_stdvec(&owned).expect("position encoding cannot fail"))
+        Ok(())
     }
 
     fn restore_position(&mut self, state: &RestoredState) -> Result<()> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
+use fungi_common::ids::CheckpointId;
 use fungi_common::ids::SubtaskInfo;
 use fungi_common::{FungiError, Result};
 use fungi_execution::RestoredState;
@@ -121,7 +122,7 @@ impl Source for NexmarkSource {
         })
     }
 
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
         Ok(postcard::to_stdvec(&self.generator.position()).expect("position encoding cannot fail"))
     }
 

@@ -229,6 +229,7 @@ fn sum_then_emit(
         metrics: Arc::new(fungi_execution::metrics::OperatorMetrics::new("process")),
         dead_letters: Arc::default(),
         checkpointing: true,
+        checkpoint_interval: Some(std::time::Duration::from_secs(1)),
         checkpoint_dir: Some(dir.to_path_buf()),
     };
     op.open(&ctx).unwrap();

@@ -114,7 +114,9 @@ fn a_source_task_resumes_from_checkpointed_offsets_at_another_parallelism() {
         for _ in 0..4 {
             rows_of(first.next().await.unwrap(), &mut seen);
         }
-        let position = first.snapshot_position().unwrap();
+        let position = first
+            .snapshot_position(fungi_common::ids::CheckpointId(1))
+            .unwrap();
         assert!(!seen.is_empty());
         // Two subtasks resume from it: every row of every split comes exactly once.
         for index in 0..2 {
@@ -214,6 +216,7 @@ fn the_sink_operator_commits_on_checkpoints_and_after_a_restore() {
         metrics: Arc::new(fungi_execution::metrics::OperatorMetrics::new("sink")),
         dead_letters: Arc::default(),
         checkpointing: true,
+        checkpoint_interval: Some(std::time::Duration::from_secs(1)),
         checkpoint_dir: None,
     };
     let factory = sink.factory();

@@ -22,10 +22,17 @@ impl Planner<'_> {
             None => s,
         });
         let source = self.graph.add_source(name, p, factory, watermarks);
+        // A changelog source (debezium-json) adds the change column after the table's.
+        let updating = produced.fields().len()
+            == table.schema.fields().len() - table.computed.len() + 1
+            && produced
+                .fields()
+                .last()
+                .is_some_and(|f| f.name() == OP_COLUMN);
         let mut planned = Planned {
             node: source,
             parallelism: p,
-            updating: false,
+            updating,
             window: WindowColumns::default(),
         };
         // Conform the source's rows to the table, then to the scan's projection.
@@ -34,7 +41,8 @@ impl Planner<'_> {
             None => (0..table.schema.fields().len()).collect(),
         };
         let base = table.schema.fields().len() - table.computed.len();
-        let identity = table.computed.is_empty()
+        let identity = !updating
+            && table.computed.is_empty()
             && indices.len() == produced.fields().len()
             && indices.iter().enumerate().all(|(i, &j)| i == j)
             && produced
@@ -44,7 +52,7 @@ impl Planner<'_> {
                 .all(|(a, b)| a.data_type() == b.data_type());
         if !identity {
             let produced_df = DFSchema::try_from(produced.as_ref().clone())?;
-            let exprs = indices
+            let mut exprs = indices
                 .iter()
                 .map(|&i| {
                     if i >= base {
@@ -66,14 +74,17 @@ impl Planner<'_> {
                     self.physical(&e, &produced_df)
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let mut schema = arrow_schema(&scan.projected_schema);
+            if updating {
+                // Carry the change column through.
+                let op = produced.fields().len() - 1;
+                exprs.push(Arc::new(PhysicalColumn::new(OP_COLUMN, op)));
+                schema = with_op_column(&schema);
+            }
             planned = self.then(
                 planned,
                 "conform",
-                ProjectOperator::factory(
-                    self.plugins.on_error,
-                    exprs,
-                    arrow_schema(&scan.projected_schema),
-                ),
+                ProjectOperator::factory(self.plugins.on_error, exprs, schema),
             );
         }
         Ok(planned)

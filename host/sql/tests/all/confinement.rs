@@ -227,7 +227,7 @@ fn check_accepted_table(connector: &str, options: &[(String, String)], sql: &str
             .tenant_check(key)
             .unwrap_or_else(|| panic!("option '{key}' outside the allow-list was accepted: {sql}"));
         match check {
-            TenantCheck::Free => {}
+            TenantCheck::Free | TenantCheck::TenantScoped => {}
             TenantCheck::TenantPath => {
                 let p = std::path::Path::new(value);
                 assert!(
