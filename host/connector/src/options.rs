@@ -14,6 +14,7 @@ pub struct Options {
     used: std::cell::RefCell<BTreeSet<String>>,
     metadata: Vec<MetadataColumn>,
     egress: Option<crate::egress::Egress>,
+    primary_key: Vec<String>,
 }
 
 /// A column declared `name TYPE METADATA [FROM 'key'] [VIRTUAL]` (Flink's syntax): the
@@ -64,7 +65,19 @@ impl Options {
             used: Default::default(),
             metadata: Vec::new(),
             egress: None,
+            primary_key: Vec::new(),
         }
+    }
+
+    /// These options with the table's `PRIMARY KEY` columns.
+    pub fn with_primary_key(mut self, columns: Vec<String>) -> Self {
+        self.primary_key = columns;
+        self
+    }
+
+    /// The table's `PRIMARY KEY` columns (empty without one).
+    pub fn primary_key(&self) -> &[String] {
+        &self.primary_key
     }
 
     /// These options for a confined tenant's table: the connector may reach only the

@@ -29,6 +29,9 @@ pub struct TableDef {
     /// For a confined tenant's table: the only hosts its connector may reach (the
     /// connector checks them where it connects).
     pub egress: Option<fungi_connector::egress::Egress>,
+    /// `PRIMARY KEY (..) NOT ENFORCED`: the columns an upsert connector keys its
+    /// records by (nothing checks that they are unique).
+    pub primary_key: Vec<String>,
 }
 
 impl TableDef {
@@ -45,6 +48,7 @@ impl TableDef {
         Options::new(&self.connector, self.options.clone())
             .with_metadata(self.metadata.clone())
             .with_egress(self.egress.clone())
+            .with_primary_key(self.primary_key.clone())
     }
 
     /// The watermark strategy, with Flink SQL's semantics: the watermark is the

@@ -27,6 +27,8 @@ pub(crate) struct CreateTable {
     /// `MAP<K, V>` columns, which DataFusion's parser does not know: listed in `columns`
     /// as `BYTEA`, and their type here.
     pub(crate) maps: Vec<(String, DataType)>,
+    /// `PRIMARY KEY (a, b) NOT ENFORCED`: the key columns, unquoted.
+    pub(crate) primary_key: Vec<String>,
 }
 
 /// The name of a column definition (its first word, unquoted), and where it ends.
@@ -251,6 +253,7 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
     let mut maps = Vec::new();
     let mut computed = Vec::new();
     let mut watermark = None;
+    let mut primary_key = Vec::new();
     let items = if no_columns {
         Vec::new()
     } else {
@@ -265,7 +268,9 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
             let at = item.to_ascii_uppercase().find(" AS ").expect("AS");
             computed.push((unquote(name), item[at + 4..].trim().to_string()));
         } else if upper.starts_with("PRIMARY KEY") {
-            // Flink's `PRIMARY KEY (..) NOT ENFORCED` is informational; nothing enforces it.
+            // Flink's `PRIMARY KEY (..) NOT ENFORCED`: upsert connectors key by it;
+            // nothing enforces it.
+            primary_key = parse_primary_key(&item)?;
         } else {
             let (item, meta) = split_metadata(&item)?;
             let (item, map) = split_map(&item)?;
@@ -307,7 +312,28 @@ pub(crate) fn parse_create_table(stmt: &str) -> Result<CreateTable> {
         options,
         metadata,
         maps,
+        primary_key,
     })
+}
+
+/// The columns of `PRIMARY KEY (a, b) [NOT ENFORCED]`.
+fn parse_primary_key(item: &str) -> Result<Vec<String>> {
+    let bad = || {
+        SqlError::Plan(format!(
+            "'{}' is not PRIMARY KEY (column, ...) NOT ENFORCED",
+            item.trim()
+        ))
+    };
+    let open = item.find('(').ok_or_else(bad)?;
+    let close = matching_paren(item, open).ok_or_else(bad)?;
+    let columns: Vec<String> = item[open + 1..close]
+        .split(',')
+        .map(|c| unquote(c.trim()))
+        .collect();
+    if columns.iter().any(String::is_empty) {
+        return Err(bad());
+    }
+    Ok(columns)
 }
 
 #[cfg(test)]

@@ -514,6 +514,16 @@ impl SqlSession {
                 "declare the watermark on a column the connector provides",
             ));
         }
+        if let Some(missing) = ddl
+            .primary_key
+            .iter()
+            .find(|c| schema.field_with_name(c).is_err())
+        {
+            return Err(SqlError::Plan(format!(
+                "table '{}': PRIMARY KEY column '{missing}' is not a column of the table",
+                ddl.name
+            )));
+        }
         if let Some((col, _)) = &ddl.watermark {
             let field = schema.field_with_name(col).map_err(|_| {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -545,6 +555,7 @@ impl SqlSession {
             computed,
             metadata: ddl.metadata.clone(),
             egress: self.plugins.confined.as_ref().map(|c| c.egress.clone()),
+            primary_key: ddl.primary_key.clone(),
         };
         // Check the options now, not when the job starts. A connector that is both a
         // source and a sink (filesystem) is checked when a query uses the table, since
@@ -624,7 +635,7 @@ impl SqlSession {
                     return Err(SqlError::Plan(format!(
                         "table '{name}' (connector '{}') accepts only inserts, but the query produces updates \
                          because it aggregates without a window (or ranks with ROW_NUMBER without a window, or joins such results); \
-                         aggregate or rank per window (TUMBLE, HOP, ...) or write to a sink that accepts updates (stdout, blackhole)",
+                         aggregate or rank per window (TUMBLE, HOP, ...) or write to a sink that accepts updates (upsert-kafka, stdout, blackhole)",
                         table.connector
                     )));
                 }
@@ -639,7 +650,11 @@ impl SqlSession {
                     .is_some_and(|c| c.single_writer);
                 let parallelism = if single { 1 } else { out.parallelism };
                 let node = graph.add_operator(&format!("{name}-sink"), parallelism, sink);
-                let edge = if parallelism == out.parallelism {
+                let edge = if out.updating && !table.primary_key.is_empty() {
+                    // The changes of one key reach one sink subtask, in order (an upsert
+                    // sink's -D and +I of a key must not race).
+                    Partitioning::Hash(table.primary_key.clone())
+                } else if parallelism == out.parallelism {
                     Partitioning::Forward
                 } else {
                     Partitioning::Rebalance

@@ -480,6 +480,122 @@ fn debezium_json_events_become_the_right_table() {
     );
 }
 
+/// An updating result into `upsert-kafka`: the latest value per primary key, deletes as
+/// tombstones. Read back as a compacted topic is read (last record per key, a tombstone
+/// removes the key), it is the final table: an aggregation's counts, and a Debezium
+/// table with its deletes.
+#[test]
+fn upsert_kafka_writes_the_latest_value_per_key_and_tombstones() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("bids", 3);
+    broker.create_topic("products", 1);
+    for topic in ["counts", "latest"] {
+        broker.create_topic(topic, 2);
+    }
+    let records = bids(1000);
+    let values: Vec<(Option<&str>, &[u8])> = records.iter().map(|r| (None, r.as_slice())).collect();
+    broker.produce("bids", &values);
+    let events = [
+        r#"{"before": null, "after": {"id": 1, "name": "a"}, "op": "c"}"#,
+        r#"{"before": null, "after": {"id": 2, "name": "b"}, "op": "c"}"#,
+        r#"{"before": {"id": 1, "name": "a"}, "after": {"id": 1, "name": "aa"}, "op": "u"}"#,
+        r#"{"before": {"id": 2, "name": "b"}, "after": null, "op": "d"}"#,
+    ];
+    let changes: Vec<(Option<&str>, &[u8])> = events.iter().map(|e| (None, e.as_bytes())).collect();
+    broker.produce("products", &changes);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+         {}
+         CREATE TABLE products (id BIGINT, name VARCHAR)
+         WITH ('connector' = 'kafka', 'topic' = 'products', 'format' = 'debezium-json',
+               'properties.bootstrap.servers' = '{b}', 'scan.startup.mode' = 'earliest-offset',
+               'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE counts (auction BIGINT, n BIGINT, PRIMARY KEY (auction) NOT ENFORCED)
+         WITH ('connector' = 'upsert-kafka', 'topic' = 'counts',
+               'properties.bootstrap.servers' = '{b}',
+               'key.format' = 'json', 'value.format' = 'json');
+         CREATE TABLE latest (id BIGINT, name VARCHAR, PRIMARY KEY (id) NOT ENFORCED)
+         WITH ('connector' = 'upsert-kafka', 'topic' = 'latest',
+               'properties.bootstrap.servers' = '{b}',
+               'key.format' = 'json', 'value.format' = 'json');
+         INSERT INTO counts SELECT auction, COUNT(*) AS n FROM bids GROUP BY auction;
+         INSERT INTO latest SELECT id, name FROM products;",
+        bid_table(&broker, ", 'scan.startup.mode' = 'earliest-offset'"),
+        b = broker.bootstrap
+    );
+    let out = run_to_end(dir.path(), &sql);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A compacted topic's view: the last record per key; a tombstone deletes.
+    let table = |topic: &str| {
+        let mut table = BTreeMap::new();
+        for (_, _, key, value) in broker.read_all(topic, Duration::from_secs(2)) {
+            let key = String::from_utf8(key.expect("every record has a key")).unwrap();
+            if value.is_empty() {
+                table.remove(&key);
+            } else {
+                table.insert(key, String::from_utf8(value).unwrap());
+            }
+        }
+        table
+    };
+    let counts = table("counts");
+    assert_eq!(counts.len(), 10, "{counts:?}");
+    for auction in 0..10 {
+        assert_eq!(
+            counts[&format!(r#"{{"auction":{auction}}}"#)],
+            format!(r#"{{"auction":{auction},"n":100}}"#),
+            "{counts:?}"
+        );
+    }
+    assert_eq!(
+        table("latest"),
+        BTreeMap::from([(
+            r#"{"id":1}"#.to_string(),
+            r#"{"id":1,"name":"aa"}"#.to_string()
+        )])
+    );
+    // Without a primary key, or without a key format, the sink says what is missing.
+    for (columns, options, message) in [
+        (
+            "id BIGINT, name VARCHAR",
+            ", 'key.format' = 'json'",
+            "declare PRIMARY KEY",
+        ),
+        (
+            "id BIGINT, name VARCHAR, PRIMARY KEY (id) NOT ENFORCED",
+            "",
+            "option 'key.format': is required",
+        ),
+        (
+            "id BIGINT, name VARCHAR, PRIMARY KEY (nope) NOT ENFORCED",
+            ", 'key.format' = 'json'",
+            "PRIMARY KEY column 'nope' is not a column",
+        ),
+    ] {
+        let sql = format!(
+            "CREATE TABLE products (id BIGINT, name VARCHAR)
+             WITH ('connector' = 'kafka', 'topic' = 'products', 'format' = 'debezium-json',
+                   'properties.bootstrap.servers' = '{b}',
+                   'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE bad ({columns}) WITH ('connector' = 'upsert-kafka', 'topic' = 'x',
+                 'properties.bootstrap.servers' = '{b}', 'value.format' = 'json'{options});
+             INSERT INTO bad SELECT id, name FROM products;",
+            b = broker.bootstrap
+        );
+        let out = run_to_end(dir.path(), &sql);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(message),
+            "{message}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn bad_kafka_options_are_refused_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();

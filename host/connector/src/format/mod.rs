@@ -36,7 +36,17 @@ impl RecordFormat {
     /// Parses `format` (`json`, `csv`, `raw`, `avro`, `debezium-json`) with
     /// `csv.field-delimiter` and `debezium-json.schema-include` for `connector`.
     pub fn from_options(connector: &str, options: &crate::options::Options) -> Result<Self> {
-        let format = options.require("format")?;
+        Self::from_option(connector, options, "format")
+    }
+
+    /// [`from_options`](Self::from_options) with the format named by option `key`
+    /// (`upsert-kafka`'s `key.format` and `value.format`).
+    pub fn from_option(
+        connector: &str,
+        options: &crate::options::Options,
+        key: &str,
+    ) -> Result<Self> {
+        let format = options.require(key)?;
         match format.to_ascii_lowercase().as_str() {
             "json" => Ok(RecordFormat::Json),
             "raw" => Ok(RecordFormat::Raw),
@@ -57,7 +67,7 @@ impl RecordFormat {
                 delimiter: csv_delimiter(connector, options)?,
             }),
             other => Err(FungiError::Config(format!(
-                "connector '{connector}', option 'format': '{other}' is not json, csv, raw, avro \
+                "connector '{connector}', option '{key}': '{other}' is not json, csv, raw, avro \
                  or debezium-json"
             ))),
         }

@@ -22,7 +22,7 @@ use rdkafka::ClientConfig;
 
 pub use dead_letter::KafkaTarget;
 pub use properties::{TENANT_PROPERTIES, check_tenant_property};
-pub use sink::{DeliveryGuarantee, KAFKA_SINK_OPTIONS, KafkaSink};
+pub use sink::{DeliveryGuarantee, KAFKA_SINK_OPTIONS, KafkaSink, UPSERT_KAFKA_OPTIONS};
 pub use source::{KAFKA_SOURCE_OPTIONS, KafkaSource, StartupMode};
 
 use crate::options::Options;

@@ -8,11 +8,13 @@
 //! records in a Kafka transaction committed when the checkpoint completes (see
 //! [`super::transaction`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{Array, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Int8Type};
+use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::ids::CheckpointId;
 use fungi_common::{FungiError, Result};
 use fungi_execution::operator::OperatorFactory;
@@ -43,6 +45,17 @@ pub const KAFKA_SINK_OPTIONS: &[&str] = &[
 const START_FAILED: &str = "cannot start transactions (is the broker's transaction \
      coordinator available, and properties.transaction.timeout.ms within its \
      transaction.max.timeout.ms?)";
+
+/// Options understood by [`KafkaSink::upsert_factory`] (besides `properties.*`).
+pub const UPSERT_KAFKA_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.*",
+    "key.format",
+    "value.format",
+    "csv.field-delimiter",
+    "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
+];
 
 /// How long a barrier or the end of input waits for outstanding messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,12 +115,45 @@ pub struct KafkaSink {
     subtask: u32,
     producer: Option<BaseProducer<Deliveries>>,
     partitions: Vec<i32>,
-    /// The partition the next row goes to under `round-robin`.
-    next_partition: std::cell::Cell<usize>,
+    /// The partition the next row goes to under `round-robin` (only the subtask's task
+    /// touches it; atomic so that sends take `&self`).
+    next_partition: AtomicUsize,
     /// The transactional side of an exactly-once sink.
     transactions: Option<Transactions>,
     /// `sink.transactional-id-prefix` (exactly-once only).
     transactional_prefix: Option<String>,
+    /// `upsert-kafka`: the input is a changelog written as the latest value per key.
+    upsert: Option<Upsert>,
+}
+
+/// How an `upsert-kafka` sink keys its records.
+#[derive(Debug, Clone)]
+struct Upsert {
+    /// The `PRIMARY KEY` columns, encoded as the record key.
+    key_columns: Vec<String>,
+    /// `key.format`.
+    key_format: RecordFormat,
+}
+
+/// The record keys of a batch's rows.
+enum Keys {
+    /// `key.fields`: one column's text.
+    Text(StringArray),
+    /// `upsert-kafka`: the key columns encoded in `key.format`, and where each row ends.
+    Encoded(Vec<u8>, Vec<usize>),
+}
+
+impl Keys {
+    /// Row `row`'s key, if it has one.
+    fn get(&self, row: usize) -> Option<&[u8]> {
+        match self {
+            Keys::Text(strings) => strings.is_valid(row).then(|| strings.value(row).as_bytes()),
+            Keys::Encoded(buf, ends) => {
+                let start = if row == 0 { 0 } else { ends[row - 1] };
+                Some(&buf[start..ends[row]])
+            }
+        }
+    }
 }
 
 /// An exactly-once sink subtask's transaction and what it holds.
@@ -126,12 +172,73 @@ struct Transactions {
 impl KafkaSink {
     /// A factory writing to the topic configured by `options`.
     pub fn factory(options: &Options) -> Result<OperatorFactory> {
+        Ok(Self::prototype(options, false)?.factory_of())
+    }
+
+    /// A factory for Flink's `upsert-kafka` sink: an updating result written as the
+    /// latest value per `PRIMARY KEY` (`+I`/`+U` as key and value, `-D` as a tombstone
+    /// with the key, `-U` dropped since the `+U` after it replaces it), keys in
+    /// `key.format` and values in `value.format`.
+    pub fn upsert_factory(options: &Options) -> Result<OperatorFactory> {
+        Ok(Self::prototype(options, true)?.factory_of())
+    }
+
+    /// A factory of subtasks configured like `self`.
+    fn factory_of(self) -> OperatorFactory {
+        Arc::new(move |s| Ok(Box::new(self.subtask(s.index)) as Box<dyn Operator>))
+    }
+
+    /// Subtask `index` of a sink configured like `self`.
+    fn subtask(&self, index: u32) -> KafkaSink {
+        KafkaSink {
+            connection: self.connection.clone(),
+            format: self.format,
+            guarantee: self.guarantee,
+            partitioner: self.partitioner,
+            key_field: self.key_field.clone(),
+            metadata: self.metadata.clone(),
+            subtask: index,
+            producer: None,
+            partitions: Vec::new(),
+            next_partition: Default::default(),
+            transactions: None,
+            transactional_prefix: self.transactional_prefix.clone(),
+            upsert: self.upsert.clone(),
+        }
+    }
+
+    /// The sink `options` configure (`upsert-kafka` when `upsert`), not opened.
+    fn prototype(options: &Options, upsert: bool) -> Result<KafkaSink> {
         let connection = Connection::from_options(options)?;
-        let format = RecordFormat::from_options("kafka", options)?;
-        if matches!(format, RecordFormat::DebeziumJson { .. }) {
+        let (format, upsert) = if upsert {
+            let key_columns = options.primary_key().to_vec();
+            if key_columns.is_empty() {
+                return Err(FungiError::Config(
+                    "connector 'upsert-kafka' keys its records by the table's primary key: \
+                     declare PRIMARY KEY (column, ...) NOT ENFORCED"
+                        .into(),
+                ));
+            }
+            let key_format = RecordFormat::from_option("upsert-kafka", options, "key.format")?;
+            let format = RecordFormat::from_option("upsert-kafka", options, "value.format")?;
+            (
+                format,
+                Some(Upsert {
+                    key_columns,
+                    key_format,
+                }),
+            )
+        } else {
+            (RecordFormat::from_options("kafka", options)?, None)
+        };
+        let formats = [Some(format), upsert.as_ref().map(|u| u.key_format)];
+        if formats
+            .iter()
+            .any(|f| matches!(f, Some(RecordFormat::DebeziumJson { .. })))
+        {
             return Err(FungiError::Config(
                 "connector 'kafka': format 'debezium-json' is read, not written; write \
-                 'json' (an updating result needs a sink that accepts updates)"
+                 'json' (an updating result goes to 'upsert-kafka')"
                     .into(),
             ));
         }
@@ -191,24 +298,28 @@ impl KafkaSink {
             ));
         }
         let metadata = SinkMetadata::new(options)?;
-        options.accept(super::KAFKA_SOURCE_OPTIONS);
-        options.check_all_used(KAFKA_SINK_OPTIONS)?;
-        Ok(Arc::new(move |s| {
-            Ok(Box::new(KafkaSink {
-                connection: connection.clone(),
-                format,
-                guarantee,
-                partitioner,
-                key_field: key_field.clone(),
-                metadata: metadata.clone(),
-                subtask: s.index,
-                producer: None,
-                partitions: Vec::new(),
-                next_partition: Default::default(),
-                transactions: None,
-                transactional_prefix: transactional_prefix.clone(),
-            }) as Box<dyn Operator>)
-        }))
+        if upsert.is_some() {
+            options.refuse_metadata()?;
+            options.check_all_used(UPSERT_KAFKA_OPTIONS)?;
+        } else {
+            options.accept(super::KAFKA_SOURCE_OPTIONS);
+            options.check_all_used(KAFKA_SINK_OPTIONS)?;
+        }
+        Ok(KafkaSink {
+            connection,
+            format,
+            guarantee,
+            partitioner,
+            key_field,
+            metadata,
+            subtask: 0,
+            producer: None,
+            partitions: Vec::new(),
+            next_partition: Default::default(),
+            transactions: None,
+            transactional_prefix,
+            upsert,
+        })
     }
 
     fn producer(&self) -> &BaseProducer<Deliveries> {
@@ -250,38 +361,82 @@ impl KafkaSink {
         self.check_deliveries(producer)
     }
 
-    /// Encodes `batch` (a message per row) and hands it to `producer`.
+    /// The keys of `batch`'s rows: `key.fields`' text, or the encoded primary key.
+    fn keys(&self, batch: &RecordBatch) -> Result<Option<Keys>> {
+        if let Some(upsert) = &self.upsert {
+            let indices = upsert
+                .key_columns
+                .iter()
+                .map(|c| {
+                    batch.schema().index_of(c).map_err(|_| {
+                        FungiError::Config(format!(
+                            "connector 'upsert-kafka': no primary key column '{c}' in the rows"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (buf, ends) = encode_rows(&batch.project(&indices)?, upsert.key_format)?;
+            return Ok(Some(Keys::Encoded(buf, ends)));
+        }
+        let Some(name) = &self.key_field else {
+            return Ok(None);
+        };
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            FungiError::Config(format!(
+                "connector 'kafka', option 'key.fields': no column '{name}'"
+            ))
+        })?;
+        let strings = arrow::compute::cast(column, &DataType::Utf8)?;
+        Ok(Some(Keys::Text(
+            strings
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to strings")
+                .clone(),
+        )))
+    }
+
+    /// Encodes `batch` (a message per row; for `upsert-kafka` a changelog, whose `-U`
+    /// rows are dropped and `-D` rows become tombstones) and hands it to `producer`.
     fn send_batch(&self, producer: &BaseProducer<Deliveries>, batch: &RecordBatch) -> Result<()> {
+        // A changelog's change column is not written; it says what each row does.
+        let (batch, kinds) = match self.upsert {
+            Some(_) => {
+                let last = batch.num_columns().saturating_sub(1);
+                let is_changelog = batch
+                    .schema()
+                    .fields()
+                    .last()
+                    .is_some_and(|f| f.name() == OP_COLUMN);
+                if is_changelog {
+                    let kinds = batch.column(last).as_primitive::<Int8Type>().clone();
+                    (batch.project(&(0..last).collect::<Vec<_>>())?, Some(kinds))
+                } else {
+                    (batch.clone(), None)
+                }
+            }
+            None => (batch.clone(), None),
+        };
+        let batch = &batch;
         let (buf, ends) = encode_rows(&self.metadata.payload(batch)?, self.format)?;
         let row_metadata = self.metadata.rows(batch)?;
-        let keys: Option<StringArray> = match &self.key_field {
-            Some(name) => {
-                let column = batch.column_by_name(name).ok_or_else(|| {
-                    FungiError::Config(format!(
-                        "connector 'kafka', option 'key.fields': no column '{name}'"
-                    ))
-                })?;
-                let strings = arrow::compute::cast(column, &DataType::Utf8)?;
-                Some(
-                    strings
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .expect("cast to strings")
-                        .clone(),
-                )
-            }
-            None => None,
-        };
+        let keys = self.keys(batch)?;
         let topic = self.connection.topic.clone();
         let mut start = 0;
         for (row, &end) in ends.iter().enumerate() {
-            let mut record: BaseRecord<'_, str, [u8]> =
-                BaseRecord::to(&topic).payload(&buf[start..end]);
+            let payload = &buf[start..end];
             start = end;
-            if let Some(keys) = &keys
-                && keys.is_valid(row)
-            {
-                record = record.key(keys.value(row));
+            let kind = kinds
+                .as_ref()
+                .and_then(|k| RowKind::from_code(k.value(row)))
+                .unwrap_or(RowKind::Insert);
+            let mut record: BaseRecord<'_, [u8], [u8]> = match kind {
+                RowKind::UpdateBefore => continue,
+                RowKind::Delete => BaseRecord::to(&topic),
+                RowKind::Insert | RowKind::UpdateAfter => BaseRecord::to(&topic).payload(payload),
+            };
+            if let Some(key) = keys.as_ref().and_then(|k| k.get(row)) {
+                record = record.key(key);
             }
             if let Some(t) = row_metadata.timestamp(row) {
                 record = record.timestamp(t);
@@ -296,9 +451,10 @@ impl KafkaSink {
                         .partition(self.partitions[self.subtask as usize % self.partitions.len()]);
                 }
                 Partitioner::RoundRobin => {
-                    let next = self.next_partition.get();
+                    let next = self.next_partition.load(Ordering::Relaxed);
                     record = record.partition(self.partitions[next]);
-                    self.next_partition.set((next + 1) % self.partitions.len());
+                    self.next_partition
+                        .store((next + 1) % self.partitions.len(), Ordering::Relaxed);
                 }
             }
             loop {
