@@ -96,10 +96,7 @@ fn decode_all(
 
 /// Decodes whole records: all at once, and one by one only when that fails, to tell the
 /// bad ones. Returns the good rows and `(record index, reason)` of each bad one.
-pub fn decode_records(
-    schema: &SchemaRef,
-    records: &[&[u8]],
-) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+pub fn decode_records(schema: &SchemaRef, records: &[&[u8]]) -> super::Decoded {
     if let Ok(batch) = decode_all(schema, records) {
         return (batch, Vec::new());
     }

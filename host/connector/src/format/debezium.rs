@@ -14,6 +14,8 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
 
+use super::Decoded;
+
 /// The schema of the table's rows with the change column last.
 pub fn changelog_schema(table: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = table.fields().iter().cloned().collect();
@@ -45,7 +47,7 @@ pub fn to_changelog(
     events: &RecordBatch,
     table: &SchemaRef,
     schema_include: bool,
-) -> Result<(Option<RecordBatch>, Vec<(usize, String)>)> {
+) -> Result<Decoded> {
     let event: StructArray = if schema_include {
         let payload = events.column(0).as_struct();
         let valid = payload.nulls().cloned();

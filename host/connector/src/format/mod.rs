@@ -8,6 +8,10 @@ use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use fungi_common::{FungiError, Result};
 
+/// Decoded records: the rows of the good ones, and `(record index, reason)` of each bad
+/// one.
+pub type Decoded = (Option<RecordBatch>, Vec<(usize, String)>);
+
 /// A record format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordFormat {
@@ -167,11 +171,7 @@ pub fn decode_lines(
 /// Decodes whole records (Kafka messages): all at once, and one by one only when that
 /// fails, to tell the bad ones. Returns the good rows and `(record index, reason)` of
 /// each bad one.
-pub fn decode_records(
-    schema: &SchemaRef,
-    format: RecordFormat,
-    records: &[&[u8]],
-) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+pub fn decode_records(schema: &SchemaRef, format: RecordFormat, records: &[&[u8]]) -> Decoded {
     if format == RecordFormat::Avro {
         return avro::decode_records(schema, records);
     }
@@ -222,11 +222,7 @@ pub fn decode_records(
 
 /// Decodes Debezium change events into changelog rows of `schema` (the table's columns;
 /// the rows get the change column): the envelopes as JSON, then the changes.
-fn decode_change_events(
-    schema: &SchemaRef,
-    schema_include: bool,
-    records: &[&[u8]],
-) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+fn decode_change_events(schema: &SchemaRef, schema_include: bool, records: &[&[u8]]) -> Decoded {
     let envelope = debezium::envelope_schema(schema, schema_include);
     let (events, mut bad) = decode_records(&envelope, RecordFormat::Json, records);
     let Some(events) = events else {
@@ -252,10 +248,7 @@ fn decode_change_events(
 /// Decodes raw records into the table's one column: bytes as they are, or text (a record
 /// that is not UTF-8 is bad); built as `Binary` or `Utf8`, then cast to the column's type
 /// (`VARCHAR` is `Utf8View`).
-fn decode_raw(
-    schema: &SchemaRef,
-    records: &[&[u8]],
-) -> (Option<RecordBatch>, Vec<(usize, String)>) {
+fn decode_raw(schema: &SchemaRef, records: &[&[u8]]) -> Decoded {
     let target = schema.field(0).data_type();
     let binary = matches!(
         target,

@@ -332,3 +332,39 @@ async fn a_confined_session_accepts_nothing_outside_its_allow_lists() {
     assert!(accepted_tables > 50 && accepted_tables < tables);
     assert!(!std::path::Path::new("/tmp/fungi-fuzz-copy.csv").exists());
 }
+
+/// A tenant's transactional id prefix is put under the tenant's name, so that no
+/// tenant's job can fence another tenant's Kafka transactions; the tenant may not set a
+/// transactional id of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_transactional_ids_are_its_own() {
+    let files = tempfile::tempdir().unwrap();
+    let host = Arc::new(fungi_plugin::PluginHost::new(Default::default()).unwrap());
+    let mut session = confined(files.path(), &host);
+    session
+        .execute_script(
+            "CREATE TABLE o (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'o',
+                 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json',
+                 'sink.delivery-guarantee' = 'exactly-once',
+                 'sink.transactional-id-prefix' = 'other-tenant-job');",
+        )
+        .await
+        .unwrap();
+    let table = session.tables().find(|t| t.name == "o").unwrap();
+    let prefix = table
+        .options
+        .iter()
+        .find(|(k, _)| k == "sink.transactional-id-prefix")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(prefix, Some("t-other-tenant-job"));
+    let refused = confined(files.path(), &host)
+        .execute_script(
+            "CREATE TABLE o (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'o',
+                 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json',
+                 'properties.transactional.id' = 'other-tenant-job-0');",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("transactional.id"), "{refused}");
+}
