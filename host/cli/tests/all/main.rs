@@ -387,8 +387,31 @@ fn code_blocks(markdown: &str) -> Vec<(String, String)> {
     blocks
 }
 
-/// Runs the `sh` blocks of a book chapter in `dir`, each line a `fungi` command (a
-/// `run` gets the chapter's `sql` block as the file it names); returns what they printed.
+/// The code blocks a chapter introduces as files (a line ending in `` `name`: `` just
+/// before the block): (file name, contents).
+fn named_files(markdown: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut name: Option<String> = None;
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("```") {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            if let Some(name) = name.take() {
+                files.push((name, body.join("\n") + "\n"));
+            }
+        } else if let Some(head) = line.trim_end().strip_suffix("`:") {
+            name = head.rsplit_once('`').map(|(_, n)| n.to_string());
+        } else if !line.trim().is_empty() {
+            name = None;
+        }
+    }
+    files
+}
+
+/// Runs the `sh` blocks of a book chapter in `dir`, each line a `fungi` command after
+/// optional `NAME=value` environment settings (`~` is the home directory); the files
+/// the chapter introduces are written first, and a `run` of a file it does not
+/// introduce gets the chapter's `sql` block. Returns what the commands printed.
 fn run_chapter(
     chapter: &str,
     dir: &Path,
@@ -401,6 +424,9 @@ fn run_chapter(
     )
     .unwrap();
     let blocks = code_blocks(&text);
+    for (name, contents) in named_files(&text) {
+        std::fs::write(dir.join(name), contents).unwrap();
+    }
     let sql = blocks
         .iter()
         .find(|(lang, _)| lang == "sql")
@@ -411,16 +437,24 @@ fn run_chapter(
         .filter(|(lang, _)| lang == "sh")
         .flat_map(|(_, text)| text.lines())
     {
-        let words: Vec<&str> = command.split_whitespace().collect();
+        let mut words: Vec<&str> = command.split_whitespace().collect();
+        let mut settings = Vec::new();
+        while let Some((name, value)) = words.first().and_then(|w| w.split_once('=')) {
+            let home = std::env::var("HOME").unwrap();
+            settings.push((name.to_string(), value.replacen('~', &home, 1)));
+            words.remove(0);
+        }
         assert_eq!(words[0], "fungi", "{command}");
-        if words[1] == "run" {
-            std::fs::write(dir.join(words.last().unwrap()), sql.as_ref().unwrap()).unwrap();
+        let target = dir.join(words.last().unwrap());
+        if words[1] == "run" && !target.exists() {
+            std::fs::write(target, sql.as_ref().unwrap()).unwrap();
         }
         let mut cmd = fungi();
         cmd.args(&words[1..]).current_dir(dir);
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        cmd.envs(settings);
         let out = cmd.output_within(PROCESS_LIMIT);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -431,6 +465,53 @@ fn run_chapter(
         outputs.push_str(&stdout);
     }
     (outputs, blocks)
+}
+
+#[test]
+fn the_first_python_udf_chapter_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outputs, _) = run_chapter("getting-started/first-python-udf.md", dir.path(), &[]);
+    // Native: ten bids, each price doubled.
+    let rows: Vec<serde_json::Value> = outputs
+        .lines()
+        .filter(|l| l.contains("\"doubled\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rows.is_empty(), "{outputs}");
+    for row in &rows {
+        assert_eq!(row["doubled"], row["price"].as_i64().unwrap() * 2, "{row}");
+    }
+    // Sandboxed: the component passes its self-test, and SQL calls it as the chapter
+    // says.
+    assert!(outputs.contains("to_fahrenheit"), "{outputs}");
+    std::fs::write(
+        dir.path().join("wasm.sql"),
+        "CREATE FUNCTION to_fahrenheit LANGUAGE WASM USING 'temps.wasm';
+         CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '10');
+         SELECT price, to_fahrenheit(price) AS f FROM bid;",
+    )
+    .unwrap();
+    let out = fungi()
+        .args(["run", "--local", "wasm.sql"])
+        .current_dir(dir.path())
+        .output_within(PROCESS_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !rows.is_empty(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in &rows {
+        let celsius = row["price"].as_f64().unwrap();
+        assert!(
+            (row["f"].as_f64().unwrap() - (celsius * 1.8 + 32.0)).abs() < 1e-6,
+            "{row}"
+        );
+    }
 }
 
 #[test]
