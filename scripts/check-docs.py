@@ -105,10 +105,28 @@ def check_truth(files, problems):
                 problems.append(f"{f}:{n}: names an issue or a future landing: '{m.group(0)}'")
 
 
+def check_settings(problems):
+    """Every setting the SQL session knows is in the settings reference."""
+    session = open(os.path.join(ROOT, "host/sql/src/session.rs"), encoding="utf-8").read()
+    limits = open(os.path.join(ROOT, "host/sql/src/plugins.rs"), encoding="utf-8").read()
+    known = re.search(r"unknown setting '\{k\}'; known: ([^\"]*)", session)
+    limit_keys = re.search(r"LIMIT_KEYS: &\[&str\] = &\[(.*?)\];", limits, re.S)
+    if not known or not limit_keys:
+        problems.append("scripts/check-docs.py: cannot find the settings the SQL session knows")
+        return
+    keys = set(re.findall(r"[a-z][a-z0-9.-]*\.[a-z0-9.-]+", known.group(1)))
+    keys |= set(re.findall(r'"([^"]+)"', limit_keys.group(1)))
+    page = open(os.path.join(ROOT, "docs/reference/settings.md"), encoding="utf-8").read()
+    for key in sorted(keys):
+        if f"`{key}`" not in page:
+            problems.append(f"docs/reference/settings.md: the setting '{key}' is not described")
+
+
 def main():
     files = tracked()
     problems = []
     check_links(files, problems)
+    check_settings(problems)
     check_summary(problems)
     check_truth(files, problems)
     for p in problems:
