@@ -527,9 +527,8 @@ impl Source for KafkaSource {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
-                // A bounded source ends when every partition reported its end. (The end
-                // is taken from fetch responses, not from a ListOffsets request made at
-                // start: tansu 0.6 answers the latter wrongly.)
+                // A bounded source ends when every partition reported its end, taken
+                // from fetch responses (no ListOffsets request per partition at start).
                 (
                     "enable.partition.eof",
                     if self.bounded { "true" } else { "false" },
