@@ -210,17 +210,17 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
             b = args.bootstrap,
         )
     };
-    let seconds = run_job(&job(&job_out, "", ""), args.parallelism)?;
-    steps.push(Step::new(
-        "fungi SQL job: Kafka → filter → Kafka",
-        args.records,
-        bytes,
-        seconds,
-    ));
-    let written = clients.count(&job_out)?;
-    if written != expected {
-        bail!("the SQL job wrote {written} records, expected {expected}");
-    }
+    // Runs the job into `output`, times it and checks that it wrote every kept bid.
+    let mut measure = |step: &'static str, output: &str, settings: &str, sink: &str| {
+        let seconds = run_job(&job(output, settings, sink), args.parallelism)?;
+        steps.push(Step::new(step, args.records, bytes, seconds));
+        let written = clients.count(output)?;
+        if written != expected {
+            bail!("'{step}' wrote {written} records, expected {expected}");
+        }
+        Ok(())
+    };
+    measure("fungi SQL job: Kafka → filter → Kafka", &job_out, "", "")?;
     if args.exactly_once {
         let checkpoints = tempfile::tempdir().context("a checkpoint directory")?;
         let settings = format!(
@@ -233,17 +233,12 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
             ", 'sink.delivery-guarantee' = 'exactly-once', \
              'sink.transactional-id-prefix' = '{exactly_once_out}'"
         );
-        let seconds = run_job(&job(&exactly_once_out, &settings, &sink), args.parallelism)?;
-        steps.push(Step::new(
+        measure(
             "fungi SQL job, exactly-once",
-            args.records,
-            bytes,
-            seconds,
-        ));
-        let written = clients.count(&exactly_once_out)?;
-        if written != expected {
-            bail!("the exactly-once job wrote {written} records, expected {expected}");
-        }
+            &exactly_once_out,
+            &settings,
+            &sink,
+        )?;
     }
 
     if args.json {

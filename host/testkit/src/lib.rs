@@ -64,6 +64,19 @@ fn wait_for(addr: SocketAddr, child: &mut Child, what: &str) {
     }
 }
 
+/// What `command` printed on stdout; a failure, or a run past
+/// [`process::PROCESS_LIMIT`], fails the test naming `what`.
+fn stdout_of(what: &str, command: &mut Command) -> String {
+    use process::CommandExt;
+    let out = command.output_within(process::PROCESS_LIMIT);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// An S3-compatible server (`s3s-fs`) on loopback, storing objects under a temporary
 /// directory: one bucket directory per bucket.
 pub struct S3Server {
@@ -295,22 +308,18 @@ impl KafkaBroker {
     /// tool lists them.
     pub fn transactions(&self) -> Vec<(String, String)> {
         let libs = tools_dir().join("kafka/libs/*");
-        let out = Command::new("java")
-            .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"])
-            .arg(libs)
-            .args([
-                "org.apache.kafka.tools.TransactionsCommand",
-                "--bootstrap-server",
-            ])
-            .args([&self.bootstrap, "list"])
-            .output()
-            .expect("java runs kafka-transactions");
-        assert!(
-            out.status.success(),
-            "kafka-transactions: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let listed = stdout_of(
+            "kafka-transactions",
+            Command::new("java")
+                .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"])
+                .arg(libs)
+                .args([
+                    "org.apache.kafka.tools.TransactionsCommand",
+                    "--bootstrap-server",
+                ])
+                .args([&self.bootstrap, "list"]),
         );
-        String::from_utf8_lossy(&out.stdout)
+        listed
             .lines()
             .skip(1)
             .filter_map(|line| {
@@ -332,17 +341,11 @@ impl KafkaBroker {
             })
             .expect("a Python environment for the tests");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/read_committed.py");
-        let out = Command::new(venv.join("bin/python"))
-            .args([script, &self.bootstrap, topic])
-            .output()
-            .expect("the tests' Python runs (scripts/test.sh makes its environment)");
-        assert!(
-            out.status.success(),
-            "confluent-kafka reader: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let read = stdout_of(
+            "the confluent-kafka reader",
+            Command::new(venv.join("bin/python")).args([script, &self.bootstrap, topic]),
         );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        read.lines()
             .map(|line| {
                 (0..line.len())
                     .step_by(2)

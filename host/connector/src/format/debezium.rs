@@ -48,22 +48,9 @@ pub fn to_changelog(
     table: &SchemaRef,
     schema_include: bool,
 ) -> Result<Decoded> {
+    // With the schema included, a record without a payload is a null event.
     let event: StructArray = if schema_include {
-        let payload = events.column(0).as_struct();
-        let valid = payload.nulls().cloned();
-        // A missing payload makes every field missing.
-        StructArray::new(
-            payload.fields().clone(),
-            payload
-                .columns()
-                .iter()
-                .map(|c| match &valid {
-                    Some(v) => with_nulls(c, v),
-                    None => c.clone(),
-                })
-                .collect(),
-            None,
-        )
+        events.column(0).as_struct().clone()
     } else {
         StructArray::from(events.clone())
     };
@@ -87,7 +74,7 @@ pub fn to_changelog(
     for i in 0..n {
         let has_before = before.is_valid(i);
         let has_after = after.is_valid(i);
-        let op = ops.is_valid(i).then(|| ops.value(i));
+        let op = (event.is_valid(i) && ops.is_valid(i)).then(|| ops.value(i));
         match op {
             Some("c" | "r") if has_after => {
                 take.push((n + i) as u32);
@@ -100,6 +87,9 @@ pub fn to_changelog(
             Some("d") if has_before => {
                 take.push(i as u32);
                 kinds.push(RowKind::Delete as i8);
+            }
+            Some("u") if has_before => {
+                bad.push((i, "a Debezium update event without 'after'".into()))
             }
             Some("u" | "d") => bad.push((
                 i,
@@ -134,23 +124,11 @@ pub fn to_changelog(
     Ok((Some(batch), bad))
 }
 
-/// `column` with the rows that are null in `valid` made null too.
-fn with_nulls(column: &ArrayRef, valid: &arrow::buffer::NullBuffer) -> ArrayRef {
-    let nulls = arrow::buffer::NullBuffer::union(column.nulls(), Some(valid));
-    let data = column
-        .to_data()
-        .into_builder()
-        .nulls(nulls)
-        .build()
-        .expect("the same data with more nulls");
-    arrow::array::make_array(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::{RecordFormat, decode_records};
-    use arrow::array::Int64Array;
+    use arrow::datatypes::{Int8Type, Int64Type};
 
     fn table() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -184,20 +162,8 @@ mod tests {
             ],
             false,
         );
-        let ids: Vec<i64> = rows
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .values()
-            .to_vec();
-        let ops: Vec<i8> = rows
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int8Array>()
-            .unwrap()
-            .values()
-            .to_vec();
+        let ids = rows.column(0).as_primitive::<Int64Type>().values().to_vec();
+        let ops = rows.column(2).as_primitive::<Int8Type>().values().to_vec();
         assert_eq!(ids, [1, 1, 1, 1, 2]);
         assert_eq!(ops, [0, 1, 2, 3, 0]);
         assert_eq!(rows.column(1).as_string::<i32>().value(2), "b");

@@ -229,9 +229,11 @@ fn decode_change_events(schema: &SchemaRef, schema_include: bool, records: &[&[u
         return (None, bad);
     };
     // Event `i` of the decoded batch is the `i`-th record that decoded.
-    let decoded: Vec<usize> = (0..records.len())
-        .filter(|i| !bad.iter().any(|(b, _)| b == i))
-        .collect();
+    let mut good = vec![true; records.len()];
+    for (i, _) in &bad {
+        good[*i] = false;
+    }
+    let decoded: Vec<usize> = (0..records.len()).filter(|&i| good[i]).collect();
     match debezium::to_changelog(&events, schema, schema_include) {
         Ok((rows, unusable)) => {
             bad.extend(unusable.into_iter().map(|(i, reason)| (decoded[i], reason)));
