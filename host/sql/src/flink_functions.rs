@@ -31,7 +31,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::error::{Result, SqlError};
-use crate::text::{find_keyword, matching_paren, split_top_level};
+use crate::text::{find_keyword, rewrite_calls, split_top_level};
 
 /// The functions of this module, to register in a session (they replace DataFusion's
 /// functions of the same names).
@@ -542,38 +542,25 @@ pub(crate) fn equivalent(name: &str) -> Option<&'static str> {
 pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
     let mut out = sql.to_string();
     for function in ["TIMESTAMPADD", "TIMESTAMPDIFF"] {
-        let mut from = 0;
-        while let Some(pos) = find_keyword(&out, function, from) {
-            let mut open = pos + function.len();
-            while out[open..].starts_with(char::is_whitespace) {
-                open += 1;
+        out = rewrite_calls(&out, function, '(', |inner| {
+            let args = split_top_level(&rewrite_time_units(inner)?);
+            let Some(first) = args.first() else {
+                return Ok(None);
+            };
+            if unit(first).is_some() {
+                let rest = args[1..].iter().map(|a| format!(", {a}")).collect::<String>();
+                return Ok(Some(format!(
+                    "{function}('{}'{rest})",
+                    first.to_ascii_uppercase()
+                )));
             }
-            from = open;
-            if !out[open..].starts_with('(') {
-                continue;
+            if first.starts_with('\'') {
+                return Ok(None);
             }
-            let close = matching_paren(&out, open)
-                .ok_or_else(|| SqlError::Plan(format!("unbalanced parentheses in {function}")))?;
-            let args = split_top_level(&out[open + 1..close]);
-            let Some(first) = args.first() else { continue };
-            if unit(first.trim()).is_none() {
-                if !first.trim().starts_with('\'') {
-                    return Err(SqlError::Plan(format!(
-                        "{function}: unknown unit '{}': use {UNITS}",
-                        first.trim()
-                    )));
-                }
-                continue;
-            }
-            let rest = &out[open + 1..close];
-            let unit_at = open
-                + 1
-                + rest
-                    .find(first.trim())
-                    .expect("the argument is in the text");
-            let quoted = format!("'{}'", first.trim().to_ascii_uppercase());
-            out.replace_range(unit_at..unit_at + first.trim().len(), &quoted);
-        }
+            Err(SqlError::Plan(format!(
+                "{function}: unknown unit '{first}': use {UNITS}"
+            )))
+        })?;
     }
     Ok(out)
 }
@@ -612,29 +599,11 @@ pub(crate) fn refuse_unparsed(sql: &str) -> Result<()> {
 /// ON NULL])` (also `k VALUE v` and `k : v`) becomes `json_object(k, v, ...)` (or
 /// `json_object_absent_on_null`).
 pub(crate) fn rewrite_constructors(sql: &str) -> Result<String> {
-    let mut out = sql.to_string();
-    let mut from = 0;
-    while let Some(pos) = find_keyword(&out, "MAP", from) {
-        let open = pos + "MAP".len();
-        from = open;
-        if !out[open..].starts_with('[') {
-            continue;
-        }
-        let close = matching_paren(&out, open)
-            .ok_or_else(|| SqlError::Plan("unbalanced brackets in MAP[...]".into()))?;
-        let inner = out[open + 1..close].to_string();
-        out.replace_range(pos..=close, &format!("make_map({inner})"));
-    }
-    from = 0;
-    while let Some(pos) = find_keyword(&out, "JSON_OBJECT", from) {
-        let open = pos + "JSON_OBJECT".len();
-        from = open;
-        if !out[open..].starts_with('(') {
-            continue;
-        }
-        let close = matching_paren(&out, open)
-            .ok_or_else(|| SqlError::Plan("unbalanced parentheses in JSON_OBJECT".into()))?;
-        let mut entries = split_top_level(&out[open + 1..close]);
+    let maps = rewrite_calls(sql, "MAP", '[', |inner| {
+        Ok(Some(format!("make_map({})", rewrite_constructors(inner)?)))
+    })?;
+    rewrite_calls(&maps, "JSON_OBJECT", '(', |inner| {
+        let mut entries = split_top_level(inner);
         let mut function = "json_object";
         if let Some(last) = entries.last_mut() {
             let upper = last.to_ascii_uppercase();
@@ -667,11 +636,8 @@ pub(crate) fn rewrite_constructors(sql: &str) -> Result<String> {
             let value = rewrite_constructors(value.trim())?;
             args.push(format!("{}, {value}", key.trim()));
         }
-        let replacement = format!("{function}({})", args.join(", "));
-        out.replace_range(pos..=close, &replacement);
-        from = pos + replacement.len();
-    }
-    Ok(out)
+        Ok(Some(format!("{function}({})", args.join(", "))))
+    })
 }
 
 /// `FLOOR(x TO unit)` becomes `date_trunc('unit', x)` (weeks from Sunday); `CEIL(x TO
@@ -681,34 +647,22 @@ pub(crate) fn rewrite_constructors(sql: &str) -> Result<String> {
 pub(crate) fn rewrite_floor_ceil(sql: &str) -> Result<String> {
     let mut out = sql.to_string();
     for function in ["FLOOR", "CEILING", "CEIL"] {
-        let mut from = 0;
-        while let Some(pos) = find_keyword(&out, function, from) {
-            let mut open = pos + function.len();
-            while out[open..].starts_with(char::is_whitespace) {
-                open += 1;
-            }
-            from = open;
-            if !out[open..].starts_with('(') {
-                continue;
-            }
-            let close = matching_paren(&out, open)
-                .ok_or_else(|| SqlError::Plan(format!("unbalanced parentheses in {function}")))?;
-            let inner = &out[open + 1..close];
-            // The last top-level TO, followed by a unit.
+        out = rewrite_calls(&out, function, '(', |inner| {
+            // The last TO, followed by a unit.
             let mut to = None;
             let mut at = 0;
             while let Some(p) = find_keyword(inner, "TO", at) {
                 to = Some(p);
                 at = p + 2;
             }
-            let Some(to) = to else { continue };
+            let Some(to) = to else { return Ok(None) };
             let name = inner[to + 2..].trim().to_ascii_uppercase();
             if unit(&name).is_none() || name == "MILLISECOND" {
                 return Err(SqlError::Plan(format!(
                     "{function}(... TO {name}): unknown unit: use SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR"
                 )));
             }
-            let x = inner[..to].trim();
+            let x = rewrite_floor_ceil(inner[..to].trim())?;
             let floor = if name == "WEEK" {
                 // Flink's weeks start on Sunday, DataFusion's on Monday.
                 format!("(date_trunc('week', ({x}) + INTERVAL '1' DAY) - INTERVAL '1' DAY)")
@@ -722,16 +676,14 @@ pub(crate) fn rewrite_floor_ceil(sql: &str) -> Result<String> {
             } else {
                 format!("({x})")
             };
-            let replacement = if function == "FLOOR" {
+            Ok(Some(if function == "FLOOR" {
                 floor
             } else {
                 format!(
                     "(CASE WHEN {floor} = {reference} THEN {floor} ELSE {floor} + INTERVAL '1' {name} END)"
                 )
-            };
-            out.replace_range(pos..close + 1, &replacement);
-            from = pos;
-        }
+            }))
+        })?;
     }
     Ok(out)
 }
@@ -793,7 +745,7 @@ mod tests {
         assert_eq!(
             rewrite_time_units("SELECT TIMESTAMPADD(day, 1, ts), TIMESTAMPDIFF (MONTH, a, b)")
                 .unwrap(),
-            "SELECT TIMESTAMPADD('DAY', 1, ts), TIMESTAMPDIFF ('MONTH', a, b)"
+            "SELECT TIMESTAMPADD('DAY', 1, ts), TIMESTAMPDIFF('MONTH', a, b)"
         );
         assert!(rewrite_time_units("SELECT TIMESTAMPADD(fortnight, 1, ts)").is_err());
         let jan31 = 1_706_659_200_000; // 2024-01-31 00:00:00

@@ -306,9 +306,9 @@ impl Kernel {
                 true
             }),
             Kind::JsonUnquote => map_text(&text(first)?, |s, out| {
-                match serde_json::from_str::<String>(s) {
-                    Ok(unquoted) if s.starts_with('"') => out.push_str(&unquoted),
-                    _ => out.push_str(s),
+                if !s.starts_with('"') || json_unquote(s, out).is_err() {
+                    out.clear();
+                    out.push_str(s);
                 }
                 true
             }),
@@ -321,6 +321,40 @@ impl Kernel {
             Kind::FromUnixtime => from_unixtime(args)?,
             Kind::UnixTimestamp => unix_timestamp(args)?,
         })
+    }
+}
+
+/// Appends the string a JSON string literal `s` stands for to `out`, without allocating
+/// (serde_json hands the decoded text to [`AppendStr`] directly, borrowed when `s` has no
+/// escapes); an error when `s` is not exactly one JSON string.
+fn json_unquote(s: &str, out: &mut String) -> serde_json::Result<()> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_str(s);
+    AppendStr(out).deserialize(&mut de)?;
+    de.end()
+}
+
+/// A serde seed that appends the string it is given to a buffer.
+struct AppendStr<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AppendStr<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for AppendStr<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
     }
 }
 
@@ -731,6 +765,11 @@ mod tests {
         assert_eq!(texts(&quoted)[0].as_deref(), Some(r#""\u00e1\"\/""#));
         let back = run(Kind::JsonUnquote, vec![quoted]);
         assert_eq!(texts(&back)[0].as_deref(), Some("á\"/"));
+        // What is not exactly one JSON string literal comes back as itself.
+        let odd = [r#""a" x"#, r#""\q""#, r#""open"#, "plain", "42", r#"["a"]"#, r#""""#];
+        let back = run(Kind::JsonUnquote, vec![strings(&odd.map(Some))]);
+        let expected = odd.map(|s| Some(if s == r#""""# { String::new() } else { s.into() }));
+        assert_eq!(texts(&back), expected);
         assert!(is_decimal("-1.5e3") && is_decimal("99.0") && !is_decimal("1.2.3"));
         assert!(!is_decimal("") && !is_decimal("e5") && !is_decimal("."));
     }

@@ -190,6 +190,39 @@ pub(crate) fn find_keyword(sql: &str, keyword: &str, from: usize) -> Option<usiz
     None
 }
 
+/// Rewrites every call `function(...)` in `sql` (or `function[...]` when `open` is `[`),
+/// found as a keyword outside literals and comments: `rewrite` gets the text between the
+/// delimiters and returns the whole call's replacement, or `None` to keep the call (its
+/// arguments are still searched). Scanning resumes after a replacement, so `rewrite`
+/// handles calls nested in its arguments itself.
+pub(crate) fn rewrite_calls(
+    sql: &str,
+    function: &str,
+    open: char,
+    mut rewrite: impl FnMut(&str) -> crate::Result<Option<String>>,
+) -> crate::Result<String> {
+    let mut out = sql.to_string();
+    let mut from = 0;
+    while let Some(pos) = find_keyword(&out, function, from) {
+        let mut at = pos + function.len();
+        if open == '(' {
+            at += out[at..].len() - out[at..].trim_start().len();
+        }
+        from = at;
+        if !out[at..].starts_with(open) {
+            continue;
+        }
+        let close = matching_paren(&out, at).ok_or_else(|| {
+            crate::SqlError::Plan(format!("unbalanced '{open}' after {function}"))
+        })?;
+        if let Some(replacement) = rewrite(&out[at + 1..close])? {
+            out.replace_range(pos..=close, &replacement);
+            from = pos + replacement.len();
+        }
+    }
+    Ok(out)
+}
+
 /// Removes one level of quotes (`'x'`, `"x"`, `` `x` ``) if present.
 pub(crate) fn unquote(s: &str) -> String {
     let s = s.trim();
