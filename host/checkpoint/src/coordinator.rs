@@ -152,6 +152,12 @@ impl Coordinator {
         )
     }
 
+    /// The directory of the job's checkpoints (local, or the local cache of object
+    /// storage), where operators write their own checkpoint files.
+    pub fn storage_dir(&self) -> &std::path::Path {
+        self.storage.dir()
+    }
+
     /// The job's checkpoint counters.
     pub fn stats(&self) -> Arc<CheckpointStats> {
         self.stats.clone()

@@ -190,7 +190,12 @@ impl JobFile {
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read job file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid job file {}", path.display()))
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads a job file's text; `name` names it in errors.
+    pub(crate) fn parse(text: &str, name: &str) -> Result<Self> {
+        toml::from_str(text).with_context(|| format!("invalid job file {name}"))
     }
 
     /// Builds the job graph; `parallelism` overrides the file's.

@@ -8,6 +8,7 @@
 mod bench;
 mod bench_kafka;
 mod client;
+mod cluster;
 mod job;
 mod nexmark;
 mod plugin;
@@ -95,6 +96,14 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Run a JobManager: TaskManagers register with it, jobs are submitted to it
+    /// (`fungi run --cluster ADDR`), and it places and coordinates them.
+    Jobmanager(cluster::JobManagerArgs),
+    /// Run a TaskManager: offers slots to a JobManager and runs the subtasks it is given.
+    Taskmanager(cluster::TaskManagerArgs),
+    /// A cluster's TaskManagers, slots and jobs.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// The newest records of a server's audit log.
     Audit {
         /// How many records.
@@ -115,8 +124,11 @@ enum NexmarkCommand {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Run in this process (embedded mode); `fungi server` runs jobs submitted to it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     local: bool,
+    /// Run on a cluster: submit the job to the JobManager at this address (`host:port`).
+    #[arg(long, value_name = "ADDR")]
+    cluster: Option<String>,
     /// Path of the SQL file or job file.
     job: PathBuf,
     /// Parallelism of every operator (overrides the job file).
@@ -251,6 +263,9 @@ fn run_command(cli: Cli) {
             connection,
         } => client::key(command, connection),
         Command::Audit { limit, connection } => client::audit(limit, connection),
+        Command::Jobmanager(args) => cluster::job_manager(args),
+        Command::Taskmanager(args) => cluster::task_manager(args),
+        Command::Cluster(command) => cluster::command(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -259,8 +274,13 @@ fn run_command(cli: Cli) {
 }
 
 fn run(args: RunArgs) -> Result<()> {
+    if let Some(job_manager) = &args.cluster {
+        return cluster::submit(&args, job_manager);
+    }
     if !args.local {
-        bail!("only embedded mode exists so far: pass --local");
+        bail!(
+            "say where the job runs: --local (in this process) or --cluster ADDR (on a JobManager)"
+        );
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     // Listening from the start: a Ctrl-C while the job is planned stops it as it starts.
@@ -324,20 +344,42 @@ async fn sql_jobs(
 ) -> Result<(Vec<PhysicalPlan>, Option<Arc<fungi_plugin::PluginTenant>>)> {
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read {}", args.job.display()))?;
+    let planned = plan_sql(&text, args.parallelism)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.job.display()))?;
+    for text in &planned.explains {
+        print!("{text}");
+    }
+    Ok((planned.plans, planned.tenant))
+}
+
+/// What a SQL script plans into.
+struct PlannedScript {
+    /// One plan per INSERT or SELECT, in order.
+    plans: Vec<PhysicalPlan>,
+    /// What its EXPLAIN statements said.
+    explains: Vec<String>,
+    /// The tenant its plugins run as.
+    tenant: Option<Arc<fungi_plugin::PluginTenant>>,
+}
+
+/// Plans every statement of a SQL script.
+async fn plan_sql(text: &str, parallelism: Option<u32>) -> Result<PlannedScript> {
     let mut config = fungi_common::config::JobConfig::default();
-    if let Some(p) = args.parallelism {
+    if let Some(p) = parallelism {
         config.parallelism = p;
     }
     let mut session = fungi_sql::SqlSession::new(config);
     let outcomes = session
-        .execute_script(&text)
+        .execute_script(text)
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.job.display()))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut plans = Vec::new();
+    let mut explains = Vec::new();
     for outcome in outcomes {
         match outcome {
             fungi_sql::Outcome::Done(_) => {}
-            fungi_sql::Outcome::Explain(text) => print!("{text}"),
+            fungi_sql::Outcome::Explain(text) => explains.push(text),
             fungi_sql::Outcome::Insert(graph) => plans.push(PhysicalPlan::new(graph)?),
             fungi_sql::Outcome::Query(query) => {
                 let sink = fungi_connector::registry::sink("stdout", &Default::default())?;
@@ -345,7 +387,11 @@ async fn sql_jobs(
             }
         }
     }
-    Ok((plans, session.plugin_tenant()))
+    Ok(PlannedScript {
+        plans,
+        explains,
+        tenant: session.plugin_tenant(),
+    })
 }
 
 /// Ctrl-C and SIGTERM, listened to once for the whole run so that no signal is lost

@@ -97,6 +97,28 @@ impl LocalExecutor {
         plan: PhysicalPlan,
         checkpoint: Option<&CompletedCheckpoint>,
     ) -> Result<JobHandle> {
+        self.launch(&plan, checkpoint, None)
+    }
+
+    /// Starts this process's part of a job split across processes (distributed mode):
+    /// only the subtasks `part.exchange` says are local; channels to and from subtasks
+    /// elsewhere come from the exchange, and the checkpoint coordinator runs elsewhere
+    /// too (`part.coordinator`, when the job checkpoints).
+    pub fn start_part(
+        &self,
+        plan: &PhysicalPlan,
+        checkpoint: Option<&CompletedCheckpoint>,
+        part: JobPart,
+    ) -> Result<JobHandle> {
+        self.launch(plan, checkpoint, Some(part))
+    }
+
+    fn launch(
+        &self,
+        plan: &PhysicalPlan,
+        checkpoint: Option<&CompletedCheckpoint>,
+        part: Option<JobPart>,
+    ) -> Result<JobHandle> {
         let graph = &plan.graph;
         let config = &graph.config;
         config.validate()?;
@@ -110,9 +132,26 @@ impl LocalExecutor {
         let dead_letters =
             Arc::new(DeadLetterQueue::default().with_targets(graph.dead_letter_targets.clone()));
         let metrics = JobMetrics::for_graph(graph);
-        let mut wiring = Wiring::local(&plan, &metrics);
         let mut tasks = JoinSet::new();
-        let coordination = start_coordinator(&plan, checkpoint, &cancel, &mut tasks)?;
+        let (mut wiring, coordination, exchange) = match part {
+            None => (
+                Wiring::new(plan, &metrics, None)?,
+                start_coordinator(plan, checkpoint, &cancel, &mut tasks)?,
+                None,
+            ),
+            Some(part) => {
+                let wiring = Wiring::new(plan, &metrics, Some(part.exchange.as_ref()))?;
+                let coordination = match part.coordinator {
+                    Some(c) => Some(Coordination {
+                        channels: c.channels,
+                        stats: Arc::default(),
+                        local_dir: c.local_dir,
+                    }),
+                    None => None,
+                };
+                (wiring, coordination, Some(part.exchange))
+            }
+        };
         let job = JobEnv {
             graph,
             checkpoint,
@@ -130,6 +169,9 @@ impl LocalExecutor {
                 let inputs = wiring.receivers[c]
                     .pop()
                     .expect("one receiver list per subtask");
+                if exchange.as_ref().is_some_and(|x| !x.is_local(c, s)) {
+                    continue;
+                }
                 let (name, subtask) = job.subtask(chain, s, routers, inputs)?;
                 tasks.spawn(async move { (name, subtask.run().await) });
             }
@@ -145,6 +187,81 @@ impl LocalExecutor {
             started: Instant::now(),
         })
     }
+}
+
+/// One channel between two chain subtasks: edge `edge` (its index in the job graph)
+/// from subtask `producer` of its upstream chain to subtask `consumer` downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId {
+    /// Index of the edge in [`JobGraph::edges`].
+    pub edge: u32,
+    /// The sending subtask.
+    pub producer: u32,
+    /// The receiving subtask.
+    pub consumer: u32,
+}
+
+/// How a job's subtasks split across processes connect: which run here, and the ends of
+/// channels whose other end is in another process. Messages keep their order on a
+/// channel, and a channel is bounded at both ends (backpressure).
+pub trait Exchange: Send + Sync {
+    /// Whether subtask `subtask` of chain `chain` (its index in the plan) runs here.
+    fn is_local(&self, chain: usize, subtask: u32) -> bool;
+    /// The sending end of `channel`, whose consumer is in another process.
+    fn sender(&self, channel: ChannelId, capacity: usize) -> Result<mpsc::Sender<Message>>;
+    /// The receiving end of `channel`, whose producer is in another process.
+    fn receiver(&self, channel: ChannelId, capacity: usize) -> Result<mpsc::Receiver<Message>>;
+}
+
+/// A process's part of a distributed job.
+pub struct JobPart {
+    /// Where each subtask runs, and the channels to the others.
+    pub exchange: Arc<dyn Exchange>,
+    /// The coordinator's channels, when the job checkpoints.
+    pub coordinator: Option<RemoteCoordinator>,
+}
+
+impl std::fmt::Debug for JobPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobPart").finish_non_exhaustive()
+    }
+}
+
+/// The ends of a coordinator that runs in another process, as this process's subtasks
+/// hold them: triggers and completions arrive on the watches, reports leave on the
+/// sender.
+#[derive(Debug, Clone)]
+pub struct RemoteCoordinator {
+    /// The channels.
+    pub channels: TaskChannels,
+    /// Where operators write their own checkpoint files (a directory every process of
+    /// the job shares).
+    pub local_dir: std::path::PathBuf,
+}
+
+/// The checkpoint coordinator of `plan`, when it checkpoints (an interval and a
+/// directory are set), with the channels its subtasks use and its counters; for a
+/// process that runs the coordinator of a job whose subtasks run elsewhere.
+pub fn coordinator(
+    plan: &PhysicalPlan,
+    checkpoint: Option<&CompletedCheckpoint>,
+) -> Result<Option<(Coordinator, TaskChannels, Arc<CheckpointStats>)>> {
+    let graph = &plan.graph;
+    let checkpointing = &graph.config.checkpointing;
+    let (Some(_), Some(dir)) = (&checkpointing.interval, &checkpointing.dir) else {
+        return Ok(None);
+    };
+    let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
+    let storage = CheckpointStorage::open(dir, &checkpointing.storage_options)?;
+    let (coordinator, channels) = Coordinator::new(
+        checkpointing.clone(),
+        storage,
+        graph.name.clone(),
+        expected,
+        checkpoint.map_or(1, |c| c.id() + 1),
+    );
+    let stats = coordinator.stats();
+    Ok(Some((coordinator, channels, stats)))
 }
 
 /// Fails when `checkpoint` holds state of an operator `graph` does not have: restoring
@@ -178,16 +295,23 @@ struct Wiring {
 }
 
 impl Wiring {
-    /// Every edge between chains as an in-process channel.
-    fn local(plan: &PhysicalPlan, metrics: &JobMetrics) -> Wiring {
+    /// Every edge between chains as a channel: in-process when both ends run here, from
+    /// `exchange` when one end runs elsewhere (none when neither does).
+    fn new(
+        plan: &PhysicalPlan,
+        metrics: &JobMetrics,
+        exchange: Option<&dyn Exchange>,
+    ) -> Result<Wiring> {
         let graph = &plan.graph;
         let config = &graph.config;
         let key_groups = KeyGroups::new(config.max_parallelism);
+        let local =
+            |chain: usize, subtask: u32| exchange.is_none_or(|x| x.is_local(chain, subtask));
         let mut wiring = Wiring {
             receivers: plan.chains.iter().map(per_subtask).collect(),
             routers: plan.chains.iter().map(per_subtask).collect(),
         };
-        for e in &graph.edges {
+        for (edge, e) in graph.edges.iter().enumerate() {
             let (from_chain, to_chain) = (
                 plan.chain_of[e.from.0 as usize],
                 plan.chain_of[e.to.0 as usize],
@@ -195,7 +319,6 @@ impl Wiring {
             if from_chain == to_chain {
                 continue;
             }
-            let consumers = plan.chains[to_chain].parallelism;
             // Which input of the consumer this edge is.
             let logical = graph
                 .edges
@@ -204,23 +327,41 @@ impl Wiring {
                 .position(|x| std::ptr::eq(x, e))
                 .expect("the edge is among its consumer's inputs");
             for (i, producer) in wiring.routers[from_chain].iter_mut().enumerate() {
-                let mut senders = Vec::with_capacity(consumers as usize);
-                for rx in wiring.receivers[to_chain].iter_mut() {
-                    let (tx, r) = mpsc::channel(config.channel_capacity);
-                    senders.push(tx);
-                    rx.push((logical, r));
+                let i = i as u32;
+                let mut senders = Vec::new();
+                for (j, rx) in wiring.receivers[to_chain].iter_mut().enumerate() {
+                    let channel = ChannelId {
+                        edge: edge as u32,
+                        producer: i,
+                        consumer: j as u32,
+                    };
+                    let capacity = config.channel_capacity;
+                    match (local(from_chain, i), local(to_chain, j as u32), exchange) {
+                        (true, true, _) => {
+                            let (tx, r) = mpsc::channel(capacity);
+                            senders.push(tx);
+                            rx.push((logical, r));
+                        }
+                        (true, false, Some(x)) => senders.push(x.sender(channel, capacity)?),
+                        (false, true, Some(x)) => {
+                            rx.push((logical, x.receiver(channel, capacity)?))
+                        }
+                        _ => {}
+                    }
                 }
-                producer.push(Router::new(
-                    e.tag.clone(),
-                    e.partitioning.clone(),
-                    key_groups,
-                    senders,
-                    i,
-                    metrics.operators[e.from.0 as usize].clone(),
-                ));
+                if local(from_chain, i) {
+                    producer.push(Router::new(
+                        e.tag.clone(),
+                        e.partitioning.clone(),
+                        key_groups,
+                        senders,
+                        i as usize,
+                        metrics.operators[e.from.0 as usize].clone(),
+                    ));
+                }
             }
         }
-        wiring
+        Ok(wiring)
     }
 }
 
@@ -246,22 +387,10 @@ fn start_coordinator(
     cancel: &CancellationToken,
     tasks: &mut JoinSet<(String, Result<()>)>,
 ) -> Result<Option<Coordination>> {
-    let graph = &plan.graph;
-    let checkpointing = &graph.config.checkpointing;
-    let (Some(_), Some(dir)) = (&checkpointing.interval, &checkpointing.dir) else {
+    let Some((coordinator, channels, stats)) = coordinator(plan, checkpoint)? else {
         return Ok(None);
     };
-    let expected = plan.chains.iter().map(|c| c.parallelism as usize).sum();
-    let storage = CheckpointStorage::open(dir, &checkpointing.storage_options)?;
-    let local_dir = storage.dir().to_path_buf();
-    let (coordinator, channels) = Coordinator::new(
-        checkpointing.clone(),
-        storage,
-        graph.name.clone(),
-        expected,
-        checkpoint.map_or(1, |c| c.id() + 1),
-    );
-    let stats = coordinator.stats();
+    let local_dir = coordinator.storage_dir().to_path_buf();
     let cancel = cancel.clone();
     tasks.spawn(async move {
         (

@@ -548,7 +548,10 @@ pub(crate) fn rewrite_time_units(sql: &str) -> Result<String> {
                 return Ok(None);
             };
             if unit(first).is_some() {
-                let rest = args[1..].iter().map(|a| format!(", {a}")).collect::<String>();
+                let rest = args[1..]
+                    .iter()
+                    .map(|a| format!(", {a}"))
+                    .collect::<String>();
                 return Ok(Some(format!(
                     "{function}('{}'{rest})",
                     first.to_ascii_uppercase()

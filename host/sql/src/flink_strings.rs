@@ -766,9 +766,17 @@ mod tests {
         let back = run(Kind::JsonUnquote, vec![quoted]);
         assert_eq!(texts(&back)[0].as_deref(), Some("á\"/"));
         // What is not exactly one JSON string literal comes back as itself.
-        let odd = [r#""a" x"#, r#""\q""#, r#""open"#, "plain", "42", r#"["a"]"#, r#""""#];
+        let odd = [
+            r#""a" x"#, r#""\q""#, r#""open"#, "plain", "42", r#"["a"]"#, r#""""#,
+        ];
         let back = run(Kind::JsonUnquote, vec![strings(&odd.map(Some))]);
-        let expected = odd.map(|s| Some(if s == r#""""# { String::new() } else { s.into() }));
+        let expected = odd.map(|s| {
+            Some(if s == r#""""# {
+                String::new()
+            } else {
+                s.into()
+            })
+        });
         assert_eq!(texts(&back), expected);
         assert!(is_decimal("-1.5e3") && is_decimal("99.0") && !is_decimal("1.2.3"));
         assert!(!is_decimal("") && !is_decimal("e5") && !is_decimal("."));

@@ -1,0 +1,295 @@
+//! The distributed mode's commands: `fungi jobmanager`, `fungi taskmanager`,
+//! `fungi run --cluster ADDR` and `fungi cluster status`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use fungi_cluster::jobmanager::JobManagerConfig;
+use fungi_cluster::taskmanager::TaskManagerConfig;
+use fungi_cluster::{ClusterClient, JobSpec, Planner};
+use fungi_execution::plan::PhysicalPlan;
+use tokio_util::sync::CancellationToken;
+
+use crate::RunArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct JobManagerArgs {
+    /// Where to listen for TaskManagers and clients (`host:port`; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:6123")]
+    listen: String,
+    /// A TaskManager silent this long is lost and its jobs' attempts fail.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TaskManagerArgs {
+    /// The JobManager's address (`host:port`).
+    #[arg(long)]
+    jobmanager: String,
+    /// Slots offered: how many subtasks of one chain this TaskManager may run.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Where its data endpoint (Arrow Flight, for other TaskManagers) listens; port 0
+    /// picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Its name in the cluster (default: its data address).
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// The TaskManagers (slots, free and used, last heartbeat) and the running jobs with
+    /// where each subtask runs.
+    Status {
+        /// The JobManager's address (`host:port`).
+        #[arg(long, env = "FUNGI_JOBMANAGER", default_value = "127.0.0.1:6123")]
+        jobmanager: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Plans jobs as `fungi run` does, for the JobManager and every TaskManager.
+struct CliPlanner;
+
+impl Planner for CliPlanner {
+    fn plan(&self, spec: &JobSpec) -> std::result::Result<PhysicalPlan, String> {
+        plan_spec(spec).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Plans `spec` into its physical plan.
+fn plan_spec(spec: &JobSpec) -> Result<PhysicalPlan> {
+    let mut plans = plan_all(spec)?;
+    let count = plans.len();
+    if spec.statement >= count {
+        bail!(
+            "{} has {count} jobs; there is no job {}",
+            spec.file_name,
+            spec.statement + 1
+        );
+    }
+    Ok(plans.swap_remove(spec.statement))
+}
+
+/// Every job of `spec`'s file.
+fn plan_all(spec: &JobSpec) -> Result<Vec<PhysicalPlan>> {
+    if spec.file_name.ends_with(".sql") {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a planning runtime")?;
+        let planned = runtime
+            .block_on(crate::plan_sql(&spec.text, spec.parallelism))
+            .with_context(|| spec.file_name.clone())?;
+        Ok(planned.plans)
+    } else {
+        let job = crate::job::JobFile::parse(&spec.text, &spec.file_name)?;
+        Ok(vec![PhysicalPlan::new(job.to_graph(spec.parallelism)?)?])
+    }
+}
+
+/// A runtime for a long-running role, and a token cancelled on Ctrl-C or SIGTERM.
+fn role_runtime() -> Result<(tokio::runtime::Runtime, CancellationToken)> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        stop.cancel();
+    });
+    Ok((runtime, shutdown))
+}
+
+/// `fungi jobmanager`.
+pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
+    let (runtime, shutdown) = role_runtime()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        println!("JobManager listening on {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        let config = JobManagerConfig {
+            heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
+            ..Default::default()
+        };
+        fungi_cluster::jobmanager::serve(listener, Arc::new(CliPlanner), config, shutdown)
+            .await
+            .context("the JobManager's endpoint failed")
+    })
+}
+
+/// `fungi taskmanager`.
+pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
+    if args.slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    let (runtime, shutdown) = role_runtime()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!(
+            "TaskManager {} with {} slots, data endpoint on {address}, JobManager {}",
+            args.id.as_deref().unwrap_or("(named by its address)"),
+            args.slots,
+            args.jobmanager
+        );
+        std::io::stdout().flush()?;
+        let config = TaskManagerConfig {
+            id: args.id,
+            job_manager: args.jobmanager,
+            slots: args.slots,
+        };
+        fungi_cluster::taskmanager::run(config, listener, Arc::new(CliPlanner), shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+    })
+}
+
+/// `fungi run --cluster ADDR FILE`: submits every job of the file and follows them
+/// until they end; Ctrl-C cancels them.
+pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
+    if args.from_savepoint.is_some() {
+        bail!("--from-savepoint runs a job in this process: drop --cluster, or drop the savepoint");
+    }
+    let text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("cannot read {}", args.job.display()))?;
+    let file_name = args
+        .job
+        .file_name()
+        .map_or_else(|| "job".into(), |n| n.to_string_lossy().into_owned());
+    let spec = JobSpec {
+        file_name,
+        text,
+        parallelism: args.parallelism,
+        statement: 0,
+    };
+    // Planned here first: a job that does not plan is refused before it travels.
+    let plans = plan_all(&spec).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.job.display()))?;
+    if args.explain {
+        for plan in &plans {
+            print!("{}", plan.explain());
+        }
+        return Ok(());
+    }
+    let (runtime, stop) = role_runtime()?;
+    runtime.block_on(async {
+        let client = ClusterClient::connect(job_manager).await?;
+        let mut runs = tokio::task::JoinSet::new();
+        for statement in 0..plans.len() {
+            let spec = JobSpec {
+                statement,
+                ..spec.clone()
+            };
+            let mut client = client.clone();
+            let stop = stop.clone();
+            runs.spawn(async move {
+                let mut events = client.submit(&spec).await?;
+                loop {
+                    let event = tokio::select! {
+                        event = events.message() => event,
+                        _ = stop.cancelled() => bail!("cancelled"),
+                    };
+                    let Some(event) = event.context("the JobManager's stream broke")? else {
+                        bail!("the JobManager ended the job's stream without an outcome");
+                    };
+                    eprintln!("job {}: {} {}", event.job, event.status, event.message);
+                    match event.status.as_str() {
+                        "finished" => {
+                            for o in &event.operators {
+                                eprintln!(
+                                    "  {:<32} {:>12} in {:>12} out",
+                                    o.operator, o.records_in, o.records_out
+                                );
+                            }
+                            return Ok(());
+                        }
+                        "failed" => bail!("job {} failed: {}", event.job, event.message),
+                        _ => {}
+                    }
+                }
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = runs.join_next().await {
+            if let Err(e) = result.context("a job's follower panicked").and_then(|r| r) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+/// `fungi cluster ...`.
+pub(crate) fn command(command: ClusterCommand) -> Result<()> {
+    let ClusterCommand::Status { jobmanager, json } = command;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let status = runtime.block_on(async {
+        let mut client = ClusterClient::connect(&jobmanager).await?;
+        anyhow::Ok(client.status().await?)
+    })?;
+    if json {
+        let value = serde_json::json!({
+            "version": status.version,
+            "task_managers": status.task_managers.iter().map(|t| serde_json::json!({
+                "id": t.id, "data_address": t.data_address, "slots": t.slots,
+                "used": t.used, "free": t.slots - t.used,
+                "since_heartbeat_ms": t.since_heartbeat_ms,
+            })).collect::<Vec<_>>(),
+            "jobs": status.jobs.iter().map(|j| serde_json::json!({
+                "job": j.job, "status": j.status, "attempt": j.attempt,
+                "subtasks": j.assignments.iter().map(|a| serde_json::json!({
+                    "chain": a.chain, "subtask": a.subtask, "task_manager": a.task_manager,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("JobManager {jobmanager} (Fungi {})", status.version);
+    println!(
+        "{:<24} {:<22} {:>5} {:>5} {:>5} {:>14}",
+        "TASKMANAGER", "DATA ADDRESS", "SLOTS", "USED", "FREE", "HEARTBEAT"
+    );
+    for t in &status.task_managers {
+        println!(
+            "{:<24} {:<22} {:>5} {:>5} {:>5} {:>11} ms",
+            t.id,
+            t.data_address,
+            t.slots,
+            t.used,
+            t.slots - t.used,
+            t.since_heartbeat_ms
+        );
+    }
+    for j in &status.jobs {
+        println!("job {} {} (attempt {})", j.job, j.status, j.attempt);
+        for a in &j.assignments {
+            println!(
+                "  chain {} subtask {} on {}",
+                a.chain, a.subtask, a.task_manager
+            );
+        }
+    }
+    Ok(())
+}

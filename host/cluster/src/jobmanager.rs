@@ -1,0 +1,845 @@
+//! The JobManager: keeps the TaskManagers' sessions, places jobs on their slots, runs
+//! each job's checkpoint coordinator and follows its attempts to the end.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fungi_checkpoint::{TaskKey, TaskReport, TaskSnapshot};
+use fungi_common::ids::CheckpointId;
+use fungi_execution::plan::PhysicalPlan;
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::VERSION;
+use crate::proto::from_task_manager::Kind as Up;
+use crate::proto::job_manager_server::{JobManager, JobManagerServer};
+use crate::proto::to_task_manager::Kind as Down;
+use crate::proto::{
+    Assignment, Cancel, CheckpointComplete, ClusterStatus, Deploy, FromTaskManager, JobEvent,
+    JobStatus, OperatorCount, Registered, Snapshot, StatusRequest, SubmitRequest,
+    TaskManagerStatus, ToTaskManager, TriggerCheckpoint,
+};
+use crate::spec::{self, JobSpec, Planner};
+
+/// How a JobManager is set up.
+#[derive(Debug, Clone)]
+pub struct JobManagerConfig {
+    /// A TaskManager silent this long is lost (its attempts fail).
+    pub heartbeat_timeout: Duration,
+    /// How long a TaskManager may take to build its part of an attempt.
+    pub deploy_timeout: Duration,
+}
+
+impl Default for JobManagerConfig {
+    fn default() -> Self {
+        JobManagerConfig {
+            heartbeat_timeout: Duration::from_secs(5),
+            deploy_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves the JobManager on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    planner: Arc<dyn Planner>,
+    config: JobManagerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let shared = Arc::new(Shared {
+        planner,
+        config,
+        registry: Mutex::default(),
+        changed: Notify::new(),
+        next_session: AtomicU64::new(1),
+        next_job: AtomicU64::new(1),
+    });
+    let monitor = tokio::spawn(watch_heartbeats(shared.clone(), shutdown.clone()));
+    info!(address = ?listener.local_addr().ok(), "JobManager started");
+    let served = Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            JobManagerServer::new(Service(shared))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await;
+    monitor.abort();
+    served
+}
+
+struct Shared {
+    planner: Arc<dyn Planner>,
+    config: JobManagerConfig,
+    registry: Mutex<Registry>,
+    /// Notified when TaskManagers join or leave, or slots free up.
+    changed: Notify,
+    next_session: AtomicU64,
+    next_job: AtomicU64,
+}
+
+#[derive(Default)]
+struct Registry {
+    task_managers: BTreeMap<String, TaskManagerEntry>,
+    jobs: BTreeMap<String, JobEntry>,
+}
+
+struct TaskManagerEntry {
+    session: u64,
+    data_address: String,
+    slots: u32,
+    used: u32,
+    last_heartbeat: Instant,
+    orders: mpsc::UnboundedSender<Result<ToTaskManager, Status>>,
+}
+
+struct JobEntry {
+    status: String,
+    attempt: u64,
+    assignments: Vec<Assignment>,
+    inputs: mpsc::UnboundedSender<JobInput>,
+}
+
+/// What a job's runner hears from the TaskManagers.
+enum JobInput {
+    Deployed {
+        tm: String,
+        attempt: u64,
+        error: String,
+    },
+    PartEnded {
+        tm: String,
+        attempt: u64,
+        error: String,
+        operators: Vec<OperatorCount>,
+    },
+    Snapshot(Snapshot),
+    Lost {
+        tm: String,
+        reason: String,
+    },
+}
+
+impl Shared {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets TaskManager `tm` (if `session` is still its session): the attempts it
+    /// ran parts of fail.
+    fn lose(&self, tm: &str, session: u64, reason: &str) {
+        let mut registry = self.registry();
+        if registry
+            .task_managers
+            .get(tm)
+            .is_none_or(|e| e.session != session)
+        {
+            return;
+        }
+        warn!(task_manager = %tm, %reason, "TaskManager lost");
+        registry.task_managers.remove(tm);
+        for job in registry.jobs.values() {
+            if job.assignments.iter().any(|a| a.task_manager == tm) {
+                let _ = job.inputs.send(JobInput::Lost {
+                    tm: tm.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        drop(registry);
+        self.changed.notify_waiters();
+    }
+
+    /// Sends `order` to TaskManager `tm`; false when it is gone.
+    fn order(&self, tm: &str, order: Down) -> bool {
+        self.registry().task_managers.get(tm).is_some_and(|e| {
+            e.orders
+                .send(Ok(ToTaskManager { kind: Some(order) }))
+                .is_ok()
+        })
+    }
+
+    fn route(&self, tm: &str, message: FromTaskManager) {
+        let (job, input) = match message.kind {
+            Some(Up::Heartbeat(_)) => {
+                if let Some(e) = self.registry().task_managers.get_mut(tm) {
+                    e.last_heartbeat = Instant::now();
+                }
+                return;
+            }
+            Some(Up::Deployed(d)) => (
+                d.job,
+                JobInput::Deployed {
+                    tm: tm.to_string(),
+                    attempt: d.attempt,
+                    error: d.error,
+                },
+            ),
+            Some(Up::PartEnded(p)) => (
+                p.job,
+                JobInput::PartEnded {
+                    tm: tm.to_string(),
+                    attempt: p.attempt,
+                    error: p.error,
+                    operators: p.operators,
+                },
+            ),
+            Some(Up::Snapshot(s)) => (s.job.clone(), JobInput::Snapshot(s)),
+            Some(Up::Register(_)) | None => return,
+        };
+        if let Some(entry) = self.registry().jobs.get(&job) {
+            let _ = entry.inputs.send(input);
+        } else {
+            debug!(%job, task_manager = %tm, "a report for a job that is not running");
+        }
+    }
+}
+
+/// Loses TaskManagers whose heartbeats stopped.
+async fn watch_heartbeats(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let timeout = shared.config.heartbeat_timeout;
+        let silent: Vec<(String, u64, Duration)> = shared
+            .registry()
+            .task_managers
+            .iter()
+            .filter(|(_, e)| e.last_heartbeat.elapsed() > timeout)
+            .map(|(id, e)| (id.clone(), e.session, e.last_heartbeat.elapsed()))
+            .collect();
+        for (id, session, silence) in silent {
+            shared.lose(
+                &id,
+                session,
+                &format!("no heartbeat for {:.1} s", silence.as_secs_f64()),
+            );
+        }
+    }
+}
+
+struct Service(Arc<Shared>);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl JobManager for Service {
+    type SessionStream = BoxStream<ToTaskManager>;
+    type SubmitStream = BoxStream<JobEvent>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<FromTaskManager>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the session ended before registering"))?;
+        let Some(Up::Register(register)) = first.kind else {
+            return Err(Status::invalid_argument("a session starts with Register"));
+        };
+        if register.version != VERSION {
+            return Err(Status::failed_precondition(format!(
+                "TaskManager {} runs Fungi {}, this JobManager runs Fungi {VERSION}: every \
+                 process of a cluster must run the same version",
+                register.id, register.version
+            )));
+        }
+        if register.slots == 0 || register.id.is_empty() || register.data_address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a TaskManager registers with an id, a data address and at least one slot",
+            ));
+        }
+        let shared = self.0.clone();
+        let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let _ = orders.send(Ok(ToTaskManager {
+            kind: Some(Down::Registered(Registered {
+                job_manager_version: VERSION.to_string(),
+            })),
+        }));
+        let id = register.id.clone();
+        let replaced = shared.registry().task_managers.get(&id).map(|e| e.session);
+        if let Some(old) = replaced {
+            shared.lose(&id, old, "it registered again");
+        }
+        shared.registry().task_managers.insert(
+            id.clone(),
+            TaskManagerEntry {
+                session,
+                data_address: register.data_address.clone(),
+                slots: register.slots,
+                used: 0,
+                last_heartbeat: Instant::now(),
+                orders,
+            },
+        );
+        shared.changed.notify_waiters();
+        info!(task_manager = %id, data = %register.data_address, slots = register.slots, "TaskManager registered");
+        tokio::spawn(async move {
+            let reason = loop {
+                match stream.message().await {
+                    Ok(Some(message)) => shared.route(&id, message),
+                    Ok(None) => break "it ended its session".to_string(),
+                    Err(s) => break format!("its session broke: {}", s.message()),
+                }
+            };
+            shared.lose(&id, session, &reason);
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            orders_rx,
+        ))))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<Self::SubmitStream>, Status> {
+        let spec =
+            JobSpec::from_bytes(&request.into_inner().spec).map_err(Status::invalid_argument)?;
+        let shared = self.0.clone();
+        let (events, events_rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let runner = JobRunner::new(shared.clone(), &spec, events);
+            let job = runner.job.clone();
+            runner.run(spec).await;
+            shared.registry().jobs.remove(&job);
+            shared.changed.notify_waiters();
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(events_rx),
+        )))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        let registry = self.0.registry();
+        Ok(Response::new(ClusterStatus {
+            version: VERSION.to_string(),
+            task_managers: registry
+                .task_managers
+                .iter()
+                .map(|(id, e)| TaskManagerStatus {
+                    id: id.clone(),
+                    data_address: e.data_address.clone(),
+                    slots: e.slots,
+                    used: e.used,
+                    since_heartbeat_ms: e.last_heartbeat.elapsed().as_millis() as u64,
+                })
+                .collect(),
+            jobs: registry
+                .jobs
+                .iter()
+                .map(|(job, e)| JobStatus {
+                    job: job.clone(),
+                    status: e.status.clone(),
+                    attempt: e.attempt,
+                    assignments: e.assignments.clone(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Follows one submitted job from planning to its end.
+struct JobRunner {
+    shared: Arc<Shared>,
+    job: String,
+    events: mpsc::Sender<Result<JobEvent, Status>>,
+    inputs: mpsc::UnboundedReceiver<JobInput>,
+    attempt: u64,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    Finished(Vec<OperatorCount>),
+    Failed(String),
+    /// The client went away: the job is cancelled.
+    Abandoned,
+}
+
+impl JobRunner {
+    fn new(
+        shared: Arc<Shared>,
+        spec: &JobSpec,
+        events: mpsc::Sender<Result<JobEvent, Status>>,
+    ) -> Self {
+        let stem = std::path::Path::new(&spec.file_name)
+            .file_stem()
+            .map_or("job".into(), |s| s.to_string_lossy().into_owned());
+        let job = format!("{stem}-{}", shared.next_job.fetch_add(1, Ordering::Relaxed));
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        shared.registry().jobs.insert(
+            job.clone(),
+            JobEntry {
+                status: "planning".into(),
+                attempt: 0,
+                assignments: Vec::new(),
+                inputs: inputs_tx,
+            },
+        );
+        JobRunner {
+            shared,
+            job,
+            events,
+            inputs,
+            attempt: 0,
+        }
+    }
+
+    async fn event(&self, status: &str, message: String, operators: Vec<OperatorCount>) {
+        if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
+            e.status = status.to_string();
+        }
+        info!(job = %self.job, %status, %message, "job");
+        let _ = self
+            .events
+            .send(Ok(JobEvent {
+                job: self.job.clone(),
+                status: status.to_string(),
+                message,
+                attempt: self.attempt,
+                operators,
+            }))
+            .await;
+    }
+
+    async fn run(mut self, spec: JobSpec) {
+        let plan = match spec::plan(self.shared.planner.clone(), spec.clone()).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                return self
+                    .event("failed", format!("the job does not plan: {e}"), Vec::new())
+                    .await;
+            }
+        };
+        let Some(assignments) = self.place(&plan).await else {
+            return;
+        };
+        self.attempt += 1;
+        let outcome = self.attempt_job(&plan, &spec, &assignments).await;
+        self.release(&assignments);
+        match outcome {
+            Outcome::Finished(operators) => self.event("finished", String::new(), operators).await,
+            Outcome::Failed(reason) => self.event("failed", reason, Vec::new()).await,
+            Outcome::Abandoned => {}
+        }
+    }
+
+    /// Reserves a slot for subtask `i` of every chain (slot `i`), spreading slots over
+    /// the TaskManagers; waits while the cluster has too few free slots. `None` when the
+    /// job cannot be placed (reported) or its client went away.
+    async fn place(&self, plan: &PhysicalPlan) -> Option<Vec<Assignment>> {
+        let needed = plan.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
+        let mut reported_wait = None;
+        loop {
+            let changed = self.shared.changed.notified();
+            let placed = {
+                let mut registry = self.shared.registry();
+                if registry.task_managers.is_empty() && reported_wait.is_none() {
+                    None
+                } else {
+                    let free: u32 = registry
+                        .task_managers
+                        .values()
+                        .map(|e| e.slots - e.used)
+                        .sum();
+                    if free >= needed {
+                        Some(Ok(reserve(&mut registry, plan, needed)))
+                    } else {
+                        Some(Err((free, registry.task_managers.len())))
+                    }
+                }
+            };
+            match placed {
+                None => {
+                    self.event(
+                        "failed",
+                        "no TaskManager has registered with this JobManager: start one with \
+                         `fungi taskmanager --jobmanager ADDR`"
+                            .into(),
+                        Vec::new(),
+                    )
+                    .await;
+                    return None;
+                }
+                Some(Ok(assignments)) => {
+                    if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
+                        e.assignments = assignments.clone();
+                    }
+                    return Some(assignments);
+                }
+                Some(Err(wait)) => {
+                    if reported_wait != Some(wait) {
+                        reported_wait = Some(wait);
+                        self.event(
+                            "waiting",
+                            format!(
+                                "the job needs {needed} slots; {} free on {} TaskManagers",
+                                wait.0, wait.1
+                            ),
+                            Vec::new(),
+                        )
+                        .await;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.events.closed() => return None,
+            }
+        }
+    }
+
+    fn release(&self, assignments: &[Assignment]) {
+        let mut registry = self.shared.registry();
+        let mut slots: BTreeMap<&str, u32> = BTreeMap::new();
+        for a in assignments.iter().filter(|a| a.chain == 0) {
+            *slots.entry(a.task_manager.as_str()).or_default() += 1;
+        }
+        for (tm, n) in slots {
+            if let Some(e) = registry.task_managers.get_mut(tm) {
+                e.used = e.used.saturating_sub(n);
+            }
+        }
+        if let Some(e) = registry.jobs.get_mut(&self.job) {
+            e.assignments.clear();
+        }
+        drop(registry);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// The TaskManagers an attempt runs on.
+    fn task_managers(assignments: &[Assignment]) -> Vec<String> {
+        let mut tms: Vec<String> = assignments.iter().map(|a| a.task_manager.clone()).collect();
+        tms.sort();
+        tms.dedup();
+        tms
+    }
+
+    /// Runs one attempt: deploys it, bridges its checkpoints and waits for every part.
+    async fn attempt_job(
+        &mut self,
+        plan: &PhysicalPlan,
+        spec: &JobSpec,
+        assignments: &[Assignment],
+    ) -> Outcome {
+        let attempt = self.attempt;
+        if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
+            e.attempt = attempt;
+        }
+        let tms = Self::task_managers(assignments);
+        let deploy = Deploy {
+            job: self.job.clone(),
+            attempt,
+            spec: spec.to_bytes(),
+            fingerprint: crate::fingerprint(plan),
+            assignments: assignments.to_vec(),
+            restore_checkpoint: 0,
+        };
+        for tm in &tms {
+            if !self.shared.order(tm, Down::Deploy(deploy.clone())) {
+                return Outcome::Failed(format!("TaskManager {tm} left before the deployment"));
+            }
+        }
+        let cancel_all = |reason: &str| {
+            debug!(job = %self.job, attempt, %reason, "cancelling the attempt");
+            for tm in &tms {
+                self.shared.order(
+                    tm,
+                    Down::Cancel(Cancel {
+                        job: self.job.clone(),
+                        attempt,
+                    }),
+                );
+            }
+        };
+        // Every TaskManager builds its part.
+        let mut deployed = 0;
+        let deadline = tokio::time::Instant::now() + self.shared.config.deploy_timeout;
+        let mut failure = None;
+        while deployed < tms.len() && failure.is_none() {
+            let input = tokio::select! {
+                input = self.inputs.recv() => input,
+                _ = tokio::time::sleep_until(deadline) => {
+                    failure = Some("TaskManagers took too long to deploy the job".to_string());
+                    break;
+                }
+            };
+            match input {
+                Some(JobInput::Deployed {
+                    tm,
+                    attempt: a,
+                    error,
+                }) if a == attempt => {
+                    if error.is_empty() {
+                        deployed += 1;
+                    } else {
+                        failure = Some(format!("TaskManager {tm} cannot run the job: {error}"));
+                    }
+                }
+                Some(JobInput::Lost { tm, reason }) => {
+                    failure = Some(format!("TaskManager {tm} was lost: {reason}"));
+                }
+                Some(JobInput::PartEnded {
+                    tm,
+                    attempt: a,
+                    error,
+                    ..
+                }) if a == attempt && !error.is_empty() => {
+                    failure = Some(format!("on TaskManager {tm}: {error}"));
+                }
+                Some(_) => {}
+                None => failure = Some("the job's inputs closed".into()),
+            }
+        }
+        if let Some(reason) = failure {
+            cancel_all(&reason);
+            return Outcome::Failed(reason);
+        }
+        let placement = assignments
+            .iter()
+            .map(|a| format!("{}[{}]@{}", a.chain, a.subtask, a.task_manager))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.event(
+            "running",
+            format!("attempt {attempt}: {placement}"),
+            Vec::new(),
+        )
+        .await;
+        let coordination = match Coordination::start(&self.shared, plan, &self.job, attempt, &tms) {
+            Ok(c) => c,
+            Err(e) => {
+                cancel_all(&e);
+                return Outcome::Failed(e);
+            }
+        };
+        let mut ended: BTreeMap<String, Vec<OperatorCount>> = BTreeMap::new();
+        let mut failure = None;
+        while ended.len() < tms.len() {
+            let input = tokio::select! {
+                input = self.inputs.recv() => input,
+                _ = self.events.closed() => {
+                    cancel_all("the client went away");
+                    if let Some(c) = &coordination { c.cancel.cancel(); }
+                    return Outcome::Abandoned;
+                }
+            };
+            match input {
+                Some(JobInput::PartEnded {
+                    tm,
+                    attempt: a,
+                    error,
+                    operators,
+                }) if a == attempt => {
+                    if !error.is_empty() && failure.is_none() {
+                        failure = Some(format!("on TaskManager {tm}: {error}"));
+                        cancel_all(&error);
+                    }
+                    ended.insert(tm, operators);
+                }
+                Some(JobInput::Snapshot(s)) if s.attempt == attempt => {
+                    if let Some(c) = &coordination {
+                        c.report(s);
+                    }
+                }
+                Some(JobInput::Lost { tm, reason }) => {
+                    if failure.is_none() {
+                        failure = Some(format!("TaskManager {tm} was lost: {reason}"));
+                        cancel_all(&reason);
+                    }
+                    ended.insert(tm, Vec::new());
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if let Some(c) = coordination {
+            if failure.is_none()
+                && let Err(e) = c.finish().await
+            {
+                failure = Some(format!("checkpoint coordinator: {e}"));
+            } else {
+                c.cancel.cancel();
+            }
+        }
+        match failure {
+            Some(reason) => Outcome::Failed(reason),
+            None => Outcome::Finished(sum_counts(ended.into_values().flatten())),
+        }
+    }
+}
+
+/// Reserves slots for a job needing `needed` of them: slot `i` goes to the TaskManager
+/// with the most free slots left (the first by id on a tie), so slots spread evenly.
+fn reserve(registry: &mut Registry, plan: &PhysicalPlan, needed: u32) -> Vec<Assignment> {
+    let mut slot_owner = Vec::with_capacity(needed as usize);
+    for _ in 0..needed {
+        let (id, entry) = registry
+            .task_managers
+            .iter_mut()
+            .filter(|(_, e)| e.used < e.slots)
+            .max_by(|a, b| {
+                (a.1.slots - a.1.used)
+                    .cmp(&(b.1.slots - b.1.used))
+                    .then(b.0.cmp(a.0))
+            })
+            .expect("enough free slots were counted");
+        entry.used += 1;
+        slot_owner.push((id.clone(), entry.data_address.clone()));
+    }
+    let mut assignments = Vec::new();
+    for (c, chain) in plan.chains.iter().enumerate() {
+        for s in 0..chain.parallelism {
+            let (tm, address) = &slot_owner[s as usize];
+            assignments.push(Assignment {
+                chain: c as u32,
+                subtask: s,
+                task_manager: tm.clone(),
+                data_address: address.clone(),
+            });
+        }
+    }
+    assignments
+}
+
+fn sum_counts(counts: impl Iterator<Item = OperatorCount>) -> Vec<OperatorCount> {
+    let mut by_operator: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for c in counts {
+        let e = by_operator.entry(c.operator).or_default();
+        e.0 += c.records_in;
+        e.1 += c.records_out;
+    }
+    by_operator
+        .into_iter()
+        .map(|(operator, (records_in, records_out))| OperatorCount {
+            operator,
+            records_in,
+            records_out,
+        })
+        .collect()
+}
+
+/// An attempt's checkpoint coordinator, running here, bridged to its TaskManagers.
+struct Coordination {
+    reports: mpsc::UnboundedSender<TaskReport>,
+    cancel: CancellationToken,
+    coordinator: tokio::task::JoinHandle<fungi_common::Result<()>>,
+}
+
+impl Coordination {
+    fn start(
+        shared: &Arc<Shared>,
+        plan: &PhysicalPlan,
+        job: &str,
+        attempt: u64,
+        tms: &[String],
+    ) -> Result<Option<Coordination>, String> {
+        let Some((coordinator, channels, _stats)) =
+            fungi_execution::executor::coordinator(plan, None).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let cancel = CancellationToken::new();
+        let coordinator = tokio::spawn(coordinator.run(cancel.clone()));
+        let (mut trigger, mut completed) = (channels.trigger, channels.completed);
+        let (shared, job, tms, stop) = (
+            shared.clone(),
+            job.to_string(),
+            tms.to_vec(),
+            cancel.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let order = tokio::select! {
+                    changed = trigger.changed() => {
+                        if changed.is_err() { return; }
+                        Down::Trigger(TriggerCheckpoint {
+                            job: job.clone(),
+                            attempt,
+                            checkpoint: trigger.borrow_and_update().get(),
+                        })
+                    }
+                    changed = completed.changed() => {
+                        if changed.is_err() { return; }
+                        let c = *completed.borrow_and_update();
+                        Down::Complete(CheckpointComplete {
+                            job: job.clone(),
+                            attempt,
+                            checkpoint: c.id.get(),
+                            last: c.last,
+                        })
+                    }
+                    _ = stop.cancelled() => return,
+                };
+                for tm in &tms {
+                    shared.order(tm, order.clone());
+                }
+            }
+        });
+        Ok(Some(Coordination {
+            reports: channels.reports,
+            cancel,
+            coordinator,
+        }))
+    }
+
+    fn report(&self, s: Snapshot) {
+        let task = TaskKey {
+            chain: s.chain,
+            subtask: s.subtask,
+        };
+        let snapshot = TaskSnapshot {
+            source: s.source,
+            operators: s
+                .operators
+                .into_iter()
+                .map(|o| (o.operator, o.state))
+                .collect(),
+        };
+        let report = if s.finished {
+            TaskReport::Finished {
+                task,
+                parallelism: s.parallelism,
+                snapshot,
+            }
+        } else {
+            TaskReport::Snapshot {
+                checkpoint: CheckpointId(s.checkpoint),
+                task,
+                parallelism: s.parallelism,
+                snapshot,
+            }
+        };
+        let _ = self.reports.send(report);
+    }
+
+    /// Waits for the coordinator to write the final checkpoint (every part finished).
+    async fn finish(&self) -> Result<(), String> {
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            while !self.coordinator.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            return Err("the final checkpoint was not written within 60 s".into());
+        }
+        Ok(())
+    }
+}

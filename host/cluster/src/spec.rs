@@ -1,0 +1,76 @@
+//! What a job is to the cluster: the text that rebuilds its plan on every process, and
+//! the fingerprint that proves every process built the same one.
+
+use std::sync::Arc;
+
+use fungi_execution::plan::PhysicalPlan;
+use serde::{Deserialize, Serialize};
+
+/// A job as it travels from the client to the JobManager and on to the TaskManagers.
+/// Operators are not serialised: every process plans the same text into the same
+/// physical plan and runs only its own subtasks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The file name the job came from (`.sql` for streaming SQL, otherwise a job
+    /// file); it names the job.
+    pub file_name: String,
+    /// The file's text.
+    pub text: String,
+    /// The parallelism asked for on the command line, if any.
+    pub parallelism: Option<u32>,
+    /// Which job of the script this is, counting its INSERTs and SELECTs from 0.
+    pub statement: usize,
+}
+
+impl JobSpec {
+    /// The spec as it travels (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job spec serialises")
+    }
+
+    /// Reads a spec, or says why it is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Result<JobSpec, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a job specification: {e}"))
+    }
+}
+
+/// Plans a job spec into a physical plan; the binary provides it (it knows SQL, job
+/// files, plugins and connectors), so the cluster depends only on the runtime.
+pub trait Planner: Send + Sync + 'static {
+    /// The plan of `spec`, or why it does not plan.
+    fn plan(&self, spec: &JobSpec) -> Result<PhysicalPlan, String>;
+}
+
+/// The stack of a planning thread: planning recurses over expressions.
+const PLANNING_STACK: usize = 256 << 20;
+
+/// Plans `spec` on a thread of its own (a roomy stack, and the async runtime stays free).
+pub(crate) async fn plan(planner: Arc<dyn Planner>, spec: JobSpec) -> Result<PhysicalPlan, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fungi-plan".into())
+        .stack_size(PLANNING_STACK)
+        .spawn(move || {
+            let _ = tx.send(planner.plan(&spec));
+        })
+        .map_err(|e| format!("cannot start a planning thread: {e}"))?;
+    rx.await.map_err(|_| "the planner panicked".to_string())?
+}
+
+/// A digest of what decides where data flows in `plan`: its operators, chains,
+/// parallelism and edges (EXPLAIN shows them all), and its settings.
+pub fn fingerprint(plan: &PhysicalPlan) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(plan.explain().as_bytes());
+    for chain in &plan.chains {
+        hasher.update(&chain.parallelism.to_le_bytes());
+        for node in &chain.nodes {
+            hasher.update(plan.graph.node(*node).name.as_bytes());
+            hasher.update(b"\0");
+        }
+    }
+    hasher.update(&(plan.graph.edges.len() as u64).to_le_bytes());
+    hasher.update(&plan.graph.config.max_parallelism.to_le_bytes());
+    hasher.update(format!("{:?}", plan.graph.config.checkpointing.interval).as_bytes());
+    hasher.finalize().to_hex()[..16].to_string()
+}

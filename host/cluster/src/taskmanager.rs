@@ -1,0 +1,479 @@
+//! A TaskManager: offers slots to a JobManager and runs the subtasks it is given.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use fungi_checkpoint::{CheckpointStorage, Completed, TaskChannels, TaskReport};
+use fungi_common::FungiError;
+use fungi_common::ids::CheckpointId;
+use fungi_execution::executor::{JobPart, LocalExecutor, RemoteCoordinator};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Endpoint, Server};
+use tracing::{info, warn};
+
+use crate::exchange::{
+    CONNECTION_WINDOW, Connections, DataService, FlightExchange, Inbox, STREAM_WINDOW,
+};
+use crate::proto::from_task_manager::Kind as Up;
+use crate::proto::job_manager_client::JobManagerClient;
+use crate::proto::to_task_manager::Kind as Down;
+use crate::proto::{
+    Deploy, Deployed, FromTaskManager, Heartbeat, OperatorCount, OperatorState, PartEnded,
+    Register, Snapshot,
+};
+use crate::spec::{self, JobSpec, Planner};
+use crate::{HEARTBEAT_INTERVAL, VERSION};
+
+/// How a TaskManager is set up.
+#[derive(Debug, Clone)]
+pub struct TaskManagerConfig {
+    /// Its name in the cluster (defaults to its data address).
+    pub id: Option<String>,
+    /// The JobManager's address (`host:port`).
+    pub job_manager: String,
+    /// Slots it offers: how many subtasks of one chain it may run at once.
+    pub slots: u32,
+}
+
+/// Why a TaskManager stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskManagerError {
+    /// The JobManager refused it for good (e.g. another version).
+    #[error("the JobManager refused this TaskManager: {0}")]
+    Refused(String),
+    /// Its data endpoint failed.
+    #[error("the data endpoint failed: {0}")]
+    Endpoint(String),
+}
+
+/// One attempt's part running here.
+struct Part {
+    attempt: u64,
+    cancel: CancellationToken,
+    trigger: watch::Sender<CheckpointId>,
+    completed: watch::Sender<Completed>,
+}
+
+/// What the session's handlers share.
+struct State {
+    id: String,
+    data_address: String,
+    planner: Arc<dyn Planner>,
+    inbox: Arc<Inbox>,
+    connections: Arc<Connections>,
+    parts: Mutex<HashMap<String, Part>>,
+}
+
+/// Runs a TaskManager whose data endpoint listens on `listener` until `shutdown`;
+/// reconnects to the JobManager whenever its session ends (parts running then are
+/// cancelled: the JobManager restarts their jobs).
+pub async fn run(
+    config: TaskManagerConfig,
+    listener: TcpListener,
+    planner: Arc<dyn Planner>,
+    shutdown: CancellationToken,
+) -> Result<(), TaskManagerError> {
+    let local: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| TaskManagerError::Endpoint(e.to_string()))?;
+    let data_address = local.to_string();
+    let inbox = Arc::new(Inbox::default());
+    let service = FlightServiceServer::new(DataService {
+        inbox: inbox.clone(),
+    })
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX);
+    let endpoint_shutdown = shutdown.clone();
+    let endpoint = tokio::spawn(
+        Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .tcp_nodelay(true)
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                endpoint_shutdown.cancelled_owned(),
+            ),
+    );
+    let state = Arc::new(State {
+        id: config.id.clone().unwrap_or_else(|| data_address.clone()),
+        data_address,
+        planner,
+        inbox,
+        connections: Arc::default(),
+        parts: Mutex::default(),
+    });
+    info!(id = %state.id, data = %state.data_address, "TaskManager started");
+    let result = loop {
+        let session = session(&config, &state, &shutdown);
+        let outcome = tokio::select! {
+            outcome = session => outcome,
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        cancel_all(&state);
+        match outcome {
+            Err(Ended::Refused(reason)) => break Err(TaskManagerError::Refused(reason)),
+            Err(Ended::Lost(reason)) => {
+                warn!(job_manager = %config.job_manager, %reason, "no session with the JobManager; retrying");
+            }
+            Ok(()) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = shutdown.cancelled() => break Ok(()),
+        }
+    };
+    cancel_all(&state);
+    shutdown.cancel();
+    match endpoint.await {
+        Ok(Err(e)) => Err(TaskManagerError::Endpoint(e.to_string())),
+        _ => result,
+    }
+}
+
+fn cancel_all(state: &State) {
+    for (_, part) in state
+        .parts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+    {
+        part.cancel.cancel();
+    }
+}
+
+/// How a session with the JobManager ended.
+enum Ended {
+    Refused(String),
+    Lost(String),
+}
+
+/// One session: register, then heartbeat and follow the JobManager's orders until the
+/// session ends.
+async fn session(
+    config: &TaskManagerConfig,
+    state: &Arc<State>,
+    shutdown: &CancellationToken,
+) -> Result<(), Ended> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", config.job_manager))
+        .map_err(|e| Ended::Refused(format!("bad JobManager address: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Ended::Lost(format!("cannot reach {}: {e}", config.job_manager)))?;
+    let (up, up_rx) = mpsc::unbounded_channel();
+    let _ = up.send(FromTaskManager {
+        kind: Some(Up::Register(Register {
+            id: state.id.clone(),
+            version: VERSION.to_string(),
+            data_address: state.data_address.clone(),
+            slots: config.slots,
+        })),
+    });
+    let mut down = JobManagerClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .session(UnboundedReceiverStream::new(up_rx))
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                Ended::Refused(s.message().to_string())
+            }
+            _ => Ended::Lost(s.message().to_string()),
+        })?
+        .into_inner();
+    // Heartbeats stop when the session does.
+    let _heartbeats = {
+        let up = up.clone();
+        let stop = shutdown.child_token();
+        let guard = stop.clone().drop_guard();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                let heartbeat = FromTaskManager {
+                    kind: Some(Up::Heartbeat(Heartbeat {})),
+                };
+                if up.send(heartbeat).is_err() {
+                    return;
+                }
+            }
+        });
+        guard
+    };
+    loop {
+        let order = match down.message().await {
+            Ok(Some(order)) => order,
+            Ok(None) => return Err(Ended::Lost("the JobManager ended the session".into())),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                return Err(Ended::Refused(s.message().to_string()));
+            }
+            Err(s) => return Err(Ended::Lost(s.message().to_string())),
+        };
+        match order.kind {
+            Some(Down::Registered(r)) => {
+                info!(job_manager = %config.job_manager, version = %r.job_manager_version, "registered");
+            }
+            Some(Down::Deploy(deploy)) => {
+                let state = state.clone();
+                let up = up.clone();
+                tokio::spawn(async move { deploy_part(state, deploy, up).await });
+            }
+            Some(Down::Cancel(c)) => {
+                if let Some(part) = state
+                    .parts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&c.job)
+                    && part.attempt == c.attempt
+                {
+                    part.cancel.cancel();
+                }
+            }
+            Some(Down::Trigger(t)) => with_part(state, &t.job, t.attempt, |p| {
+                p.trigger.send_replace(CheckpointId(t.checkpoint));
+            }),
+            Some(Down::Complete(c)) => with_part(state, &c.job, c.attempt, |p| {
+                p.completed.send_replace(Completed {
+                    id: CheckpointId(c.checkpoint),
+                    last: c.last,
+                });
+            }),
+            None => {}
+        }
+    }
+}
+
+fn with_part(state: &State, job: &str, attempt: u64, f: impl FnOnce(&Part)) {
+    if let Some(part) = state
+        .parts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(job)
+        && part.attempt == attempt
+    {
+        f(part);
+    }
+}
+
+/// Builds and starts this TaskManager's part of an attempt, answers `Deployed`, and
+/// reports `PartEnded` when it ends.
+async fn deploy_part(
+    state: Arc<State>,
+    deploy: Deploy,
+    up: mpsc::UnboundedSender<FromTaskManager>,
+) {
+    let (job, attempt) = (deploy.job.clone(), deploy.attempt);
+    let started = start_part(&state, deploy, &up).await;
+    let error = started.as_ref().err().cloned().unwrap_or_default();
+    let _ = up.send(FromTaskManager {
+        kind: Some(Up::Deployed(Deployed {
+            job: job.clone(),
+            attempt,
+            error,
+        })),
+    });
+    let Ok((handle, link)) = started else {
+        state.inbox.end(&job, attempt);
+        return;
+    };
+    let cancel = handle.cancel_token();
+    let failed = link.failure.clone();
+    let watcher = tokio::spawn(async move {
+        failed.cancelled().await;
+        cancel.cancel();
+    });
+    let result = handle.wait().await;
+    watcher.abort();
+    state.inbox.end(&job, attempt);
+    {
+        let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+        if parts.get(&job).is_some_and(|p| p.attempt == attempt) {
+            parts.remove(&job);
+        }
+    }
+    let (error, operators) = match result {
+        Ok(summary) => (
+            String::new(),
+            summary
+                .operators
+                .iter()
+                .map(|o| OperatorCount {
+                    operator: o.name.clone(),
+                    records_in: o.records_in,
+                    records_out: o.records_out,
+                })
+                .collect(),
+        ),
+        Err(e) => (
+            link.reason().unwrap_or_else(|| match e {
+                FungiError::Cancelled => "cancelled".into(),
+                e => e.to_string(),
+            }),
+            Vec::new(),
+        ),
+    };
+    info!(%job, attempt, %error, "part ended");
+    let _ = up.send(FromTaskManager {
+        kind: Some(Up::PartEnded(PartEnded {
+            job,
+            attempt,
+            error,
+            operators,
+        })),
+    });
+}
+
+async fn start_part(
+    state: &Arc<State>,
+    deploy: Deploy,
+    up: &mpsc::UnboundedSender<FromTaskManager>,
+) -> Result<
+    (
+        fungi_execution::executor::JobHandle,
+        Arc<crate::exchange::AttemptLink>,
+    ),
+    String,
+> {
+    let spec = JobSpec::from_bytes(&deploy.spec)?;
+    let plan = spec::plan(state.planner.clone(), spec).await?;
+    let here = crate::fingerprint(&plan);
+    if here != deploy.fingerprint {
+        return Err(format!(
+            "the job plans differently on TaskManager {} (plan fingerprint {here}, the \
+             JobManager's {}): a different Fungi build, or inputs that differ between hosts",
+            state.id, deploy.fingerprint
+        ));
+    }
+    let mut addresses = HashMap::new();
+    let mut local = std::collections::HashSet::new();
+    for a in &deploy.assignments {
+        let at = (a.chain as usize, a.subtask);
+        if a.task_manager == state.id {
+            local.insert(at);
+        }
+        addresses.insert(at, a.data_address.clone());
+    }
+    let link = state.inbox.begin(&deploy.job, deploy.attempt);
+    let exchange = FlightExchange {
+        job: deploy.job.clone(),
+        link: link.clone(),
+        local,
+        addresses,
+        consumer_chain: plan
+            .graph
+            .edges
+            .iter()
+            .map(|e| plan.chain_of[e.to.0 as usize])
+            .collect(),
+        connections: state.connections.clone(),
+    };
+    let (trigger, trigger_rx) = watch::channel(CheckpointId::default());
+    let (completed, completed_rx) = watch::channel(Completed::default());
+    let checkpointing = &plan.graph.config.checkpointing;
+    let coordinator = match (&checkpointing.interval, &checkpointing.dir) {
+        (Some(_), Some(dir)) => {
+            let storage = CheckpointStorage::open(dir, &checkpointing.storage_options)
+                .map_err(|e| e.to_string())?;
+            let (reports, reports_rx) = mpsc::unbounded_channel();
+            tokio::spawn(forward_reports(
+                deploy.job.clone(),
+                deploy.attempt,
+                reports_rx,
+                up.clone(),
+            ));
+            Some(RemoteCoordinator {
+                channels: TaskChannels {
+                    trigger: trigger_rx,
+                    completed: completed_rx,
+                    reports,
+                },
+                local_dir: storage.dir().to_path_buf(),
+            })
+        }
+        _ => None,
+    };
+    let executor = LocalExecutor::for_config(&plan.graph.config).map_err(|e| e.to_string())?;
+    let handle = executor
+        .start_part(
+            &plan,
+            None,
+            JobPart {
+                exchange: Arc::new(exchange),
+                coordinator,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    state
+        .parts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            deploy.job.clone(),
+            Part {
+                attempt: deploy.attempt,
+                cancel: handle.cancel_token(),
+                trigger,
+                completed,
+            },
+        );
+    Ok((handle, link))
+}
+
+/// Sends this part's checkpoint reports to the JobManager's coordinator.
+async fn forward_reports(
+    job: String,
+    attempt: u64,
+    mut reports: mpsc::UnboundedReceiver<TaskReport>,
+    up: mpsc::UnboundedSender<FromTaskManager>,
+) {
+    while let Some(report) = reports.recv().await {
+        let (checkpoint, task, parallelism, snapshot, finished) = match report {
+            TaskReport::Snapshot {
+                checkpoint,
+                task,
+                parallelism,
+                snapshot,
+            } => (checkpoint, task, parallelism, snapshot, false),
+            TaskReport::Finished {
+                task,
+                parallelism,
+                snapshot,
+            } => (CheckpointId::FINAL, task, parallelism, snapshot, true),
+        };
+        let message = Snapshot {
+            job: job.clone(),
+            attempt,
+            checkpoint: checkpoint.get(),
+            chain: task.chain,
+            subtask: task.subtask,
+            parallelism,
+            finished,
+            source: snapshot.source,
+            operators: snapshot
+                .operators
+                .into_iter()
+                .map(|(operator, state)| OperatorState { operator, state })
+                .collect(),
+        };
+        if up
+            .send(FromTaskManager {
+                kind: Some(Up::Snapshot(message)),
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
