@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fungi_checkpoint::{TaskKey, TaskReport, TaskSnapshot};
+use fungi_checkpoint::{
+    CheckpointStorage, CompletedCheckpoint, RestartTracker, TaskKey, TaskReport, TaskSnapshot,
+};
 use fungi_common::ids::CheckpointId;
 use fungi_execution::plan::PhysicalPlan;
 use futures::Stream;
@@ -426,30 +428,85 @@ impl JobRunner {
                     .await;
             }
         };
-        let Some(assignments) = self.place(&plan).await else {
-            return;
+        let config = plan.graph.config.clone();
+        let storage = match (&config.checkpointing.interval, &config.checkpointing.dir) {
+            (Some(_), Some(dir)) => {
+                match CheckpointStorage::open(dir, &config.checkpointing.storage_options) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        let message = format!("its checkpoint storage: {e}");
+                        return self.event("failed", message, Vec::new()).await;
+                    }
+                }
+            }
+            _ => None,
         };
-        self.attempt += 1;
-        let outcome = self.attempt_job(&plan, &spec, &assignments).await;
-        self.release(&assignments);
-        match outcome {
-            Outcome::Finished(operators) => self.event("finished", String::new(), operators).await,
-            Outcome::Failed(reason) => self.event("failed", reason, Vec::new()).await,
-            Outcome::Abandoned => {}
+        let mut tracker = RestartTracker::new(config.restart_strategy.clone());
+        loop {
+            // Every attempt resumes from the latest complete checkpoint, as embedded
+            // mode does (also the first: the job may have run before).
+            let checkpoint = match storage.as_ref().map(|s| s.latest_with_skipped()) {
+                None => None,
+                Some(Ok((checkpoint, skipped))) => {
+                    for reason in skipped {
+                        warn!(job = %self.job, %reason, "falling back to the checkpoint before it");
+                    }
+                    checkpoint
+                }
+                Some(Err(e)) => {
+                    let message = format!("its checkpoints cannot be read: {e}");
+                    return self.event("failed", message, Vec::new()).await;
+                }
+            };
+            let Some(assignments) = self.place(&plan, self.attempt == 0).await else {
+                return;
+            };
+            self.attempt += 1;
+            let outcome = self
+                .attempt_job(&plan, &spec, &assignments, checkpoint.as_ref())
+                .await;
+            self.release(&assignments);
+            let reason = match outcome {
+                Outcome::Finished(operators) => {
+                    return self.event("finished", String::new(), operators).await;
+                }
+                Outcome::Abandoned => return,
+                Outcome::Failed(reason) => reason,
+            };
+            let Some(wait) = tracker.on_failure(Instant::now(), fastrand::f64()) else {
+                return self.event("failed", reason, Vec::new()).await;
+            };
+            let from = if storage.is_some() {
+                "its latest checkpoint"
+            } else {
+                "the beginning (no checkpoints)"
+            };
+            let message = format!(
+                "{reason}; restart {} in {:.1} s from {from}",
+                tracker.attempts(),
+                wait.as_secs_f64()
+            );
+            self.event("restarting", message, Vec::new()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.events.closed() => return,
+            }
         }
     }
 
     /// Reserves a slot for subtask `i` of every chain (slot `i`), spreading slots over
     /// the TaskManagers; waits while the cluster has too few free slots. `None` when the
     /// job cannot be placed (reported) or its client went away.
-    async fn place(&self, plan: &PhysicalPlan) -> Option<Vec<Assignment>> {
+    /// On the `first` attempt, a cluster without TaskManagers refuses the job; a restart
+    /// waits for TaskManagers to come back.
+    async fn place(&self, plan: &PhysicalPlan, first: bool) -> Option<Vec<Assignment>> {
         let needed = plan.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
         let mut reported_wait = None;
         loop {
             let changed = self.shared.changed.notified();
             let placed = {
                 let mut registry = self.shared.registry();
-                if registry.task_managers.is_empty() && reported_wait.is_none() {
+                if registry.task_managers.is_empty() && first && reported_wait.is_none() {
                     None
                 } else {
                     let free: u32 = registry
@@ -532,11 +589,14 @@ impl JobRunner {
     }
 
     /// Runs one attempt: deploys it, bridges its checkpoints and waits for every part.
+    /// A failed attempt returns once every part of it has ended (or its TaskManager is
+    /// lost), so the next attempt never overlaps it.
     async fn attempt_job(
         &mut self,
         plan: &PhysicalPlan,
         spec: &JobSpec,
         assignments: &[Assignment],
+        checkpoint: Option<&CompletedCheckpoint>,
     ) -> Outcome {
         let attempt = self.attempt;
         if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
@@ -549,138 +609,184 @@ impl JobRunner {
             spec: spec.to_bytes(),
             fingerprint: crate::fingerprint(plan),
             assignments: assignments.to_vec(),
-            restore_checkpoint: 0,
+            restore_checkpoint: checkpoint.map_or(0, |c| c.id()),
         };
+        let mut attempt_state = AttemptState::default();
         for tm in &tms {
             if !self.shared.order(tm, Down::Deploy(deploy.clone())) {
-                return Outcome::Failed(format!("TaskManager {tm} left before the deployment"));
+                attempt_state.fail(format!("TaskManager {tm} left before the deployment"));
+                attempt_state.ended.insert(tm.clone(), Vec::new());
             }
         }
-        let cancel_all = |reason: &str| {
-            debug!(job = %self.job, attempt, %reason, "cancelling the attempt");
-            for tm in &tms {
-                self.shared.order(
-                    tm,
-                    Down::Cancel(Cancel {
-                        job: self.job.clone(),
-                        attempt,
-                    }),
-                );
-            }
-        };
         // Every TaskManager builds its part.
-        let mut deployed = 0;
         let deadline = tokio::time::Instant::now() + self.shared.config.deploy_timeout;
-        let mut failure = None;
-        while deployed < tms.len() && failure.is_none() {
+        while attempt_state.deployed.len() + attempt_state.ended.len() < tms.len()
+            && attempt_state.failure.is_none()
+        {
             let input = tokio::select! {
                 input = self.inputs.recv() => input,
                 _ = tokio::time::sleep_until(deadline) => {
-                    failure = Some("TaskManagers took too long to deploy the job".to_string());
+                    attempt_state.fail("TaskManagers took too long to deploy the job".into());
                     break;
                 }
             };
-            match input {
-                Some(JobInput::Deployed {
-                    tm,
-                    attempt: a,
-                    error,
-                }) if a == attempt => {
-                    if error.is_empty() {
-                        deployed += 1;
-                    } else {
-                        failure = Some(format!("TaskManager {tm} cannot run the job: {error}"));
+            attempt_state.hear(input, attempt, None);
+        }
+        let coordination = match &attempt_state.failure {
+            Some(_) => None,
+            None => {
+                let placement = assignments
+                    .iter()
+                    .map(|a| format!("{}[{}]@{}", a.chain, a.subtask, a.task_manager))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let resumed = checkpoint.map_or(String::new(), |c| {
+                    format!(" (resumed from checkpoint {})", c.id())
+                });
+                self.event(
+                    "running",
+                    format!("attempt {attempt}{resumed}: {placement}"),
+                    Vec::new(),
+                )
+                .await;
+                match Coordination::start(&self.shared, plan, checkpoint, &self.job, attempt, &tms)
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        attempt_state.fail(e);
+                        None
                     }
                 }
-                Some(JobInput::Lost { tm, reason }) => {
-                    failure = Some(format!("TaskManager {tm} was lost: {reason}"));
-                }
-                Some(JobInput::PartEnded {
-                    tm,
-                    attempt: a,
-                    error,
-                    ..
-                }) if a == attempt && !error.is_empty() => {
-                    failure = Some(format!("on TaskManager {tm}: {error}"));
-                }
-                Some(_) => {}
-                None => failure = Some("the job's inputs closed".into()),
-            }
-        }
-        if let Some(reason) = failure {
-            cancel_all(&reason);
-            return Outcome::Failed(reason);
-        }
-        let placement = assignments
-            .iter()
-            .map(|a| format!("{}[{}]@{}", a.chain, a.subtask, a.task_manager))
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.event(
-            "running",
-            format!("attempt {attempt}: {placement}"),
-            Vec::new(),
-        )
-        .await;
-        let coordination = match Coordination::start(&self.shared, plan, &self.job, attempt, &tms) {
-            Ok(c) => c,
-            Err(e) => {
-                cancel_all(&e);
-                return Outcome::Failed(e);
             }
         };
-        let mut ended: BTreeMap<String, Vec<OperatorCount>> = BTreeMap::new();
-        let mut failure = None;
-        while ended.len() < tms.len() {
+        // Until every part ended; after a failure the others are cancelled.
+        let mut cancelled = false;
+        let mut abandoned = false;
+        let cancel_deadline = Duration::from_secs(30);
+        let mut give_up = None;
+        while attempt_state.ended.len() < tms.len() {
+            if attempt_state.failure.is_some() && !cancelled {
+                cancelled = true;
+                give_up = Some(tokio::time::Instant::now() + cancel_deadline);
+                self.cancel_attempt(&tms, attempt);
+                if let Some(c) = &coordination {
+                    c.cancel.cancel();
+                }
+            }
             let input = tokio::select! {
                 input = self.inputs.recv() => input,
-                _ = self.events.closed() => {
-                    cancel_all("the client went away");
-                    if let Some(c) = &coordination { c.cancel.cancel(); }
-                    return Outcome::Abandoned;
+                _ = self.events.closed(), if !abandoned => {
+                    abandoned = true;
+                    attempt_state.fail("the client went away".into());
+                    continue;
+                }
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(far_future)), if give_up.is_some() => {
+                    warn!(job = %self.job, attempt, "parts did not end within 30 s of their cancellation");
+                    break;
                 }
             };
-            match input {
-                Some(JobInput::PartEnded {
-                    tm,
-                    attempt: a,
-                    error,
-                    operators,
-                }) if a == attempt => {
-                    if !error.is_empty() && failure.is_none() {
-                        failure = Some(format!("on TaskManager {tm}: {error}"));
-                        cancel_all(&error);
-                    }
-                    ended.insert(tm, operators);
-                }
-                Some(JobInput::Snapshot(s)) if s.attempt == attempt => {
-                    if let Some(c) = &coordination {
-                        c.report(s);
-                    }
-                }
-                Some(JobInput::Lost { tm, reason }) => {
-                    if failure.is_none() {
-                        failure = Some(format!("TaskManager {tm} was lost: {reason}"));
-                        cancel_all(&reason);
-                    }
-                    ended.insert(tm, Vec::new());
-                }
-                Some(_) => {}
-                None => break,
+            if input.is_none() {
+                break;
             }
+            attempt_state.hear(input, attempt, coordination.as_ref());
+        }
+        if abandoned {
+            return Outcome::Abandoned;
         }
         if let Some(c) = coordination {
-            if failure.is_none()
+            if attempt_state.failure.is_none()
                 && let Err(e) = c.finish().await
             {
-                failure = Some(format!("checkpoint coordinator: {e}"));
-            } else {
-                c.cancel.cancel();
+                attempt_state.fail(format!("checkpoint coordinator: {e}"));
             }
+            c.cancel.cancel();
         }
-        match failure {
+        match attempt_state.failure {
             Some(reason) => Outcome::Failed(reason),
-            None => Outcome::Finished(sum_counts(ended.into_values().flatten())),
+            None => Outcome::Finished(sum_counts(attempt_state.ended.into_values().flatten())),
+        }
+    }
+
+    /// Tells every TaskManager of an attempt to cancel its part.
+    fn cancel_attempt(&self, tms: &[String], attempt: u64) {
+        for tm in tms {
+            self.shared.order(
+                tm,
+                Down::Cancel(Cancel {
+                    job: self.job.clone(),
+                    attempt,
+                }),
+            );
+        }
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
+/// What the JobManager knows of an attempt's parts.
+#[derive(Default)]
+struct AttemptState {
+    deployed: std::collections::BTreeSet<String>,
+    /// Parts that ended (or whose TaskManager was lost), with their counts.
+    ended: BTreeMap<String, Vec<OperatorCount>>,
+    /// The first failure.
+    failure: Option<String>,
+}
+
+impl AttemptState {
+    fn fail(&mut self, reason: String) {
+        self.failure.get_or_insert(reason);
+    }
+
+    /// Takes in what a TaskManager said (reports of other attempts are stale: ignored).
+    fn hear(&mut self, input: Option<JobInput>, attempt: u64, coordination: Option<&Coordination>) {
+        match input {
+            Some(JobInput::Deployed {
+                tm,
+                attempt: a,
+                error,
+            }) if a == attempt => {
+                if error.is_empty() {
+                    self.deployed.insert(tm);
+                } else {
+                    self.fail(format!("TaskManager {tm} cannot run the job: {error}"));
+                    self.ended.insert(tm, Vec::new());
+                }
+            }
+            Some(JobInput::PartEnded {
+                tm,
+                attempt: a,
+                error,
+                operators,
+            }) if a == attempt => {
+                if !error.is_empty() {
+                    self.fail(format!("on TaskManager {tm}: {error}"));
+                }
+                self.ended.insert(tm, operators);
+            }
+            Some(JobInput::Snapshot(s)) if s.attempt == attempt => {
+                if let Some(c) = coordination {
+                    c.report(s);
+                }
+            }
+            Some(JobInput::Lost { tm, reason }) => {
+                self.fail(format!("TaskManager {tm} was lost: {reason}"));
+                self.ended.insert(tm, Vec::new());
+            }
+            Some(other) => debug!(attempt, stale = other.attempt(), "a stale report"),
+            None => self.fail("the job's inputs closed".into()),
+        }
+    }
+}
+
+impl JobInput {
+    fn attempt(&self) -> u64 {
+        match self {
+            JobInput::Deployed { attempt, .. } | JobInput::PartEnded { attempt, .. } => *attempt,
+            JobInput::Snapshot(s) => s.attempt,
+            JobInput::Lost { .. } => 0,
         }
     }
 }
@@ -746,12 +852,13 @@ impl Coordination {
     fn start(
         shared: &Arc<Shared>,
         plan: &PhysicalPlan,
+        checkpoint: Option<&CompletedCheckpoint>,
         job: &str,
         attempt: u64,
         tms: &[String],
     ) -> Result<Option<Coordination>, String> {
         let Some((coordinator, channels, _stats)) =
-            fungi_execution::executor::coordinator(plan, None).map_err(|e| e.to_string())?
+            fungi_execution::executor::coordinator(plan, checkpoint).map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
@@ -765,10 +872,16 @@ impl Coordination {
             cancel.clone(),
         );
         tokio::spawn(async move {
+            // The coordinator drops both senders when it ends, after publishing the final
+            // checkpoint: a closed trigger must not stop that last completion going out.
+            let mut triggers_open = true;
             loop {
                 let order = tokio::select! {
-                    changed = trigger.changed() => {
-                        if changed.is_err() { return; }
+                    changed = trigger.changed(), if triggers_open => {
+                        if changed.is_err() {
+                            triggers_open = false;
+                            continue;
+                        }
                         Down::Trigger(TriggerCheckpoint {
                             job: job.clone(),
                             attempt,

@@ -404,11 +404,24 @@ async fn start_part(
         }
         _ => None,
     };
+    let restored = match (deploy.restore_checkpoint, &checkpointing.dir) {
+        (0, _) => None,
+        (id, Some(dir)) => Some(
+            CheckpointStorage::open(dir, &checkpointing.storage_options)
+                .and_then(|s| s.load(id))
+                .map_err(|e| format!("cannot read checkpoint {id} to resume from: {e}"))?,
+        ),
+        (id, None) => {
+            return Err(format!(
+                "asked to resume from checkpoint {id}, but the job has no checkpoint directory"
+            ));
+        }
+    };
     let executor = LocalExecutor::for_config(&plan.graph.config).map_err(|e| e.to_string())?;
     let handle = executor
         .start_part(
             &plan,
-            None,
+            restored.as_ref(),
             JobPart {
                 exchange: Arc::new(exchange),
                 coordinator,
