@@ -86,7 +86,7 @@ pub(crate) struct AttemptLink {
 }
 
 impl AttemptLink {
-    fn new(attempt: u64) -> AttemptLink {
+    pub(crate) fn new(attempt: u64) -> AttemptLink {
         AttemptLink {
             attempt,
             pending: Mutex::default(),
@@ -125,16 +125,14 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// Makes `attempt` of `job` the one this TaskManager runs; streams of older attempts
-    /// are refused from now on.
-    pub(crate) fn begin(&self, job: &str, attempt: u64) -> Arc<AttemptLink> {
-        let link = Arc::new(AttemptLink::new(attempt));
+    /// Makes `link`'s attempt of `job` the one this TaskManager runs, once every
+    /// consumer end of it is in place; streams of older attempts are refused from now on.
+    pub(crate) fn publish(&self, job: &str, link: Arc<AttemptLink>) {
         self.attempts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job.to_string(), link.clone());
+            .insert(job.to_string(), link);
         self.changed.notify_waiters();
-        link
     }
 
     /// Forgets `attempt` of `job`, if it is still the current one.

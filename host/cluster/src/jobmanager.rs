@@ -27,7 +27,7 @@ use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
     Assignment, Cancel, CheckpointComplete, ClusterStatus, Deploy, FromTaskManager, JobEvent,
-    JobStatus, OperatorCount, Registered, Snapshot, StatusRequest, SubmitRequest,
+    JobStatus, OperatorCount, Registered, Snapshot, Start, StatusRequest, SubmitRequest,
     TaskManagerStatus, ToTaskManager, TriggerCheckpoint,
 };
 use crate::spec::{self, JobSpec, Planner};
@@ -635,6 +635,16 @@ impl JobRunner {
         let coordination = match &attempt_state.failure {
             Some(_) => None,
             None => {
+                // Every part is ready: start them all.
+                for tm in &tms {
+                    let start = Start {
+                        job: self.job.clone(),
+                        attempt,
+                    };
+                    if !self.shared.order(tm, Down::Start(start)) {
+                        attempt_state.fail(format!("TaskManager {tm} left before the start"));
+                    }
+                }
                 let placement = assignments
                     .iter()
                     .map(|a| format!("{}[{}]@{}", a.chain, a.subtask, a.task_manager))

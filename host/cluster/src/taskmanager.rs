@@ -6,10 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use fungi_checkpoint::{CheckpointStorage, Completed, TaskChannels, TaskReport};
+use fungi_checkpoint::{
+    CheckpointStorage, Completed, CompletedCheckpoint, TaskChannels, TaskReport,
+};
 use fungi_common::FungiError;
 use fungi_common::ids::CheckpointId;
 use fungi_execution::executor::{JobPart, LocalExecutor, RemoteCoordinator};
+use fungi_execution::plan::PhysicalPlan;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
@@ -18,7 +21,7 @@ use tonic::transport::{Endpoint, Server};
 use tracing::{info, warn};
 
 use crate::exchange::{
-    CONNECTION_WINDOW, Connections, DataService, FlightExchange, Inbox, STREAM_WINDOW,
+    AttemptLink, CONNECTION_WINDOW, Connections, DataService, FlightExchange, Inbox, STREAM_WINDOW,
 };
 use crate::proto::from_task_manager::Kind as Up;
 use crate::proto::job_manager_client::JobManagerClient;
@@ -52,12 +55,33 @@ pub enum TaskManagerError {
     Endpoint(String),
 }
 
-/// One attempt's part running here.
+/// One attempt's part on this TaskManager.
 struct Part {
     attempt: u64,
+    /// Cancels the part, whether it is still being prepared or running.
     cancel: CancellationToken,
     trigger: watch::Sender<CheckpointId>,
     completed: watch::Sender<Completed>,
+    stage: Stage,
+}
+
+/// Where a part is in its life.
+enum Stage {
+    /// Planning, checking the plan, reading the checkpoint.
+    Preparing,
+    /// Ready to start.
+    Prepared(Box<Prepared>),
+    /// Its subtasks run.
+    Running,
+}
+
+/// A part ready to start.
+struct Prepared {
+    plan: PhysicalPlan,
+    restored: Option<CompletedCheckpoint>,
+    deploy: Deploy,
+    trigger: watch::Receiver<CheckpointId>,
+    completed: watch::Receiver<Completed>,
 }
 
 /// What the session's handlers share.
@@ -228,19 +252,14 @@ async fn session(
             Some(Down::Deploy(deploy)) => {
                 let state = state.clone();
                 let up = up.clone();
-                tokio::spawn(async move { deploy_part(state, deploy, up).await });
+                tokio::spawn(async move { prepare_part(state, deploy, up).await });
             }
-            Some(Down::Cancel(c)) => {
-                if let Some(part) = state
-                    .parts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&c.job)
-                    && part.attempt == c.attempt
-                {
-                    part.cancel.cancel();
-                }
+            Some(Down::Start(s)) => {
+                let state = state.clone();
+                let up = up.clone();
+                tokio::spawn(async move { run_part(state, s.job, s.attempt, up).await });
             }
+            Some(Down::Cancel(c)) => cancel_part(state, &c.job, c.attempt, &up),
             Some(Down::Trigger(t)) => with_part(state, &t.job, t.attempt, |p| {
                 p.trigger.send_replace(CheckpointId(t.checkpoint));
             }),
@@ -267,27 +286,175 @@ fn with_part(state: &State, job: &str, attempt: u64, f: impl FnOnce(&Part)) {
     }
 }
 
-/// Builds and starts this TaskManager's part of an attempt, answers `Deployed`, and
-/// reports `PartEnded` when it ends.
-async fn deploy_part(
+/// Cancels a part: a running one through its token (it reports its end itself), one
+/// not started yet at once.
+fn cancel_part(
+    state: &State,
+    job: &str,
+    attempt: u64,
+    up: &mpsc::UnboundedSender<FromTaskManager>,
+) {
+    let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(part) = parts.get(job).filter(|p| p.attempt == attempt) else {
+        return;
+    };
+    part.cancel.cancel();
+    if matches!(part.stage, Stage::Prepared(_)) {
+        parts.remove(job);
+        send_ended(
+            up,
+            job,
+            attempt,
+            "cancelled before it started".into(),
+            Vec::new(),
+        );
+    }
+}
+
+fn send_ended(
+    up: &mpsc::UnboundedSender<FromTaskManager>,
+    job: &str,
+    attempt: u64,
+    error: String,
+    operators: Vec<OperatorCount>,
+) {
+    info!(%job, attempt, %error, "part ended");
+    let _ = up.send(FromTaskManager {
+        kind: Some(Up::PartEnded(PartEnded {
+            job: job.to_string(),
+            attempt,
+            error,
+            operators,
+        })),
+    });
+}
+
+/// Prepares this TaskManager's part of an attempt and answers `Deployed`.
+async fn prepare_part(
     state: Arc<State>,
     deploy: Deploy,
     up: mpsc::UnboundedSender<FromTaskManager>,
 ) {
     let (job, attempt) = (deploy.job.clone(), deploy.attempt);
-    let started = start_part(&state, deploy, &up).await;
-    let error = started.as_ref().err().cloned().unwrap_or_default();
+    let (trigger, trigger_rx) = watch::channel(CheckpointId::default());
+    let (completed, completed_rx) = watch::channel(Completed::default());
+    let cancel = CancellationToken::new();
+    {
+        let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let part = Part {
+            attempt,
+            cancel: cancel.clone(),
+            trigger,
+            completed,
+            stage: Stage::Preparing,
+        };
+        if let Some(older) = parts.insert(job.clone(), part) {
+            older.cancel.cancel();
+        }
+    }
+    let prepared = prepare(&state, deploy)
+        .await
+        .and_then(|(plan, restored, deploy)| {
+            if cancel.is_cancelled() {
+                return Err("cancelled while it was being prepared".to_string());
+            }
+            Ok(Prepared {
+                plan,
+                restored,
+                deploy,
+                trigger: trigger_rx,
+                completed: completed_rx,
+            })
+        });
+    let error = {
+        let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let current = parts.get_mut(&job).filter(|p| p.attempt == attempt);
+        match (prepared, current) {
+            (Ok(prepared), Some(part)) => {
+                part.stage = Stage::Prepared(Box::new(prepared));
+                String::new()
+            }
+            (Ok(_), None) => "cancelled while it was being prepared".to_string(),
+            (Err(e), current) => {
+                if current.is_some() {
+                    parts.remove(&job);
+                }
+                e
+            }
+        }
+    };
     let _ = up.send(FromTaskManager {
         kind: Some(Up::Deployed(Deployed {
-            job: job.clone(),
+            job,
             attempt,
             error,
         })),
     });
-    let Ok((handle, link)) = started else {
-        state.inbox.end(&job, attempt);
-        return;
+}
+
+/// Plans the job, checks the plan is the JobManager's, reads the checkpoint to resume.
+async fn prepare(
+    state: &Arc<State>,
+    deploy: Deploy,
+) -> Result<(PhysicalPlan, Option<CompletedCheckpoint>, Deploy), String> {
+    let spec = JobSpec::from_bytes(&deploy.spec)?;
+    let plan = spec::plan(state.planner.clone(), spec).await?;
+    let here = crate::fingerprint(&plan);
+    if here != deploy.fingerprint {
+        return Err(format!(
+            "the job plans differently on TaskManager {} (plan fingerprint {here}, the \
+             JobManager's {}): a different Fungi build, or inputs that differ between hosts",
+            state.id, deploy.fingerprint
+        ));
+    }
+    let checkpointing = &plan.graph.config.checkpointing;
+    let restored = match (deploy.restore_checkpoint, &checkpointing.dir) {
+        (0, _) => None,
+        (id, Some(dir)) => Some(
+            CheckpointStorage::open(dir, &checkpointing.storage_options)
+                .and_then(|s| s.load(id))
+                .map_err(|e| format!("cannot read checkpoint {id} to resume from: {e}"))?,
+        ),
+        (id, None) => {
+            return Err(format!(
+                "asked to resume from checkpoint {id}, but the job has no checkpoint directory"
+            ));
+        }
     };
+    Ok((plan, restored, deploy))
+}
+
+/// Starts a prepared part, and reports `PartEnded` when it ends.
+async fn run_part(
+    state: Arc<State>,
+    job: String,
+    attempt: u64,
+    up: mpsc::UnboundedSender<FromTaskManager>,
+) {
+    let (prepared, cancel) = {
+        let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(part) = parts.get_mut(&job).filter(|p| p.attempt == attempt) else {
+            return;
+        };
+        match std::mem::replace(&mut part.stage, Stage::Running) {
+            Stage::Prepared(p) => (p, part.cancel.clone()),
+            other => {
+                part.stage = other;
+                return;
+            }
+        }
+    };
+    let link = Arc::new(AttemptLink::new(attempt));
+    let started = start_part(&state, *prepared, &link, &cancel, &up);
+    let handle = match started {
+        Ok(handle) => handle,
+        Err(error) => {
+            remove_part(&state, &job, attempt);
+            return send_ended(&up, &job, attempt, error, Vec::new());
+        }
+    };
+    // Its channels are all in place: streams of the attempt may come in.
+    state.inbox.publish(&job, link.clone());
     let cancel = handle.cancel_token();
     let failed = link.failure.clone();
     let watcher = tokio::spawn(async move {
@@ -297,12 +464,7 @@ async fn deploy_part(
     let result = handle.wait().await;
     watcher.abort();
     state.inbox.end(&job, attempt);
-    {
-        let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
-        if parts.get(&job).is_some_and(|p| p.attempt == attempt) {
-            parts.remove(&job);
-        }
-    }
+    remove_part(&state, &job, attempt);
     let (error, operators) = match result {
         Ok(summary) => (
             String::new(),
@@ -324,38 +486,31 @@ async fn deploy_part(
             Vec::new(),
         ),
     };
-    info!(%job, attempt, %error, "part ended");
-    let _ = up.send(FromTaskManager {
-        kind: Some(Up::PartEnded(PartEnded {
-            job,
-            attempt,
-            error,
-            operators,
-        })),
-    });
+    send_ended(&up, &job, attempt, error, operators);
 }
 
-async fn start_part(
-    state: &Arc<State>,
-    deploy: Deploy,
-    up: &mpsc::UnboundedSender<FromTaskManager>,
-) -> Result<
-    (
-        fungi_execution::executor::JobHandle,
-        Arc<crate::exchange::AttemptLink>,
-    ),
-    String,
-> {
-    let spec = JobSpec::from_bytes(&deploy.spec)?;
-    let plan = spec::plan(state.planner.clone(), spec).await?;
-    let here = crate::fingerprint(&plan);
-    if here != deploy.fingerprint {
-        return Err(format!(
-            "the job plans differently on TaskManager {} (plan fingerprint {here}, the \
-             JobManager's {}): a different Fungi build, or inputs that differ between hosts",
-            state.id, deploy.fingerprint
-        ));
+fn remove_part(state: &State, job: &str, attempt: u64) {
+    let mut parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+    if parts.get(job).is_some_and(|p| p.attempt == attempt) {
+        parts.remove(job);
     }
+}
+
+/// Starts the subtasks of a prepared part.
+fn start_part(
+    state: &Arc<State>,
+    prepared: Prepared,
+    link: &Arc<AttemptLink>,
+    cancel: &CancellationToken,
+    up: &mpsc::UnboundedSender<FromTaskManager>,
+) -> Result<fungi_execution::executor::JobHandle, String> {
+    let Prepared {
+        plan,
+        restored,
+        deploy,
+        trigger,
+        completed,
+    } = prepared;
     let mut addresses = HashMap::new();
     let mut local = std::collections::HashSet::new();
     for a in &deploy.assignments {
@@ -365,7 +520,6 @@ async fn start_part(
         }
         addresses.insert(at, a.data_address.clone());
     }
-    let link = state.inbox.begin(&deploy.job, deploy.attempt);
     let exchange = FlightExchange {
         job: deploy.job.clone(),
         link: link.clone(),
@@ -379,8 +533,6 @@ async fn start_part(
             .collect(),
         connections: state.connections.clone(),
     };
-    let (trigger, trigger_rx) = watch::channel(CheckpointId::default());
-    let (completed, completed_rx) = watch::channel(Completed::default());
     let checkpointing = &plan.graph.config.checkpointing;
     let coordinator = match (&checkpointing.interval, &checkpointing.dir) {
         (Some(_), Some(dir)) => {
@@ -395,8 +547,8 @@ async fn start_part(
             ));
             Some(RemoteCoordinator {
                 channels: TaskChannels {
-                    trigger: trigger_rx,
-                    completed: completed_rx,
+                    trigger,
+                    completed,
                     reports,
                 },
                 local_dir: storage.dir().to_path_buf(),
@@ -404,21 +556,9 @@ async fn start_part(
         }
         _ => None,
     };
-    let restored = match (deploy.restore_checkpoint, &checkpointing.dir) {
-        (0, _) => None,
-        (id, Some(dir)) => Some(
-            CheckpointStorage::open(dir, &checkpointing.storage_options)
-                .and_then(|s| s.load(id))
-                .map_err(|e| format!("cannot read checkpoint {id} to resume from: {e}"))?,
-        ),
-        (id, None) => {
-            return Err(format!(
-                "asked to resume from checkpoint {id}, but the job has no checkpoint directory"
-            ));
-        }
-    };
-    let executor = LocalExecutor::for_config(&plan.graph.config).map_err(|e| e.to_string())?;
-    let handle = executor
+    LocalExecutor::for_config(&plan.graph.config)
+        .map_err(|e| e.to_string())?
+        .cancelled_by(cancel.clone())
         .start_part(
             &plan,
             restored.as_ref(),
@@ -427,21 +567,7 @@ async fn start_part(
                 coordinator,
             },
         )
-        .map_err(|e| e.to_string())?;
-    state
-        .parts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            deploy.job.clone(),
-            Part {
-                attempt: deploy.attempt,
-                cancel: handle.cancel_token(),
-                trigger,
-                completed,
-            },
-        );
-    Ok((handle, link))
+        .map_err(|e| e.to_string())
 }
 
 /// Sends this part's checkpoint reports to the JobManager's coordinator.

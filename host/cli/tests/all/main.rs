@@ -1,5 +1,6 @@
 //! The `fungi` binary end to end.
 
+mod cluster;
 mod harness;
 mod kafka;
 mod recovery;

@@ -38,7 +38,7 @@ fn job(dir: &Path, extra_settings: &str, extra_select: &str) -> String {
     )
 }
 
-fn job_at(
+pub(super) fn job_at(
     ckpt: &Path,
     out: &Path,
     parallelism: u32,
@@ -68,7 +68,7 @@ fn job_at(
 
 /// The committed rows of the output directory (hidden in-progress files excluded),
 /// sorted, with how often each occurs.
-fn committed(dir: &Path) -> BTreeMap<String, usize> {
+pub(super) fn committed(dir: &Path) -> BTreeMap<String, usize> {
     let mut rows = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir.join("out")) else {
         return rows;

@@ -110,7 +110,7 @@ pub struct OperatorState {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ToTaskManager {
-    #[prost(oneof = "to_task_manager::Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "to_task_manager::Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub kind: ::core::option::Option<to_task_manager::Kind>,
 }
 /// Nested message and enum types in `ToTaskManager`.
@@ -128,6 +128,8 @@ pub mod to_task_manager {
         Trigger(super::TriggerCheckpoint),
         #[prost(message, tag = "5")]
         Complete(super::CheckpointComplete),
+        #[prost(message, tag = "6")]
+        Start(super::Start),
     }
 }
 #[allow(clippy::all)]
@@ -136,7 +138,9 @@ pub struct Registered {
     #[prost(string, tag = "1")]
     pub job_manager_version: ::prost::alloc::string::String,
 }
-/// Build and start this TaskManager's part of an attempt of a job.
+/// Prepare this TaskManager's part of an attempt of a job: plan it, check the plan and
+/// read the checkpoint it resumes from. It starts on `Start`, once every TaskManager of
+/// the attempt is ready.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Deploy {
@@ -170,6 +174,14 @@ pub struct Assignment {
     pub task_manager: ::prost::alloc::string::String,
     #[prost(string, tag = "4")]
     pub data_address: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Start {
+    #[prost(string, tag = "1")]
+    pub job: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub attempt: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

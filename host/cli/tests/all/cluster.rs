@@ -1,0 +1,369 @@
+//! Distributed mode: a JobManager and TaskManagers as real processes on loopback,
+//! compared with the same jobs in embedded mode.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT, wait_within};
+
+use super::fungi;
+use super::recovery::{committed, job_at};
+
+/// A JobManager and its TaskManagers; every process is killed on drop.
+struct Cluster {
+    dir: PathBuf,
+    address: String,
+    job_manager: Child,
+    task_managers: BTreeMap<String, Child>,
+}
+
+impl Cluster {
+    /// A JobManager and `task_managers` TaskManagers (`tm1`...) of `slots` slots each.
+    fn start(dir: &Path, task_managers: usize, slots: u32) -> Cluster {
+        let mut job_manager = fungi()
+            .args([
+                "jobmanager",
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat-timeout-ms",
+                "3000",
+            ])
+            .env("FUNGI_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("jobmanager.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(job_manager.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("JobManager listening on ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            address,
+            job_manager,
+            task_managers: BTreeMap::new(),
+        };
+        for i in 1..=task_managers {
+            cluster.add_task_manager(&format!("tm{i}"), slots);
+        }
+        cluster.wait_for_task_managers(task_managers);
+        cluster
+    }
+
+    fn add_task_manager(&mut self, id: &str, slots: u32) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{id}.log")))
+            .unwrap();
+        let child = fungi()
+            .args(["taskmanager", "--jobmanager", &self.address, "--id", id])
+            .args(["--slots", &slots.to_string()])
+            .env("FUNGI_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.task_managers.insert(id.to_string(), child);
+    }
+
+    /// SIGKILL: no chance to say goodbye.
+    fn kill(&mut self, id: &str) {
+        let mut child = self.task_managers.remove(id).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = fungi()
+            .args(["cluster", "status", "--json", "--jobmanager", &self.address])
+            .output_within(PROCESS_LIMIT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait_for_task_managers(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            let registered = status["task_managers"].as_array().unwrap().len();
+            if registered == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} TaskManagers expected: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `fungi run --cluster` of `sql` (written to `job.sql` in `dir`).
+    fn run(&self, dir: &Path, sql: &str) -> std::process::Output {
+        let file = dir.join("job.sql");
+        std::fs::write(&file, sql).unwrap();
+        fungi()
+            .args(["run", "--cluster", &self.address, file.to_str().unwrap()])
+            .output_within(PROCESS_LIMIT)
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                text.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
+                for line in tail.into_iter().rev() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self
+            .task_managers
+            .values_mut()
+            .chain([&mut self.job_manager])
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `sql(dir)` in embedded mode and returns its committed output.
+fn embedded(sql: &dyn Fn(&Path) -> String) -> BTreeMap<String, usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = super::recovery::run_to_end(dir.path(), &sql(dir.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    committed(dir.path())
+}
+
+/// Runs `sql(dir)` on `cluster` and checks its committed output is `expected`.
+fn same_on_the_cluster(
+    cluster: &Cluster,
+    expected: &BTreeMap<String, usize>,
+    sql: &dyn Fn(&Path) -> String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cluster.run(dir.path(), &sql(dir.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
+    assert!(stderr.contains("finished"), "{stderr}");
+    let got = committed(dir.path());
+    assert!(
+        got == *expected,
+        "{} rows embedded, {} on the cluster\n{stderr}",
+        expected.len(),
+        got.len()
+    );
+}
+
+/// Nexmark persons joined with their auctions (q3's join) into files.
+fn join_job(dir: &Path, parallelism: u32) -> String {
+    format!(
+        "SET 'parallelism.default' = '{parallelism}';
+         CREATE TABLE person (id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR,
+             city VARCHAR, state VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR)
+         WITH ('connector' = 'nexmark', 'table' = 'person', 'events' = '200000', 'base-time' = '0');
+         CREATE TABLE auction (id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT,
+             reserve BIGINT, dateTime TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT,
+             category BIGINT, extra VARCHAR)
+         WITH ('connector' = 'nexmark', 'table' = 'auction', 'events' = '200000', 'base-time' = '0');
+         CREATE TABLE results (name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO results
+         SELECT P.name, P.city, P.state, A.id
+         FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
+         WHERE A.category = 10;",
+        dir.join("out").display()
+    )
+}
+
+#[test]
+fn a_cluster_runs_windows_joins_and_wasm_aggregates_as_embedded_mode_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, 1);
+    let windowed = |d: &Path| job_at(&d.join("checkpoints"), &d.join("out"), 3, "", "");
+    let join = |d: &Path| join_job(d, 3);
+    let wasm = |d: &Path| {
+        format!(
+            "LOAD PLUGIN '{}';\n{}",
+            fungi_plugin_artifacts::HLL,
+            job_at(
+                &d.join("checkpoints"),
+                &d.join("out"),
+                3,
+                "",
+                ", CAST(hll_distinct(bidder) AS BIGINT) AS extra"
+            )
+        )
+    };
+    for sql in [&windowed as &dyn Fn(&Path) -> String, &join, &wasm] {
+        let expected = embedded(sql);
+        assert!(expected.len() > 100, "{} rows", expected.len());
+        same_on_the_cluster(&cluster, &expected, sql);
+    }
+    // Every slot is free again.
+    let status = cluster.status();
+    for tm in status["task_managers"].as_array().unwrap() {
+        assert_eq!(tm["used"], 0, "{status}");
+    }
+}
+
+#[test]
+fn killed_task_managers_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two slots in use, one spare: every kill is replaced by a fresh TaskManager.
+    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    let settings = "SET 'restart-strategy.type' = 'fixed-delay';
+         SET 'restart-strategy.fixed-delay.attempts' = '10';
+         SET 'restart-strategy.fixed-delay.delay' = '100ms';";
+    let sql = |d: &Path| job_at(&d.join("checkpoints"), &d.join("out"), 2, settings, "");
+    let expected = embedded(&sql);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("job.sql");
+    std::fs::write(&file, sql(work.path())).unwrap();
+    let run = fungi()
+        .args(["run", "--cluster", &cluster.address, file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seed = super::recovery::seed();
+    let mut next = 4;
+    let mut kills = Vec::new();
+    for _ in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(200 + seed % 500));
+        // A TaskManager that runs a part of the job.
+        let status = cluster.status();
+        let busy: Vec<String> = status["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|j| j["subtasks"].as_array().unwrap().iter())
+            .map(|s| s["task_manager"].as_str().unwrap().to_string())
+            .filter(|tm| cluster.task_managers.contains_key(tm))
+            .collect();
+        let Some(victim) = busy.get(seed as usize % busy.len().max(1)).cloned() else {
+            continue;
+        };
+        cluster.kill(&victim);
+        kills.push(victim);
+        cluster.add_task_manager(&format!("tm{next}"), 1);
+        next += 1;
+    }
+    let out = wait_within(run, PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kills {kills:?}\n{stderr}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        stderr.contains("resumed from checkpoint"),
+        "kills {kills:?}\n{stderr}"
+    );
+    let got = committed(work.path());
+    assert!(
+        got == expected,
+        "kills {kills:?}: {} rows expected, {} committed ({} twice)\n{stderr}",
+        expected.len(),
+        got.len(),
+        got.values().filter(|n| **n > 1).count()
+    );
+}
+
+#[test]
+fn bad_submissions_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 0, 1);
+    let job = |d: &Path| job_at(&d.join("checkpoints"), &d.join("out"), 2, "", "");
+    // No TaskManager at all.
+    let out = cluster.run(dir.path(), &job(dir.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no TaskManager has registered"), "{stderr}");
+    // A job that does not plan is refused before it travels.
+    let out = cluster.run(dir.path(), "INSERT INTO nowhere SELECT 1;");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    // No JobManager there.
+    let out = fungi()
+        .args(["cluster", "status", "--jobmanager", "127.0.0.1:1"])
+        .output_within(PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot reach the JobManager at 127.0.0.1:1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_job_needing_more_slots_than_the_cluster_has_waits_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 1, 1);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("job.sql");
+    std::fs::write(
+        &file,
+        job_at(
+            &work.path().join("checkpoints"),
+            &work.path().join("out"),
+            2,
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    let mut run = fungi()
+        .args(["run", "--cluster", &cluster.address, file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(run.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting") && line.contains("needs 2 slots; 1 free on 1 TaskManagers"),
+        "{line}"
+    );
+    let status = cluster.status();
+    assert_eq!(status["jobs"][0]["status"], "waiting", "{status}");
+    // A second TaskManager joins: the job runs.
+    cluster.add_task_manager("tm2", 1);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = wait_within(run, PROCESS_LIMIT);
+    assert!(out.status.success(), "{rest}\n{}", cluster.logs());
+    assert!(rest.contains("finished"), "{rest}");
+    assert!(!committed(work.path()).is_empty());
+}
