@@ -107,6 +107,17 @@ impl AttemptLink {
         self.failure.cancel();
     }
 
+    /// The consumer end of `channel`, taken by its producer's stream once the attempt
+    /// is published.
+    pub(crate) fn register(&self, channel: ChannelId, capacity: usize) -> mpsc::Receiver<Message> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel, tx);
+        rx
+    }
+
     /// Why the attempt's exchange failed, if it did.
     pub(crate) fn reason(&self) -> Option<String> {
         self.reason
@@ -422,13 +433,7 @@ impl Exchange for FlightExchange {
         channel: ChannelId,
         capacity: usize,
     ) -> fungi_common::Result<mpsc::Receiver<Message>> {
-        let (tx, rx) = mpsc::channel(capacity);
-        self.link
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel, tx);
-        Ok(rx)
+        Ok(self.link.register(channel, capacity))
     }
 }
 

@@ -28,6 +28,8 @@ pub mod jobmanager;
 mod proto;
 pub mod spec;
 pub mod taskmanager;
+#[cfg(test)]
+mod tests;
 
 pub use client::ClusterClient;
 pub use proto::{Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, TaskManagerStatus};
@@ -40,7 +42,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
-mod tests {
+mod proto_tests {
     /// The committed generated code is what `tonic-prost-build` makes of the proto file
     /// now (needs `protoc`, installed by `scripts/install-test-services.sh`).
     #[test]
