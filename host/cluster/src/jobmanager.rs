@@ -171,7 +171,19 @@ impl Shared {
         })
     }
 
-    fn route(&self, tm: &str, message: FromTaskManager) {
+    /// Hands a TaskManager's message to the job it is about. Messages of a session that
+    /// is no longer the TaskManager's (it was lost, say cut off, and registered again)
+    /// are dropped: only the current session speaks for it.
+    fn route(&self, tm: &str, session: u64, message: FromTaskManager) {
+        if self
+            .registry()
+            .task_managers
+            .get(tm)
+            .is_none_or(|e| e.session != session)
+        {
+            debug!(task_manager = %tm, session, "a message of a stale session");
+            return;
+        }
         let (job, input) = match message.kind {
             Some(Up::Heartbeat(_)) => {
                 if let Some(e) = self.registry().task_managers.get_mut(tm) {
@@ -295,7 +307,7 @@ impl JobManager for Service {
         tokio::spawn(async move {
             let reason = loop {
                 match stream.message().await {
-                    Ok(Some(message)) => shared.route(&id, message),
+                    Ok(Some(message)) => shared.route(&id, session, message),
                     Ok(None) => break "it ended its session".to_string(),
                     Err(s) => break format!("its session broke: {}", s.message()),
                 }

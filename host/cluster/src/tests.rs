@@ -38,7 +38,12 @@ impl Planner for Numbers {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
                 .unwrap();
         let mut graph = JobGraph::new("numbers");
-        let source = graph.add_source("numbers", self.0, VecSource::factory(schema, vec![batch]), None);
+        let source = graph.add_source(
+            "numbers",
+            self.0,
+            VecSource::factory(schema, vec![batch]),
+            None,
+        );
         let (sink, _) = CollectSink::new();
         let out = graph.add_operator("collect", self.0, sink.factory());
         graph.connect(source, out, Partitioning::Rebalance);
@@ -71,7 +76,9 @@ async fn job_manager(planner: Arc<dyn Planner>, shutdown: &CancellationToken) ->
 async fn a_task_manager_of_another_version_is_refused_by_name() {
     let shutdown = CancellationToken::new();
     let address = job_manager(Arc::new(Numbers(1)), &shutdown).await;
-    let mut client = JobManagerClient::connect(format!("http://{address}")).await.unwrap();
+    let mut client = JobManagerClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
     let register = FromTaskManager {
         kind: Some(Up::Register(Register {
             id: "old".into(),
@@ -86,7 +93,9 @@ async fn a_task_manager_of_another_version_is_refused_by_name() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(
-        refused.message().contains("TaskManager old runs Fungi 0.0.1")
+        refused
+            .message()
+            .contains("TaskManager old runs Fungi 0.0.1")
             && refused.message().contains(crate::VERSION),
         "{}",
         refused.message()
@@ -126,7 +135,8 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
     let last = last.unwrap();
     assert_eq!(last.status, "failed");
     assert!(
-        last.message.contains("the job plans differently on TaskManager odd"),
+        last.message
+            .contains("the job plans differently on TaskManager odd"),
         "{}",
         last.message
     );
@@ -171,7 +181,9 @@ async fn streams_of_a_stale_attempt_are_refused() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(
-        refused.message().contains("attempt 1 is stale: attempt 2 runs here now"),
+        refused
+            .message()
+            .contains("attempt 1 is stale: attempt 2 runs here now"),
         "{}",
         refused.message()
     );
@@ -199,7 +211,10 @@ async fn a_stream_that_ends_without_its_end_of_stream_fails_the_attempt() {
     let response = client.do_put(futures::stream::iter(frames)).await;
     let mut response = response.unwrap().into_inner();
     let ended = response.message().await.unwrap_err();
-    assert!(ended.message().contains("before its end-of-stream"), "{ended}");
+    assert!(
+        ended.message().contains("before its end-of-stream"),
+        "{ended}"
+    );
     assert!(matches!(consumer.recv().await, Some(Message::Batch(b)) if b.num_rows() == 1));
     tokio::time::timeout(Duration::from_secs(5), link.failure.cancelled())
         .await

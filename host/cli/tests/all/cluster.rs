@@ -15,6 +15,8 @@ use super::recovery::{committed, job_at};
 /// A JobManager and its TaskManagers; every process is killed on drop.
 struct Cluster {
     dir: PathBuf,
+    /// The host every process listens on.
+    host: String,
     address: String,
     job_manager: Child,
     task_managers: BTreeMap<String, Child>,
@@ -23,15 +25,15 @@ struct Cluster {
 impl Cluster {
     /// A JobManager and `task_managers` TaskManagers (`tm1`...) of `slots` slots each.
     fn start(dir: &Path, task_managers: usize, slots: u32) -> Cluster {
+        Self::start_on(dir, "127.0.0.1", task_managers, slots)
+    }
+
+    /// [`Cluster::start`] with every process listening on `host`.
+    fn start_on(dir: &Path, host: &str, task_managers: usize, slots: u32) -> Cluster {
         let mut job_manager = fungi()
-            .args([
-                "jobmanager",
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-timeout-ms",
-                "3000",
-            ])
-            .env("FUNGI_LOG", "info")
+            .args(["jobmanager", "--listen", &format!("{host}:0")])
+            .args(["--heartbeat-timeout-ms", "3000"])
+            .env("FUNGI_LOG", "info,fungi_cluster=debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("jobmanager.log")).unwrap())
             .spawn()
@@ -47,6 +49,7 @@ impl Cluster {
             .to_string();
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
+            host: host.to_string(),
             address,
             job_manager,
             task_managers: BTreeMap::new(),
@@ -59,14 +62,33 @@ impl Cluster {
     }
 
     fn add_task_manager(&mut self, id: &str, slots: u32) {
+        let host = self.host.clone();
+        self.add_task_manager_in(None, &host, id, slots);
+    }
+
+    /// A TaskManager in network namespace `netns` (if any), listening on `host`.
+    fn add_task_manager_in(&mut self, netns: Option<&str>, host: &str, id: &str, slots: u32) {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{id}.log")))
             .unwrap();
-        let child = fungi()
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_fungi")]);
+                c
+            }
+            None => fungi(),
+        };
+        let child = command
             .args(["taskmanager", "--jobmanager", &self.address, "--id", id])
-            .args(["--slots", &slots.to_string()])
+            .args([
+                "--slots",
+                &slots.to_string(),
+                "--listen",
+                &format!("{host}:0"),
+            ])
             .env("FUNGI_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -366,4 +388,174 @@ fn a_job_needing_more_slots_than_the_cluster_has_waits_and_says_so() {
     assert!(out.status.success(), "{rest}\n{}", cluster.logs());
     assert!(rest.contains("finished"), "{rest}");
     assert!(!committed(work.path()).is_empty());
+}
+
+/// A network namespace joined to this one by a veth pair: `10.201.N.1` on this side,
+/// `10.201.N.2` inside. Removed on drop.
+struct NetNs {
+    name: String,
+    veth: String,
+    host: String,
+    inside: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output_within(Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    fn new() -> NetNs {
+        let n = std::process::id() % 250 + 1;
+        let name = format!("fungi-test-{}", std::process::id());
+        let (veth, peer) = (
+            format!("fh{}", std::process::id()),
+            format!("fn{}", std::process::id()),
+        );
+        let ns = NetNs {
+            host: format!("10.201.{n}.1"),
+            inside: format!("10.201.{n}.2"),
+            name,
+            veth,
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{}/24", ns.host), "dev", &ns.veth]);
+        ip(&["link", "set", &ns.veth, "up"]);
+        let inside = ["netns", "exec", ns.name.as_str(), "ip"];
+        ip(&[
+            &inside[..],
+            &["addr", "add", &format!("{}/24", ns.inside), "dev", &peer],
+        ]
+        .concat());
+        ip(&[&inside[..], &["link", "set", &peer, "up"]].concat());
+        ip(&[&inside[..], &["link", "set", "lo", "up"]].concat());
+        ns
+    }
+
+    /// Cuts (or restores) the link between the namespace and this side.
+    fn link(&self, up: bool) {
+        ip(&["link", "set", &self.veth, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output_within(Duration::from_secs(30));
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output_within(Duration::from_secs(30));
+    }
+}
+
+/// Whether this process may make network namespaces (CI runs as root).
+fn can_make_namespaces() -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+}
+
+#[test]
+fn a_task_manager_cut_off_by_a_partition_is_replaced_and_rejoins_as_a_new_session() {
+    assert!(
+        can_make_namespaces(),
+        "this test cuts a TaskManager off in a network namespace: run it as root with iproute2"
+    );
+    let netns = NetNs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start_on(dir.path(), &netns.host, 1, 1);
+    cluster.add_task_manager_in(Some(&netns.name), &netns.inside, "cut", 1);
+    cluster.wait_for_task_managers(2);
+    // About eight seconds of Nexmark bids at 60 000 a second, checkpointed every 200 ms.
+    let sql = |d: &Path| {
+        job_at(
+            &d.join("checkpoints"),
+            &d.join("out"),
+            2,
+            "SET 'restart-strategy.type' = 'fixed-delay';
+             SET 'restart-strategy.fixed-delay.attempts' = '10';
+             SET 'restart-strategy.fixed-delay.delay' = '200ms';",
+            "",
+        )
+        .replace("'events' = '150000'", "'events' = '480000'")
+    };
+    let expected = embedded(&sql);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("job.sql");
+    std::fs::write(&file, sql(work.path())).unwrap();
+    let run = fungi()
+        .args(["run", "--cluster", &cluster.address, file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The spare joins once the job is placed on tm1 and the cut-off one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(work.path().join("checkpoints"))
+        .is_ok_and(|e| e.flatten().any(|e| e.path().join("_metadata").exists()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint
+{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.add_task_manager("spare", 1);
+    netns.link(false);
+    // Lost within the heartbeat timeout; the job goes on without it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.status();
+        let ids: Vec<&str> = status["task_managers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        if !ids.contains(&"cut") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off TaskManager is still there: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    netns.link(true);
+    let out = wait_within(run, PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
+    assert!(
+        stderr.contains("TaskManager cut was lost") && stderr.contains("resumed from checkpoint"),
+        "{stderr}"
+    );
+    let got = committed(work.path());
+    assert!(
+        got == expected,
+        "{} rows expected, {} committed ({} twice)\n{stderr}",
+        expected.len(),
+        got.len(),
+        got.values().filter(|n| **n > 1).count()
+    );
+    // Back on the network, it registers again as a new session.
+    cluster.wait_for_task_managers(3);
 }
