@@ -169,9 +169,6 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
 /// `fungi run --cluster ADDR FILE`: submits every job of the file and follows them
 /// until they end; Ctrl-C cancels them.
 pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
-    if args.from_savepoint.is_some() {
-        bail!("--from-savepoint runs a job in this process: drop --cluster, or drop the savepoint");
-    }
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read {}", args.job.display()))?;
     let file_name = args
@@ -183,6 +180,15 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
         text,
         parallelism: args.parallelism,
         statement: 0,
+        savepoint: match &args.from_savepoint {
+            Some(path) => Some(
+                std::path::absolute(path)
+                    .with_context(|| format!("savepoint {}", path.display()))?
+                    .display()
+                    .to_string(),
+            ),
+            None => None,
+        },
     };
     // Planned here first: a job that does not plan is refused before it travels.
     let plans = plan_all(&spec).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.job.display()))?;

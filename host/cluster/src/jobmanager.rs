@@ -380,6 +380,8 @@ struct JobRunner {
 /// How an attempt ended.
 enum Outcome {
     Finished(Vec<OperatorCount>),
+    /// Stopped with a savepoint (there).
+    Stopped(std::path::PathBuf),
     Failed(String),
     /// The client went away: the job is cancelled.
     Abandoned,
@@ -470,17 +472,38 @@ impl JobRunner {
                     return self.event("failed", message, Vec::new()).await;
                 }
             };
+            // A savepoint is where the job starts; once it checkpoints on its own, it
+            // resumes from its own checkpoints.
+            let (checkpoint, savepoint) = match (checkpoint, &spec.savepoint) {
+                (None, Some(path)) => {
+                    let options = &config.checkpointing.storage_options;
+                    match CheckpointStorage::load_dir(std::path::Path::new(path), options) {
+                        Ok(c) => (Some(c), Some(path.clone())),
+                        Err(e) => {
+                            let message = format!("savepoint {path}: {e}");
+                            return self.event("failed", message, Vec::new()).await;
+                        }
+                    }
+                }
+                (c, _) => (c, None),
+            };
             let Some(assignments) = self.place(&plan, self.attempt == 0).await else {
                 return;
             };
             self.attempt += 1;
-            let outcome = self
-                .attempt_job(&plan, &spec, &assignments, checkpoint.as_ref())
-                .await;
+            let restore = Restore {
+                checkpoint: checkpoint.as_ref(),
+                savepoint,
+            };
+            let outcome = self.attempt_job(&plan, &spec, &assignments, restore).await;
             self.release(&assignments);
             let reason = match outcome {
                 Outcome::Finished(operators) => {
                     return self.event("finished", String::new(), operators).await;
+                }
+                Outcome::Stopped(path) => {
+                    let message = format!("stopped with savepoint {}", path.display());
+                    return self.event("finished", message, Vec::new()).await;
                 }
                 Outcome::Abandoned => return,
                 Outcome::Failed(reason) => reason,
@@ -608,8 +631,9 @@ impl JobRunner {
         plan: &PhysicalPlan,
         spec: &JobSpec,
         assignments: &[Assignment],
-        checkpoint: Option<&CompletedCheckpoint>,
+        restore: Restore<'_>,
     ) -> Outcome {
+        let checkpoint = restore.checkpoint;
         let attempt = self.attempt;
         if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
             e.attempt = attempt;
@@ -621,7 +645,11 @@ impl JobRunner {
             spec: spec.to_bytes(),
             fingerprint: crate::fingerprint(plan),
             assignments: assignments.to_vec(),
-            restore_checkpoint: checkpoint.map_or(0, |c| c.id()),
+            restore_checkpoint: match restore.savepoint {
+                Some(_) => 0,
+                None => checkpoint.map_or(0, |c| c.id()),
+            },
+            restore_savepoint: restore.savepoint.unwrap_or_default(),
         };
         let mut attempt_state = AttemptState::default();
         for tm in &tms {
@@ -684,6 +712,7 @@ impl JobRunner {
         // Until every part ended; after a failure the others are cancelled.
         let mut cancelled = false;
         let mut abandoned = false;
+        let mut stopped_with = None;
         let cancel_deadline = Duration::from_secs(30);
         let mut give_up = None;
         while attempt_state.ended.len() < tms.len() {
@@ -695,8 +724,19 @@ impl JobRunner {
                     c.cancel.cancel();
                 }
             }
+            let stopped = coordination.as_ref().map(|c| c.cancel.clone());
             let input = tokio::select! {
                 input = self.inputs.recv() => input,
+                // The coordinator ends on its own when the job stops with a savepoint.
+                _ = async { stopped.as_ref().expect("guarded").cancelled().await },
+                    if stopped.is_some() && stopped_with.is_none() && attempt_state.failure.is_none() =>
+                {
+                    stopped_with = coordination.as_ref().and_then(|c| c.stopped_with_savepoint());
+                    if stopped_with.is_some() {
+                        self.cancel_attempt(&tms, attempt);
+                    }
+                    continue;
+                }
                 _ = self.events.closed(), if !abandoned => {
                     abandoned = true;
                     attempt_state.fail("the client went away".into());
@@ -714,6 +754,9 @@ impl JobRunner {
         }
         if abandoned {
             return Outcome::Abandoned;
+        }
+        if let Some(path) = stopped_with {
+            return Outcome::Stopped(path);
         }
         if let Some(c) = coordination {
             if attempt_state.failure.is_none()
@@ -745,6 +788,14 @@ impl JobRunner {
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
+/// What an attempt starts from.
+struct Restore<'a> {
+    /// The checkpoint (or savepoint) restored.
+    checkpoint: Option<&'a CompletedCheckpoint>,
+    /// The savepoint's directory, when it is one.
+    savepoint: Option<String>,
 }
 
 /// What the JobManager knows of an attempt's parts.
@@ -866,6 +917,7 @@ fn sum_counts(counts: impl Iterator<Item = OperatorCount>) -> Vec<OperatorCount>
 /// An attempt's checkpoint coordinator, running here, bridged to its TaskManagers.
 struct Coordination {
     reports: mpsc::UnboundedSender<TaskReport>,
+    stats: Arc<fungi_checkpoint::CheckpointStats>,
     cancel: CancellationToken,
     coordinator: tokio::task::JoinHandle<fungi_common::Result<()>>,
 }
@@ -879,7 +931,7 @@ impl Coordination {
         attempt: u64,
         tms: &[String],
     ) -> Result<Option<Coordination>, String> {
-        let Some((coordinator, channels, _stats)) =
+        let Some((coordinator, channels, stats)) =
             fungi_execution::executor::coordinator(plan, checkpoint).map_err(|e| e.to_string())?
         else {
             return Ok(None);
@@ -929,9 +981,19 @@ impl Coordination {
         });
         Ok(Some(Coordination {
             reports: channels.reports,
+            stats,
             cancel,
             coordinator,
         }))
+    }
+
+    /// Where the savepoint the job stopped with is, if it did.
+    fn stopped_with_savepoint(&self) -> Option<std::path::PathBuf> {
+        self.stats
+            .stopped_with_savepoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn report(&self, s: Snapshot) {

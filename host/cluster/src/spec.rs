@@ -20,6 +20,10 @@ pub struct JobSpec {
     pub parallelism: Option<u32>,
     /// Which job of the script this is, counting its INSERTs and SELECTs from 0.
     pub statement: usize,
+    /// A savepoint (its directory, as every process reaches it) to start from when the
+    /// job has no checkpoint of its own yet.
+    #[serde(default)]
+    pub savepoint: Option<String>,
 }
 
 impl JobSpec {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -409,6 +410,13 @@ async fn prepare(
     }
     let checkpointing = &plan.graph.config.checkpointing;
     let restored = match (deploy.restore_checkpoint, &checkpointing.dir) {
+        (0, _) if !deploy.restore_savepoint.is_empty() => Some(
+            CheckpointStorage::load_dir(
+                Path::new(&deploy.restore_savepoint),
+                &checkpointing.storage_options,
+            )
+            .map_err(|e| format!("cannot read savepoint {}: {e}", deploy.restore_savepoint))?,
+        ),
         (0, _) => None,
         (id, Some(dir)) => Some(
             CheckpointStorage::open(dir, &checkpointing.storage_options)

@@ -57,6 +57,7 @@ fn spec() -> JobSpec {
         text: String::new(),
         parallelism: None,
         statement: 0,
+        savepoint: None,
     }
 }
 

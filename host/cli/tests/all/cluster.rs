@@ -559,3 +559,95 @@ fn a_task_manager_cut_off_by_a_partition_is_replaced_and_rejoins_as_a_new_sessio
     // Back on the network, it registers again as a new session.
     cluster.wait_for_task_managers(3);
 }
+
+/// Starts `fungi run` of `sql` (in `mode`: `--local` or `--cluster ADDR`), lets it take
+/// a checkpoint, stops it with a savepoint, and returns the savepoint's directory.
+fn run_and_stop_with_savepoint(mode: &[&str], file: &Path, checkpoints: &Path) -> String {
+    let child = fungi()
+        .arg("run")
+        .args(mode)
+        .args(["--no-progress", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(checkpoints)
+        .is_ok_and(|e| e.flatten().any(|e| e.path().join("_metadata").exists()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint in {}",
+            checkpoints.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let savepoint = fungi()
+        .args(["savepoint", "--stop", checkpoints.to_str().unwrap()])
+        .output_within(PROCESS_LIMIT);
+    let stopped = wait_within(child, PROCESS_LIMIT);
+    let log = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        savepoint.status.success() && stopped.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&savepoint.stderr)
+    );
+    String::from_utf8_lossy(&savepoint.stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn savepoints_move_jobs_between_the_cluster_and_embedded_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 2, 1);
+    // About five seconds of bids, so that the stop lands in the middle.
+    let sql = |ckpt: &Path, out: &Path| {
+        job_at(ckpt, out, 2, "", "").replace("'events' = '150000'", "'events' = '300000'")
+    };
+    let expected = embedded(&|d: &Path| sql(&d.join("checkpoints"), &d.join("out")));
+    let cluster_mode = ["--cluster", cluster.address.as_str()];
+    for (first, second) in [
+        (&cluster_mode[..], &["--local"][..]),
+        (&["--local"][..], &cluster_mode[..]),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let (a, b) = (work.path().join("ckpt-a"), work.path().join("ckpt-b"));
+        let file = work.path().join("a.sql");
+        std::fs::write(&file, sql(&a, &out)).unwrap();
+        let savepoint = run_and_stop_with_savepoint(first, &file, &a);
+        assert!(
+            Path::new(&savepoint).join("_metadata").exists(),
+            "{savepoint}"
+        );
+        assert!(committed(work.path()).len() < expected.len());
+        let file = work.path().join("b.sql");
+        std::fs::write(&file, sql(&b, &out)).unwrap();
+        let resumed = fungi()
+            .arg("run")
+            .args(second)
+            .args([
+                "--no-progress",
+                "--from-savepoint",
+                &savepoint,
+                file.to_str().unwrap(),
+            ])
+            .output_within(PROCESS_LIMIT);
+        let log = String::from_utf8_lossy(&resumed.stderr);
+        assert!(resumed.status.success(), "{log}\n{}", cluster.logs());
+        assert!(
+            log.contains("resuming from checkpoint") || log.contains("resumed from checkpoint"),
+            "{log}"
+        );
+        let got = committed(work.path());
+        assert!(
+            got == expected,
+            "{first:?} then {second:?}: {} rows expected, {} committed ({} twice)\n{log}",
+            expected.len(),
+            got.len(),
+            got.values().filter(|n| **n > 1).count()
+        );
+    }
+}

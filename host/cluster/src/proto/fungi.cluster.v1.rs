@@ -162,6 +162,9 @@ pub struct Deploy {
     /// directory.
     #[prost(uint64, tag = "6")]
     pub restore_checkpoint: u64,
+    /// Or the savepoint to start from (its directory), when the job has no checkpoint yet.
+    #[prost(string, tag = "7")]
+    pub restore_savepoint: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
