@@ -1,9 +1,10 @@
 //! `fungi`: the command-line tool of the Fungi streaming platform.
 //!
-//! `fungi run --local JOB` runs a job in this process (embedded mode) with live progress;
-//! `fungi bench nexmark` measures the Nexmark pipelines; `fungi plugin new | build |
-//! inspect | test` is the plugin author's loop. Later commands (server, savepoint) join
-//! as their crates land.
+//! `fungi run --local JOB` runs a job in this process (embedded mode) with live progress,
+//! `fungi run --cluster ADDR JOB` on a cluster of `fungi jobmanager` and `fungi
+//! taskmanager` processes; `fungi server` serves the API and its client commands talk to
+//! it; `fungi bench` measures; `fungi plugin new | build | inspect | test | sign` is the
+//! plugin author's loop.
 
 mod bench;
 mod bench_kafka;
