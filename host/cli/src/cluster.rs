@@ -23,6 +23,13 @@ pub(crate) struct JobManagerArgs {
     /// A TaskManager silent this long is lost and its jobs' attempts fail.
     #[arg(long, default_value_t = 5000)]
     heartbeat_timeout_ms: u64,
+    /// Where plugins and Python modules shipped with jobs are kept (by digest).
+    #[arg(long, default_value_os_t = default_artifact_dir())]
+    artifact_dir: std::path::PathBuf,
+}
+
+fn default_artifact_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("fungi-artifacts")
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +47,9 @@ pub(crate) struct TaskManagerArgs {
     /// Its name in the cluster (default: its data address).
     #[arg(long)]
     id: Option<String>,
+    /// Where plugins and Python modules shipped with jobs are kept (by digest).
+    #[arg(long, default_value_os_t = default_artifact_dir())]
+    artifact_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +139,7 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
         std::io::stdout().flush()?;
         let config = JobManagerConfig {
             heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
+            artifact_dir: args.artifact_dir,
             ..Default::default()
         };
         fungi_cluster::jobmanager::serve(listener, Arc::new(CliPlanner), config, shutdown)
@@ -159,6 +170,7 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
             id: args.id,
             job_manager: args.jobmanager,
             slots: args.slots,
+            artifact_dir: args.artifact_dir,
         };
         fungi_cluster::taskmanager::run(config, listener, Arc::new(CliPlanner), shutdown)
             .await
@@ -198,6 +210,8 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
         }
         return Ok(());
     }
+    let artifacts = fungi_cluster::artifacts::collect(&spec.text, &std::env::current_dir()?)
+        .context("cannot read a plugin or module the job names")?;
     let (runtime, stop) = role_runtime()?;
     runtime.block_on(async {
         let client = ClusterClient::connect(job_manager).await?;
@@ -209,8 +223,9 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
             };
             let mut client = client.clone();
             let stop = stop.clone();
+            let artifacts = artifacts.clone();
             runs.spawn(async move {
-                let mut events = client.submit(&spec).await?;
+                let mut events = client.submit(&spec, artifacts).await?;
                 loop {
                     let event = tokio::select! {
                         event = events.message() => event,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::job_manager_client::JobManagerClient;
-use crate::proto::{ClusterStatus, JobEvent, StatusRequest, SubmitRequest};
+use crate::proto::{Artifact, ClusterStatus, JobEvent, StatusRequest, SubmitRequest};
 use crate::spec::JobSpec;
 
 /// Why a call to the JobManager failed.
@@ -43,15 +43,19 @@ impl ClusterClient {
         })
     }
 
-    /// Submits a job; its events follow until it ends (dropping the stream cancels it).
+    /// Submits a job with the plugins and modules its script names
+    /// ([`crate::artifacts::collect`]); its events follow until it ends (dropping the
+    /// stream cancels it).
     pub async fn submit(
         &mut self,
         spec: &JobSpec,
+        artifacts: Vec<Artifact>,
     ) -> Result<tonic::Streaming<JobEvent>, ClientError> {
         Ok(self
             .inner
             .submit(SubmitRequest {
                 spec: spec.to_bytes(),
+                artifacts,
             })
             .await
             .map_err(|s| ClientError::Refused(s.message().to_string()))?

@@ -26,8 +26,8 @@ use crate::proto::from_task_manager::Kind as Up;
 use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
-    Assignment, Cancel, CheckpointComplete, ClusterStatus, Deploy, FromTaskManager, JobEvent,
-    JobStatus, OperatorCount, Registered, Snapshot, Start, StatusRequest, SubmitRequest,
+    Artifact, Assignment, Cancel, CheckpointComplete, ClusterStatus, Deploy, FromTaskManager,
+    JobEvent, JobStatus, OperatorCount, Registered, Snapshot, Start, StatusRequest, SubmitRequest,
     TaskManagerStatus, ToTaskManager, TriggerCheckpoint,
 };
 use crate::spec::{self, JobSpec, Planner};
@@ -39,6 +39,8 @@ pub struct JobManagerConfig {
     pub heartbeat_timeout: Duration,
     /// How long a TaskManager may take to build its part of an attempt.
     pub deploy_timeout: Duration,
+    /// Where plugins and modules shipped with jobs are kept.
+    pub artifact_dir: std::path::PathBuf,
 }
 
 impl Default for JobManagerConfig {
@@ -46,6 +48,7 @@ impl Default for JobManagerConfig {
         JobManagerConfig {
             heartbeat_timeout: Duration::from_secs(5),
             deploy_timeout: Duration::from_secs(60),
+            artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
         }
     }
 }
@@ -323,12 +326,13 @@ impl JobManager for Service {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<Self::SubmitStream>, Status> {
-        let spec =
-            JobSpec::from_bytes(&request.into_inner().spec).map_err(Status::invalid_argument)?;
+        let request = request.into_inner();
+        let spec = JobSpec::from_bytes(&request.spec).map_err(Status::invalid_argument)?;
+        let artifacts = Arc::new(request.artifacts);
         let shared = self.0.clone();
         let (events, events_rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let runner = JobRunner::new(shared.clone(), &spec, events);
+            let runner = JobRunner::new(shared.clone(), &spec, artifacts, events);
             let job = runner.job.clone();
             runner.run(spec).await;
             shared.registry().jobs.remove(&job);
@@ -375,6 +379,8 @@ struct JobRunner {
     events: mpsc::Sender<Result<JobEvent, Status>>,
     inputs: mpsc::UnboundedReceiver<JobInput>,
     attempt: u64,
+    /// The plugins and modules its script names.
+    artifacts: Arc<Vec<Artifact>>,
 }
 
 /// How an attempt ended.
@@ -391,6 +397,7 @@ impl JobRunner {
     fn new(
         shared: Arc<Shared>,
         spec: &JobSpec,
+        artifacts: Arc<Vec<Artifact>>,
         events: mpsc::Sender<Result<JobEvent, Status>>,
     ) -> Self {
         let stem = std::path::Path::new(&spec.file_name)
@@ -413,6 +420,7 @@ impl JobRunner {
             events,
             inputs,
             attempt: 0,
+            artifacts,
         }
     }
 
@@ -434,7 +442,13 @@ impl JobRunner {
     }
 
     async fn run(mut self, spec: JobSpec) {
-        let plan = match spec::plan(self.shared.planner.clone(), spec.clone()).await {
+        let local =
+            crate::artifacts::localize(&spec, &self.artifacts, &self.shared.config.artifact_dir);
+        let planned = match local {
+            Ok(local) => spec::plan(self.shared.planner.clone(), local).await,
+            Err(e) => Err(e),
+        };
+        let plan = match planned {
             Ok(plan) => plan,
             Err(e) => {
                 return self
@@ -650,6 +664,7 @@ impl JobRunner {
                 None => checkpoint.map_or(0, |c| c.id()),
             },
             restore_savepoint: restore.savepoint.unwrap_or_default(),
+            artifacts: self.artifacts.to_vec(),
         };
         let mut attempt_state = AttemptState::default();
         for tm in &tms {

@@ -21,6 +21,7 @@
 //!   Operators' own checkpoint files go to the job's checkpoint directory, which every
 //!   process must reach (a shared directory, or object storage).
 
+pub mod artifacts;
 pub mod client;
 mod codec;
 mod exchange;
@@ -32,7 +33,9 @@ pub mod taskmanager;
 mod tests;
 
 pub use client::ClusterClient;
-pub use proto::{Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, TaskManagerStatus};
+pub use proto::{
+    Artifact, Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, TaskManagerStatus,
+};
 pub use spec::{JobSpec, Planner, fingerprint};
 
 /// Fungi's version, as TaskManagers and the JobManager compare it.

@@ -43,6 +43,8 @@ pub struct TaskManagerConfig {
     pub job_manager: String,
     /// Slots it offers: how many subtasks of one chain it may run at once.
     pub slots: u32,
+    /// Where plugins and modules shipped with jobs are kept.
+    pub artifact_dir: std::path::PathBuf,
 }
 
 /// Why a TaskManager stopped.
@@ -90,6 +92,7 @@ struct State {
     id: String,
     data_address: String,
     planner: Arc<dyn Planner>,
+    artifact_dir: std::path::PathBuf,
     inbox: Arc<Inbox>,
     connections: Arc<Connections>,
     parts: Mutex<HashMap<String, Part>>,
@@ -130,6 +133,7 @@ pub async fn run(
         id: config.id.clone().unwrap_or_else(|| data_address.clone()),
         data_address,
         planner,
+        artifact_dir: config.artifact_dir.clone(),
         inbox,
         connections: Arc::default(),
         parts: Mutex::default(),
@@ -399,6 +403,7 @@ async fn prepare(
     deploy: Deploy,
 ) -> Result<(PhysicalPlan, Option<CompletedCheckpoint>, Deploy), String> {
     let spec = JobSpec::from_bytes(&deploy.spec)?;
+    let spec = crate::artifacts::localize(&spec, &deploy.artifacts, &state.artifact_dir)?;
     let plan = spec::plan(state.planner.clone(), spec).await?;
     let here = crate::fingerprint(&plan);
     if here != deploy.fingerprint {

@@ -113,6 +113,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         id: Some("odd".into()),
         job_manager: address.clone(),
         slots: 2,
+        artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
     };
     // It plans the same job at another parallelism.
     tokio::spawn(crate::taskmanager::run(
@@ -128,7 +129,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut events = client.submit(&spec()).await.unwrap();
+    let mut events = client.submit(&spec(), Vec::new()).await.unwrap();
     let mut last = None;
     while let Some(event) = events.message().await.unwrap() {
         last = Some(event);

@@ -651,3 +651,47 @@ fn savepoints_move_jobs_between_the_cluster_and_embedded_mode() {
         );
     }
 }
+
+#[test]
+fn plugins_and_python_modules_travel_with_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 2, 1);
+    // The client's directory holds the plugin and the module; the TaskManagers run
+    // elsewhere and find them only because they travel with the job.
+    let client = tempfile::tempdir().unwrap();
+    std::fs::copy(fungi_plugin_artifacts::HLL, client.path().join("hll.wasm")).unwrap();
+    std::fs::write(
+        client.path().join("spread.py"),
+        "import pyarrow as pa, pyarrow.compute as pc, fungi\n\
+         @fungi.udf(returns=pa.int64())\n\
+         def double(x):\n    return pc.multiply(x, 2)\n",
+    )
+    .unwrap();
+    let sql = |d: &Path, plugin: &str, module: &str| {
+        format!(
+            "LOAD PLUGIN '{plugin}';\n\
+             CREATE FUNCTION twice AS 'double' LANGUAGE PYTHON USING '{module}';\n{}",
+            job_at(
+                &d.join("checkpoints"),
+                &d.join("out"),
+                2,
+                "",
+                ", twice(CAST(hll_distinct(bidder) AS BIGINT)) AS extra"
+            )
+        )
+    };
+    let (plugin, module) = (
+        client.path().join("hll.wasm"),
+        client.path().join("spread.py"),
+    );
+    let expected = embedded(&|d: &Path| sql(d, plugin.to_str().unwrap(), module.to_str().unwrap()));
+    let file = client.path().join("job.sql");
+    std::fs::write(&file, sql(client.path(), "hll.wasm", "spread.py")).unwrap();
+    let out = fungi()
+        .args(["run", "--cluster", &cluster.address, "job.sql"])
+        .current_dir(client.path())
+        .output_within(PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
+    assert_eq!(committed(client.path()), expected, "{stderr}");
+}

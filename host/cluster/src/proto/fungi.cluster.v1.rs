@@ -165,6 +165,22 @@ pub struct Deploy {
     /// Or the savepoint to start from (its directory), when the job has no checkpoint yet.
     #[prost(string, tag = "7")]
     pub restore_savepoint: ::prost::alloc::string::String,
+    /// The plugins and Python modules the script names.
+    #[prost(message, repeated, tag = "8")]
+    pub artifacts: ::prost::alloc::vec::Vec<Artifact>,
+}
+/// A file a job's script names (a Wasm plugin or a Python module), shipped with it.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Artifact {
+    /// The name as the script writes it.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Its blake3 digest (hex); a copy that does not match is refused.
+    #[prost(string, tag = "2")]
+    pub digest: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub content: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -217,11 +233,14 @@ pub struct CheckpointComplete {
     pub last: bool,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SubmitRequest {
     /// The job's specification (JSON), as the TaskManagers will get it.
     #[prost(bytes = "vec", tag = "1")]
     pub spec: ::prost::alloc::vec::Vec<u8>,
+    /// The plugins and Python modules its script names.
+    #[prost(message, repeated, tag = "2")]
+    pub artifacts: ::prost::alloc::vec::Vec<Artifact>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
