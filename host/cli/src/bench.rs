@@ -183,13 +183,18 @@ impl StateOptions {
     }
 }
 
-/// Plans an embedded Nexmark SQL file for `events` events under `config`.
-fn sql_graph(query: &str, events: u64, config: JobConfig) -> Result<JobGraph> {
+/// The text of an embedded Nexmark SQL file, for `events` events.
+pub(crate) fn sql_text(query: &str, events: u64) -> Result<String> {
     let (_, text) = SQL
         .iter()
         .find(|(q, _)| *q == query)
         .ok_or_else(|| anyhow::anyhow!("no SQL for {query}"))?;
-    let text = text.replace("'events' = '1000000'", &format!("'events' = '{events}'"));
+    Ok(text.replace("'events' = '1000000'", &format!("'events' = '{events}'")))
+}
+
+/// Plans an embedded Nexmark SQL file for `events` events under `config`.
+fn sql_graph(query: &str, events: u64, config: JobConfig) -> Result<JobGraph> {
+    let text = sql_text(query, events)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let outcomes = runtime.block_on(fungi_sql::SqlSession::new(config).execute_script(&text))?;
     outcomes
@@ -229,6 +234,9 @@ pub(crate) struct BenchResult {
     /// Checkpoints completed during the run.
     #[serde(default)]
     pub(crate) checkpoints: Option<u64>,
+    /// On a cluster: Arrow megabytes (10^6 bytes) a second between TaskManagers.
+    #[serde(default)]
+    pub(crate) exchange_mb_per_s: Option<f64>,
 }
 
 /// Replays pre-generated bid batches; each pass over them is shifted in event time so
@@ -497,6 +505,7 @@ pub(crate) fn run_one(
         checkpoint_interval_ms: state.checkpoint_interval_ms,
         state_backend: if state.rocksdb { "rocksdb" } else { "memory" }.into(),
         checkpoints: completed_checkpoints,
+        exchange_mb_per_s: None,
     })
 }
 

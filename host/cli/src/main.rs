@@ -7,6 +7,7 @@
 //! plugin author's loop.
 
 mod bench;
+mod bench_cluster;
 mod bench_kafka;
 mod client;
 mod cluster;
@@ -204,6 +205,10 @@ struct NexmarkArgs {
     /// Where keyed state lives: memory (default) or rocksdb.
     #[arg(long, default_value = "memory", value_parser = ["memory", "rocksdb"])]
     state_backend: String,
+    /// Also run every SQL query on the cluster whose JobManager is at this address
+    /// (`host:port`), right after it runs embedded, and compare the two.
+    #[arg(long, value_name = "ADDR")]
+    cluster: Option<String>,
     /// Internal: run one query in this process and print its JSON result.
     #[arg(long, hide = true)]
     child: bool,
@@ -621,11 +626,17 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
             );
         }
     }
-    let results = bench::run_all(&queries, args.events, args.parallelism, &state)?;
+    let results = match &args.cluster {
+        Some(address) => {
+            bench_cluster::run(&queries, args.events, args.parallelism, &state, address)?
+        }
+        None => bench::run_all(&queries, args.events, args.parallelism, &state)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", bench::table(&results));
+        print!("{}", bench_cluster::comparison(&results));
     }
     Ok(())
 }

@@ -127,6 +127,7 @@ enum JobInput {
         attempt: u64,
         error: String,
         operators: Vec<OperatorCount>,
+        bytes_sent: u64,
     },
     Snapshot(Snapshot),
     Lost {
@@ -209,6 +210,7 @@ impl Shared {
                     attempt: p.attempt,
                     error: p.error,
                     operators: p.operators,
+                    bytes_sent: p.bytes_sent,
                 },
             ),
             Some(Up::Snapshot(s)) => (s.job.clone(), JobInput::Snapshot(s)),
@@ -385,7 +387,8 @@ struct JobRunner {
 
 /// How an attempt ended.
 enum Outcome {
-    Finished(Vec<OperatorCount>),
+    /// Every part finished: the rows per operator, and the bytes that crossed hosts.
+    Finished(Vec<OperatorCount>, u64),
     /// Stopped with a savepoint (there).
     Stopped(std::path::PathBuf),
     Failed(String),
@@ -425,6 +428,15 @@ impl JobRunner {
     }
 
     async fn event(&self, status: &str, message: String, operators: Vec<OperatorCount>) {
+        self.event_with((status, message), operators, 0).await;
+    }
+
+    async fn event_with(
+        &self,
+        (status, message): (&str, String),
+        operators: Vec<OperatorCount>,
+        bytes_exchanged: u64,
+    ) {
         if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
             e.status = status.to_string();
         }
@@ -437,6 +449,7 @@ impl JobRunner {
                 message,
                 attempt: self.attempt,
                 operators,
+                bytes_exchanged,
             }))
             .await;
     }
@@ -512,8 +525,11 @@ impl JobRunner {
             let outcome = self.attempt_job(&plan, &spec, &assignments, restore).await;
             self.release(&assignments);
             let reason = match outcome {
-                Outcome::Finished(operators) => {
-                    return self.event("finished", String::new(), operators).await;
+                Outcome::Finished(operators, bytes) => {
+                    let message = format!("{:.1} MB between TaskManagers", bytes as f64 / 1e6);
+                    return self
+                        .event_with(("finished", message), operators, bytes)
+                        .await;
                 }
                 Outcome::Stopped(path) => {
                     let message = format!("stopped with savepoint {}", path.display());
@@ -783,7 +799,10 @@ impl JobRunner {
         }
         match attempt_state.failure {
             Some(reason) => Outcome::Failed(reason),
-            None => Outcome::Finished(sum_counts(attempt_state.ended.into_values().flatten())),
+            None => Outcome::Finished(
+                sum_counts(attempt_state.ended.into_values().flatten()),
+                attempt_state.bytes_exchanged,
+            ),
         }
     }
 
@@ -821,6 +840,8 @@ struct AttemptState {
     ended: BTreeMap<String, Vec<OperatorCount>>,
     /// The first failure.
     failure: Option<String>,
+    /// Arrow bytes the ended parts sent to other TaskManagers.
+    bytes_exchanged: u64,
 }
 
 impl AttemptState {
@@ -848,7 +869,9 @@ impl AttemptState {
                 attempt: a,
                 error,
                 operators,
+                bytes_sent,
             }) if a == attempt => {
+                self.bytes_exchanged += bytes_sent;
                 if !error.is_empty() {
                     self.fail(format!("on TaskManager {tm}: {error}"));
                 }
@@ -912,21 +935,21 @@ fn reserve(registry: &mut Registry, plan: &PhysicalPlan, needed: u32) -> Vec<Ass
     assignments
 }
 
+/// The counts of every part, summed per operator.
 fn sum_counts(counts: impl Iterator<Item = OperatorCount>) -> Vec<OperatorCount> {
-    let mut by_operator: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut by_operator: BTreeMap<String, OperatorCount> = BTreeMap::new();
     for c in counts {
-        let e = by_operator.entry(c.operator).or_default();
-        e.0 += c.records_in;
-        e.1 += c.records_out;
+        let e = by_operator
+            .entry(c.operator.clone())
+            .or_insert_with(|| OperatorCount {
+                records_in: 0,
+                records_out: 0,
+                ..c.clone()
+            });
+        e.records_in += c.records_in;
+        e.records_out += c.records_out;
     }
-    by_operator
-        .into_iter()
-        .map(|(operator, (records_in, records_out))| OperatorCount {
-            operator,
-            records_in,
-            records_out,
-        })
-        .collect()
+    by_operator.into_values().collect()
 }
 
 /// An attempt's checkpoint coordinator, running here, bridged to its TaskManagers.

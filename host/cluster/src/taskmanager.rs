@@ -312,6 +312,7 @@ fn cancel_part(
             attempt,
             "cancelled before it started".into(),
             Vec::new(),
+            (0, 0),
         );
     }
 }
@@ -322,14 +323,17 @@ fn send_ended(
     attempt: u64,
     error: String,
     operators: Vec<OperatorCount>,
+    (bytes_sent, bytes_received): (u64, u64),
 ) {
-    info!(%job, attempt, %error, "part ended");
+    info!(%job, attempt, %error, bytes_sent, bytes_received, "part ended");
     let _ = up.send(FromTaskManager {
         kind: Some(Up::PartEnded(PartEnded {
             job: job.to_string(),
             attempt,
             error,
             operators,
+            bytes_sent,
+            bytes_received,
         })),
     });
 }
@@ -463,7 +467,7 @@ async fn run_part(
         Ok(handle) => handle,
         Err(error) => {
             remove_part(&state, &job, attempt);
-            return send_ended(&up, &job, attempt, error, Vec::new());
+            return send_ended(&up, &job, attempt, error, Vec::new(), (0, 0));
         }
     };
     // Its channels are all in place: streams of the attempt may come in.
@@ -488,6 +492,7 @@ async fn run_part(
                     operator: o.name.clone(),
                     records_in: o.records_in,
                     records_out: o.records_out,
+                    source: o.source,
                 })
                 .collect(),
         ),
@@ -499,7 +504,11 @@ async fn run_part(
             Vec::new(),
         ),
     };
-    send_ended(&up, &job, attempt, error, operators);
+    let exchanged = (
+        link.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+        link.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    send_ended(&up, &job, attempt, error, operators, exchanged);
 }
 
 fn remove_part(state: &State, job: &str, attempt: u64) {

@@ -65,6 +65,11 @@ pub struct PartEnded {
     /// Rows in and out of each operator on this TaskManager, for the job's summary.
     #[prost(message, repeated, tag = "4")]
     pub operators: ::prost::alloc::vec::Vec<OperatorCount>,
+    /// Arrow bytes this part sent to and received from other TaskManagers.
+    #[prost(uint64, tag = "5")]
+    pub bytes_sent: u64,
+    #[prost(uint64, tag = "6")]
+    pub bytes_received: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -75,6 +80,9 @@ pub struct OperatorCount {
     pub records_in: u64,
     #[prost(uint64, tag = "3")]
     pub records_out: u64,
+    /// Whether it is a source (its records out are the records the job read).
+    #[prost(bool, tag = "4")]
+    pub source: bool,
 }
 /// A subtask's snapshot for a checkpoint (or its end state, when `finished`).
 #[allow(clippy::all)]
@@ -257,6 +265,9 @@ pub struct JobEvent {
     pub attempt: u64,
     #[prost(message, repeated, tag = "5")]
     pub operators: ::prost::alloc::vec::Vec<OperatorCount>,
+    /// Arrow bytes that crossed between TaskManagers (when the job finished).
+    #[prost(uint64, tag = "6")]
+    pub bytes_exchanged: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
