@@ -2,6 +2,7 @@
 //! `fungi run --cluster ADDR` and `fungi cluster status`.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +10,50 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fungi_cluster::jobmanager::JobManagerConfig;
 use fungi_cluster::taskmanager::TaskManagerConfig;
-use fungi_cluster::{ClusterClient, JobSpec, Planner};
+use fungi_cluster::{ClusterClient, JobSpec, Planner, Tls, TlsFiles};
 use fungi_execution::plan::PhysicalPlan;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunArgs;
+
+/// Mutual TLS between the processes of a cluster.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct ClusterTlsArgs {
+    /// This process's certificate (PEM, signed by the cluster's CA, naming the host
+    /// others reach it at). With the key and the CA, every connection of the cluster
+    /// (sessions, data, clients) is mutual TLS.
+    #[arg(
+        long,
+        env = "FUNGI_CLUSTER_TLS_CERT",
+        requires_all = ["cluster_tls_key", "cluster_tls_ca"]
+    )]
+    cluster_tls_cert: Option<PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long, env = "FUNGI_CLUSTER_TLS_KEY", requires = "cluster_tls_cert")]
+    cluster_tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): peers must present a certificate it signed.
+    #[arg(long, env = "FUNGI_CLUSTER_TLS_CA", requires = "cluster_tls_cert")]
+    cluster_tls_ca: Option<PathBuf>,
+}
+
+impl ClusterTlsArgs {
+    /// The TLS identity, when certificates are given.
+    pub(crate) fn load(&self) -> Result<Option<Tls>> {
+        let (Some(cert), Some(key), Some(ca)) = (
+            &self.cluster_tls_cert,
+            &self.cluster_tls_key,
+            &self.cluster_tls_ca,
+        ) else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        };
+        Ok(Some(Tls::load(&files).map_err(anyhow::Error::msg)?))
+    }
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct JobManagerArgs {
@@ -26,6 +66,8 @@ pub(crate) struct JobManagerArgs {
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
     #[arg(long, default_value_os_t = default_artifact_dir())]
     artifact_dir: std::path::PathBuf,
+    #[command(flatten)]
+    tls: ClusterTlsArgs,
 }
 
 fn default_artifact_dir() -> std::path::PathBuf {
@@ -50,6 +92,8 @@ pub(crate) struct TaskManagerArgs {
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
     #[arg(long, default_value_os_t = default_artifact_dir())]
     artifact_dir: std::path::PathBuf,
+    #[command(flatten)]
+    tls: ClusterTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +107,8 @@ pub(crate) enum ClusterCommand {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClusterTlsArgs,
     },
 }
 
@@ -140,6 +186,7 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
         let config = JobManagerConfig {
             heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
             artifact_dir: args.artifact_dir,
+            tls: args.tls.load()?,
             ..Default::default()
         };
         fungi_cluster::jobmanager::serve(listener, Arc::new(CliPlanner), config, shutdown)
@@ -171,6 +218,7 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
             job_manager: args.jobmanager,
             slots: args.slots,
             artifact_dir: args.artifact_dir,
+            tls: args.tls.load()?,
         };
         fungi_cluster::taskmanager::run(config, listener, Arc::new(CliPlanner), shutdown)
             .await
@@ -212,9 +260,10 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
     }
     let artifacts = fungi_cluster::artifacts::collect(&spec.text, &std::env::current_dir()?)
         .context("cannot read a plugin or module the job names")?;
+    let tls = args.cluster_tls.load()?;
     let (runtime, stop) = role_runtime()?;
     runtime.block_on(async {
-        let client = ClusterClient::connect(job_manager).await?;
+        let client = ClusterClient::connect(job_manager, tls.as_ref()).await?;
         let mut runs = tokio::task::JoinSet::new();
         for statement in 0..plans.len() {
             let spec = JobSpec {
@@ -263,10 +312,15 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
 
 /// `fungi cluster ...`.
 pub(crate) fn command(command: ClusterCommand) -> Result<()> {
-    let ClusterCommand::Status { jobmanager, json } = command;
+    let ClusterCommand::Status {
+        jobmanager,
+        json,
+        tls,
+    } = command;
+    let tls = tls.load()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     let status = runtime.block_on(async {
-        let mut client = ClusterClient::connect(&jobmanager).await?;
+        let mut client = ClusterClient::connect(&jobmanager, tls.as_ref()).await?;
         anyhow::Ok(client.status().await?)
     })?;
     if json {

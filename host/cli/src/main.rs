@@ -131,6 +131,8 @@ struct RunArgs {
     /// Run on a cluster: submit the job to the JobManager at this address (`host:port`).
     #[arg(long, value_name = "ADDR")]
     cluster: Option<String>,
+    #[command(flatten)]
+    cluster_tls: cluster::ClusterTlsArgs,
     /// Path of the SQL file or job file.
     job: PathBuf,
     /// Parallelism of every operator (overrides the job file).

@@ -1,8 +1,8 @@
 //! A client of a JobManager: submit jobs, read the cluster's status.
 
-use std::time::Duration;
+use tonic::transport::Channel;
 
-use tonic::transport::{Channel, Endpoint};
+use crate::tls::Tls;
 
 use crate::proto::job_manager_client::JobManagerClient;
 use crate::proto::{Artifact, ClusterStatus, JobEvent, StatusRequest, SubmitRequest};
@@ -29,11 +29,11 @@ pub struct ClusterClient {
 }
 
 impl ClusterClient {
-    /// Connects to the JobManager at `address` (`host:port`).
-    pub async fn connect(address: &str) -> Result<ClusterClient, ClientError> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ClientError::Address(address.into(), e.to_string()))?
-            .connect_timeout(Duration::from_secs(5));
+    /// Connects to the JobManager at `address` (`host:port`), over mutual TLS when
+    /// `tls` is given.
+    pub async fn connect(address: &str, tls: Option<&Tls>) -> Result<ClusterClient, ClientError> {
+        let endpoint = crate::tls::endpoint(address, tls)
+            .map_err(|e| ClientError::Address(address.into(), e))?;
         let channel = endpoint
             .connect()
             .await

@@ -27,7 +27,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
@@ -354,21 +354,28 @@ impl FlightService for DataService {
 /// multiplexes every channel to that TaskManager on it).
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
+    tls: Option<crate::Tls>,
     by_address: Mutex<HashMap<String, Channel>>,
 }
 
 impl Connections {
+    /// Connections over mutual TLS when `tls` is given.
+    pub(crate) fn new(tls: Option<crate::Tls>) -> Connections {
+        Connections {
+            tls,
+            by_address: Mutex::default(),
+        }
+    }
+
     fn get(&self, address: &str) -> Result<Channel, FungiError> {
         let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = by_address.get(address) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| FungiError::Config(format!("bad TaskManager address {address}: {e}")))?
+        let channel = crate::tls::endpoint(address, self.tls.as_ref())
+            .map_err(|e| FungiError::Config(format!("TaskManager {address}: {e}")))?
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
             .connect_lazy();
         by_address.insert(address.to_string(), channel.clone());
         Ok(channel)

@@ -41,6 +41,8 @@ pub struct JobManagerConfig {
     pub deploy_timeout: Duration,
     /// Where plugins and modules shipped with jobs are kept.
     pub artifact_dir: std::path::PathBuf,
+    /// Mutual TLS with TaskManagers and clients, when set.
+    pub tls: Option<crate::Tls>,
 }
 
 impl Default for JobManagerConfig {
@@ -49,6 +51,7 @@ impl Default for JobManagerConfig {
             heartbeat_timeout: Duration::from_secs(5),
             deploy_timeout: Duration::from_secs(60),
             artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
+            tls: None,
         }
     }
 }
@@ -60,6 +63,10 @@ pub async fn serve(
     config: JobManagerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let mut server = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        server = server.tls_config(tls.server())?;
+    }
     let shared = Arc::new(Shared {
         planner,
         config,
@@ -70,8 +77,7 @@ pub async fn serve(
     });
     let monitor = tokio::spawn(watch_heartbeats(shared.clone(), shutdown.clone()));
     info!(address = ?listener.local_addr().ok(), "JobManager started");
-    let served = Server::builder()
-        .tcp_nodelay(true)
+    let served = server
         .add_service(
             JobManagerServer::new(Service(shared))
                 .max_decoding_message_size(usize::MAX)

@@ -31,12 +31,14 @@ pub mod spec;
 pub mod taskmanager;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use client::ClusterClient;
 pub use proto::{
     Artifact, Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, TaskManagerStatus,
 };
 pub use spec::{JobSpec, Planner, fingerprint};
+pub use tls::{Tls, TlsFiles};
 
 /// Fungi's version, as TaskManagers and the JobManager compare it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tracing::{info, warn};
 
 use crate::exchange::{
@@ -45,6 +45,8 @@ pub struct TaskManagerConfig {
     pub slots: u32,
     /// Where plugins and modules shipped with jobs are kept.
     pub artifact_dir: std::path::PathBuf,
+    /// Mutual TLS with the JobManager and other TaskManagers, when set.
+    pub tls: Option<crate::Tls>,
 }
 
 /// Why a TaskManager stopped.
@@ -118,8 +120,14 @@ pub async fn run(
     .max_decoding_message_size(usize::MAX)
     .max_encoding_message_size(usize::MAX);
     let endpoint_shutdown = shutdown.clone();
+    let mut server = Server::builder();
+    if let Some(tls) = &config.tls {
+        server = server
+            .tls_config(tls.server())
+            .map_err(|e| TaskManagerError::Endpoint(format!("TLS: {e}")))?;
+    }
     let endpoint = tokio::spawn(
-        Server::builder()
+        server
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .tcp_nodelay(true)
@@ -135,7 +143,7 @@ pub async fn run(
         planner,
         artifact_dir: config.artifact_dir.clone(),
         inbox,
-        connections: Arc::default(),
+        connections: Arc::new(Connections::new(config.tls.clone())),
         parts: Mutex::default(),
     });
     info!(id = %state.id, data = %state.data_address, "TaskManager started");
@@ -190,9 +198,8 @@ async fn session(
     state: &Arc<State>,
     shutdown: &CancellationToken,
 ) -> Result<(), Ended> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", config.job_manager))
-        .map_err(|e| Ended::Refused(format!("bad JobManager address: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
+    let endpoint = crate::tls::endpoint(&config.job_manager, config.tls.as_ref())
+        .map_err(Ended::Refused)?
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(5));
     let channel = endpoint

@@ -114,6 +114,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         job_manager: address.clone(),
         slots: 2,
         artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
+        tls: None,
     };
     // It plans the same job at another parallelism.
     tokio::spawn(crate::taskmanager::run(
@@ -122,7 +123,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         Arc::new(Numbers(1)),
         shutdown.clone(),
     ));
-    let mut client = ClusterClient::connect(&address).await.unwrap();
+    let mut client = ClusterClient::connect(&address, None).await.unwrap();
     for _ in 0..100 {
         if !client.status().await.unwrap().task_managers.is_empty() {
             break;

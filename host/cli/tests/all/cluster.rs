@@ -17,6 +17,8 @@ struct Cluster {
     dir: PathBuf,
     /// The host every process listens on.
     host: String,
+    /// The environment of every process (and client) of the cluster.
+    env: Vec<(String, String)>,
     address: String,
     job_manager: Child,
     task_managers: BTreeMap<String, Child>,
@@ -30,7 +32,19 @@ impl Cluster {
 
     /// [`Cluster::start`] with every process listening on `host`.
     fn start_on(dir: &Path, host: &str, task_managers: usize, slots: u32) -> Cluster {
+        Self::start_with(dir, host, Vec::new(), task_managers, slots)
+    }
+
+    /// [`Cluster::start_on`] with `env` for every process and client.
+    fn start_with(
+        dir: &Path,
+        host: &str,
+        env: Vec<(String, String)>,
+        task_managers: usize,
+        slots: u32,
+    ) -> Cluster {
         let mut job_manager = fungi()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["jobmanager", "--listen", &format!("{host}:0")])
             .args(["--heartbeat-timeout-ms", "3000"])
             .env("FUNGI_LOG", "info,fungi_cluster=debug")
@@ -50,6 +64,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             host: host.to_string(),
+            env,
             address,
             job_manager,
             task_managers: BTreeMap::new(),
@@ -82,6 +97,7 @@ impl Cluster {
             None => fungi(),
         };
         let child = command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["taskmanager", "--jobmanager", &self.address, "--id", id])
             .args([
                 "--slots",
@@ -106,6 +122,7 @@ impl Cluster {
 
     fn status(&self) -> serde_json::Value {
         let out = fungi()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["cluster", "status", "--json", "--jobmanager", &self.address])
             .output_within(PROCESS_LIMIT);
         assert!(
@@ -137,6 +154,7 @@ impl Cluster {
         let file = dir.join("job.sql");
         std::fs::write(&file, sql).unwrap();
         fungi()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--cluster", &self.address, file.to_str().unwrap()])
             .output_within(PROCESS_LIMIT)
     }
@@ -694,4 +712,61 @@ fn plugins_and_python_modules_travel_with_the_job() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
     assert_eq!(committed(client.path()), expected, "{stderr}");
+}
+
+/// A CA, and certificates it signed for 127.0.0.1, written to `dir`: the environment
+/// that gives a cluster process its TLS identity.
+fn tls_identity(dir: &Path, name: &str) -> Vec<(String, String)> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
+    let cert = params
+        .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
+        .unwrap();
+    let write = |file: &str, text: String| {
+        let path = dir.join(format!("{name}-{file}"));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    vec![
+        ("FUNGI_CLUSTER_TLS_CA".into(), write("ca.pem", ca.pem())),
+        (
+            "FUNGI_CLUSTER_TLS_CERT".into(),
+            write("cert.pem", cert.pem()),
+        ),
+        (
+            "FUNGI_CLUSTER_TLS_KEY".into(),
+            write("key.pem", key.serialize_pem()),
+        ),
+    ]
+}
+
+#[test]
+fn with_certificates_every_connection_is_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = tls_identity(dir.path(), "cluster");
+    let cluster = Cluster::start_with(dir.path(), "127.0.0.1", env, 2, 1);
+    let sql = |d: &Path| job_at(&d.join("checkpoints"), &d.join("out"), 2, "", "");
+    let expected = embedded(&sql);
+    same_on_the_cluster(&cluster, &expected, &sql);
+    // Without a certificate, or with one another CA signed, nothing gets in.
+    let stranger = tls_identity(dir.path(), "stranger");
+    for env in [Vec::new(), stranger] {
+        let out = fungi()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(["cluster", "status", "--jobmanager", &cluster.address])
+            .output_within(PROCESS_LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+    }
+    let status = cluster.status();
+    assert_eq!(
+        status["task_managers"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
 }
