@@ -63,6 +63,10 @@ pub(crate) struct JobManagerArgs {
     /// A TaskManager silent this long is lost and its jobs' attempts fail.
     #[arg(long, default_value_t = 5000)]
     heartbeat_timeout_ms: u64,
+    /// Serve Prometheus metrics (TaskManagers, slots, bytes between hosts,
+    /// backpressure, rows per operator) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
     #[arg(long, default_value_os_t = default_artifact_dir())]
     artifact_dir: std::path::PathBuf,
@@ -181,7 +185,18 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let metrics = match &args.metrics_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address}"))?,
+            ),
+            None => None,
+        };
         println!("JobManager listening on {}", listener.local_addr()?);
+        if let Some(m) = &metrics {
+            println!("metrics on http://{}/metrics", m.local_addr()?);
+        }
         std::io::stdout().flush()?;
         let config = JobManagerConfig {
             heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
@@ -189,7 +204,7 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
             tls: args.tls.load()?,
             ..Default::default()
         };
-        fungi_cluster::jobmanager::serve(listener, Arc::new(CliPlanner), config, shutdown)
+        fungi_cluster::jobmanager::serve(listener, metrics, Arc::new(CliPlanner), config, shutdown)
             .await
             .context("the JobManager's endpoint failed")
     })
@@ -336,6 +351,14 @@ pub(crate) fn command(command: ClusterCommand) -> Result<()> {
                 "subtasks": j.assignments.iter().map(|a| serde_json::json!({
                     "chain": a.chain, "subtask": a.subtask, "task_manager": a.task_manager,
                 })).collect::<Vec<_>>(),
+                "parts": j.parts.iter().map(|p| serde_json::json!({
+                    "task_manager": p.task_manager, "bytes_sent": p.bytes_sent,
+                    "bytes_received": p.bytes_received, "backpressured_ms": p.backpressured_ms,
+                    "operators": p.operators.iter().map(|o| serde_json::json!({
+                        "operator": o.operator, "records_in": o.records_in,
+                        "records_out": o.records_out,
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -363,6 +386,15 @@ pub(crate) fn command(command: ClusterCommand) -> Result<()> {
             println!(
                 "  chain {} subtask {} on {}",
                 a.chain, a.subtask, a.task_manager
+            );
+        }
+        for p in &j.parts {
+            println!(
+                "  on {}: {:.1} MB sent, {:.1} MB received, backpressured {} ms",
+                p.task_manager,
+                p.bytes_sent as f64 / 1e6,
+                p.bytes_received as f64 / 1e6,
+                p.backpressured_ms
             );
         }
     }

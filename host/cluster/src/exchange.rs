@@ -83,6 +83,8 @@ pub(crate) struct AttemptLink {
     /// Arrow bytes received and sent over the network by this part.
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    /// Nanoseconds remote channels' data waited for a full consumer channel here.
+    pub(crate) backpressured_ns: AtomicU64,
 }
 
 impl AttemptLink {
@@ -94,6 +96,7 @@ impl AttemptLink {
             reason: Mutex::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
         }
     }
 
@@ -226,7 +229,20 @@ async fn deliver(
             continue;
         };
         let end = matches!(message, Message::EndOfStream);
-        if consumer.send(message).await.is_err() || end {
+        let delivered = match consumer.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                // The consumer is behind: this stream waits (and HTTP/2 holds back its
+                // producer); the wait is backpressure across hosts.
+                let waiting = std::time::Instant::now();
+                let sent = consumer.send(message).await.is_ok();
+                link.backpressured_ns
+                    .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                sent
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if !delivered || end {
             // A consumer that is gone ended (or failed) on its own.
             return Ok(());
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse as _;
 use fungi_checkpoint::{
     CheckpointStorage, CompletedCheckpoint, RestartTracker, TaskKey, TaskReport, TaskSnapshot,
 };
@@ -27,8 +28,8 @@ use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
     Artifact, Assignment, Cancel, CheckpointComplete, ClusterStatus, Deploy, FromTaskManager,
-    JobEvent, JobStatus, OperatorCount, Registered, Snapshot, Start, StatusRequest, SubmitRequest,
-    TaskManagerStatus, ToTaskManager, TriggerCheckpoint,
+    JobEvent, JobStatus, OperatorCount, PartStats, Registered, Snapshot, Start, StatusRequest,
+    SubmitRequest, TaskManagerStatus, ToTaskManager, TriggerCheckpoint,
 };
 use crate::spec::{self, JobSpec, Planner};
 
@@ -59,6 +60,7 @@ impl Default for JobManagerConfig {
 /// Serves the JobManager on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     planner: Arc<dyn Planner>,
     config: JobManagerConfig,
     shutdown: CancellationToken,
@@ -76,6 +78,34 @@ pub async fn serve(
         next_job: AtomicU64::new(1),
     });
     let monitor = tokio::spawn(watch_heartbeats(shared.clone(), shutdown.clone()));
+    if let Some(metrics) = metrics {
+        let shared = shared.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move {
+                    match crate::metrics::render(&shared.status()) {
+                        Ok(text) => (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+    }
     info!(address = ?listener.local_addr().ok(), "JobManager started");
     let served = server
         .add_service(
@@ -118,6 +148,8 @@ struct JobEntry {
     status: String,
     attempt: u64,
     assignments: Vec<Assignment>,
+    /// The running attempt's parts, per TaskManager, as their last heartbeats told.
+    parts: BTreeMap<String, PartStats>,
     inputs: mpsc::UnboundedSender<JobInput>,
 }
 
@@ -145,6 +177,36 @@ enum JobInput {
 impl Shared {
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The TaskManagers, their slots and the jobs, now.
+    fn status(&self) -> ClusterStatus {
+        let registry = self.registry();
+        ClusterStatus {
+            version: VERSION.to_string(),
+            task_managers: registry
+                .task_managers
+                .iter()
+                .map(|(id, e)| TaskManagerStatus {
+                    id: id.clone(),
+                    data_address: e.data_address.clone(),
+                    slots: e.slots,
+                    used: e.used,
+                    since_heartbeat_ms: e.last_heartbeat.elapsed().as_millis() as u64,
+                })
+                .collect(),
+            jobs: registry
+                .jobs
+                .iter()
+                .map(|(job, e)| JobStatus {
+                    job: job.clone(),
+                    status: e.status.clone(),
+                    attempt: e.attempt,
+                    assignments: e.assignments.clone(),
+                    parts: e.parts.values().cloned().collect(),
+                })
+                .collect(),
+        }
     }
 
     /// Forgets TaskManager `tm` (if `session` is still its session): the attempts it
@@ -195,9 +257,20 @@ impl Shared {
             return;
         }
         let (job, input) = match message.kind {
-            Some(Up::Heartbeat(_)) => {
-                if let Some(e) = self.registry().task_managers.get_mut(tm) {
+            Some(Up::Heartbeat(heartbeat)) => {
+                let mut registry = self.registry();
+                if let Some(e) = registry.task_managers.get_mut(tm) {
                     e.last_heartbeat = Instant::now();
+                }
+                for mut stats in heartbeat.parts {
+                    if let Some(job) = registry
+                        .jobs
+                        .get_mut(&stats.job)
+                        .filter(|j| j.attempt == stats.attempt)
+                    {
+                        stats.task_manager = tm.to_string();
+                        job.parts.insert(tm.to_string(), stats);
+                    }
                 }
                 return;
             }
@@ -352,31 +425,7 @@ impl JobManager for Service {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
-        let registry = self.0.registry();
-        Ok(Response::new(ClusterStatus {
-            version: VERSION.to_string(),
-            task_managers: registry
-                .task_managers
-                .iter()
-                .map(|(id, e)| TaskManagerStatus {
-                    id: id.clone(),
-                    data_address: e.data_address.clone(),
-                    slots: e.slots,
-                    used: e.used,
-                    since_heartbeat_ms: e.last_heartbeat.elapsed().as_millis() as u64,
-                })
-                .collect(),
-            jobs: registry
-                .jobs
-                .iter()
-                .map(|(job, e)| JobStatus {
-                    job: job.clone(),
-                    status: e.status.clone(),
-                    attempt: e.attempt,
-                    assignments: e.assignments.clone(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.0.status()))
     }
 }
 
@@ -420,6 +469,7 @@ impl JobRunner {
                 status: "planning".into(),
                 attempt: 0,
                 assignments: Vec::new(),
+                parts: BTreeMap::new(),
                 inputs: inputs_tx,
             },
         );
@@ -673,6 +723,7 @@ impl JobRunner {
         let attempt = self.attempt;
         if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
             e.attempt = attempt;
+            e.parts.clear();
         }
         let tms = Self::task_managers(assignments);
         let deploy = Deploy {

@@ -26,6 +26,7 @@ pub mod client;
 mod codec;
 mod exchange;
 pub mod jobmanager;
+mod metrics;
 mod proto;
 pub mod spec;
 pub mod taskmanager;

@@ -29,7 +29,7 @@ use crate::proto::job_manager_client::JobManagerClient;
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
     Deploy, Deployed, FromTaskManager, Heartbeat, OperatorCount, OperatorState, PartEnded,
-    Register, Snapshot,
+    PartStats, Register, Snapshot,
 };
 use crate::spec::{self, JobSpec, Planner};
 use crate::{HEARTBEAT_INTERVAL, VERSION};
@@ -76,8 +76,51 @@ enum Stage {
     Preparing,
     /// Ready to start.
     Prepared(Box<Prepared>),
-    /// Its subtasks run.
-    Running,
+    /// Its subtasks run (their counters, once started).
+    Running(Option<Running>),
+}
+
+/// A running part's counters.
+struct Running {
+    link: Arc<AttemptLink>,
+    metrics: fungi_execution::metrics::JobMetrics,
+}
+
+/// The counters of every running part, for a heartbeat.
+fn part_stats(state: &State) -> Vec<PartStats> {
+    let parts = state.parts.lock().unwrap_or_else(|e| e.into_inner());
+    parts
+        .iter()
+        .filter_map(|(job, part)| {
+            let Stage::Running(Some(running)) = &part.stage else {
+                return None;
+            };
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            Some(PartStats {
+                job: job.clone(),
+                attempt: part.attempt,
+                bytes_sent: load(&running.link.bytes_out),
+                bytes_received: load(&running.link.bytes_in),
+                backpressured_ms: load(&running.link.backpressured_ns) / 1_000_000,
+                operators: counts(&running.metrics.snapshot()),
+                task_manager: String::new(),
+            })
+        })
+        .collect()
+}
+
+/// Rows in and out per operator.
+fn counts(operators: &[fungi_execution::metrics::OperatorSnapshot]) -> Vec<OperatorCount> {
+    operators
+        .iter()
+        .map(|o| OperatorCount {
+            operator: o.name.clone(),
+            records_in: o.records_in,
+            records_out: o.records_out,
+            source: o.source,
+        })
+        .collect()
 }
 
 /// A part ready to start.
@@ -229,6 +272,7 @@ async fn session(
     // Heartbeats stop when the session does.
     let _heartbeats = {
         let up = up.clone();
+        let state = state.clone();
         let stop = shutdown.child_token();
         let guard = stop.clone().drop_guard();
         tokio::spawn(async move {
@@ -239,7 +283,9 @@ async fn session(
                     _ = stop.cancelled() => return,
                 }
                 let heartbeat = FromTaskManager {
-                    kind: Some(Up::Heartbeat(Heartbeat {})),
+                    kind: Some(Up::Heartbeat(Heartbeat {
+                        parts: part_stats(&state),
+                    })),
                 };
                 if up.send(heartbeat).is_err() {
                     return;
@@ -460,7 +506,7 @@ async fn run_part(
         let Some(part) = parts.get_mut(&job).filter(|p| p.attempt == attempt) else {
             return;
         };
-        match std::mem::replace(&mut part.stage, Stage::Running) {
+        match std::mem::replace(&mut part.stage, Stage::Running(None)) {
             Stage::Prepared(p) => (p, part.cancel.clone()),
             other => {
                 part.stage = other;
@@ -479,6 +525,18 @@ async fn run_part(
     };
     // Its channels are all in place: streams of the attempt may come in.
     state.inbox.publish(&job, link.clone());
+    if let Some(part) = state
+        .parts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&job)
+        .filter(|p| p.attempt == attempt)
+    {
+        part.stage = Stage::Running(Some(Running {
+            link: link.clone(),
+            metrics: handle.metrics().clone(),
+        }));
+    }
     let cancel = handle.cancel_token();
     let failed = link.failure.clone();
     let watcher = tokio::spawn(async move {
@@ -490,19 +548,7 @@ async fn run_part(
     state.inbox.end(&job, attempt);
     remove_part(&state, &job, attempt);
     let (error, operators) = match result {
-        Ok(summary) => (
-            String::new(),
-            summary
-                .operators
-                .iter()
-                .map(|o| OperatorCount {
-                    operator: o.name.clone(),
-                    records_in: o.records_in,
-                    records_out: o.records_out,
-                    source: o.source,
-                })
-                .collect(),
-        ),
+        Ok(summary) => (String::new(), counts(&summary.operators)),
         Err(e) => (
             link.reason().unwrap_or_else(|| match e {
                 FungiError::Cancelled => "cancelled".into(),

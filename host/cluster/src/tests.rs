@@ -66,6 +66,7 @@ async fn job_manager(planner: Arc<dyn Planner>, shutdown: &CancellationToken) ->
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(crate::jobmanager::serve(
         listener,
+        None,
         planner,
         JobManagerConfig::default(),
         shutdown.clone(),

@@ -20,6 +20,8 @@ struct Cluster {
     /// The environment of every process (and client) of the cluster.
     env: Vec<(String, String)>,
     address: String,
+    /// Where the JobManager serves Prometheus metrics.
+    metrics_url: String,
     job_manager: Child,
     task_managers: BTreeMap<String, Child>,
 }
@@ -47,15 +49,21 @@ impl Cluster {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["jobmanager", "--listen", &format!("{host}:0")])
             .args(["--heartbeat-timeout-ms", "3000"])
+            .args(["--metrics-listen", &format!("{host}:0")])
             .env("FUNGI_LOG", "info,fungi_cluster=debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("jobmanager.log")).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(job_manager.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(job_manager.stdout.take().unwrap());
+        let (mut line, mut metrics) = (String::new(), String::new());
+        stdout.read_line(&mut line).unwrap();
+        stdout.read_line(&mut metrics).unwrap();
+        let metrics_url = metrics
+            .trim()
+            .strip_prefix("metrics on ")
+            .unwrap_or_else(|| panic!("{metrics}"))
+            .to_string();
         let address = line
             .trim()
             .strip_prefix("JobManager listening on ")
@@ -66,6 +74,7 @@ impl Cluster {
             host: host.to_string(),
             env,
             address,
+            metrics_url,
             job_manager,
             task_managers: BTreeMap::new(),
         };
@@ -768,5 +777,68 @@ fn with_certificates_every_connection_is_mutual_tls() {
         status["task_managers"].as_array().unwrap().len(),
         2,
         "{status}"
+    );
+}
+
+#[test]
+fn status_and_metrics_show_where_subtasks_run_and_what_crosses_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 2, 1);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("job.sql");
+    // About five seconds of bids, hashed by auction between the two TaskManagers.
+    let sql = job_at(
+        &work.path().join("checkpoints"),
+        &work.path().join("out"),
+        2,
+        "",
+        "",
+    )
+    .replace("'events' = '150000'", "'events' = '300000'");
+    std::fs::write(&file, sql).unwrap();
+    let run = fungi()
+        .args(["run", "--cluster", &cluster.address, file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = cluster.status();
+        let crossing = status["jobs"][0]["parts"].as_array().is_some_and(|parts| {
+            parts.len() == 2 && parts.iter().all(|p| p["bytes_sent"].as_u64() > Some(0))
+        });
+        if crossing {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let job = &status["jobs"][0];
+    assert_eq!(job["status"], "running", "{status}");
+    let places: std::collections::BTreeSet<&str> = job["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["task_manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(places, ["tm1", "tm2"].into(), "{status}");
+    let text = reqwest::blocking::get(&cluster.metrics_url)
+        .unwrap()
+        .text()
+        .unwrap();
+    for name in [
+        "fungi_cluster_task_manager_slots{task_manager=\"tm1\"} 1",
+        "fungi_cluster_exchange_sent_bytes_total{",
+        "fungi_cluster_exchange_backpressured_seconds_total{",
+        "fungi_cluster_operator_records_out_total{",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    let out = wait_within(run, PROCESS_LIMIT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -37,9 +37,36 @@ pub struct Register {
     #[prost(uint32, tag = "4")]
     pub slots: u32,
 }
+/// Every second: the TaskManager is alive, and how its running parts are doing.
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct Heartbeat {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Heartbeat {
+    #[prost(message, repeated, tag = "1")]
+    pub parts: ::prost::alloc::vec::Vec<PartStats>,
+}
+/// A running part's counters since it started.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PartStats {
+    #[prost(string, tag = "1")]
+    pub job: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub attempt: u64,
+    /// Arrow bytes sent to and received from other TaskManagers.
+    #[prost(uint64, tag = "3")]
+    pub bytes_sent: u64,
+    #[prost(uint64, tag = "4")]
+    pub bytes_received: u64,
+    /// Time its remote channels' data waited for a consumer with a full channel here
+    /// (summed over channels): backpressure across hosts.
+    #[prost(uint64, tag = "5")]
+    pub backpressured_ms: u64,
+    #[prost(message, repeated, tag = "6")]
+    pub operators: ::prost::alloc::vec::Vec<OperatorCount>,
+    /// The TaskManager (set by the JobManager in its status).
+    #[prost(string, tag = "7")]
+    pub task_manager: ::prost::alloc::string::String,
+}
 /// The TaskManager built its part of an attempt (or says why it could not).
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -309,6 +336,9 @@ pub struct JobStatus {
     /// "chain\[subtask\] -> task manager" for every subtask.
     #[prost(message, repeated, tag = "4")]
     pub assignments: ::prost::alloc::vec::Vec<Assignment>,
+    /// The running attempt's parts, as their last heartbeats told.
+    #[prost(message, repeated, tag = "5")]
+    pub parts: ::prost::alloc::vec::Vec<PartStats>,
 }
 /// Generated client implementations.
 pub mod job_manager_client {
