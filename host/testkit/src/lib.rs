@@ -24,6 +24,21 @@ pub fn tools_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".cache/fungi/tools"))
 }
 
+/// The repository's root, found at run time from the directory of the package whose
+/// test runs (cargo sets `CARGO_MANIFEST_DIR` for every test process): a build of this
+/// crate may come from a clone at another path that shares the target directory, so
+/// the path it was compiled at is only the fallback.
+pub fn repo_root() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .ancestors()
+        .find(|dir| dir.join("scripts/kafka-broker.sh").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))
+}
+
 /// The installed binary `name`, or a panic that says how to install it.
 pub fn tool(name: &str) -> PathBuf {
     let installed = tools_dir().join("bin").join(name);
@@ -171,7 +186,7 @@ impl KafkaBroker {
     pub fn start() -> KafkaBroker {
         let (port, controller) = (free_port(), free_port());
         let data = tempfile::tempdir().expect("a directory for the broker");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-broker.sh");
+        let script = repo_root().join("scripts/kafka-broker.sh");
         let mut child = Command::new("bash")
             .arg(script)
             .args([port.to_string(), controller.to_string()])
@@ -340,10 +355,12 @@ impl KafkaBroker {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fungi/pyvenv"))
             })
             .expect("a Python environment for the tests");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/read_committed.py");
+        let script = repo_root().join("host/testkit/python/read_committed.py");
         let read = stdout_of(
             "the confluent-kafka reader",
-            Command::new(venv.join("bin/python")).args([script, &self.bootstrap, topic]),
+            Command::new(venv.join("bin/python"))
+                .arg(script)
+                .args([&self.bootstrap, topic]),
         );
         read.lines()
             .map(|line| {

@@ -304,7 +304,8 @@ fn killed_task_managers_lose_and_duplicate_nothing() {
     let mut seed = super::recovery::seed();
     let mut next = 4;
     let mut kills = Vec::new();
-    for _ in 0..5 {
+    let mut waited = false;
+    for round in 0..5 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -324,6 +325,34 @@ fn killed_task_managers_lose_and_duplicate_nothing() {
         };
         cluster.kill(&victim);
         kills.push(victim);
+        if round == 4 {
+            // No spare this time: the idle TaskManagers go too, and the job waits for a
+            // slot, saying so, until one joins.
+            let idle: Vec<String> = cluster
+                .task_managers
+                .keys()
+                .filter(|tm| !busy.contains(tm))
+                .cloned()
+                .collect();
+            for tm in idle {
+                cluster.kill(&tm);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = cluster.status();
+                match status["jobs"][0]["status"].as_str() {
+                    Some("waiting") => {
+                        waited = true;
+                        break;
+                    }
+                    // It finished before the kill could matter.
+                    None => break,
+                    Some(_) => {}
+                }
+                assert!(Instant::now() < deadline, "{status}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         cluster.add_task_manager(&format!("tm{next}"), 1);
         next += 1;
     }
@@ -337,6 +366,10 @@ fn killed_task_managers_lose_and_duplicate_nothing() {
     assert!(
         stderr.contains("resumed from checkpoint"),
         "kills {kills:?}\n{stderr}"
+    );
+    assert!(
+        !waited || stderr.contains("the job needs 2 slots; 1 free on 1 TaskManagers"),
+        "{stderr}"
     );
     let got = committed(work.path());
     assert!(
