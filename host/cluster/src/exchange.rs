@@ -36,8 +36,12 @@ use crate::codec::{Decoder, Encoder};
 /// The HTTP/2 window of one channel's stream: what may be in flight on it beyond the
 /// consumer's bounded channel.
 pub(crate) const STREAM_WINDOW: u32 = 1 << 20;
-/// The HTTP/2 window of one connection between two TaskManagers (all its channels).
-pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
+/// The HTTP/2 window of one connection between two TaskManagers (all its channels). Far
+/// larger than a stream's: data a stalled channel holds counts against the connection
+/// too, so a window of a few streams would let a few slow consumers starve every other
+/// channel on the connection. Memory stays bounded by the stream windows (one per
+/// channel); this only keeps the connection from binding first.
+pub(crate) const CONNECTION_WINDOW: u32 = 1 << 30;
 /// How long a stream waits for the consumer's side of its attempt to be deployed.
 const DEPLOY_WAIT: Duration = Duration::from_secs(30);
 

@@ -227,28 +227,29 @@ async fn a_stream_that_ends_without_its_end_of_stream_fails_the_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_consumer_holds_back_its_own_channel_only_with_bounded_memory() {
+async fn slow_consumers_hold_back_their_own_channels_only_with_bounded_memory() {
     use fungi_execution::executor::Exchange as _;
+    const SLOW: u32 = 8;
     let inbox = Arc::new(Inbox::default());
     let consumers = Arc::new(AttemptLink::new(1));
-    let slow = ChannelId {
+    let channel = |consumer| ChannelId {
         edge: 0,
         producer: 0,
-        consumer: 0,
+        consumer,
     };
-    let fast = ChannelId {
-        consumer: 1,
-        ..slow
-    };
-    // The slow consumer never reads.
-    let _slow = consumers.register(slow, 2);
-    let mut fast_rx = consumers.register(fast, 2);
+    // Eight consumers never read; the ninth does. All nine channels share one
+    // connection to one TaskManager.
+    let _slow: Vec<_> = (0..SLOW)
+        .map(|c| consumers.register(channel(c), 2))
+        .collect();
+    let mut fast_rx = consumers.register(channel(SLOW), 2);
     inbox.publish("j", consumers.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(
         tonic::transport::Server::builder()
             .initial_stream_window_size(crate::exchange::STREAM_WINDOW)
+            .initial_connection_window_size(crate::exchange::CONNECTION_WINDOW)
             .add_service(FlightServiceServer::new(DataService { inbox }))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -257,12 +258,11 @@ async fn a_slow_consumer_holds_back_its_own_channel_only_with_bounded_memory() {
         job: "j".into(),
         link: producers.clone(),
         local: [(0, 0)].into(),
-        addresses: [((1, 0), address.clone()), ((1, 1), address)].into(),
+        addresses: (0..=SLOW).map(|c| ((1, c), address.clone())).collect(),
         consumer_chain: vec![1],
         connections: Arc::default(),
     };
-    let slow_tx = exchange.sender(slow, 2).unwrap();
-    let fast_tx = exchange.sender(fast, 2).unwrap();
+    let fast_tx = exchange.sender(channel(SLOW), 2).unwrap();
     // 64 KiB batches.
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
     let batch = RecordBatch::try_new(
@@ -271,26 +271,31 @@ async fn a_slow_consumer_holds_back_its_own_channel_only_with_bounded_memory() {
     )
     .unwrap();
     let batch_bytes = 8192 * 8;
-    let mut accepted = 0u64;
-    while accepted < 1000 {
-        let send = slow_tx.send(Message::Batch(batch.clone()));
-        match tokio::time::timeout(Duration::from_millis(300), send).await {
-            Ok(sent) => {
-                sent.unwrap();
-                accepted += 1;
+    let mut senders = Vec::new();
+    for c in 0..SLOW {
+        let slow_tx = exchange.sender(channel(c), 2).unwrap();
+        let mut accepted = 0u64;
+        while accepted < 1000 {
+            let send = slow_tx.send(Message::Batch(batch.clone()));
+            match tokio::time::timeout(Duration::from_millis(300), send).await {
+                Ok(sent) => {
+                    sent.unwrap();
+                    accepted += 1;
+                }
+                Err(_) => break,
             }
-            Err(_) => break,
         }
+        eprintln!("a consumer that reads nothing took {accepted} batches of {batch_bytes} bytes");
+        // Held back: what left the producer is bounded by the two bounded channels and
+        // the stream's HTTP/2 window, not by how much it had to send.
+        let in_flight = accepted * batch_bytes;
+        let bound = u64::from(crate::exchange::STREAM_WINDOW) + 8 * batch_bytes;
+        assert!(
+            accepted < 1000 && in_flight <= bound,
+            "{accepted} batches ({in_flight} bytes) accepted by a consumer that reads nothing; bound {bound}"
+        );
+        senders.push(slow_tx);
     }
-    eprintln!("a consumer that reads nothing took {accepted} batches of {batch_bytes} bytes");
-    // Held back: what left the producer is bounded by the two bounded channels and the
-    // stream's HTTP/2 window, not by how much it had to send.
-    let in_flight = accepted * batch_bytes;
-    let bound = u64::from(crate::exchange::STREAM_WINDOW) + 8 * batch_bytes;
-    assert!(
-        accepted < 1000 && in_flight <= bound,
-        "{accepted} batches ({in_flight} bytes) accepted by a consumer that reads nothing; bound {bound}"
-    );
     // The other channel to the same TaskManager, on the same connection, still flows.
     let reader = tokio::spawn(async move {
         let mut rows = 0;
@@ -305,7 +310,7 @@ async fn a_slow_consumer_holds_back_its_own_channel_only_with_bounded_memory() {
             fast_tx.send(Message::Batch(batch.clone())),
         )
         .await
-        .expect("the fast channel is not held back by the slow one")
+        .expect("the fast channel is not held back by the slow ones")
         .unwrap();
     }
     fast_tx.send(Message::EndOfStream).await.unwrap();

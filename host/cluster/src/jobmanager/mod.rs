@@ -1,0 +1,429 @@
+//! The JobManager: keeps the TaskManagers' sessions, places jobs on their slots, runs
+//! each job's checkpoint coordinator and follows its attempts to the end.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::response::IntoResponse as _;
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::VERSION;
+use crate::proto::from_task_manager::Kind as Up;
+use crate::proto::job_manager_server::{JobManager, JobManagerServer};
+use crate::proto::to_task_manager::Kind as Down;
+use crate::proto::{
+    Assignment, ClusterStatus, FromTaskManager, JobEvent, JobStatus, OperatorCount, PartStats,
+    Registered, Snapshot, StatusRequest, SubmitRequest, TaskManagerStatus, ToTaskManager,
+};
+use crate::spec::{JobSpec, Planner};
+
+mod coordination;
+mod job;
+
+use job::JobRunner;
+
+/// How a JobManager is set up.
+#[derive(Debug, Clone)]
+pub struct JobManagerConfig {
+    /// A TaskManager silent this long is lost (its attempts fail).
+    pub heartbeat_timeout: Duration,
+    /// How long a TaskManager may take to build its part of an attempt.
+    pub deploy_timeout: Duration,
+    /// Where plugins and modules shipped with jobs are kept.
+    pub artifact_dir: std::path::PathBuf,
+    /// Mutual TLS with TaskManagers and clients, when set.
+    pub tls: Option<crate::Tls>,
+}
+
+impl Default for JobManagerConfig {
+    fn default() -> Self {
+        JobManagerConfig {
+            heartbeat_timeout: Duration::from_secs(5),
+            deploy_timeout: Duration::from_secs(60),
+            artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
+            tls: None,
+        }
+    }
+}
+
+/// Serves the JobManager on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    planner: Arc<dyn Planner>,
+    config: JobManagerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let mut server = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        server = server.tls_config(tls.server())?;
+    }
+    let shared = Arc::new(Shared {
+        planner,
+        config,
+        registry: Mutex::default(),
+        changed: Notify::new(),
+        next_session: AtomicU64::new(1),
+        next_job: AtomicU64::new(1),
+    });
+    let monitor = tokio::spawn(watch_heartbeats(shared.clone(), shutdown.clone()));
+    if let Some(metrics) = metrics {
+        let shared = shared.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move {
+                    match crate::metrics::render(&shared.status()) {
+                        Ok(text) => (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+    }
+    info!(address = ?listener.local_addr().ok(), "JobManager started");
+    let served = server
+        .add_service(
+            JobManagerServer::new(Service(shared))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await;
+    monitor.abort();
+    served
+}
+
+struct Shared {
+    planner: Arc<dyn Planner>,
+    config: JobManagerConfig,
+    registry: Mutex<Registry>,
+    /// Notified when TaskManagers join or leave, or slots free up.
+    changed: Notify,
+    next_session: AtomicU64,
+    next_job: AtomicU64,
+}
+
+#[derive(Default)]
+struct Registry {
+    task_managers: BTreeMap<String, TaskManagerEntry>,
+    jobs: BTreeMap<String, JobEntry>,
+}
+
+struct TaskManagerEntry {
+    session: u64,
+    data_address: String,
+    slots: u32,
+    used: u32,
+    last_heartbeat: Instant,
+    orders: mpsc::UnboundedSender<Result<ToTaskManager, Status>>,
+}
+
+struct JobEntry {
+    status: String,
+    attempt: u64,
+    assignments: Vec<Assignment>,
+    /// The running attempt's parts, per TaskManager, as their last heartbeats told.
+    parts: BTreeMap<String, PartStats>,
+    inputs: mpsc::UnboundedSender<JobInput>,
+}
+
+/// What a job's runner hears from the TaskManagers.
+enum JobInput {
+    Deployed {
+        tm: String,
+        attempt: u64,
+        error: String,
+    },
+    PartEnded {
+        tm: String,
+        attempt: u64,
+        error: String,
+        operators: Vec<OperatorCount>,
+        bytes_sent: u64,
+    },
+    Snapshot(Snapshot),
+    Lost {
+        tm: String,
+        reason: String,
+    },
+}
+
+impl Shared {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The TaskManagers, their slots and the jobs, now.
+    fn status(&self) -> ClusterStatus {
+        let registry = self.registry();
+        ClusterStatus {
+            version: VERSION.to_string(),
+            task_managers: registry
+                .task_managers
+                .iter()
+                .map(|(id, e)| TaskManagerStatus {
+                    id: id.clone(),
+                    data_address: e.data_address.clone(),
+                    slots: e.slots,
+                    used: e.used,
+                    since_heartbeat_ms: e.last_heartbeat.elapsed().as_millis() as u64,
+                })
+                .collect(),
+            jobs: registry
+                .jobs
+                .iter()
+                .map(|(job, e)| JobStatus {
+                    job: job.clone(),
+                    status: e.status.clone(),
+                    attempt: e.attempt,
+                    assignments: e.assignments.clone(),
+                    parts: e.parts.values().cloned().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Forgets TaskManager `tm` (if `session` is still its session): the attempts it
+    /// ran parts of fail.
+    fn lose(&self, tm: &str, session: u64, reason: &str) {
+        let mut registry = self.registry();
+        if registry
+            .task_managers
+            .get(tm)
+            .is_none_or(|e| e.session != session)
+        {
+            return;
+        }
+        warn!(task_manager = %tm, %reason, "TaskManager lost");
+        registry.task_managers.remove(tm);
+        for job in registry.jobs.values() {
+            if job.assignments.iter().any(|a| a.task_manager == tm) {
+                let _ = job.inputs.send(JobInput::Lost {
+                    tm: tm.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        drop(registry);
+        self.changed.notify_waiters();
+    }
+
+    /// Sends `order` to TaskManager `tm`; false when it is gone.
+    fn order(&self, tm: &str, order: Down) -> bool {
+        self.registry().task_managers.get(tm).is_some_and(|e| {
+            e.orders
+                .send(Ok(ToTaskManager { kind: Some(order) }))
+                .is_ok()
+        })
+    }
+
+    /// Hands a TaskManager's message to the job it is about. Messages of a session that
+    /// is no longer the TaskManager's (it was lost, say cut off, and registered again)
+    /// are dropped: only the current session speaks for it.
+    fn route(&self, tm: &str, session: u64, message: FromTaskManager) {
+        if self
+            .registry()
+            .task_managers
+            .get(tm)
+            .is_none_or(|e| e.session != session)
+        {
+            debug!(task_manager = %tm, session, "a message of a stale session");
+            return;
+        }
+        let (job, input) = match message.kind {
+            Some(Up::Heartbeat(heartbeat)) => {
+                let mut registry = self.registry();
+                if let Some(e) = registry.task_managers.get_mut(tm) {
+                    e.last_heartbeat = Instant::now();
+                }
+                for mut stats in heartbeat.parts {
+                    if let Some(job) = registry
+                        .jobs
+                        .get_mut(&stats.job)
+                        .filter(|j| j.attempt == stats.attempt)
+                    {
+                        stats.task_manager = tm.to_string();
+                        job.parts.insert(tm.to_string(), stats);
+                    }
+                }
+                return;
+            }
+            Some(Up::Deployed(d)) => (
+                d.job,
+                JobInput::Deployed {
+                    tm: tm.to_string(),
+                    attempt: d.attempt,
+                    error: d.error,
+                },
+            ),
+            Some(Up::PartEnded(p)) => (
+                p.job,
+                JobInput::PartEnded {
+                    tm: tm.to_string(),
+                    attempt: p.attempt,
+                    error: p.error,
+                    operators: p.operators,
+                    bytes_sent: p.bytes_sent,
+                },
+            ),
+            Some(Up::Snapshot(s)) => (s.job.clone(), JobInput::Snapshot(s)),
+            Some(Up::Register(_)) | None => return,
+        };
+        if let Some(entry) = self.registry().jobs.get(&job) {
+            let _ = entry.inputs.send(input);
+        } else {
+            debug!(%job, task_manager = %tm, "a report for a job that is not running");
+        }
+    }
+}
+
+/// Loses TaskManagers whose heartbeats stopped.
+async fn watch_heartbeats(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let timeout = shared.config.heartbeat_timeout;
+        let silent: Vec<(String, u64, Duration)> = shared
+            .registry()
+            .task_managers
+            .iter()
+            .filter(|(_, e)| e.last_heartbeat.elapsed() > timeout)
+            .map(|(id, e)| (id.clone(), e.session, e.last_heartbeat.elapsed()))
+            .collect();
+        for (id, session, silence) in silent {
+            shared.lose(
+                &id,
+                session,
+                &format!("no heartbeat for {:.1} s", silence.as_secs_f64()),
+            );
+        }
+    }
+}
+
+struct Service(Arc<Shared>);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl JobManager for Service {
+    type SessionStream = BoxStream<ToTaskManager>;
+    type SubmitStream = BoxStream<JobEvent>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<FromTaskManager>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the session ended before registering"))?;
+        let Some(Up::Register(register)) = first.kind else {
+            return Err(Status::invalid_argument("a session starts with Register"));
+        };
+        if register.version != VERSION {
+            return Err(Status::failed_precondition(format!(
+                "TaskManager {} runs Fungi {}, this JobManager runs Fungi {VERSION}: every \
+                 process of a cluster must run the same version",
+                register.id, register.version
+            )));
+        }
+        if register.slots == 0 || register.id.is_empty() || register.data_address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a TaskManager registers with an id, a data address and at least one slot",
+            ));
+        }
+        let shared = self.0.clone();
+        let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let _ = orders.send(Ok(ToTaskManager {
+            kind: Some(Down::Registered(Registered {
+                job_manager_version: VERSION.to_string(),
+            })),
+        }));
+        let id = register.id.clone();
+        let replaced = shared.registry().task_managers.get(&id).map(|e| e.session);
+        if let Some(old) = replaced {
+            shared.lose(&id, old, "it registered again");
+        }
+        shared.registry().task_managers.insert(
+            id.clone(),
+            TaskManagerEntry {
+                session,
+                data_address: register.data_address.clone(),
+                slots: register.slots,
+                used: 0,
+                last_heartbeat: Instant::now(),
+                orders,
+            },
+        );
+        shared.changed.notify_waiters();
+        info!(task_manager = %id, data = %register.data_address, slots = register.slots, "TaskManager registered");
+        tokio::spawn(async move {
+            let reason = loop {
+                match stream.message().await {
+                    Ok(Some(message)) => shared.route(&id, session, message),
+                    Ok(None) => break "it ended its session".to_string(),
+                    Err(s) => break format!("its session broke: {}", s.message()),
+                }
+            };
+            shared.lose(&id, session, &reason);
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            orders_rx,
+        ))))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<Self::SubmitStream>, Status> {
+        let request = request.into_inner();
+        let spec = JobSpec::from_bytes(&request.spec).map_err(Status::invalid_argument)?;
+        let artifacts = Arc::new(request.artifacts);
+        let shared = self.0.clone();
+        let (events, events_rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let runner = JobRunner::new(shared.clone(), &spec, artifacts, events);
+            let job = runner.job.clone();
+            runner.run(spec).await;
+            shared.registry().jobs.remove(&job);
+            shared.changed.notify_waiters();
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(events_rx),
+        )))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        Ok(Response::new(self.0.status()))
+    }
+}
