@@ -27,6 +27,8 @@ if [ "$purpose" = test ]; then
   # Java and Maven for the Apache Kafka broker the Kafka tests run against.
   command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || need+=(maven)
+  # iproute2 for the cluster test that cuts a TaskManager off in a network namespace.
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
