@@ -198,6 +198,34 @@ impl Drop for Cluster {
     }
 }
 
+/// Waits (up to a minute) until `dir` holds a complete checkpoint; `what` says what was
+/// going on when none came.
+fn wait_for_checkpoint(dir: &Path, what: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !super::recovery::has_complete_checkpoint(dir) {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint in {}: {}",
+            dir.display(),
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The output committed in `dir` is `expected`, every row once; `context` goes into the
+/// failure message.
+fn assert_committed(expected: &BTreeMap<String, usize>, dir: &Path, context: &str) {
+    let got = committed(dir);
+    assert!(
+        got == *expected,
+        "{} rows expected, {} committed ({} twice)\n{context}",
+        expected.len(),
+        got.len(),
+        got.values().filter(|n| **n > 1).count()
+    );
+}
+
 /// Runs `sql(dir)` in embedded mode and returns its committed output.
 fn embedded(sql: &dyn Fn(&Path) -> String) -> BTreeMap<String, usize> {
     let dir = tempfile::tempdir().unwrap();
@@ -221,13 +249,7 @@ fn same_on_the_cluster(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
     assert!(stderr.contains("finished"), "{stderr}");
-    let got = committed(dir.path());
-    assert!(
-        got == *expected,
-        "{} rows embedded, {} on the cluster\n{stderr}",
-        expected.len(),
-        got.len()
-    );
+    assert_committed(expected, dir.path(), &stderr);
 }
 
 /// Nexmark persons joined with their auctions (q3's join) into files.
@@ -376,13 +398,10 @@ fn killed_task_managers_lose_and_duplicate_nothing() {
         !waited || stderr.contains("the job needs 2 slots; 1 free on 1 TaskManagers"),
         "{stderr}"
     );
-    let got = committed(work.path());
-    assert!(
-        got == expected,
-        "kills {kills:?}: {} rows expected, {} committed ({} twice)\n{stderr}",
-        expected.len(),
-        got.len(),
-        got.values().filter(|n| **n > 1).count()
+    assert_committed(
+        &expected,
+        work.path(),
+        &format!("kills {kills:?}\n{stderr}"),
     );
 }
 
@@ -571,18 +590,7 @@ fn a_task_manager_cut_off_by_a_partition_is_replaced_and_rejoins_as_a_new_sessio
         .spawn()
         .unwrap();
     // The spare joins once the job is placed on tm1 and the cut-off one.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_dir(work.path().join("checkpoints"))
-        .is_ok_and(|e| e.flatten().any(|e| e.path().join("_metadata").exists()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint
-{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_checkpoint(&work.path().join("checkpoints"), || cluster.logs());
     cluster.add_task_manager("spare", 1);
     netns.link(false);
     // Lost within the heartbeat timeout; the job goes on without it.
@@ -613,14 +621,7 @@ fn a_task_manager_cut_off_by_a_partition_is_replaced_and_rejoins_as_a_new_sessio
         stderr.contains("TaskManager cut was lost") && stderr.contains("resumed from checkpoint"),
         "{stderr}"
     );
-    let got = committed(work.path());
-    assert!(
-        got == expected,
-        "{} rows expected, {} committed ({} twice)\n{stderr}",
-        expected.len(),
-        got.len(),
-        got.values().filter(|n| **n > 1).count()
-    );
+    assert_committed(&expected, work.path(), &stderr);
     // Back on the network, it registers again as a new session.
     cluster.wait_for_task_managers(3);
 }
@@ -636,17 +637,7 @@ fn run_and_stop_with_savepoint(mode: &[&str], file: &Path, checkpoints: &Path) -
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_dir(checkpoints)
-        .is_ok_and(|e| e.flatten().any(|e| e.path().join("_metadata").exists()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint in {}",
-            checkpoints.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoint(checkpoints, || format!("fungi run {mode:?}"));
     std::thread::sleep(Duration::from_millis(300));
     let savepoint = fungi()
         .args(["savepoint", "--stop", checkpoints.to_str().unwrap()])
@@ -706,13 +697,10 @@ fn savepoints_move_jobs_between_the_cluster_and_embedded_mode() {
             log.contains("resuming from checkpoint") || log.contains("resumed from checkpoint"),
             "{log}"
         );
-        let got = committed(work.path());
-        assert!(
-            got == expected,
-            "{first:?} then {second:?}: {} rows expected, {} committed ({} twice)\n{log}",
-            expected.len(),
-            got.len(),
-            got.values().filter(|n| **n > 1).count()
+        assert_committed(
+            &expected,
+            work.path(),
+            &format!("{first:?} then {second:?}\n{log}"),
         );
     }
 }
@@ -761,34 +749,14 @@ fn plugins_and_python_modules_travel_with_the_job() {
     assert_eq!(committed(client.path()), expected, "{stderr}");
 }
 
-/// A CA, and certificates it signed for 127.0.0.1, written to `dir`: the environment
-/// that gives a cluster process its TLS identity.
+/// The environment that gives a cluster process a TLS identity: a CA of its own and a
+/// certificate it signed for 127.0.0.1.
 fn tls_identity(dir: &Path, name: &str) -> Vec<(String, String)> {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
-    let cert = params
-        .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
-        .unwrap();
-    let write = |file: &str, text: String| {
-        let path = dir.join(format!("{name}-{file}"));
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let [ca, cert, key] = super::test_certificates(dir, name);
     vec![
-        ("FUNGI_CLUSTER_TLS_CA".into(), write("ca.pem", ca.pem())),
-        (
-            "FUNGI_CLUSTER_TLS_CERT".into(),
-            write("cert.pem", cert.pem()),
-        ),
-        (
-            "FUNGI_CLUSTER_TLS_KEY".into(),
-            write("key.pem", key.serialize_pem()),
-        ),
+        ("FUNGI_CLUSTER_TLS_CA".into(), ca),
+        ("FUNGI_CLUSTER_TLS_CERT".into(), cert),
+        ("FUNGI_CLUSTER_TLS_KEY".into(), key),
     ]
 }
 

@@ -153,7 +153,7 @@ pub(super) fn run_with_kills_on(
 }
 
 /// Whether `dir` holds a complete checkpoint.
-fn has_complete_checkpoint(dir: &Path) -> bool {
+pub(super) fn has_complete_checkpoint(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries
             .filter_map(|e| e.ok())

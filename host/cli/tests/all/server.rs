@@ -1608,24 +1608,13 @@ fn tls_and_jwt_bearer_tokens() {
     use fungi_server::grpc::pb;
     let dir = tempfile::tempdir().unwrap();
     // A CA and a server certificate for 127.0.0.1.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
-    let cert = params
-        .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
-        .unwrap();
+    let [ca_pem, cert_pem, key_pem] = super::test_certificates(dir.path(), "server");
+    let ca_text = std::fs::read_to_string(&ca_pem).unwrap();
     let write = |name: &str, text: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_string()
     };
-    let ca_pem = write("ca.pem", ca.pem());
-    let cert_pem = write("cert.pem", cert.pem());
-    let key_pem = write("key.pem", key.serialize_pem());
     let secret = "an HS256 secret of at least 32 bytes!";
     let secret_file = write("jwt.secret", secret.into());
     let grpc_addr = format!("127.0.0.1:{}", fungi_testkit::free_port());
@@ -1647,7 +1636,7 @@ fn tls_and_jwt_bearer_tokens() {
     );
     assert!(server.url.starts_with("https://"));
     let admin = server.admin_key();
-    let ca_cert = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let ca_cert = reqwest::Certificate::from_pem(ca_text.as_bytes()).unwrap();
     let https = Client::builder()
         .add_root_certificate(ca_cert)
         .build()
@@ -1745,7 +1734,7 @@ fn tls_and_jwt_bearer_tokens() {
     // gRPC over TLS with the same CA, and a JWT.
     block_on(async {
         let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+            .ca_certificate(tonic::transport::Certificate::from_pem(&ca_text))
             .domain_name("localhost");
         let channel = tonic::transport::Channel::from_shared(format!("https://{grpc_addr}"))
             .unwrap()
