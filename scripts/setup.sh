@@ -29,6 +29,8 @@ if [ "$purpose" = test ]; then
   command -v mvn >/dev/null 2>&1 || need+=(maven)
   # iproute2 for the cluster test that cuts a TaskManager off in a network namespace.
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  # etcd for the high-availability tests (leader election among JobManagers).
+  command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -64,6 +64,26 @@ pub struct TaskChannels {
     pub reports: mpsc::UnboundedSender<TaskReport>,
 }
 
+/// A future a [`CompletionGuard`] returns.
+pub type GuardFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>>;
+
+/// Fences a coordinator whose right to act can be taken away: in a highly available
+/// cluster, only the JobManager that leads may number, complete and announce
+/// checkpoints. A coordinator with a guard asks it before each of these steps and stops
+/// (with an error naming the refusal) at the first refusal, announcing nothing.
+pub trait CompletionGuard: Send + Sync + 'static {
+    /// Records that checkpoint `id` is being taken, so that no later leader reuses its
+    /// number (a deposed leader may still write the directory of a number it took).
+    fn reserve(&self, id: CheckpointId) -> GuardFuture<'_, ()>;
+    /// Whether this coordinator may still write a checkpoint (a local check, no
+    /// round trip: called just before the write).
+    fn may_write(&self) -> std::result::Result<(), String>;
+    /// Records checkpoint `id` as the job's latest complete one; only after this
+    /// succeeds are sinks told to publish it.
+    fn commit(&self, id: CheckpointId) -> GuardFuture<'_, ()>;
+}
+
 /// Counters of a job's checkpoints, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
@@ -102,6 +122,7 @@ pub struct Coordinator {
     reports: mpsc::UnboundedReceiver<TaskReport>,
     finished: BTreeMap<TaskKey, (u32, TaskSnapshot)>,
     stats: Arc<CheckpointStats>,
+    guard: Option<Arc<dyn CompletionGuard>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -143,6 +164,7 @@ impl Coordinator {
                 reports: reports_rx,
                 finished: BTreeMap::new(),
                 stats: Arc::default(),
+                guard: None,
             },
             TaskChannels {
                 trigger: trigger_rx,
@@ -150,6 +172,19 @@ impl Coordinator {
                 reports: reports_tx,
             },
         )
+    }
+
+    /// Fences this coordinator with `guard`; its first checkpoint id is at least
+    /// `first_id` (past every number an earlier leader reserved).
+    pub fn with_guard(mut self, guard: Arc<dyn CompletionGuard>, first_id: u64) -> Self {
+        self.guard = Some(guard);
+        self.next_id = self.next_id.max(CheckpointId(first_id));
+        self
+    }
+
+    /// Refuses with the guard's reason, as the error that stops the coordinator.
+    fn fenced(id: CheckpointId, reason: String) -> FungiError {
+        FungiError::State(format!("checkpoint {id} was not completed: {reason}"))
     }
 
     /// The directory of the job's checkpoints (local, or the local cache of object
@@ -195,6 +230,9 @@ impl Coordinator {
                     } else if self.finished.is_empty() {
                         let id = self.next_id;
                         self.next_id = id.next();
+                        if let Some(guard) = &self.guard {
+                            guard.reserve(id).await.map_err(|e| Self::fenced(id, e))?;
+                        }
                         debug!(job = %self.job, checkpoint = %id, "triggering checkpoint");
                         in_flight = Some(InFlight {
                             id,
@@ -261,6 +299,9 @@ impl Coordinator {
                                     });
                                 }
                                 let id = self.next_id;
+                                if let Some(guard) = &self.guard {
+                                    guard.reserve(id).await.map_err(|e| Self::fenced(id, e))?;
+                                }
                                 let finished = std::mem::take(&mut self.finished);
                                 self.complete(id, Instant::now(), now_millis(), true, finished).await?;
                                 return Ok(());
@@ -293,17 +334,16 @@ impl Coordinator {
         last: bool,
         snapshots: BTreeMap<TaskKey, (u32, TaskSnapshot)>,
     ) -> Result<bool> {
+        if let Some(guard) = &self.guard {
+            guard.may_write().map_err(|e| Self::fenced(id, e))?;
+        }
         let storage = self.storage.clone();
         let job = self.job.clone();
-        let retained = self.config.retained;
         let tasks: Vec<(TaskKey, u32, TaskSnapshot)> =
             snapshots.into_iter().map(|(k, (p, s))| (k, p, s)).collect();
         let duration_ms = started.elapsed().as_millis() as u64;
         let written = tokio::task::spawn_blocking(move || {
-            let metadata =
-                storage.write(&job, id.get(), timestamp_ms, last, &tasks, duration_ms)?;
-            storage.retain(retained)?;
-            Ok::<_, crate::CheckpointError>(metadata)
+            storage.write(&job, id.get(), timestamp_ms, last, &tasks, duration_ms)
         })
         .await
         .map_err(|e| FungiError::Internal(format!("checkpoint writer panicked: {e}")))?;
@@ -317,6 +357,17 @@ impl Coordinator {
             }
             Err(e) => return Err(e.into()),
         };
+        // Only a committed checkpoint is announced, and only then are older ones let go.
+        if let Some(guard) = &self.guard {
+            guard.commit(id).await.map_err(|e| Self::fenced(id, e))?;
+        }
+        let (storage, retained) = (self.storage.clone(), self.config.retained);
+        let retention = tokio::task::spawn_blocking(move || storage.retain(retained))
+            .await
+            .map_err(|e| FungiError::Internal(format!("checkpoint retention panicked: {e}")))?;
+        if let Err(e) = retention {
+            warn!(job = %self.job, error = %e, "older checkpoints could not be removed");
+        }
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_id.store(id.get(), Ordering::Relaxed);
         self.stats

@@ -29,7 +29,9 @@ mod storage;
 
 use serde::{Deserialize, Serialize};
 
-pub use coordinator::{CheckpointStats, Completed, Coordinator, TaskChannels, TaskReport};
+pub use coordinator::{
+    CheckpointStats, Completed, CompletionGuard, Coordinator, GuardFuture, TaskChannels, TaskReport,
+};
 pub use layout::STATE_DIR;
 pub use restart::RestartTracker;
 pub use storage::{

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use fungi_cluster::ha::HaConfig;
 use fungi_cluster::jobmanager::JobManagerConfig;
 use fungi_cluster::taskmanager::TaskManagerConfig;
 use fungi_cluster::{ClusterClient, JobSpec, Planner, Tls, TlsFiles};
@@ -72,6 +73,44 @@ pub(crate) struct JobManagerArgs {
     artifact_dir: std::path::PathBuf,
     #[command(flatten)]
     tls: ClusterTlsArgs,
+    #[command(flatten)]
+    ha: HaArgs,
+}
+
+/// How JobManagers elect a leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HaMode {
+    /// One JobManager, no election: it leads until it stops.
+    None,
+    /// JobManagers elect one leader through etcd; standbys take over when it is lost.
+    Etcd,
+}
+
+/// High availability of the JobManager.
+#[derive(Debug, Args)]
+struct HaArgs {
+    /// High availability: `none`, or `etcd` (start several JobManagers with the same
+    /// --ha-endpoints and --ha-cluster-id; give TaskManagers and clients all of their
+    /// addresses, comma-separated).
+    #[arg(long, value_enum, default_value = "none")]
+    ha: HaMode,
+    /// etcd's client URLs, comma-separated (`http://host:2379,...`).
+    #[arg(long, value_delimiter = ',', required_if_eq("ha", "etcd"))]
+    ha_endpoints: Vec<String>,
+    /// Names the cluster in etcd (its keys live under /fungi/ID/).
+    #[arg(long, default_value = "default")]
+    ha_cluster_id: String,
+    /// Seconds a leader that stopped answering keeps its lead: a standby takes over
+    /// within this time.
+    #[arg(long, default_value_t = 15)]
+    ha_lease_ttl: u64,
+    /// The address TaskManagers and clients reach this JobManager at (default: the
+    /// address it listens on).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// This JobManager's name among the others (default: its advertised address).
+    #[arg(long)]
+    id: Option<String>,
 }
 
 fn default_artifact_dir() -> std::path::PathBuf {
@@ -80,7 +119,8 @@ fn default_artifact_dir() -> std::path::PathBuf {
 
 #[derive(Debug, Args)]
 pub(crate) struct TaskManagerArgs {
-    /// The JobManager's address (`host:port`).
+    /// The JobManager's address (`host:port`); with high availability, every
+    /// JobManager's, comma-separated: it registers with the leader.
     #[arg(long)]
     jobmanager: String,
     /// Slots offered: how many subtasks of one chain this TaskManager may run.
@@ -105,12 +145,23 @@ pub(crate) enum ClusterCommand {
     /// The TaskManagers (slots, free and used, last heartbeat) and the running jobs with
     /// where each subtask runs.
     Status {
-        /// The JobManager's address (`host:port`).
+        /// The JobManager's address (`host:port`; several, comma-separated, with high
+        /// availability: the leader answers).
         #[arg(long, env = "FUNGI_JOBMANAGER", default_value = "127.0.0.1:6123")]
         jobmanager: String,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClusterTlsArgs,
+    },
+    /// Cancels a running job.
+    Cancel {
+        /// The job, as `fungi cluster status` names it.
+        job: String,
+        /// The JobManager's address (`host:port`; several, comma-separated).
+        #[arg(long, env = "FUNGI_JOBMANAGER", default_value = "127.0.0.1:6123")]
+        jobmanager: String,
         #[command(flatten)]
         tls: ClusterTlsArgs,
     },
@@ -198,10 +249,30 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
             println!("metrics on http://{}/metrics", m.local_addr()?);
         }
         std::io::stdout().flush()?;
+        let address = match &args.ha.advertise {
+            Some(a) => a.clone(),
+            None => listener.local_addr()?.to_string(),
+        };
+        let ha = match args.ha.ha {
+            HaMode::None => None,
+            HaMode::Etcd => {
+                if args.ha.ha_lease_ttl < 2 {
+                    bail!("--ha-lease-ttl must be at least 2 seconds (etcd's shortest lease)");
+                }
+                Some(HaConfig {
+                    endpoints: args.ha.ha_endpoints.clone(),
+                    cluster_id: args.ha.ha_cluster_id.clone(),
+                    lease_ttl: Duration::from_secs(args.ha.ha_lease_ttl),
+                    id: args.ha.id.clone().unwrap_or_else(|| address.clone()),
+                    address,
+                })
+            }
+        };
         let config = JobManagerConfig {
             heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
             artifact_dir: args.artifact_dir,
             tls: args.tls.load()?,
+            ha,
             ..Default::default()
         };
         fungi_cluster::jobmanager::serve(listener, metrics, Arc::new(CliPlanner), config, shutdown)
@@ -278,7 +349,7 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
     let tls = args.cluster_tls.load()?;
     let (runtime, stop) = role_runtime()?;
     runtime.block_on(async {
-        let client = ClusterClient::connect(job_manager, tls.as_ref()).await?;
+        let client = ClusterClient::leader(job_manager, tls.as_ref()).await?;
         let mut runs = tokio::task::JoinSet::new();
         for statement in 0..plans.len() {
             let spec = JobSpec {
@@ -288,16 +359,32 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
             let mut client = client.clone();
             let stop = stop.clone();
             let artifacts = artifacts.clone();
+            let (addresses, tls) = (job_manager.to_string(), tls.clone());
             runs.spawn(async move {
                 let mut events = client.submit(&spec, artifacts).await?;
+                let mut job: Option<String> = None;
                 loop {
                     let event = tokio::select! {
                         event = events.message() => event,
-                        _ = stop.cancelled() => bail!("cancelled"),
+                        _ = stop.cancelled() => {
+                            if let Some(job) = &job {
+                                let _ = client.cancel(job).await;
+                            }
+                            bail!("cancelled");
+                        }
                     };
-                    let Some(event) = event.context("the JobManager's stream broke")? else {
-                        bail!("the JobManager ended the job's stream without an outcome");
+                    let event = match (event, &job) {
+                        (Ok(Some(event)), _) => event,
+                        // The leader was lost: follow the job on the next one.
+                        (Err(e), Some(job)) if addresses.contains(',') => {
+                            eprintln!("job {job}: the JobManager's stream broke ({}); following it on the next leader", e.message());
+                            (client, events) = follow_on_leader(&addresses, tls.as_ref(), job, &stop).await?;
+                            continue;
+                        }
+                        (Err(e), _) => bail!("the JobManager's stream broke: {}", e.message()),
+                        (Ok(None), _) => bail!("the JobManager ended the job's stream without an outcome"),
                     };
+                    job.get_or_insert_with(|| event.job.clone());
                     eprintln!("job {}: {} {}", event.job, event.status, event.message);
                     match event.status.as_str() {
                         "finished" => {
@@ -310,6 +397,7 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
                             return Ok(());
                         }
                         "failed" => bail!("job {} failed: {}", event.job, event.message),
+                        "cancelled" => bail!("job {} was cancelled", event.job),
                         _ => {}
                     }
                 }
@@ -325,22 +413,79 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
     })
 }
 
+/// Finds the new leader among `addresses` and follows `job` there (for up to two
+/// minutes: a standby takes over within its lease time).
+async fn follow_on_leader(
+    addresses: &str,
+    tls: Option<&Tls>,
+    job: &str,
+    stop: &CancellationToken,
+) -> Result<(ClusterClient, fungi_cluster::client::JobEvents)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = match ClusterClient::leader(addresses, tls).await {
+            Ok(mut client) => match client.follow(job).await {
+                Ok(events) => return Ok((client, events)),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() > deadline {
+            bail!("job {job} could not be followed on any JobManager of {addresses}: {last}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.cancelled() => bail!("cancelled"),
+        }
+    }
+}
+
 /// `fungi cluster ...`.
 pub(crate) fn command(command: ClusterCommand) -> Result<()> {
-    let ClusterCommand::Status {
-        jobmanager,
-        json,
-        tls,
-    } = command;
-    let tls = tls.load()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let (jobmanager, json, tls) = match command {
+        ClusterCommand::Status {
+            jobmanager,
+            json,
+            tls,
+        } => (jobmanager, json, tls.load()?),
+        ClusterCommand::Cancel {
+            job,
+            jobmanager,
+            tls,
+        } => {
+            let tls = tls.load()?;
+            let message = runtime.block_on(async {
+                let mut client = ClusterClient::leader(&jobmanager, tls.as_ref()).await?;
+                anyhow::Ok(client.cancel(&job).await?)
+            })?;
+            println!("{message}");
+            return Ok(());
+        }
+    };
     let status = runtime.block_on(async {
-        let mut client = ClusterClient::connect(&jobmanager, tls.as_ref()).await?;
+        // The leader knows the TaskManagers and jobs; without one, any JobManager tells
+        // who leads.
+        let mut client = match ClusterClient::leader(&jobmanager, tls.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                let first = jobmanager.split(',').next().unwrap_or_default().trim();
+                eprintln!("{e}");
+                ClusterClient::connect(first, tls.as_ref()).await?
+            }
+        };
         anyhow::Ok(client.status().await?)
     })?;
+    let leadership = status.leadership.clone().unwrap_or_default();
     if json {
         let value = serde_json::json!({
             "version": status.version,
+            "leadership": {
+                "mode": leadership.mode, "leading": leadership.leading,
+                "this_job_manager": leadership.this_job_manager,
+                "leader": leadership.leader, "epoch": leadership.epoch,
+                "standbys": leadership.standbys,
+            },
             "task_managers": status.task_managers.iter().map(|t| serde_json::json!({
                 "id": t.id, "data_address": t.data_address, "slots": t.slots,
                 "used": t.used, "free": t.slots - t.used,
@@ -365,6 +510,18 @@ pub(crate) fn command(command: ClusterCommand) -> Result<()> {
         return Ok(());
     }
     println!("JobManager {jobmanager} (Fungi {})", status.version);
+    if leadership.mode == "etcd" {
+        println!(
+            "leader {} (epoch {}), standbys: {}",
+            if leadership.leader.is_empty() { "none" } else { &leadership.leader },
+            leadership.epoch,
+            if leadership.standbys.is_empty() {
+                "none".to_string()
+            } else {
+                leadership.standbys.join(", ")
+            }
+        );
+    }
     println!(
         "{:<24} {:<22} {:>5} {:>5} {:>5} {:>14}",
         "TASKMANAGER", "DATA ADDRESS", "SLOTS", "USED", "FREE", "HEARTBEAT"

@@ -25,6 +25,7 @@ pub mod artifacts;
 pub mod client;
 mod codec;
 mod exchange;
+pub mod ha;
 pub mod jobmanager;
 mod metrics;
 mod proto;

@@ -39,7 +39,8 @@ use crate::{HEARTBEAT_INTERVAL, VERSION};
 pub struct TaskManagerConfig {
     /// Its name in the cluster (defaults to its data address).
     pub id: Option<String>,
-    /// The JobManager's address (`host:port`).
+    /// The JobManagers' addresses (`host:port`, comma-separated when several stand
+    /// for election): the TaskManager registers with whichever leads.
     pub job_manager: String,
     /// Slots it offers: how many subtasks of one chain it may run at once.
     pub slots: u32,
@@ -141,6 +142,8 @@ struct State {
     inbox: Arc<Inbox>,
     connections: Arc<Connections>,
     parts: Mutex<HashMap<String, Part>>,
+    /// The newest leader epoch served: a JobManager of an older one was deposed.
+    epoch: std::sync::atomic::AtomicI64,
 }
 
 /// Runs a TaskManager whose data endpoint listens on `listener` until `shutdown`;
@@ -188,10 +191,19 @@ pub async fn run(
         inbox,
         connections: Arc::new(Connections::new(config.tls.clone())),
         parts: Mutex::default(),
+        epoch: std::sync::atomic::AtomicI64::new(0),
     });
+    let addresses: Vec<&str> = config
+        .job_manager
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let mut next = 0;
     info!(id = %state.id, data = %state.data_address, "TaskManager started");
     let result = loop {
-        let session = session(&config, &state, &shutdown);
+        let address = addresses.get(next % addresses.len().max(1)).copied().unwrap_or_default();
+        let session = session(&config, address, &state, &shutdown);
         let outcome = tokio::select! {
             outcome = session => outcome,
             _ = shutdown.cancelled() => break Ok(()),
@@ -200,13 +212,17 @@ pub async fn run(
         match outcome {
             Err(Ended::Refused(reason)) => break Err(TaskManagerError::Refused(reason)),
             Err(Ended::Lost(reason)) => {
-                warn!(job_manager = %config.job_manager, %reason, "no session with the JobManager; retrying");
+                warn!(job_manager = %address, %reason, "no session with the JobManager; trying the next");
             }
             Ok(()) => {}
         }
-        tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
-            _ = shutdown.cancelled() => break Ok(()),
+        // Every JobManager is tried in turn; a full round without a session waits.
+        next += 1;
+        if next % addresses.len().max(1) == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+                _ = shutdown.cancelled() => break Ok(()),
+            }
         }
     };
     cancel_all(&state);
@@ -238,17 +254,18 @@ enum Ended {
 /// session ends.
 async fn session(
     config: &TaskManagerConfig,
+    address: &str,
     state: &Arc<State>,
     shutdown: &CancellationToken,
 ) -> Result<(), Ended> {
-    let endpoint = crate::tls::endpoint(&config.job_manager, config.tls.as_ref())
+    let endpoint = crate::tls::endpoint(address, config.tls.as_ref())
         .map_err(Ended::Refused)?
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(5));
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| Ended::Lost(format!("cannot reach {}: {e}", config.job_manager)))?;
+        .map_err(|e| Ended::Lost(format!("cannot reach {address}: {e}")))?;
     let (up, up_rx) = mpsc::unbounded_channel();
     let _ = up.send(FromTaskManager {
         kind: Some(Up::Register(Register {
@@ -305,7 +322,15 @@ async fn session(
         };
         match order.kind {
             Some(Down::Registered(r)) => {
-                info!(job_manager = %config.job_manager, version = %r.job_manager_version, "registered");
+                let newest = state.epoch.fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
+                if r.epoch < newest {
+                    return Err(Ended::Lost(format!(
+                        "the JobManager at {address} leads epoch {}, older than epoch {newest} \
+                         this TaskManager served: it was deposed",
+                        r.epoch
+                    )));
+                }
+                info!(job_manager = %address, epoch = r.epoch, version = %r.job_manager_version, "registered");
             }
             Some(Down::Deploy(deploy)) => {
                 let state = state.clone();

@@ -205,6 +205,9 @@ fn local_dir_for(url: &str) -> PathBuf {
         .fold(base.join(scheme), |d, p| d.join(sanitize(p)))
 }
 
+/// The directory of a job's own files beside its checkpoints.
+const JOB_FILES: &str = "_job";
+
 fn io(path: &Path, source: std::io::Error) -> CheckpointError {
     CheckpointError::Io {
         path: path.display().to_string(),
@@ -335,6 +338,38 @@ impl CheckpointStorage {
         }
         write_atomically(&dir.join(METADATA), &json)?;
         Ok(metadata)
+    }
+
+    /// Keeps `bytes` as the job's file `name` (under `_job/`, beside its checkpoints):
+    /// what a standby JobManager needs to resume the job, such as its script.
+    pub fn put_job_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let rel = format!("{JOB_FILES}/{name}");
+        match &self.remote {
+            Some(remote) => remote.dir.put(&rel, bytes.to_vec()),
+            None => {
+                let path = self.dir.join(&rel);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                }
+                write_atomically(&path, bytes)
+            }
+        }
+    }
+
+    /// The job's file `name`, if it was kept ([`put_job_file`](Self::put_job_file)).
+    pub fn job_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let rel = format!("{JOB_FILES}/{name}");
+        match &self.remote {
+            Some(remote) => remote.dir.get(&rel),
+            None => {
+                let path = self.dir.join(&rel);
+                match fs::read(&path) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io(&path, e)),
+                }
+            }
+        }
     }
 
     /// Ids of the checkpoints present (complete or not), ascending; in object storage

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fungi_checkpoint::{CompletedCheckpoint, TaskKey, TaskReport, TaskSnapshot};
+use fungi_checkpoint::{CompletedCheckpoint, CompletionGuard, TaskKey, TaskReport, TaskSnapshot};
 use fungi_common::ids::CheckpointId;
 use fungi_execution::plan::PhysicalPlan;
 use tokio::sync::mpsc;
@@ -27,15 +27,17 @@ impl Coordination {
         shared: &Arc<Shared>,
         plan: &PhysicalPlan,
         checkpoint: Option<&CompletedCheckpoint>,
-        job: &str,
-        attempt: u64,
-        tms: &[String],
+        (job, attempt, tms): (&str, u64, &[String]),
+        fence: Option<(Arc<dyn CompletionGuard>, u64)>,
     ) -> Result<Option<Coordination>, String> {
-        let Some((coordinator, channels, stats)) =
+        let Some((mut coordinator, channels, stats)) =
             fungi_execution::executor::coordinator(plan, checkpoint).map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
+        if let Some((guard, first_id)) = fence {
+            coordinator = coordinator.with_guard(guard, first_id);
+        }
         let cancel = CancellationToken::new();
         let coordinator = tokio::spawn(coordinator.run(cancel.clone()));
         let (mut trigger, mut completed) = (channels.trigger, channels.completed);

@@ -6,23 +6,92 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fungi_checkpoint::{CheckpointStorage, CompletedCheckpoint, RestartTracker};
+use fungi_checkpoint::{CheckpointStorage, CompletedCheckpoint, CompletionGuard, RestartTracker};
 use fungi_execution::plan::PhysicalPlan;
-use tokio::sync::mpsc;
-use tonic::Status;
+use prost::Message as _;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::coordination::Coordination;
-use super::{JobEntry, JobInput, Registry, Shared};
+use super::{JobEntry, JobInput, Lead, Registry, Shared};
+use crate::ha::{JobFence, JobRecord, Term};
 use crate::proto::to_task_manager::Kind as Down;
-use crate::proto::{Artifact, Assignment, Cancel, Deploy, JobEvent, OperatorCount, Start};
+use crate::proto::{
+    Artifact, Assignment, Cancel, Deploy, JobEvent, OperatorCount, Start, SubmitRequest,
+};
 use crate::spec::{self, JobSpec};
+
+/// The job's file, in its checkpoint storage, that holds its submission (spec and
+/// plugins) for a JobManager that resumes it.
+const SUBMISSION_FILE: &str = "submission.pb";
+
+/// Whether a job in `status` has ended.
+pub(super) fn is_final(status: &str) -> bool {
+    matches!(status, "finished" | "failed" | "cancelled")
+}
+
+/// Resumes every job etcd has as running, on a JobManager that just became leader.
+pub(super) async fn resume_all(shared: &Arc<Shared>, term: &Arc<Term>) {
+    let jobs = match term.election().jobs().await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            warn!(error = %e, "cannot read the cluster's jobs; stepping down");
+            term.lost.cancel();
+            return;
+        }
+    };
+    let lead = Lead {
+        term: Some(term.clone()),
+        epoch: term.epoch,
+        lost: term.lost.clone(),
+    };
+    for (job, record) in jobs.into_iter().filter(|(_, r)| r.status == "running") {
+        let submission = CheckpointStorage::open(std::path::Path::new(&record.location), &record.options)
+            .and_then(|s| s.job_file(SUBMISSION_FILE));
+        let submission = match submission {
+            Ok(Some(bytes)) => SubmitRequest::decode(bytes.as_slice()).map_err(|e| e.to_string()),
+            Ok(None) => Err(format!("{} holds no {SUBMISSION_FILE}", record.location)),
+            Err(e) => Err(e.to_string()),
+        };
+        let (spec, artifacts) = match submission.and_then(|s| {
+            Ok((JobSpec::from_bytes(&s.spec)?, s.artifacts))
+        }) {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(%job, error = %e, "cannot resume the job: its submission cannot be read");
+                let record = JobRecord {
+                    status: "failed".into(),
+                    message: format!("its submission cannot be read to resume it: {e}"),
+                    ..record
+                };
+                let _ = term.put_job(&job, &record).await;
+                continue;
+            }
+        };
+        info!(%job, attempt = record.attempt, "resuming the job");
+        let runner = JobRunner::new(
+            shared.clone(),
+            &spec,
+            Arc::new(artifacts),
+            lead.clone(),
+            Some((job, record)),
+        );
+        tokio::spawn(runner.run_to_end(spec));
+    }
+}
 
 /// Follows one submitted job from planning to its end.
 pub(super) struct JobRunner {
     shared: Arc<Shared>,
     pub(super) job: String,
-    events: mpsc::Sender<Result<JobEvent, Status>>,
+    events: broadcast::Sender<JobEvent>,
+    /// Cancels the job.
+    pub(super) cancel: CancellationToken,
+    /// The right to run it.
+    lead: Lead,
+    /// What etcd keeps of it (with high availability).
+    record: Option<JobRecord>,
     inputs: mpsc::UnboundedReceiver<JobInput>,
     attempt: u64,
     /// The plugins and modules its script names.
@@ -41,20 +110,39 @@ enum Outcome {
 }
 
 impl JobRunner {
+    /// A runner of a newly submitted job, or of one etcd has (`resumed`).
     pub(super) fn new(
         shared: Arc<Shared>,
         spec: &JobSpec,
         artifacts: Arc<Vec<Artifact>>,
-        events: mpsc::Sender<Result<JobEvent, Status>>,
+        lead: Lead,
+        resumed: Option<(String, JobRecord)>,
     ) -> Self {
-        let stem = std::path::Path::new(&spec.file_name)
-            .file_stem()
-            .map_or("job".into(), |s| s.to_string_lossy().into_owned());
-        let job = format!("{stem}-{}", shared.next_job.fetch_add(1, Ordering::Relaxed));
+        let (job, record) = match resumed {
+            Some((job, record)) => (job, Some(record)),
+            None => {
+                let stem = std::path::Path::new(&spec.file_name)
+                    .file_stem()
+                    .map_or("job".into(), |s| s.to_string_lossy().into_owned());
+                let n = shared.next_job.fetch_add(1, Ordering::Relaxed);
+                // Job names stay unique across leaders: each leader has its own epoch.
+                let job = match lead.term {
+                    Some(_) => format!("{stem}-{}.{n}", lead.epoch),
+                    None => format!("{stem}-{n}"),
+                };
+                (job, None)
+            }
+        };
+        let attempt = record.as_ref().map_or(0, |r| r.attempt);
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(64);
+        let cancel = lead.lost.child_token();
         shared.registry().jobs.insert(
             job.clone(),
             JobEntry {
+                cancel: cancel.clone(),
+                events: events.clone(),
+                last_event: None,
                 status: "planning".into(),
                 attempt: 0,
                 assignments: Vec::new(),
@@ -66,9 +154,48 @@ impl JobRunner {
             shared,
             job,
             events,
+            cancel,
+            lead,
+            record,
             inputs,
-            attempt: 0,
+            attempt,
             artifacts,
+        }
+    }
+
+    /// Follows the job's events from now on.
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Runs the job, then forgets it.
+    pub(super) async fn run_to_end(self, spec: JobSpec) {
+        let (shared, job) = (self.shared.clone(), self.job.clone());
+        self.run(spec).await;
+        shared.registry().jobs.remove(&job);
+        shared.changed.notify_waiters();
+    }
+
+    /// Whether the job must stop: cancelled, or this JobManager stopped leading.
+    fn stopping(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Records the job's status in etcd (with high availability); false when this
+    /// JobManager no longer leads.
+    async fn record(&mut self, status: &str, message: &str) -> bool {
+        let (Some(term), Some(record)) = (&self.lead.term, &mut self.record) else {
+            return true;
+        };
+        record.status = status.to_string();
+        record.message = message.to_string();
+        record.attempt = self.attempt;
+        match term.put_job(&self.job, record).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(job = %self.job, error = %e, "the job's status cannot be recorded");
+                false
+            }
         }
     }
 
@@ -82,21 +209,30 @@ impl JobRunner {
         operators: Vec<OperatorCount>,
         bytes_exchanged: u64,
     ) {
+        let event = JobEvent {
+            job: self.job.clone(),
+            status: status.to_string(),
+            message,
+            attempt: self.attempt,
+            operators,
+            bytes_exchanged,
+        };
         if let Some(e) = self.shared.registry().jobs.get_mut(&self.job) {
             e.status = status.to_string();
+            e.last_event = Some(event.clone());
         }
-        info!(job = %self.job, %status, %message, "job");
-        let _ = self
-            .events
-            .send(Ok(JobEvent {
-                job: self.job.clone(),
-                status: status.to_string(),
-                message,
-                attempt: self.attempt,
-                operators,
-                bytes_exchanged,
-            }))
-            .await;
+        info!(job = %self.job, %status, message = %event.message, "job");
+        let _ = self.events.send(event);
+    }
+
+    /// Ends the job with its final status, recorded first (with high availability).
+    /// A JobManager that stopped leading records and announces nothing: the job goes
+    /// on with the next leader.
+    async fn end(&mut self, status: &str, message: String, operators: Vec<OperatorCount>, bytes: u64) {
+        if self.lead.lost.is_cancelled() || !self.record(status, &message).await {
+            return;
+        }
+        self.event_with((status, message), operators, bytes).await;
     }
 
     pub(super) async fn run(mut self, spec: JobSpec) {
@@ -109,9 +245,8 @@ impl JobRunner {
         let plan = match planned {
             Ok(plan) => plan,
             Err(e) => {
-                return self
-                    .event("failed", format!("the job does not plan: {e}"), Vec::new())
-                    .await;
+                let message = format!("the job does not plan: {e}");
+                return self.end("failed", message, Vec::new(), 0).await;
             }
         };
         let config = plan.graph.config.clone();
@@ -121,28 +256,26 @@ impl JobRunner {
                     Ok(s) => Some(s),
                     Err(e) => {
                         let message = format!("its checkpoint storage: {e}");
-                        return self.event("failed", message, Vec::new()).await;
+                        return self.end("failed", message, Vec::new(), 0).await;
                     }
                 }
             }
             _ => None,
         };
+        if self.lead.term.is_some()
+            && self.record.is_none()
+            && let Err(message) = self.keep_for_standbys(&spec, storage.as_ref(), &config).await
+        {
+            return self.end("failed", message, Vec::new(), 0).await;
+        }
         let mut tracker = RestartTracker::new(config.restart_strategy.clone());
         loop {
-            // Every attempt resumes from the latest complete checkpoint, as embedded
-            // mode does (also the first: the job may have run before).
-            let checkpoint = match storage.as_ref().map(|s| s.latest_with_skipped()) {
-                None => None,
-                Some(Ok((checkpoint, skipped))) => {
-                    for reason in skipped {
-                        warn!(job = %self.job, %reason, "falling back to the checkpoint before it");
-                    }
-                    checkpoint
-                }
-                Some(Err(e)) => {
-                    let message = format!("its checkpoints cannot be read: {e}");
-                    return self.event("failed", message, Vec::new()).await;
-                }
+            if self.stopping() {
+                return self.cancelled().await;
+            }
+            let checkpoint = match self.restore_point(storage.as_ref()).await {
+                Ok(c) => c,
+                Err(message) => return self.end("failed", message, Vec::new(), 0).await,
             };
             // A savepoint is where the job starts; once it checkpoints on its own, it
             // resumes from its own checkpoints.
@@ -153,38 +286,51 @@ impl JobRunner {
                         Ok(c) => (Some(c), Some(path.clone())),
                         Err(e) => {
                             let message = format!("savepoint {path}: {e}");
-                            return self.event("failed", message, Vec::new()).await;
+                            return self.end("failed", message, Vec::new(), 0).await;
                         }
                     }
                 }
                 (c, _) => (c, None),
             };
-            let Some(assignments) = self.place(&plan, self.attempt == 0).await else {
-                return;
+            let first = self.attempt == 0;
+            let Some(assignments) = self.place(&plan, first).await else {
+                return self.cancelled().await;
             };
             self.attempt += 1;
+            if !self.record("running", "").await {
+                self.release(&assignments);
+                return;
+            }
+            let fence = match self.fence().await {
+                Ok(fence) => fence,
+                Err(message) => {
+                    self.release(&assignments);
+                    warn!(job = %self.job, %message, "cannot fence the job's checkpoints");
+                    return;
+                }
+            };
             let restore = Restore {
                 checkpoint: checkpoint.as_ref(),
                 savepoint,
             };
-            let outcome = self.attempt_job(&plan, &spec, &assignments, restore).await;
+            let outcome = self
+                .attempt_job(&plan, &spec, &assignments, restore, fence)
+                .await;
             self.release(&assignments);
             let reason = match outcome {
                 Outcome::Finished(operators, bytes) => {
                     let message = format!("{:.1} MB between TaskManagers", bytes as f64 / 1e6);
-                    return self
-                        .event_with(("finished", message), operators, bytes)
-                        .await;
+                    return self.end("finished", message, operators, bytes).await;
                 }
                 Outcome::Stopped(path) => {
                     let message = format!("stopped with savepoint {}", path.display());
-                    return self.event("finished", message, Vec::new()).await;
+                    return self.end("finished", message, Vec::new(), 0).await;
                 }
-                Outcome::Abandoned => return,
+                Outcome::Abandoned => return self.cancelled().await,
                 Outcome::Failed(reason) => reason,
             };
             let Some(wait) = tracker.on_failure(Instant::now(), fastrand::f64()) else {
-                return self.event("failed", reason, Vec::new()).await;
+                return self.end("failed", reason, Vec::new(), 0).await;
             };
             let from = if storage.is_some() {
                 "its latest checkpoint"
@@ -199,9 +345,110 @@ impl JobRunner {
             self.event("restarting", message, Vec::new()).await;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.events.closed() => return,
+                _ = self.cancel.cancelled() => return self.cancelled().await,
             }
         }
+    }
+
+    /// Ends a job that was cancelled (by a client, or its submitter went away); a job
+    /// whose JobManager stopped leading just stops here.
+    async fn cancelled(&mut self) {
+        self.end("cancelled", "cancelled".into(), Vec::new(), 0).await;
+    }
+
+    /// Keeps what a standby needs to resume a newly submitted job: its submission in
+    /// its checkpoint storage, its record and checkpoint pointer in etcd.
+    async fn keep_for_standbys(
+        &mut self,
+        spec: &JobSpec,
+        storage: Option<&CheckpointStorage>,
+        config: &fungi_common::config::JobConfig,
+    ) -> Result<(), String> {
+        let Some(storage) = storage else {
+            return Err("in a highly available cluster every job needs checkpoints \
+                 ('execution.checkpointing.interval' and 'execution.checkpointing.dir', on \
+                 storage every JobManager and TaskManager reaches): a standby resumes the job \
+                 from there"
+                .into());
+        };
+        let term = self.lead.term.clone().expect("checked by the caller");
+        let submission = SubmitRequest {
+            spec: spec.to_bytes(),
+            artifacts: self.artifacts.to_vec(),
+        };
+        storage
+            .put_job_file(SUBMISSION_FILE, &submission.encode_to_vec())
+            .map_err(|e| format!("cannot keep the job's submission for a standby: {e}"))?;
+        // A job that ran before resumes from its latest checkpoint, as in embedded mode.
+        let (latest, _) = storage
+            .latest_with_skipped()
+            .map_err(|e| format!("its checkpoints cannot be read: {e}"))?;
+        if let Some(latest) = latest {
+            term.point_to_checkpoint(&self.job, latest.id())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.record = Some(JobRecord {
+            location: storage.location(),
+            options: config.checkpointing.storage_options.clone(),
+            status: "running".into(),
+            message: String::new(),
+            attempt: 0,
+        });
+        Ok(())
+    }
+
+    /// The checkpoint the next attempt restores: the one etcd points to with high
+    /// availability (never a newer directory a deposed leader may have written), the
+    /// latest complete one otherwise.
+    async fn restore_point(
+        &self,
+        storage: Option<&CheckpointStorage>,
+    ) -> Result<Option<CompletedCheckpoint>, String> {
+        let Some(storage) = storage else {
+            return Ok(None);
+        };
+        if let Some(term) = &self.lead.term {
+            let pointer = term
+                .election()
+                .number("checkpoints", &self.job)
+                .await
+                .map_err(|e| format!("its checkpoint pointer cannot be read: {e}"))?;
+            return match pointer {
+                Some(id) => storage
+                    .load(id)
+                    .map(Some)
+                    .map_err(|e| format!("its latest complete checkpoint {id}: {e}")),
+                None => Ok(None),
+            };
+        }
+        match storage.latest_with_skipped() {
+            Ok((checkpoint, skipped)) => {
+                for reason in skipped {
+                    warn!(job = %self.job, %reason, "falling back to the checkpoint before it");
+                }
+                Ok(checkpoint)
+            }
+            Err(e) => Err(format!("its checkpoints cannot be read: {e}")),
+        }
+    }
+
+    /// The guard of the attempt's checkpoints and its first checkpoint number, with
+    /// high availability.
+    async fn fence(&self) -> Result<Option<(Arc<dyn CompletionGuard>, u64)>, String> {
+        let Some(term) = &self.lead.term else {
+            return Ok(None);
+        };
+        let taken = term
+            .election()
+            .number("counters", &self.job)
+            .await
+            .map_err(|e| e.to_string())?;
+        let guard = JobFence {
+            term: term.clone(),
+            job: self.job.clone(),
+        };
+        Ok(Some((Arc::new(guard), taken.map_or(1, |n| n + 1))))
     }
 
     /// Reserves a slot for subtask `i` of every chain (slot `i`), spreading slots over
@@ -209,11 +456,12 @@ impl JobRunner {
     /// job cannot be placed (reported) or its client went away.
     /// On the `first` attempt, a cluster without TaskManagers refuses the job; a restart
     /// waits for TaskManagers to come back.
-    async fn place(&self, plan: &PhysicalPlan, first: bool) -> Option<Vec<Assignment>> {
+    async fn place(&mut self, plan: &PhysicalPlan, first: bool) -> Option<Vec<Assignment>> {
         let needed = plan.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
         let mut reported_wait = None;
         loop {
-            let changed = self.shared.changed.notified();
+            let shared = self.shared.clone();
+            let changed = shared.changed.notified();
             let placed = {
                 let mut registry = self.shared.registry();
                 if registry.task_managers.is_empty() && first && reported_wait.is_none() {
@@ -233,14 +481,11 @@ impl JobRunner {
             };
             match placed {
                 None => {
-                    self.event(
-                        "failed",
-                        "no TaskManager has registered with this JobManager: start one with \
-                         `fungi taskmanager --jobmanager ADDR`"
-                            .into(),
-                        Vec::new(),
-                    )
-                    .await;
+                    let message = "no TaskManager has registered with this JobManager: start \
+                                   one with `fungi taskmanager --jobmanager ADDR`";
+                    // Failed for good: cancelling it is all that is left.
+                    self.end("failed", message.into(), Vec::new(), 0).await;
+                    self.cancel.cancel();
                     return None;
                 }
                 Some(Ok(assignments)) => {
@@ -267,7 +512,7 @@ impl JobRunner {
             tokio::select! {
                 _ = changed => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = self.events.closed() => return None,
+                _ = self.cancel.cancelled() => return None,
             }
         }
     }
@@ -307,6 +552,7 @@ impl JobRunner {
         spec: &JobSpec,
         assignments: &[Assignment],
         restore: Restore<'_>,
+        fence: Option<(Arc<dyn CompletionGuard>, u64)>,
     ) -> Outcome {
         let checkpoint = restore.checkpoint;
         let attempt = self.attempt;
@@ -376,8 +622,8 @@ impl JobRunner {
                     Vec::new(),
                 )
                 .await;
-                match Coordination::start(&self.shared, plan, checkpoint, &self.job, attempt, &tms)
-                {
+                let target = (self.job.as_str(), attempt, tms.as_slice());
+                match Coordination::start(&self.shared, plan, checkpoint, target, fence) {
                     Ok(c) => c,
                     Err(e) => {
                         attempt_state.fail(e);
@@ -414,9 +660,9 @@ impl JobRunner {
                     }
                     continue;
                 }
-                _ = self.events.closed(), if !abandoned => {
+                _ = self.cancel.cancelled(), if !abandoned => {
                     abandoned = true;
-                    attempt_state.fail("the client went away".into());
+                    attempt_state.fail("cancelled".into());
                     continue;
                 }
                 _ = tokio::time::sleep_until(give_up.unwrap_or_else(far_future)), if give_up.is_some() => {

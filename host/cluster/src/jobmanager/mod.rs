@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::response::IntoResponse as _;
 use futures::Stream;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -18,12 +18,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::VERSION;
+use crate::ha::{Election, HaConfig, HaError, Term};
 use crate::proto::from_task_manager::Kind as Up;
 use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
-    Assignment, ClusterStatus, FromTaskManager, JobEvent, JobStatus, OperatorCount, PartStats,
-    Registered, Snapshot, StatusRequest, SubmitRequest, TaskManagerStatus, ToTaskManager,
+    Assignment, CancelJobReply, CancelJobRequest, ClusterStatus, FollowRequest, FromTaskManager,
+    JobEvent, JobStatus, Leadership, OperatorCount, PartStats, Registered, Snapshot,
+    StatusRequest, SubmitRequest, TaskManagerStatus, ToTaskManager,
 };
 use crate::spec::{JobSpec, Planner};
 
@@ -43,6 +45,19 @@ pub struct JobManagerConfig {
     pub artifact_dir: std::path::PathBuf,
     /// Mutual TLS with TaskManagers and clients, when set.
     pub tls: Option<crate::Tls>,
+    /// Leader election through etcd, when set; otherwise this JobManager leads alone.
+    pub ha: Option<HaConfig>,
+}
+
+/// Why a JobManager stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobManagerError {
+    /// Its endpoint failed.
+    #[error("the JobManager's endpoint failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// High availability could not start.
+    #[error("high availability: {0}")]
+    Ha(#[from] HaError),
 }
 
 impl Default for JobManagerConfig {
@@ -52,6 +67,7 @@ impl Default for JobManagerConfig {
             deploy_timeout: Duration::from_secs(60),
             artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
             tls: None,
+            ha: None,
         }
     }
 }
@@ -63,11 +79,15 @@ pub async fn serve(
     planner: Arc<dyn Planner>,
     config: JobManagerConfig,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), JobManagerError> {
     let mut server = Server::builder().tcp_nodelay(true);
     if let Some(tls) = &config.tls {
         server = server.tls_config(tls.server())?;
     }
+    let election = match &config.ha {
+        Some(ha) => Some(Arc::new(Election::join(ha.clone()).await?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         planner,
         config,
@@ -75,8 +95,12 @@ pub async fn serve(
         changed: Notify::new(),
         next_session: AtomicU64::new(1),
         next_job: AtomicU64::new(1),
+        election: election.clone(),
+        term: Mutex::default(),
+        alone: shutdown.clone(),
     });
     let monitor = tokio::spawn(watch_heartbeats(shared.clone(), shutdown.clone()));
+    let leading = election.map(|e| tokio::spawn(lead(shared.clone(), e, shutdown.clone())));
     if let Some(metrics) = metrics {
         let shared = shared.clone();
         let app = axum::Router::new().route(
@@ -115,7 +139,49 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await;
     monitor.abort();
-    served
+    if let Some(leading) = leading {
+        let _ = leading.await;
+    }
+    Ok(served?)
+}
+
+/// Stands for election, leads while elected (resuming the cluster's running jobs), and
+/// stands again after losing the lead, until `shutdown` (which resigns the lead).
+async fn lead(shared: Arc<Shared>, election: Arc<Election>, shutdown: CancellationToken) {
+    loop {
+        let Some(term) = election.campaign(&shutdown).await else {
+            return;
+        };
+        *shared.term.lock().unwrap_or_else(|e| e.into_inner()) = Some(term.clone());
+        job::resume_all(&shared, &term).await;
+        tokio::select! {
+            _ = term.lost.cancelled() => {}
+            _ = shutdown.cancelled() => term.resign().await,
+        }
+        shared
+            .term
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // The TaskManagers' sessions end with the term: they go to the next leader.
+        let sessions = std::mem::take(&mut shared.registry().task_managers);
+        drop(sessions);
+        shared.changed.notify_waiters();
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// The right to act as the cluster's leader, for as long as it lasts.
+#[derive(Clone)]
+pub(crate) struct Lead {
+    /// The etcd term (none for a JobManager leading alone).
+    pub(crate) term: Option<Arc<Term>>,
+    /// The epoch (0 alone).
+    pub(crate) epoch: i64,
+    /// Cancelled when the lead ends.
+    pub(crate) lost: CancellationToken,
 }
 
 struct Shared {
@@ -126,6 +192,12 @@ struct Shared {
     changed: Notify,
     next_session: AtomicU64,
     next_job: AtomicU64,
+    /// The election, with high availability.
+    election: Option<Arc<Election>>,
+    /// The current term while this JobManager leads (high availability).
+    term: Mutex<Option<Arc<Term>>>,
+    /// Without high availability the JobManager leads until it shuts down.
+    alone: CancellationToken,
 }
 
 #[derive(Default)]
@@ -144,6 +216,11 @@ struct TaskManagerEntry {
 }
 
 struct JobEntry {
+    /// Cancels the job (a client's request, or its submitter went away).
+    cancel: CancellationToken,
+    /// Its events, for whoever follows it; the latest is kept for new followers.
+    events: broadcast::Sender<JobEvent>,
+    last_event: Option<JobEvent>,
     status: String,
     attempt: u64,
     assignments: Vec<Assignment>,
@@ -178,6 +255,71 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The right to lead, or a refusal naming the leader to go to.
+    async fn lead(&self) -> Result<Lead, Status> {
+        let Some(election) = &self.election else {
+            return Ok(Lead {
+                term: None,
+                epoch: 0,
+                lost: self.alone.clone(),
+            });
+        };
+        let term = self.term.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(term) = term.filter(|t| t.check().is_ok()) {
+            return Ok(Lead {
+                epoch: term.epoch,
+                lost: term.lost.clone(),
+                term: Some(term),
+            });
+        }
+        let leader = match election.view().await {
+            Ok((Some((leader, epoch)), _)) => {
+                format!("the leader is {} at {} (epoch {epoch})", leader.id, leader.address)
+            }
+            Ok((None, _)) => "no JobManager leads right now; try again shortly".into(),
+            Err(e) => format!("the leader cannot be looked up: {e}"),
+        };
+        Err(Status::unavailable(format!(
+            "JobManager {} is a standby, not the leader: {leader}",
+            election.me().id
+        )))
+    }
+
+    /// Who leads, as this JobManager sees it.
+    async fn leadership(&self) -> Leadership {
+        let Some(election) = &self.election else {
+            return Leadership {
+                mode: "single".into(),
+                leading: true,
+                ..Default::default()
+            };
+        };
+        let me = election.me();
+        let mut leadership = Leadership {
+            mode: "etcd".into(),
+            this_job_manager: me.address.clone(),
+            ..Default::default()
+        };
+        leadership.leading = self
+            .term
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| t.check().is_ok());
+        if let Ok((leader, members)) = election.view().await {
+            if let Some((leader, epoch)) = &leader {
+                leadership.leader = leader.address.clone();
+                leadership.epoch = *epoch;
+            }
+            leadership.standbys = members
+                .into_iter()
+                .filter(|m| leader.as_ref().is_none_or(|(l, _)| l.id != m.id))
+                .map(|m| m.address)
+                .collect();
+        }
+        leadership
+    }
+
     /// The TaskManagers, their slots and the jobs, now.
     fn status(&self) -> ClusterStatus {
         let registry = self.registry();
@@ -205,6 +347,7 @@ impl Shared {
                     parts: e.parts.values().cloned().collect(),
                 })
                 .collect(),
+            leadership: None,
         }
     }
 
@@ -362,11 +505,13 @@ impl JobManager for Service {
             ));
         }
         let shared = self.0.clone();
+        let lead = shared.lead().await?;
         let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
         let (orders, orders_rx) = mpsc::unbounded_channel();
         let _ = orders.send(Ok(ToTaskManager {
             kind: Some(Down::Registered(Registered {
                 job_manager_version: VERSION.to_string(),
+                epoch: lead.epoch,
             })),
         }));
         let id = register.id.clone();
@@ -389,7 +534,11 @@ impl JobManager for Service {
         info!(task_manager = %id, data = %register.data_address, slots = register.slots, "TaskManager registered");
         tokio::spawn(async move {
             let reason = loop {
-                match stream.message().await {
+                let message = tokio::select! {
+                    message = stream.message() => message,
+                    _ = lead.lost.cancelled() => break "this JobManager stopped leading".to_string(),
+                };
+                match message {
                     Ok(Some(message)) => shared.route(&id, session, message),
                     Ok(None) => break "it ended its session".to_string(),
                     Err(s) => break format!("its session broke: {}", s.message()),
@@ -408,22 +557,128 @@ impl JobManager for Service {
     ) -> Result<Response<Self::SubmitStream>, Status> {
         let request = request.into_inner();
         let spec = JobSpec::from_bytes(&request.spec).map_err(Status::invalid_argument)?;
+        let lead = self.0.lead().await?;
         let artifacts = Arc::new(request.artifacts);
         let shared = self.0.clone();
-        let (events, events_rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let runner = JobRunner::new(shared.clone(), &spec, artifacts, events);
-            let job = runner.job.clone();
-            runner.run(spec).await;
-            shared.registry().jobs.remove(&job);
-            shared.changed.notify_waiters();
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(events_rx),
-        )))
+        let runner = JobRunner::new(shared.clone(), &spec, artifacts, lead, None);
+        let events = runner.subscribe();
+        // Without high availability a job lives as long as its submitter listens.
+        let cancel_when_gone = shared.election.is_none().then(|| runner.cancel.clone());
+        tokio::spawn(runner.run_to_end(spec));
+        Ok(Response::new(follow(events, None, cancel_when_gone)))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
-        Ok(Response::new(self.0.status()))
+        let mut status = self.0.status();
+        status.leadership = Some(self.0.leadership().await);
+        Ok(Response::new(status))
     }
+
+    type FollowStream = BoxStream<JobEvent>;
+
+    async fn follow(
+        &self,
+        request: Request<FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let job = request.into_inner().job;
+        let followed = self.0.registry().jobs.get(&job).map(|e| {
+            (e.events.subscribe(), e.last_event.clone())
+        });
+        if let Some((events, last)) = followed {
+            return Ok(Response::new(follow(events, last, None)));
+        }
+        // A job that ended (or is about to be resumed) is known to etcd.
+        let lead = self.0.lead().await?;
+        let record = match (&self.0.election, lead.term) {
+            (Some(election), Some(_)) => election
+                .jobs()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .into_iter()
+                .find(|(j, _)| *j == job)
+                .map(|(_, r)| r),
+            _ => None,
+        };
+        match record {
+            Some(record) if record.status != "running" => {
+                let event = JobEvent {
+                    job,
+                    status: record.status,
+                    message: record.message,
+                    attempt: record.attempt,
+                    ..Default::default()
+                };
+                Ok(Response::new(Box::pin(tokio_stream::once(Ok(event)))))
+            }
+            Some(_) => Err(Status::unavailable(format!(
+                "job {job} is being resumed by this JobManager; follow it again shortly"
+            ))),
+            None => Err(Status::not_found(format!("no job {job} on this cluster"))),
+        }
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobReply>, Status> {
+        let job = request.into_inner().job;
+        self.0.lead().await?;
+        let cancel = self.0.registry().jobs.get(&job).map(|e| e.cancel.clone());
+        match cancel {
+            Some(cancel) => {
+                cancel.cancel();
+                Ok(Response::new(CancelJobReply {
+                    message: format!("job {job} is being cancelled"),
+                }))
+            }
+            None => Err(Status::not_found(format!("no running job {job}"))),
+        }
+    }
+}
+
+/// A job's events as a response stream: `first` (its latest, if known), then every
+/// event until one that ends it. When the receiver goes away, `cancel_when_gone` fires.
+fn follow(
+    mut events: broadcast::Receiver<JobEvent>,
+    first: Option<JobEvent>,
+    cancel_when_gone: Option<CancellationToken>,
+) -> BoxStream<JobEvent> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let _cancel = cancel_when_gone.map(CancellationToken::drop_guard);
+        let mut next = first;
+        loop {
+            let event = match next.take() {
+                Some(e) => e,
+                None => match events.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // The job's runner ended without an outcome: its JobManager
+                    // stopped leading; the job goes on with the next leader.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "this JobManager stopped leading; follow the job on the new leader",
+                            )))
+                            .await;
+                        if let Some(c) = _cancel {
+                            c.disarm();
+                        }
+                        return;
+                    }
+                },
+            };
+            let done = job::is_final(&event.status);
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+            if done {
+                if let Some(c) = _cancel {
+                    c.disarm();
+                }
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -172,6 +172,10 @@ pub mod to_task_manager {
 pub struct Registered {
     #[prost(string, tag = "1")]
     pub job_manager_version: ::prost::alloc::string::String,
+    /// The leader's epoch (0 without high availability). A TaskManager that has served a
+    /// newer epoch refuses the session of an older one: that JobManager was deposed.
+    #[prost(int64, tag = "2")]
+    pub epoch: i64,
 }
 /// Prepare this TaskManager's part of an attempt of a job: plan it, check the plan and
 /// read the checkpoint it resumes from. It starts on `Start`, once every TaskManager of
@@ -308,6 +312,48 @@ pub struct ClusterStatus {
     pub task_managers: ::prost::alloc::vec::Vec<TaskManagerStatus>,
     #[prost(message, repeated, tag = "3")]
     pub jobs: ::prost::alloc::vec::Vec<JobStatus>,
+    #[prost(message, optional, tag = "4")]
+    pub leadership: ::core::option::Option<Leadership>,
+}
+/// Who leads the cluster, as the JobManager asked sees it.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Leadership {
+    /// "single" (one JobManager) or "etcd" (elected through etcd).
+    #[prost(string, tag = "1")]
+    pub mode: ::prost::alloc::string::String,
+    /// The JobManager that answered (its advertised address) and whether it leads.
+    #[prost(string, tag = "2")]
+    pub this_job_manager: ::prost::alloc::string::String,
+    #[prost(bool, tag = "3")]
+    pub leading: bool,
+    /// The leader's address, if there is one, and its epoch (etcd's revision of the
+    /// election: it grows with every new leader).
+    #[prost(string, tag = "4")]
+    pub leader: ::prost::alloc::string::String,
+    #[prost(int64, tag = "5")]
+    pub epoch: i64,
+    /// The other JobManagers standing by.
+    #[prost(string, repeated, tag = "6")]
+    pub standbys: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FollowRequest {
+    #[prost(string, tag = "1")]
+    pub job: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelJobRequest {
+    #[prost(string, tag = "1")]
+    pub job: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelJobReply {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -506,6 +552,54 @@ pub mod job_manager_client {
                 .insert(GrpcMethod::new("fungi.cluster.v1.JobManager", "Status"));
             self.inner.unary(req, path, codec).await
         }
+        /// Follows a job already submitted (after the leader changed, say): its current
+        /// status, then one event per change until it ends.
+        pub async fn follow(
+            &mut self,
+            request: impl tonic::IntoRequest<super::FollowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::JobEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/fungi.cluster.v1.JobManager/Follow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("fungi.cluster.v1.JobManager", "Follow"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Cancels a running job.
+        pub async fn cancel_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::CancelJobReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/fungi.cluster.v1.JobManager/CancelJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("fungi.cluster.v1.JobManager", "CancelJob"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -551,6 +645,23 @@ pub mod job_manager_server {
             &self,
             request: tonic::Request<super::StatusRequest>,
         ) -> std::result::Result<tonic::Response<super::ClusterStatus>, tonic::Status>;
+        /// Server streaming response type for the Follow method.
+        type FollowStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::JobEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Follows a job already submitted (after the leader changed, say): its current
+        /// status, then one event per change until it ends.
+        async fn follow(
+            &self,
+            request: tonic::Request<super::FollowRequest>,
+        ) -> std::result::Result<tonic::Response<Self::FollowStream>, tonic::Status>;
+        /// Cancels a running job.
+        async fn cancel_job(
+            &self,
+            request: tonic::Request<super::CancelJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::CancelJobReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct JobManagerServer<T> {
@@ -750,6 +861,97 @@ pub mod job_manager_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/fungi.cluster.v1.JobManager/Follow" => {
+                    #[allow(non_camel_case_types)]
+                    struct FollowSvc<T: JobManager>(pub Arc<T>);
+                    impl<
+                        T: JobManager,
+                    > tonic::server::ServerStreamingService<super::FollowRequest>
+                    for FollowSvc<T> {
+                        type Response = super::JobEvent;
+                        type ResponseStream = T::FollowStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::FollowRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as JobManager>::follow(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = FollowSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/fungi.cluster.v1.JobManager/CancelJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelJobSvc<T: JobManager>(pub Arc<T>);
+                    impl<
+                        T: JobManager,
+                    > tonic::server::UnaryService<super::CancelJobRequest>
+                    for CancelJobSvc<T> {
+                        type Response = super::CancelJobReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as JobManager>::cancel_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelJobSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
