@@ -65,8 +65,9 @@ pub struct TaskChannels {
 }
 
 /// A future a [`CompletionGuard`] returns.
-pub type GuardFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>>;
+pub type GuardFuture<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>,
+>;
 
 /// Fences a coordinator whose right to act can be taken away: in a highly available
 /// cluster, only the JobManager that leads may number, complete and announce

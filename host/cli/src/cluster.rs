@@ -277,7 +277,7 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
         };
         fungi_cluster::jobmanager::serve(listener, metrics, Arc::new(CliPlanner), config, shutdown)
             .await
-            .context("the JobManager's endpoint failed")
+            .map_err(anyhow::Error::from)
     })
 }
 
@@ -513,7 +513,11 @@ pub(crate) fn command(command: ClusterCommand) -> Result<()> {
     if leadership.mode == "etcd" {
         println!(
             "leader {} (epoch {}), standbys: {}",
-            if leadership.leader.is_empty() { "none" } else { &leadership.leader },
+            if leadership.leader.is_empty() {
+                "none"
+            } else {
+                &leadership.leader
+            },
             leadership.epoch,
             if leadership.standbys.is_empty() {
                 "none".to_string()

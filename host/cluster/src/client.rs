@@ -50,8 +50,14 @@ impl ClusterClient {
     /// Connects to the JobManager at `address` (`host:port`), over mutual TLS when
     /// `tls` is given.
     pub async fn connect(address: &str, tls: Option<&Tls>) -> Result<ClusterClient, ClientError> {
+        // A JobManager that stops answering (paused, cut off) breaks the connection
+        // within seconds, so that a client can follow its jobs on the next leader.
         let endpoint = crate::tls::endpoint(address, tls)
-            .map_err(|e| ClientError::Address(address.into(), e))?;
+            .map_err(|e| ClientError::Address(address.into(), e))?
+            .http2_keep_alive_interval(std::time::Duration::from_secs(2))
+            .keep_alive_timeout(std::time::Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_timeout(std::time::Duration::from_secs(5));
         let channel = endpoint
             .connect()
             .await
@@ -65,7 +71,11 @@ impl ClusterClient {
     /// `host:port`; one address for a cluster without high availability).
     pub async fn leader(addresses: &str, tls: Option<&Tls>) -> Result<ClusterClient, ClientError> {
         let mut heard = Vec::new();
-        for address in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        for address in addresses
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
             let mut client = match ClusterClient::connect(address, tls).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -81,7 +91,11 @@ impl ClusterClient {
                     let leader = status.leadership.map(|l| l.leader).unwrap_or_default();
                     heard.push(format!(
                         "{address} stands by (leader: {})",
-                        if leader.is_empty() { "none yet" } else { &leader }
+                        if leader.is_empty() {
+                            "none yet"
+                        } else {
+                            &leader
+                        }
                     ));
                 }
                 Err(e) => heard.push(format!("{address}: {e}")),

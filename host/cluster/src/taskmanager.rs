@@ -202,7 +202,10 @@ pub async fn run(
     let mut next = 0;
     info!(id = %state.id, data = %state.data_address, "TaskManager started");
     let result = loop {
-        let address = addresses.get(next % addresses.len().max(1)).copied().unwrap_or_default();
+        let address = addresses
+            .get(next % addresses.len().max(1))
+            .copied()
+            .unwrap_or_default();
         let session = session(&config, address, &state, &shutdown);
         let outcome = tokio::select! {
             outcome = session => outcome,
@@ -322,7 +325,9 @@ async fn session(
         };
         match order.kind {
             Some(Down::Registered(r)) => {
-                let newest = state.epoch.fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
+                let newest = state
+                    .epoch
+                    .fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
                 if r.epoch < newest {
                     return Err(Ended::Lost(format!(
                         "the JobManager at {address} leads epoch {}, older than epoch {newest} \

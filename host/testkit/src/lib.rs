@@ -92,6 +92,79 @@ fn stdout_of(what: &str, command: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An etcd server (Debian's `etcd-server`) on loopback, its data in a temporary
+/// directory; it can be stopped and started again on the same ports and data.
+pub struct EtcdServer {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl EtcdServer {
+    /// Starts a single-member etcd.
+    pub fn start() -> EtcdServer {
+        let mut server = EtcdServer {
+            child: None,
+            data: tempfile::tempdir().expect("a temporary directory"),
+            client_port: free_port(),
+            peer_port: free_port(),
+            endpoint: String::new(),
+        };
+        server.endpoint = format!("http://127.0.0.1:{}", server.client_port);
+        server.resume();
+        server
+    }
+
+    /// Starts it again (after [`stop`](Self::stop)), with the data it had.
+    pub fn resume(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut child = Command::new(tool("etcd"))
+            .args(["--name", "fungi-test", "--data-dir"])
+            .arg(self.data.path())
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("fungi-test={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        wait_for(
+            SocketAddr::from(([127, 0, 0, 1], self.client_port)),
+            &mut child,
+            "etcd",
+        );
+        self.child = Some(child);
+    }
+
+    /// Kills it (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// An S3-compatible server (`s3s-fs`) on loopback, storing objects under a temporary
 /// directory: one bucket directory per bucket.
 pub struct S3Server {

@@ -266,11 +266,10 @@ fn kvs(value: &Value) -> Result<Vec<KeyValue>, EtcdError> {
     let Some(list) = value.get("kvs") else {
         return Ok(Vec::new());
     };
-    let raw: Vec<RawKv> =
-        serde_json::from_value(list.clone()).map_err(|e| EtcdError::Refused {
-            call: "range",
-            message: format!("unexpected answer: {e}"),
-        })?;
+    let raw: Vec<RawKv> = serde_json::from_value(list.clone()).map_err(|e| EtcdError::Refused {
+        call: "range",
+        message: format!("unexpected answer: {e}"),
+    })?;
     raw.into_iter()
         .map(|kv| {
             let decode = |s: &str| {

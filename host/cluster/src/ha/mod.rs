@@ -107,7 +107,10 @@ impl Election {
     /// Joins the cluster's election: checks that etcd answers and that the cluster's
     /// prefix holds this cluster's data (or nothing yet).
     pub async fn join(config: HaConfig) -> Result<Election, HaError> {
-        let etcd = Etcd::new(&config.endpoints, config.lease_ttl.min(Duration::from_secs(5)))?;
+        let etcd = Etcd::new(
+            &config.endpoints,
+            config.lease_ttl.min(Duration::from_secs(5)),
+        )?;
         let prefix = format!("/fungi/{}/", config.cluster_id);
         let format_key = format!("{prefix}format");
         match etcd.get(&format_key).await? {
@@ -119,22 +122,37 @@ impl Election {
                 });
             }
             None => {
-                let existing = etcd.range_prefix(&prefix, 1).await?;
-                if let Some(kv) = existing.first() {
-                    return Err(HaError::ForeignData {
-                        prefix,
-                        found: format!("key {} and no format marker", kv.key),
-                    });
+                // Nothing of Fungi's yet: the prefix must be empty (another JobManager
+                // may be writing the marker at this very moment).
+                let existing = etcd.range_prefix(&prefix, 2).await?;
+                if let Some(kv) = existing.iter().find(|kv| kv.key != format_key) {
+                    let marker = etcd.get(&format_key).await?.map(|kv| kv.value);
+                    if marker.as_deref() != Some(FORMAT.as_bytes()) {
+                        return Err(HaError::ForeignData {
+                            prefix,
+                            found: format!("key {} and no format marker", kv.key),
+                        });
+                    }
                 }
-                etcd.txn(
-                    &[Compare::Created(format_key.clone(), 0)],
-                    &[Op::Put {
-                        key: format_key,
-                        value: FORMAT.as_bytes().to_vec(),
-                        lease: 0,
-                    }],
-                )
-                .await?;
+                let created = etcd
+                    .txn(
+                        &[Compare::Created(format_key.clone(), 0)],
+                        &[Op::Put {
+                            key: format_key.clone(),
+                            value: FORMAT.as_bytes().to_vec(),
+                            lease: 0,
+                        }],
+                    )
+                    .await?;
+                if !created.succeeded {
+                    let marker = etcd.get(&format_key).await?.map(|kv| kv.value);
+                    if marker.as_deref() != Some(FORMAT.as_bytes()) {
+                        return Err(HaError::ForeignData {
+                            prefix,
+                            found: "another format marker".into(),
+                        });
+                    }
+                }
             }
         }
         Ok(Election {
@@ -365,8 +383,9 @@ impl Term {
         }
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         if Instant::now() >= deadline {
-            self.lost.cancel();
-            return Err("its lease may have expired (no keep-alive confirmed in time)".into());
+            let reason = "its lease may have expired (no keep-alive confirmed in time)";
+            self.end(reason);
+            return Err(reason.into());
         }
         Ok(())
     }
@@ -388,7 +407,7 @@ impl Term {
             )
             .await?;
         if !done.succeeded {
-            self.lost.cancel();
+            self.end("another JobManager leads now");
             return Err(deposed("another JobManager leads now".into()));
         }
         Ok(())

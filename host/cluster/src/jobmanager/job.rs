@@ -47,28 +47,28 @@ pub(super) async fn resume_all(shared: &Arc<Shared>, term: &Arc<Term>) {
         lost: term.lost.clone(),
     };
     for (job, record) in jobs.into_iter().filter(|(_, r)| r.status == "running") {
-        let submission = CheckpointStorage::open(std::path::Path::new(&record.location), &record.options)
-            .and_then(|s| s.job_file(SUBMISSION_FILE));
+        let submission =
+            CheckpointStorage::open(std::path::Path::new(&record.location), &record.options)
+                .and_then(|s| s.job_file(SUBMISSION_FILE));
         let submission = match submission {
             Ok(Some(bytes)) => SubmitRequest::decode(bytes.as_slice()).map_err(|e| e.to_string()),
             Ok(None) => Err(format!("{} holds no {SUBMISSION_FILE}", record.location)),
             Err(e) => Err(e.to_string()),
         };
-        let (spec, artifacts) = match submission.and_then(|s| {
-            Ok((JobSpec::from_bytes(&s.spec)?, s.artifacts))
-        }) {
-            Ok(found) => found,
-            Err(e) => {
-                warn!(%job, error = %e, "cannot resume the job: its submission cannot be read");
-                let record = JobRecord {
-                    status: "failed".into(),
-                    message: format!("its submission cannot be read to resume it: {e}"),
-                    ..record
-                };
-                let _ = term.put_job(&job, &record).await;
-                continue;
-            }
-        };
+        let (spec, artifacts) =
+            match submission.and_then(|s| Ok((JobSpec::from_bytes(&s.spec)?, s.artifacts))) {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(%job, error = %e, "cannot resume the job: its submission cannot be read");
+                    let record = JobRecord {
+                        status: "failed".into(),
+                        message: format!("its submission cannot be read to resume it: {e}"),
+                        ..record
+                    };
+                    let _ = term.put_job(&job, &record).await;
+                    continue;
+                }
+            };
         info!(%job, attempt = record.attempt, "resuming the job");
         let runner = JobRunner::new(
             shared.clone(),
@@ -85,6 +85,8 @@ pub(super) async fn resume_all(shared: &Arc<Shared>, term: &Arc<Term>) {
 pub(super) struct JobRunner {
     shared: Arc<Shared>,
     pub(super) job: String,
+    /// Tells this runner's registry entry from a later runner's of the same job.
+    runner: u64,
     events: broadcast::Sender<JobEvent>,
     /// Cancels the job.
     pub(super) cancel: CancellationToken,
@@ -137,9 +139,12 @@ impl JobRunner {
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(64);
         let cancel = lead.lost.child_token();
+        static NEXT_RUNNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let runner = NEXT_RUNNER.fetch_add(1, Ordering::Relaxed);
         shared.registry().jobs.insert(
             job.clone(),
             JobEntry {
+                runner,
                 cancel: cancel.clone(),
                 events: events.clone(),
                 last_event: None,
@@ -152,6 +157,7 @@ impl JobRunner {
         );
         JobRunner {
             shared,
+            runner,
             job,
             events,
             cancel,
@@ -170,9 +176,13 @@ impl JobRunner {
 
     /// Runs the job, then forgets it.
     pub(super) async fn run_to_end(self, spec: JobSpec) {
-        let (shared, job) = (self.shared.clone(), self.job.clone());
+        let (shared, job, runner) = (self.shared.clone(), self.job.clone(), self.runner);
         self.run(spec).await;
-        shared.registry().jobs.remove(&job);
+        let mut registry = shared.registry();
+        if registry.jobs.get(&job).is_some_and(|e| e.runner == runner) {
+            registry.jobs.remove(&job);
+        }
+        drop(registry);
         shared.changed.notify_waiters();
     }
 
@@ -228,7 +238,13 @@ impl JobRunner {
     /// Ends the job with its final status, recorded first (with high availability).
     /// A JobManager that stopped leading records and announces nothing: the job goes
     /// on with the next leader.
-    async fn end(&mut self, status: &str, message: String, operators: Vec<OperatorCount>, bytes: u64) {
+    async fn end(
+        &mut self,
+        status: &str,
+        message: String,
+        operators: Vec<OperatorCount>,
+        bytes: u64,
+    ) {
         if self.lead.lost.is_cancelled() || !self.record(status, &message).await {
             return;
         }
@@ -264,7 +280,9 @@ impl JobRunner {
         };
         if self.lead.term.is_some()
             && self.record.is_none()
-            && let Err(message) = self.keep_for_standbys(&spec, storage.as_ref(), &config).await
+            && let Err(message) = self
+                .keep_for_standbys(&spec, storage.as_ref(), &config)
+                .await
         {
             return self.end("failed", message, Vec::new(), 0).await;
         }
@@ -353,7 +371,8 @@ impl JobRunner {
     /// Ends a job that was cancelled (by a client, or its submitter went away); a job
     /// whose JobManager stopped leading just stops here.
     async fn cancelled(&mut self) {
-        self.end("cancelled", "cancelled".into(), Vec::new(), 0).await;
+        self.end("cancelled", "cancelled".into(), Vec::new(), 0)
+            .await;
     }
 
     /// Keeps what a standby needs to resume a newly submitted job: its submission in
@@ -645,6 +664,12 @@ impl JobRunner {
                 self.cancel_attempt(&tms, attempt);
                 if let Some(c) = &coordination {
                     c.cancel.cancel();
+                }
+                // A JobManager that stopped leading hears nothing more: its sessions
+                // ended, and with them every part (TaskManagers cancel the parts of a
+                // session that ends).
+                if self.lead.lost.is_cancelled() {
+                    break;
                 }
             }
             let stopped = coordination.as_ref().map(|c| c.cancel.clone());

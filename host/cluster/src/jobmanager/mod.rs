@@ -24,8 +24,8 @@ use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::to_task_manager::Kind as Down;
 use crate::proto::{
     Assignment, CancelJobReply, CancelJobRequest, ClusterStatus, FollowRequest, FromTaskManager,
-    JobEvent, JobStatus, Leadership, OperatorCount, PartStats, Registered, Snapshot,
-    StatusRequest, SubmitRequest, TaskManagerStatus, ToTaskManager,
+    JobEvent, JobStatus, Leadership, OperatorCount, PartStats, Registered, Snapshot, StatusRequest,
+    SubmitRequest, TaskManagerStatus, ToTaskManager,
 };
 use crate::spec::{JobSpec, Planner};
 
@@ -53,10 +53,10 @@ pub struct JobManagerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum JobManagerError {
     /// Its endpoint failed.
-    #[error("the JobManager's endpoint failed: {0}")]
+    #[error("the JobManager's endpoint failed")]
     Transport(#[from] tonic::transport::Error),
     /// High availability could not start.
-    #[error("high availability: {0}")]
+    #[error("high availability")]
     Ha(#[from] HaError),
 }
 
@@ -158,11 +158,7 @@ async fn lead(shared: Arc<Shared>, election: Arc<Election>, shutdown: Cancellati
             _ = term.lost.cancelled() => {}
             _ = shutdown.cancelled() => term.resign().await,
         }
-        shared
-            .term
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        shared.term.lock().unwrap_or_else(|e| e.into_inner()).take();
         // The TaskManagers' sessions end with the term: they go to the next leader.
         let sessions = std::mem::take(&mut shared.registry().task_managers);
         drop(sessions);
@@ -216,6 +212,9 @@ struct TaskManagerEntry {
 }
 
 struct JobEntry {
+    /// Which runner runs it (a later leadership of this JobManager may resume the job
+    /// with a new runner while the old one winds down).
+    runner: u64,
     /// Cancels the job (a client's request, or its submitter went away).
     cancel: CancellationToken,
     /// Its events, for whoever follows it; the latest is kept for new followers.
@@ -274,7 +273,10 @@ impl Shared {
         }
         let leader = match election.view().await {
             Ok((Some((leader, epoch)), _)) => {
-                format!("the leader is {} at {} (epoch {epoch})", leader.id, leader.address)
+                format!(
+                    "the leader is {} at {} (epoch {epoch})",
+                    leader.id, leader.address
+                )
             }
             Ok((None, _)) => "no JobManager leads right now; try again shortly".into(),
             Err(e) => format!("the leader cannot be looked up: {e}"),
@@ -581,9 +583,12 @@ impl JobManager for Service {
         request: Request<FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         let job = request.into_inner().job;
-        let followed = self.0.registry().jobs.get(&job).map(|e| {
-            (e.events.subscribe(), e.last_event.clone())
-        });
+        let followed = self
+            .0
+            .registry()
+            .jobs
+            .get(&job)
+            .map(|e| (e.events.subscribe(), e.last_event.clone()));
         if let Some((events, last)) = followed {
             return Ok(Response::new(follow(events, last, None)));
         }
