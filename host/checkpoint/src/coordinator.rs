@@ -383,3 +383,111 @@ impl Coordinator {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guard that records what it was asked and refuses to commit when told to.
+    #[derive(Default)]
+    struct Recording {
+        reserved: Mutex<Vec<u64>>,
+        committed: Mutex<Vec<u64>>,
+        refuse_commit: bool,
+    }
+
+    impl CompletionGuard for Recording {
+        fn reserve(&self, id: CheckpointId) -> GuardFuture<'_, ()> {
+            self.reserved.lock().unwrap().push(id.get());
+            Box::pin(async { Ok(()) })
+        }
+        fn may_write(&self) -> std::result::Result<(), String> {
+            Ok(())
+        }
+        fn commit(&self, id: CheckpointId) -> GuardFuture<'_, ()> {
+            let refuse = self.refuse_commit;
+            if !refuse {
+                self.committed.lock().unwrap().push(id.get());
+            }
+            Box::pin(async move {
+                if refuse {
+                    Err("another leader".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    /// Runs a one-subtask coordinator fenced by `guard` (first id 7) through one
+    /// checkpoint: what it returned and the latest checkpoint it announced.
+    async fn one_checkpoint(guard: Arc<Recording>, dir: &std::path::Path) -> (Result<()>, u64) {
+        let config = CheckpointConfig {
+            interval: Some(Duration::from_millis(10)),
+            dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        };
+        let (coordinator, mut channels) =
+            Coordinator::new(config, CheckpointStorage::new(dir), "job", 1, 1);
+        let coordinator = coordinator.with_guard(guard, 7);
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(coordinator.run(cancel.clone()));
+        channels.trigger.changed().await.unwrap();
+        let id = *channels.trigger.borrow();
+        let task = TaskKey {
+            chain: "source".into(),
+            subtask: 0,
+        };
+        let snapshot = TaskSnapshot {
+            source: Some(vec![1]),
+            operators: Vec::new(),
+        };
+        channels
+            .reports
+            .send(TaskReport::Snapshot {
+                checkpoint: id,
+                task,
+                parallelism: 1,
+                snapshot,
+            })
+            .unwrap();
+        let announced = tokio::time::timeout(Duration::from_secs(5), channels.completed.changed())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        cancel.cancel();
+        let result = running.await.unwrap();
+        let latest = if announced {
+            channels.completed.borrow().id.get()
+        } else {
+            0
+        };
+        (result, latest)
+    }
+
+    #[tokio::test]
+    async fn a_fenced_coordinator_numbers_past_its_predecessor_and_commits_before_announcing() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Arc::new(Recording::default());
+        let (result, latest) = one_checkpoint(guard.clone(), dir.path()).await;
+        result.unwrap();
+        assert_eq!(latest, 7);
+        assert_eq!(guard.reserved.lock().unwrap()[0], 7);
+        assert_eq!(*guard.committed.lock().unwrap(), vec![7]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_commit_announces_nothing_and_stops_the_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Arc::new(Recording {
+            refuse_commit: true,
+            ..Default::default()
+        });
+        let (result, latest) = one_checkpoint(guard, dir.path()).await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.contains("checkpoint 7 was not completed: another leader"),
+            "{error}"
+        );
+        assert_eq!(latest, 0, "nothing may be announced");
+    }
+}
