@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fungi_cluster::ha::HaConfig;
 use fungi_cluster::jobmanager::JobManagerConfig;
-use fungi_cluster::taskmanager::TaskManagerConfig;
+use fungi_cluster::taskmanager::{self, Registration, TaskManagerConfig};
 use fungi_cluster::{ClusterClient, JobSpec, Planner, Tls, TlsFiles};
 use fungi_execution::plan::PhysicalPlan;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,8 @@ pub(crate) struct JobManagerArgs {
     #[arg(long, default_value_t = 5000)]
     heartbeat_timeout_ms: u64,
     /// Serve Prometheus metrics (TaskManagers, slots, bytes between hosts,
-    /// backpressure, rows per operator) at http://ADDR/metrics.
+    /// backpressure, rows per operator) at http://ADDR/metrics, and the health and
+    /// readiness probes at /healthz and /readyz (ready while it leads).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
@@ -136,6 +137,10 @@ pub(crate) struct TaskManagerArgs {
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
     #[arg(long, default_value_os_t = default_artifact_dir())]
     artifact_dir: std::path::PathBuf,
+    /// Serve health and readiness probes at http://ADDR/healthz and /readyz (ready
+    /// while registered with a leading JobManager).
+    #[arg(long, value_name = "ADDR")]
+    probe_listen: Option<String>,
     #[command(flatten)]
     tls: ClusterTlsArgs,
 }
@@ -299,6 +304,15 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
             args.jobmanager
         );
         std::io::stdout().flush()?;
+        let registration = Registration::default();
+        if let Some(probes) = &args.probe_listen {
+            let probes = tokio::net::TcpListener::bind(probes)
+                .await
+                .with_context(|| format!("cannot listen on {probes}"))?;
+            println!("probes on http://{}/readyz", probes.local_addr()?);
+            std::io::stdout().flush()?;
+            taskmanager::serve_probes(probes, registration.clone(), shutdown.clone());
+        }
         let config = TaskManagerConfig {
             id: args.id,
             job_manager: args.jobmanager,
@@ -306,7 +320,8 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
             artifact_dir: args.artifact_dir,
             tls: args.tls.load()?,
         };
-        fungi_cluster::taskmanager::run(config, listener, Arc::new(CliPlanner), shutdown)
+        let planner = Arc::new(CliPlanner);
+        taskmanager::run(config, listener, planner, registration, shutdown)
             .await
             .map_err(anyhow::Error::from)
     })

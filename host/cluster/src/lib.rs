@@ -28,6 +28,7 @@ mod exchange;
 pub mod ha;
 pub mod jobmanager;
 mod metrics;
+mod probes;
 mod proto;
 pub mod spec;
 pub mod taskmanager;

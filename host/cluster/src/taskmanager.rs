@@ -50,6 +50,35 @@ pub struct TaskManagerConfig {
     pub tls: Option<crate::Tls>,
 }
 
+/// Whether a TaskManager holds a session with a leader now.
+#[derive(Debug, Clone, Default)]
+pub struct Registration(Arc<std::sync::atomic::AtomicBool>);
+
+impl Registration {
+    fn set(&self, registered: bool) {
+        self.0
+            .store(registered, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether it is registered.
+    pub fn registered(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Serves the TaskManager's probes on `listener` (`/readyz` while `registration` is).
+pub fn serve_probes(
+    listener: TcpListener,
+    registration: Registration,
+    shutdown: CancellationToken,
+) {
+    crate::probes::serve(
+        listener,
+        crate::probes::router(move || registration.registered()),
+        shutdown,
+    );
+}
+
 /// Why a TaskManager stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskManagerError {
@@ -144,6 +173,7 @@ struct State {
     parts: Mutex<HashMap<String, Part>>,
     /// The newest leader epoch served: a JobManager of an older one was deposed.
     epoch: std::sync::atomic::AtomicI64,
+    registration: Registration,
 }
 
 /// Runs a TaskManager whose data endpoint listens on `listener` until `shutdown`;
@@ -153,6 +183,7 @@ pub async fn run(
     config: TaskManagerConfig,
     listener: TcpListener,
     planner: Arc<dyn Planner>,
+    registration: Registration,
     shutdown: CancellationToken,
 ) -> Result<(), TaskManagerError> {
     let local: SocketAddr = listener
@@ -192,6 +223,7 @@ pub async fn run(
         connections: Arc::new(Connections::new(config.tls.clone())),
         parts: Mutex::default(),
         epoch: std::sync::atomic::AtomicI64::new(0),
+        registration,
     });
     let addresses: Vec<&str> = config
         .job_manager
@@ -212,6 +244,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break Ok(()),
         };
         cancel_all(&state);
+        state.registration.set(false);
         match outcome {
             Err(Ended::Refused(reason)) => break Err(TaskManagerError::Refused(reason)),
             Err(Ended::Lost(reason)) => {
@@ -335,6 +368,7 @@ async fn session(
                         r.epoch
                     )));
                 }
+                state.registration.set(true);
                 info!(job_manager = %address, epoch = r.epoch, version = %r.job_manager_version, "registered");
             }
             Some(Down::Deploy(deploy)) => {

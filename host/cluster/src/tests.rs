@@ -122,6 +122,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         config,
         listener,
         Arc::new(Numbers(1)),
+        Default::default(),
         shutdown.clone(),
     ));
     let mut client = ClusterClient::connect(&address, None).await.unwrap();

@@ -23,7 +23,11 @@ struct HaCluster {
     etcd: EtcdServer,
     /// JobManagers by name, with their addresses.
     job_managers: BTreeMap<String, (Child, String)>,
+    /// Their probes (`http://.../`) by name.
+    probes: BTreeMap<String, String>,
     task_managers: Vec<Child>,
+    /// The TaskManagers' readiness probes.
+    task_manager_probes: Vec<String>,
 }
 
 impl HaCluster {
@@ -33,7 +37,9 @@ impl HaCluster {
             dir: dir.to_path_buf(),
             etcd: EtcdServer::start(),
             job_managers: BTreeMap::new(),
+            probes: BTreeMap::new(),
             task_managers: Vec::new(),
+            task_manager_probes: Vec::new(),
         };
         for name in ["jm1", "jm2"] {
             let address = format!("127.0.0.1:{}", fungi_testkit::free_port());
@@ -42,14 +48,22 @@ impl HaCluster {
         let addresses = cluster.addresses();
         for i in 1..=2 {
             let log = std::fs::File::create(dir.join(format!("tm{i}.log"))).unwrap();
-            let child = fungi()
+            let mut child = fungi()
                 .args(["taskmanager", "--jobmanager", &addresses, "--id"])
                 .arg(format!("tm{i}"))
+                .args(["--probe-listen", "127.0.0.1:0"])
                 .env("FUNGI_LOG", "info")
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(log)
                 .spawn()
                 .unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let (mut first, mut probes) = (String::new(), String::new());
+            stdout.read_line(&mut first).unwrap();
+            stdout.read_line(&mut probes).unwrap();
+            let probe = probes.trim().strip_prefix("probes on ");
+            let probe = probe.unwrap_or_else(|| panic!("{probes}"));
+            cluster.task_manager_probes.push(probe.to_string());
             cluster.task_managers.push(child);
         }
         cluster.wait_until(30, "two TaskManagers registered with a leader", |s| {
@@ -69,6 +83,7 @@ impl HaCluster {
         let mut child = fungi()
             .args(["jobmanager", "--listen", address, "--id", name])
             .args(["--ha", "etcd", "--ha-endpoints", &self.etcd.endpoint])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args([
                 "--ha-lease-ttl",
                 LEASE_TTL,
@@ -80,11 +95,17 @@ impl HaCluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut line, mut metrics) = (String::new(), String::new());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        stdout.read_line(&mut metrics).unwrap();
         assert!(line.contains(address), "{line}");
+        let probes = metrics
+            .trim()
+            .strip_prefix("metrics on ")
+            .and_then(|m| m.strip_suffix("metrics"))
+            .unwrap_or_else(|| panic!("{metrics}"));
+        self.probes.insert(name.to_string(), probes.to_string());
         self.job_managers
             .insert(name.to_string(), (child, address.to_string()));
     }
@@ -453,6 +474,17 @@ fn standbys_name_the_leader_and_jobs_without_checkpoints_are_refused() {
     assert_eq!(standbys.len(), 1, "{status}");
     let standby = standbys[0].as_str().unwrap();
     let leader_address = &cluster.job_managers[&leader].1;
+    // Only the leader is ready (a Kubernetes Service routes to it alone); every
+    // registered TaskManager is ready; all are healthy.
+    let code = |url: String| reqwest::blocking::get(url).unwrap().status().as_u16();
+    for (name, probes) in &cluster.probes {
+        assert_eq!(code(format!("{probes}healthz")), 200);
+        let ready = if *name == leader { 200 } else { 503 };
+        assert_eq!(code(format!("{probes}readyz")), ready, "{name}");
+    }
+    for probe in &cluster.task_manager_probes {
+        assert_eq!(code(probe.clone()), 200, "{probe}");
+    }
     // A client that reaches only the standby is told where the leader is.
     let work = tempfile::tempdir().unwrap();
     let file = job_file(work.path(), 1);

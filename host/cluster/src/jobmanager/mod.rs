@@ -103,7 +103,8 @@ pub async fn serve(
     let leading = election.map(|e| tokio::spawn(lead(shared.clone(), e, shutdown.clone())));
     if let Some(metrics) = metrics {
         let shared = shared.clone();
-        let app = axum::Router::new().route(
+        let ready = shared.clone();
+        let app = crate::probes::router(move || ready.leads()).route(
             "/metrics",
             axum::routing::get(move || {
                 let shared = shared.clone();
@@ -254,6 +255,17 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether this JobManager leads now (always, without high availability).
+    fn leads(&self) -> bool {
+        self.election.is_none()
+            || self
+                .term
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|t| t.check().is_ok())
+    }
+
     /// The right to lead, or a refusal naming the leader to go to.
     async fn lead(&self) -> Result<Lead, Status> {
         let Some(election) = &self.election else {
@@ -302,12 +314,7 @@ impl Shared {
             this_job_manager: me.address.clone(),
             ..Default::default()
         };
-        leadership.leading = self
-            .term
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|t| t.check().is_ok());
+        leadership.leading = self.leads();
         if let Ok((leader, members)) = election.view().await {
             if let Some((leader, epoch)) = &leader {
                 leadership.leader = leader.address.clone();
