@@ -10,6 +10,8 @@ cargo fmt --all --check
 # promises what has landed.
 python3 scripts/check-docs.py
 "$HOME/.cache/fungi/tools/bin/mdbook" build docs --dest-dir "$CARGO_TARGET_DIR/book"
+# The Kubernetes manifests render and validate against the Kubernetes schemas.
+bash scripts/check-kubernetes.sh
 # Services the tests start on loopback (built once into ~/.cache/fungi/tools).
 bash scripts/install-test-services.sh
 # The guest workspaces (plugins, hostile plugins) and the SDK are formatted and linted

@@ -134,6 +134,10 @@ pub(crate) struct TaskManagerArgs {
     /// Its name in the cluster (default: its data address).
     #[arg(long)]
     id: Option<String>,
+    /// The address other TaskManagers reach its data endpoint at (default: the address
+    /// it listens on; set it when listening on 0.0.0.0).
+    #[arg(long)]
+    advertise: Option<String>,
     /// Where plugins and Python modules shipped with jobs are kept (by digest).
     #[arg(long, default_value_os_t = default_artifact_dir())]
     artifact_dir: std::path::PathBuf,
@@ -317,6 +321,7 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
             id: args.id,
             job_manager: args.jobmanager,
             slots: args.slots,
+            advertise: args.advertise,
             artifact_dir: args.artifact_dir,
             tls: args.tls.load()?,
         };

@@ -44,6 +44,9 @@ pub struct TaskManagerConfig {
     pub job_manager: String,
     /// Slots it offers: how many subtasks of one chain it may run at once.
     pub slots: u32,
+    /// The address other TaskManagers reach its data endpoint at (default: the address
+    /// it listens on, which is wrong when it listens on 0.0.0.0).
+    pub advertise: Option<String>,
     /// Where plugins and modules shipped with jobs are kept.
     pub artifact_dir: std::path::PathBuf,
     /// Mutual TLS with the JobManager and other TaskManagers, when set.
@@ -189,7 +192,10 @@ pub async fn run(
     let local: SocketAddr = listener
         .local_addr()
         .map_err(|e| TaskManagerError::Endpoint(e.to_string()))?;
-    let data_address = local.to_string();
+    let data_address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
     let inbox = Arc::new(Inbox::default());
     let service = FlightServiceServer::new(DataService {
         inbox: inbox.clone(),

@@ -114,6 +114,7 @@ async fn a_task_manager_whose_plan_differs_refuses_the_job() {
         id: Some("odd".into()),
         job_manager: address.clone(),
         slots: 2,
+        advertise: None,
         artifact_dir: std::env::temp_dir().join("fungi-artifacts"),
         tls: None,
     };
