@@ -97,7 +97,7 @@ pub(crate) fn run(
     address: &str,
 ) -> Result<Vec<BenchResult>> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    let mut client = runtime.block_on(ClusterClient::connect(address, None))?;
+    let mut client = runtime.block_on(ClusterClient::leader(address, None))?;
     let mut results = Vec::new();
     for q in queries {
         results.extend(bench::run_all(std::slice::from_ref(q), events, p, state)?);

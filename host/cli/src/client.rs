@@ -169,6 +169,19 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         stop: bool,
     },
+    /// Replace a running job with a new version of its SQL: stopped with a savepoint,
+    /// the new version starts from it; a new version that cannot read the job's state
+    /// is refused and the job keeps running.
+    Upgrade {
+        /// The job id.
+        id: String,
+        /// The new version's SQL file.
+        #[arg(long)]
+        sql: PathBuf,
+        /// The new version's parallelism (default: the job's).
+        #[arg(long, short)]
+        parallelism: Option<u32>,
+    },
     /// Show a running job's dead letters: counts per reason and the recent records.
     DeadLetters {
         /// The job id.
@@ -518,6 +531,20 @@ pub(crate) fn job(command: JobCommand, c: Connection) -> Result<()> {
                 Some(json!({
                     "sql": sql, "parallelism": parallelism, "from_savepoint": from_savepoint,
                 })),
+            )?;
+            print(c.output, &job, JOB_COLUMNS);
+        }
+        JobCommand::Upgrade {
+            id,
+            sql,
+            parallelism,
+        } => {
+            let text = std::fs::read_to_string(&sql)
+                .with_context(|| format!("cannot read {}", sql.display()))?;
+            let job = client.call(
+                Method::POST,
+                &format!("/jobs/{id}/upgrade"),
+                Some(json!({ "sql": text, "parallelism": parallelism, "timeout_secs": 120 })),
             )?;
             print(c.output, &job, JOB_COLUMNS);
         }

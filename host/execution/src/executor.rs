@@ -264,6 +264,61 @@ pub fn coordinator(
     Ok(Some((coordinator, channels, stats)))
 }
 
+/// Whether `plan` can resume from `checkpoint` (a savepoint of another version of the
+/// job, say): every operator whose state the checkpoint holds exists in `plan`, and
+/// every stateful operator of `plan` reads the state its subtasks saved, through its
+/// own restore on a scratch in-memory backend. Nothing runs and nothing is written; the
+/// first refusal names the operator and why.
+pub fn check_state_compatible(plan: &PhysicalPlan, checkpoint: &CompletedCheckpoint) -> Result<()> {
+    let graph = &plan.graph;
+    check_restorable(graph, checkpoint)?;
+    let backend: Arc<dyn StateBackend> = Arc::new(MemoryStateBackend);
+    for chain in &plan.chains {
+        for id in &chain.nodes {
+            let node = graph.node(*id);
+            let NodeKind::Operator { factory } = &node.kind else {
+                continue;
+            };
+            if !node.stateful {
+                continue;
+            }
+            for s in 0..chain.parallelism {
+                let Some(state) = checkpoint.operator_state(&node.name, s, chain.parallelism)
+                else {
+                    continue;
+                };
+                let subtask = SubtaskInfo {
+                    index: s,
+                    parallelism: chain.parallelism,
+                    max_parallelism: graph.config.max_parallelism,
+                };
+                let context = OperatorContext {
+                    job: graph.name.clone(),
+                    operator: node.name.clone(),
+                    subtask,
+                    state_backend: backend.clone(),
+                    metrics: Arc::new(crate::metrics::OperatorMetrics::new(&node.name)),
+                    dead_letters: Arc::default(),
+                    checkpointing: false,
+                    checkpoint_interval: None,
+                    checkpoint_dir: None,
+                };
+                let refused = |e: FungiError| {
+                    FungiError::State(format!(
+                        "operator '{}' cannot read the state checkpoint {} saved for it: {e}",
+                        node.name,
+                        checkpoint.id()
+                    ))
+                };
+                let mut operator = factory(&subtask).map_err(refused)?;
+                operator.open(&context).map_err(refused)?;
+                operator.restore_state(&state).map_err(refused)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fails when `checkpoint` holds state of an operator `graph` does not have: restoring
 /// from it would lose that state.
 fn check_restorable(graph: &JobGraph, checkpoint: &CompletedCheckpoint) -> Result<()> {

@@ -94,6 +94,7 @@ impl Role {
                     | JobCancel
                     | JobSavepoint
                     | JobResume
+                    | JobUpgrade
                     | MetricsRead
                     | PluginUpload
                     | PluginList
@@ -147,6 +148,8 @@ pub enum Action {
     JobSavepoint,
     /// Resume a suspended job.
     JobResume,
+    /// Replace a running job with a new version of its SQL, through a savepoint.
+    JobUpgrade,
     /// Upload a plugin.
     PluginUpload,
     /// List plugins.
@@ -197,6 +200,7 @@ impl Action {
                 | JobCancel
                 | JobSavepoint
                 | JobResume
+                | JobUpgrade
                 | PluginUpload
                 | PluginDelete
                 | FileUpload
@@ -221,6 +225,7 @@ impl Action {
             JobCancel => "job.cancel",
             JobSavepoint => "job.savepoint",
             JobResume => "job.resume",
+            JobUpgrade => "job.upgrade",
             PluginUpload => "plugin.upload",
             PluginList => "plugin.list",
             PluginGet => "plugin.get",

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use crate::service::{
     CreateKey, CreateTenant, CreatedKey, DeadLetters, FileEntry, JobDetails, RegisterFunction,
-    Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint,
+    Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint, UpgradeJob,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -186,6 +186,21 @@ async fn savepoint_job(
     Body(req): Body<TakeSavepoint>,
 ) -> ApiResult<Json<Savepoint>> {
     Ok(Json(s.savepoint_job(&p, &id, req).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/upgrade", params(("id" = String, Path)),
+    request_body = UpgradeJob,
+    responses((status = 200, body = JobRecord, description = "the new version, running"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "refused; the old version keeps running")),
+    security(("api_key" = [])))]
+async fn upgrade_job(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpgradeJob>,
+) -> ApiResult<Json<JobRecord>> {
+    Ok(Json(s.upgrade_job(&p, &id, req).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/tenants/{id}/trust", params(("id" = String, Path)),
@@ -467,7 +482,7 @@ impl utoipa::Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fungi", description = "Fungi's server API"),
-    paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, create_tenant,
+    paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, upgrade_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
         list_functions, delete_function, job_dead_letters),
@@ -498,6 +513,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}/resume", post(resume_job))
         .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
+        .route("/api/v1/jobs/{id}/upgrade", post(upgrade_job))
         .route("/api/v1/tenants/{id}/trust", axum::routing::put(set_trust))
         .route("/metrics", get(metrics))
         .route("/api/v1/tenants", post(create_tenant).get(list_tenants))

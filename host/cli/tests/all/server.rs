@@ -2081,3 +2081,108 @@ fn a_running_jobs_dead_letters_are_shown_by_the_api_and_the_cli() {
     let (status, value) = call(&server, Some(&key), Method::GET, &path, None);
     assert_eq!(status, 409, "{value}");
 }
+
+/// Counts per key, updated as rows come (keyed state), at `extra` more aggregates.
+fn counting(extra: &str) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '200ms';
+         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
+         CREATE TABLE out (k BIGINT, n BIGINT{columns}) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT id % 10, COUNT(*){extra} FROM g GROUP BY id % 10;",
+        columns = if extra.is_empty() { "" } else { ", m BIGINT" },
+    )
+}
+
+#[test]
+fn a_job_is_upgraded_through_a_savepoint_and_a_new_state_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    create_tenant(&server, &admin, json!({ "id": "a" }));
+    let a = new_key(&server, &admin, "a", "developer");
+    let viewer = new_key(&server, &admin, "a", "viewer");
+    let job = ok(
+        &server,
+        &a,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": counting("") })),
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None)["checkpoints"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let upgrade = |key: &str, sql: String| {
+        call(
+            &server,
+            Some(key),
+            Method::POST,
+            &format!("/jobs/{id}/upgrade"),
+            Some(json!({ "sql": sql })),
+        )
+    };
+    // A viewer may not; SQL that does not plan is a bad request.
+    assert_eq!(upgrade(&viewer, counting("")).0, 403);
+    let (status, value) = upgrade(&a, "INSERT INTO nowhere SELECT 1;".into());
+    assert_eq!(status, 400, "{value}");
+    // One more aggregate changes the state's layout: refused, naming the operator, and
+    // the job keeps running.
+    let (status, value) = upgrade(&a, counting(", MAX(id)"));
+    assert_eq!(status, 409, "{value}");
+    let error = value["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot read the state") && error.contains("keeps running"),
+        "{error}"
+    );
+    // A version without the aggregate would lose its state: refused too.
+    let stateless = "SET 'execution.checkpointing.interval' = '200ms';
+         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
+         CREATE TABLE out (k BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT id % 10, id FROM g;";
+    let (status, value) = upgrade(&a, stateless.into());
+    assert_eq!(status, 409, "{value}");
+    assert!(
+        value["error"]
+            .as_str()
+            .unwrap()
+            .contains("its state would be lost"),
+        "{value}"
+    );
+    assert_eq!(job_status(&server, &a, &id), "RUNNING");
+    // A compatible version (another filter, same state) takes over from a savepoint.
+    let (status, new) = upgrade(
+        &a,
+        counting("").replace("FROM g GROUP BY", "FROM g WHERE id >= 0 GROUP BY"),
+    );
+    assert_eq!(status, 200, "{new}");
+    let new_id = new["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert!(
+        new["from_savepoint"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{id}/sp-")),
+        "{new}"
+    );
+    assert_eq!(job_status(&server, &a, &id), "STOPPED");
+    server.wait_for(&format!("job '{new_id}': resuming from checkpoint"));
+    assert_eq!(job_status(&server, &a, &new_id), "RUNNING");
+    // The audit log names the upgrade.
+    let audit = ok(&server, &admin, Method::GET, "/audit", None);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "job.upgrade"
+                && r["target"] == id.as_str()
+                && r["result"] == "ok"),
+        "{audit}"
+    );
+}

@@ -27,6 +27,7 @@ use crate::store::{
 mod artifacts;
 mod jobs;
 mod tenants;
+mod upgrade;
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -96,6 +97,21 @@ pub struct SubmitJob {
     /// returned by `POST /jobs/{id}/savepoint`.
     #[serde(default)]
     pub from_savepoint: Option<String>,
+}
+
+/// `POST /jobs/{id}/upgrade`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeJob {
+    /// The new version of the job's SQL script.
+    pub sql: String,
+    /// Its parallelism (default: the running job's).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// How long to wait for the savepoint the old version stops with, seconds
+    /// (default 60).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// `POST /jobs/{id}/savepoint`.
