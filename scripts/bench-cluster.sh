@@ -52,25 +52,7 @@ if ! $recovery; then
   "$fungi" bench nexmark --cluster "$address" "$@"
   exit
 fi
-cat > "$work/job.sql" <<SQL
-SET 'execution.checkpointing.interval' = '1s';
-SET 'execution.checkpointing.dir' = '$work/checkpoints';
-SET 'parallelism.default' = '2';
-SET 'restart-strategy.type' = 'fixed-delay';
-SET 'restart-strategy.fixed-delay.attempts' = '3';
-SET 'restart-strategy.fixed-delay.delay' = '100ms';
-CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-    url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
-    WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
-WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '${EVENTS:-4000000}',
-      'rate-limit' = '${RATE:-200000}', 'base-time' = '0');
-CREATE TABLE results (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT)
-WITH ('connector' = 'filesystem', 'path' = '$work/out', 'format' = 'csv');
-INSERT INTO results
-SELECT auction, window_start, COUNT(*), MAX(price)
-FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
-GROUP BY auction, window_start, window_end;
-SQL
+bash scripts/windowed-job.sh "$work" "${EVENTS:-4000000}" "${RATE:-200000}" > "$work/job.sql"
 "$fungi" run --cluster "$address" "$work/job.sql" 2> "$work/run.log" &
 run=$!
 pids+=($run)

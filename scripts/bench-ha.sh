@@ -79,22 +79,7 @@ job_manager jm1 "$a" --ha etcd --ha-endpoints "http://127.0.0.1:$etcd_port" --ha
 sleep 0.5
 job_manager jm2 "$b" --ha etcd --ha-endpoints "http://127.0.0.1:$etcd_port" --ha-lease-ttl "$ttl"
 task_managers "$addresses"
-cat > "$work/job.sql" <<SQL
-SET 'execution.checkpointing.interval' = '1s';
-SET 'execution.checkpointing.dir' = '$work/checkpoints';
-SET 'parallelism.default' = '2';
-CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-    url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,
-    WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
-WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '${EVENTS:-8000000}',
-      'rate-limit' = '${RATE:-200000}', 'base-time' = '0');
-CREATE TABLE results (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT)
-WITH ('connector' = 'filesystem', 'path' = '$work/out', 'format' = 'csv');
-INSERT INTO results
-SELECT auction, window_start, COUNT(*), MAX(price)
-FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
-GROUP BY auction, window_start, window_end;
-SQL
+bash scripts/windowed-job.sh "$work" "${EVENTS:-8000000}" "${RATE:-200000}" > "$work/job.sql"
 "$fungi" run --cluster "$addresses" "$work/job.sql" 2> "$work/run.log" &
 run=$!
 pids+=($run)

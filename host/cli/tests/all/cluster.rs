@@ -169,19 +169,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "log") {
-                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                text.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
-                for line in tail.into_iter().rev() {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-        }
-        text
+        log_tails(&self.dir, 30)
     }
 }
 
@@ -196,6 +184,23 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// The last `lines` lines of every `.log` file in `dir`, each under its name.
+pub(super) fn log_tails(dir: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            text.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }
 
 /// Waits (up to a minute) until `dir` holds a complete checkpoint; `what` says what was

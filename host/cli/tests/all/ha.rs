@@ -202,19 +202,7 @@ impl HaCluster {
     }
 
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "log") {
-                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                text.push_str(&format!("--- {}\n", entry.file_name().to_string_lossy()));
-                for line in tail.into_iter().rev() {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-        }
-        text
+        super::cluster::log_tails(&self.dir, 15)
     }
 
     /// `fungi run --cluster` of `file`, following the job across leaders.
@@ -399,22 +387,23 @@ fn without_etcd_the_leader_steps_down_and_the_job_resumes_when_etcd_returns() {
 #[test]
 fn bad_high_availability_setups_are_refused_with_what_to_do() {
     let etcd = EtcdServer::start();
+    // A JobManager started with `args` fails; what it said.
+    let refused = |args: &[&str]| {
+        let out = fungi()
+            .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha"])
+            .args(args)
+            .output_within(PROCESS_LIMIT);
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     // An unknown mode.
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha", "zookeeper"])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(&["zookeeper"]);
     assert!(
         stderr.contains("zookeeper") && stderr.contains("etcd"),
         "{stderr}"
     );
     // etcd mode without endpoints.
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha", "etcd"])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(&["etcd"]);
     assert!(stderr.contains("--ha-endpoints"), "{stderr}");
     // etcd holding something else under the cluster's prefix.
     let put = std::process::Command::new("etcdctl")
@@ -432,31 +421,20 @@ fn bad_high_availability_setups_are_refused_with_what_to_do() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha", "etcd"])
-        .args([
-            "--ha-endpoints",
-            &etcd.endpoint,
-            "--ha-cluster-id",
-            "shared",
-        ])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(&[
+        "etcd",
+        "--ha-endpoints",
+        &etcd.endpoint,
+        "--ha-cluster-id",
+        "shared",
+    ]);
     assert!(
         stderr.contains("/fungi/shared/") && stderr.contains("--ha-cluster-id"),
         "{stderr}"
     );
     // etcd that does not answer.
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha", "etcd"])
-        .args([
-            "--ha-endpoints",
-            &format!("http://127.0.0.1:{}", fungi_testkit::free_port()),
-        ])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let nowhere = format!("http://127.0.0.1:{}", fungi_testkit::free_port());
+    let stderr = refused(&["etcd", "--ha-endpoints", &nowhere]);
     assert!(stderr.contains("etcd is unreachable"), "{stderr}");
 }
 

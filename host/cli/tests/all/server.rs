@@ -1150,15 +1150,7 @@ fn savepoints_stop_and_start_jobs_and_state_quotas_fail_them() {
     );
     let id = job["id"].as_str().unwrap().to_string();
     // Wait for a checkpoint, then stop with a savepoint.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None)["checkpoints"]["completed"]
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no checkpoint");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_first_checkpoint(&server, &a, &id);
     let details = ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None);
     let nodes = details["graph"]["nodes"].as_array().unwrap();
     assert!(
@@ -2109,15 +2101,7 @@ fn a_job_is_upgraded_through_a_savepoint_and_a_new_state_schema_is_refused() {
         Some(json!({ "sql": counting("") })),
     );
     let id = job["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ok(&server, &a, Method::GET, &format!("/jobs/{id}"), None)["checkpoints"]["completed"]
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no checkpoint");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_first_checkpoint(&server, &a, &id);
     let upgrade = |key: &str, sql: String| {
         call(
             &server,
@@ -2185,4 +2169,20 @@ fn a_job_is_upgraded_through_a_savepoint_and_a_new_state_schema_is_refused() {
                 && r["result"] == "ok"),
         "{audit}"
     );
+}
+
+/// Waits (up to 30 s) until job `id` completed a checkpoint.
+fn wait_for_first_checkpoint(server: &Server, key: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok(server, key, Method::GET, &format!("/jobs/{id}"), None)["checkpoints"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "job {id} completed no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -94,6 +94,8 @@ pub(super) struct JobRunner {
     lead: Lead,
     /// What etcd keeps of it (with high availability).
     record: Option<JobRecord>,
+    /// Whether a new leader resumed it.
+    resumed: bool,
     inputs: mpsc::UnboundedReceiver<JobInput>,
     attempt: u64,
     /// The plugins and modules its script names.
@@ -136,6 +138,7 @@ impl JobRunner {
             }
         };
         let attempt = record.as_ref().map_or(0, |r| r.attempt);
+        let resumed = record.is_some();
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(64);
         let cancel = lead.lost.child_token();
@@ -163,6 +166,7 @@ impl JobRunner {
             cancel,
             lead,
             record,
+            resumed,
             inputs,
             attempt,
             artifacts,
@@ -310,7 +314,9 @@ impl JobRunner {
                 }
                 (c, _) => (c, None),
             };
-            let first = self.attempt == 0;
+            // A job resumed by a new leader waits for TaskManagers to re-register,
+            // however early its predecessor was lost.
+            let first = self.attempt == 0 && !self.resumed;
             let Some(assignments) = self.place(&plan, first).await else {
                 return self.cancelled().await;
             };
