@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::service::{
     CreateKey, CreateTenant, Service, ServiceError, ServiceResult, SubmitJob, TakeSavepoint,
+    UpgradeJob,
 };
 use crate::store::{JobRecord, KeyRecord, PluginRecord};
 
@@ -242,6 +243,20 @@ impl pb::jobs_server::Jobs for Grpc {
             checkpoint_id: sp.checkpoint_id,
             stopped: sp.stopped,
         }))
+    }
+
+    async fn upgrade(
+        &self,
+        req: Request<pb::UpgradeJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let p = self.caller(&req, "Jobs/Upgrade")?;
+        let r = req.into_inner();
+        let upgrade = UpgradeJob {
+            sql: r.sql,
+            parallelism: r.parallelism,
+            timeout_secs: r.timeout_secs,
+        };
+        respond(self.service.upgrade_job(&p, &r.id, upgrade).await)
     }
 }
 

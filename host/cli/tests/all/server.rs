@@ -2087,8 +2087,11 @@ fn counting(extra: &str) -> String {
 
 #[test]
 fn a_job_is_upgraded_through_a_savepoint_and_a_new_state_schema_is_refused() {
+    use fungi_server::grpc::pb;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+    let grpc_addr = format!("127.0.0.1:{}", fungi_testkit::free_port());
+    let mut server = Server::start_with(dir.path(), &["--grpc-listen", &grpc_addr]);
+    server.wait_for("(gRPC fungi.v1)");
     let admin = server.admin_key();
     create_tenant(&server, &admin, json!({ "id": "a" }));
     let a = new_key(&server, &admin, "a", "developer");
@@ -2123,6 +2126,28 @@ fn a_job_is_upgraded_through_a_savepoint_and_a_new_state_schema_is_refused() {
     assert!(
         error.contains("cannot read the state") && error.contains("keeps running"),
         "{error}"
+    );
+    // The same over gRPC, refused the same way.
+    let refused = block_on(async {
+        let mut jobs = pb::jobs_client::JobsClient::connect(format!("http://{grpc_addr}"))
+            .await
+            .unwrap();
+        let request = pb::UpgradeJobRequest {
+            id: id.clone(),
+            sql: counting(", MAX(id)"),
+            parallelism: None,
+            timeout_secs: None,
+        };
+        jobs.upgrade(authed(&a, request)).await.unwrap_err()
+    });
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("cannot read the state"),
+        "{refused:?}"
     );
     // A version without the aggregate would lose its state: refused too.
     let stateless = "SET 'execution.checkpointing.interval' = '200ms';

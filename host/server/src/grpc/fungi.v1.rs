@@ -94,6 +94,18 @@ pub struct Savepoint {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpgradeJobRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sql: ::prost::alloc::string::String,
+    #[prost(uint32, optional, tag = "3")]
+    pub parallelism: ::core::option::Option<u32>,
+    #[prost(uint64, optional, tag = "4")]
+    pub timeout_secs: ::core::option::Option<u64>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Plugin {
     #[prost(string, tag = "1")]
     pub tenant: ::prost::alloc::string::String,
@@ -483,6 +495,27 @@ pub mod jobs_client {
             req.extensions_mut().insert(GrpcMethod::new("fungi.v1.Jobs", "Resume"));
             self.inner.unary(req, path, codec).await
         }
+        /// Replaces a running job with a new version of its SQL through a savepoint; returns
+        /// the new job. A version that cannot read the job's state is refused
+        /// (FAILED_PRECONDITION, naming the operator) and the job keeps running.
+        pub async fn upgrade(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpgradeJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::Job>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/fungi.v1.Jobs/Upgrade");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("fungi.v1.Jobs", "Upgrade"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -525,6 +558,13 @@ pub mod jobs_server {
         async fn resume(
             &self,
             request: tonic::Request<super::JobId>,
+        ) -> std::result::Result<tonic::Response<super::Job>, tonic::Status>;
+        /// Replaces a running job with a new version of its SQL through a savepoint; returns
+        /// the new job. A version that cannot read the job's state is refused
+        /// (FAILED_PRECONDITION, naming the operator) and the job keeps running.
+        async fn upgrade(
+            &self,
+            request: tonic::Request<super::UpgradeJobRequest>,
         ) -> std::result::Result<tonic::Response<super::Job>, tonic::Status>;
     }
     #[derive(Debug)]
@@ -846,6 +886,49 @@ pub mod jobs_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ResumeSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/fungi.v1.Jobs/Upgrade" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpgradeSvc<T: Jobs>(pub Arc<T>);
+                    impl<T: Jobs> tonic::server::UnaryService<super::UpgradeJobRequest>
+                    for UpgradeSvc<T> {
+                        type Response = super::Job;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpgradeJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Jobs>::upgrade(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpgradeSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
