@@ -361,7 +361,15 @@ impl Term {
                 return self.end(&reason);
             }
             let sent = Instant::now();
-            match self.election.etcd.keep_alive(self.lease).await {
+            // A keep-alive that hangs must not hold the term past its deadline.
+            let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let renewed = tokio::select! {
+                renewed = self.election.etcd.keep_alive(self.lease) => renewed,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    return self.end("no keep-alive of its lease was confirmed within the lease time");
+                }
+            };
+            match renewed {
                 Ok(0) => return self.end("its lease expired"),
                 Ok(_) => *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = sent + ttl,
                 Err(e) => warn!(error = %e, "the leader's lease could not be renewed"),
