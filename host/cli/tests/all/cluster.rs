@@ -220,7 +220,7 @@ fn wait_for_checkpoint(dir: &Path, what: impl Fn() -> String) {
 
 /// The output committed in `dir` is `expected`, every row once; `context` goes into the
 /// failure message.
-fn assert_committed(expected: &BTreeMap<String, usize>, dir: &Path, context: &str) {
+pub(super) fn assert_committed(expected: &BTreeMap<String, usize>, dir: &Path, context: &str) {
     let got = committed(dir);
     assert!(
         got == *expected,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use fungi_testkit::EtcdServer;
 use fungi_testkit::process::{CommandExt, PROCESS_LIMIT, wait_within};
 
+use super::cluster::assert_committed;
 use super::fungi;
 use super::recovery::{committed, job_at};
 
@@ -259,21 +260,40 @@ fn uninterrupted(seconds: u32) -> BTreeMap<String, usize> {
     committed(dir.path())
 }
 
-fn assert_same(expected: &BTreeMap<String, usize>, dir: &Path, context: &str) {
-    let got = committed(dir);
-    assert!(
-        got == *expected,
-        "{} rows expected, {} committed ({} twice)\n{context}",
-        expected.len(),
-        got.len(),
-        got.values().filter(|n| **n > 1).count()
-    );
-}
-
 fn job_file(dir: &Path, seconds: u32) -> PathBuf {
     let file = dir.join("job.sql");
     std::fs::write(&file, windowed_job(dir, seconds)).unwrap();
     file
+}
+
+/// A cluster running the windowed job for `seconds`, two seconds into it.
+struct RunningJob {
+    cluster: HaCluster,
+    expected: BTreeMap<String, usize>,
+    work: tempfile::TempDir,
+    run: Child,
+    leader: String,
+    epoch: i64,
+}
+
+fn running_job(dir: &Path, seconds: u32) -> RunningJob {
+    let cluster = HaCluster::start(dir);
+    let expected = uninterrupted(seconds);
+    let work = tempfile::tempdir().unwrap();
+    let run = cluster.submit(&job_file(work.path(), seconds));
+    let (leader, epoch) = cluster.leader();
+    cluster.wait_until(30, "the job running", |s| {
+        s["jobs"][0]["status"] == "running"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    RunningJob {
+        cluster,
+        expected,
+        work,
+        run,
+        leader,
+        epoch,
+    }
 }
 
 #[test]
@@ -317,7 +337,7 @@ fn a_standby_takes_over_from_a_killed_leader_and_nothing_is_lost_or_doubled() {
     );
     assert!(kills.len() >= 3, "kills {kills:?}\n{stderr}");
     assert!(stderr.contains("resumed from checkpoint"), "{stderr}");
-    assert_same(
+    assert_committed(
         &expected,
         work.path(),
         &format!("kills {kills:?}\n{stderr}"),
@@ -327,16 +347,14 @@ fn a_standby_takes_over_from_a_killed_leader_and_nothing_is_lost_or_doubled() {
 #[test]
 fn a_paused_leader_completes_no_checkpoint_and_commits_nothing_after_it_wakes() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = HaCluster::start(dir.path());
-    let seconds = 15;
-    let expected = uninterrupted(seconds);
-    let work = tempfile::tempdir().unwrap();
-    let run = cluster.submit(&job_file(work.path(), seconds));
-    let (leader, epoch) = cluster.leader();
-    cluster.wait_until(30, "the job running", |s| {
-        s["jobs"][0]["status"] == "running"
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    let RunningJob {
+        cluster,
+        expected,
+        work,
+        run,
+        leader,
+        epoch,
+    } = running_job(dir.path(), 15);
     cluster.signal(&leader, "-STOP");
     let new_epoch = cluster.wait_for_running_after(epoch);
     // The deposed leader wakes up with checkpoints it was in the middle of.
@@ -352,22 +370,20 @@ fn a_paused_leader_completes_no_checkpoint_and_commits_nothing_after_it_wakes() 
         "the deposed leader completed a checkpoint after waking:\n{woke}"
     );
     assert!(new_epoch > epoch);
-    assert_same(&expected, work.path(), &stderr);
+    assert_committed(&expected, work.path(), &stderr);
 }
 
 #[test]
 fn without_etcd_the_leader_steps_down_and_the_job_resumes_when_etcd_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = HaCluster::start(dir.path());
-    let seconds = 12;
-    let expected = uninterrupted(seconds);
-    let work = tempfile::tempdir().unwrap();
-    let run = cluster.submit(&job_file(work.path(), seconds));
-    let (leader, epoch) = cluster.leader();
-    cluster.wait_until(30, "the job running", |s| {
-        s["jobs"][0]["status"] == "running"
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    let RunningJob {
+        mut cluster,
+        expected,
+        work,
+        run,
+        leader,
+        epoch,
+    } = running_job(dir.path(), 12);
     cluster.etcd.stop();
     // Within the lease time the leader stops acting: nobody leads.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -381,7 +397,7 @@ fn without_etcd_the_leader_steps_down_and_the_job_resumes_when_etcd_returns() {
     let out = wait_within(run, PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
-    assert_same(&expected, work.path(), &stderr);
+    assert_committed(&expected, work.path(), &stderr);
 }
 
 #[test]
