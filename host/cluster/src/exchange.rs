@@ -42,6 +42,11 @@ pub(crate) const STREAM_WINDOW: u32 = 1 << 20;
 /// channel on the connection. Memory stays bounded by the stream windows (one per
 /// channel); this only keeps the connection from binding first.
 pub(crate) const CONNECTION_WINDOW: u32 = 1 << 30;
+/// The largest HTTP/2 DATA frame a producer may send to this TaskManager: a batch of
+/// up to this size crosses as one frame instead of HTTP/2's default 16 KiB pieces
+/// (fewer frame headers, flow-control updates and wake-ups per batch). It stays under
+/// the stream window, so a frame never waits for a window that cannot open.
+pub(crate) const MAX_FRAME: u32 = 256 << 10;
 /// How long a stream waits for the consumer's side of its attempt to be deployed.
 const DEPLOY_WAIT: Duration = Duration::from_secs(30);
 

@@ -22,7 +22,8 @@ use tonic::transport::Server;
 use tracing::{info, warn};
 
 use crate::exchange::{
-    AttemptLink, CONNECTION_WINDOW, Connections, DataService, FlightExchange, Inbox, STREAM_WINDOW,
+    AttemptLink, CONNECTION_WINDOW, Connections, DataService, FlightExchange, Inbox, MAX_FRAME,
+    STREAM_WINDOW,
 };
 use crate::proto::from_task_manager::Kind as Up;
 use crate::proto::job_manager_client::JobManagerClient;
@@ -213,6 +214,7 @@ pub async fn run(
         server
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .tcp_nodelay(true)
             .add_service(service)
             .serve_with_incoming_shutdown(
