@@ -49,9 +49,14 @@ impl HaCluster {
         let addresses = cluster.addresses();
         for i in 1..=2 {
             let log = std::fs::File::create(dir.join(format!("tm{i}.log"))).unwrap();
+            // As in a pod: listening on every interface, reached at the address it
+            // advertises.
+            let port = fungi_testkit::free_port();
             let mut child = fungi()
                 .args(["taskmanager", "--jobmanager", &addresses, "--id"])
                 .arg(format!("tm{i}"))
+                .args(["--listen", &format!("0.0.0.0:{port}")])
+                .args(["--advertise", &format!("127.0.0.1:{port}")])
                 .args(["--probe-listen", "127.0.0.1:0"])
                 .env("FUNGI_LOG", "info")
                 .stdout(Stdio::piped())
@@ -476,6 +481,16 @@ fn standbys_name_the_leader_and_jobs_without_checkpoints_are_refused() {
         let ready = if *name == leader { 200 } else { 503 };
         assert_eq!(code(format!("{probes}readyz")), ready, "{name}");
     }
+    let addresses: Vec<&str> = status["task_managers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["data_address"].as_str().unwrap())
+        .collect();
+    assert!(
+        addresses.iter().all(|a| a.starts_with("127.0.0.1:")),
+        "TaskManagers advertise where they are reached: {addresses:?}"
+    );
     for probe in &cluster.task_manager_probes {
         assert_eq!(code(probe.clone()), 200, "{probe}");
     }
