@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use fungi_cluster::ha::HaConfig;
+use fungi_cluster::ha::{EtcdTls, HaConfig};
 use fungi_cluster::jobmanager::JobManagerConfig;
 use fungi_cluster::taskmanager::{self, Registration, TaskManagerConfig};
 use fungi_cluster::{ClusterClient, JobSpec, Planner, Tls, TlsFiles};
@@ -105,6 +105,16 @@ struct HaArgs {
     /// within this time.
     #[arg(long, default_value_t = 15)]
     ha_lease_ttl: u64,
+    /// TLS to etcd: the CA certificate (PEM) that signed etcd's; endpoints then default
+    /// to https.
+    #[arg(long, value_name = "PEM")]
+    ha_etcd_ca: Option<PathBuf>,
+    /// This JobManager's client certificate for etcd (PEM), when etcd checks clients.
+    #[arg(long, value_name = "PEM", requires_all = ["ha_etcd_ca", "ha_etcd_key"])]
+    ha_etcd_cert: Option<PathBuf>,
+    /// The key of --ha-etcd-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "ha_etcd_cert")]
+    ha_etcd_key: Option<PathBuf>,
     /// The address TaskManagers and clients reach this JobManager at (default: the
     /// address it listens on).
     #[arg(long)]
@@ -274,6 +284,14 @@ pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
                     lease_ttl: Duration::from_secs(args.ha.ha_lease_ttl),
                     id: args.ha.id.clone().unwrap_or_else(|| address.clone()),
                     address,
+                    tls: args.ha.ha_etcd_ca.clone().map(|ca| EtcdTls {
+                        ca,
+                        identity: args
+                            .ha
+                            .ha_etcd_cert
+                            .clone()
+                            .zip(args.ha.ha_etcd_key.clone()),
+                    }),
                 })
             }
         };

@@ -96,6 +96,8 @@ fn stdout_of(what: &str, command: &mut Command) -> String {
 /// directory; it can be stopped and started again on the same ports and data.
 pub struct EtcdServer {
     child: Option<Child>,
+    /// `[ca, cert, key]` when it serves TLS and checks client certificates.
+    tls: Option<[String; 3]>,
     data: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
@@ -106,23 +108,49 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts a single-member etcd.
     pub fn start() -> EtcdServer {
+        Self::start_with(None)
+    }
+
+    /// Starts a single-member etcd serving TLS with the PEM files `[ca, cert, key]`
+    /// (`cert` naming 127.0.0.1) and accepting only clients with a certificate `ca`
+    /// signed.
+    pub fn start_tls(files: [String; 3]) -> EtcdServer {
+        Self::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<[String; 3]>) -> EtcdServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut server = EtcdServer {
             child: None,
+            tls,
             data: tempfile::tempdir().expect("a temporary directory"),
             client_port: free_port(),
             peer_port: free_port(),
             endpoint: String::new(),
         };
-        server.endpoint = format!("http://127.0.0.1:{}", server.client_port);
+        server.endpoint = format!("{scheme}://127.0.0.1:{}", server.client_port);
         server.resume();
         server
     }
 
     /// Starts it again (after [`stop`](Self::stop)), with the data it had.
     pub fn resume(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint.clone();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut child = Command::new(tool("etcd"))
+        let mut command = Command::new(tool("etcd"));
+        if let Some([ca, cert, key]) = &self.tls {
+            command
+                .args([
+                    "--cert-file",
+                    cert,
+                    "--key-file",
+                    key,
+                    "--trusted-ca-file",
+                    ca,
+                ])
+                .arg("--client-cert-auth");
+        }
+        let mut child = command
             .args(["--name", "fungi-test", "--data-dir"])
             .arg(self.data.path())
             .args([

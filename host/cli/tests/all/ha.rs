@@ -550,3 +550,67 @@ fn standbys_name_the_leader_and_jobs_without_checkpoints_are_refused() {
     assert!(!out.status.success());
     assert!(stderr.contains("every job needs checkpoints"), "{stderr}");
 }
+
+#[test]
+fn job_managers_reach_etcd_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = super::test_certificates(dir.path(), "etcd");
+    let etcd = EtcdServer::start_tls([ca.clone(), cert.clone(), key.clone()]);
+    let address = format!("127.0.0.1:{}", fungi_testkit::free_port());
+    let ha = ["--ha", "etcd", "--ha-endpoints", &etcd.endpoint];
+    let mut leader = fungi()
+        .args(["jobmanager", "--listen", &address])
+        .args(ha)
+        .args([
+            "--ha-etcd-ca",
+            &ca,
+            "--ha-etcd-cert",
+            &cert,
+            "--ha-etcd-key",
+            &key,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = fungi()
+            .args(["cluster", "status", "--json", "--jobmanager", &address])
+            .output_within(PROCESS_LIMIT);
+        let status: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        if status.is_some_and(|s| s["leadership"]["leading"] == true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = leader.kill();
+    let _ = leader.wait();
+    // Without a client certificate etcd refuses the connection, and the JobManager says
+    // it cannot reach etcd.
+    let out = fungi()
+        .args(["jobmanager", "--listen", "127.0.0.1:0"])
+        .args(ha)
+        .args(["--ha-etcd-ca", &ca])
+        .output_within(PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("etcd is unreachable"), "{stderr}");
+    // A CA file that is not etcd's CA: etcd's certificate is refused, and said so.
+    let out = fungi()
+        .args(["jobmanager", "--listen", "127.0.0.1:0"])
+        .args(ha)
+        .args(["--ha-etcd-ca", &key])
+        .output_within(PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("etcd is unreachable") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,9 @@ pub enum EtcdError {
         /// The last endpoint's error.
         reason: String,
     },
+    /// The TLS files cannot be used.
+    #[error("etcd's TLS settings: {0}")]
+    Tls(String),
     /// etcd answered with an error.
     #[error("etcd refused {call}: {message}")]
     Refused {
@@ -75,6 +78,16 @@ pub struct TxnResult {
     pub revision: i64,
 }
 
+/// TLS to etcd: the CA that signed its certificate and, when etcd checks clients
+/// (`--client-cert-auth`), this client's certificate and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The CA certificate.
+    pub ca: std::path::PathBuf,
+    /// This client's certificate and key.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 /// A client of one etcd cluster (any of its endpoints answers).
 #[derive(Debug, Clone)]
 pub struct Etcd {
@@ -92,17 +105,45 @@ struct RawKv {
 }
 
 impl Etcd {
-    /// A client of the etcd cluster at `endpoints` (`http://host:port`). Each call
-    /// waits at most `timeout`.
-    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Etcd, EtcdError> {
-        let http = reqwest::Client::builder()
+    /// A client of the etcd cluster at `endpoints` (`http://host:port`, or `https://`
+    /// with `tls`; a bare `host:port` takes the scheme `tls` implies). Each call waits at
+    /// most `timeout`.
+    pub fn new(
+        endpoints: &[String],
+        timeout: Duration,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Etcd, EtcdError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| EtcdError::Unreachable {
-                endpoints: endpoints.join(","),
-                reason: e.to_string(),
+            .connect_timeout(timeout);
+        if let Some(tls) = tls {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path)
+                    .map_err(|e| EtcdError::Tls(format!("cannot read {}: {e}", path.display())))
+            };
+            let ca = reqwest::Certificate::from_pem(&read(&tls.ca)?).map_err(|e| {
+                EtcdError::Tls(format!(
+                    "{} is not a PEM certificate: {e}",
+                    tls.ca.display()
+                ))
             })?;
+            builder = builder.add_root_certificate(ca);
+            if let Some((cert, key)) = &tls.identity {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    EtcdError::Tls(format!(
+                        "{} and {} are not a PEM certificate and key: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+                builder = builder.identity(identity);
+            }
+        }
+        let http = builder.build().map_err(|e| EtcdError::Tls(e.to_string()))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -110,7 +151,7 @@ impl Etcd {
                 if e.contains("://") {
                     e.to_string()
                 } else {
-                    format!("http://{e}")
+                    format!("{scheme}://{e}")
                 }
             })
             .collect();
@@ -130,7 +171,15 @@ impl Etcd {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    last = format!("{endpoint}: {e}");
+                    // The cause (a refused certificate, a refused connection) is deep in
+                    // the chain.
+                    let mut reason = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        reason = format!("{reason}: {cause}");
+                        source = cause.source();
+                    }
+                    last = format!("{endpoint}: {reason}");
                     continue;
                 }
             };

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use etcd::{Compare, Etcd, EtcdError, KeyValue, Op};
+pub use etcd::{Compare, Etcd, EtcdError, EtcdTls, KeyValue, Op};
 
 /// The format of what a cluster keeps in etcd; another value under the same prefix is
 /// refused.
@@ -49,6 +49,8 @@ pub struct HaConfig {
     pub id: String,
     /// Where TaskManagers and clients reach this JobManager.
     pub address: String,
+    /// TLS to etcd, when set.
+    pub tls: Option<EtcdTls>,
 }
 
 /// Why high availability cannot start.
@@ -107,10 +109,8 @@ impl Election {
     /// Joins the cluster's election: checks that etcd answers and that the cluster's
     /// prefix holds this cluster's data (or nothing yet).
     pub async fn join(config: HaConfig) -> Result<Election, HaError> {
-        let etcd = Etcd::new(
-            &config.endpoints,
-            config.lease_ttl.min(Duration::from_secs(5)),
-        )?;
+        let timeout = config.lease_ttl.min(Duration::from_secs(5));
+        let etcd = Etcd::new(&config.endpoints, timeout, config.tls.as_ref())?;
         let prefix = format!("/fungi/{}/", config.cluster_id);
         let format_key = format!("{prefix}format");
         match etcd.get(&format_key).await? {
