@@ -55,20 +55,7 @@ impl Cluster {
             .stderr(std::fs::File::create(dir.join("jobmanager.log")).unwrap())
             .spawn()
             .unwrap();
-        let mut stdout = BufReader::new(job_manager.stdout.take().unwrap());
-        let (mut line, mut metrics) = (String::new(), String::new());
-        stdout.read_line(&mut line).unwrap();
-        stdout.read_line(&mut metrics).unwrap();
-        let metrics_url = metrics
-            .trim()
-            .strip_prefix("metrics on ")
-            .unwrap_or_else(|| panic!("{metrics}"))
-            .to_string();
-        let address = line
-            .trim()
-            .strip_prefix("JobManager listening on ")
-            .unwrap_or_else(|| panic!("{line}"))
-            .to_string();
+        let (address, metrics_url) = job_manager_banner(&mut job_manager);
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             host: host.to_string(),
@@ -184,6 +171,23 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// What a JobManager started with `--metrics-listen` prints first: the address it
+/// listens on and its metrics URL.
+pub(super) fn job_manager_banner(job_manager: &mut Child) -> (String, String) {
+    let mut stdout = BufReader::new(job_manager.stdout.take().unwrap());
+    let (mut line, mut metrics) = (String::new(), String::new());
+    stdout.read_line(&mut line).unwrap();
+    stdout.read_line(&mut metrics).unwrap();
+    let address = line.trim().strip_prefix("JobManager listening on ");
+    let metrics_url = metrics.trim().strip_prefix("metrics on ");
+    (
+        address.unwrap_or_else(|| panic!("{line}")).to_string(),
+        metrics_url
+            .unwrap_or_else(|| panic!("{metrics}"))
+            .to_string(),
+    )
 }
 
 /// The last `lines` lines of every `.log` file in `dir`, each under its name.

@@ -101,15 +101,10 @@ impl HaCluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        let (mut line, mut metrics) = (String::new(), String::new());
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        stdout.read_line(&mut metrics).unwrap();
-        assert!(line.contains(address), "{line}");
+        let (listening, metrics) = super::cluster::job_manager_banner(&mut child);
+        assert_eq!(listening, address);
         let probes = metrics
-            .trim()
-            .strip_prefix("metrics on ")
-            .and_then(|m| m.strip_suffix("metrics"))
+            .strip_suffix("metrics")
             .unwrap_or_else(|| panic!("{metrics}"));
         self.probes.insert(name.to_string(), probes.to_string());
         self.job_managers
@@ -405,26 +400,27 @@ fn without_etcd_the_leader_steps_down_and_the_job_resumes_when_etcd_returns() {
     assert_committed(&expected, work.path(), &stderr);
 }
 
+/// What a JobManager started with `--ha ARGS...` said when it failed (it must).
+fn refused_job_manager(args: &[&str]) -> String {
+    let out = fungi()
+        .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha"])
+        .args(args)
+        .output_within(PROCESS_LIMIT);
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn bad_high_availability_setups_are_refused_with_what_to_do() {
     let etcd = EtcdServer::start();
-    // A JobManager started with `args` fails; what it said.
-    let refused = |args: &[&str]| {
-        let out = fungi()
-            .args(["jobmanager", "--listen", "127.0.0.1:0", "--ha"])
-            .args(args)
-            .output_within(PROCESS_LIMIT);
-        assert!(!out.status.success(), "{args:?} started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     // An unknown mode.
-    let stderr = refused(&["zookeeper"]);
+    let stderr = refused_job_manager(&["zookeeper"]);
     assert!(
         stderr.contains("zookeeper") && stderr.contains("etcd"),
         "{stderr}"
     );
     // etcd mode without endpoints.
-    let stderr = refused(&["etcd"]);
+    let stderr = refused_job_manager(&["etcd"]);
     assert!(stderr.contains("--ha-endpoints"), "{stderr}");
     // etcd holding something else under the cluster's prefix.
     let put = std::process::Command::new("etcdctl")
@@ -442,7 +438,7 @@ fn bad_high_availability_setups_are_refused_with_what_to_do() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
-    let stderr = refused(&[
+    let stderr = refused_job_manager(&[
         "etcd",
         "--ha-endpoints",
         &etcd.endpoint,
@@ -455,7 +451,7 @@ fn bad_high_availability_setups_are_refused_with_what_to_do() {
     );
     // etcd that does not answer.
     let nowhere = format!("http://127.0.0.1:{}", fungi_testkit::free_port());
-    let stderr = refused(&["etcd", "--ha-endpoints", &nowhere]);
+    let stderr = refused_job_manager(&["etcd", "--ha-endpoints", &nowhere]);
     assert!(stderr.contains("etcd is unreachable"), "{stderr}");
 }
 
@@ -593,22 +589,11 @@ fn job_managers_reach_etcd_over_mutual_tls() {
     let _ = leader.wait();
     // Without a client certificate etcd refuses the connection, and the JobManager says
     // it cannot reach etcd.
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0"])
-        .args(ha)
-        .args(["--ha-etcd-ca", &ca])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let endpoint = etcd.endpoint.as_str();
+    let stderr = refused_job_manager(&["etcd", "--ha-endpoints", endpoint, "--ha-etcd-ca", &ca]);
     assert!(stderr.contains("etcd is unreachable"), "{stderr}");
     // A CA file that is not etcd's CA: etcd's certificate is refused, and said so.
-    let out = fungi()
-        .args(["jobmanager", "--listen", "127.0.0.1:0"])
-        .args(ha)
-        .args(["--ha-etcd-ca", &key])
-        .output_within(PROCESS_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused_job_manager(&["etcd", "--ha-endpoints", endpoint, "--ha-etcd-ca", &key]);
     assert!(
         stderr.contains("etcd is unreachable") && stderr.contains("certificate"),
         "{stderr}"

@@ -113,47 +113,38 @@ impl Election {
         let etcd = Etcd::new(&config.endpoints, timeout, config.tls.as_ref())?;
         let prefix = format!("/fungi/{}/", config.cluster_id);
         let format_key = format!("{prefix}format");
-        match etcd.get(&format_key).await? {
-            Some(kv) if kv.value == FORMAT.as_bytes() => {}
-            Some(kv) => {
-                return Err(HaError::ForeignData {
-                    prefix,
-                    found: format!("format '{}'", String::from_utf8_lossy(&kv.value)),
-                });
-            }
-            None => {
-                // Nothing of Fungi's yet: the prefix must be empty (another JobManager
-                // may be writing the marker at this very moment).
-                let existing = etcd.range_prefix(&prefix, 2).await?;
-                if let Some(kv) = existing.iter().find(|kv| kv.key != format_key) {
-                    let marker = etcd.get(&format_key).await?.map(|kv| kv.value);
-                    if marker.as_deref() != Some(FORMAT.as_bytes()) {
-                        return Err(HaError::ForeignData {
-                            prefix,
-                            found: format!("key {} and no format marker", kv.key),
-                        });
-                    }
-                }
-                let created = etcd
-                    .txn(
-                        &[Compare::Created(format_key.clone(), 0)],
-                        &[Op::Put {
-                            key: format_key.clone(),
-                            value: FORMAT.as_bytes().to_vec(),
-                            lease: 0,
-                        }],
-                    )
+        let mut marker = etcd.get(&format_key).await?.map(|kv| kv.value);
+        let mut other = None;
+        if marker.is_none() {
+            // Nothing of Fungi's yet: claim the prefix if it is empty. Another JobManager
+            // may be claiming it at this very moment, so the marker is read again after.
+            other = etcd
+                .range_prefix(&prefix, 2)
+                .await?
+                .into_iter()
+                .find(|kv| kv.key != format_key)
+                .map(|kv| kv.key);
+            if other.is_none() {
+                let claim = Op::Put {
+                    key: format_key.clone(),
+                    value: FORMAT.as_bytes().to_vec(),
+                    lease: 0,
+                };
+                etcd.txn(&[Compare::Created(format_key.clone(), 0)], &[claim])
                     .await?;
-                if !created.succeeded {
-                    let marker = etcd.get(&format_key).await?.map(|kv| kv.value);
-                    if marker.as_deref() != Some(FORMAT.as_bytes()) {
-                        return Err(HaError::ForeignData {
-                            prefix,
-                            found: "another format marker".into(),
-                        });
-                    }
-                }
             }
+            marker = etcd.get(&format_key).await?.map(|kv| kv.value);
+        }
+        let found = match (marker, other) {
+            (Some(m), _) if m == FORMAT.as_bytes() => None,
+            (Some(m), _) => Some(format!("format '{}'", String::from_utf8_lossy(&m))),
+            (None, key) => Some(format!(
+                "key {} and no format marker",
+                key.unwrap_or_default()
+            )),
+        };
+        if let Some(found) = found {
+            return Err(HaError::ForeignData { prefix, found });
         }
         Ok(Election {
             etcd,
@@ -171,19 +162,14 @@ impl Election {
     pub async fn campaign(self: &Arc<Self>, shutdown: &CancellationToken) -> Option<Arc<Term>> {
         let ttl = self.config.lease_ttl;
         let retry = (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
-        let me = serde_json::to_vec(&Member {
-            id: self.config.id.clone(),
-            address: self.config.address.clone(),
-        })
-        .expect("a member serialises");
+        let me = serde_json::to_vec(&self.me()).expect("a member serialises");
         let mut lease = None;
         let mut reported = false;
         loop {
             let attempt = async {
-                let (id, granted_at) = match lease {
-                    Some(l) => l,
+                let id = match lease {
+                    Some((id, _)) => id,
                     None => {
-                        let at = Instant::now();
                         let id = self.etcd.grant(ttl).await?;
                         self.etcd
                             .txn(
@@ -195,8 +181,8 @@ impl Election {
                                 }],
                             )
                             .await?;
-                        lease = Some((id, at));
-                        (id, at)
+                        lease = Some((id, Instant::now()));
+                        id
                     }
                 };
                 // The lease must still live: keep it alive while standing by.
@@ -205,7 +191,7 @@ impl Election {
                     lease = None;
                     return Ok(None);
                 }
-                let _ = granted_at;
+                lease = Some((id, sent));
                 let won = self
                     .etcd
                     .txn(
@@ -230,7 +216,7 @@ impl Election {
                         warn!(error = %e, "cannot stand for election; retrying");
                         reported = true;
                     }
-                    // A lease we could not renew for its whole time is gone.
+                    // A lease not renewed for its whole time is gone.
                     if lease.is_some_and(|(_, at)| at.elapsed() > ttl) {
                         lease = None;
                     }
@@ -317,6 +303,9 @@ pub enum Fenced {
     Etcd(#[from] EtcdError),
 }
 
+/// Why a leader steps down when its lease time passed without a confirmed keep-alive.
+const UNCONFIRMED: &str = "no keep-alive of its lease was confirmed within the lease time";
+
 /// One JobManager's leadership, from election to loss.
 #[derive(Debug)]
 pub struct Term {
@@ -344,30 +333,22 @@ impl Term {
     }
 
     /// Renews the lease every third of its time; ends the term when a renewal is
-    /// refused or none was confirmed within the lease time.
+    /// refused or none was confirmed within the lease time (even while a renewal hangs).
     async fn keep_alive(self: Arc<Self>) {
         let ttl = self.election.config.lease_ttl;
         let mut tick = tokio::time::interval(ttl / 3);
         loop {
-            let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let expired = tokio::time::sleep_until(self.deadline().into());
+            tokio::pin!(expired);
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    return self.end("no keep-alive of its lease was confirmed within the lease time");
-                }
+                _ = &mut expired => return self.end(UNCONFIRMED),
                 _ = self.lost.cancelled() => return,
             }
-            if let Err(reason) = self.check() {
-                return self.end(&reason);
-            }
             let sent = Instant::now();
-            // A keep-alive that hangs must not hold the term past its deadline.
-            let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
             let renewed = tokio::select! {
                 renewed = self.election.etcd.keep_alive(self.lease) => renewed,
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    return self.end("no keep-alive of its lease was confirmed within the lease time");
-                }
+                _ = &mut expired => return self.end(UNCONFIRMED),
             };
             match renewed {
                 Ok(0) => return self.end("its lease expired"),
@@ -375,6 +356,11 @@ impl Term {
                 Err(e) => warn!(error = %e, "the leader's lease could not be renewed"),
             }
         }
+    }
+
+    /// Until when the lease surely lives.
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn end(&self, reason: &str) {
@@ -389,11 +375,9 @@ impl Term {
         if self.lost.is_cancelled() {
             return Err("it stepped down".into());
         }
-        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        if Instant::now() >= deadline {
-            let reason = "its lease may have expired (no keep-alive confirmed in time)";
-            self.end(reason);
-            return Err(reason.into());
+        if Instant::now() >= self.deadline() {
+            self.end(UNCONFIRMED);
+            return Err(UNCONFIRMED.into());
         }
         Ok(())
     }

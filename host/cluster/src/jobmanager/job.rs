@@ -41,11 +41,7 @@ pub(super) async fn resume_all(shared: &Arc<Shared>, term: &Arc<Term>) {
             return;
         }
     };
-    let lead = Lead {
-        term: Some(term.clone()),
-        epoch: term.epoch,
-        lost: term.lost.clone(),
-    };
+    let lead = Lead::of(term.clone());
     for (job, record) in jobs.into_iter().filter(|(_, r)| r.status == "running") {
         let submission =
             CheckpointStorage::open(std::path::Path::new(&record.location), &record.options)
@@ -131,7 +127,7 @@ impl JobRunner {
                 let n = shared.next_job.fetch_add(1, Ordering::Relaxed);
                 // Job names stay unique across leaders: each leader has its own epoch.
                 let job = match lead.term {
-                    Some(_) => format!("{stem}-{}.{n}", lead.epoch),
+                    Some(_) => format!("{stem}-{}.{n}", lead.epoch()),
                     None => format!("{stem}-{n}"),
                 };
                 (job, None)

@@ -175,10 +175,23 @@ async fn lead(shared: Arc<Shared>, election: Arc<Election>, shutdown: Cancellati
 pub(crate) struct Lead {
     /// The etcd term (none for a JobManager leading alone).
     pub(crate) term: Option<Arc<Term>>,
-    /// The epoch (0 alone).
-    pub(crate) epoch: i64,
     /// Cancelled when the lead ends.
     pub(crate) lost: CancellationToken,
+}
+
+impl Lead {
+    /// The lead of `term`.
+    pub(crate) fn of(term: Arc<Term>) -> Lead {
+        Lead {
+            lost: term.lost.clone(),
+            term: Some(term),
+        }
+    }
+
+    /// The epoch (0 leading alone).
+    pub(crate) fn epoch(&self) -> i64 {
+        self.term.as_ref().map_or(0, |t| t.epoch)
+    }
 }
 
 struct Shared {
@@ -271,17 +284,12 @@ impl Shared {
         let Some(election) = &self.election else {
             return Ok(Lead {
                 term: None,
-                epoch: 0,
                 lost: self.alone.clone(),
             });
         };
         let term = self.term.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(term) = term.filter(|t| t.check().is_ok()) {
-            return Ok(Lead {
-                epoch: term.epoch,
-                lost: term.lost.clone(),
-                term: Some(term),
-            });
+            return Ok(Lead::of(term));
         }
         let leader = match election.view().await {
             Ok((Some((leader, epoch)), _)) => {
@@ -520,7 +528,7 @@ impl JobManager for Service {
         let _ = orders.send(Ok(ToTaskManager {
             kind: Some(Down::Registered(Registered {
                 job_manager_version: VERSION.to_string(),
-                epoch: lead.epoch,
+                epoch: lead.epoch(),
             })),
         }));
         let id = register.id.clone();
@@ -651,46 +659,52 @@ impl JobManager for Service {
 /// A job's events as a response stream: `first` (its latest, if known), then every
 /// event until one that ends it. When the receiver goes away, `cancel_when_gone` fires.
 fn follow(
-    mut events: broadcast::Receiver<JobEvent>,
+    events: broadcast::Receiver<JobEvent>,
     first: Option<JobEvent>,
     cancel_when_gone: Option<CancellationToken>,
 ) -> BoxStream<JobEvent> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
-        let _cancel = cancel_when_gone.map(CancellationToken::drop_guard);
-        let mut next = first;
-        loop {
-            let event = match next.take() {
-                Some(e) => e,
-                None => match events.recv().await {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    // The job's runner ended without an outcome: its JobManager
-                    // stopped leading; the job goes on with the next leader.
-                    Err(broadcast::error::RecvError::Closed) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(
-                                "this JobManager stopped leading; follow the job on the new leader",
-                            )))
-                            .await;
-                        if let Some(c) = _cancel {
-                            c.disarm();
-                        }
-                        return;
-                    }
-                },
-            };
-            let done = job::is_final(&event.status);
-            if tx.send(Ok(event)).await.is_err() {
-                return;
-            }
-            if done {
-                if let Some(c) = _cancel {
-                    c.disarm();
-                }
-                return;
-            }
+        let guard = cancel_when_gone.map(CancellationToken::drop_guard);
+        if relay(events, first, &tx).await
+            && let Some(guard) = guard
+        {
+            guard.disarm();
         }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Sends `first`, then the job's events, to `tx` until one ends the job. False when the
+/// receiver went away first.
+async fn relay(
+    mut events: broadcast::Receiver<JobEvent>,
+    mut next: Option<JobEvent>,
+    tx: &mpsc::Sender<Result<JobEvent, Status>>,
+) -> bool {
+    loop {
+        let event = match next.take() {
+            Some(e) => e,
+            None => match events.recv().await {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                // The job's runner ended without an outcome: its JobManager stopped
+                // leading; the job goes on with the next leader.
+                Err(broadcast::error::RecvError::Closed) => {
+                    let moved = Status::unavailable(
+                        "this JobManager stopped leading; follow the job on the new leader",
+                    );
+                    let _ = tx.send(Err(moved)).await;
+                    return true;
+                }
+            },
+        };
+        let done = job::is_final(&event.status);
+        if tx.send(Ok(event)).await.is_err() {
+            return false;
+        }
+        if done {
+            return true;
+        }
+    }
 }

@@ -93,9 +93,7 @@ impl Service {
         &self,
         job: &JobRecord,
     ) -> ServiceResult<fungi_execution::plan::PhysicalPlan> {
-        let parallelism = job.settings["requested_parallelism"]
-            .as_u64()
-            .map_or(job.parallelism, |p| p as u32);
+        let parallelism = requested_parallelism(job);
         let config = fungi_common::config::JobConfig {
             parallelism,
             ..Default::default()
@@ -553,6 +551,13 @@ impl Service {
         })();
         self.done(p, Action::JobCancel, id, result)
     }
+}
+
+/// The parallelism `job` was submitted with (before its script's SETs).
+pub(super) fn requested_parallelism(job: &JobRecord) -> u32 {
+    job.settings["requested_parallelism"]
+        .as_u64()
+        .map_or(job.parallelism, |p| p as u32)
 }
 
 /// Fails a job whose checkpoints hold more state than its tenant's `max_state_bytes`.

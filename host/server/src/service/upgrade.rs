@@ -2,7 +2,7 @@
 //! savepoint, or is refused while the old version keeps running.
 
 use super::*;
-use crate::service::jobs::check_script_size;
+use crate::service::jobs::{check_script_size, requested_parallelism};
 
 impl Service {
     /// Replaces running job `id` with a new version of its SQL: plans the new version,
@@ -37,12 +37,9 @@ impl Service {
             )));
         }
         check_script_size(&req.sql)?;
-        let requested = |j: &JobRecord| {
-            j.settings["requested_parallelism"]
-                .as_u64()
-                .map_or(j.parallelism, |p| p as u32)
-        };
-        let parallelism = req.parallelism.unwrap_or_else(|| requested(old));
+        let parallelism = req
+            .parallelism
+            .unwrap_or_else(|| requested_parallelism(old));
         let candidate = JobRecord {
             sql: req.sql.clone(),
             settings: serde_json::json!({ "requested_parallelism": parallelism }),
@@ -94,7 +91,7 @@ impl Service {
             Ok(job) => Ok(job),
             Err(e) => {
                 let back = self
-                    .submit_job_inner(p, submit(old.sql.clone(), requested(old)))
+                    .submit_job_inner(p, submit(old.sql.clone(), requested_parallelism(old)))
                     .await;
                 let old_version = match back {
                     Ok(job) => format!("the old version runs again as job '{}'", job.id),
