@@ -29,8 +29,10 @@ if [ "$purpose" = test ]; then
   command -v mvn >/dev/null 2>&1 || need+=(maven)
   # iproute2 for the cluster test that cuts a TaskManager off in a network namespace.
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
-  # etcd for the high-availability tests (leader election among JobManagers).
+  # etcd for the high-availability tests (leader election among JobManagers), and
+  # etcdctl, with which a test plants foreign data.
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+  command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
