@@ -44,6 +44,8 @@ pub struct KeyValue {
     /// The revision that created the key (it changes when the key is deleted and
     /// created again).
     pub create_revision: i64,
+    /// The revision of the key's last change.
+    pub mod_revision: i64,
 }
 
 /// One comparison of a transaction.
@@ -51,6 +53,8 @@ pub struct KeyValue {
 pub enum Compare {
     /// The key was created at this revision (0: the key does not exist).
     Created(String, i64),
+    /// The key last changed at this revision (0: the key does not exist).
+    Modified(String, i64),
 }
 
 /// One operation of a transaction.
@@ -67,6 +71,8 @@ pub enum Op {
     },
     /// Deletes a key.
     Delete(String),
+    /// Deletes every key starting with a prefix.
+    DeletePrefix(String),
 }
 
 /// What a transaction did.
@@ -102,6 +108,8 @@ struct RawKv {
     value: String,
     #[serde(default)]
     create_revision: String,
+    #[serde(default)]
+    mod_revision: String,
 }
 
 impl Etcd {
@@ -216,6 +224,29 @@ impl Etcd {
         kvs(&self.call("range", "/v3/kv/range", body).await?)
     }
 
+    /// The keys starting with `prefix` that sort before `before` (every one, when
+    /// `None`), last first, at most `limit` (0 for all): a log's newest entries, page by
+    /// page.
+    pub async fn range_prefix_back(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
+        let end = match before {
+            Some(key) => key.as_bytes().to_vec(),
+            None => prefix_end(prefix.as_bytes()),
+        };
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(end),
+            "limit": limit.to_string(),
+            "sort_order": "DESCEND",
+            "sort_target": "KEY",
+        });
+        kvs(&self.call("range", "/v3/kv/range", body).await?)
+    }
+
     /// The value of `key`, if it exists.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, EtcdError> {
         let body = json!({ "key": B64.encode(key) });
@@ -235,6 +266,12 @@ impl Etcd {
                     "result": "EQUAL",
                     "create_revision": revision.to_string(),
                 }),
+                Compare::Modified(key, revision) => json!({
+                    "key": B64.encode(key),
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": revision.to_string(),
+                }),
             })
             .collect();
         let success: Vec<Value> = success
@@ -246,6 +283,10 @@ impl Etcd {
                     "lease": lease.to_string(),
                 }}),
                 Op::Delete(key) => json!({ "request_delete_range": { "key": B64.encode(key) }}),
+                Op::DeletePrefix(prefix) => json!({ "request_delete_range": {
+                    "key": B64.encode(prefix),
+                    "range_end": B64.encode(prefix_end(prefix.as_bytes())),
+                }}),
             })
             .collect();
         let body = json!({ "compare": compare, "success": success, "failure": [] });
@@ -331,6 +372,7 @@ fn kvs(value: &Value) -> Result<Vec<KeyValue>, EtcdError> {
                 key: String::from_utf8_lossy(&decode(&kv.key)?).into_owned(),
                 value: decode(&kv.value)?,
                 create_revision: kv.create_revision.parse().unwrap_or(0),
+                mod_revision: kv.mod_revision.parse().unwrap_or(0),
             })
         })
         .collect()

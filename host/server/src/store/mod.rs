@@ -1,7 +1,12 @@
 //! Metadata: tenants, API keys, jobs and the audit log. [`MetadataStore`] is what the
 //! service layer needs; [`SqliteStore`] keeps it in one SQLite file (the server's
-//! embedded default), so that it survives a restart. A networked database can implement
-//! the same trait for the distributed mode.
+//! default), so that it survives a restart; [`EtcdStore`] keeps it in etcd, where
+//! several servers in front of one cluster share it and it survives the loss of any of
+//! them.
+
+mod etcd;
+
+pub use etcd::EtcdStore;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// A store error.
 #[derive(Debug, thiserror::Error)]
 #[error("metadata store: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(pub(crate) String);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -78,7 +83,7 @@ impl JobStatus {
         }
     }
 
-    fn parse(s: &str) -> StoreResult<Self> {
+    pub(crate) fn parse(s: &str) -> StoreResult<Self> {
         Ok(match s {
             "RUNNING" => JobStatus::Running,
             "FINISHED" => JobStatus::Finished,
