@@ -43,6 +43,7 @@ async fn run_on_cluster(
         parallelism: Some(p),
         statement: 0,
         savepoint: None,
+        ..Default::default()
     };
     let start = Instant::now();
     let mut stream = client.submit(&spec, Vec::new()).await?;

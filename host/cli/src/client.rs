@@ -40,8 +40,78 @@ pub(crate) struct ServerArgs {
     /// Start without resuming any job: jobs that were running become SUSPENDED, to be
     /// resumed (`fungi job resume ID`) or cancelled one by one. For a server that a job
     /// keeps taking down; a job that does so three starts in a row is suspended anyway.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     safe_mode: bool,
+    /// Run jobs on this cluster instead of in this process: its JobManagers' addresses,
+    /// comma-separated (the leader is asked). Every process of the cluster must reach
+    /// the data directory at the same path (a shared filesystem); start one server next
+    /// to each JobManager, all with the same --data-dir and --metadata etcd.
+    #[arg(long, env = "FUNGI_CLUSTER")]
+    cluster: Option<String>,
+    #[command(flatten)]
+    cluster_tls: crate::cluster::ClusterTlsArgs,
+    /// Where metadata (tenants, keys, jobs, the audit log) lives: `sqlite` (in the data
+    /// directory, one server) or `etcd` (shared by several servers).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    metadata: MetadataKind,
+    /// etcd's client URLs for --metadata etcd, comma-separated.
+    #[arg(long, value_delimiter = ',', required_if_eq("metadata", "etcd"))]
+    metadata_endpoints: Vec<String>,
+    /// Names the metadata in etcd (its keys live under /fungi-server/ID/).
+    #[arg(long, default_value = "default")]
+    metadata_cluster_id: String,
+    /// TLS to etcd: the CA certificate (PEM) that signed etcd's.
+    #[arg(long, value_name = "PEM")]
+    metadata_etcd_ca: Option<PathBuf>,
+    /// A client certificate for etcd (PEM), when etcd checks clients.
+    #[arg(long, value_name = "PEM", requires_all = ["metadata_etcd_ca", "metadata_etcd_key"])]
+    metadata_etcd_cert: Option<PathBuf>,
+    /// The key of --metadata-etcd-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "metadata_etcd_cert")]
+    metadata_etcd_key: Option<PathBuf>,
+}
+
+/// Where a server keeps its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MetadataKind {
+    /// SQLite in the data directory.
+    Sqlite,
+    /// etcd.
+    Etcd,
+}
+
+impl ServerArgs {
+    /// The metadata store the arguments ask for.
+    fn metadata(&self) -> fungi_server::Metadata {
+        match self.metadata {
+            MetadataKind::Sqlite => fungi_server::Metadata::Sqlite,
+            MetadataKind::Etcd => fungi_server::Metadata::Etcd {
+                endpoints: self.metadata_endpoints.clone(),
+                cluster_id: self.metadata_cluster_id.clone(),
+                tls: self
+                    .metadata_etcd_ca
+                    .clone()
+                    .map(|ca| fungi_cluster::ha::EtcdTls {
+                        ca,
+                        identity: self
+                            .metadata_etcd_cert
+                            .clone()
+                            .zip(self.metadata_etcd_key.clone()),
+                    }),
+            },
+        }
+    }
+
+    /// The cluster the arguments name, if any.
+    fn cluster(&self) -> Result<Option<fungi_server::ClusterBackend>> {
+        let Some(addresses) = &self.cluster else {
+            return Ok(None);
+        };
+        Ok(Some(fungi_server::ClusterBackend {
+            addresses: addresses.clone(),
+            tls: self.cluster_tls.load()?,
+        }))
+    }
 }
 
 /// The JWT verifier the server arguments ask for.
@@ -65,6 +135,7 @@ fn jwt_verifier(args: &ServerArgs) -> Result<Option<fungi_security::jwt::JwtVeri
 /// Runs the server until Ctrl-C or SIGTERM.
 pub(crate) fn serve(args: ServerArgs) -> Result<()> {
     let jwt = jwt_verifier(&args)?;
+    let (metadata, cluster) = (args.metadata(), args.cluster()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("fungi-api")
         .enable_all()
@@ -91,6 +162,8 @@ pub(crate) fn serve(args: ServerArgs) -> Result<()> {
                     .map(|(cert, key)| fungi_server::TlsFiles { cert, key }),
                 auth: fungi_server::AuthConfig { jwt },
                 safe_mode: args.safe_mode,
+                metadata,
+                cluster,
             },
             stop,
         )

@@ -191,7 +191,19 @@ struct CliPlanner;
 
 impl Planner for CliPlanner {
     fn plan(&self, spec: &JobSpec) -> std::result::Result<PhysicalPlan, String> {
-        plan_spec(spec).map_err(|e| format!("{e:#}"))
+        // A server's job is planned confined to its tenant, as the server planned it.
+        if let Some(scope) = &spec.tenant {
+            return fungi_server::plan_scoped(spec, scope);
+        }
+        let plan = plan_spec(spec).map_err(|e| format!("{e:#}"))?;
+        match &spec.checkpoint_dir {
+            Some(dir) => {
+                let mut graph = plan.graph;
+                graph.config.checkpointing.dir = Some(dir.into());
+                PhysicalPlan::new(graph).map_err(|e| e.to_string())
+            }
+            None => Ok(plan),
+        }
     }
 }
 
@@ -373,6 +385,7 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
             ),
             None => None,
         },
+        ..Default::default()
     };
     // Planned here first: a job that does not plan is refused before it travels.
     let plans = plan_all(&spec).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.job.display()))?;
@@ -434,6 +447,7 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
                             }
                             return Ok(());
                         }
+                        "stopped" => return Ok(()),
                         "failed" => bail!("job {} failed: {}", event.job, event.message),
                         "cancelled" => bail!("job {} was cancelled", event.job),
                         _ => {}

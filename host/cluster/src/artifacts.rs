@@ -152,6 +152,7 @@ mod tests {
             parallelism: None,
             statement: 0,
             savepoint: None,
+            ..Default::default()
         };
         let local = localize(&spec, &artifacts, there.path()).unwrap();
         let wasm = there.path().join(&artifacts[0].digest).join("f.wasm");

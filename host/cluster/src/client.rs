@@ -29,12 +29,20 @@ pub enum ClientError {
     /// No JobManager of the list leads the cluster.
     #[error("no JobManager leads the cluster: {0}")]
     NoLeader(String),
+    /// The cluster has no such job.
+    #[error("the JobManager answered: {0}")]
+    NotFound(String),
+    /// The cluster has a job of that name already.
+    #[error("the JobManager answered: {0}")]
+    Exists(String),
 }
 
 impl ClientError {
     fn from_status(status: tonic::Status) -> ClientError {
         match status.code() {
             tonic::Code::Unavailable => ClientError::NoLeader(status.message().to_string()),
+            tonic::Code::NotFound => ClientError::NotFound(status.message().to_string()),
+            tonic::Code::AlreadyExists => ClientError::Exists(status.message().to_string()),
             _ => ClientError::Refused(status.message().to_string()),
         }
     }

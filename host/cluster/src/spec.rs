@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A job as it travels from the client to the JobManager and on to the TaskManagers.
 /// Operators are not serialised: every process plans the same text into the same
 /// physical plan and runs only its own subtasks.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobSpec {
     /// The file name the job came from (`.sql` for streaming SQL, otherwise a job
     /// file); it names the job.
@@ -24,6 +24,49 @@ pub struct JobSpec {
     /// job has no checkpoint of its own yet.
     #[serde(default)]
     pub savepoint: Option<String>,
+    /// The job's name on the cluster (letters, digits, `.`, `_`, `-`; unique: a second
+    /// submission of a name the cluster knows is refused). The JobManager names it
+    /// after the file when not given.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The job outlives its submitter's connection (a server submits this way and
+    /// follows the job from wherever it is); otherwise, without high availability, the
+    /// job is cancelled when its submitter goes away.
+    #[serde(default)]
+    pub detached: bool,
+    /// Where the job checkpoints, overriding what its script says (every process must
+    /// reach it).
+    #[serde(default)]
+    pub checkpoint_dir: Option<String>,
+    /// The tenant the job runs for, when a server submitted it: every process plans
+    /// and runs it confined to the tenant's files, plugins, egress hosts, Python policy
+    /// and plugin limits, as the server would.
+    #[serde(default)]
+    pub tenant: Option<TenantScope>,
+}
+
+/// A tenant's confinement, as it travels with a job (see [`JobSpec::tenant`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantScope {
+    /// The tenant: its quotas (egress hosts, Python policy, plugin limits) and trust
+    /// policy.
+    pub tenant: fungi_tenancy::Tenant,
+    /// Its files (a `filesystem` table's path is relative to it); every process must
+    /// reach it at this path.
+    pub files_dir: std::path::PathBuf,
+    /// Its uploaded plugins; every process must reach it at this path.
+    pub plugin_dir: std::path::PathBuf,
+}
+
+/// Whether `name` may name a job: 1 to 128 letters, digits, `.`, `_` or `-`, not
+/// starting with `.` (names become keys in etcd and parts of paths).
+pub fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl JobSpec {

@@ -58,6 +58,7 @@ fn spec() -> JobSpec {
         parallelism: None,
         statement: 0,
         savepoint: None,
+        ..Default::default()
     }
 }
 

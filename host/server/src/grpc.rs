@@ -35,6 +35,7 @@ impl From<ServiceError> for Status {
             ServiceError::BadRequest(_) => Status::invalid_argument(message),
             ServiceError::Conflict(_) => Status::failed_precondition(message),
             ServiceError::Internal(_) => Status::internal(message),
+            ServiceError::Unavailable(_) => Status::unavailable(message),
         }
     }
 }
@@ -199,7 +200,7 @@ impl pb::jobs_server::Jobs for Grpc {
 
     async fn get(&self, req: Request<pb::JobId>) -> Result<Response<pb::JobDetails>, Status> {
         let p = self.caller(&req, "Jobs/Get")?;
-        let d = self.service.get_job(&p, &req.get_ref().id)?;
+        let d = self.service.get_job(&p, &req.get_ref().id).await?;
         Ok(Response::new(pb::JobDetails {
             operators_json: json(&d.operators),
             checkpoints_json: json(&d.checkpoints),
@@ -207,13 +208,14 @@ impl pb::jobs_server::Jobs for Grpc {
             exceptions_json: json(&d.exceptions),
             restarts: d.restarts,
             savepoints: d.savepoints,
+            cluster_json: d.cluster.as_ref().map(json).unwrap_or_default(),
             job: Some(d.job.into()),
         }))
     }
 
     async fn cancel(&self, req: Request<pb::JobId>) -> Result<Response<pb::Job>, Status> {
         let p = self.caller(&req, "Jobs/Cancel")?;
-        respond(self.service.cancel_job(&p, &req.get_ref().id))
+        respond(self.service.cancel_job(&p, &req.get_ref().id).await)
     }
 
     async fn resume(&self, req: Request<pb::JobId>) -> Result<Response<pb::Job>, Status> {

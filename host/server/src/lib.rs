@@ -3,10 +3,13 @@
 //! authenticates callers, checks their role and tenant, enforces quotas, writes the
 //! audit log, and runs jobs in process under supervision (resumed from their latest
 //! checkpoint, also after the server restarts), each tenant's on a runtime of its own,
-//! apart from the API's (see `runtime`). Metadata lives in SQLite. The same calls
-//! are served over gRPC ([`grpc`]) when a gRPC address is configured, both listeners
-//! over TLS when a certificate is; Prometheus metrics are at `/metrics`.
+//! apart from the API's (see `runtime`), or, with a cluster, on its TaskManagers
+//! (see `service::cluster`). Metadata lives in SQLite, or in etcd where several servers
+//! share it. The same calls are served over gRPC ([`grpc`]) when a gRPC address is
+//! configured, both listeners over TLS when a certificate is; Prometheus metrics are at
+//! `/metrics`.
 
+mod confine;
 pub mod grpc;
 pub mod metrics;
 pub mod rest;
@@ -18,8 +21,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use service::{AuthConfig, Service, ServiceError};
-pub use store::{MetadataStore, SqliteStore};
+pub use confine::plan_scoped;
+pub use service::{AuthConfig, ClusterBackend, Service, ServiceError};
+pub use store::{EtcdStore, MetadataStore, SqliteStore};
 
 /// Where the server keeps its state and where it listens.
 #[derive(Debug)]
@@ -37,6 +41,27 @@ pub struct ServerConfig {
     /// Start without resuming any job: running jobs become SUSPENDED (for a server that
     /// a job keeps taking down).
     pub safe_mode: bool,
+    /// Where metadata lives.
+    pub metadata: Metadata,
+    /// The cluster jobs run on; in this process when `None`.
+    pub cluster: Option<ClusterBackend>,
+}
+
+/// Where a server keeps its metadata.
+#[derive(Debug, Clone, Default)]
+pub enum Metadata {
+    /// `metadata.db` (SQLite) in the data directory: one server.
+    #[default]
+    Sqlite,
+    /// etcd, shared by every server in front of one cluster.
+    Etcd {
+        /// etcd's client URLs.
+        endpoints: Vec<String>,
+        /// Names the metadata in etcd (under `/fungi-server/<id>/`).
+        cluster_id: String,
+        /// TLS to etcd.
+        tls: Option<fungi_cluster::ha::EtcdTls>,
+    },
 }
 
 /// A certificate chain and its private key, PEM files.
@@ -86,8 +111,20 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
-    let store = SqliteStore::open(&config.data_dir.join("metadata.db"))?;
-    let service = Service::new(Arc::new(store), config.data_dir.clone(), config.auth);
+    let store: Arc<dyn MetadataStore> = match &config.metadata {
+        Metadata::Sqlite => Arc::new(SqliteStore::open(&config.data_dir.join("metadata.db"))?),
+        Metadata::Etcd {
+            endpoints,
+            cluster_id,
+            tls,
+        } => Arc::new(EtcdStore::open(endpoints, cluster_id, tls.as_ref())?),
+    };
+    let service = Service::with_cluster(
+        store,
+        config.data_dir.clone(),
+        config.auth,
+        config.cluster.clone(),
+    );
     if let Some(key) = service.bootstrap()? {
         eprintln!(
             "created the first admin key (shown once; keep it): {key}\n\
@@ -95,8 +132,10 @@ pub async fn serve(
         );
     }
     let resumed = service.resume_jobs(config.safe_mode).await?;
-    if resumed > 0 {
-        eprintln!("resumed {resumed} running job(s)");
+    match (&config.cluster, resumed) {
+        (_, 0) => {}
+        (Some(_), n) => eprintln!("following {n} job(s) running on the cluster"),
+        (None, n) => eprintln!("resumed {n} running job(s)"),
     }
     let tls = match &config.tls {
         Some(files) => Some(read_tls(files)?),

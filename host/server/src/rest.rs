@@ -48,6 +48,7 @@ impl IntoResponse for ApiError {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (
             status,
@@ -147,7 +148,7 @@ async fn get_job(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobDetails>> {
-    Ok(Json(s.get_job(&p, &id)?))
+    Ok(Json(s.get_job(&p, &id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path)),
@@ -159,7 +160,7 @@ async fn cancel_job(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobRecord>> {
-    Ok(Json(s.cancel_job(&p, &id)?))
+    Ok(Json(s.cancel_job(&p, &id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", params(("id" = String, Path)),

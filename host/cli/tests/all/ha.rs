@@ -19,9 +19,9 @@ use super::recovery::{committed, job_at};
 const LEASE_TTL: &str = "3";
 
 /// etcd, JobManagers standing for election and TaskManagers; all killed on drop.
-struct HaCluster {
+pub(super) struct HaCluster {
     dir: PathBuf,
-    etcd: EtcdServer,
+    pub(super) etcd: EtcdServer,
     /// JobManagers by name, with their addresses.
     job_managers: BTreeMap<String, (Child, String)>,
     /// Their probes (`http://.../`) by name.
@@ -33,7 +33,7 @@ struct HaCluster {
 
 impl HaCluster {
     /// Two JobManagers and two TaskManagers of one slot each.
-    fn start(dir: &Path) -> HaCluster {
+    pub(super) fn start(dir: &Path) -> HaCluster {
         let mut cluster = HaCluster {
             dir: dir.to_path_buf(),
             etcd: EtcdServer::start(),
@@ -113,7 +113,7 @@ impl HaCluster {
 
     /// Every JobManager's address, comma-separated, as TaskManagers and clients get
     /// them.
-    fn addresses(&self) -> String {
+    pub(super) fn addresses(&self) -> String {
         self.job_managers
             .values()
             .map(|(_, a)| a.as_str())
@@ -121,7 +121,7 @@ impl HaCluster {
             .join(",")
     }
 
-    fn status(&self) -> Option<serde_json::Value> {
+    pub(super) fn status(&self) -> Option<serde_json::Value> {
         let out = fungi()
             .args([
                 "cluster",
@@ -137,7 +137,7 @@ impl HaCluster {
     }
 
     /// Waits up to `seconds` for a leader's status that satisfies `ok`.
-    fn wait_until(
+    pub(super) fn wait_until(
         &self,
         seconds: u64,
         what: &str,
@@ -161,7 +161,7 @@ impl HaCluster {
     }
 
     /// The name of the JobManager that leads now.
-    fn leader(&self) -> (String, i64) {
+    pub(super) fn leader(&self) -> (String, i64) {
         let status = self.wait_until(30, "a leader", |_| true);
         let address = status["leadership"]["leader"].as_str().unwrap().to_string();
         let name = self
@@ -183,7 +183,7 @@ impl HaCluster {
     }
 
     /// SIGKILL; its address, for a restart.
-    fn kill_job_manager(&mut self, name: &str) -> String {
+    pub(super) fn kill_job_manager(&mut self, name: &str) -> String {
         let (mut child, address) = self.job_managers.remove(name).unwrap();
         let _ = child.kill();
         let _ = child.wait();
@@ -202,7 +202,7 @@ impl HaCluster {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    fn logs(&self) -> String {
+    pub(super) fn logs(&self) -> String {
         super::cluster::log_tails(&self.dir, 15)
     }
 
@@ -236,7 +236,7 @@ impl Drop for HaCluster {
 }
 
 /// The windowed Nexmark job at 20 000 bids a second for `seconds`, restarting quickly.
-fn windowed_job(dir: &Path, seconds: u32) -> String {
+pub(super) fn windowed_job(dir: &Path, seconds: u32) -> String {
     let settings = "SET 'restart-strategy.type' = 'fixed-delay';
          SET 'restart-strategy.fixed-delay.attempts' = '20';
          SET 'restart-strategy.fixed-delay.delay' = '100ms';";
@@ -249,7 +249,7 @@ fn windowed_job(dir: &Path, seconds: u32) -> String {
 }
 
 /// What the job commits when nothing goes wrong.
-fn uninterrupted(seconds: u32) -> BTreeMap<String, usize> {
+pub(super) fn uninterrupted(seconds: u32) -> BTreeMap<String, usize> {
     let dir = tempfile::tempdir().unwrap();
     let out = super::recovery::run_to_end(dir.path(), &windowed_job(dir.path(), seconds));
     assert!(

@@ -7,6 +7,7 @@ mod kafka;
 mod recovery;
 mod security;
 mod server;
+mod server_on_cluster;
 
 use fungi_testkit::process::{CommandExt, PROCESS_LIMIT, wait_within};
 use std::path::Path;

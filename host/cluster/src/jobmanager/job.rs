@@ -28,7 +28,7 @@ const SUBMISSION_FILE: &str = "submission.pb";
 
 /// Whether a job in `status` has ended.
 pub(super) fn is_final(status: &str) -> bool {
-    matches!(status, "finished" | "failed" | "cancelled")
+    matches!(status, "finished" | "stopped" | "failed" | "cancelled")
 }
 
 /// Resumes every job etcd has as running, on a JobManager that just became leader.
@@ -120,6 +120,7 @@ impl JobRunner {
     ) -> Self {
         let (job, record) = match resumed {
             Some((job, record)) => (job, Some(record)),
+            None if spec.name.is_some() => (spec.name.clone().unwrap_or_default(), None),
             None => {
                 let stem = std::path::Path::new(&spec.file_name)
                     .file_stem()
@@ -179,8 +180,11 @@ impl JobRunner {
         let (shared, job, runner) = (self.shared.clone(), self.job.clone(), self.runner);
         self.run(spec).await;
         let mut registry = shared.registry();
-        if registry.jobs.get(&job).is_some_and(|e| e.runner == runner) {
-            registry.jobs.remove(&job);
+        if registry.jobs.get(&job).is_some_and(|e| e.runner == runner)
+            && let Some(entry) = registry.jobs.remove(&job)
+            && let Some(last) = entry.last_event.filter(|e| is_final(&e.status))
+        {
+            registry.remember_ended(last);
         }
         drop(registry);
         shared.changed.notify_waiters();
@@ -344,7 +348,7 @@ impl JobRunner {
                 }
                 Outcome::Stopped(path) => {
                     let message = format!("stopped with savepoint {}", path.display());
-                    return self.end("finished", message, Vec::new(), 0).await;
+                    return self.end("stopped", message, Vec::new(), 0).await;
                 }
                 Outcome::Abandoned => return self.cancelled().await,
                 Outcome::Failed(reason) => reason,

@@ -214,6 +214,28 @@ struct Shared {
 struct Registry {
     task_managers: BTreeMap<String, TaskManagerEntry>,
     jobs: BTreeMap<String, JobEntry>,
+    /// The final events of the latest jobs that ended, for followers that come late
+    /// (a server that lost its connection while the job ended), oldest first.
+    ended: std::collections::VecDeque<JobEvent>,
+}
+
+/// How many ended jobs the JobManager remembers.
+const ENDED_KEPT: usize = 1024;
+
+impl Registry {
+    /// Keeps `last` (a job's final event) among the ended jobs.
+    fn remember_ended(&mut self, last: JobEvent) {
+        self.ended.retain(|e| e.job != last.job);
+        if self.ended.len() >= ENDED_KEPT {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(last);
+    }
+
+    /// Whether a job of this name runs or ended here.
+    fn knows(&self, job: &str) -> bool {
+        self.jobs.contains_key(job) || self.ended.iter().any(|e| e.job == job)
+    }
 }
 
 struct TaskManagerEntry {
@@ -277,6 +299,32 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
                 .is_some_and(|t| t.check().is_ok())
+    }
+
+    /// Refuses `name` for a new job when it is not a name or the cluster knows a job
+    /// of that name (running, ended here, or recorded in etcd).
+    async fn check_new_name(&self, name: &str, lead: &Lead) -> Result<(), Status> {
+        if !crate::spec::valid_job_name(name) {
+            return Err(Status::invalid_argument(format!(
+                "'{name}' cannot name a job: use 1 to 128 letters, digits, '.', '_' or '-'"
+            )));
+        }
+        let exists = || Status::already_exists(format!("the cluster has a job named {name}"));
+        if self.registry().knows(name) {
+            return Err(exists());
+        }
+        if let (Some(election), Some(_)) = (&self.election, &lead.term) {
+            let recorded = election
+                .jobs()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .into_iter()
+                .any(|(job, _)| job == name);
+            if recorded {
+                return Err(exists());
+            }
+        }
+        Ok(())
     }
 
     /// The right to lead, or a refusal naming the leader to go to.
@@ -575,12 +623,17 @@ impl JobManager for Service {
         let request = request.into_inner();
         let spec = JobSpec::from_bytes(&request.spec).map_err(Status::invalid_argument)?;
         let lead = self.0.lead().await?;
+        if let Some(name) = &spec.name {
+            self.0.check_new_name(name, &lead).await?;
+        }
         let artifacts = Arc::new(request.artifacts);
         let shared = self.0.clone();
         let runner = JobRunner::new(shared.clone(), &spec, artifacts, lead, None);
         let events = runner.subscribe();
-        // Without high availability a job lives as long as its submitter listens.
-        let cancel_when_gone = shared.election.is_none().then(|| runner.cancel.clone());
+        // Without high availability a job lives as long as its submitter listens,
+        // unless it was submitted detached.
+        let cancel_when_gone =
+            (shared.election.is_none() && !spec.detached).then(|| runner.cancel.clone());
         tokio::spawn(runner.run_to_end(spec));
         Ok(Response::new(follow(events, None, cancel_when_gone)))
     }
@@ -598,14 +651,21 @@ impl JobManager for Service {
         request: Request<FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         let job = request.into_inner().job;
-        let followed = self
-            .0
-            .registry()
-            .jobs
-            .get(&job)
-            .map(|e| (e.events.subscribe(), e.last_event.clone()));
+        let (followed, ended) = {
+            let registry = self.0.registry();
+            (
+                registry
+                    .jobs
+                    .get(&job)
+                    .map(|e| (e.events.subscribe(), e.last_event.clone())),
+                registry.ended.iter().find(|e| e.job == job).cloned(),
+            )
+        };
         if let Some((events, last)) = followed {
             return Ok(Response::new(follow(events, last, None)));
+        }
+        if let Some(last) = ended {
+            return Ok(Response::new(Box::pin(tokio_stream::once(Ok(last)))));
         }
         // A job that ended (or is about to be resumed) is known to etcd.
         let lead = self.0.lead().await?;

@@ -286,7 +286,8 @@ pub struct SubmitRequest {
 pub struct JobEvent {
     #[prost(string, tag = "1")]
     pub job: ::prost::alloc::string::String,
-    /// waiting, running, restarting, finished, failed or cancelled.
+    /// waiting, running, restarting, finished, stopped (with a savepoint), failed or
+    /// cancelled.
     #[prost(string, tag = "2")]
     pub status: ::prost::alloc::string::String,
     /// What happened, in words (where subtasks run, why the job waits or failed).

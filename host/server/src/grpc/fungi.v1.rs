@@ -46,6 +46,10 @@ pub struct JobDetails {
     pub restarts: u32,
     #[prost(string, repeated, tag = "7")]
     pub savepoints: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// JSON: where the job runs on the cluster, as in REST's `cluster` (empty when the
+    /// server runs jobs in its own process).
+    #[prost(string, tag = "8")]
+    pub cluster_json: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1,6 +1,8 @@
 //! Jobs: submission (planned apart, admitted on what the plan runs), supervision on the
 //! tenant's job runtime, the crash-loop guard, savepoints, cancel and details.
 
+use fungi_cluster::spec::TenantScope;
+
 use super::*;
 
 impl Service {
@@ -123,22 +125,27 @@ impl Service {
         config: fungi_common::config::JobConfig,
     ) -> ServiceResult<fungi_sql::SqlSession> {
         let tenant = self.tenant(tenant)?;
+        let scope = self.tenant_scope(&tenant)?;
         let mut session = fungi_sql::SqlSession::new(config);
+        session.confine(crate::confine::confinement(
+            &scope,
+            self.plugin_host()?,
+            self.plugin_tenant(&tenant),
+        ));
+        Ok(session)
+    }
+
+    /// `tenant`'s confinement: its files (created if missing) and plugins directories.
+    pub(super) fn tenant_scope(&self, tenant: &Tenant) -> ServiceResult<TenantScope> {
         let files_dir = self.files_dir(&tenant.id);
         std::fs::create_dir_all(&files_dir).map_err(|e| {
             ServiceError::Internal(format!("cannot create {}: {e}", files_dir.display()))
         })?;
-        session.confine(fungi_sql::Confinement {
+        Ok(TenantScope {
+            tenant: tenant.clone(),
             files_dir,
-            egress: fungi_connector::egress::Egress::new(
-                tenant.quotas.allowed_egress_hosts.iter().cloned(),
-            ),
-            allow_native_python: tenant.quotas.allow_unsandboxed_python,
             plugin_dir: self.data_dir.join("plugins").join(&tenant.id),
-            host: self.plugin_host()?,
-            tenant: self.plugin_tenant(&tenant),
-        });
-        Ok(session)
+        })
     }
 
     /// Runs a planned job under supervision on its tenant's job runtime, and records
@@ -149,6 +156,9 @@ impl Service {
         job: JobRecord,
         plan: fungi_execution::plan::PhysicalPlan,
     ) -> ServiceResult<()> {
+        if self.cluster().is_some() {
+            return self.start_on_cluster(&job, graph_json(&plan.graph), true);
+        }
         let runtime = self.runtimes.handle(&job.tenant).map_err(|e| {
             ServiceError::Internal(format!("cannot start the tenant's job runtime: {e}"))
         })?;
@@ -164,6 +174,7 @@ impl Service {
                 ended_by: ended_by.clone(),
                 live: rx.clone(),
                 graph: graph_json(&plan.graph),
+                cluster: None,
             },
         );
         let max_state = self
@@ -229,7 +240,21 @@ impl Service {
     /// safe mode, or when the server has started [`CRASH_LOOP_STARTS`] times with the
     /// job running and the job never got anywhere in between (a job that takes the
     /// server down would otherwise take it down again at every start).
+    /// On a cluster, jobs run on without the server: every running job is followed
+    /// (see [`Service::follow_cluster_jobs`]), and no start counts towards a crash loop.
     pub async fn resume_jobs(self: &Arc<Self>, safe_mode: bool) -> ServiceResult<usize> {
+        if self.cluster().is_some() {
+            if safe_mode {
+                return Err(ServiceError::BadRequest(
+                    "safe mode suspends jobs a server runs; jobs on a cluster run on without \
+                     it (cancel one with 'fungi job cancel')"
+                        .into(),
+                ));
+            }
+            let n = self.follow_cluster_jobs().await?;
+            self.keep_following_cluster_jobs();
+            return Ok(n);
+        }
         let mut n = 0;
         for job in self.store.jobs(None)? {
             if job.status != JobStatus::Running {
@@ -351,6 +376,12 @@ impl Service {
     /// a job that is not running has none (its durable targets keep them).
     pub fn dead_letters(&self, p: &Principal, id: &str) -> ServiceResult<DeadLetters> {
         self.visible_job(p, Action::JobGet, id)?;
+        if self.cluster().is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "job '{id}' runs on the cluster; its dead letters are in the targets its SQL \
+                 names (SET 'dead-letter.path' or 'dead-letter.kafka.*')"
+            )));
+        }
         let live = self
             .running
             .lock()
@@ -375,7 +406,7 @@ impl Service {
     }
 
     /// One job with its live counters.
-    pub fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
+    pub async fn get_job(&self, p: &Principal, id: &str) -> ServiceResult<JobDetails> {
         let job = self.visible_job(p, Action::JobGet, id)?;
         let (live, graph) = self
             .running
@@ -411,6 +442,10 @@ impl Service {
             exceptions,
             restarts: live.restarts,
             savepoints,
+            cluster: match self.cluster() {
+                Some(_) => self.cluster_details(id).await,
+                None => None,
+            },
         })
     }
 
@@ -483,6 +518,10 @@ impl Service {
         let checkpoints = {
             let running = self.running.lock().expect("running lock");
             match running.get(id) {
+                // On a cluster the JobManager's coordinator takes the request.
+                Some(r) if job.status == JobStatus::Running && r.cluster.is_some() => {
+                    (!job.settings["checkpoint_interval_ms"].is_null()).then(Default::default)
+                }
                 Some(r) if job.status == JobStatus::Running => r.live.borrow().checkpoints.clone(),
                 _ => {
                     return Err(ServiceError::Conflict(format!(
@@ -532,23 +571,31 @@ impl Service {
     }
 
     /// Cancels a running job.
-    pub fn cancel_job(&self, p: &Principal, id: &str) -> ServiceResult<JobRecord> {
+    pub async fn cancel_job(&self, p: &Principal, id: &str) -> ServiceResult<JobRecord> {
         let job = self.visible_job(p, Action::JobCancel, id)?;
-        let result = (|| {
+        let result = async {
             if !matches!(job.status, JobStatus::Running | JobStatus::Suspended) {
                 return Err(ServiceError::Conflict(format!(
                     "job '{id}' is {}, neither RUNNING nor SUSPENDED",
                     job.status.name()
                 )));
             }
+            let on_cluster = self.cluster().is_some() && job.status == JobStatus::Running;
             if let Some(r) = self.running.lock().expect("running lock").get(id) {
                 *r.ended_by.lock().expect("ended lock") = Some(JobStatus::Cancelled);
-                r.cancel.cancel();
+                // A follower of a job on the cluster records its end when it comes.
+                if !on_cluster {
+                    r.cancel.cancel();
+                }
+            }
+            if on_cluster {
+                self.cancel_on_cluster(id).await?;
             }
             self.store
                 .set_job_status(id, JobStatus::Cancelled, None, now_ms())?;
             Ok(self.store.job(id)?.unwrap_or(job.clone()))
-        })();
+        }
+        .await;
         self.done(p, Action::JobCancel, id, result)
     }
 }

@@ -25,9 +25,12 @@ use crate::store::{
 };
 
 mod artifacts;
+mod cluster;
 mod jobs;
 mod tenants;
 mod upgrade;
+
+pub use cluster::ClusterBackend;
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -56,6 +59,9 @@ pub enum ServiceError {
     /// The server failed (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A service the call needs (the cluster) does not answer now; try again (503).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ServiceError {
@@ -69,6 +75,7 @@ impl ServiceError {
             BadRequest(m) => BadRequest(paths.scrub(&m)),
             Conflict(m) => Conflict(paths.scrub(&m)),
             Internal(m) => Internal(paths.scrub(&m)),
+            Unavailable(m) => Unavailable(paths.scrub(&m)),
             quota @ Quota(_) => quota,
         }
     }
@@ -213,6 +220,12 @@ pub struct JobDetails {
     pub restarts: u32,
     /// Savepoints taken of this job (`<job id>/sp-<n>`), oldest first.
     pub savepoints: Vec<String>,
+    /// Where the job runs, when the server runs jobs on a cluster: the cluster's status
+    /// of it and attempt, each subtask's TaskManager, and per part the rows per
+    /// operator, bytes between hosts and time backpressured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub cluster: Option<serde_json::Value>,
     /// Records of the current attempt sent to the dead-letter output, per reason (the
     /// records themselves: `GET /jobs/{id}/dead-letters`).
     pub dead_letters: std::collections::BTreeMap<String, u64>,
@@ -251,6 +264,8 @@ struct Running {
     ended_by: Arc<Mutex<Option<JobStatus>>>,
     live: watch::Receiver<Live>,
     graph: serde_json::Value,
+    /// What the cluster last said of the job, when it runs on one.
+    cluster: Option<cluster::ClusterView>,
 }
 
 /// How the server authenticates callers besides API keys.
@@ -274,6 +289,8 @@ pub struct Service {
     plugin_tenants: Mutex<HashMap<String, Arc<fungi_plugin::PluginTenant>>>,
     /// Where jobs run and scripts are planned: apart from the API's runtime.
     runtimes: crate::runtime::JobRuntimes,
+    /// The cluster jobs run on, or none: in this process.
+    cluster: Option<ClusterBackend>,
     /// Held while a job is admitted against its tenant's running jobs and stored.
     admitting: tokio::sync::Mutex<()>,
     /// Keys that verified, and failed attempts per key id.
@@ -358,9 +375,21 @@ fn operators_json(ops: &[OperatorSnapshot]) -> Vec<serde_json::Value> {
 }
 
 impl Service {
-    /// A service over `store`, keeping job checkpoints under `data_dir`.
+    /// A service over `store`, keeping job checkpoints under `data_dir`, running jobs in
+    /// this process.
     pub fn new(store: Arc<dyn MetadataStore>, data_dir: PathBuf, auth: AuthConfig) -> Arc<Service> {
+        Self::with_cluster(store, data_dir, auth, None)
+    }
+
+    /// A service running jobs on `cluster` (in this process when `None`).
+    pub fn with_cluster(
+        store: Arc<dyn MetadataStore>,
+        data_dir: PathBuf,
+        auth: AuthConfig,
+        cluster: Option<ClusterBackend>,
+    ) -> Arc<Service> {
         Arc::new(Service {
+            cluster,
             store,
             data_dir,
             auth,
@@ -418,16 +447,7 @@ impl Service {
     /// The plugin host's tenant for `tenant`: one per tenant, so that memory and CPU
     /// limits hold across all its jobs.
     fn plugin_tenant(&self, tenant: &Tenant) -> Arc<fungi_plugin::PluginTenant> {
-        let mut tenants = self.plugin_tenants.lock().expect("plugin tenants lock");
-        let limits = plugin_limits(&tenant.quotas);
-        match tenants.get(&tenant.id) {
-            Some(t) if *t.limits() == limits => t.clone(),
-            _ => {
-                let t = Arc::new(fungi_plugin::PluginTenant::new(tenant.id.clone(), limits));
-                tenants.insert(tenant.id.clone(), t.clone());
-                t
-            }
-        }
+        crate::confine::plugin_tenant(&self.plugin_tenants, tenant)
     }
 
     /// When no key exists: creates the `system` tenant and an admin key, and returns the
@@ -612,7 +632,8 @@ impl Service {
             .lock()
             .expect("running lock")
             .iter()
-            .filter(|(_, r)| all || r.tenant == p.tenant)
+            // Jobs on a cluster are measured by its JobManager and TaskManagers.
+            .filter(|(_, r)| r.cluster.is_none() && (all || r.tenant == p.tenant))
             .map(|(id, r)| crate::metrics::JobSample {
                 job: id.clone(),
                 tenant: r.tenant.clone(),

@@ -1,0 +1,278 @@
+//! `fungi server --cluster`: two servers in front of a highly available cluster (two
+//! JobManagers elected through etcd, two TaskManagers), sharing their metadata in the
+//! same etcd and one data directory. A tenant's job runs on the TaskManagers confined
+//! to the tenant; the leading JobManager and the server that took the job are killed
+//! together; the other server answers for everything (the job, keys, tenants, the audit
+//! log without a gap), and the job's committed output equals an uninterrupted run.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fungi_testkit::process::{CommandExt, PROCESS_LIMIT};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::fungi;
+use super::ha::{HaCluster, uninterrupted, windowed_job};
+use super::harness::{ENDLESS, Server, call, create_tenant, new_key, ok, wait_status};
+
+/// A server in front of `cluster`, its metadata in the cluster's etcd, its data in
+/// `data` (shared by every server and, being local, by every TaskManager).
+fn server(cluster: &HaCluster, data: &Path) -> Server {
+    Server::start_with(
+        data,
+        &[
+            "--cluster",
+            &cluster.addresses(),
+            "--metadata",
+            "etcd",
+            "--metadata-endpoints",
+            &cluster.etcd.endpoint,
+        ],
+    )
+}
+
+/// The windowed Nexmark job of the HA tests as a tenant writes it: its output in its
+/// own files (`out`), its checkpoints where the server puts them, restarting after a
+/// second.
+fn tenant_job(seconds: u32) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let sql = windowed_job(scratch.path(), seconds);
+    let checkpoint_dir = format!(
+        "SET 'execution.checkpointing.dir' = '{}';",
+        scratch.path().join("checkpoints").display()
+    );
+    assert!(sql.contains(&checkpoint_dir), "{sql}");
+    // Quotas ask a restart to wait at least a second by default.
+    sql.replace(&checkpoint_dir, "")
+        .replace(
+            &format!("'path' = '{}'", scratch.path().join("out").display()),
+            "'path' = 'out'",
+        )
+        .replace("'100ms'", "'1s'")
+}
+
+/// Waits up to `seconds` for `job`'s details to satisfy `done`; returns them.
+fn wait_for_job(
+    server: &Server,
+    key: &str,
+    id: &str,
+    seconds: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let (status, job) = call(server, Some(key), Method::GET, &format!("/jobs/{id}"), None);
+        if status == 200 && done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id}: {status} {job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every audit record's sequence number, oldest first.
+fn audit_seqs(server: &Server, admin: &str) -> Vec<i64> {
+    ok(server, admin, Method::GET, "/audit?limit=10000", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_api_answers_through_a_failover_and_the_job_commits_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = HaCluster::start(dir.path());
+    let data = dir.path().join("data");
+    let mut first = server(&cluster, &data);
+    let admin = first.admin_key();
+    let second = server(&cluster, &data);
+    create_tenant(&first, &admin, json!({ "id": "acme" }));
+    let dev = new_key(&first, &admin, "acme", "developer");
+
+    // A job submitted through the first server runs on the TaskManagers, confined to
+    // the tenant; the second server follows it too.
+    let seconds = 8;
+    let expected = uninterrupted(seconds);
+    let job = ok(
+        &first,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": tenant_job(seconds) })),
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let running = wait_for_job(&second, &dev, &id, 60, |j| {
+        j["cluster"]["status"] == "running"
+            && j["cluster"]["subtasks"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+    });
+    assert_eq!(running["status"], "RUNNING", "{running}");
+    let on = |j: &Value| {
+        j["cluster"]["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["task_manager"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        on(&running).len(),
+        2,
+        "spread over both TaskManagers: {running}"
+    );
+    // A tenant's script cannot reach outside its files, on the cluster as on a server.
+    let (status, refused) = call(
+        &second,
+        Some(&dev),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": windowed_job(dir.path(), 1) })),
+    );
+    assert_eq!(status, 400, "{refused}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The leading JobManager and the server that took the job go together.
+    let (leader, _) = cluster.leader();
+    cluster.kill_job_manager(&leader);
+    first.kill();
+    let before = audit_seqs(&second, &admin);
+
+    // The other server answers: the job is listed, keys and tenants are valid.
+    let listed = ok(&second, &dev, Method::GET, "/jobs", None);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str()),
+        "{listed}"
+    );
+    let tenants = ok(&second, &admin, Method::GET, "/tenants", None);
+    assert!(
+        tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "acme")
+    );
+    let ops = new_key(&second, &admin, "acme", "developer");
+    let finished = wait_for_job(&second, &ops, &id, 120, |j| j["status"] != "RUNNING");
+    assert_eq!(
+        finished["status"],
+        "FINISHED",
+        "{finished}\n{}",
+        cluster.logs()
+    );
+    super::cluster::assert_committed(&expected, &data.join("files").join("acme"), &cluster.logs());
+
+    // The audit log goes on without a gap across servers.
+    let after = audit_seqs(&second, &admin);
+    assert!(
+        after.len() > before.len(),
+        "nothing audited after the failover"
+    );
+    assert_eq!(
+        after,
+        (after[0]..after[0] + after.len() as i64).collect::<Vec<_>>(),
+        "the audit log has a gap"
+    );
+
+    // A server started again answers the same, and jobs stop with a savepoint, start
+    // from it and are cancelled through any server.
+    let first = server(&cluster, &data);
+    assert_eq!(
+        ok(&first, &dev, Method::GET, &format!("/jobs/{id}"), None)["status"],
+        "FINISHED"
+    );
+    let endless = ok(
+        &first,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS })),
+    );
+    let endless = endless["id"].as_str().unwrap().to_string();
+    wait_for_job(&second, &dev, &endless, 60, |j| {
+        j["cluster"]["status"] == "running"
+    });
+    let checkpoints = data.join("jobs").join(&endless).join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&checkpoints).map_or(0, |d| d.count()) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoints in {}",
+            checkpoints.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let savepoint = ok(
+        &second,
+        &dev,
+        Method::POST,
+        &format!("/jobs/{endless}/savepoint"),
+        Some(json!({ "stop": true })),
+    );
+    wait_status(&first, &dev, &endless, "STOPPED");
+    let restarted = ok(
+        &first,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS, "from_savepoint": savepoint["id"] })),
+    );
+    let restarted = restarted["id"].as_str().unwrap().to_string();
+    wait_for_job(&first, &dev, &restarted, 60, |j| {
+        j["cluster"]["status"] == "running"
+    });
+    let cancelled = ok(
+        &second,
+        &dev,
+        Method::POST,
+        &format!("/jobs/{restarted}/cancel"),
+        None,
+    );
+    assert_eq!(cancelled["status"], "CANCELLED");
+    cluster.wait_until(30, "the cancelled job gone from the cluster", |s| {
+        s["jobs"]
+            .as_array()
+            .is_none_or(|jobs| jobs.iter().all(|j| j["job"] != restarted.as_str()))
+    });
+    wait_status(&first, &dev, &restarted, "CANCELLED");
+}
+
+#[test]
+fn bad_server_setups_for_a_cluster_are_refused_with_what_to_do() {
+    let refused = |args: &[&str]| {
+        let out = fungi()
+            .arg("server")
+            .args(args)
+            .output_within(PROCESS_LIMIT);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&["--cluster", "127.0.0.1:1", "--safe-mode"]);
+    assert!(
+        err.contains("--safe-mode") && err.contains("--cluster"),
+        "{err}"
+    );
+    let err = refused(&["--metadata", "etcd"]);
+    assert!(err.contains("--metadata-endpoints"), "{err}");
+    let err = refused(&["--metadata", "zookeeper"]);
+    assert!(err.contains("sqlite") && err.contains("etcd"), "{err}");
+    // etcd that does not answer: the server says so and does not start.
+    let dir = tempfile::tempdir().unwrap();
+    let port = fungi_testkit::free_port();
+    let err = refused(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--metadata",
+        "etcd",
+        "--metadata-endpoints",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    assert!(err.contains("etcd is unreachable"), "{err}");
+}
