@@ -455,6 +455,27 @@ impl CheckpointStorage {
         })
     }
 
+    /// The metadata of the newest checkpoint that completed (its `_metadata` written),
+    /// without reading its task files: what a watcher of a job's state size needs.
+    pub fn latest_metadata(&self) -> Result<Option<CheckpointMetadata>> {
+        if self.remote.is_some() {
+            return Ok(self.latest()?.map(|c| c.metadata));
+        }
+        for id in self.local_ids()?.into_iter().rev() {
+            let path = self.checkpoint_dir(id).join(METADATA);
+            match fs::read(&path) {
+                Ok(bytes) => {
+                    if let Ok(metadata) = serde_json::from_slice(&bytes) {
+                        return Ok(Some(metadata));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// The newest usable checkpoint. A damaged or incomplete one is reported (a warning
     /// naming the checkpoint and the problem) and the one before it is tried.
     pub fn latest(&self) -> Result<Option<CompletedCheckpoint>> {

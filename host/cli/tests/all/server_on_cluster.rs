@@ -276,3 +276,93 @@ fn bad_server_setups_for_a_cluster_are_refused_with_what_to_do() {
     ]);
     assert!(err.contains("etcd is unreachable"), "{err}");
 }
+
+/// A keyed count over generated rows, checkpointing every 200 ms; `filter` goes before
+/// its GROUP BY, `extra` after its COUNT.
+fn counting(filter: &str, extra: &str) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '200ms';
+         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
+         CREATE TABLE out (k BIGINT, n BIGINT{columns}) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT id % 10, COUNT(*){extra} FROM g {filter} GROUP BY id % 10;",
+        columns = if extra.is_empty() { "" } else { ", m BIGINT" },
+    )
+}
+
+/// Waits until the cluster no longer runs `job`.
+fn wait_gone_from_cluster(cluster: &HaCluster, job: &str) {
+    cluster.wait_until(30, &format!("job {job} gone from the cluster"), |s| {
+        s["jobs"]
+            .as_array()
+            .is_none_or(|jobs| jobs.iter().all(|j| j["job"] != job))
+    });
+}
+
+#[test]
+fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = HaCluster::start(dir.path());
+    let data = dir.path().join("data");
+    let mut server = server(&cluster, &data);
+    let admin = server.admin_key();
+
+    // A job whose checkpoints hold more state than its tenant may keep fails with the
+    // quota, and stops on the cluster.
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "tiny", "quotas": { "max_state_bytes": 1 } }),
+    );
+    let tiny = new_key(&server, &admin, "tiny", "developer");
+    let job = ok(&server, &tiny, Method::POST, "/jobs", Some(json!({ "sql": counting("", "") })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let failed = wait_for_job(&server, &tiny, &id, 60, |j| j["status"] != "RUNNING");
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("max_state_bytes"),
+        "{failed}"
+    );
+    wait_gone_from_cluster(&cluster, &id);
+
+    // An upgrade stops the job with a savepoint and starts the new version from it on
+    // the cluster; a version that cannot read the state is refused.
+    create_tenant(&server, &admin, json!({ "id": "acme" }));
+    let dev = new_key(&server, &admin, "acme", "developer");
+    let job = ok(&server, &dev, Method::POST, "/jobs", Some(json!({ "sql": counting("", "") })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let checkpoints = data.join("jobs").join(&id).join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&checkpoints).map_or(0, |d| d.count()) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints in {}", checkpoints.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let upgrade = |id: &str, sql: String| {
+        call(
+            &server,
+            Some(&dev),
+            Method::POST,
+            &format!("/jobs/{id}/upgrade"),
+            Some(json!({ "sql": sql })),
+        )
+    };
+    let (status, refused) = upgrade(&id, counting("", ", MAX(id)"));
+    assert_eq!(status, 409, "{refused}");
+    let (status, new) = upgrade(&id, counting("WHERE id >= 0", ""));
+    assert_eq!(status, 200, "{new}");
+    let new_id = new["id"].as_str().unwrap().to_string();
+    wait_status(&server, &dev, &id, "STOPPED");
+    wait_for_job(&server, &dev, &new_id, 60, |j| j["cluster"]["status"] == "running");
+    wait_gone_from_cluster(&cluster, &id);
+
+    // Deleting the tenant with force cancels its jobs on the cluster.
+    let (status, body) = call(
+        &server,
+        Some(&admin),
+        Method::DELETE,
+        "/tenants/acme?force=true",
+        None,
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    wait_gone_from_cluster(&cluster, &new_id);
+    assert!(!data.join("jobs").join(&new_id).exists());
+}

@@ -105,6 +105,13 @@ impl Service {
                 cluster: Some(view.clone()),
             },
         );
+        let max_state = self
+            .store
+            .tenant(&job.tenant)?
+            .and_then(|t| t.quotas.max_state_bytes);
+        if let Some(max) = max_state {
+            tokio::spawn(self.clone().watch_state_size(job.clone(), max, cancel.clone()));
+        }
         let service = self.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
@@ -201,8 +208,59 @@ impl Service {
         }
     }
 
-    /// Records how a job on the cluster ended.
+    /// Fails a job on the cluster whose latest checkpoint holds more state than its
+    /// tenant's `max_state_bytes`: the status is recorded first, so that no server
+    /// records the cancellation that follows as a caller's.
+    async fn watch_state_size(self: Arc<Self>, job: JobRecord, max: u64, stop: CancellationToken) {
+        let dir = self.checkpoint_dir(&job.id);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let latest = fungi_checkpoint::CheckpointStorage::open(&dir, &Default::default())
+                .and_then(|s| s.latest_metadata());
+            let Ok(Some(metadata)) = latest else { continue };
+            if metadata.size_bytes <= max {
+                continue;
+            }
+            let quota = fungi_tenancy::QuotaExceeded {
+                tenant: job.tenant.clone(),
+                quota: "max_state_bytes",
+                detail: format!(
+                    "checkpoint {} holds {} bytes of state, the limit is {max}",
+                    metadata.id, metadata.size_bytes
+                ),
+            };
+            let recorded = self.store.set_job_status(
+                &job.id,
+                JobStatus::Failed,
+                Some(&quota.to_string()),
+                now_ms(),
+            );
+            if let Err(e) = recorded {
+                tracing::error!(job = %job.id, error = %e, "cannot record the job's failure");
+            }
+            while let Err(e) = self.cancel_on_cluster(&job.id).await {
+                tracing::warn!(job = %job.id, error = %e, "cannot cancel the job over its quota");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                }
+            }
+            return;
+        }
+    }
+
+    /// Records how a job on the cluster ended, unless its status was decided already (a
+    /// caller cancelled it, it failed a quota).
     fn record_end(&self, job: &str, last: &JobEvent, by_user: Option<JobStatus>) {
+        match self.store.job(job) {
+            Ok(Some(j)) if j.status == JobStatus::Running => {}
+            Ok(_) => return,
+            Err(e) => tracing::warn!(%job, error = %e, "cannot read the job's status"),
+        }
         let (status, error) = match last.status.as_str() {
             "finished" => (JobStatus::Finished, None),
             "stopped" => (JobStatus::Stopped, None),
@@ -263,6 +321,23 @@ impl Service {
                 }
             }
         });
+    }
+
+    /// Ends a running job a caller cancelled (or whose tenant is deleted): on the
+    /// cluster, or in this process.
+    pub(super) async fn end_job(&self, job: &JobRecord) -> ServiceResult<()> {
+        let on_cluster = self.cluster().is_some() && job.status == JobStatus::Running;
+        if let Some(r) = self.running.lock().expect("running lock").get(&job.id) {
+            *r.ended_by.lock().expect("ended lock") = Some(JobStatus::Cancelled);
+            // A follower of a job on the cluster records its end when it comes.
+            if !on_cluster {
+                r.cancel.cancel();
+            }
+        }
+        if on_cluster {
+            self.cancel_on_cluster(&job.id).await?;
+        }
+        Ok(())
     }
 
     /// Cancels `job` on the cluster (a job that already ended there is no error).

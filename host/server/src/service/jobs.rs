@@ -580,17 +580,7 @@ impl Service {
                     job.status.name()
                 )));
             }
-            let on_cluster = self.cluster().is_some() && job.status == JobStatus::Running;
-            if let Some(r) = self.running.lock().expect("running lock").get(id) {
-                *r.ended_by.lock().expect("ended lock") = Some(JobStatus::Cancelled);
-                // A follower of a job on the cluster records its end when it comes.
-                if !on_cluster {
-                    r.cancel.cancel();
-                }
-            }
-            if on_cluster {
-                self.cancel_on_cluster(id).await?;
-            }
+            self.end_job(&job).await?;
             self.store
                 .set_job_status(id, JobStatus::Cancelled, None, now_ms())?;
             Ok(self.store.job(id)?.unwrap_or(job.clone()))

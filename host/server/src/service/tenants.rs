@@ -85,10 +85,7 @@ impl Service {
             )));
         }
         for job in &running {
-            if let Some(r) = self.running.lock().expect("running lock").get(&job.id) {
-                *r.ended_by.lock().expect("ended lock") = Some(JobStatus::Cancelled);
-                r.cancel.cancel();
-            }
+            self.end_job(job).await?;
             self.store
                 .set_job_status(&job.id, JobStatus::Cancelled, None, now_ms())?;
         }
