@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::fungi;
 use super::ha::{HaCluster, uninterrupted, windowed_job};
-use super::harness::{ENDLESS, Server, call, create_tenant, new_key, ok, wait_status};
+use super::harness::{ENDLESS, Server, call, create_tenant, new_key, ok, upload, wait_status};
 
 /// A server in front of `cluster`, its metadata in the cluster's etcd, its data in
 /// `data` (shared by every server and, being local, by every TaskManager).
@@ -314,12 +314,21 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
         json!({ "id": "tiny", "quotas": { "max_state_bytes": 1 } }),
     );
     let tiny = new_key(&server, &admin, "tiny", "developer");
-    let job = ok(&server, &tiny, Method::POST, "/jobs", Some(json!({ "sql": counting("", "") })));
+    let job = ok(
+        &server,
+        &tiny,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": counting("", "") })),
+    );
     let id = job["id"].as_str().unwrap().to_string();
     let failed = wait_for_job(&server, &tiny, &id, 60, |j| j["status"] != "RUNNING");
     assert_eq!(failed["status"], "FAILED", "{failed}");
     assert!(
-        failed["error"].as_str().unwrap().contains("max_state_bytes"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_state_bytes"),
         "{failed}"
     );
     wait_gone_from_cluster(&cluster, &id);
@@ -328,12 +337,22 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
     // the cluster; a version that cannot read the state is refused.
     create_tenant(&server, &admin, json!({ "id": "acme" }));
     let dev = new_key(&server, &admin, "acme", "developer");
-    let job = ok(&server, &dev, Method::POST, "/jobs", Some(json!({ "sql": counting("", "") })));
+    let job = ok(
+        &server,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": counting("", "") })),
+    );
     let id = job["id"].as_str().unwrap().to_string();
     let checkpoints = data.join("jobs").join(&id).join("checkpoints");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_dir(&checkpoints).map_or(0, |d| d.count()) < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints in {}", checkpoints.display());
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoints in {}",
+            checkpoints.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let upgrade = |id: &str, sql: String| {
@@ -351,8 +370,105 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
     assert_eq!(status, 200, "{new}");
     let new_id = new["id"].as_str().unwrap().to_string();
     wait_status(&server, &dev, &id, "STOPPED");
-    wait_for_job(&server, &dev, &new_id, 60, |j| j["cluster"]["status"] == "running");
+    wait_for_job(&server, &dev, &new_id, 60, |j| {
+        j["cluster"]["status"] == "running"
+    });
     wait_gone_from_cluster(&cluster, &id);
+
+    // A tenant's uploaded plugins run on the TaskManagers, through its catalog
+    // functions, within its plugin limits.
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "plugs", "quotas": { "plugin_memory_per_instance": 32 << 20 } }),
+    );
+    let plugs = new_key(&server, &admin, "plugs", "developer");
+    for (name, file) in [
+        ("geo", fungi_plugin_artifacts::STRINGS_GEO),
+        ("evil", fungi_plugin_artifacts::HOSTILE_EVIL),
+    ] {
+        let (status, body) = upload(&server, &plugs, name, std::fs::read(file).unwrap(), None);
+        assert_eq!(status, 201, "{body}");
+    }
+    ok(
+        &server,
+        &plugs,
+        Method::POST,
+        "/functions",
+        Some(json!({ "sql": "CREATE FUNCTION slugify LANGUAGE WASM USING 'geo'" })),
+    );
+    let slugs = "SET 'execution.checkpointing.interval' = '200ms';
+        CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '20',
+            'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '19');
+        CREATE TABLE out (s STRING) WITH ('connector' = 'filesystem', 'path' = 'slugs', 'format' = 'csv');
+        INSERT INTO out SELECT slugify(CONCAT('Hello World ', CAST(id AS STRING))) FROM g;";
+    // Without checkpoints a standby could not resume it: refused up front.
+    let unsafe_job = slugs.replace("SET 'execution.checkpointing.interval' = '200ms';", "");
+    let (status, refused) = call(
+        &server,
+        Some(&plugs),
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": unsafe_job })),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("execution.checkpointing.interval"),
+        "{refused}"
+    );
+    let job = ok(
+        &server,
+        &plugs,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": slugs })),
+    );
+    let done = wait_for_job(&server, &plugs, job["id"].as_str().unwrap(), 60, |j| {
+        j["status"] != "RUNNING"
+    });
+    assert_eq!(done["status"], "FINISHED", "{done}");
+    let out = data.join("files/plugs/slugs");
+    let written: String = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(
+        written
+            .lines()
+            .filter(|l| l.starts_with("hello-world-"))
+            .count(),
+        20,
+        "{written}"
+    );
+    let bomb = "SET 'execution.checkpointing.interval' = '200ms';
+        SET 'restart-strategy.type' = 'none';
+        CREATE FUNCTION bomb LANGUAGE WASM USING 'evil';
+        CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '5');
+        CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO out SELECT bomb(id) FROM g;";
+    let job = ok(
+        &server,
+        &plugs,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": bomb })),
+    );
+    let failed = wait_for_job(&server, &plugs, job["id"].as_str().unwrap(), 60, |j| {
+        j["status"] != "RUNNING"
+    });
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("memory limit of 32 MiB per instance exceeded"),
+        "{error}"
+    );
+    // Messages name the tenant's files as it does, never the server's paths.
+    assert!(!error.contains(data.to_str().unwrap()), "{error}");
 
     // Deleting the tenant with force cancels its jobs on the cluster.
     let (status, body) = call(

@@ -110,7 +110,10 @@ impl Service {
             .tenant(&job.tenant)?
             .and_then(|t| t.quotas.max_state_bytes);
         if let Some(max) = max_state {
-            tokio::spawn(self.clone().watch_state_size(job.clone(), max, cancel.clone()));
+            tokio::spawn(
+                self.clone()
+                    .watch_state_size(job.clone(), max, cancel.clone()),
+            );
         }
         let service = self.clone();
         let id = job.id.clone();
@@ -321,6 +324,33 @@ impl Service {
                 }
             }
         });
+    }
+
+    /// Refuses a job the cluster would refuse to run: without checkpoints on a highly
+    /// available cluster (a standby resumes jobs from their checkpoints).
+    pub(super) async fn check_cluster_runs(
+        &self,
+        plan: &fungi_execution::plan::PhysicalPlan,
+    ) -> ServiceResult<()> {
+        if self.cluster().is_none() || plan.graph.config.checkpointing.interval.is_some() {
+            return Ok(());
+        }
+        let status = self
+            .leader()
+            .await?
+            .status()
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("the cluster: {e}")))?;
+        if status.leadership.is_some_and(|l| l.mode == "etcd") {
+            return Err(ServiceError::BadRequest(
+                "this server runs jobs on a highly available cluster, where a standby \
+                 JobManager resumes every job from its checkpoints: the job needs \
+                 SET 'execution.checkpointing.interval' (the server chooses where \
+                 checkpoints go)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Ends a running job a caller cancelled (or whose tenant is deleted): on the

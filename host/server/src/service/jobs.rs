@@ -58,6 +58,7 @@ impl Service {
         let plan = self.plan(&job).await?;
         let shape = job_shape(&plan);
         tenant.quotas.admit_plan(&tenant.id, &shape)?;
+        self.check_cluster_runs(&plan).await?;
         job.parallelism = shape.parallelism;
         job.settings = effective_settings(&plan, parallelism);
         {
