@@ -34,10 +34,7 @@ pub(crate) fn confinement(
 
 /// The plugin host's tenant for `tenant` among `tenants`: one per tenant and limits, so
 /// that memory and CPU limits hold across all its jobs in this process.
-pub(crate) fn plugin_tenant(
-    tenants: &Mutex<HashMap<String, Arc<PluginTenant>>>,
-    tenant: &Tenant,
-) -> Arc<PluginTenant> {
+pub(crate) fn plugin_tenant(tenants: &PluginTenants, tenant: &Tenant) -> Arc<PluginTenant> {
     let mut tenants = tenants.lock().unwrap_or_else(|p| p.into_inner());
     let limits = plugin_limits(&tenant.quotas);
     match tenants.get(&tenant.id) {
@@ -50,16 +47,13 @@ pub(crate) fn plugin_tenant(
     }
 }
 
+/// The plugin host's tenants of a process, by tenant id.
+pub(crate) type PluginTenants = Mutex<HashMap<String, Arc<PluginTenant>>>;
+
 /// This process's plugin host and tenants for jobs planned from a [`TenantScope`].
-fn process_plugins() -> Result<
-    (
-        Arc<PluginHost>,
-        &'static Mutex<HashMap<String, Arc<PluginTenant>>>,
-    ),
-    String,
-> {
+fn process_plugins() -> Result<(Arc<PluginHost>, &'static PluginTenants), String> {
     static HOST: OnceLock<Arc<PluginHost>> = OnceLock::new();
-    static TENANTS: OnceLock<Mutex<HashMap<String, Arc<PluginTenant>>>> = OnceLock::new();
+    static TENANTS: OnceLock<PluginTenants> = OnceLock::new();
     let host = match HOST.get() {
         Some(h) => h.clone(),
         None => {

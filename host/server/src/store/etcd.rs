@@ -670,7 +670,7 @@ mod tests {
             created_ms: 1,
         };
         a.put_plugin(&plugin).unwrap();
-        assert_eq!(b.plugins("acme").unwrap(), [plugin.clone()]);
+        assert_eq!(b.plugins("acme").unwrap(), [plugin]);
         let function = FunctionRecord {
             tenant: "acme".into(),
             name: "f".into(),
@@ -703,11 +703,7 @@ mod tests {
         assert!(newest.iter().all(|r| r.tenant == "acme"));
         assert_eq!(
             newest.last().unwrap().seq,
-            log.iter()
-                .filter(|r| r.tenant == "acme")
-                .last()
-                .unwrap()
-                .seq
+            log.iter().rfind(|r| r.tenant == "acme").unwrap().seq
         );
         // Deleting a tenant removes what it owned but its audit records.
         assert!(b.delete_tenant("acme").unwrap());
