@@ -496,6 +496,19 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the metadata store answers (for a server sharing etcd, etcd answers).
+async fn readyz(State(s): State<Arc<Service>>) -> Response {
+    match fungi_reliability::outside_async_runtime(|| s.check_ready()) {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
 async fn not_found(req: Request) -> ApiError {
     ApiError(ServiceError::NotFound(format!(
         "no endpoint {} {}; see /api/v1/openapi.json",
@@ -508,6 +521,8 @@ async fn not_found(req: Request) -> ApiError {
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/v1/jobs", post(submit_job).get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))

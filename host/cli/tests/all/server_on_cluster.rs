@@ -242,6 +242,19 @@ fn the_api_answers_through_a_failover_and_the_job_commits_exactly_once() {
             .is_none_or(|jobs| jobs.iter().all(|j| j["job"] != restarted.as_str()))
     });
     wait_status(&first, &dev, &restarted, "CANCELLED");
+
+    // Probes: alive, and ready while the metadata store answers.
+    let probe = |server: &Server, path: &str| {
+        let response = reqwest::blocking::get(format!("{}{path}", server.url)).unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(probe(&second, "/healthz").0, 200);
+    assert_eq!(probe(&second, "/readyz").0, 200);
+    cluster.etcd.stop();
+    let (status, why) = probe(&second, "/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("etcd is unreachable"), "{why}");
+    assert_eq!(probe(&second, "/healthz").0, 200);
 }
 
 #[test]

@@ -652,6 +652,12 @@ impl Service {
             .map_err(|e| ServiceError::Internal(format!("cannot render metrics: {e}")))
     }
 
+    /// Whether the service can answer calls: its metadata store answers.
+    pub fn check_ready(&self) -> ServiceResult<()> {
+        self.store.tenant(SYSTEM_TENANT)?;
+        Ok(())
+    }
+
     /// Audits a request refused before it reached the service (a malformed body).
     pub fn audit_bad_request(&self, p: Option<&Principal>, what: &str, reason: &str) {
         let (who, tenant) = p.map_or(("anonymous", ""), |p| {
