@@ -67,6 +67,10 @@ pub struct ConnectorDescriptor {
     pub lookup: bool,
     /// Whether the sink writes from one subtask (one ordered output, such as stdout).
     pub single_writer: bool,
+    /// Whether the source's rows are upserts and deletions by the table's primary key
+    /// (a compacted topic), which the planner turns into a changelog with a keyed
+    /// operator.
+    pub upserts: bool,
     /// The options a confined tenant may set (a key ending in `*` is a prefix), and
     /// how each value is checked. Empty: the connector is not offered to tenants.
     pub tenant_options: &'static [(&'static str, TenantCheck)],
@@ -106,6 +110,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: false,
+        upserts: false,
         tenant_options: &[
             ("rows-per-second", Free),
             ("number-of-rows", Free),
@@ -121,6 +126,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: false,
+        upserts: false,
         tenant_options: &[
             ("table", Free),
             ("events", Free),
@@ -141,6 +147,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: true,
         single_writer: false,
+        upserts: false,
         tenant_options: &[
             ("path", TenantPath),
             ("format", Free),
@@ -161,6 +168,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: true,
         lookup: false,
         single_writer: false,
+        upserts: false,
         tenant_options: &[
             ("topic", Free),
             ("properties.bootstrap.servers", EgressBrokers),
@@ -182,12 +190,16 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
     ConnectorDescriptor {
         name: "upsert-kafka",
         aliases: &[],
-        source: None,
+        source: Some(|schema, options| {
+            let s = declared("upsert-kafka", schema)?;
+            KafkaSource::upsert_factory(s, options)
+        }),
         sink: Some(KafkaSink::upsert_factory),
         accepts_updates: true,
         metadata_columns: false,
         lookup: false,
         single_writer: false,
+        upserts: true,
         tenant_options: &[
             ("topic", Free),
             ("properties.bootstrap.servers", EgressBrokers),
@@ -195,6 +207,11 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
             ("key.format", Free),
             ("value.format", Free),
             ("csv.field-delimiter", Free),
+            ("scan.startup.mode", Free),
+            ("scan.startup.timestamp-millis", Free),
+            ("scan.topic-partition-discovery.interval", Free),
+            ("scan.bounded.mode", Free),
+            ("on-error", Free),
             ("sink.delivery-guarantee", Free),
             ("sink.transactional-id-prefix", TenantScoped),
         ],
@@ -208,6 +225,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: false,
+        upserts: false,
         tenant_options: &[
             ("url", EgressUrl),
             ("format", Free),
@@ -229,6 +247,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: true,
+        upserts: false,
         tenant_options: &[],
     },
     ConnectorDescriptor {
@@ -240,6 +259,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: true,
+        upserts: false,
         tenant_options: &[],
     },
     ConnectorDescriptor {
@@ -254,6 +274,7 @@ pub const CONNECTORS: &[ConnectorDescriptor] = &[
         metadata_columns: false,
         lookup: false,
         single_writer: false,
+        upserts: false,
         tenant_options: &[],
     },
 ];

@@ -31,6 +31,12 @@ pub fn accepts_updates(connector: &str) -> bool {
     descriptor(connector).is_some_and(|c| c.accepts_updates)
 }
 
+/// Whether the source connector's rows are upserts and deletions by the table's primary
+/// key, to be normalised into a changelog.
+pub fn reads_upserts(connector: &str) -> bool {
+    descriptor(connector).is_some_and(|c| c.upserts)
+}
+
 /// The connector's descriptor, refusing metadata options where it has no metadata
 /// columns.
 fn checked(connector: &str, options: &Options) -> Result<Option<&'static ConnectorDescriptor>> {

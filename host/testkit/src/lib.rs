@@ -349,15 +349,29 @@ impl KafkaBroker {
 
     /// Writes `records` (key, value) to `topic` and waits until all are acknowledged.
     pub fn produce(&self, topic: &str, records: &[(Option<&str>, &[u8])]) {
-        self.produce_into(topic, None, records)
+        let records: Vec<_> = records.iter().map(|&(k, v)| (k, Some(v))).collect();
+        self.produce_into(topic, None, &records)
     }
 
     /// [`produce`](Self::produce) into one partition.
     pub fn produce_to(&self, topic: &str, partition: i32, records: &[(Option<&str>, &[u8])]) {
-        self.produce_into(topic, Some(partition), records)
+        let records: Vec<_> = records.iter().map(|&(k, v)| (k, Some(v))).collect();
+        self.produce_into(topic, Some(partition), &records)
     }
 
-    fn produce_into(&self, topic: &str, partition: Option<i32>, records: &[(Option<&str>, &[u8])]) {
+    /// Writes keyed records to `topic`, a `None` value as a tombstone (a record without
+    /// a value), as an upsert topic holds them.
+    pub fn produce_upserts(&self, topic: &str, records: &[(&str, Option<&[u8]>)]) {
+        let records: Vec<_> = records.iter().map(|&(k, v)| (Some(k), v)).collect();
+        self.produce_into(topic, None, &records)
+    }
+
+    fn produce_into(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        records: &[(Option<&str>, Option<&[u8]>)],
+    ) {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let producer: BaseProducer = self
             .config()
@@ -365,7 +379,10 @@ impl KafkaBroker {
             .create()
             .expect("a producer");
         for (key, value) in records {
-            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(*value);
+            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic);
+            if let Some(v) = value {
+                record = record.payload(*v);
+            }
             if let Some(k) = key {
                 record = record.key(*k);
             }

@@ -858,3 +858,122 @@ fn the_kafka_benchmark_runs_against_a_broker() {
         assert!(s["events_per_second"].as_f64().unwrap() > 0.0, "{s}");
     }
 }
+
+#[test]
+fn an_upsert_topic_reads_back_as_a_changelog() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("users", 2);
+    for topic in ["by_city", "copy"] {
+        broker.create_topic(topic, 1);
+    }
+    let v = |s: &'static str| Some(s.as_bytes());
+    broker.produce_upserts(
+        "users",
+        &[
+            (r#"{"id":1}"#, v(r#"{"id":1,"name":"ann","city":"paris"}"#)),
+            (r#"{"id":2}"#, v(r#"{"id":2,"name":"bob","city":"rome"}"#)),
+            (r#"{"id":3}"#, v(r#"{"id":3,"name":"cid","city":"paris"}"#)),
+            // Ann moves; Bob is deleted; a key that never had a value is deleted; Cid's
+            // value comes again unchanged.
+            (r#"{"id":1}"#, v(r#"{"id":1,"name":"ann","city":"rome"}"#)),
+            (r#"{"id":2}"#, None),
+            (r#"{"id":9}"#, None),
+            (r#"{"id":3}"#, v(r#"{"id":3,"name":"cid","city":"paris"}"#)),
+        ],
+    );
+    let upsert = |table: &str, columns: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {table} ({columns}) WITH ('connector' = 'upsert-kafka',
+                 'topic' = '{table}', 'properties.bootstrap.servers' = '{}',
+                 'key.format' = 'json', 'value.format' = 'json'{extra});",
+            broker.bootstrap
+        )
+    };
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+         {}
+         {}
+         {}
+         INSERT INTO by_city SELECT city, COUNT(*) AS n FROM users GROUP BY city;
+         INSERT INTO copy SELECT id, name, city FROM users;",
+        upsert(
+            "users",
+            "id BIGINT, name VARCHAR, city VARCHAR, PRIMARY KEY (id) NOT ENFORCED",
+            ", 'scan.bounded.mode' = 'latest-offset'"
+        ),
+        upsert(
+            "by_city",
+            "city VARCHAR, n BIGINT, PRIMARY KEY (city) NOT ENFORCED",
+            ""
+        ),
+        upsert(
+            "copy",
+            "id BIGINT, name VARCHAR, city VARCHAR, PRIMARY KEY (id) NOT ENFORCED",
+            ""
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_end(dir.path(), &sql);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = |topic: &str| {
+        let mut table = BTreeMap::new();
+        for (_, _, key, value) in broker.read_all(topic, Duration::from_secs(2)) {
+            let key = String::from_utf8(key.expect("every record has a key")).unwrap();
+            if value.is_empty() {
+                table.remove(&key);
+            } else {
+                table.insert(key, String::from_utf8(value).unwrap());
+            }
+        }
+        table
+    };
+    // The aggregation saw Ann leave Paris and Bob leave Rome (retractions), not two
+    // Annes and a Bob.
+    assert_eq!(
+        table("by_city"),
+        BTreeMap::from([
+            (
+                r#"{"city":"paris"}"#.to_string(),
+                r#"{"city":"paris","n":1}"#.to_string()
+            ),
+            (
+                r#"{"city":"rome"}"#.to_string(),
+                r#"{"city":"rome","n":1}"#.to_string()
+            ),
+        ])
+    );
+    assert_eq!(
+        table("copy"),
+        BTreeMap::from([
+            (
+                r#"{"id":1}"#.to_string(),
+                r#"{"id":1,"name":"ann","city":"rome"}"#.to_string()
+            ),
+            (
+                r#"{"id":3}"#.to_string(),
+                r#"{"id":3,"name":"cid","city":"paris"}"#.to_string()
+            ),
+        ])
+    );
+    // Without a primary key an upsert topic cannot be read: the error says what to add.
+    let sql = format!(
+        "{}
+         CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT id FROM users;",
+        upsert(
+            "users",
+            "id BIGINT, name VARCHAR, city VARCHAR",
+            ", 'scan.bounded.mode' = 'latest-offset'"
+        ),
+    );
+    let out = run_to_end(dir.path(), &sql);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("declare PRIMARY KEY"),
+        "{stderr}"
+    );
+}

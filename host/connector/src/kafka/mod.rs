@@ -14,6 +14,7 @@ mod properties;
 mod sink;
 mod source;
 mod transaction;
+mod upsert;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ use rdkafka::ClientConfig;
 pub use dead_letter::KafkaTarget;
 pub use properties::{TENANT_PROPERTIES, check_tenant_property};
 pub use sink::{DeliveryGuarantee, KAFKA_SINK_OPTIONS, KafkaSink, UPSERT_KAFKA_OPTIONS};
-pub use source::{KAFKA_SOURCE_OPTIONS, KafkaSource, StartupMode};
+pub use source::{KAFKA_SOURCE_OPTIONS, KafkaSource, StartupMode, UPSERT_KAFKA_SOURCE_OPTIONS};
 
 use crate::options::Options;
 

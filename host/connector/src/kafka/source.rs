@@ -26,6 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::metadata::{Collector, MetadataColumns};
+use super::upsert::{UpsertKeys, UpsertRecord};
 use super::{Connection, METADATA_TIMEOUT};
 use crate::format::{RecordFormat, decode_records};
 use crate::options::Options;
@@ -38,6 +39,20 @@ pub const KAFKA_SOURCE_OPTIONS: &[&str] = &[
     "format",
     "csv.field-delimiter",
     "debezium-json.schema-include",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+    "scan.topic-partition-discovery.interval",
+    "scan.bounded.mode",
+    "on-error",
+];
+
+/// Options understood by [`KafkaSource::upsert_factory`] (besides `properties.*`).
+pub const UPSERT_KAFKA_SOURCE_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.*",
+    "key.format",
+    "value.format",
+    "csv.field-delimiter",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
     "scan.topic-partition-discovery.interval",
@@ -60,7 +75,16 @@ pub enum StartupMode {
 
 /// Records polled from one partition: their payloads in one buffer, each record's
 /// (start, end), and their metadata (offsets, and what metadata columns ask for).
-type Polled = (Vec<u8>, Vec<(usize, usize)>, Collector);
+#[derive(Default)]
+struct Polled {
+    buf: Vec<u8>,
+    records: Vec<(usize, usize)>,
+    collected: Option<Collector>,
+    /// Upsert sources: each record's key in `buf` (start, end), and whether the record
+    /// is a tombstone (no value).
+    keys: Vec<(usize, usize)>,
+    tombstones: Vec<bool>,
+}
 
 /// librdkafka's callbacks for the source's consumer: the end of a partition, which a
 /// bounded source asks for, is not an error worth a log line. A bounded source also
@@ -139,6 +163,23 @@ pub struct KafkaSource {
     last_discovery: Instant,
     batch_size: usize,
     dead_letters: Option<(Arc<DeadLetterQueue>, String)>,
+    /// Reading an upsert topic (`upsert-kafka`): how keys are read.
+    upsert: Option<Arc<UpsertKeys>>,
+}
+
+/// What a Kafka source is built from, besides the scan options.
+struct Setup {
+    /// The rows it produces.
+    produced: SchemaRef,
+    metadata: MetadataColumns,
+    /// The value format.
+    format: RecordFormat,
+    upsert: Option<Arc<UpsertKeys>>,
+    /// `scan.startup.mode` when not given.
+    default_startup: &'static str,
+    /// The options it understands, and those of the sink of the same connector.
+    known: &'static [&'static str],
+    also: &'static [&'static str],
 }
 
 impl KafkaSource {
@@ -146,7 +187,6 @@ impl KafkaSource {
     /// schema of what it produces: `schema`, with the change column last when the
     /// format is a changelog (`debezium-json`).
     pub fn factory(schema: SchemaRef, options: &Options) -> Result<(SourceFactory, SchemaRef)> {
-        let connection = Connection::from_options(options)?;
         let format = RecordFormat::from_options("kafka", options)?;
         let metadata = MetadataColumns::new(&schema, options)?;
         format.check_schema("kafka", metadata.value_schema())?;
@@ -163,7 +203,64 @@ impl KafkaSource {
             }
             _ => schema.clone(),
         };
-        let startup = match options.get("scan.startup.mode").unwrap_or("group-offsets") {
+        let setup = Setup {
+            produced,
+            metadata,
+            format,
+            upsert: None,
+            default_startup: "group-offsets",
+            known: KAFKA_SOURCE_OPTIONS,
+            also: super::KAFKA_SINK_OPTIONS,
+        };
+        Self::build(setup, options)
+    }
+
+    /// A factory reading `schema` rows from an upsert topic (`upsert-kafka`): each
+    /// record the new row of its key (the table's PRIMARY KEY), a tombstone its
+    /// deletion; produces `schema` (every column but the key's nullable) with the change
+    /// column last (`+U` and `-D`), for the planner to normalise by the key. Reads from
+    /// the earliest offset unless told otherwise: a compacted topic is the whole table.
+    pub fn upsert_factory(
+        schema: SchemaRef,
+        options: &Options,
+    ) -> Result<(SourceFactory, SchemaRef)> {
+        let keys = UpsertKeys::from_options(&schema, options)?;
+        let format = RecordFormat::from_option("upsert-kafka", options, "value.format")?;
+        if matches!(format, RecordFormat::DebeziumJson { .. })
+            || matches!(keys.format, RecordFormat::DebeziumJson { .. })
+        {
+            return Err(FungiError::Config(
+                "connector 'upsert-kafka': its records are rows; read change events with \
+                 connector 'kafka' and format 'debezium-json'"
+                    .into(),
+            ));
+        }
+        format.check_schema("upsert-kafka", &schema)?;
+        let setup = Setup {
+            produced: super::upsert::upsert_schema(&schema, &keys),
+            metadata: MetadataColumns::new(&schema, options)?,
+            format,
+            upsert: Some(Arc::new(keys)),
+            default_startup: "earliest-offset",
+            known: UPSERT_KAFKA_SOURCE_OPTIONS,
+            also: super::UPSERT_KAFKA_OPTIONS,
+        };
+        Self::build(setup, options)
+    }
+
+    /// The factory of sources `setup` and the scan options describe.
+    fn build(setup: Setup, options: &Options) -> Result<(SourceFactory, SchemaRef)> {
+        let Setup {
+            produced,
+            metadata,
+            format,
+            upsert,
+            default_startup,
+            known,
+            also,
+        } = setup;
+        let connection = Connection::from_options(options)?;
+        let startup = match options.get("scan.startup.mode").unwrap_or(default_startup) {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,
             "group-offsets" => StartupMode::GroupOffsets,
@@ -200,8 +297,8 @@ impl KafkaSource {
             }
         };
         let on_error = options.on_error("on-error")?;
-        options.accept(super::KAFKA_SINK_OPTIONS);
-        options.check_all_used(KAFKA_SOURCE_OPTIONS)?;
+        options.accept(also);
+        options.check_all_used(known)?;
         let schema = produced.clone();
         let factory: SourceFactory = Arc::new(move |s: &SubtaskInfo| {
             Ok(Box::new(KafkaSource {
@@ -223,9 +320,39 @@ impl KafkaSource {
                 last_discovery: Instant::now(),
                 batch_size: 8192,
                 dead_letters: None,
+                upsert: upsert.clone(),
             }) as Box<dyn Source>)
         });
         Ok((factory, produced))
+    }
+
+    /// The rows of one partition's polled records, and `(record index, reason)` of each
+    /// bad one.
+    fn decode(&self, polled: &Polled) -> Result<crate::format::Decoded> {
+        let slice = |&(s, e): &(usize, usize)| &polled.buf[s..e];
+        match &self.upsert {
+            None => {
+                let slices: Vec<&[u8]> = polled.records.iter().map(slice).collect();
+                Ok(decode_records(
+                    self.metadata.value_schema(),
+                    self.format,
+                    &slices,
+                ))
+            }
+            Some(keys) => {
+                let records: Vec<UpsertRecord<'_>> = polled
+                    .records
+                    .iter()
+                    .zip(&polled.keys)
+                    .zip(&polled.tombstones)
+                    .map(|((value, key), &tombstone)| UpsertRecord {
+                        key: slice(key),
+                        value: (!tombstone).then(|| slice(value)),
+                    })
+                    .collect();
+                super::upsert::decode(&self.schema, self.format, keys, &records)
+            }
+        }
     }
 
     fn consumer(&self) -> &BaseConsumer<QuietEof> {
@@ -413,14 +540,23 @@ impl KafkaSource {
                 // Produced after a bounded source read the partition to its end.
                 continue;
             }
-            let (buf, records, collected) = buffers
-                .entry(message.partition())
-                .or_insert_with(|| (Vec::new(), Vec::new(), self.metadata.collector()));
+            let polled = buffers.entry(message.partition()).or_default();
             let payload = message.payload().unwrap_or_default();
-            let start = buf.len();
-            buf.extend_from_slice(payload);
-            records.push((start, buf.len()));
-            collected.push(&message)?;
+            let start = polled.buf.len();
+            polled.buf.extend_from_slice(payload);
+            polled.records.push((start, polled.buf.len()));
+            if self.upsert.is_some() {
+                let start = polled.buf.len();
+                polled
+                    .buf
+                    .extend_from_slice(message.key().unwrap_or_default());
+                polled.keys.push((start, polled.buf.len()));
+                polled.tombstones.push(message.payload().is_none());
+            }
+            polled
+                .collected
+                .get_or_insert_with(|| self.metadata.collector())
+                .push(&message)?;
             count += 1;
         }
         if self.bounded && count == 0 {
@@ -447,12 +583,23 @@ impl KafkaSource {
                 }
             }
         }
-        for (partition, (buf, records, collected)) in buffers {
-            let slices: Vec<&[u8]> = records.iter().map(|&(s, e)| &buf[s..e]).collect();
+        for (partition, mut polled) in buffers {
+            let collected = polled
+                .collected
+                .take()
+                .unwrap_or_else(|| self.metadata.collector());
             let offsets = collected.offsets();
-            let (batch, bad) = decode_records(self.metadata.value_schema(), self.format, &slices);
+            let (batch, bad) = self.decode(&polled)?;
+            // The bytes a dead letter keeps: the value, or a tombstone's key.
+            let original = |i: usize| {
+                let (s, e) = match polled.tombstones.get(i) {
+                    Some(true) => polled.keys[i],
+                    _ => polled.records[i],
+                };
+                &polled.buf[s..e]
+            };
             let keep: Option<arrow::array::BooleanArray> = (!bad.is_empty()).then(|| {
-                let mut keep = vec![true; slices.len()];
+                let mut keep = vec![true; polled.records.len()];
                 for (i, _) in &bad {
                     keep[*i] = false;
                 }
@@ -471,7 +618,7 @@ impl KafkaSource {
                                 self.connection.topic
                             ),
                             position,
-                            slices[i],
+                            original(i),
                         );
                     }
                     _ => {

@@ -1,5 +1,6 @@
 //! Built-in operators: batch functions, windowed aggregation, keyed process functions,
-//! watermark assignment, and a collecting sink for tests and examples.
+//! watermark assignment, changelog normalisation of upserts, and a collecting sink for
+//! tests and examples.
 
 mod coalesce;
 mod collect;
@@ -7,6 +8,7 @@ mod hash_join;
 mod interval_join;
 mod keyed_process;
 mod map;
+mod normalize;
 mod rank;
 mod regular_join;
 mod updating;
@@ -20,6 +22,7 @@ pub use collect::{CollectSink, Collected};
 pub use interval_join::{IntervalJoinOperator, IntervalJoinSpec};
 pub use keyed_process::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator, KeyedRows};
 pub use map::{FilterOperator, FlatMapOperator, MapOperator};
+pub use normalize::ChangelogNormalizeOperator;
 pub use rank::{RankOperator, RankSpec};
 pub use regular_join::{RegularJoinOperator, RegularJoinSpec};
 pub use updating::UpdatingAggregateOperator;

@@ -39,9 +39,9 @@ use fungi_common::ids::OperatorId;
 use fungi_connector::registry;
 use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
-    IntervalJoinOperator, IntervalJoinSpec, ProcessingTimeWatermarks, RankOperator, RankSpec,
-    RegularJoinOperator, RegularJoinSpec, UpdatingAggregateOperator, WindowJoinOperator,
-    WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
+    ChangelogNormalizeOperator, IntervalJoinOperator, IntervalJoinSpec, ProcessingTimeWatermarks,
+    RankOperator, RankSpec, RegularJoinOperator, RegularJoinSpec, UpdatingAggregateOperator,
+    WindowJoinOperator, WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;

@@ -35,6 +35,9 @@ impl Planner<'_> {
             updating,
             window: WindowColumns::default(),
         };
+        if updating && registry::reads_upserts(&table.connector) {
+            planned = self.normalize_upserts(planned, table, &produced)?;
+        }
         // Conform the source's rows to the table, then to the scan's projection.
         let indices: Vec<usize> = match &scan.projection {
             Some(p) => p.clone(),
@@ -88,5 +91,24 @@ impl Planner<'_> {
             );
         }
         Ok(planned)
+    }
+
+    /// Upserts and deletions by the table's primary key (an upsert topic) as a
+    /// changelog: keyed by the key, each key's current row is kept, and a new value
+    /// retracts the old one (Flink's ChangelogNormalize).
+    fn normalize_upserts(
+        &mut self,
+        source: Planned,
+        table: &TableDef,
+        produced: &SchemaRef,
+    ) -> Result<Planned> {
+        let keys = table
+            .primary_key
+            .iter()
+            .map(|k| produced.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| SqlError::Plan(format!("the primary key of '{}': {e}", table.name)))?;
+        let factory = ChangelogNormalizeOperator::factory(keys, produced.clone())?;
+        Ok(self.add_keyed(&source, "normalize", factory, &table.primary_key, true))
     }
 }
