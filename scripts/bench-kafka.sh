@@ -2,12 +2,25 @@
 # Kafka → filter → Kafka benchmark: starts an Apache Kafka broker (scripts/kafka-broker.sh,
 # a 1 GiB heap and the JVM's full JIT) on free loopback ports, runs `fungi bench kafka`
 # against it with the arguments given (e.g. --records 1000000 --partitions 2), and stops
-# the broker.
+# the broker. With --flink first, the same job also runs on Apache Flink 2.3 (PyPI's
+# apache-flink, scripts/flink-env.sh) with Flink's SQL Kafka connector from Maven Central.
 #   FUNGI_BIN   the fungi binary (default: the release build in $CARGO_TARGET_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 scripts/install-test-services.sh
+flink=()
+if [ "${1:-}" = --flink ]; then
+  shift
+  source scripts/flink-env.sh
+  jars="$HOME/.cache/fungi/tools/flink-jars"
+  jar="$jars/flink-sql-connector-kafka-5.0.0-2.2.jar"
+  if [ ! -f "$jar" ]; then
+    mvn -q dependency:copy -Dartifact=org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2 \
+      -DoutputDirectory="$jars"
+  fi
+  flink=(--flink-python "$venv/bin/python" --flink-jar "$jar")
+fi
 fungi="${FUNGI_BIN:-$CARGO_TARGET_DIR/release/fungi}"
 if [ ! -x "$fungi" ]; then
   cargo build --release --bin fungi
@@ -25,4 +38,4 @@ for _ in $(seq 300); do
   (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
-"$fungi" bench kafka --bootstrap "127.0.0.1:$port" "$@"
+"$fungi" bench kafka --bootstrap "127.0.0.1:$port" "${flink[@]}" "$@"

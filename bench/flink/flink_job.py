@@ -1,7 +1,8 @@
 """Runs one Flink SQL script (DDL + one INSERT) on a local mini-cluster and prints the
 wall time of the INSERT job as JSON: {"seconds": ...}.
 
-Usage: python flink_job.py SCRIPT.sql PARALLELISM
+Usage: python flink_job.py SCRIPT.sql PARALLELISM [JAR,...]
+(connector jars the job needs, such as Flink's SQL Kafka connector)
 """
 
 import json
@@ -33,8 +34,11 @@ def statements(text):
 
 def main():
     script, parallelism = sys.argv[1], sys.argv[2]
+    jars = [j for j in (sys.argv[3] if len(sys.argv) > 3 else "").split(",") if j]
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = env.get_config()
+    if jars:
+        conf.set("pipeline.jars", ";".join("file://" + j for j in jars))
     conf.set("parallelism.default", parallelism)
     conf.set("table.exec.resource.default-parallelism", parallelism)
     conf.set("pipeline.object-reuse", "true")

@@ -49,6 +49,17 @@ pub(crate) struct KafkaBenchArgs {
     /// Checkpoint interval of the exactly-once job.
     #[arg(long, default_value_t = 1000)]
     checkpoint_interval_ms: u64,
+    /// Also run the same job on Apache Flink (PyFlink's local mini-cluster, in the
+    /// same run, on the same input topic) with this Python, an environment with
+    /// `apache-flink` (`scripts/bench-kafka.sh --flink` sets it up).
+    #[arg(long, requires = "flink_jar")]
+    flink_python: Option<std::path::PathBuf>,
+    /// Flink's SQL Kafka connector jar (`flink-sql-connector-kafka`).
+    #[arg(long, requires = "flink_python")]
+    flink_jar: Option<std::path::PathBuf>,
+    /// The script that runs one Flink SQL job and prints its time.
+    #[arg(long, default_value = "bench/flink/flink_job.py")]
+    flink_job: std::path::PathBuf,
     /// Print results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -98,6 +109,7 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
     let client_out = format!("fungi-bench-client-out-{run}");
     let job_out = format!("fungi-bench-job-out-{run}");
     let exactly_once_out = format!("fungi-bench-job-eo-out-{run}");
+    let flink_out = format!("fungi-bench-flink-out-{run}");
     let clients = Clients {
         bootstrap: &args.bootstrap,
         properties: &args.properties,
@@ -107,6 +119,7 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
         (&client_out, 1),
         (&job_out, 1),
         (&exactly_once_out, 1),
+        (&flink_out, 1),
     ])?;
     let payloads = bids(args.records);
     let bytes: usize = payloads.iter().map(Vec::len).sum();
@@ -240,6 +253,16 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
             &sink,
         )?;
     }
+    if let (Some(python), Some(jar)) = (&args.flink_python, &args.flink_jar) {
+        let sql = flink_job(&args, &input, &flink_out, &run);
+        let seconds = run_flink_job(python, &args.flink_job, jar, &sql, args.parallelism)?;
+        let step = "Apache Flink SQL job: Kafka → filter → Kafka";
+        steps.push(Step::new(step, args.records, bytes, seconds));
+        let written = clients.count(&flink_out)?;
+        if written != expected {
+            bail!("'{step}' wrote {written} records, expected {expected}");
+        }
+    }
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&steps)?);
@@ -263,6 +286,80 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The job of the benchmark in Flink's SQL: the same tables and query (the output table
+/// renamed: `OUT` is a keyword of Flink's parser), Flink's JSON format reading the
+/// bids' ISO-8601 times, its own consumer group, and the sink's default delivery
+/// guarantee (at-least-once, as Fungi's).
+fn flink_job(args: &KafkaBenchArgs, input: &str, output: &str, run: &str) -> String {
+    let properties: String = args
+        .properties
+        .iter()
+        .map(|(k, v)| format!(", 'properties.{k}' = '{v}'"))
+        .collect();
+    let columns = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
+                   `dateTime` TIMESTAMP(3)";
+    let kafka = |topic: &str| {
+        format!(
+            "'connector' = 'kafka', 'topic' = '{topic}', \
+             'properties.bootstrap.servers' = '{b}', 'format' = 'json', \
+             'json.timestamp-format.standard' = 'ISO-8601'{properties}",
+            b = args.bootstrap
+        )
+    };
+    format!(
+        "CREATE TABLE bids ({columns}) WITH ({}, 'properties.group.id' = 'flink-{run}',
+             'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE kept ({columns}) WITH ({});
+         INSERT INTO kept SELECT * FROM bids WHERE price % 2 = 0;",
+        kafka(input),
+        kafka(output)
+    )
+}
+
+/// Runs `sql` on Flink's local mini-cluster through `job` (which prints
+/// `{"seconds": ...}`, the INSERT's wall time from submission to its end).
+fn run_flink_job(
+    python: &std::path::Path,
+    job: &std::path::Path,
+    jar: &std::path::Path,
+    sql: &str,
+    parallelism: u32,
+) -> Result<f64> {
+    let dir = tempfile::tempdir().context("a directory for Flink's script")?;
+    let script = dir.path().join("kafka.sql");
+    std::fs::write(&script, sql)?;
+    let jar = std::path::absolute(jar)?;
+    let out = std::process::Command::new(python)
+        .arg(job)
+        .arg(&script)
+        .arg(parallelism.to_string())
+        .arg(&jar)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the Flink job failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Timed {
+        seconds: f64,
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("the Flink job printed no time: {stdout}"))?;
+    Ok(serde_json::from_str::<Timed>(line)?.seconds)
 }
 
 /// Plans and runs one SQL job in this process; returns its wall time in seconds.
