@@ -31,6 +31,10 @@ venv="${FUNGI_PYTHON_VENV:-$HOME/.cache/fungi/pyvenv}"
   "componentize-py==0.25.1" "confluent-kafka>=2.6"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk-python
 export FUNGI_PYTHON_VENV="$venv"
+# The MCP tests' agent: the official Python MCP client, in an environment of its own.
+mcp_venv="$HOME/.cache/fungi/mcp-venv"
+[ -x "$mcp_venv/bin/python" ] || /usr/bin/python3 -m venv "$mcp_venv"
+"$mcp_venv/bin/pip" install --quiet --disable-pip-version-check "mcp>=2.3,<3"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The SDK's pytest suite; its client tests use the `fungi` binary the tests above built.

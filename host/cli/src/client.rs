@@ -42,6 +42,19 @@ pub(crate) struct ServerArgs {
     /// keeps taking down; a job that does so three starts in a row is suspended anyway.
     #[arg(long, conflicts_with = "cluster")]
     safe_mode: bool,
+    /// Calls a second each API key (or token subject) may make, over REST, gRPC and
+    /// MCP alike, with bursts of five times that; a caller over it gets 429 and
+    /// Retry-After. 0: unlimited.
+    #[arg(long, default_value_t = 100)]
+    rate_limit_per_key: u32,
+    /// Serve no MCP tool that changes anything (submit, cancel, savepoint): agents may
+    /// only look.
+    #[arg(long)]
+    mcp_read_only: bool,
+    /// Hosts (`host` or `host:port`) the MCP endpoint answers to, comma-separated: a
+    /// request naming another in its Host header is refused (a DNS-rebinding guard).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    mcp_allowed_hosts: Vec<String>,
     /// Run jobs on this cluster instead of in this process: its JobManagers' addresses,
     /// comma-separated (the leader is asked). Every process of the cluster must reach
     /// the data directory at the same path (a shared filesystem); start one server next
@@ -136,6 +149,10 @@ fn jwt_verifier(args: &ServerArgs) -> Result<Option<fungi_security::jwt::JwtVeri
 pub(crate) fn serve(args: ServerArgs) -> Result<()> {
     let jwt = jwt_verifier(&args)?;
     let (metadata, cluster) = (args.metadata(), args.cluster()?);
+    let mcp = fungi_mcp::McpConfig {
+        read_only: args.mcp_read_only,
+        allowed_hosts: args.mcp_allowed_hosts.clone(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("fungi-api")
         .enable_all()
@@ -160,10 +177,16 @@ pub(crate) fn serve(args: ServerArgs) -> Result<()> {
                     .tls_cert
                     .zip(args.tls_key)
                     .map(|(cert, key)| fungi_server::TlsFiles { cert, key }),
-                auth: fungi_server::AuthConfig { jwt },
+                auth: fungi_server::AuthConfig {
+                    jwt,
+                    rate_per_key: std::num::NonZeroU32::new(args.rate_limit_per_key),
+                },
                 safe_mode: args.safe_mode,
                 metadata,
                 cluster,
+                routes: Some(fungi_server::Routes(Box::new(move |service| {
+                    fungi_mcp::routes(service, mcp)
+                }))),
             },
             stop,
         )
@@ -201,6 +224,36 @@ pub(crate) struct Connection {
     /// A CA certificate (PEM) to trust for an https:// server.
     #[arg(long, global = true, env = "FUNGI_CA_CERT")]
     ca_cert: Option<PathBuf>,
+}
+
+impl Connection {
+    /// The server's URL.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The API key: from `--api-key-file`, or `FUNGI_API_KEY`.
+    pub(crate) fn api_key(&self) -> Result<String> {
+        match &self.api_key_file {
+            Some(path) => Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key from {}", path.display()))?
+                .trim()
+                .to_string()),
+            None => std::env::var("FUNGI_API_KEY")
+                .context("no API key: set FUNGI_API_KEY or pass --api-key-file"),
+        }
+    }
+
+    /// The CA certificate of `--ca-cert`, if given.
+    pub(crate) fn ca_certificate(&self) -> Result<Option<reqwest::Certificate>> {
+        let Some(ca) = &self.ca_cert else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        Ok(Some(reqwest::Certificate::from_pem(&pem).with_context(
+            || format!("{} is not a PEM certificate", ca.display()),
+        )?))
+    }
 }
 
 /// `fungi job ...`.
@@ -449,21 +502,10 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(c: &Connection) -> Result<Client> {
-        let key = match &c.api_key_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the API key from {}", path.display()))?
-                .trim()
-                .to_string(),
-            None => std::env::var("FUNGI_API_KEY")
-                .context("no API key: set FUNGI_API_KEY or pass --api-key-file")?,
-        };
+        let key = c.api_key()?;
         let mut http = reqwest::blocking::Client::builder();
-        if let Some(ca) = &c.ca_cert {
-            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-            http = http.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem)
-                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
-            );
+        if let Some(ca) = c.ca_certificate()? {
+            http = http.add_root_certificate(ca);
         }
         Ok(Client {
             base: c.server.trim_end_matches('/').to_string(),

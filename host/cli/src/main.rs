@@ -12,6 +12,7 @@ mod bench_kafka;
 mod client;
 mod cluster;
 mod job;
+mod mcp;
 mod nexmark;
 mod plugin;
 mod plugin_template;
@@ -60,9 +61,12 @@ enum Command {
     /// Nexmark data: write the built-in generator's events to files.
     #[command(subcommand)]
     Nexmark(NexmarkCommand),
-    /// Run the server: the REST API (/api/v1), SQLite metadata, jobs run in this process.
-    /// The first start prints an admin key.
+    /// Run the server: the REST API (/api/v1), the MCP endpoint (/mcp), SQLite metadata,
+    /// jobs run in this process. The first start prints an admin key.
     Server(client::ServerArgs),
+    /// MCP on standard input and output, for a desktop agent: every message goes to the
+    /// server's /mcp with your key (FUNGI_API_KEY), within your tenant and role.
+    Mcp(mcp::McpArgs),
     /// Jobs on a server (submit, list, get, cancel).
     Job {
         #[command(subcommand)]
@@ -250,6 +254,7 @@ fn run_command(cli: Cli) {
         Command::Plugin(command) => plugin::run(command),
         Command::Nexmark(NexmarkCommand::Generate(args)) => nexmark::generate(args),
         Command::Server(args) => client::serve(args),
+        Command::Mcp(args) => mcp::run(args),
         Command::Job {
             command,
             connection,

@@ -96,6 +96,7 @@ impl Role {
                     | JobResume
                     | JobUpgrade
                     | MetricsRead
+                    | SqlExplain
                     | PluginUpload
                     | PluginList
                     | PluginGet
@@ -109,7 +110,14 @@ impl Role {
             ),
             Role::Viewer => matches!(
                 action,
-                JobList | JobGet | PluginList | PluginGet | FileList | FunctionList | MetricsRead
+                JobList
+                    | JobGet
+                    | PluginList
+                    | PluginGet
+                    | FileList
+                    | FunctionList
+                    | MetricsRead
+                    | SqlExplain
             ),
         }
     }
@@ -188,6 +196,8 @@ pub enum Action {
     AuditRead,
     /// Read the Prometheus metrics (of the caller's tenant; every tenant's for admins).
     MetricsRead,
+    /// Plan a SQL script without running it (EXPLAIN, validation).
+    SqlExplain,
 }
 
 impl Action {
@@ -245,6 +255,7 @@ impl Action {
             KeyRevoke => "key.revoke",
             AuditRead => "audit.read",
             MetricsRead => "metrics.read",
+            SqlExplain => "sql.explain",
         }
     }
 }

@@ -36,6 +36,7 @@ impl From<ServiceError> for Status {
             ServiceError::Conflict(_) => Status::failed_precondition(message),
             ServiceError::Internal(_) => Status::internal(message),
             ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::RateLimited { .. } => Status::resource_exhausted(message),
         }
     }
 }

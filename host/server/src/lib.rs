@@ -45,6 +45,17 @@ pub struct ServerConfig {
     pub metadata: Metadata,
     /// The cluster jobs run on; in this process when `None`.
     pub cluster: Option<ClusterBackend>,
+    /// More routes on the REST listener, made over the service (the MCP endpoint).
+    pub routes: Option<Routes>,
+}
+
+/// Routes another crate serves on the REST listener, over the server's service.
+pub struct Routes(pub Box<dyn FnOnce(Arc<Service>) -> axum::Router + Send>);
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routes")
+    }
 }
 
 /// Where a server keeps its metadata.
@@ -178,7 +189,11 @@ pub async fn serve(
         }
         None => None,
     };
-    let app = rest::router(service.clone()).into_make_service();
+    let mut app = rest::router(service.clone());
+    if let Some(Routes(routes)) = config.routes {
+        app = app.merge(routes(service.clone()));
+    }
+    let app = app.into_make_service();
     let rest = match tls {
         Some((cert, key)) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)

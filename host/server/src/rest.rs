@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::service::{
-    CreateKey, CreateTenant, CreatedKey, DeadLetters, FileEntry, JobDetails, RegisterFunction,
-    Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint, UpgradeJob,
+    CreateKey, CreateTenant, CreatedKey, DeadLetters, ExplainSql, Explained, FileEntry, JobDetails,
+    RegisterFunction, Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint, UpgradeJob,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -49,6 +49,13 @@ impl IntoResponse for ApiError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let retry_after = match &self.0 {
+            ServiceError::RateLimited { retry_after_ms, .. } => {
+                Some(retry_after_ms.div_ceil(1000).max(1))
+            }
+            _ => None,
         };
         let mut response = (
             status,
@@ -57,6 +64,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -187,6 +199,18 @@ async fn savepoint_job(
     Body(req): Body<TakeSavepoint>,
 ) -> ApiResult<Json<Savepoint>> {
     Ok(Json(s.savepoint_job(&p, &id, req).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/sql/explain", request_body = ExplainSql,
+    responses((status = 200, body = Explained), (status = 400, body = ErrorBody,
+        description = "the script does not plan: why, with the planner's hint")),
+    security(("api_key" = [])))]
+async fn explain_sql(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Body(req): Body<ExplainSql>,
+) -> ApiResult<Json<Explained>> {
+    Ok(Json(s.explain_sql(&p, req).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/upgrade", params(("id" = String, Path)),
@@ -486,7 +510,7 @@ impl utoipa::Modify for SecuritySchemes {
     paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, upgrade_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
-        list_functions, delete_function, job_dead_letters),
+        list_functions, delete_function, job_dead_letters, explain_sql),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -530,6 +554,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
         .route("/api/v1/jobs/{id}/upgrade", post(upgrade_job))
+        .route("/api/v1/sql/explain", post(explain_sql))
         .route("/api/v1/tenants/{id}/trust", axum::routing::put(set_trust))
         .route("/metrics", get(metrics))
         .route("/api/v1/tenants", post(create_tenant).get(list_tenants))

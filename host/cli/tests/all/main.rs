@@ -4,6 +4,7 @@ mod cluster;
 mod ha;
 mod harness;
 mod kafka;
+mod mcp;
 mod recovery;
 mod security;
 mod server;

@@ -1959,7 +1959,7 @@ fn signed_plugins_under_trust_policies() {
 }
 
 /// A local HTTP service that refuses everything with 400 (closing each connection).
-fn refusing_service() -> String {
+pub(super) fn refusing_service() -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -688,7 +688,7 @@ async fn plan_script(
 }
 
 /// What a planned job runs, for the quotas.
-fn job_shape(plan: &fungi_execution::plan::PhysicalPlan) -> fungi_tenancy::JobShape {
+pub(super) fn job_shape(plan: &fungi_execution::plan::PhysicalPlan) -> fungi_tenancy::JobShape {
     use fungi_common::config::RestartStrategy;
     let config = &plan.graph.config;
     let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -716,7 +716,7 @@ fn job_shape(plan: &fungi_execution::plan::PhysicalPlan) -> fungi_tenancy::JobSh
 }
 
 /// The settings a planned job runs with, as its record shows them.
-fn effective_settings(
+pub(super) fn effective_settings(
     plan: &fungi_execution::plan::PhysicalPlan,
     requested_parallelism: u32,
 ) -> serde_json::Value {

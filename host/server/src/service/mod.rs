@@ -26,11 +26,13 @@ use crate::store::{
 
 mod artifacts;
 mod cluster;
+mod explain;
 mod jobs;
 mod tenants;
 mod upgrade;
 
 pub use cluster::ClusterBackend;
+pub use explain::{ExplainSql, Explained};
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -62,6 +64,18 @@ pub enum ServiceError {
     /// A service the call needs (the cluster) does not answer now; try again (503).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The caller's key made more calls than its rate allows (429).
+    #[error(
+        "rate limited: key '{key}' may make {per_second} calls a second; retry in {retry_after_ms} ms"
+    )]
+    RateLimited {
+        /// The key's id.
+        key: String,
+        /// Its rate.
+        per_second: u32,
+        /// When a call will be let through again.
+        retry_after_ms: u64,
+    },
 }
 
 impl ServiceError {
@@ -76,7 +90,7 @@ impl ServiceError {
             Conflict(m) => Conflict(paths.scrub(&m)),
             Internal(m) => Internal(paths.scrub(&m)),
             Unavailable(m) => Unavailable(paths.scrub(&m)),
-            quota @ Quota(_) => quota,
+            other @ (Quota(_) | RateLimited { .. }) => other,
         }
     }
 }
@@ -268,12 +282,19 @@ struct Running {
     cluster: Option<cluster::ClusterView>,
 }
 
-/// How the server authenticates callers besides API keys.
+/// How the server authenticates callers besides API keys, and how often a caller may
+/// call.
 #[derive(Debug, Default)]
 pub struct AuthConfig {
     /// Accept JWT bearer tokens checked by this verifier.
     pub jwt: Option<JwtVerifier>,
+    /// Calls a second each key (or token subject) may make, with bursts of five times
+    /// that; unlimited when `None`.
+    pub rate_per_key: Option<std::num::NonZeroU32>,
 }
+
+/// Calls per key: a token bucket per key id (governor's GCRA).
+type KeyRates = governor::DefaultKeyedRateLimiter<String>;
 
 /// The service (see the module doc).
 pub struct Service {
@@ -295,6 +316,8 @@ pub struct Service {
     admitting: tokio::sync::Mutex<()>,
     /// Keys that verified, and failed attempts per key id.
     key_checks: fungi_security::KeyChecks,
+    /// Calls per key, when limited.
+    rates: Option<KeyRates>,
 }
 
 /// How a tenant sees the server's paths: its files as `files/...`, its plugins as
@@ -388,7 +411,17 @@ impl Service {
         auth: AuthConfig,
         cluster: Option<ClusterBackend>,
     ) -> Arc<Service> {
+        // Absolute, so that paths derived from it (the plugin cache) are, and a message
+        // names them whole.
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        let rates = auth.rate_per_key.map(|per_second| {
+            let burst = per_second.saturating_mul(std::num::NonZeroU32::new(5).expect("5 > 0"));
+            governor::RateLimiter::dashmap(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            )
+        });
         Arc::new(Service {
+            rates,
             cluster,
             store,
             data_dir,
@@ -528,7 +561,7 @@ impl Service {
                     p.tenant
                 )));
             }
-            return Ok(p);
+            return self.within_rate(p);
         }
         let key = ApiKey::parse(text).map_err(|e| fail(&e.to_string()))?;
         let record = match self.store.key(&key.id)? {
@@ -551,11 +584,32 @@ impl Service {
             }
             None => return Err(fail("unknown API key")),
         };
-        Ok(Principal {
+        self.within_rate(Principal {
             key_id: record.id,
             tenant: record.tenant,
             role: record.role,
         })
+    }
+
+    /// `p`, unless its key called more often than its rate allows. Refusals are not
+    /// audited: a flood would flood the audit log.
+    fn within_rate(&self, p: Principal) -> ServiceResult<Principal> {
+        let (Some(rates), Some(per_second)) = (&self.rates, self.auth.rate_per_key) else {
+            return Ok(p);
+        };
+        match rates.check_key(&p.key_id) {
+            Ok(()) => Ok(p),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                Err(ServiceError::RateLimited {
+                    key: p.key_id,
+                    per_second: per_second.get(),
+                    retry_after_ms: wait.as_millis().max(1) as u64,
+                })
+            }
+        }
     }
 
     /// Checks that `p` may do `action` on an object of `tenant`; audits refusals and,
@@ -656,6 +710,12 @@ impl Service {
     pub fn check_ready(&self) -> ServiceResult<()> {
         self.store.tenant(SYSTEM_TENANT)?;
         Ok(())
+    }
+
+    /// Audits a call that another interface served through this service (an MCP
+    /// agent's read), under the caller's key.
+    pub fn record_call(&self, p: &Principal, action: &str, target: &str, result: &str) {
+        self.audit(&p.key_id, &p.tenant, action, target, result);
     }
 
     /// Audits a request refused before it reached the service (a malformed body).
