@@ -65,6 +65,26 @@ fn process_plugins() -> Result<(Arc<PluginHost>, &'static PluginTenants), String
     Ok((host, TENANTS.get_or_init(Default::default)))
 }
 
+/// The job of a server's script: its one `INSERT INTO`.
+pub(crate) fn single_insert(
+    outcomes: Vec<fungi_sql::Outcome>,
+) -> Result<fungi_execution::graph::JobGraph, String> {
+    let mut graphs: Vec<_> = outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            fungi_sql::Outcome::Insert(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    if graphs.len() != 1 {
+        return Err(format!(
+            "a job is a script with exactly one INSERT INTO; this one has {}",
+            graphs.len()
+        ));
+    }
+    Ok(graphs.remove(0))
+}
+
 /// Plans a server's job (`spec`, whose text begins with the tenant's catalog functions)
 /// confined to `scope`, as the server planned it: one `INSERT INTO`, named after the
 /// job, checkpointing where the spec says. Runs on the caller's thread (a planning
@@ -88,20 +108,7 @@ pub fn plan_scoped(spec: &JobSpec, scope: &TenantScope) -> Result<PhysicalPlan, 
     let outcomes = runtime
         .block_on(session.execute_script(&spec.text))
         .map_err(|e| format!("the SQL does not plan: {e}"))?;
-    let mut graphs: Vec<_> = outcomes
-        .into_iter()
-        .filter_map(|o| match o {
-            fungi_sql::Outcome::Insert(g) => Some(g),
-            _ => None,
-        })
-        .collect();
-    if graphs.len() != 1 {
-        return Err(format!(
-            "a job is a script with exactly one INSERT INTO; this one has {}",
-            graphs.len()
-        ));
-    }
-    let mut graph = graphs.remove(0);
+    let mut graph = single_insert(outcomes)?;
     if let Some(name) = &spec.name {
         graph.name = name.clone();
     }

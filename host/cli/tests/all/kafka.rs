@@ -531,18 +531,7 @@ fn upsert_kafka_writes_the_latest_value_per_key_and_tombstones() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A compacted topic's view: the last record per key; a tombstone deletes.
-    let table = |topic: &str| {
-        let mut table = BTreeMap::new();
-        for (_, _, key, value) in broker.read_all(topic, Duration::from_secs(2)) {
-            let key = String::from_utf8(key.expect("every record has a key")).unwrap();
-            if value.is_empty() {
-                table.remove(&key);
-            } else {
-                table.insert(key, String::from_utf8(value).unwrap());
-            }
-        }
-        table
-    };
+    let table = |topic: &str| compacted(&broker, topic);
     let counts = table("counts");
     assert_eq!(counts.len(), 10, "{counts:?}");
     for auction in 0..10 {
@@ -919,18 +908,7 @@ fn an_upsert_topic_reads_back_as_a_changelog() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table = |topic: &str| {
-        let mut table = BTreeMap::new();
-        for (_, _, key, value) in broker.read_all(topic, Duration::from_secs(2)) {
-            let key = String::from_utf8(key.expect("every record has a key")).unwrap();
-            if value.is_empty() {
-                table.remove(&key);
-            } else {
-                table.insert(key, String::from_utf8(value).unwrap());
-            }
-        }
-        table
-    };
+    let table = |topic: &str| compacted(&broker, topic);
     // The aggregation saw Ann leave Paris and Bob leave Rome (retractions), not two
     // Annes and a Bob.
     assert_eq!(
@@ -976,4 +954,18 @@ fn an_upsert_topic_reads_back_as_a_changelog() {
         !out.status.success() && stderr.contains("declare PRIMARY KEY"),
         "{stderr}"
     );
+}
+
+/// A compacted topic's view: the last value per key; a tombstone deletes its key.
+fn compacted(broker: &KafkaBroker, topic: &str) -> BTreeMap<String, String> {
+    let mut table = BTreeMap::new();
+    for (_, _, key, value) in broker.read_all(topic, Duration::from_secs(2)) {
+        let key = String::from_utf8(key.expect("every record has a key")).unwrap();
+        if value.is_empty() {
+            table.remove(&key);
+        } else {
+            table.insert(key, String::from_utf8(value).unwrap());
+        }
+    }
+    table
 }

@@ -71,6 +71,20 @@ fn wait_for_job(
     }
 }
 
+/// Submits `sql` and waits (up to a minute) for the job to end; its details.
+fn run_to_end(server: &Server, key: &str, sql: &str) -> Value {
+    let job = ok(
+        server,
+        key,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": sql })),
+    );
+    wait_for_job(server, key, job["id"].as_str().unwrap(), 60, |j| {
+        j["status"] != "RUNNING"
+    })
+}
+
 /// Every audit record's sequence number, oldest first.
 fn audit_seqs(server: &Server, admin: &str) -> Vec<i64> {
     ok(server, admin, Method::GET, "/audit?limit=10000", None)
@@ -432,16 +446,7 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
             .contains("execution.checkpointing.interval"),
         "{refused}"
     );
-    let job = ok(
-        &server,
-        &plugs,
-        Method::POST,
-        "/jobs",
-        Some(json!({ "sql": slugs })),
-    );
-    let done = wait_for_job(&server, &plugs, job["id"].as_str().unwrap(), 60, |j| {
-        j["status"] != "RUNNING"
-    });
+    let done = run_to_end(&server, &plugs, slugs);
     assert_eq!(done["status"], "FINISHED", "{done}");
     let out = data.join("files/plugs/slugs");
     let written: String = std::fs::read_dir(&out)
@@ -464,16 +469,7 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '5');
         CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');
         INSERT INTO out SELECT bomb(id) FROM g;";
-    let job = ok(
-        &server,
-        &plugs,
-        Method::POST,
-        "/jobs",
-        Some(json!({ "sql": bomb })),
-    );
-    let failed = wait_for_job(&server, &plugs, job["id"].as_str().unwrap(), 60, |j| {
-        j["status"] != "RUNNING"
-    });
+    let failed = run_to_end(&server, &plugs, bomb);
     assert_eq!(failed["status"], "FAILED", "{failed}");
     let error = failed["error"].as_str().unwrap();
     assert!(

@@ -671,20 +671,7 @@ async fn plan_script(
         .execute_script(&sql)
         .await
         .map_err(|e| format!("the SQL does not plan: {e}"))?;
-    let mut graphs: Vec<_> = outcomes
-        .into_iter()
-        .filter_map(|o| match o {
-            fungi_sql::Outcome::Insert(g) => Some(g),
-            _ => None,
-        })
-        .collect();
-    if graphs.len() != 1 {
-        return Err(format!(
-            "a job is a script with exactly one INSERT INTO; this one has {}",
-            graphs.len()
-        ));
-    }
-    Ok(graphs.remove(0))
+    crate::confine::single_insert(outcomes)
 }
 
 /// What a planned job runs, for the quotas.
