@@ -1,7 +1,7 @@
 //! Planning a script without running it: what `EXPLAIN` shows, the dataflow graph, the
 //! settings it would run with and whether the tenant's quotas would admit it.
 
-use super::jobs::{check_script_size, effective_settings, job_shape};
+use super::jobs::{check_request, effective_settings, job_shape};
 use super::*;
 
 /// `POST /sql/explain`.
@@ -37,13 +37,7 @@ impl Service {
     pub async fn explain_sql(&self, p: &Principal, req: ExplainSql) -> ServiceResult<Explained> {
         self.authorize(p, Action::SqlExplain, &p.tenant, "")?;
         let result = async {
-            let parallelism = req.parallelism.unwrap_or(1);
-            if parallelism == 0 || parallelism > 1024 {
-                return Err(ServiceError::BadRequest(format!(
-                    "parallelism must be 1 to 1024, not {parallelism}"
-                )));
-            }
-            check_script_size(&req.sql)?;
+            let parallelism = check_request(&req.sql, req.parallelism)?;
             let tenant = self.tenant(&p.tenant)?;
             let job = JobRecord {
                 id: "explain".into(),

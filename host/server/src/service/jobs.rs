@@ -23,13 +23,7 @@ impl Service {
         p: &Principal,
         req: SubmitJob,
     ) -> ServiceResult<JobRecord> {
-        let parallelism = req.parallelism.unwrap_or(1);
-        if parallelism == 0 || parallelism > 1024 {
-            return Err(ServiceError::BadRequest(format!(
-                "parallelism must be 1 to 1024, not {parallelism}"
-            )));
-        }
-        check_script_size(&req.sql)?;
+        let parallelism = check_request(&req.sql, req.parallelism)?;
         let tenant = self.tenant(&p.tenant)?;
         let id = format!(
             "job-{}",
@@ -642,6 +636,19 @@ pub(crate) const HEALTHY_AFTER: std::time::Duration = std::time::Duration::from_
 
 /// The largest script a job may be: planning time and memory grow with it.
 pub(crate) const MAX_SCRIPT_BYTES: usize = 1 << 20;
+
+/// The parallelism a submission asks for (1 when it names none), after refusing one
+/// out of 1 to 1024 and a script over [`MAX_SCRIPT_BYTES`].
+pub(super) fn check_request(sql: &str, parallelism: Option<u32>) -> ServiceResult<u32> {
+    let parallelism = parallelism.unwrap_or(1);
+    if parallelism == 0 || parallelism > 1024 {
+        return Err(ServiceError::BadRequest(format!(
+            "parallelism must be 1 to 1024, not {parallelism}"
+        )));
+    }
+    check_script_size(sql)?;
+    Ok(parallelism)
+}
 
 /// Refuses a script over [`MAX_SCRIPT_BYTES`].
 pub(crate) fn check_script_size(sql: &str) -> ServiceResult<()> {
