@@ -201,6 +201,37 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order of the enum.
+    pub const ALL: [Action; 27] = [
+        Action::JobSubmit,
+        Action::JobList,
+        Action::JobGet,
+        Action::JobCancel,
+        Action::JobSavepoint,
+        Action::JobResume,
+        Action::JobUpgrade,
+        Action::PluginUpload,
+        Action::PluginList,
+        Action::PluginGet,
+        Action::PluginDelete,
+        Action::FileUpload,
+        Action::FileList,
+        Action::FileDelete,
+        Action::FunctionRegister,
+        Action::FunctionList,
+        Action::FunctionDelete,
+        Action::TenantCreate,
+        Action::TenantList,
+        Action::TenantDelete,
+        Action::TenantTrust,
+        Action::KeyCreate,
+        Action::KeyList,
+        Action::KeyRevoke,
+        Action::AuditRead,
+        Action::MetricsRead,
+        Action::SqlExplain,
+    ];
+
     /// Whether the action changes something (mutating calls are always audited).
     pub fn is_mutation(self) -> bool {
         use Action::*;

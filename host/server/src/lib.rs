@@ -10,6 +10,7 @@
 //! `/metrics`.
 
 mod confine;
+mod dashboard;
 pub mod grpc;
 pub mod metrics;
 pub mod rest;
@@ -189,6 +190,7 @@ pub async fn serve(
         }
         None => None,
     };
+    tokio::spawn(service.clone().sample_history_until(stopping.clone()));
     let mut app = rest::router(service.clone());
     if let Some(Routes(routes)) = config.routes {
         app = app.merge(routes(service.clone()));
@@ -207,6 +209,7 @@ pub async fn serve(
                 })?;
             let local = listener.local_addr().unwrap_or(config.listen);
             eprintln!("fungi server listening on https://{local} (REST /api/v1)");
+            eprintln!("dashboard: https://{local}/");
             let handle = axum_server::Handle::new();
             {
                 let (handle, stopping) = (handle.clone(), stopping.clone());
@@ -234,6 +237,7 @@ pub async fn serve(
                     })?;
             let local = listener.local_addr().unwrap_or(config.listen);
             eprintln!("fungi server listening on http://{local} (REST /api/v1)");
+            eprintln!("dashboard: http://{local}/");
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopping.clone().cancelled_owned())
                 .await

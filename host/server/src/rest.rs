@@ -19,7 +19,8 @@ use utoipa::OpenApi;
 
 use crate::service::{
     CreateKey, CreateTenant, CreatedKey, DeadLetters, ExplainSql, Explained, FileEntry, JobDetails,
-    RegisterFunction, Savepoint, Service, ServiceError, SubmitJob, TakeSavepoint, UpgradeJob,
+    JobHistory, JobStats, PluginUsage, RegisterFunction, Savepoint, Service, ServiceError,
+    SubmitJob, TakeSavepoint, UpgradeJob, WhoAmI,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -490,6 +491,46 @@ async fn job_dead_letters(
     Ok(Json(s.dead_letters(&p, &id)?))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/history", params(("id" = String, Path)),
+    responses((status = 200, body = JobHistory), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn job_history(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobHistory>> {
+    Ok(Json(s.job_history(&p, &id)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/job-stats",
+    responses((status = 200, body = Vec<JobStats>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn job_stats(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<JobStats>>> {
+    Ok(Json(s.job_stats(&p)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/plugin-usage",
+    responses((status = 200, body = Vec<PluginUsage>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn plugin_usage(
+    State(s): State<Arc<Service>>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<PluginUsage>>> {
+    Ok(Json(s.plugin_usage(&p)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn whoami(State(s): State<Arc<Service>>, Caller(p): Caller) -> Json<WhoAmI> {
+    Json(s.whoami(&p))
+}
+
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -510,7 +551,7 @@ impl utoipa::Modify for SecuritySchemes {
     paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, upgrade_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
-        list_functions, delete_function, job_dead_letters, explain_sql),
+        list_functions, delete_function, job_dead_letters, explain_sql, job_history, job_stats, plugin_usage, whoami),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -533,12 +574,21 @@ async fn readyz(State(s): State<Arc<Service>>) -> Response {
     }
 }
 
-async fn not_found(req: Request) -> ApiError {
+/// Outside `/api/`, a `GET` is the dashboard's (a file, or its page for a client-side
+/// route); anything else names the endpoint that does not exist.
+async fn fallback(req: Request) -> Response {
+    let method = req.method();
+    if (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        && !req.uri().path().starts_with("/api/")
+    {
+        return crate::dashboard::serve(&req);
+    }
     ApiError(ServiceError::NotFound(format!(
         "no endpoint {} {}; see /api/v1/openapi.json",
         req.method(),
         req.uri().path()
     )))
+    .into_response()
 }
 
 /// The REST routes over `service`.
@@ -552,6 +602,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/resume", post(resume_job))
         .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
+        .route("/api/v1/jobs/{id}/history", get(job_history))
+        .route("/api/v1/job-stats", get(job_stats))
+        .route("/api/v1/plugin-usage", get(plugin_usage))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
         .route("/api/v1/jobs/{id}/upgrade", post(upgrade_job))
         .route("/api/v1/sql/explain", post(explain_sql))
@@ -586,6 +640,6 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v1/functions/{name}",
             axum::routing::delete(delete_function),
         )
-        .fallback(not_found)
+        .fallback(fallback)
         .with_state(service)
 }

@@ -1,6 +1,7 @@
 //! The `fungi` binary end to end.
 
 mod cluster;
+mod dashboard;
 mod ha;
 mod harness;
 mod kafka;

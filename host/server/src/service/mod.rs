@@ -27,12 +27,17 @@ use crate::store::{
 mod artifacts;
 mod cluster;
 mod explain;
+mod history;
 mod jobs;
 mod tenants;
 mod upgrade;
 
 pub use cluster::ClusterBackend;
 pub use explain::{ExplainSql, Explained};
+pub use history::{
+    CheckpointEntry, HistoryPoint, JobHistory, JobStats, OperatorRates, PluginLimitsView,
+    PluginUsage, PluginUsagePoint,
+};
 
 /// The tenant of the key created when the server starts without any key.
 pub const SYSTEM_TENANT: &str = "system";
@@ -245,6 +250,21 @@ pub struct JobDetails {
     pub dead_letters: std::collections::BTreeMap<String, u64>,
 }
 
+/// Who the caller is and what it may do (`GET /api/v1/whoami`), so that a client shows
+/// only what the caller's role allows.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The key's id (or the token's subject).
+    pub key_id: String,
+    /// The caller's tenant.
+    pub tenant: String,
+    /// The caller's role.
+    pub role: Role,
+    /// The actions the role allows (`job.submit`, `key.create`, ...), within its tenant
+    /// (across tenants for admins).
+    pub permissions: Vec<String>,
+}
+
 /// A running job's dead-letter output: counts per reason and the most recent records.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetters {
@@ -318,6 +338,8 @@ pub struct Service {
     key_checks: fungi_security::KeyChecks,
     /// Calls per key, when limited.
     rates: Option<KeyRates>,
+    /// Recent counters of each job (see `history`).
+    history: Mutex<history::Histories>,
 }
 
 /// How a tenant sees the server's paths: its files as `files/...`, its plugins as
@@ -435,6 +457,7 @@ impl Service {
             ),
             admitting: tokio::sync::Mutex::new(()),
             key_checks: fungi_security::KeyChecks::default(),
+            history: Default::default(),
         })
     }
 
@@ -710,6 +733,20 @@ impl Service {
     pub fn check_ready(&self) -> ServiceResult<()> {
         self.store.tenant(SYSTEM_TENANT)?;
         Ok(())
+    }
+
+    /// Who the caller is and what it may do.
+    pub fn whoami(&self, p: &Principal) -> WhoAmI {
+        WhoAmI {
+            key_id: p.key_id.clone(),
+            tenant: p.tenant.clone(),
+            role: p.role,
+            permissions: Action::ALL
+                .into_iter()
+                .filter(|a| p.role.allows(*a))
+                .map(|a| a.name().to_string())
+                .collect(),
+        }
     }
 
     /// Audits a call that another interface served through this service (an MCP

@@ -1,0 +1,116 @@
+//! Builds the dashboard (`dashboard/`, its own workspace) for wasm32-unknown-unknown in
+//! release mode, runs wasm-bindgen on it (the library the `wasm-bindgen` CLI is made
+//! of, pinned to the app's version), and embeds the page, its script, its module and
+//! its style sheet, each also gzip-compressed, as `ASSETS`. Nothing built is committed.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let app = manifest
+        .join("../../dashboard")
+        .canonicalize()
+        .expect("dashboard/");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
+    // A target directory of our own (the outer build holds its own directory's lock),
+    // shared by all profiles: `<target>/dashboard`.
+    let target = out
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("dashboard"))
+        .unwrap_or_else(|| out.join("dashboard"));
+    build(&app, &target);
+    let wasm = target.join("wasm32-unknown-unknown/release/fungi-dashboard-app.wasm");
+    let site = out.join("site");
+    std::fs::create_dir_all(&site).expect("create the site directory");
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)
+        .expect("wasm-bindgen's web target")
+        .typescript(false)
+        .out_name("app")
+        .generate(&site)
+        .unwrap_or_else(|e| panic!("wasm-bindgen on {}: {e:#}", wasm.display()));
+    for file in ["index.html", "style.css", "boot.js"] {
+        std::fs::copy(app.join(file), site.join(file))
+            .unwrap_or_else(|e| panic!("copy dashboard/{file}: {e}"));
+    }
+
+    let mut assets =
+        String::from("/// Every file of the dashboard.\npub static ASSETS: &[Asset] = &[\n");
+    for (file, content_type) in [
+        ("index.html", "text/html; charset=utf-8"),
+        ("boot.js", "text/javascript; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app_bg.wasm", "application/wasm"),
+        ("style.css", "text/css; charset=utf-8"),
+    ] {
+        let path = site.join(file);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let gz = site.join(format!("{file}.gz"));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&bytes).expect("gzip");
+        std::fs::write(&gz, encoder.finish().expect("gzip")).expect("write the gzip file");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        assets.push_str(&format!(
+            "    Asset {{ path: \"/{file}\", content_type: {content_type:?}, etag: \"\\\"{:016x}\\\"\", \
+             bytes: include_bytes!({:?}), gzip: include_bytes!({:?}) }},\n",
+            hasher.finish(),
+            path.display().to_string(),
+            gz.display().to_string(),
+        ));
+    }
+    assets.push_str("];\n");
+    std::fs::write(out.join("assets.rs"), assets).expect("write assets.rs");
+    for watched in [
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "index.html",
+        "style.css",
+        "boot.js",
+    ] {
+        println!("cargo:rerun-if-changed={}", app.join(watched).display());
+    }
+}
+
+/// `cargo build --release --target wasm32-unknown-unknown` in the dashboard's workspace.
+fn build(app: &Path, target: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(app)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--target-dir",
+        ])
+        .arg(target);
+    // The outer build's flags are for the host target, not for the browser.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the dashboard");
+    assert!(
+        status.success(),
+        "building the dashboard in {} for wasm32-unknown-unknown failed; if the target is \
+         missing, install it with `rustup target add wasm32-unknown-unknown` (scripts/setup.sh \
+         does)",
+        app.display()
+    );
+}
