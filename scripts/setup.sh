@@ -33,6 +33,9 @@ if [ "$purpose" = test ]; then
   # etcdctl, with which a test plants foreign data.
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+  # A real browser for the dashboard's tests, driven through chromedriver.
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -46,6 +49,9 @@ fi
 
 # The toolchain, components and targets pinned in rust-toolchain.toml.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+# The dashboard that `fungi server` embeds is compiled for the browser by a build script
+# (host/dashboard); a toolchain installed before the target was pinned lacks it.
+rustup target add wasm32-unknown-unknown >/dev/null
 if [ "$purpose" = test ]; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   # Plugins are built for wasm32-wasip2 by host/plugin/artifacts during the tests.

@@ -14,11 +14,13 @@ python3 scripts/check-docs.py
 bash scripts/check-kubernetes.sh
 # Services the tests start on loopback (built once into ~/.cache/fungi/tools).
 bash scripts/install-test-services.sh
-# The guest workspaces (plugins, hostile plugins) and the SDK are formatted and linted
-# too, for the target they are built for.
+# The guest workspaces (plugins, hostile plugins), the SDK and the dashboard are formatted
+# and linted too, for the target they are built for.
 for guest in sdk-rust plugins conformance/hostile; do
   (cd "$guest" && cargo fmt --all --check && cargo clippy --target wasm32-wasip2 -- -D warnings)
 done
+(cd dashboard && cargo fmt --all --check &&
+  cargo clippy --locked --target wasm32-unknown-unknown --target-dir "$CARGO_TARGET_DIR/dashboard" -- -D warnings)
 # Python: a virtual environment of the system's python3 (the CPython fungi-python
 # embeds, see .cargo/config.toml) with pyarrow and the SDK installed as a user would;
 # the Rust tests' native Python functions import from it, and pytest runs from it.
@@ -35,6 +37,10 @@ export FUNGI_PYTHON_VENV="$venv"
 mcp_venv="$HOME/.cache/fungi/mcp-venv"
 [ -x "$mcp_venv/bin/python" ] || /usr/bin/python3 -m venv "$mcp_venv"
 "$mcp_venv/bin/pip" install --quiet --disable-pip-version-check "mcp>=2.3,<3"
+# The dashboard's browser tests drive Debian's Chromium with Selenium's WebDriver client.
+browser_venv="$HOME/.cache/fungi/browser-venv"
+[ -x "$browser_venv/bin/python" ] || /usr/bin/python3 -m venv "$browser_venv"
+"$browser_venv/bin/pip" install --quiet --disable-pip-version-check "selenium>=4.20,<5"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The SDK's pytest suite; its client tests use the `fungi` binary the tests above built.

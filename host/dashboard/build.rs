@@ -34,6 +34,15 @@ fn main() {
         .out_name("app")
         .generate(&site)
         .unwrap_or_else(|e| panic!("wasm-bindgen on {}: {e:#}", wasm.display()));
+    // The glue's whole-line comments go: they are for its authors, and one links to a
+    // remote page, which nothing served may name.
+    let glue = site.join("app.js");
+    let text = std::fs::read_to_string(&glue).expect("read app.js");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect();
+    std::fs::write(&glue, kept.join("\n") + "\n").expect("write app.js");
     for file in ["index.html", "style.css", "boot.js"] {
         std::fs::copy(app.join(file), site.join(file))
             .unwrap_or_else(|e| panic!("copy dashboard/{file}: {e}"));

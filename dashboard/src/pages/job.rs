@@ -67,7 +67,7 @@ pub fn Job() -> impl IntoView {
             <Exceptions details=d.clone()/>
             <Placement details=d/>
         })}
-        <DeadLetters id=Signal::derive(id)/>
+        <DeadLetters id=Signal::derive(id) status=Signal::derive(status)/>
         {move || details.with(|d| d.as_ref().map(|d| view! {
             <section aria-label="script">
                 <h2>"Script"</h2>
@@ -149,6 +149,19 @@ fn Actions(
             };
             match result {
                 Ok(text) => {
+                    // The page's views stop asking a job that ended at once.
+                    let ended = match what {
+                        "Cancel" => Some("CANCELLED"),
+                        "Stop with savepoint" => Some("STOPPED"),
+                        _ => None,
+                    };
+                    if let Some(status) = ended {
+                        details.update(|d| {
+                            if let Some(d) = d {
+                                d["status"] = status.into();
+                            }
+                        });
+                    }
                     notice.set(Some(text));
                     error.set(None);
                 }
@@ -157,7 +170,6 @@ fn Actions(
                     error.set(Some(e.to_string()));
                 }
             }
-            details.update(|_| {});
             busy.set(false);
         });
     };
@@ -371,19 +383,23 @@ fn Placement(details: Value) -> impl IntoView {
 /// The job's dead letters: counts per reason, the recent records filtered by reason,
 /// each original record shown as data.
 #[component]
-fn DeadLetters(id: Signal<String>) -> impl IntoView {
+fn DeadLetters(id: Signal<String>, status: Signal<String>) -> impl IntoView {
     let letters = RwSignal::new(Value::Null);
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     poll(Duration::from_secs(2), move || {
         let id = api::segment(&id.get_untracked());
+        // Only a running job has a live dead-letter output.
+        let running = status.get_untracked() == "RUNNING";
         Box::pin(async move {
+            if !running {
+                return;
+            }
             match api::get::<Value>(&format!("/jobs/{id}/dead-letters")).await {
                 Ok(l) => {
                     letters.set(l);
                     error.set(None);
                 }
-                // A job that is not running has no live dead-letter output.
                 Err(e) if e.status == 409 => letters.set(Value::Null),
                 Err(e) => error.set(Some(e.to_string())),
             }

@@ -143,7 +143,7 @@ try:
     shot("job-checkpoints")
     # A savepoint, then cancel.
     button("Savepoint").click()
-    wait_text(".notice", "Savepoint")
+    wait_text(".notice", "taken")
     seen["savepoint_notice"] = css(".notice")[0].text
     wait.until(lambda d: len(d.find_elements(
         By.CSS_SELECTOR, "section[aria-label='savepoints'] li code")) >= 1)
