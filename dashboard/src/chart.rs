@@ -49,7 +49,7 @@ pub fn line_chart(
     let legend = series
         .iter()
         .map(|s| {
-            let last = s.points.last().map(|p| format(p.1)).unwrap_or_else(|| "–".into());
+            let last = s.points.last().map(|p| format(p.1 + 0.0)).unwrap_or_else(|| "–".into());
             view! { <span class=format!("legend {}", s.class)>{format!("{} {last}", s.label)}</span> }
         })
         .collect_view();

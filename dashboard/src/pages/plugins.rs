@@ -224,11 +224,11 @@ fn usage_charts(t: &Value) -> impl IntoView + use<> {
     let traps: Vec<(f64, f64)> = points
         .iter()
         .map(|p| {
-            let n: f64 = p["traps"]
+            let n: u64 = p["traps"]
                 .as_object()
-                .map(|o| o.values().filter_map(Value::as_f64).sum())
-                .unwrap_or(0.0);
-            (at(p), n)
+                .map(|o| o.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(0);
+            (at(p), n as f64)
         })
         .collect();
     let reasons = points

@@ -4,7 +4,7 @@ would: signs in, submits a job, watches it, takes a savepoint, cancels it, uploa
 plugin; a viewer and a wrong key too. Prints one JSON object of what it saw (the Rust
 test asserts on it) and saves screenshots of the main pages.
 
-Usage: dashboard_browser.py URL DEV_KEY VIEWER_KEY SQL PLUGIN_WASM SCREENSHOT_DIR
+Usage: dashboard_browser.py URL DEV_KEY VIEWER_KEY ADMIN_KEY SQL PLUGIN_WASM SCREENSHOT_DIR
 """
 
 import json
@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-url, dev_key, viewer_key, sql, plugin_wasm, shots = sys.argv[1:7]
+url, dev_key, viewer_key, admin_key, sql, plugin_wasm, shots = sys.argv[1:8]
 os.makedirs(shots, exist_ok=True)
 seen = {}
 
@@ -98,6 +98,16 @@ try:
     driver.find_element(By.CSS_SELECTOR, "#sql").send_keys(sql)
     run = driver.find_element(By.XPATH, "//button[normalize-space(.)='Run']")
     seen["run_enabled_before_explain"] = run.is_enabled()
+    # Over the tenant's quota: the page says why, and Run stays off.
+    parallelism = driver.find_element(By.CSS_SELECTOR, "#parallelism")
+    parallelism.clear()
+    parallelism.send_keys("8")
+    button("Explain").click()
+    wait_css("section[aria-label='submit a job'] .error")
+    seen["over_quota"] = css("section[aria-label='submit a job'] .error")[0].text
+    seen["run_enabled_over_quota"] = run.is_enabled()
+    parallelism.clear()
+    parallelism.send_keys("1")
     button("Explain").click()
     wait_css(".explained svg.graph")
     seen["explained_vertices"] = len(css(".explained svg.graph g.vertex"))
@@ -177,9 +187,46 @@ try:
         "return document.documentElement.scrollWidth - window.innerWidth")
     shot("jobs-narrow")
     driver.set_window_size(1400, 1000)
+
+    # An admin: tenants with quotas, a key created (its secret shown once) and revoked,
+    # the audit log filtered.
+    sign_in(admin_key)
+    wait_css("table[aria-label='jobs']")
+    seen["admin_nav"] = [a.text for a in css("header nav a")]
+    driver.get(url + "/tenants")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.card")) >= 2)
+    seen["tenants"] = [h.text for h in css("section.card h2")]
+    shot("tenants")
+    driver.get(url + "/keys")
+    wait.until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "table[aria-label='keys'] tbody tr")) >= 3)
+    wait_css("#key-name").send_keys("from-the-browser")
+    Select(driver.find_element(By.CSS_SELECTOR, "#key-role")).select_by_value("viewer")
+    driver.find_element(By.CSS_SELECTOR, "#key-tenant").send_keys("a")
+    button("Create key").click()
+    seen["new_key"] = wait_css("#new-key").text
+    new_id = seen["new_key"].split("_")[1]
+    revoke = wait.until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, f"button[aria-label='revoke key {new_id}']")))
+    shot("keys")
+    revoke.click()
+    wait.until(lambda d: not d.find_elements(
+        By.CSS_SELECTOR, f"button[aria-label='revoke key {new_id}']"))
+    seen["revoked_row"] = [r.text for r in css("table[aria-label='keys'] tbody tr")
+                           if new_id in r.text][0]
+    driver.get(url + "/audit")
+    wait_css("#audit-filter").send_keys("key.")
+    wait.until(lambda d: "key.revoke" in d.find_element(
+        By.CSS_SELECTOR, "table[aria-label='audit log']").text)
+    seen["audit_actions"] = sorted({r.find_elements(By.TAG_NAME, "td")[4].text
+                                    for r in css("table[aria-label='audit log'] tbody tr")})
+    shot("audit")
     drain_console()
     seen["console_errors"] = [e["message"] for e in console[refused_console:]
                               if e["level"] == "SEVERE"]
+    seen["remote_requests"] = driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".map(e => e.name).filter(n => !n.startsWith(location.origin));")
 
     # A viewer: no submit form, no action buttons; a direct call is refused.
     sign_in(viewer_key)

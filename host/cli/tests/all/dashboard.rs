@@ -130,7 +130,8 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
     create_tenant(
         &server,
         &admin,
-        json!({ "id": "a", "quotas": { "allowed_egress_hosts": [service] } }),
+        json!({ "id": "a", "quotas": {
+            "allowed_egress_hosts": [service], "max_job_parallelism": 4 } }),
     );
     let dev = new_key(&server, &admin, "a", "developer");
     let viewer = new_key(&server, &admin, "a", "viewer");
@@ -151,6 +152,7 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
             &server.url,
             &dev,
             &viewer,
+            &admin,
             &sql,
             fungi_plugin_artifacts::STRINGS_GEO,
             shots.to_str().unwrap(),
@@ -182,6 +184,9 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
     assert_eq!(seen["dev_nav"], json!(["Jobs", "Plugins"]), "{seen}");
     assert_eq!(seen["run_enabled_before_explain"], false);
     assert!(seen["explained_vertices"].as_u64().unwrap() >= 2, "{seen}");
+    let over = seen["over_quota"].as_str().unwrap();
+    assert!(over.contains("parallelism") && over.contains('4'), "{over}");
+    assert_eq!(seen["run_enabled_over_quota"], false);
     let rows = seen["rows_read"].as_array().unwrap();
     assert!(
         rows[1].as_u64().unwrap() > rows[0].as_u64().unwrap(),
@@ -256,6 +261,27 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
     // refused sign-in's 401 aside).
     assert!(seen["narrow_overflow_px"].as_i64().unwrap() <= 1, "{seen}");
     assert_eq!(seen["console_errors"], json!([]), "{seen}");
+
+    // An admin manages tenants, keys and reads the audit log.
+    assert_eq!(
+        seen["admin_nav"],
+        json!(["Jobs", "Plugins", "Tenants", "Keys", "Audit"]),
+        "{seen}"
+    );
+    assert!(
+        seen["tenants"].as_array().unwrap().iter().any(|t| t == "a"),
+        "{seen}"
+    );
+    assert!(seen["new_key"].as_str().unwrap().starts_with("fgk_"), "{seen}");
+    assert!(
+        seen["revoked_row"].as_str().unwrap().contains("revoked"),
+        "{seen}"
+    );
+    let actions = seen["audit_actions"].as_array().unwrap();
+    for action in ["key.create", "key.revoke"] {
+        assert!(actions.iter().any(|a| a == action), "{seen}");
+    }
+    assert_eq!(seen["remote_requests"], json!([]), "{seen}");
 
     // The viewer sees no editor and no button it could not use; calling anyway is
     // refused with the API's reason.
