@@ -30,6 +30,7 @@ pub fn key_values(v: &Value) -> impl IntoView + use<> {
 #[component]
 pub fn Tenants() -> impl IntoView {
     let tenants = RwSignal::new(Vec::<Value>::new());
+    let usage = RwSignal::new(Vec::<Value>::new());
     let error = RwSignal::new(None::<String>);
     poll(Duration::from_secs(5), move || {
         Box::pin(async move {
@@ -37,14 +38,33 @@ pub fn Tenants() -> impl IntoView {
                 Ok(t) => tenants.set(t),
                 Err(e) => error.set(Some(e.to_string())),
             }
+            if let Ok(u) = api::get::<Vec<Value>>("/usage").await {
+                usage.set(u);
+            }
         })
     });
+    let held = move |id: &str| {
+        usage.with(|u| {
+            u.iter()
+                .find(|t| t["tenant"].as_str() == Some(id))
+                .map(|t| {
+                    format!(
+                        "{} running job(s) on {} slot(s); {} plugin(s), {}",
+                        t["running_jobs"].as_u64().unwrap_or(0),
+                        t["slots"].as_u64().unwrap_or(0),
+                        t["plugins"].as_u64().unwrap_or(0),
+                        crate::bytes(t["plugin_bytes"].as_f64().unwrap_or(0.0))
+                    )
+                })
+        })
+    };
     view! {
         <h1>"Tenants"</h1>
         {move || crate::alert(error.get())}
         {move || tenants.get().into_iter().map(|t| view! {
             <section class="card" aria-label=format!("tenant {}", t["id"].as_str().unwrap_or_default())>
                 <h2>{t["id"].as_str().unwrap_or_default().to_string()}</h2>
+                <p class="usage">{held(t["id"].as_str().unwrap_or_default())}</p>
                 <h3>"Quotas"</h3>
                 {key_values(&t["quotas"])}
                 <h3>"Plugin trust"</h3>

@@ -179,7 +179,7 @@ fn Usage() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     poll(Duration::from_secs(2), move || {
         Box::pin(async move {
-            match api::get::<Vec<Value>>("/plugin-usage").await {
+            match api::get::<Vec<Value>>("/usage").await {
                 Ok(u) => usage.set(u),
                 Err(e) => error.set(Some(e.to_string())),
             }

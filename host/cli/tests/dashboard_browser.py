@@ -64,10 +64,10 @@ def button(label):
 
 
 def sign_in(key):
-    driver.delete_all_cookies()
     driver.get(url + "/")
-    driver.execute_script("sessionStorage.clear()")
-    driver.get(url + "/")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#credential, header"))
+    for sign_out in css("header button"):
+        sign_out.click()
     field = wait_css("#credential")
     field.clear()
     field.send_keys(key)
@@ -158,6 +158,18 @@ try:
     wait.until(lambda d: len(d.find_elements(
         By.CSS_SELECTOR, "section[aria-label='savepoints'] li code")) >= 1)
     seen["savepoints"] = [c.text for c in css("section[aria-label='savepoints'] li code")]
+    # Stop with a savepoint, start a new job from it, cancel that one.
+    button("Stop with savepoint").click()
+    wait_text("#job-status", "STOPPED")
+    seen["actions_after_stop"] = [b.text for b in css(".actions button")]
+    wait.until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "section[aria-label='savepoints'] li")) >= 2)
+    last = css("section[aria-label='savepoints'] li")[-1]
+    seen["stopped_with"] = last.find_element(By.TAG_NAME, "code").text
+    last.find_element(By.TAG_NAME, "button").click()
+    wait.until(lambda d: d.current_url.rsplit("/jobs/", 1)[1] != seen["job"])
+    seen["restarted_job"] = driver.current_url.rsplit("/jobs/", 1)[1]
+    wait_text("#job-status", "RUNNING")
     button("Cancel").click()
     wait_text("#job-status", "CANCELLED")
     seen["cancelled"] = True

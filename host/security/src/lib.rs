@@ -518,6 +518,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_action_is_listed_once() {
+        let names: std::collections::BTreeSet<&str> =
+            Action::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), Action::ALL.len());
+        // Admins may do everything, and only admins may do everything.
+        assert!(Action::ALL.iter().all(|a| Role::Admin.allows(*a)));
+        assert!(Action::ALL.iter().any(|a| !Role::TenantAdmin.allows(*a)));
+    }
+
+    #[test]
     fn keys_round_trip_and_only_the_right_secret_verifies() {
         let key = ApiKey::generate().unwrap();
         let hash = key.hash().unwrap();

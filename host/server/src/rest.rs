@@ -19,8 +19,8 @@ use utoipa::OpenApi;
 
 use crate::service::{
     CreateKey, CreateTenant, CreatedKey, DeadLetters, ExplainSql, Explained, FileEntry, JobDetails,
-    JobHistory, JobStats, PluginUsage, RegisterFunction, Savepoint, Service, ServiceError,
-    SubmitJob, TakeSavepoint, UpgradeJob, WhoAmI,
+    JobHistory, JobStats, RegisterFunction, Savepoint, Service, ServiceError, SubmitJob,
+    TakeSavepoint, TenantUsage, UpgradeJob, WhoAmI,
 };
 use crate::store::{FunctionRecord, JobRecord, KeyRecord, PluginRecord};
 
@@ -513,15 +513,15 @@ async fn job_stats(
     Ok(Json(s.job_stats(&p)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/plugin-usage",
-    responses((status = 200, body = Vec<PluginUsage>), (status = 401, body = ErrorBody),
+#[utoipa::path(get, path = "/api/v1/usage",
+    responses((status = 200, body = Vec<TenantUsage>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
-async fn plugin_usage(
+async fn tenant_usage(
     State(s): State<Arc<Service>>,
     Caller(p): Caller,
-) -> ApiResult<Json<Vec<PluginUsage>>> {
-    Ok(Json(s.plugin_usage(&p)?))
+) -> ApiResult<Json<Vec<TenantUsage>>> {
+    Ok(Json(s.tenant_usage(&p)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami",
@@ -551,7 +551,7 @@ impl utoipa::Modify for SecuritySchemes {
     paths(submit_job, list_jobs, get_job, cancel_job, resume_job, savepoint_job, upgrade_job, create_tenant,
         list_tenants, delete_tenant, set_trust, metrics, create_key, list_keys, revoke_key, audit, upload_plugin, list_plugins,
         get_plugin, delete_plugin, upload_file, list_files, delete_file, register_function,
-        list_functions, delete_function, job_dead_letters, explain_sql, job_history, job_stats, plugin_usage, whoami),
+        list_functions, delete_function, job_dead_letters, explain_sql, job_history, job_stats, tenant_usage, whoami),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
@@ -604,7 +604,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/api/v1/jobs/{id}/history", get(job_history))
         .route("/api/v1/job-stats", get(job_stats))
-        .route("/api/v1/plugin-usage", get(plugin_usage))
+        .route("/api/v1/usage", get(tenant_usage))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/jobs/{id}/savepoint", post(savepoint_job))
         .route("/api/v1/jobs/{id}/upgrade", post(upgrade_job))

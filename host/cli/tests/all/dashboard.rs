@@ -14,7 +14,9 @@ use std::time::Duration;
 use fungi_testkit::process::CommandExt;
 use serde_json::{Value, json};
 
-use super::harness::{Server, create_tenant, new_key};
+use reqwest::Method;
+
+use super::harness::{ENDLESS, Server, call, create_tenant, new_key, ok};
 
 /// The Python environment with Selenium (`scripts/test.sh` makes it).
 fn python() -> String {
@@ -241,6 +243,15 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
             .starts_with(&format!("{job}/sp-")),
         "{seen}"
     );
+    assert_eq!(seen["actions_after_stop"], json!([]), "{seen}");
+    assert!(
+        seen["stopped_with"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{job}/sp-")),
+        "{seen}"
+    );
+    assert_ne!(seen["restarted_job"], seen["job"], "{seen}");
     assert_eq!(seen["cancelled"], true);
     assert_eq!(seen["actions_after_cancel"], json!([]), "{seen}");
 
@@ -272,7 +283,10 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
         seen["tenants"].as_array().unwrap().iter().any(|t| t == "a"),
         "{seen}"
     );
-    assert!(seen["new_key"].as_str().unwrap().starts_with("fgk_"), "{seen}");
+    assert!(
+        seen["new_key"].as_str().unwrap().starts_with("fgk_"),
+        "{seen}"
+    );
     assert!(
         seen["revoked_row"].as_str().unwrap().contains("revoked"),
         "{seen}"
@@ -311,4 +325,121 @@ fn people_use_the_dashboard_in_a_real_browser_within_their_role() {
     ] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}");
     }
+}
+
+#[test]
+fn what_the_dashboard_reads_follows_the_callers_role_and_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.admin_key();
+    create_tenant(
+        &server,
+        &admin,
+        json!({ "id": "a", "quotas": { "plugin_cpu_ms_per_second": 250 } }),
+    );
+    create_tenant(&server, &admin, json!({ "id": "b" }));
+    let dev = new_key(&server, &admin, "a", "developer");
+    let viewer = new_key(&server, &admin, "a", "viewer");
+    let other = new_key(&server, &admin, "b", "tenant-admin");
+
+    // whoami: the role's permissions, nothing more.
+    let me = ok(&server, &viewer, Method::GET, "/whoami", None);
+    assert_eq!(me["tenant"], "a");
+    assert_eq!(me["role"], "viewer");
+    let allowed: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        allowed.contains(&"job.get") && allowed.contains(&"sql.explain"),
+        "{me}"
+    );
+    assert!(
+        !allowed.contains(&"job.submit") && !allowed.contains(&"key.create"),
+        "{me}"
+    );
+    let all = ok(&server, &admin, Method::GET, "/whoami", None);
+    assert_eq!(all["permissions"].as_array().unwrap().len(), 27, "{all}");
+    let (status, body) = call(&server, Some("fgk_00_00"), Method::GET, "/whoami", None);
+    assert_eq!(status, 401, "{body}");
+
+    // A running job's history fills in once a second, with rates and checkpoints.
+    let job = ok(
+        &server,
+        &dev,
+        Method::POST,
+        "/jobs",
+        Some(json!({ "sql": ENDLESS })),
+    );
+    let id = job["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let h = ok(
+            &server,
+            &viewer,
+            Method::GET,
+            &format!("/jobs/{id}/history"),
+            None,
+        );
+        if h["points"].as_array().unwrap().len() >= 3
+            && !h["checkpoints"].as_array().unwrap().is_empty()
+        {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "no history: {h}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(history["interval_ms"], 1000);
+    let last = history["points"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last["read_per_s"].as_f64().unwrap() > 100.0, "{history}");
+    assert!(last["written_per_s"].as_f64().unwrap() > 100.0, "{history}");
+    let backpressure = last["backpressure"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&backpressure), "{history}");
+    let ops = history["operators"].as_array().unwrap();
+    assert!(
+        ops.iter()
+            .any(|o| o["name"] == "g" && o["out_per_s"].as_f64().unwrap() > 100.0),
+        "{history}"
+    );
+    let stats = ok(&server, &viewer, Method::GET, "/job-stats", None);
+    assert_eq!(stats[0]["id"], id, "{stats}");
+    assert!(stats[0]["read_per_s"].as_f64().unwrap() > 100.0, "{stats}");
+
+    // Another tenant sees neither the job's history nor its rates.
+    let (status, body) = call(
+        &server,
+        Some(&other),
+        Method::GET,
+        &format!("/jobs/{id}/history"),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        ok(&server, &other, Method::GET, "/job-stats", None),
+        json!([])
+    );
+
+    // Plugin usage: one's own tenant with the limits it runs under; an admin sees all.
+    let usage = ok(&server, &viewer, Method::GET, "/usage", None);
+    assert_eq!(usage.as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(usage[0]["tenant"], "a");
+    assert_eq!(usage[0]["limits"]["cpu_ms_per_second"], 250, "{usage}");
+    assert_eq!(usage[0]["running_jobs"], 1, "{usage}");
+    assert_eq!(usage[0]["slots"], 1, "{usage}");
+    let everyone = ok(&server, &admin, Method::GET, "/usage", None);
+    assert!(everyone.as_array().unwrap().len() >= 3, "{everyone}");
+    ok(
+        &server,
+        &dev,
+        Method::POST,
+        &format!("/jobs/{id}/cancel"),
+        None,
+    );
 }

@@ -388,13 +388,21 @@ pub struct PluginUsagePoint {
     pub traps: std::collections::BTreeMap<String, u64>,
 }
 
-/// A tenant's plugin usage over the last five minutes and the limits its plugins run
-/// under (`GET /api/v1/plugin-usage`).
+/// What a tenant holds now, its plugin usage over the last five minutes, and the limits
+/// its plugins run under (`GET /api/v1/usage`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PluginUsage {
+pub struct TenantUsage {
     /// The tenant.
     pub tenant: String,
-    /// Oldest first.
+    /// Its running jobs.
+    pub running_jobs: u32,
+    /// The slots they hold (the sum of their parallelism).
+    pub slots: u32,
+    /// Its uploaded plugins.
+    pub plugins: u32,
+    /// Their bytes.
+    pub plugin_bytes: u64,
+    /// Plugin usage, oldest first.
     pub points: Vec<PluginUsagePoint>,
     /// The limits every plugin instance of the tenant runs under (its quotas, host
     /// defaults where unset).
@@ -467,19 +475,33 @@ impl Service {
         }
     }
 
-    /// The plugin usage of the caller's tenant (every tenant's for admins) over the last
-    /// five minutes, with the limits its plugins run under.
-    pub fn plugin_usage(&self, p: &Principal) -> ServiceResult<Vec<PluginUsage>> {
+    /// What the caller's tenant (every tenant, for admins) holds, its plugin usage over
+    /// the last five minutes, and the limits its plugins run under.
+    pub fn tenant_usage(&self, p: &Principal) -> ServiceResult<Vec<TenantUsage>> {
         self.authorize(p, Action::MetricsRead, &p.tenant, "")?;
         let tenants = if p.role == fungi_security::Role::Admin {
             self.store.tenants()?
         } else {
             vec![self.tenant(&p.tenant)?]
         };
+        let mut held = Vec::with_capacity(tenants.len());
+        for t in &tenants {
+            let plugins = self.store.plugins(&t.id)?;
+            held.push((
+                self.usage(&t.id)?,
+                plugins.len() as u32,
+                plugins.iter().map(|p| p.bytes).sum::<u64>(),
+            ));
+        }
         let histories = self.history.lock().expect("history lock");
         Ok(tenants
             .into_iter()
-            .map(|t| PluginUsage {
+            .zip(held)
+            .map(|(t, (usage, plugins, plugin_bytes))| TenantUsage {
+                running_jobs: usage.jobs,
+                slots: usage.parallelism,
+                plugins,
+                plugin_bytes,
                 points: histories
                     .plugins
                     .get(&t.id)

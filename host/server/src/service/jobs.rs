@@ -70,7 +70,7 @@ impl Service {
     }
 
     /// What `tenant`'s running jobs hold now.
-    pub(super) fn usage(&self, tenant: &str) -> ServiceResult<Usage> {
+    pub(crate) fn usage(&self, tenant: &str) -> ServiceResult<Usage> {
         Ok(self
             .store
             .jobs(Some(tenant))?

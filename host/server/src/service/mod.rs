@@ -36,7 +36,7 @@ pub use cluster::ClusterBackend;
 pub use explain::{ExplainSql, Explained};
 pub use history::{
     CheckpointEntry, HistoryPoint, JobHistory, JobStats, OperatorRates, PluginLimitsView,
-    PluginUsage, PluginUsagePoint,
+    PluginUsagePoint, TenantUsage,
 };
 
 /// The tenant of the key created when the server starts without any key.
