@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
 fungi="${FUNGI_BIN:-$CARGO_TARGET_DIR/release/fungi}"
 if [ ! -x "$fungi" ]; then
-  cargo build --release --bin fungi
+  cargo build --release --workspace --bin fungi
 fi
 recovery=false
 if [ "${1:-}" = --recovery ]; then

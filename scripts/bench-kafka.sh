@@ -23,7 +23,7 @@ if [ "${1:-}" = --flink ]; then
 fi
 fungi="${FUNGI_BIN:-$CARGO_TARGET_DIR/release/fungi}"
 if [ ! -x "$fungi" ]; then
-  cargo build --release --bin fungi
+  cargo build --release --workspace --bin fungi
 fi
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -1,12 +1,14 @@
 //! Builds the dashboard (`dashboard/`, its own workspace) for wasm32-unknown-unknown in
 //! release mode, runs wasm-bindgen on it (the library the `wasm-bindgen` CLI is made
-//! of, pinned to the app's version), and embeds the page, its script, its module and
-//! its style sheet, each also gzip-compressed, as `ASSETS`. Nothing built is committed.
+//! of, pinned to the app's version), and embeds the page, its two scripts, its module
+//! and its style sheet, each also gzip-compressed, as `ASSETS`. Nothing built is committed.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "../plugin/artifacts/nested_cargo.rs"]
+mod nested_cargo;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
@@ -89,34 +91,8 @@ fn main() {
 
 /// `cargo build --release --target wasm32-unknown-unknown` in the dashboard's workspace.
 fn build(app: &Path, target: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(app)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--target-dir",
-        ])
-        .arg(target);
-    // The outer build's flags are for the host target, not for the browser.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("run cargo for the dashboard");
     assert!(
-        status.success(),
+        nested_cargo::build_release(app, "wasm32-unknown-unknown", target, &["--locked"]),
         "building the dashboard in {} for wasm32-unknown-unknown failed; if the target is \
          missing, install it with `rustup target add wasm32-unknown-unknown` (scripts/setup.sh \
          does)",

@@ -1,0 +1,30 @@
+//! A `cargo` run from a build script for another target in a workspace of its own
+//! (the Wasm guests, the dashboard), shared by the build scripts that need one.
+
+use std::path::Path;
+use std::process::Command;
+
+/// `cargo build --release --target <target> --target-dir <target_dir> [extra]` in `dir`,
+/// without the outer build's flags (they are for the host target); whether it succeeded.
+pub fn build_release(dir: &Path, target: &str, target_dir: &Path, extra: &[&str]) -> bool {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--target", target])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.status().is_ok_and(|s| s.success())
+}
