@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// `cargo build --release --target <target> --target-dir <target_dir> [extra]` in `dir`,
 /// without the outer build's flags (they are for the host target); whether it succeeded.
-pub fn build_release(dir: &Path, target: &str, target_dir: &Path, extra: &[&str]) -> bool {
+pub(crate) fn build_release(dir: &Path, target: &str, target_dir: &Path, extra: &[&str]) -> bool {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
