@@ -1683,6 +1683,14 @@ fn tls_and_jwt_bearer_tokens() {
     let token = mint(claims("a", now + 300, "idp"), secret.as_bytes());
     let (status, jobs) = get(&token, "/jobs");
     assert_eq!((status, jobs), (200, json!([])));
+    // What the dashboard asks when a person signs in with a token.
+    let (status, me) = get(&token, "/whoami");
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        (&me["key_id"], &me["tenant"], &me["role"]),
+        (&json!("jwt:alice"), &json!("a"), &json!("developer")),
+        "{me}"
+    );
     let (status, body) = get(&token, "/tenants");
     assert_eq!(status, 403, "{body}");
     for (bad, why) in [
