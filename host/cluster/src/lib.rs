@@ -38,7 +38,8 @@ mod tls;
 
 pub use client::ClusterClient;
 pub use proto::{
-    Artifact, Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, TaskManagerStatus,
+    Artifact, Assignment, ClusterStatus, JobEvent, JobStatus, OperatorCount, PartStats,
+    TaskManagerStatus,
 };
 pub use spec::{JobSpec, Planner, fingerprint};
 pub use tls::{Tls, TlsFiles};

@@ -148,7 +148,7 @@ impl LatencyStats {
 }
 
 /// A point-in-time copy of one operator's counters.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OperatorSnapshot {
     /// Operator name.
     pub name: String,

@@ -401,6 +401,39 @@ fn quotas_upgrades_and_tenant_deletion_reach_jobs_on_the_cluster() {
         j["cluster"]["status"] == "running"
     });
     wait_gone_from_cluster(&cluster, &id);
+    // The dashboard's charts of a job on the cluster come from its TaskManagers'
+    // counters, sampled through the leading JobManager.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = ok(
+            &server,
+            &dev,
+            Method::GET,
+            &format!("/jobs/{new_id}/history"),
+            None,
+        );
+        let reading = h["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["read_per_s"].as_f64().unwrap() > 100.0);
+        if reading {
+            assert!(
+                h["operators"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o["name"] == "g" && o["records_out"].as_u64().unwrap() > 0),
+                "{h}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no history of a cluster job: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // A tenant's uploaded plugins run on the TaskManagers, through its catalog
     // functions, within its plugin limits.

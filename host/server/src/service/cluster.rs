@@ -46,7 +46,7 @@ impl Service {
     }
 
     /// The leading JobManager, or why none answers.
-    async fn leader(&self) -> ServiceResult<ClusterClient> {
+    pub(super) async fn leader(&self) -> ServiceResult<ClusterClient> {
         let cluster = self
             .cluster()
             .ok_or_else(|| ServiceError::Internal("this server runs no cluster".into()))?;

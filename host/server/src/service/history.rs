@@ -127,6 +127,22 @@ pub struct JobStats {
 }
 
 impl History {
+    /// Adds a sample of `attempt` (a new attempt's counters start again).
+    fn record(&mut self, attempt: u32, graph: &serde_json::Value, sample: Sample) {
+        if self.attempt != attempt {
+            self.samples.clear();
+            self.attempt = attempt;
+        }
+        if self.sinks.is_empty() {
+            self.sinks = sinks_of(graph);
+        }
+        self.last_seen_ms = sample.t_ms;
+        self.samples.push_back(sample);
+        while self.samples.len() > SAMPLES_KEPT {
+            self.samples.pop_front();
+        }
+    }
+
     /// Rates over the trailing window.
     fn stats(&self, id: &str) -> JobStats {
         let n = self.samples.len();
@@ -232,6 +248,33 @@ fn backpressure(start: &Sample, cur: &Sample) -> f64 {
         .clamp(0.0, 1.0)
 }
 
+/// A cluster job's operators from its parts' counters: rows summed over the parts
+/// (subtasks on several TaskManagers), and as backpressure the longest any part that
+/// runs the operator waited on a full channel to another host.
+fn cluster_operators(parts: &[fungi_cluster::PartStats]) -> Vec<OperatorSnapshot> {
+    let mut operators: Vec<OperatorSnapshot> = Vec::new();
+    for part in parts {
+        for o in &part.operators {
+            let at = match operators.iter().position(|s| s.name == o.operator) {
+                Some(at) => at,
+                None => {
+                    operators.push(OperatorSnapshot {
+                        name: o.operator.clone(),
+                        source: o.source,
+                        ..Default::default()
+                    });
+                    operators.len() - 1
+                }
+            };
+            let s = &mut operators[at];
+            s.records_in += o.records_in;
+            s.records_out += o.records_out;
+            s.backpressured_ms = s.backpressured_ms.max(part.backpressured_ms);
+        }
+    }
+    operators
+}
+
 /// Operators of a graph (as `graph_json` writes it) with no outgoing edge.
 fn sinks_of(graph: &serde_json::Value) -> Vec<String> {
     let names = |key: &str| -> Vec<String> {
@@ -261,6 +304,7 @@ impl Service {
             .lock()
             .expect("running lock")
             .iter()
+            .filter(|(_, r)| r.cluster.is_none())
             .map(|(id, r)| (id.clone(), r.live.borrow().clone(), r.graph.clone()))
             .collect();
         let mut all = self.history.lock().expect("history lock");
@@ -268,22 +312,15 @@ impl Service {
         let histories = &mut all.jobs;
         for (id, live, graph) in running {
             let h = histories.entry(id).or_default();
-            if h.attempt != live.restarts {
-                h.samples.clear();
-                h.attempt = live.restarts;
-            }
-            if h.sinks.is_empty() {
-                h.sinks = sinks_of(&graph);
-            }
-            h.last_seen_ms = now;
-            h.samples.push_back(Sample {
-                t_ms: now,
-                operators: live.metrics.snapshot(),
-                latency: live.metrics.latency.summary(),
-            });
-            while h.samples.len() > SAMPLES_KEPT {
-                h.samples.pop_front();
-            }
+            h.record(
+                live.restarts,
+                &graph,
+                Sample {
+                    t_ms: now,
+                    operators: live.metrics.snapshot(),
+                    latency: live.metrics.latency.summary(),
+                },
+            );
             if let Some(c) = &live.checkpoints {
                 let id = c.last_id.load(Ordering::Relaxed);
                 if id > 0 && h.checkpoints.back().is_none_or(|b| b.id != id) {
@@ -318,6 +355,42 @@ impl Service {
         }
     }
 
+    /// Samples the jobs this server runs on a cluster, from one status call to the
+    /// leading JobManager (its TaskManagers' last heartbeats).
+    async fn sample_cluster_history(&self) {
+        let jobs: Vec<(String, serde_json::Value)> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .filter(|(_, r)| r.cluster.is_some())
+            .map(|(id, r)| (id.clone(), r.graph.clone()))
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        let status = async { self.leader().await.ok()?.status().await.ok() };
+        let Ok(Some(status)) = tokio::time::timeout(SAMPLE_INTERVAL, status).await else {
+            return;
+        };
+        let now = now_ms();
+        let mut all = self.history.lock().expect("history lock");
+        for (id, graph) in jobs {
+            let Some(found) = status.jobs.iter().find(|j| j.job == id) else {
+                continue;
+            };
+            all.jobs.entry(id).or_default().record(
+                found.attempt as u32,
+                &graph,
+                Sample {
+                    t_ms: now,
+                    operators: cluster_operators(&found.parts),
+                    latency: None,
+                },
+            );
+        }
+    }
+
     /// Samples running jobs every [`SAMPLE_INTERVAL`] until `stop` is cancelled.
     pub async fn sample_history_until(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
@@ -325,7 +398,12 @@ impl Service {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => self.sample_history(),
+                _ = tick.tick() => {
+                    self.sample_history();
+                    if self.cluster().is_some() {
+                        self.sample_cluster_history().await;
+                    }
+                }
             }
         }
     }
@@ -563,6 +641,25 @@ mod tests {
         assert!((src.out_per_s - 500.0).abs() < 1e-9, "{src:?}");
         assert_eq!(src.watermark_lag_ms, Some(20_000));
         assert!(History::default().view(0).points.is_empty());
+    }
+
+    #[test]
+    fn a_cluster_jobs_operators_sum_their_parts() {
+        let part = |tm: &str, rows: u64, waited: u64| fungi_cluster::PartStats {
+            task_manager: tm.into(),
+            backpressured_ms: waited,
+            operators: vec![fungi_cluster::OperatorCount {
+                operator: "src".into(),
+                records_in: 0,
+                records_out: rows,
+                source: true,
+            }],
+            ..Default::default()
+        };
+        let ops = cluster_operators(&[part("tm-1", 10, 5), part("tm-2", 32, 40)]);
+        assert_eq!(ops.len(), 1);
+        assert_eq!((ops[0].records_out, ops[0].backpressured_ms), (42, 40));
+        assert!(ops[0].source);
     }
 
     #[test]
