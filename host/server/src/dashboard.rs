@@ -8,10 +8,10 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// The dashboard's policy: its own files only, WebAssembly compiled from them, calls to
-/// its own origin, and no framing.
+/// The dashboard's policy: its own files only (no inline script or style), WebAssembly
+/// compiled from them, calls to its own origin, and no framing.
 const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
-     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The file a `GET` of `req`'s path asks for, or the page itself.
