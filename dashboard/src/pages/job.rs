@@ -20,6 +20,8 @@ pub fn Job() -> impl IntoView {
     let history = RwSignal::new(Value::Null);
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
+    // Set while a savepoint, stop, cancel or resume is under way.
+    let acting = RwSignal::new(false);
     poll(Duration::from_secs(1), move || {
         let id = api::segment(&id());
         Box::pin(async move {
@@ -48,7 +50,7 @@ pub fn Job() -> impl IntoView {
         {move || crate::alert(error.get())}
         {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
         {move || details.get().map(|d| view! { <Summary details=d.clone()/> })}
-        <Actions id=Signal::derive(id) status=Signal::derive(status) details notice error/>
+        <Actions id=Signal::derive(id) status=Signal::derive(status) details notice error busy=acting/>
         <section aria-label="graph">
             <h2>"Graph"</h2>
             {move || details.with(|d| d.as_ref().map(|d| {
@@ -67,7 +69,7 @@ pub fn Job() -> impl IntoView {
             <Exceptions details=d.clone()/>
             <Placement details=d/>
         })}
-        <DeadLetters id=Signal::derive(id) status=Signal::derive(status)/>
+        <DeadLetters id=Signal::derive(id) status=Signal::derive(status) acting/>
         {move || details.with(|d| d.as_ref().map(|d| view! {
             <section aria-label="script">
                 <h2>"Script"</h2>
@@ -121,9 +123,9 @@ fn Actions(
     details: RwSignal<Option<Value>>,
     notice: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
+    busy: RwSignal<bool>,
 ) -> impl IntoView {
     let session = expect_context::<Session>();
-    let busy = RwSignal::new(false);
     let act = move |what: &'static str| {
         let id = api::segment(&id.get_untracked());
         busy.set(true);
@@ -383,14 +385,19 @@ fn Placement(details: Value) -> impl IntoView {
 /// The job's dead letters: counts per reason, the recent records filtered by reason,
 /// each original record shown as data.
 #[component]
-fn DeadLetters(id: Signal<String>, status: Signal<String>) -> impl IntoView {
+fn DeadLetters(
+    id: Signal<String>,
+    status: Signal<String>,
+    acting: RwSignal<bool>,
+) -> impl IntoView {
     let letters = RwSignal::new(Value::Null);
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     poll(Duration::from_secs(2), move || {
         let id = api::segment(&id.get_untracked());
-        // Only a running job has a live dead-letter output.
-        let running = status.get_untracked() == "RUNNING";
+        // Only a running job has a live dead-letter output; while an action may be
+        // ending the job, it is not asked.
+        let running = status.get_untracked() == "RUNNING" && !acting.get_untracked();
         Box::pin(async move {
             if !running {
                 return;
