@@ -440,7 +440,13 @@ impl Clients<'_> {
     fn consumer(&self, topic: &str, partitions: i32) -> Result<BaseConsumer> {
         let group = format!("fungi-bench-{}", std::process::id());
         let consumer: BaseConsumer = self
-            .config(&[("group.id", &group), ("enable.auto.commit", "false")])
+            // The fetch back-off of Fungi's Kafka source (librdkafka's 1 s default idles
+            // a consumer that drains its queue quickly).
+            .config(&[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("fetch.queue.backoff.ms", "20"),
+            ])
             .create()?;
         let mut list = TopicPartitionList::new();
         for p in 0..partitions {

@@ -674,6 +674,11 @@ impl Source for KafkaSource {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                // librdkafka stops fetching a partition for this long once its local
+                // queue is over `queued.min.messages` (100 000); with the default of
+                // 1 s a source that drains the queue in a fraction of that sits idle
+                // for the rest (a 1 M-record topic took 6 s to read instead of 1.4 s).
+                ("fetch.queue.backoff.ms", "20"),
                 // A bounded source ends when every partition reported its end, taken
                 // from fetch responses (no ListOffsets request per partition at start).
                 (
