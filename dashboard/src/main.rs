@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
-use crate::session::{Me, Session};
+use crate::session::Me;
 
 fn main() {
     console_error_panic_hook::set_once();
@@ -91,7 +91,6 @@ pub fn alert(message: Option<String>) -> impl IntoView {
 #[component]
 fn App() -> impl IntoView {
     let session = session::start();
-    provide_context(session);
     // A credential kept from earlier in this browser session signs in again.
     if session::key().is_some() {
         leptos::task::spawn_local(async move {
@@ -131,7 +130,7 @@ fn App() -> impl IntoView {
 /// The header: where to go (what the role may read), who is signed in, sign out.
 #[component]
 fn Shell() -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let who = move || {
         session
             .me

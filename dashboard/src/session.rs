@@ -27,7 +27,8 @@ impl Me {
     }
 }
 
-/// The page's session: the caller once signed in, and why the last sign-in ended.
+/// The page's session: the caller once signed in, and why the last sign-in ended
+/// (one per page, reached through [`current`] by components and calls alike).
 #[derive(Clone, Copy)]
 pub struct Session {
     /// The caller, when signed in.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use serde_json::{Value, json};
 
-use crate::session::Session;
+use crate::session;
 use crate::{api, clock, poll};
 
 /// A JSON object as a definition list (quotas, usage).
@@ -77,7 +77,7 @@ pub fn Tenants() -> impl IntoView {
 /// API keys: list, create (the secret shown once), revoke.
 #[component]
 pub fn Keys() -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let keys = RwSignal::new(Vec::<Value>::new());
     let error = RwSignal::new(None::<String>);
     let created = RwSignal::new(None::<String>);

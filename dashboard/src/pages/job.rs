@@ -8,7 +8,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde_json::{Value, json};
 
 use crate::chart::{Series, line_chart};
-use crate::session::Session;
+use crate::session;
 use crate::{api, bytes, clock, graph, poll};
 
 /// The job page (`/jobs/:id`).
@@ -125,7 +125,7 @@ fn Actions(
     error: RwSignal<Option<String>>,
     busy: RwSignal<bool>,
 ) -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let act = move |what: &'static str| {
         let id = api::segment(&id.get_untracked());
         busy.set(true);
@@ -269,7 +269,7 @@ fn checkpoint_table(h: &Value) -> impl IntoView + use<> {
 
 #[component]
 fn Savepoints(details: Value) -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let sql = details["sql"].as_str().unwrap_or_default().to_string();
     let parallelism = details["parallelism"].as_u64();
     let error = RwSignal::new(None::<String>);

@@ -8,13 +8,13 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 use serde_json::{Value, json};
 
-use crate::session::Session;
+use crate::session;
 use crate::{api, graph, poll};
 
 /// The jobs page.
 #[component]
 pub fn Jobs() -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let jobs = RwSignal::new(Vec::<Value>::new());
     let stats = RwSignal::new(Vec::<Value>::new());
     let error = RwSignal::new(None::<String>);

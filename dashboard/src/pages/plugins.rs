@@ -9,13 +9,13 @@ use serde_json::Value;
 use wasm_bindgen::JsCast;
 
 use crate::chart::{Series, line_chart};
-use crate::session::Session;
+use crate::session;
 use crate::{api, bytes, poll};
 
 /// The plugins page.
 #[component]
 pub fn Plugins() -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let plugins = RwSignal::new(Vec::<Value>::new());
     let error = RwSignal::new(None::<String>);
     poll(Duration::from_secs(5), move || {

@@ -3,12 +3,12 @@
 use leptos::prelude::*;
 
 use crate::api;
-use crate::session::{self, Me, Session};
+use crate::session::{self, Me};
 
 /// The sign-in form.
 #[component]
 pub fn SignIn() -> impl IntoView {
-    let session = expect_context::<Session>();
+    let session = session::current();
     let credential = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);

@@ -143,18 +143,24 @@ impl History {
         }
     }
 
+    /// Rows read and written per second between two samples. Counters may fall (a
+    /// cluster part that stopped reporting): a fall reads as zero, never a wrap.
+    fn rows_per_s(&self, start: &Sample, cur: &Sample) -> (f64, f64) {
+        let secs = seconds(start, cur);
+        (
+            read(cur).saturating_sub(read(start)) as f64 / secs,
+            self.written(cur).saturating_sub(self.written(start)) as f64 / secs,
+        )
+    }
+
     /// Rates over the trailing window.
     fn stats(&self, id: &str) -> JobStats {
-        let n = self.samples.len();
-        let (read_per_s, written_per_s, backpressure) = match (self.samples.back(), n) {
-            (Some(cur), n) if n > 1 => {
-                let start = &self.samples[n.saturating_sub(WINDOW + 1)];
-                let secs = ((cur.t_ms - start.t_ms).max(1)) as f64 / 1000.0;
-                (
-                    read(cur).saturating_sub(read(start)) as f64 / secs,
-                    self.written(cur).saturating_sub(self.written(start)) as f64 / secs,
-                    backpressure(start, cur),
-                )
+        let samples = &self.samples;
+        let (read_per_s, written_per_s, backpressure) = match samples.back() {
+            Some(cur) if samples.len() > 1 => {
+                let start = &samples[samples.len().saturating_sub(WINDOW + 1)];
+                let (read, written) = self.rows_per_s(start, cur);
+                (read, written, backpressure(start, cur))
             }
             _ => (0.0, 0.0, 0.0),
         };
@@ -168,26 +174,25 @@ impl History {
     }
 
     fn view(&self, now: i64) -> JobHistory {
-        let samples: Vec<&Sample> = self.samples.iter().collect();
+        let samples = &self.samples;
         let points = (1..samples.len())
             .map(|i| {
-                let (prev, cur) = (samples[i - 1], samples[i]);
-                let secs = ((cur.t_ms - prev.t_ms).max(1)) as f64 / 1000.0;
-                let start = samples[i.saturating_sub(WINDOW)];
+                let (prev, cur) = (&samples[i - 1], &samples[i]);
+                let (read_per_s, written_per_s) = self.rows_per_s(prev, cur);
                 HistoryPoint {
                     t_ms: cur.t_ms,
-                    read_per_s: (read(cur) - read(prev)) as f64 / secs,
-                    written_per_s: (self.written(cur) - self.written(prev)) as f64 / secs,
-                    backpressure: backpressure(start, cur),
+                    read_per_s,
+                    written_per_s,
+                    backpressure: backpressure(&samples[i.saturating_sub(WINDOW)], cur),
                     latency_p50_ms: cur.latency.map(|l| l.p50_ms),
                     latency_p99_ms: cur.latency.map(|l| l.p99_ms),
                 }
             })
             .collect();
-        let operators = match (samples.last(), samples.len()) {
-            (Some(cur), n) if n > 0 => {
-                let start = samples[n.saturating_sub(WINDOW + 1)];
-                let secs = ((cur.t_ms - start.t_ms).max(1)) as f64 / 1000.0;
+        let operators = match samples.back() {
+            Some(cur) => {
+                let start = &samples[samples.len().saturating_sub(WINDOW + 1)];
+                let secs = seconds(start, cur);
                 cur.operators
                     .iter()
                     .map(|o| {
@@ -208,7 +213,7 @@ impl History {
                     })
                     .collect()
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         JobHistory {
             interval_ms: SAMPLE_INTERVAL.as_millis() as u64,
@@ -225,6 +230,11 @@ impl History {
             .map(|o| o.records_in)
             .sum()
     }
+}
+
+/// Seconds from `start` to `cur` (at least a millisecond).
+fn seconds(start: &Sample, cur: &Sample) -> f64 {
+    (cur.t_ms - start.t_ms).max(1) as f64 / 1000.0
 }
 
 fn read(s: &Sample) -> u64 {
@@ -641,6 +651,12 @@ mod tests {
         assert!((src.out_per_s - 500.0).abs() < 1e-9, "{src:?}");
         assert_eq!(src.watermark_lag_ms, Some(20_000));
         assert!(History::default().view(0).points.is_empty());
+        // A counter that falls (a cluster part that stopped reporting) reads as zero.
+        let mut fell = h.samples.back().unwrap().clone();
+        fell.t_ms += 1000;
+        fell.operators[0].records_out = 0;
+        h.samples.push_back(fell);
+        assert_eq!(h.view(22_000).points.last().unwrap().read_per_s, 0.0);
     }
 
     #[test]
