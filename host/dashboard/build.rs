@@ -17,13 +17,7 @@ fn main() {
         .canonicalize()
         .expect("dashboard/");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
-    // A target directory of our own (the outer build holds its own directory's lock),
-    // shared by all profiles: `<target>/dashboard`.
-    let target = out
-        .ancestors()
-        .nth(4)
-        .map(|t| t.join("dashboard"))
-        .unwrap_or_else(|| out.join("dashboard"));
+    let target = nested_cargo::target_dir("dashboard");
     build(&app, &target);
     let wasm = target.join("wasm32-unknown-unknown/release/fungi-dashboard-app.wasm");
     let site = out.join("site");

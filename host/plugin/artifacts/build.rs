@@ -20,13 +20,7 @@ fn main() {
         .canonicalize()
         .expect("repository root");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
-    // A target directory of our own (building in the outer build's directory would wait
-    // on its lock forever), shared by all profiles: `<target>/wasm-guests`.
-    let target = out
-        .ancestors()
-        .nth(4)
-        .map(|t| t.join("wasm-guests"))
-        .unwrap_or_else(|| out.join("wasm-guests"));
+    let target = nested_cargo::target_dir("wasm-guests");
     let mut constants = String::new();
     for (workspace, prefix) in [("plugins", ""), ("conformance/hostile", "HOSTILE_")] {
         let dir = root.join(workspace);

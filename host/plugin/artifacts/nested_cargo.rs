@@ -1,7 +1,7 @@
 //! A `cargo` run from a build script for another target in a workspace of its own
 //! (the Wasm guests, the dashboard), shared by the build scripts that need one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `cargo build --release --target <target> --target-dir <target_dir> [extra]` in `dir`,
@@ -27,4 +27,14 @@ pub(crate) fn build_release(dir: &Path, target: &str, target_dir: &Path, extra: 
         cmd.env_remove(var);
     }
     cmd.status().is_ok_and(|s| s.success())
+}
+
+/// A target directory of the nested build's own, `<target>/<name>`, shared by all
+/// profiles (building in the outer build's directory would wait on its lock forever).
+pub(crate) fn target_dir(name: &str) -> PathBuf {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
+    out.ancestors()
+        .nth(4)
+        .map(|t| t.join(name))
+        .unwrap_or_else(|| out.join(name))
 }
