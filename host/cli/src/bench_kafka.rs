@@ -38,6 +38,10 @@ pub(crate) struct KafkaBenchArgs {
     /// Parallelism of the SQL job.
     #[arg(long, default_value_t = 1)]
     parallelism: u32,
+    /// Worker threads of the SQL job's runtime (default: the parallelism, a core per
+    /// subtask; `fungi run` starts one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
     /// A librdkafka property (`key=value`, repeatable) for every client: the loops'
     /// and the SQL job's (as `properties.key`).
     #[arg(long = "property", value_parser = parse_property)]
@@ -225,7 +229,11 @@ pub(crate) fn run(args: KafkaBenchArgs) -> Result<()> {
     };
     // Runs the job into `output`, times it and checks that it wrote every kept bid.
     let mut measure = |step: &'static str, output: &str, settings: &str, sink: &str| {
-        let seconds = run_job(&job(output, settings, sink), args.parallelism)?;
+        let seconds = run_job(
+            &job(output, settings, sink),
+            args.parallelism,
+            args.worker_threads,
+        )?;
         steps.push(Step::new(step, args.records, bytes, seconds));
         let written = clients.count(output)?;
         if written != expected {
@@ -362,8 +370,9 @@ fn run_flink_job(
     Ok(serde_json::from_str::<Timed>(line)?.seconds)
 }
 
-/// Plans and runs one SQL job in this process; returns its wall time in seconds.
-fn run_job(sql: &str, parallelism: u32) -> Result<f64> {
+/// Plans and runs one SQL job in this process on `worker_threads` threads (default: one
+/// per subtask); returns its wall time in seconds.
+fn run_job(sql: &str, parallelism: u32, worker_threads: Option<usize>) -> Result<f64> {
     let config = fungi_common::config::JobConfig {
         parallelism,
         ..Default::default()
@@ -378,7 +387,7 @@ fn run_job(sql: &str, parallelism: u32) -> Result<f64> {
         })
         .context("the benchmark job has no INSERT")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(parallelism.max(1) as usize)
+        .worker_threads(worker_threads.unwrap_or(parallelism as usize).max(1))
         .enable_all()
         .build()?;
     let start = Instant::now();

@@ -13,6 +13,7 @@ use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, I
 use arrow_flight::FlightData;
 use bytes::Bytes;
 use fungi_common::Message;
+use fungi_common::compact::compact_views;
 use fungi_common::ids::CheckpointId;
 use fungi_common::message::{CheckpointBarrier, LatencyMarker, Watermark};
 
@@ -50,6 +51,8 @@ impl Encoder {
     ) -> Result<(), ArrowError> {
         let metadata = match message {
             Message::Batch(batch) => {
+                // A partition's share of a larger batch would carry all of its strings.
+                let batch = compact_views(batch)?;
                 if self.schema.as_ref() != Some(batch.schema_ref()) {
                     // The tracker assigns the dictionary ids the schema message names.
                     let mut tracker = DictionaryTracker::new(false);
@@ -172,7 +175,10 @@ fn decode_control(bytes: &[u8]) -> Result<Message, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{
+        AsArray, DictionaryArray, Int64Array, RecordBatch, StringArray, StringViewArray,
+        UInt32Array,
+    };
     use arrow::datatypes::Int32Type;
 
     #[test]
@@ -214,6 +220,33 @@ mod tests {
             .filter_map(|f| decoder.decode(f).unwrap())
             .collect();
         assert_eq!(format!("{sent:?}"), format!("{got:?}"));
+    }
+
+    #[test]
+    fn a_share_of_a_view_batch_carries_only_its_own_bytes() {
+        let long = |i: usize| format!("a string longer than twelve bytes, number {i}");
+        let strings: StringViewArray = (0..1000).map(|i| Some(long(i))).collect();
+        let whole = RecordBatch::try_from_iter([("s", Arc::new(strings) as ArrayRef)]).unwrap();
+        // Every tenth row, as a hash partition's share would be: its views still point
+        // into the whole batch's data.
+        let rows = UInt32Array::from_iter_values((0..1000).step_by(10));
+        let share = arrow::compute::take_record_batch(&whole, &rows).unwrap();
+        let mut frames = Vec::new();
+        Encoder::default()
+            .encode(Message::Batch(share.clone()), &mut frames)
+            .unwrap();
+        let body: usize = frames.iter().map(|f| f.data_body.len()).sum();
+        let used = share.column(0).as_string_view().total_buffer_bytes_used();
+        assert!(
+            body < used * 2,
+            "{body} bytes sent for {used} bytes of strings"
+        );
+        let mut decoder = Decoder::default();
+        let got: Vec<Message> = frames
+            .into_iter()
+            .filter_map(|f| decoder.decode(f).unwrap())
+            .collect();
+        assert_eq!(format!("{:?}", [Message::Batch(share)]), format!("{got:?}"));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Every other host crate builds on this one: it holds the identifiers of jobs, operators
 //! and subtasks ([`ids`]), the error type with stable codes ([`error`]), the messages that
 //! travel on every edge of a job ([`message`]), key groups and the vectorized key hashing
-//! that assigns rows to them ([`keys`]), event-time helpers ([`time`]) and job
-//! configuration ([`config`]). It sits at the bottom of the dependency graph and depends
-//! on nothing of Fungi's.
+//! that assigns rows to them ([`keys`]), event-time helpers ([`time`]), job
+//! configuration ([`config`]) and the compaction of batches before they are serialised
+//! ([`compact`]). It sits at the bottom of the dependency graph and depends on nothing
+//! of Fungi's.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod changelog;
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod ids;

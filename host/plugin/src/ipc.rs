@@ -5,8 +5,11 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use std::sync::Arc;
 
-/// Encodes `batch` (schema and rows).
+/// Encodes `batch` (schema and rows). View columns are compacted first
+/// ([`fungi_common::compact`]): a slice of a larger batch would otherwise hand the
+/// plugin, and count against its memory, the larger batch's strings.
 pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let batch = &fungi_common::compact::compact_views(batch.clone())?;
     let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
     let mut w = StreamWriter::try_new(&mut out, &batch.schema())?;
     w.write(batch)?;
@@ -24,8 +27,10 @@ pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, arrow::error::ArrowErro
     Ok(out)
 }
 
-/// Encodes `batch` into `out` (cleared first), reusing its allocation.
+/// Encodes `batch` into `out` (cleared first), reusing its allocation; view columns are
+/// compacted as [`encode`] does.
 pub fn encode_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow::error::ArrowError> {
+    let batch = &fungi_common::compact::compact_views(batch.clone())?;
     out.clear();
     let mut w = StreamWriter::try_new(&mut *out, &batch.schema())?;
     w.write(batch)?;

@@ -7,11 +7,14 @@ use std::ops::Range;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use fungi_common::compact::compact_views;
 use fungi_common::keys::{KeyGroups, hash_columns};
 use fungi_common::{FungiError, Result};
 
-/// Encodes `batch` as an Arrow IPC stream.
+/// Encodes `batch` as an Arrow IPC stream (its view columns compacted first, so that a
+/// slice of a larger batch does not write the larger batch's strings).
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let batch = &compact_views(batch.clone())?;
     let mut out = Vec::new();
     let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
     writer.write(batch)?;
