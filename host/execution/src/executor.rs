@@ -394,10 +394,12 @@ impl Wiring {
                     match (local(from_chain, i), local(to_chain, j as u32), exchange) {
                         (true, true, _) => {
                             let (tx, r) = mpsc::channel(capacity);
-                            senders.push(tx);
+                            senders.push((tx, false));
                             rx.push((logical, r));
                         }
-                        (true, false, Some(x)) => senders.push(x.sender(channel, capacity)?),
+                        (true, false, Some(x)) => {
+                            senders.push((x.sender(channel, capacity)?, true))
+                        }
                         (false, true, Some(x)) => {
                             rx.push((logical, x.receiver(channel, capacity)?))
                         }

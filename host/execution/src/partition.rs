@@ -84,6 +84,8 @@ pub(crate) struct Router {
     partitioning: Partitioning,
     key_groups: KeyGroups,
     senders: Vec<Sender<Message>>,
+    /// Whether each sender's consumer runs in another process.
+    remote: Vec<bool>,
     my_index: usize,
     next: usize,
     scratch: PartitionScratch,
@@ -100,15 +102,17 @@ impl Router {
         tag: Option<Arc<str>>,
         partitioning: Partitioning,
         key_groups: KeyGroups,
-        senders: Vec<Sender<Message>>,
+        senders: Vec<(Sender<Message>, bool)>,
         my_index: usize,
         metrics: Arc<crate::metrics::OperatorMetrics>,
     ) -> Self {
+        let (senders, remote) = senders.into_iter().unzip();
         Router {
             tag,
             partitioning,
             key_groups,
             senders,
+            remote,
             my_index,
             next: my_index,
             scratch: PartitionScratch::default(),
@@ -148,8 +152,19 @@ impl Router {
             Partitioning::Hash(keys) => {
                 let parts =
                     partition_by_key(&batch, keys, self.key_groups, n as u32, &mut self.scratch)?;
+                // A share sent to another process is serialised and dropped; if the
+                // shares kept here still referenced the batch's view buffers, those
+                // buffers would live on (in a join's or window's state) holding the
+                // departed rows' bytes too, and every new batch would need fresh pages.
+                // Compacting the local shares lets the whole batch go.
+                let crosses = parts.iter().any(|(t, _)| self.remote[*t as usize]);
                 let mut result = Ok(());
                 for (target, part) in parts {
+                    let part = if crosses && !self.remote[target as usize] {
+                        fungi_common::compact::compact_views(part)?
+                    } else {
+                        part
+                    };
                     result = self.send_to(target as usize, Message::Batch(part)).await;
                     if result.is_err() {
                         break;
@@ -174,5 +189,75 @@ impl Router {
             s.send(msg.clone()).await.map_err(|_| Disconnected)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, AsArray, Int64Array, StringViewArray};
+    use tokio::sync::mpsc;
+
+    use crate::metrics::OperatorMetrics;
+
+    /// A batch of `n` keyed rows with a string column long enough to live in buffers.
+    fn batch(n: i64) -> RecordBatch {
+        let keys = Int64Array::from_iter_values(0..n);
+        let strings: StringViewArray = (0..n)
+            .map(|i| Some(format!("a string longer than twelve bytes, number {i}")))
+            .collect();
+        RecordBatch::try_from_iter([
+            ("k", Arc::new(keys) as ArrayRef),
+            ("s", Arc::new(strings) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    /// Bytes held by the data buffers of `batch`'s string column, and the bytes its views
+    /// use.
+    fn held_and_used(batch: &RecordBatch) -> (usize, usize) {
+        let s = batch.column(1).as_string_view();
+        let held = s.data_buffers().iter().map(|b| b.len()).sum();
+        (held, s.total_buffer_bytes_used())
+    }
+
+    async fn route(remote: [bool; 2]) -> Vec<RecordBatch> {
+        let (a, mut ra) = mpsc::channel(4);
+        let (b, mut rb) = mpsc::channel(4);
+        let mut router = Router::new(
+            None,
+            Partitioning::Hash(vec!["k".into()]),
+            KeyGroups::new(128),
+            vec![(a, remote[0]), (b, remote[1])],
+            0,
+            Arc::new(OperatorMetrics::new("test")),
+        );
+        router.send_batch(batch(1000)).await.unwrap().unwrap();
+        drop(router);
+        let mut out = Vec::new();
+        for rx in [&mut ra, &mut rb] {
+            while let Some(Message::Batch(b)) = rx.recv().await {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn local_shares_are_compacted_only_when_another_share_leaves_the_process() {
+        // All consumers here: the shares keep sharing the batch's buffers (no copy).
+        let shares = route([false, false]).await;
+        assert_eq!(shares.len(), 2);
+        for share in &shares {
+            let (held, used) = held_and_used(share);
+            assert!(held > used + used / 2, "held {held}, used {used}");
+        }
+        // One consumer elsewhere: the share kept here holds only its own bytes, so the
+        // whole batch can go once the other share is serialised.
+        let shares = route([false, true]).await;
+        let (held, used) = held_and_used(&shares[0]);
+        assert_eq!(held, used);
+        let rows: usize = shares.iter().map(|s| s.num_rows()).sum();
+        assert_eq!(rows, 1000);
     }
 }

@@ -137,6 +137,8 @@ pub struct WindowAggregator {
     windows: Windows,
     watermark: i64,
     late_records: u64,
+    /// Interned keys at which the next compaction check runs (see `advance_watermark`).
+    compact_at: usize,
     // Scratch buffers reused across batches.
     key_ids: Vec<u32>,
     group_indices: Vec<u32>,
@@ -153,6 +155,9 @@ impl std::fmt::Debug for WindowAggregator {
             .finish()
     }
 }
+
+/// Below this many interned keys the key table is never compacted.
+const MIN_COMPACT_KEYS: usize = 1024;
 
 fn column_index(schema: &SchemaRef, name: &str) -> Result<usize> {
     schema
@@ -206,6 +211,7 @@ impl WindowAggregator {
             windows,
             watermark: i64::MIN,
             late_records: 0,
+            compact_at: MIN_COMPACT_KEYS,
             key_ids: Vec::new(),
             group_indices: Vec::new(),
             dirty: BTreeSet::new(),
@@ -526,13 +532,20 @@ impl WindowAggregator {
             // Every key's state is gone: forget the keys too.
             self.keys.clear();
             self.ids = GroupIds::default();
+            self.compact_at = MIN_COMPACT_KEYS;
             if let Windows::Session(s) = &mut self.windows {
                 s.sessions.clear();
             }
-        } else if self.keys.len() > 1024 && self.live_keys().len() * 2 < self.keys.len() {
-            // Most interned keys have no open window left: rebuild the table with the
-            // live ones, so memory stays bounded by the keys of open windows.
-            self.compact_keys()?;
+        } else if self.keys.len() >= self.compact_at {
+            // Counting the live keys sorts every group's key, so it runs only each time
+            // the table has doubled since the last check: amortised O(1) per key, and
+            // the table never holds more than about four times the keys of open windows.
+            if self.live_keys().len() * 2 < self.keys.len() {
+                // Most interned keys have no open window left: rebuild the table with
+                // the live ones.
+                self.compact_keys()?;
+            }
+            self.compact_at = (self.keys.len() * 2).max(MIN_COMPACT_KEYS);
         }
         Ok(out)
     }
@@ -542,15 +555,21 @@ impl WindowAggregator {
         self.keys.len()
     }
 
-    /// Key ids that still hold state, sorted.
+    /// Key ids that still hold state, sorted (marked in a bitmap over the key table:
+    /// linear in the groups and keys, no sort).
     fn live_keys(&self) -> Vec<u32> {
-        let mut live: Vec<u32> = match &self.windows {
-            Windows::Sliced(s) => s.groups.keys().map(|(k, _)| *k).collect(),
-            Windows::Session(s) => s.sessions.keys().copied().collect(),
-        };
-        live.sort_unstable();
-        live.dedup();
-        live
+        let mut marked = vec![false; self.keys.len()];
+        match &self.windows {
+            Windows::Sliced(s) => s
+                .groups
+                .keys()
+                .for_each(|(k, _)| marked[*k as usize] = true),
+            Windows::Session(s) => s.sessions.keys().for_each(|k| marked[*k as usize] = true),
+        }
+        (0u32..)
+            .zip(marked)
+            .filter_map(|(id, live)| live.then_some(id))
+            .collect()
     }
 
     fn compact_keys(&mut self) -> Result<()> {
