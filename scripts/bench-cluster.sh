@@ -2,7 +2,8 @@
 # The distributed mode measured on loopback (the release build):
 #   scripts/bench-cluster.sh [bench args]  a JobManager and two TaskManagers of one slot
 #       each; `fungi bench nexmark --cluster` runs each query embedded and then on the
-#       cluster, in the same run (default: q5, q7, q8 and q20 at parallelism 2).
+#       cluster, in the same run (default: q5, q7, q8 and q20 at parallelism 2); with
+#       --runs N, N times over, comparing the medians.
 #   scripts/bench-cluster.sh --recovery    three TaskManagers; a windowed Nexmark job at
 #       parallelism 2 checkpoints every second into a shared directory and, after five
 #       checkpoints, one of its TaskManagers is killed with SIGKILL. Prints the time from

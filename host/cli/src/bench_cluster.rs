@@ -89,40 +89,94 @@ async fn run_on_cluster(
     })
 }
 
-/// Each query embedded (in a child process) and then on the cluster.
+/// Each query embedded (in a child process) and then on the cluster, `runs` times over.
 pub(crate) fn run(
     queries: &[String],
     events: u64,
     p: u32,
     state: &StateOptions,
     address: &str,
+    runs: u32,
 ) -> Result<Vec<BenchResult>> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     let mut client = runtime.block_on(ClusterClient::leader(address, None))?;
     let mut results = Vec::new();
-    for q in queries {
-        results.extend(bench::run_all(std::slice::from_ref(q), events, p, state)?);
-        eprintln!("running {q} on the cluster at {address} ({events} events, parallelism {p})...");
-        results.push(runtime.block_on(run_on_cluster(&mut client, q, events, p, state))?);
+    for _ in 0..runs {
+        for q in queries {
+            results.extend(bench::run_all(std::slice::from_ref(q), events, p, state)?);
+            eprintln!(
+                "running {q} on the cluster at {address} ({events} events, parallelism {p})..."
+            );
+            results.push(runtime.block_on(run_on_cluster(&mut client, q, events, p, state))?);
+        }
     }
     Ok(results)
 }
 
-/// How each query on the cluster compares with embedded mode.
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// How each query on the cluster compares with embedded mode: the median times of its
+/// runs in each mode.
 pub(crate) fn comparison(results: &[BenchResult]) -> String {
     let mut text = String::new();
+    let mut seen = std::collections::BTreeSet::new();
     for r in results {
         let Some(base) = r.query.strip_suffix("@cluster") else {
             continue;
         };
-        let Some(embedded) = results.iter().find(|e| e.query == base) else {
+        if !seen.insert(base) {
             continue;
+        }
+        let seconds = |name: &str| -> Vec<f64> {
+            results
+                .iter()
+                .filter(|e| e.query == name)
+                .map(|e| e.seconds)
+                .collect()
+        };
+        let (embedded, cluster) = (seconds(base), seconds(&r.query));
+        if embedded.is_empty() {
+            continue;
+        }
+        let runs = cluster.len();
+        let (embedded, cluster) = (median(embedded), median(cluster));
+        let exchange = median(
+            results
+                .iter()
+                .filter(|e| e.query == r.query)
+                .filter_map(|e| e.exchange_mb_per_s)
+                .collect(),
+        );
+        let over = if runs > 1 {
+            format!(" (medians of {runs} runs: embedded {embedded:.3} s, cluster {cluster:.3} s)")
+        } else {
+            String::new()
         };
         text.push_str(&format!(
-            "{base}: cluster {:.2} of embedded throughput; {:.1} MB/s between TaskManagers\n",
-            r.events_per_second / embedded.events_per_second,
-            r.exchange_mb_per_s.unwrap_or_default()
+            "{base}: cluster {:.2} of embedded throughput; {exchange:.1} MB/s between TaskManagers{over}\n",
+            embedded / cluster,
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![7.0]), 7.0);
+    }
 }

@@ -215,6 +215,11 @@ struct NexmarkArgs {
     /// (`host:port`), right after it runs embedded, and compare the two.
     #[arg(long, value_name = "ADDR")]
     cluster: Option<String>,
+    /// With --cluster: run each query this many times (embedded and cluster
+    /// alternately) and compare the medians; run-to-run spread on a shared machine is
+    /// often larger than the difference measured.
+    #[arg(long, default_value_t = 1, requires = "cluster", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// Internal: run one query in this process and print its JSON result.
     #[arg(long, hide = true)]
     child: bool,
@@ -634,9 +639,14 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
         }
     }
     let results = match &args.cluster {
-        Some(address) => {
-            bench_cluster::run(&queries, args.events, args.parallelism, &state, address)?
-        }
+        Some(address) => bench_cluster::run(
+            &queries,
+            args.events,
+            args.parallelism,
+            &state,
+            address,
+            args.runs,
+        )?,
         None => bench::run_all(&queries, args.events, args.parallelism, &state)?,
     };
     if args.json {
