@@ -537,9 +537,9 @@ impl WindowAggregator {
                 s.sessions.clear();
             }
         } else if self.keys.len() >= self.compact_at {
-            // Counting the live keys sorts every group's key, so it runs only each time
-            // the table has doubled since the last check: amortised O(1) per key, and
-            // the table never holds more than about four times the keys of open windows.
+            // Counting the live keys visits every group, so it runs only each time the
+            // table has doubled since the last check: amortised O(1) per key, and the
+            // table never holds more than about four times the keys of open windows.
             if self.live_keys().len() * 2 < self.keys.len() {
                 // Most interned keys have no open window left: rebuild the table with
                 // the live ones.
