@@ -303,17 +303,15 @@ impl Operator for HttpSink {
         let mut start = 0;
         while start < batch.num_rows() {
             let len = self.config.max_batch_rows.min(batch.num_rows() - start);
-            let (buf, ends) = encode_rows(&batch.slice(start, len), RecordFormat::Json)?;
-            // One JSON object per line (the encoded rows are back to back).
-            let mut rows = Vec::with_capacity(ends.len());
-            let mut body = Vec::with_capacity(buf.len() + ends.len());
-            let mut from = 0;
-            for &end in &ends {
-                let row = buf[from..end].trim_ascii();
+            let encoded = encode_rows(&batch.slice(start, len), RecordFormat::Json)?;
+            // One JSON object per line.
+            let mut rows = Vec::with_capacity(encoded.len());
+            let mut body = Vec::with_capacity(encoded.total_bytes() + 1);
+            for row in encoded.iter() {
+                let row = row.trim_ascii();
                 body.extend_from_slice(row);
                 body.push(b'\n');
                 rows.push(row);
-                from = end;
             }
             let this = &*self;
             fungi_reliability::outside_async_runtime(|| this.deliver(&body, &rows))?;

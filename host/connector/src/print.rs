@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int8Type, Schema};
-use arrow::json::LineDelimitedWriter;
 use arrow::util::pretty::pretty_format_batches;
 use fungi_common::changelog::{OP_COLUMN, RowKind};
 use fungi_common::{FungiError, Result};
@@ -66,7 +65,7 @@ impl PrintSink {
         let mut buf = Vec::new();
         match self.format {
             PrintFormat::Json => {
-                let mut w = LineDelimitedWriter::new(&mut buf);
+                let mut w = crate::format::json_writer(&mut buf);
                 w.write(batch)?;
                 w.finish()?;
             }

@@ -144,7 +144,7 @@ impl FileSink {
             let path = self.path(&self.in_progress);
             let file = File::create(&path).map_err(|e| self.io(&path, e))?;
             self.writer = Some(match self.format {
-                FileFormat::Json => Writer::Json(LineDelimitedWriter::new(BufWriter::new(file))),
+                FileFormat::Json => Writer::Json(crate::format::json_writer(BufWriter::new(file))),
                 FileFormat::Csv { header, delimiter } => Writer::Csv(
                     CsvWriterBuilder::new()
                         .with_header(header)

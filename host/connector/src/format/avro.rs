@@ -115,9 +115,8 @@ pub fn decode_records(schema: &SchemaRef, records: &[&[u8]]) -> super::Decoded {
     (batch, bad)
 }
 
-/// Encodes every row of `batch` as one Avro datum: the bytes of all rows and where each
-/// one ends.
-pub fn encode_rows(batch: &RecordBatch) -> Result<(Vec<u8>, Vec<usize>)> {
+/// Encodes every row of `batch` as one Avro datum.
+pub fn encode_rows(batch: &RecordBatch) -> Result<super::EncodedRows> {
     let mut encoder = WriterBuilder::new(batch.schema().as_ref().clone())
         .build_encoder::<AvroBinaryFormat>()
         .map_err(|e| FungiError::Config(format!("format 'avro': {e}")))?;
@@ -126,6 +125,9 @@ pub fn encode_rows(batch: &RecordBatch) -> Result<(Vec<u8>, Vec<usize>)> {
         .map_err(|e| FungiError::Internal(format!("format 'avro': cannot encode a batch: {e}")))?;
     let rows = encoder.flush();
     let start = rows.offsets().first().copied().unwrap_or(0);
-    let ends = rows.offsets().iter().skip(1).map(|o| o - start).collect();
-    Ok((rows.bytes()[start..].to_vec(), ends))
+    let ends = rows.offsets().iter().skip(1).map(|o| o - start);
+    Ok(super::EncodedRows::from_ends(
+        rows.bytes()[start..].to_vec(),
+        ends,
+    ))
 }

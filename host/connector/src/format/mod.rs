@@ -3,8 +3,11 @@
 
 pub mod avro;
 pub mod debezium;
+mod encode;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
+pub use encode::{EncodedRows, encode_rows, json_writer};
+
+use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use fungi_common::{FungiError, Result};
 
@@ -187,13 +190,53 @@ pub fn decode_records(schema: &SchemaRef, format: RecordFormat, records: &[&[u8]
         all.push(b'\n');
     }
     // A record with a newline inside would split; such records take the slow path.
-    let clean = records.iter().all(|r| !r.contains(&b'\n'));
-    if clean
-        && let Ok(batch) = decode_lines(schema, format, &all, records.len())
-        && batch.as_ref().is_none_or(|b| b.num_rows() == records.len())
+    let clean = records.iter().all(|r| memchr::memchr(b'\n', r).is_none());
+    if clean && let Some(batch) = decode_all_lines(schema, format, &all, records.len()) {
+        return (batch, Vec::new());
+    }
+    decode_each(schema, format, records)
+}
+
+/// [`decode_records`] for JSON or CSV records that lie in `buf` one after another, each
+/// followed by a newline, at `spans`; `clean` says that no record holds a newline. The
+/// records are decoded where they are, without gathering them first.
+pub fn decode_lined_records(
+    schema: &SchemaRef,
+    format: RecordFormat,
+    buf: &[u8],
+    spans: &[(usize, usize)],
+    clean: bool,
+) -> Decoded {
+    let lined = matches!(format, RecordFormat::Json | RecordFormat::Csv { .. });
+    if lined
+        && clean
+        && let Some(batch) = decode_all_lines(schema, format, buf, spans.len())
     {
         return (batch, Vec::new());
     }
+    let records: Vec<&[u8]> = spans.iter().map(|&(s, e)| &buf[s..e]).collect();
+    if lined {
+        decode_each(schema, format, &records)
+    } else {
+        decode_records(schema, format, &records)
+    }
+}
+
+/// `lines` (`rows` records, one per line) decoded at once, if they all decode into one
+/// row each.
+fn decode_all_lines(
+    schema: &SchemaRef,
+    format: RecordFormat,
+    lines: &[u8],
+    rows: usize,
+) -> Option<Option<RecordBatch>> {
+    decode_lines(schema, format, lines, rows)
+        .ok()
+        .filter(|batch| batch.as_ref().is_none_or(|b| b.num_rows() == rows))
+}
+
+/// JSON or CSV records decoded one by one, to tell the bad ones.
+fn decode_each(schema: &SchemaRef, format: RecordFormat, records: &[&[u8]]) -> Decoded {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (i, r) in records.iter().enumerate() {
@@ -288,92 +331,10 @@ fn decode_raw(schema: &SchemaRef, records: &[&[u8]]) -> Decoded {
     ((batch.num_rows() > 0).then_some(batch), bad)
 }
 
-/// Encodes every row of `batch`: the bytes of all rows and where each one ends.
-pub fn encode_rows(batch: &RecordBatch, format: RecordFormat) -> Result<(Vec<u8>, Vec<usize>)> {
-    if format == RecordFormat::Avro {
-        return avro::encode_rows(batch);
-    }
-    let mut buf = Vec::new();
-    let mut ends = Vec::with_capacity(batch.num_rows());
-    match format {
-        RecordFormat::Raw => {
-            let column = batch.column(0);
-            let values = arrow::compute::cast(column, &DataType::Binary)?;
-            let values = values
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .expect("cast to binary");
-            for i in 0..values.len() {
-                if values.is_valid(i) {
-                    buf.extend_from_slice(values.value(i));
-                }
-                ends.push(buf.len());
-            }
-        }
-        RecordFormat::Avro => unreachable!("encoded above"),
-        RecordFormat::DebeziumJson { .. } => {
-            return Err(FungiError::Config(
-                "format 'debezium-json' is read, not written: write 'json', or use \
-                 upsert-kafka for an updating result"
-                    .into(),
-            ));
-        }
-        RecordFormat::Json | RecordFormat::Csv { .. } => {
-            match format {
-                RecordFormat::Json => {
-                    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-                    writer.write(batch)?;
-                    writer.finish()?;
-                }
-                RecordFormat::Csv { delimiter } => {
-                    let mut writer = arrow::csv::WriterBuilder::new()
-                        .with_header(false)
-                        .with_delimiter(delimiter)
-                        .build(&mut buf);
-                    writer.write(batch)?;
-                }
-                RecordFormat::Raw | RecordFormat::Avro | RecordFormat::DebeziumJson { .. } => {
-                    unreachable!("encoded above")
-                }
-            }
-            // Rows are newline-terminated: JSON escapes line breaks inside values, CSV
-            // quotes them (a quote inside a quoted value is doubled, so counting quotes
-            // tells whether a newline is inside one). The record is the row without its
-            // newline.
-            let csv = matches!(format, RecordFormat::Csv { .. });
-            let mut quoted = false;
-            let mut out = Vec::with_capacity(buf.len());
-            let mut start = 0;
-            for (i, &b) in buf.iter().enumerate() {
-                if csv && b == b'"' {
-                    quoted = !quoted;
-                }
-                if b == b'\n' && !quoted {
-                    let mut end = i;
-                    if end > start && buf[end - 1] == b'\r' {
-                        end -= 1;
-                    }
-                    out.extend_from_slice(&buf[start..end]);
-                    ends.push(out.len());
-                    start = i + 1;
-                }
-            }
-            buf = out;
-        }
-    }
-    if ends.len() != batch.num_rows() {
-        return Err(FungiError::Internal(format!(
-            "encoded {} records for {} rows",
-            ends.len(),
-            batch.num_rows()
-        )));
-    }
-    Ok((buf, ends))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
     use arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
 
@@ -400,28 +361,42 @@ mod tests {
     }
 
     #[test]
-    fn rows_encode_one_record_each_and_decode_back() {
-        let batch = RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
-                Arc::new(StringArray::from(vec![Some("line\nbreak"), None])),
-            ],
-        )
-        .unwrap();
-        for format in [RecordFormat::Json, RecordFormat::Csv { delimiter: b',' }] {
-            let (buf, ends) = encode_rows(&batch, format).unwrap();
-            assert_eq!(ends.len(), 2);
-            let records: Vec<&[u8]> = [0, ends[0]]
-                .iter()
-                .zip(&ends)
-                .map(|(&s, &e)| &buf[s..e])
-                .collect();
-            if format == RecordFormat::Json {
-                let (back, bad) = decode_records(&schema(), format, &records);
-                assert!(bad.is_empty(), "{bad:?}");
-                assert_eq!(back.unwrap(), batch);
+    fn lined_records_decode_in_place_and_bad_ones_are_named() {
+        let records: [&[u8]; 5] = [
+            br#"{"id": 1, "name": "a"}"#,
+            b"{\"id\": 2,\n \"name\": \"spans lines\"}",
+            br#"{"id": "x"}"#,
+            br#"{"id": 4}{"id": 5}"#,
+            br#"{"id": 6, "name": "f"}"#,
+        ];
+        let lay_out = |records: &[&[u8]]| {
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for r in records {
+                let start = buf.len();
+                buf.extend_from_slice(r);
+                spans.push((start, buf.len()));
+                buf.push(b'\n');
             }
+            (buf, spans)
+        };
+        // Clean records decode at once.
+        let clean = [records[0], records[4]];
+        let (buf, spans) = lay_out(&clean);
+        let (batch, bad) = decode_lined_records(&schema(), RecordFormat::Json, &buf, &spans, true);
+        assert_eq!((batch.unwrap().num_rows(), bad.len()), (2, 0));
+        // A record spanning lines still is one row; two objects in one record and a
+        // wrong type are named, whatever the layout says.
+        let (buf, spans) = lay_out(&records);
+        for clean in [false, true] {
+            let (batch, bad) =
+                decode_lined_records(&schema(), RecordFormat::Json, &buf, &spans, clean);
+            let batch = batch.unwrap();
+            let ids = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            assert_eq!(ids.values().to_vec(), vec![1, 2, 6]);
+            assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![2, 3]);
         }
     }
 
@@ -460,13 +435,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let (buf, ends) = encode_rows(&batch, RecordFormat::Avro).unwrap();
-        assert_eq!(ends.len(), 3);
-        let mut records: Vec<&[u8]> = [0, ends[0], ends[1]]
-            .iter()
-            .zip(&ends)
-            .map(|(&s, &e)| &buf[s..e])
-            .collect();
+        let rows = encode_rows(&batch, RecordFormat::Avro).unwrap();
+        assert_eq!(rows.len(), 3);
+        let mut records: Vec<&[u8]> = rows.iter().collect();
         let (back, bad) = decode_records(&schema, RecordFormat::Avro, &records);
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(back.unwrap(), batch);

@@ -26,7 +26,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use super::Connection;
 use super::metadata::SinkMetadata;
 use super::transaction::{self, PendingTransaction, Phase, TRANSACTION_TIMEOUT};
-use crate::format::{RecordFormat, encode_rows};
+use crate::format::{EncodedRows, RecordFormat, encode_rows};
 use crate::options::Options;
 
 /// Options understood by [`KafkaSink::factory`] (besides `properties.*`).
@@ -139,8 +139,8 @@ struct Upsert {
 enum Keys {
     /// `key.fields`: one column's text.
     Text(StringArray),
-    /// `upsert-kafka`: the key columns encoded in `key.format`, and where each row ends.
-    Encoded(Vec<u8>, Vec<usize>),
+    /// `upsert-kafka`: the key columns encoded in `key.format`.
+    Encoded(EncodedRows),
 }
 
 impl Keys {
@@ -148,10 +148,7 @@ impl Keys {
     fn get(&self, row: usize) -> Option<&[u8]> {
         match self {
             Keys::Text(strings) => strings.is_valid(row).then(|| strings.value(row).as_bytes()),
-            Keys::Encoded(buf, ends) => {
-                let start = if row == 0 { 0 } else { ends[row - 1] };
-                Some(&buf[start..ends[row]])
-            }
+            Keys::Encoded(rows) => Some(rows.row(row)),
         }
     }
 }
@@ -375,8 +372,8 @@ impl KafkaSink {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (buf, ends) = encode_rows(&batch.project(&indices)?, upsert.key_format)?;
-            return Ok(Some(Keys::Encoded(buf, ends)));
+            let rows = encode_rows(&batch.project(&indices)?, upsert.key_format)?;
+            return Ok(Some(Keys::Encoded(rows)));
         }
         let Some(name) = &self.key_field else {
             return Ok(None);
@@ -418,14 +415,11 @@ impl KafkaSink {
             None => (batch.clone(), None),
         };
         let batch = &batch;
-        let (buf, ends) = encode_rows(&self.metadata.payload(batch)?, self.format)?;
+        let encoded = encode_rows(&self.metadata.payload(batch)?, self.format)?;
         let row_metadata = self.metadata.rows(batch)?;
         let keys = self.keys(batch)?;
         let topic = self.connection.topic.clone();
-        let mut start = 0;
-        for (row, &end) in ends.iter().enumerate() {
-            let payload = &buf[start..end];
-            start = end;
+        for (row, payload) in encoded.iter().enumerate() {
             let kind = kinds
                 .as_ref()
                 .and_then(|k| RowKind::from_code(k.value(row)))

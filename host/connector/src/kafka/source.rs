@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::metadata::{Collector, MetadataColumns};
 use super::upsert::{UpsertKeys, UpsertRecord};
 use super::{Connection, METADATA_TIMEOUT};
-use crate::format::{RecordFormat, decode_records};
+use crate::format::{RecordFormat, decode_lined_records};
 use crate::options::Options;
 use fungi_reliability::OnFailure;
 
@@ -77,8 +77,11 @@ pub enum StartupMode {
 /// (start, end), and their metadata (offsets, and what metadata columns ask for).
 #[derive(Default)]
 struct Polled {
+    /// Every record followed by a newline (and, for upsert sources, its key).
     buf: Vec<u8>,
     records: Vec<(usize, usize)>,
+    /// Whether some record holds a newline of its own.
+    broken_lines: bool,
     collected: Option<Collector>,
     /// Upsert sources: each record's key in `buf` (start, end), and whether the record
     /// is a tombstone (no value).
@@ -331,14 +334,13 @@ impl KafkaSource {
     fn decode(&self, polled: &Polled) -> Result<crate::format::Decoded> {
         let slice = |&(s, e): &(usize, usize)| &polled.buf[s..e];
         match &self.upsert {
-            None => {
-                let slices: Vec<&[u8]> = polled.records.iter().map(slice).collect();
-                Ok(decode_records(
-                    self.metadata.value_schema(),
-                    self.format,
-                    &slices,
-                ))
-            }
+            None => Ok(decode_lined_records(
+                self.metadata.value_schema(),
+                self.format,
+                &polled.buf,
+                &polled.records,
+                !polled.broken_lines,
+            )),
             Some(keys) => {
                 let records: Vec<UpsertRecord<'_>> = polled
                     .records
@@ -518,11 +520,14 @@ impl KafkaSource {
         let mut buffers: BTreeMap<i32, Polled> = BTreeMap::new();
         let mut count = 0;
         while count < self.batch_size {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let Some(message) =
-                self.consumer()
-                    .poll(if count == 0 { wait } else { Duration::ZERO })
-            else {
+            // Only the first message is waited for, so the clock is read only until one
+            // arrives, not once per message.
+            let wait = if count == 0 {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let Some(message) = self.consumer().poll(wait) else {
                 if count > 0 || Instant::now() >= deadline {
                     break;
                 }
@@ -545,6 +550,9 @@ impl KafkaSource {
             let start = polled.buf.len();
             polled.buf.extend_from_slice(payload);
             polled.records.push((start, polled.buf.len()));
+            // Records are lined up one per line, for line-based formats to decode in place.
+            polled.buf.push(b'\n');
+            polled.broken_lines |= memchr::memchr(b'\n', payload).is_some();
             if self.upsert.is_some() {
                 let start = polled.buf.len();
                 polled
