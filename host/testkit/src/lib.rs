@@ -347,6 +347,20 @@ impl KafkaBroker {
         }
     }
 
+    /// Grows `topic` to `partitions` partitions.
+    pub fn add_partitions(&self, topic: &str, partitions: usize) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            self.config().create().expect("an admin client");
+        let new = NewPartitions::new(topic, partitions);
+        let results =
+            futures::executor::block_on(admin.create_partitions([&new], &AdminOptions::new()))
+                .expect("create_partitions answered");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
+        }
+    }
+
     /// Writes `records` (key, value) to `topic` and waits until all are acknowledged.
     pub fn produce(&self, topic: &str, records: &[(Option<&str>, &[u8])]) {
         let records: Vec<_> = records.iter().map(|&(k, v)| (k, Some(v))).collect();

@@ -692,6 +692,71 @@ fn an_idle_partition_stops_holding_back_event_time() {
     );
 }
 
+/// Partitions added to a topic while a job reads it are found and read, with their
+/// partition and message timestamp.
+#[test]
+fn partitions_added_while_a_job_runs_are_read() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("bids", 1);
+    broker.create_topic("out", 1);
+    let records = bids(200);
+    let values: Vec<(Option<&str>, &[u8])> = records.iter().map(|r| (None, r.as_slice())).collect();
+    broker.produce_to("bids", 0, &values[..100]);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "CREATE TABLE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+             part INT METADATA FROM 'partition' VIRTUAL,
+             written TIMESTAMP(3) METADATA FROM 'timestamp' VIRTUAL)
+         WITH ('connector' = 'kafka', 'topic' = 'bids',
+               'properties.bootstrap.servers' = '{0}', 'format' = 'json',
+               'scan.startup.mode' = 'earliest-offset',
+               'scan.topic-partition-discovery.interval' = '200ms');
+         CREATE TABLE out (price BIGINT, part INT, late BOOLEAN)
+         WITH ('connector' = 'kafka', 'topic' = 'out',
+               'properties.bootstrap.servers' = '{0}', 'format' = 'json');
+         INSERT INTO out SELECT price, part, written IS NULL FROM bids;",
+        broker.bootstrap
+    );
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    let mut child = fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read_until = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n && std::time::Instant::now() < deadline {
+            got = broker.read_all("out", Duration::from_millis(500));
+        }
+        got
+    };
+    let first = read_until(100);
+    broker.add_partitions("bids", 2);
+    broker.produce_to("bids", 1, &values[100..]);
+    let all = read_until(200);
+    let _ = child.kill();
+    let out = fungi_testkit::process::wait_within(child, PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(first.len(), 100, "{stderr}");
+    let mut rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|(_, _, _, value)| serde_json::from_slice(value).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["price"].as_i64());
+    assert_eq!(rows.len(), 200, "{stderr}");
+    for (i, row) in rows.iter().enumerate() {
+        let part = if i < 100 { 0 } else { 1 };
+        assert_eq!(
+            row,
+            &serde_json::json!({"price": i, "part": part, "late": false}),
+            "{stderr}"
+        );
+    }
+}
+
 /// Avro payloads, and metadata columns both ways: a job writes Avro with headers and
 /// message timestamps taken from columns; a second job reads them back with the
 /// partition and offset of each message.

@@ -14,7 +14,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use fungi_common::{FungiError, Result};
 use rdkafka::Timestamp;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::options::{MetadataColumn, Options, map_type};
 
@@ -260,7 +259,7 @@ pub(crate) struct Collector {
 
 impl Collector {
     /// Records the metadata of `message`.
-    pub(crate) fn push(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
+    pub(crate) fn push(&mut self, message: &fungi_kafka_batch::Message<'_>) -> Result<()> {
         self.offsets.push(message.offset());
         if self.wants_time {
             let (millis, kind) = match message.timestamp() {
@@ -274,23 +273,19 @@ impl Collector {
         match &mut self.headers {
             None => {}
             Some(HeaderBuilder::Bytes(b)) => {
-                if let Some(headers) = message.headers() {
-                    for h in headers.iter() {
-                        b.keys().append_value(h.key);
-                        b.values().append_option(h.value);
-                    }
-                }
+                message.for_each_header(|key, value| {
+                    b.keys().append_value(key);
+                    b.values().append_option(value);
+                });
                 b.append(true)?;
             }
             Some(HeaderBuilder::Strings(b)) => {
-                if let Some(headers) = message.headers() {
-                    for h in headers.iter() {
-                        b.keys().append_value(h.key);
-                        // A value that is not UTF-8 reads as NULL in a STRING map.
-                        b.values()
-                            .append_option(h.value.and_then(|v| std::str::from_utf8(v).ok()));
-                    }
-                }
+                message.for_each_header(|key, value| {
+                    b.keys().append_value(key);
+                    // A value that is not UTF-8 reads as NULL in a STRING map.
+                    b.values()
+                        .append_option(value.and_then(|v| std::str::from_utf8(v).ok()));
+                });
                 b.append(true)?;
             }
         }

@@ -20,6 +20,7 @@ use fungi_common::{FungiError, Result};
 use fungi_execution::RestoredState;
 use fungi_execution::dead_letter::DeadLetterQueue;
 use fungi_execution::source::{Source, SourceContext, SourceEvent, SourceFactory};
+use fungi_kafka_batch::BatchConsumer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -152,7 +153,8 @@ pub struct KafkaSource {
     /// Partitions read to their end (bounded sources only).
     ended: std::collections::BTreeSet<i32>,
     subtask: SubtaskInfo,
-    consumer: Option<BaseConsumer<QuietEof>>,
+    /// The consumer, whose partitions' messages are read many at a time.
+    consumer: Option<BatchConsumer<QuietEof>>,
     /// Partitions this subtask reads.
     owned: Vec<i32>,
     /// Next offset to read per partition, for every partition that has emitted rows (or
@@ -358,7 +360,51 @@ impl KafkaSource {
     }
 
     fn consumer(&self) -> &BaseConsumer<QuietEof> {
+        self.batches().consumer()
+    }
+
+    fn batches(&self) -> &BatchConsumer<QuietEof> {
         self.consumer.as_ref().expect("opened")
+    }
+
+    /// Sends the messages of `partitions` to the source's batch queue; before they are
+    /// assigned, so that none reaches the consumer's own queue.
+    fn route(&self, partitions: &[i32]) -> Result<()> {
+        for &p in partitions {
+            self.batches()
+                .route(&self.connection.topic, p)
+                .map_err(|e| FungiError::Connector(format!("kafka source: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Serves the consumer's own queue: statistics, errors and commit results. No
+    /// message of a routed partition arrives there.
+    fn serve_events(&self) -> Result<()> {
+        // One call serves at most one event and says nothing of whether more are
+        // queued; a few calls per batch keep up with them.
+        for _ in 0..8 {
+            match self.consumer().poll(Duration::ZERO) {
+                None => {}
+                Some(Ok(message)) => {
+                    return Err(FungiError::Internal(format!(
+                        "kafka source: a message of partition {} of topic {} came outside \
+                         the source's queue",
+                        message.partition(),
+                        self.connection.topic
+                    )));
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    return Err(FungiError::Internal(format!(
+                        "kafka source: the end of partition {p} of topic {} came outside \
+                         the source's queue",
+                        self.connection.topic
+                    )));
+                }
+                Some(Err(e)) => return Err(self.connection.error("cannot read", e)),
+            }
+        }
+        Ok(())
     }
 
     /// The partitions of the topic this subtask owns.
@@ -500,6 +546,7 @@ impl KafkaSource {
         }
         tracing::info!(topic = %self.connection.topic, ?new, "new partitions");
         let list = self.start_offsets(&new, true)?;
+        self.route(&new)?;
         self.consumer()
             .incremental_assign(&list)
             .map_err(|e| self.connection.error("cannot assign new partitions", e))?;
@@ -519,53 +566,58 @@ impl KafkaSource {
         // Payloads are copied into one buffer per partition; records are slices of it.
         let mut buffers: BTreeMap<i32, Polled> = BTreeMap::new();
         let mut count = 0;
+        self.serve_events()?;
         while count < self.batch_size {
-            // Only the first message is waited for, so the clock is read only until one
-            // arrives, not once per message.
-            let wait = if count == 0 {
-                deadline.saturating_duration_since(Instant::now())
+            // The first message is waited for, alone; the rest are taken as queued.
+            let (wait, max) = if count == 0 {
+                (deadline.saturating_duration_since(Instant::now()), 1)
             } else {
-                Duration::ZERO
+                (Duration::ZERO, self.batch_size - count)
             };
-            let Some(message) = self.consumer().poll(wait) else {
+            // Borrows only the consumer field: the loop below updates the others.
+            let messages = self.consumer.as_ref().expect("opened").consume(wait, max);
+            if messages.is_empty() {
                 if count > 0 || Instant::now() >= deadline {
                     break;
                 }
                 continue;
-            };
-            let message = match message {
-                Ok(m) => m,
-                Err(KafkaError::PartitionEOF(p)) => {
-                    self.ended.insert(p);
+            }
+            for message in messages.iter() {
+                match message.error() {
+                    None => {}
+                    Some(KafkaError::PartitionEOF(p)) => {
+                        self.ended.insert(p);
+                        continue;
+                    }
+                    Some(e) => return Err(self.connection.error("cannot read", e)),
+                }
+                if self.ended.contains(&message.partition()) {
+                    // Produced after a bounded source read the partition to its end.
                     continue;
                 }
-                Err(e) => return Err(self.connection.error("cannot read", e)),
-            };
-            if self.ended.contains(&message.partition()) {
-                // Produced after a bounded source read the partition to its end.
-                continue;
-            }
-            let polled = buffers.entry(message.partition()).or_default();
-            let payload = message.payload().unwrap_or_default();
-            let start = polled.buf.len();
-            polled.buf.extend_from_slice(payload);
-            polled.records.push((start, polled.buf.len()));
-            // Records are lined up one per line, for line-based formats to decode in place.
-            polled.buf.push(b'\n');
-            polled.broken_lines |= memchr::memchr(b'\n', payload).is_some();
-            if self.upsert.is_some() {
+                let polled = buffers.entry(message.partition()).or_default();
+                let payload = message.payload().unwrap_or_default();
                 let start = polled.buf.len();
+                polled.buf.extend_from_slice(payload);
+                polled.records.push((start, polled.buf.len()));
+                // Records are lined up one per line, for line-based formats to decode in
+                // place.
+                polled.buf.push(b'\n');
+                polled.broken_lines |= memchr::memchr(b'\n', payload).is_some();
+                if self.upsert.is_some() {
+                    let start = polled.buf.len();
+                    polled
+                        .buf
+                        .extend_from_slice(message.key().unwrap_or_default());
+                    polled.keys.push((start, polled.buf.len()));
+                    polled.tombstones.push(message.payload().is_none());
+                }
                 polled
-                    .buf
-                    .extend_from_slice(message.key().unwrap_or_default());
-                polled.keys.push((start, polled.buf.len()));
-                polled.tombstones.push(message.payload().is_none());
+                    .collected
+                    .get_or_insert_with(|| self.metadata.collector())
+                    .push(&message)?;
+                count += 1;
             }
-            polled
-                .collected
-                .get_or_insert_with(|| self.metadata.collector())
-                .push(&message)?;
-            count += 1;
         }
         if self.bounded && count == 0 {
             // Nothing came: partitions whose end librdkafka signalled at the position
@@ -703,11 +755,15 @@ impl Source for KafkaSource {
                 ..Default::default()
             })
             .map_err(|e| self.connection.error("cannot create a consumer", e))?;
-        self.consumer = Some(consumer);
+        self.consumer = Some(
+            BatchConsumer::new(consumer)
+                .map_err(|e| FungiError::Connector(format!("kafka source: {e}")))?,
+        );
         let partitions = self.connection.partitions(self.consumer().client())?;
         self.owned = self.mine(&partitions);
         self.positions.retain(|p, _| self.owned.contains(p));
         let list = self.resolve(self.start_offsets(&self.owned, false)?)?;
+        self.route(&self.owned)?;
         self.consumer()
             .assign(&list)
             .map_err(|e| self.connection.error("cannot assign partitions", e))?;
@@ -771,7 +827,7 @@ impl Source for KafkaSource {
         let Some((_, owned)) = done.pop_last() else {
             return Ok(());
         };
-        if let Some(consumer) = &self.consumer
+        if let Some(consumer) = self.consumer.as_ref().map(BatchConsumer::consumer)
             && !owned.is_empty()
         {
             let mut list = TopicPartitionList::new();
