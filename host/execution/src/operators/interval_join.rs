@@ -31,6 +31,11 @@ pub struct IntervalJoinSpec {
     pub lower: i64,
     /// See `lower`.
     pub upper: i64,
+    /// The input (0 left, 1 right) sent whole to every subtask, if any, instead of both
+    /// inputs being partitioned by key: a side with at most a row per window (a
+    /// window aggregate without keys). Each row of the other side, wherever it goes,
+    /// then meets every row it can match exactly once.
+    pub broadcast: Option<usize>,
 }
 
 /// An inner interval join; output columns are the left columns then the right columns.
@@ -141,15 +146,32 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
-        let filter = rescale_filter(state, &self.subtask);
+        // Partitioned by key, rows go to the subtask owning their key group after a
+        // rescale. With a broadcast side, rows are not where their keys say: every old
+        // subtask held all of the broadcast side (each new subtask keeps one copy, from
+        // the first state it is given) and each row of the other side goes to one new
+        // subtask (the old subtask's own, when the parallelism is unchanged).
+        let filter = match self.spec.broadcast {
+            None => rescale_filter(state, &self.subtask),
+            Some(_) => None,
+        };
+        let first = state.states.first().map(|(old, _)| *old);
+        let keeps = |side: usize, old: u32| match self.spec.broadcast {
+            Some(b) if side == b => Some(old) == first,
+            Some(_) => old % self.subtask.parallelism == self.subtask.index,
+            None => true,
+        };
         let keys: [Vec<usize>; 2] = [
             self.spec.keys.iter().map(|k| k.0).collect(),
             self.spec.keys.iter().map(|k| k.1).collect(),
         ];
-        for (_, bytes) in &state.states {
+        for (old, bytes) in &state.states {
             let sides: [Vec<(Vec<u8>, i64)>; 2] = postcard::from_bytes(bytes)
                 .map_err(|e| FungiError::State(format!("bad interval join state: {e}")))?;
             for (side, batches) in sides.into_iter().enumerate() {
+                if !keeps(side, *old) {
+                    continue;
+                }
                 for (bytes, latest) in batches {
                     let mut batch = decode_batch(&bytes)?;
                     if let Some(f) = &filter {
@@ -201,5 +223,111 @@ impl Operator for IntervalJoinOperator {
         }
         out.emit_watermark(watermark);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::OutputItem;
+    use arrow::array::Int64Array;
+
+    /// Rows of (key, time in ms).
+    fn batch(rows: &[(i64, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("t", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn join(broadcast: Option<usize>, index: u32, parallelism: u32) -> Box<dyn Operator> {
+        let spec = IntervalJoinSpec {
+            time: (1, 1),
+            keys: vec![(0, 0)],
+            lower: -10,
+            upper: 0,
+            broadcast,
+        };
+        let schema = batch(&[]).schema();
+        let (factory, _) = IntervalJoinOperator::factory(spec, schema.clone(), schema).unwrap();
+        factory(&SubtaskInfo {
+            index,
+            parallelism,
+            max_parallelism: 128,
+        })
+        .unwrap()
+    }
+
+    /// The joined rows as (left key, left time, right time).
+    fn feed(j: &mut dyn Operator, input: usize, rows: &[(i64, i64)]) -> Vec<(i64, i64, i64)> {
+        let mut out = Output::default();
+        j.process_batch_from(input, batch(rows), &mut out).unwrap();
+        let mut joined = Vec::new();
+        for item in out.items {
+            if let OutputItem::Batch(None, b) = item {
+                let c = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
+                let (k, lt, rt) = (c(0), c(1), c(3));
+                joined.extend((0..b.num_rows()).map(|i| (k.value(i), lt.value(i), rt.value(i))));
+            }
+        }
+        joined.sort_unstable();
+        joined
+    }
+
+    #[test]
+    fn a_broadcast_side_is_kept_once_per_subtask_after_a_rescale() {
+        // Two subtasks: the left rows split between them however they came, the right
+        // side (broadcast) whole in both.
+        let right = [(1, 100), (2, 100)];
+        let mut old: Vec<Box<dyn Operator>> = (0..2).map(|i| join(Some(1), i, 2)).collect();
+        feed(old[0].as_mut(), 0, &[(1, 95), (2, 96)]);
+        feed(old[1].as_mut(), 0, &[(1, 97)]);
+        for j in &mut old {
+            feed(j.as_mut(), 1, &right);
+        }
+        let states: Vec<(u32, Vec<u8>)> = old
+            .iter_mut()
+            .enumerate()
+            .map(|(i, j)| {
+                let state = j.snapshot_state(CheckpointId(1), &mut Output::default());
+                (i as u32, state.unwrap().unwrap())
+            })
+            .collect();
+        // Restored at one, two and three subtasks: a new left row meets each right row
+        // once in whichever subtask it reaches, and a new right row (sent to every
+        // subtask) meets each kept left row once over all subtasks.
+        for parallelism in 1..=3 {
+            let mut met = Vec::new();
+            for index in 0..parallelism {
+                let mut j = join(Some(1), index, parallelism);
+                j.restore_state(&RestoredState {
+                    checkpoint: 1,
+                    old_parallelism: 2,
+                    states: states.clone(),
+                    root: Default::default(),
+                })
+                .unwrap();
+                assert_eq!(
+                    feed(j.as_mut(), 0, &[(1, 99), (2, 99)]),
+                    vec![(1, 99, 100), (2, 99, 100)],
+                    "subtask {index} of {parallelism}"
+                );
+                met.extend(feed(j.as_mut(), 1, &[(1, 105)]));
+            }
+            met.sort_unstable();
+            // The new left row went to every subtask, so it meets the new right row in
+            // each of them.
+            let mut expected = vec![(1, 95, 105), (1, 97, 105)];
+            expected.extend((0..parallelism).map(|_| (1, 99, 105)));
+            assert_eq!(met, expected, "at parallelism {parallelism}");
+        }
     }
 }

@@ -351,11 +351,14 @@ impl Planner<'_> {
                 nkeys + 2 + n,
             )));
         }
-        Ok(self.then(
+        let mut output = self.then(
             windowed,
             "window-output",
             ProjectOperator::factory(self.plugins.on_error, out, arrow_schema(&agg.schema)),
-        ))
+        );
+        // Without group keys there is one row per window.
+        output.small = key_names.is_empty();
+        Ok(output)
     }
 
     /// An aggregation without a window: per-key accumulators emitting a changelog.

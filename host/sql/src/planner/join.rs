@@ -151,21 +151,33 @@ impl Planner<'_> {
             };
             let condition = rest.remove(pos);
             let (time, lower, upper) = interval_bounds(&condition, &ls, &rs).expect("checked");
+            // An inner join may send a small side to every subtask and leave the other
+            // where it is, instead of partitioning both by key.
+            let broadcast = match (left.small, right.small) {
+                _ if pairs.is_empty() => None,
+                (false, true) => Some(1),
+                (true, false) => Some(0),
+                _ => None,
+            };
             let spec = IntervalJoinSpec {
                 time,
                 keys: pairs.to_vec(),
                 lower,
                 upper,
+                broadcast,
             };
             let (factory, _) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
-            let joined = self.connect_join(
-                [&left, &right],
-                [&la, &ra],
-                pairs,
-                factory,
-                "interval-join",
-                false,
-            );
+            let joined = match broadcast {
+                Some(side) => self.connect_broadcast_join([&left, &right], side, factory),
+                None => self.connect_join(
+                    [&left, &right],
+                    [&la, &ra],
+                    pairs,
+                    factory,
+                    "interval-join",
+                    false,
+                ),
+            };
             return self
                 .join_output(j, joined, None, std::mem::take(rest))
                 .map(Some);
@@ -342,6 +354,39 @@ impl Planner<'_> {
             parallelism,
             updating,
             window: WindowColumns::default(),
+            small: false,
+        }
+    }
+
+    /// Connects an interval join whose input `broadcast` goes whole to every subtask;
+    /// the other input stays where it is (chained, at the job's parallelism) or is
+    /// spread round-robin.
+    fn connect_broadcast_join(
+        &mut self,
+        inputs: [&Planned; 2],
+        broadcast: usize,
+        factory: fungi_execution::operator::OperatorFactory,
+    ) -> Planned {
+        let parallelism = self.graph.config.parallelism;
+        let node = self
+            .graph
+            .add_stateful_operator("interval-join", parallelism, factory);
+        for (side, input) in inputs.iter().enumerate() {
+            let edge = if side == broadcast {
+                Partitioning::Broadcast
+            } else if input.parallelism == parallelism {
+                Partitioning::Forward
+            } else {
+                Partitioning::Rebalance
+            };
+            self.graph.connect(input.node, node, edge);
+        }
+        Planned {
+            node,
+            parallelism,
+            updating: false,
+            window: WindowColumns::default(),
+            small: false,
         }
     }
 

@@ -74,6 +74,10 @@ pub(crate) struct Planned {
     /// Columns holding each row's window bounds (start, end), for rows that are the
     /// results of a window: cascaded windows and window joins use them.
     pub(crate) window: WindowColumns,
+    /// At most one row per window (a window aggregate without group keys, and
+    /// projections or filters of it): small enough for a join to send it to every
+    /// subtask instead of partitioning both inputs by key.
+    pub(crate) small: bool,
 }
 
 /// Indices of the window_start and window_end columns of a windowed stream.
@@ -241,6 +245,7 @@ impl Planner<'_> {
             parallelism: input.parallelism,
             updating: input.updating,
             window: input.window,
+            small: input.small,
         }
     }
 
@@ -268,6 +273,7 @@ impl Planner<'_> {
             parallelism,
             updating,
             window: WindowColumns::default(),
+            small: false,
         }
     }
 

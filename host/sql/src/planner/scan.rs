@@ -34,6 +34,7 @@ impl Planner<'_> {
             parallelism: p,
             updating,
             window: WindowColumns::default(),
+            small: false,
         };
         if updating && registry::reads_upserts(&table.connector) {
             planned = self.normalize_upserts(planned, table, &produced)?;

@@ -64,6 +64,8 @@ impl Planner<'_> {
             } else {
                 WindowColumns::default()
             },
+            // A union of several windows' rows is no longer one row per window.
+            small: false,
         })
     }
 }

@@ -43,3 +43,54 @@ Task 1 x2:
 ";
     assert_eq!(text, expected);
 }
+
+/// The edges into an interval join of `bids` with `maxima` (a window aggregate).
+async fn interval_join_edges(maxima: &str) -> Vec<String> {
+    let mut session = SqlSession::default();
+    let out = session
+        .execute_script(&format!(
+            "SET 'parallelism.default' = '2';
+             CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid');
+             CREATE TABLE sink (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+             EXPLAIN INSERT INTO sink
+             SELECT B.auction, B.price FROM bid B
+             JOIN ({maxima}) B1 ON B.price = B1.maxprice
+             WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '10' SECOND AND B1.dateTime;"
+        ))
+        .await
+        .unwrap();
+    let Some(Outcome::Explain(text)) = out.last() else {
+        panic!("{out:?}")
+    };
+    text.lines()
+        .filter(|l| l.contains("-> interval-join"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_window_aggregate_without_keys_is_broadcast_to_an_interval_join() {
+    // One row per window: sent to every join subtask, the bids stay where they are.
+    let edges = interval_join_edges(
+        "SELECT MAX(price) AS maxprice, window_end AS dateTime
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end",
+    )
+    .await;
+    assert_eq!(
+        edges,
+        [
+            "bid -> interval-join: FORWARD",
+            "project-2 -> interval-join: BROADCAST"
+        ],
+        "{edges:?}"
+    );
+    // With a group key there are many rows per window: both sides by key.
+    let edges = interval_join_edges(
+        "SELECT MAX(price) AS maxprice, window_end AS dateTime
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+         GROUP BY auction, window_start, window_end",
+    )
+    .await;
+    assert!(edges.iter().all(|e| e.contains("HASH[")), "{edges:?}");
+}
