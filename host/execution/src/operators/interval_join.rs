@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
 use fungi_common::ids::{CheckpointId, SubtaskInfo};
@@ -41,7 +41,6 @@ pub struct IntervalJoinSpec {
 /// An inner interval join; output columns are the left columns then the right columns.
 pub struct IntervalJoinOperator {
     spec: IntervalJoinSpec,
-    schemas: [SchemaRef; 2],
     output: SchemaRef,
     /// Buffered batches of each side with the latest event time in each.
     buffers: [Vec<(RecordBatch, i64)>; 2],
@@ -69,7 +68,6 @@ impl IntervalJoinOperator {
             Ok(Box::new(IntervalJoinOperator {
                 subtask: *s,
                 spec: spec.clone(),
-                schemas: [left.clone(), right.clone()],
                 output: out.clone(),
                 buffers: [Vec::new(), Vec::new()],
                 hashes: Vec::new(),
@@ -78,38 +76,51 @@ impl IntervalJoinOperator {
         Ok((factory, output))
     }
 
-    /// Joins `new` (from side `side`) with the other side's buffer.
-    fn probe(&mut self, side: usize, new: &RecordBatch) -> Result<Option<RecordBatch>> {
+    /// Joins `new` (from side `side`) with the other side's buffer, one buffered batch at
+    /// a time: the buffer is not copied, and batches too old to match are skipped.
+    fn probe(&mut self, side: usize, new: &RecordBatch, out: &mut Output) -> Result<()> {
         let other = 1 - side;
         if self.buffers[other].is_empty() || new.num_rows() == 0 {
-            return Ok(None);
+            return Ok(());
         }
-        let batches: Vec<RecordBatch> =
-            self.buffers[other].iter().map(|(b, _)| b.clone()).collect();
-        let buffered = concat_batches(&self.schemas[other], &batches)?;
-        let (left, right) = if side == 0 {
-            (new, &buffered)
-        } else {
-            (&buffered, new)
-        };
-        let (lk, rk) = key_columns(&self.spec.keys, left, right);
-        let (lt, rt) = (
-            millis(left, self.spec.time.0)?,
-            millis(right, self.spec.time.1)?,
-        );
+        let times = [self.spec.time.0, self.spec.time.1];
+        let new_times = millis(new, times[side])?;
         let (lower, upper) = (self.spec.lower, self.spec.upper);
-        let (li, ri) = matching_pairs(
-            &lk,
-            &rk,
-            left.num_rows(),
-            right.num_rows(),
-            &mut self.hashes,
-            |i, j| {
-                let d = lt[i] - rt[j];
-                d >= lower && d <= upper
-            },
-        )?;
-        gather(&self.output, left, right, li, ri)
+        // `l.t - r.t` lies in `[lower, upper]`: a buffered batch whose latest time is
+        // below what the earliest new row can match holds nothing to join.
+        let earliest = new_times.iter().copied().min().unwrap_or(i64::MIN);
+        let oldest_match = if side == 0 {
+            earliest.saturating_sub(upper)
+        } else {
+            earliest.saturating_add(lower)
+        };
+        for (buffered, latest) in &self.buffers[other] {
+            if *latest < oldest_match {
+                continue;
+            }
+            let buffered_times = millis(buffered, times[other])?;
+            let (left, right, lt, rt) = if side == 0 {
+                (new, buffered, &new_times, &buffered_times)
+            } else {
+                (buffered, new, &buffered_times, &new_times)
+            };
+            let (lk, rk) = key_columns(&self.spec.keys, left, right);
+            let (li, ri) = matching_pairs(
+                &lk,
+                &rk,
+                left.num_rows(),
+                right.num_rows(),
+                &mut self.hashes,
+                |i, j| {
+                    let d = lt[i] - rt[j];
+                    d >= lower && d <= upper
+                },
+            )?;
+            if let Some(joined) = gather(&self.output, left, right, li, ri)? {
+                out.emit(joined);
+            }
+        }
+        Ok(())
     }
 
     /// Drops buffered batches none of whose rows can match any more. Whole batches go
@@ -197,9 +208,7 @@ impl Operator for IntervalJoinOperator {
         out: &mut Output,
     ) -> Result<()> {
         let side = input.min(1);
-        if let Some(joined) = self.probe(side, &batch)? {
-            out.emit(joined);
-        }
+        self.probe(side, &batch, out)?;
         if batch.num_rows() > 0 {
             let column = if side == 0 {
                 self.spec.time.0
@@ -280,6 +289,28 @@ mod tests {
         }
         joined.sort_unstable();
         joined
+    }
+
+    #[test]
+    fn rows_match_up_to_the_bounds_whichever_side_comes_second() {
+        // `l.t - r.t` in [-10, 0].
+        let mut j = join(None, 0, 1);
+        feed(j.as_mut(), 0, &[(1, 95)]);
+        feed(j.as_mut(), 0, &[(1, 80), (2, 100)]);
+        assert_eq!(feed(j.as_mut(), 1, &[(1, 105)]), vec![(1, 95, 105)]);
+        assert_eq!(feed(j.as_mut(), 1, &[(1, 106)]), vec![]);
+        assert_eq!(
+            feed(j.as_mut(), 1, &[(1, 90), (2, 100)]),
+            vec![(1, 80, 90), (1, 95, 90), (2, 100, 100)]
+                .into_iter()
+                .filter(|(_, l, r)| (-10..=0).contains(&(l - r)))
+                .collect::<Vec<_>>()
+        );
+        // Left rows arriving after the right rows they match.
+        assert_eq!(
+            feed(j.as_mut(), 0, &[(1, 100), (2, 90)]),
+            vec![(1, 100, 105), (1, 100, 106), (2, 90, 100)]
+        );
     }
 
     #[test]
