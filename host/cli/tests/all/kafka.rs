@@ -37,6 +37,29 @@ fn bid_table(broker: &KafkaBroker, extra: &str) -> String {
     )
 }
 
+/// Starts `sql`, a job with an unbounded source, from a file in `dir`: it runs until
+/// killed.
+fn start_unbounded(dir: &Path, sql: &str) -> std::process::Child {
+    let file = dir.join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    fungi()
+        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The records of `topic` once it holds at least `n`, or what it holds after 30 s.
+fn read_until(broker: &KafkaBroker, topic: &str, n: usize) -> Vec<fungi_testkit::ReadRecord> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < n && std::time::Instant::now() < deadline {
+        got = broker.read_all(topic, Duration::from_millis(500));
+    }
+    got
+}
+
 const WINDOW: &str = "SELECT auction, window_start, COUNT(*) AS n, SUM(price) AS total
     FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))
     GROUP BY auction, window_start, window_end";
@@ -665,21 +688,10 @@ fn an_idle_partition_stops_holding_back_event_time() {
          INSERT INTO counts {WINDOW};",
         broker.bootstrap
     );
-    let file = dir.path().join("job.sql");
-    std::fs::write(&file, sql).unwrap();
     // The source is unbounded: the job runs until killed. Windows that end before the
     // last record's time minus the delay fire only if partition 1 counts as idle.
-    let mut child = fungi()
-        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while got.is_empty() && std::time::Instant::now() < deadline {
-        got = broker.read_all("counts", Duration::from_millis(500));
-    }
+    let mut child = start_unbounded(dir.path(), &sql);
+    let got = read_until(&broker, "counts", 1);
     let _ = child.kill();
     let out = fungi_testkit::process::wait_within(child, PROCESS_LIMIT);
     // 3000 records span 30 s of event time: the first two 10 s windows (10 auctions
@@ -717,26 +729,11 @@ fn partitions_added_while_a_job_runs_are_read() {
          INSERT INTO out SELECT price, part, written IS NULL FROM bids;",
         broker.bootstrap
     );
-    let file = dir.path().join("job.sql");
-    std::fs::write(&file, sql).unwrap();
-    let mut child = fungi()
-        .args(["run", "--local", "--no-progress", file.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let read_until = |n: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut got = Vec::new();
-        while got.len() < n && std::time::Instant::now() < deadline {
-            got = broker.read_all("out", Duration::from_millis(500));
-        }
-        got
-    };
-    let first = read_until(100);
+    let mut child = start_unbounded(dir.path(), &sql);
+    let first = read_until(&broker, "out", 100);
     broker.add_partitions("bids", 2);
     broker.produce_to("bids", 1, &values[100..]);
-    let all = read_until(200);
+    let all = read_until(&broker, "out", 200);
     let _ = child.kill();
     let out = fungi_testkit::process::wait_within(child, PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -204,7 +204,9 @@ impl EncoderFactory for FastTimestamps {
 /// others (signed years, or out of `chrono`'s range) by `arrow`'s formatter.
 struct TimestampEncoder<'a, T: ArrowPrimitiveType<Native = i64>> {
     values: &'a PrimitiveArray<T>,
+    /// Values per second, and nanoseconds per value.
     per_second: i64,
+    nanos_per_value: i64,
     fallback: ArrayFormatter<'a>,
 }
 
@@ -218,6 +220,7 @@ impl<'a, T: ArrowPrimitiveType<Native = i64>> TimestampEncoder<'a, T> {
         Ok(Self {
             values,
             per_second,
+            nanos_per_value: 1_000_000_000 / per_second,
             fallback,
         })
     }
@@ -228,7 +231,7 @@ impl<T: ArrowPrimitiveType<Native = i64>> Encoder for TimestampEncoder<'_, T> {
         let value = self.values.value(idx);
         let seconds = value.div_euclid(self.per_second);
         // Nanoseconds within the second.
-        let nanos = value.rem_euclid(self.per_second) * (1_000_000_000 / self.per_second);
+        let nanos = value.rem_euclid(self.per_second) * self.nanos_per_value;
         let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
         if !(0..=9999).contains(&year) {
             use std::io::Write;

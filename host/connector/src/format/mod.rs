@@ -185,16 +185,16 @@ pub fn decode_records(schema: &SchemaRef, format: RecordFormat, records: &[&[u8]
         return decode_change_events(schema, schema_include, records);
     }
     let mut all = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+    let mut spans = Vec::with_capacity(records.len());
     for r in records {
+        let start = all.len();
         all.extend_from_slice(r);
+        spans.push((start, all.len()));
         all.push(b'\n');
     }
     // A record with a newline inside would split; such records take the slow path.
     let clean = records.iter().all(|r| memchr::memchr(b'\n', r).is_none());
-    if clean && let Some(batch) = decode_all_lines(schema, format, &all, records.len()) {
-        return (batch, Vec::new());
-    }
-    decode_each(schema, format, records)
+    decode_lined_records(schema, format, &all, &spans, clean)
 }
 
 /// [`decode_records`] for JSON or CSV records that lie in `buf` one after another, each
@@ -210,7 +210,8 @@ pub fn decode_lined_records(
     let lined = matches!(format, RecordFormat::Json | RecordFormat::Csv { .. });
     if lined
         && clean
-        && let Some(batch) = decode_all_lines(schema, format, buf, spans.len())
+        && let Ok(batch) = decode_lines(schema, format, buf, spans.len())
+        && batch.as_ref().is_none_or(|b| b.num_rows() == spans.len())
     {
         return (batch, Vec::new());
     }
@@ -220,19 +221,6 @@ pub fn decode_lined_records(
     } else {
         decode_records(schema, format, &records)
     }
-}
-
-/// `lines` (`rows` records, one per line) decoded at once, if they all decode into one
-/// row each.
-fn decode_all_lines(
-    schema: &SchemaRef,
-    format: RecordFormat,
-    lines: &[u8],
-    rows: usize,
-) -> Option<Option<RecordBatch>> {
-    decode_lines(schema, format, lines, rows)
-        .ok()
-        .filter(|batch| batch.as_ref().is_none_or(|b| b.num_rows() == rows))
 }
 
 /// JSON or CSV records decoded one by one, to tell the bad ones.

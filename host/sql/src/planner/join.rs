@@ -331,8 +331,8 @@ impl Planner<'_> {
         name: &str,
         updating: bool,
     ) -> Planned {
-        let (parallelism, ledge, redge) = if keys.is_empty() {
-            (1, Partitioning::Rebalance, Partitioning::Rebalance)
+        let (parallelism, edges) = if keys.is_empty() {
+            (1, [Partitioning::Rebalance, Partitioning::Rebalance])
         } else {
             let names = |schema: &SchemaRef, side: fn(&(usize, usize)) -> usize| {
                 keys.iter()
@@ -341,21 +341,13 @@ impl Planner<'_> {
             };
             (
                 self.graph.config.parallelism,
-                Partitioning::Hash(names(schemas[0], |k| k.0)),
-                Partitioning::Hash(names(schemas[1], |k| k.1)),
+                [
+                    Partitioning::Hash(names(schemas[0], |k| k.0)),
+                    Partitioning::Hash(names(schemas[1], |k| k.1)),
+                ],
             )
         };
-        let node = self.graph.add_stateful_operator(name, parallelism, factory);
-        // The left input's edge first: its position is the operator's input number.
-        self.graph.connect(inputs[0].node, node, ledge);
-        self.graph.connect(inputs[1].node, node, redge);
-        Planned {
-            node,
-            parallelism,
-            updating,
-            window: WindowColumns::default(),
-            small: false,
-        }
+        self.add_join(inputs, parallelism, edges, factory, name, updating)
     }
 
     /// Connects an interval join whose input `broadcast` goes whole to every subtask;
@@ -368,23 +360,37 @@ impl Planner<'_> {
         factory: fungi_execution::operator::OperatorFactory,
     ) -> Planned {
         let parallelism = self.graph.config.parallelism;
-        let node = self
-            .graph
-            .add_stateful_operator("interval-join", parallelism, factory);
-        for (side, input) in inputs.iter().enumerate() {
-            let edge = if side == broadcast {
+        let edges = [0, 1].map(|side| {
+            if side == broadcast {
                 Partitioning::Broadcast
-            } else if input.parallelism == parallelism {
+            } else if inputs[side].parallelism == parallelism {
                 Partitioning::Forward
             } else {
                 Partitioning::Rebalance
-            };
+            }
+        });
+        self.add_join(inputs, parallelism, edges, factory, "interval-join", false)
+    }
+
+    /// Adds a join node fed by `inputs` over `edges`.
+    fn add_join(
+        &mut self,
+        inputs: [&Planned; 2],
+        parallelism: u32,
+        edges: [Partitioning; 2],
+        factory: fungi_execution::operator::OperatorFactory,
+        name: &str,
+        updating: bool,
+    ) -> Planned {
+        let node = self.graph.add_stateful_operator(name, parallelism, factory);
+        // The left input's edge first: its position is the operator's input number.
+        for (input, edge) in inputs.iter().zip(edges) {
             self.graph.connect(input.node, node, edge);
         }
         Planned {
             node,
             parallelism,
-            updating: false,
+            updating,
             window: WindowColumns::default(),
             small: false,
         }
