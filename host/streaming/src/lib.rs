@@ -9,6 +9,8 @@
 //!   aggregate (built-in, DataFusion, Wasm, Python) plugs into, and the built-ins.
 //! - [`window_aggregate`]: the windowed aggregation state machine used by the window
 //!   operator: keyed slices, firing on watermarks, allowed lateness, late side output.
+//! - [`window_partial`]: local pre-aggregation of windows without keys, whose partial
+//!   rows the window aggregation merges (two-phase aggregation).
 //! - [`timer`]: per-key event-time and processing-time timers.
 //!
 //! Nothing here spawns tasks or touches channels; `fungi-execution` drives these pieces.
@@ -29,6 +31,7 @@ pub mod updating_aggregate;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;
+pub mod window_partial;
 
 use arrow::datatypes::SchemaRef;
 use fungi_common::FungiError;

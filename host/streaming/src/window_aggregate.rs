@@ -27,6 +27,7 @@ use crate::keys::KeyTable;
 use crate::state_codec::{KeyGroupFilter, decode_batch, encode_batch};
 use crate::unknown_column;
 use crate::window::{TimeWindow, WindowAssigner};
+use crate::window_partial::{PARTIAL_ROWS, PARTIAL_TIME, partial_schema};
 
 /// What a windowed aggregation computes.
 #[derive(Debug, Clone)]
@@ -144,6 +145,9 @@ pub struct WindowAggregator {
     group_indices: Vec<u32>,
     dirty: BTreeSet<(i64, i64)>,
     dirty_sessions: BTreeSet<(u32, i64)>,
+    /// In the global phase of a two-phase aggregation ([`Self::merging`]): the input
+    /// column counting the rows each partial row stands for.
+    partial_rows: Option<usize>,
 }
 
 impl std::fmt::Debug for WindowAggregator {
@@ -216,7 +220,30 @@ impl WindowAggregator {
             group_indices: Vec::new(),
             dirty: BTreeSet::new(),
             dirty_sessions: BTreeSet::new(),
+            partial_rows: None,
         })
+    }
+
+    /// The global phase of a two-phase aggregation: merges the partial rows that
+    /// [`PartialWindowAggregator`]s computing `spec` over rows of `input` schema send
+    /// (see [`crate::window_partial`]). Emits what [`try_new`](Self::try_new) would.
+    ///
+    /// [`PartialWindowAggregator`]: crate::window_partial::PartialWindowAggregator
+    pub fn merging(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<Self> {
+        let (partial, widths) = partial_schema(spec, input)?;
+        let mut aggregator = Self::try_new(spec, input)?;
+        aggregator.time_column = PARTIAL_TIME.into();
+        aggregator.time_index = column_index(&partial, PARTIAL_TIME)?;
+        aggregator.partial_rows = Some(column_index(&partial, PARTIAL_ROWS)?);
+        let mut next = aggregator.partial_rows.expect("just set") + 1;
+        aggregator.agg_inputs = widths
+            .iter()
+            .map(|&w| {
+                next += w;
+                (next - w..next).collect()
+            })
+            .collect();
+        Ok(aggregator)
     }
 
     /// Schema of the emitted rows: keys, `window_start`, `window_end`, aggregates.
@@ -284,9 +311,23 @@ impl WindowAggregator {
             }
             None => late_rows,
         };
-        if late_rows.num_rows() > 0 {
-            self.late_records += late_rows.num_rows() as u64;
-            outcome.late = Some(late_rows);
+        if late_rows.num_rows() == 0 {
+            return Ok(outcome);
+        }
+        match self.partial_rows {
+            // Late partial rows stand for rows already folded upstream: count them.
+            Some(rows) => {
+                let rows = late_rows
+                    .column(rows)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .ok_or_else(|| FungiError::Plan("partial rows lack their row count".into()))?;
+                self.late_records += rows.values().iter().sum::<i64>().max(0) as u64;
+            }
+            None => {
+                self.late_records += late_rows.num_rows() as u64;
+                outcome.late = Some(late_rows);
+            }
         }
         Ok(outcome)
     }
@@ -372,7 +413,11 @@ impl WindowAggregator {
         let total = self.ids.total();
         for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
             let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
-            acc.update_batch(&values, &group_indices, total)?;
+            if self.partial_rows.is_some() {
+                acc.merge_state(&values, &group_indices, total)?;
+            } else {
+                acc.update_batch(&values, &group_indices, total)?;
+            }
         }
         // Groups merged away by session merging are empty now.
         if !merged.is_empty() {

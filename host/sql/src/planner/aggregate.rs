@@ -322,8 +322,28 @@ impl Planner<'_> {
             allowed_lateness: 0,
             aggregates: pre.calls,
         };
-        let (factory, window_schema) = WindowOperator::factory(spec, &pre_schema)?;
-        let windowed = self.add_keyed(&planned, "window", factory, &key_names, false);
+        // Without keys every row would cross to the window's one subtask: with several
+        // upstream subtasks, each pre-aggregates its rows and sends one partial row per
+        // slice instead (local-global aggregation).
+        let two_phase = key_names.is_empty()
+            && planned.parallelism > 1
+            && spec.assigner.slice_size().is_some()
+            && spec
+                .aggregates
+                .iter()
+                .all(|c| c.function.merges_partial_states());
+        let (windowed, window_schema) = if two_phase {
+            let (partial, _) = WindowPartialOperator::factory(spec.clone(), &pre_schema)?;
+            let partial = self.then(planned, "window-partial", partial);
+            let (factory, schema) = WindowOperator::merging(spec, &pre_schema)?;
+            (self.add_keyed(&partial, "window", factory, &[], false), schema)
+        } else {
+            let (factory, schema) = WindowOperator::factory(spec, &pre_schema)?;
+            (
+                self.add_keyed(&planned, "window", factory, &key_names, false),
+                schema,
+            )
+        };
         // Reorder into the aggregate's columns: group expressions, then aggregates.
         let window_df = DFSchema::try_from(window_schema.as_ref().clone())?;
         let nkeys = key_names.len();

@@ -11,6 +11,7 @@
 //! | `Filter` | [`PredicateOperator`] |
 //! | `SubqueryAlias` | nothing (same columns) |
 //! | `Aggregate` grouped by a window's `window_start, window_end` | key/argument projection → hash exchange → [`WindowOperator`] → column reorder |
+//! | the same without group keys, from several subtasks | projection → [`WindowPartialOperator`] per subtask → one [`WindowOperator::merging`] → column reorder |
 //!
 //! Everything else is refused with a message that says what to write instead.
 //!
@@ -41,7 +42,8 @@ use fungi_execution::graph::{JobGraph, Partitioning};
 use fungi_execution::operators::{
     ChangelogNormalizeOperator, IntervalJoinOperator, IntervalJoinSpec, ProcessingTimeWatermarks,
     RankOperator, RankSpec, RegularJoinOperator, RegularJoinSpec, UpdatingAggregateOperator,
-    WindowJoinOperator, WindowJoinSpec, WindowOperator, WindowRankOperator, WindowRankSpec,
+    WindowJoinOperator, WindowJoinSpec, WindowOperator, WindowPartialOperator, WindowRankOperator,
+    WindowRankSpec,
 };
 use fungi_streaming::aggregate::{AggregateCall, builtin};
 use fungi_streaming::updating_aggregate::UpdatingAggregateSpec;

@@ -44,6 +44,9 @@ impl AggregateFunction for Avg {
     fn name(&self) -> &str {
         "avg"
     }
+    fn merges_partial_states(&self) -> bool {
+        true
+    }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         avg_type(input)
     }

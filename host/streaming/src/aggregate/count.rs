@@ -17,6 +17,9 @@ impl AggregateFunction for Count {
     fn name(&self) -> &str {
         "count"
     }
+    fn merges_partial_states(&self) -> bool {
+        true
+    }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         if input.len() > 1 {
             return Err(FungiError::Plan("count takes at most one argument".into()));
@@ -111,6 +114,9 @@ pub struct CountDistinct;
 impl AggregateFunction for CountDistinct {
     fn name(&self) -> &str {
         "count_distinct"
+    }
+    fn merges_partial_states(&self) -> bool {
+        true
     }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         match one_arg("count(DISTINCT)", input)? {

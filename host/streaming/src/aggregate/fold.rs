@@ -237,6 +237,9 @@ impl AggregateFunction for Sum {
     fn name(&self) -> &str {
         "sum"
     }
+    fn merges_partial_states(&self) -> bool {
+        true
+    }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         numeric_domain("sum", &one_arg("sum", input)?)
     }
@@ -312,6 +315,9 @@ impl AggregateFunction for Min {
     fn name(&self) -> &str {
         "min"
     }
+    fn merges_partial_states(&self) -> bool {
+        true
+    }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         let t = one_arg("min", input)?;
         numeric_domain("min", &t)?;
@@ -333,6 +339,9 @@ pub struct Max;
 impl AggregateFunction for Max {
     fn name(&self) -> &str {
         "max"
+    }
+    fn merges_partial_states(&self) -> bool {
+        true
     }
     fn return_type(&self, input: &[DataType]) -> Result<DataType> {
         let t = one_arg("max", input)?;

@@ -171,6 +171,13 @@ pub trait AggregateFunction: Send + Sync + fmt::Debug {
     fn return_type(&self, input: &[DataType]) -> Result<DataType>;
     /// A new, empty accumulator for arguments of `input` types.
     fn accumulator(&self, input: &[DataType]) -> Result<Box<dyn GroupsAccumulator>>;
+    /// Whether the states of its accumulators ([`GroupsAccumulator::state`]) made on one
+    /// subtask merge into an accumulator of another ([`GroupsAccumulator::merge_state`])
+    /// to the result of folding every row in one place, so a window without keys can be
+    /// pre-aggregated where its rows are (see [`crate::window_partial`]).
+    fn merges_partial_states(&self) -> bool {
+        false
+    }
     /// An accumulator that can also take rows back ([`GroupsAccumulator::retract_batch`]),
     /// for aggregating an updating result; `None` if the function cannot.
     fn retracting_accumulator(

@@ -1,0 +1,293 @@
+//! Local pre-aggregation of a window without group keys: the first phase of a
+//! local-global (two-phase) window aggregation.
+//!
+//! A window aggregation without keys has one subtask, so every row of every upstream
+//! subtask crosses to it, between hosts too. [`PartialWindowAggregator`] runs on each
+//! upstream subtask instead: it folds the rows it sees into one accumulator state per
+//! slice, and sends those states on as *partial rows*, one per slice. The window
+//! aggregation behind it ([`WindowAggregator::merging`]) merges partial rows where it
+//! would have folded input rows, so only a handful of rows per slice and subtask travel.
+//!
+//! When partial rows are sent decides correctness:
+//! - A slice is sent once the watermark has passed its end, ahead of that watermark:
+//!   no window containing the slice can fire before, and the global aggregation sees the
+//!   partial row before the watermark that fires the window.
+//! - Everything is sent ahead of a checkpoint barrier and at the end of input, so the
+//!   operator holds no state in a checkpoint.
+//!
+//! A row whose windows have all closed at this subtask's watermark is late here, and
+//! returned for the late side output as the window operator returns it. A partial row
+//! that still reaches the global aggregation after its windows fired (its subtask was
+//! idle while the others advanced event time) is counted there as late with the rows it
+//! stands for (its `__rows`). Session windows are not split: a session's extent depends
+//! on every row of its key.
+//!
+//! [`WindowAggregator::merging`]: crate::window_aggregate::WindowAggregator::merging
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use fungi_common::time::timestamps_millis;
+use fungi_common::{FungiError, Result};
+
+use crate::aggregate::{GroupsAccumulator, bind};
+use crate::window::WindowAssigner;
+use crate::window_aggregate::WindowAggregateSpec;
+
+/// The column of a partial row holding its slice's start.
+pub const PARTIAL_TIME: &str = "__time";
+/// The column of a partial row holding how many input rows it aggregates.
+pub const PARTIAL_ROWS: &str = "__rows";
+
+/// The rows a [`PartialWindowAggregator`] emits: [`PARTIAL_TIME`], [`PARTIAL_ROWS`],
+/// then every aggregate's state columns; and how many state columns each aggregate has.
+pub fn partial_schema(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<(SchemaRef, Vec<usize>)> {
+    check_splittable(spec)?;
+    let mut bound = bind(&spec.aggregates, input, false)?;
+    let mut fields = vec![
+        Field::new(
+            PARTIAL_TIME,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new(PARTIAL_ROWS, DataType::Int64, false),
+    ];
+    let mut widths = Vec::with_capacity(bound.accumulators.len());
+    for (i, acc) in bound.accumulators.iter_mut().enumerate() {
+        let state = acc.state(&[])?;
+        widths.push(state.len());
+        for (j, column) in state.iter().enumerate() {
+            fields.push(Field::new(
+                format!("__acc{i}_{j}"),
+                column.data_type().clone(),
+                true,
+            ));
+        }
+    }
+    Ok((Arc::new(Schema::new(fields)), widths))
+}
+
+/// Refuses a spec that cannot be aggregated in two phases (see the module docs).
+fn check_splittable(spec: &WindowAggregateSpec) -> Result<()> {
+    if !spec.keys.is_empty() {
+        return Err(FungiError::Plan(
+            "local pre-aggregation is for windows without group keys".into(),
+        ));
+    }
+    if spec.assigner.slice_size().is_none() {
+        return Err(FungiError::Plan(
+            "session windows cannot be pre-aggregated locally".into(),
+        ));
+    }
+    if let Some(call) = spec
+        .aggregates
+        .iter()
+        .find(|c| !c.function.merges_partial_states())
+    {
+        return Err(FungiError::Plan(format!(
+            "{} cannot be pre-aggregated locally: its states do not merge",
+            call.function.name()
+        )));
+    }
+    Ok(())
+}
+
+/// One subtask's partial aggregates of a window without keys (see the module docs).
+pub struct PartialWindowAggregator {
+    assigner: WindowAssigner,
+    slice: i64,
+    lateness: i64,
+    time_column: String,
+    time_index: usize,
+    agg_inputs: Vec<Vec<usize>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    schema: SchemaRef,
+    /// Slice start -> group id.
+    slices: BTreeMap<i64, u32>,
+    /// Rows folded into each group id.
+    rows: Vec<i64>,
+    /// Group ids of sent slices, for reuse.
+    free: Vec<u32>,
+    next: u32,
+    watermark: i64,
+    late_records: u64,
+    group_indices: Vec<u32>,
+}
+
+impl std::fmt::Debug for PartialWindowAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialWindowAggregator")
+            .field("assigner", &self.assigner)
+            .field("watermark", &self.watermark)
+            .field("slices", &self.slices.len())
+            .finish()
+    }
+}
+
+impl PartialWindowAggregator {
+    /// Builds the aggregator for input rows of `input` schema; refuses a spec that
+    /// cannot be split (group keys, session windows, aggregates whose states do not
+    /// merge).
+    pub fn try_new(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<Self> {
+        let (schema, _) = partial_schema(spec, input)?;
+        let bound = bind(&spec.aggregates, input, false)?;
+        let time_index = input
+            .index_of(&spec.time_column)
+            .map_err(|_| crate::unknown_column(&spec.time_column, input))?;
+        Ok(PartialWindowAggregator {
+            assigner: spec.assigner,
+            slice: spec.assigner.slice_size().expect("checked: sliced assigner"),
+            lateness: spec.allowed_lateness,
+            time_column: spec.time_column.clone(),
+            time_index,
+            agg_inputs: bound.inputs,
+            accumulators: bound.accumulators,
+            schema,
+            slices: BTreeMap::new(),
+            rows: Vec::new(),
+            free: Vec::new(),
+            next: 0,
+            watermark: i64::MIN,
+            late_records: 0,
+            group_indices: Vec::new(),
+        })
+    }
+
+    /// Schema of the partial rows (see [`partial_schema`]).
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows returned as late so far.
+    pub fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
+    /// Slices holding rows not sent yet.
+    pub fn open_slices(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// Folds a batch into its slices; returns the rows that are late here (every
+    /// window they belong to closed at this subtask's watermark).
+    pub fn process_batch(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let ts = timestamps_millis(batch.column(self.time_index), &self.time_column)?;
+        let watermark = self.watermark;
+        let is_late = |t: i64| {
+            let start = self.assigner.slice_start(t, self.slice);
+            self.assigner
+                .last_window_end(start)
+                .saturating_sub(1)
+                .saturating_add(self.lateness)
+                <= watermark
+        };
+        if watermark == i64::MIN || !ts.values().iter().any(|&t| is_late(t)) {
+            self.fold(batch, ts.values())?;
+            return Ok(None);
+        }
+        let late: BooleanArray = ts.values().iter().map(|&t| Some(is_late(t))).collect();
+        let on_time = arrow::compute::not(&late)?;
+        let kept = filter_record_batch(batch, &on_time)?;
+        let kept_ts = arrow::compute::filter(ts.as_ref(), &on_time)?;
+        let kept_ts = kept_ts
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("filter keeps the type");
+        self.fold(&kept, kept_ts.values())?;
+        let late_rows = filter_record_batch(batch, &late)?;
+        self.late_records += late_rows.num_rows() as u64;
+        Ok(Some(late_rows))
+    }
+
+    fn fold(&mut self, batch: &RecordBatch, ts: &[i64]) -> Result<()> {
+        if ts.is_empty() {
+            return Ok(());
+        }
+        let mut groups = std::mem::take(&mut self.group_indices);
+        groups.clear();
+        groups.reserve(ts.len());
+        // Rows mostly arrive in time order: the previous row's slice is the likely one.
+        let mut last: Option<(i64, u32)> = None;
+        for &t in ts {
+            let s = self.assigner.slice_start(t, self.slice);
+            let g = match last {
+                Some((ls, g)) if ls == s => g,
+                _ => {
+                    let (free, next) = (&mut self.free, &mut self.next);
+                    let g = *self.slices.entry(s).or_insert_with(|| {
+                        free.pop().unwrap_or_else(|| {
+                            *next += 1;
+                            *next - 1
+                        })
+                    });
+                    if self.rows.len() <= g as usize {
+                        self.rows.resize(g as usize + 1, 0);
+                    }
+                    last = Some((s, g));
+                    g
+                }
+            };
+            self.rows[g as usize] += 1;
+            groups.push(g);
+        }
+        let total = self.next as usize;
+        for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
+            let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
+            acc.update_batch(&values, &groups, total)?;
+        }
+        self.group_indices = groups;
+        Ok(())
+    }
+
+    /// Event time advanced to `watermark`: the partial rows of every slice that ends at
+    /// or before it, to be sent ahead of the watermark.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        self.watermark = self.watermark.max(watermark);
+        // A slice [s, s + slice) may be part of a window that fires at this watermark
+        // once s + slice - 1 <= watermark.
+        let bound = watermark.saturating_sub(self.slice).saturating_add(1);
+        let ready: Vec<i64> = self.slices.range(..=bound).map(|(&s, _)| s).collect();
+        self.send(&ready)
+    }
+
+    /// The partial rows of every open slice (ahead of a checkpoint barrier, or at the
+    /// end of input).
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>> {
+        let all: Vec<i64> = self.slices.keys().copied().collect();
+        self.send(&all)
+    }
+
+    fn send(&mut self, starts: &[i64]) -> Result<Option<RecordBatch>> {
+        if starts.is_empty() {
+            return Ok(None);
+        }
+        let mut groups = Vec::with_capacity(starts.len());
+        let mut rows = Vec::with_capacity(starts.len());
+        for s in starts {
+            let g = self.slices.remove(s).expect("sending an open slice");
+            groups.push(g);
+            rows.push(std::mem::take(&mut self.rows[g as usize]));
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMillisecondArray::from(starts.to_vec())),
+            Arc::new(Int64Array::from(rows)),
+        ];
+        for acc in &mut self.accumulators {
+            columns.extend(acc.state(&groups)?);
+        }
+        for acc in &mut self.accumulators {
+            acc.reset(&groups)?;
+        }
+        if self.slices.is_empty() {
+            // Every id is free again: start over so the accumulators stay small.
+            self.free.clear();
+            self.next = 0;
+        } else {
+            self.free.extend_from_slice(&groups);
+        }
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+}
