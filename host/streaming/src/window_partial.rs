@@ -44,7 +44,10 @@ pub const PARTIAL_ROWS: &str = "__rows";
 
 /// The rows a [`PartialWindowAggregator`] emits: [`PARTIAL_TIME`], [`PARTIAL_ROWS`],
 /// then every aggregate's state columns; and how many state columns each aggregate has.
-pub fn partial_schema(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<(SchemaRef, Vec<usize>)> {
+pub fn partial_schema(
+    spec: &WindowAggregateSpec,
+    input: &SchemaRef,
+) -> Result<(SchemaRef, Vec<usize>)> {
     check_splittable(spec)?;
     let mut bound = bind(&spec.aggregates, input, false)?;
     let mut fields = vec![
@@ -139,7 +142,10 @@ impl PartialWindowAggregator {
             .map_err(|_| crate::unknown_column(&spec.time_column, input))?;
         Ok(PartialWindowAggregator {
             assigner: spec.assigner,
-            slice: spec.assigner.slice_size().expect("checked: sliced assigner"),
+            slice: spec
+                .assigner
+                .slice_size()
+                .expect("checked: sliced assigner"),
             lateness: spec.allowed_lateness,
             time_column: spec.time_column.clone(),
             time_index,

@@ -336,7 +336,10 @@ impl Planner<'_> {
             let (partial, _) = WindowPartialOperator::factory(spec.clone(), &pre_schema)?;
             let partial = self.then(planned, "window-partial", partial);
             let (factory, schema) = WindowOperator::merging(spec, &pre_schema)?;
-            (self.add_keyed(&partial, "window", factory, &[], false), schema)
+            (
+                self.add_keyed(&partial, "window", factory, &[], false),
+                schema,
+            )
         } else {
             let (factory, schema) = WindowOperator::factory(spec, &pre_schema)?;
             (

@@ -94,3 +94,74 @@ async fn a_window_aggregate_without_keys_is_broadcast_to_an_interval_join() {
     .await;
     assert!(edges.iter().all(|e| e.contains("HASH[")), "{edges:?}");
 }
+
+/// The edges of a window aggregation `select` over bids at `parallelism`.
+async fn window_edges(parallelism: u32, select: &str) -> Vec<String> {
+    let mut session = SqlSession::default();
+    let out = session
+        .execute_script(&format!(
+            "SET 'parallelism.default' = '{parallelism}';
+             CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid');
+             CREATE TABLE sink (v DOUBLE) WITH ('connector' = 'blackhole');
+             EXPLAIN INSERT INTO sink SELECT CAST(v AS DOUBLE) FROM ({select});"
+        ))
+        .await
+        .unwrap();
+    let Some(Outcome::Explain(text)) = out.last() else {
+        panic!("{out:?}")
+    };
+    text.lines()
+        .filter(|l| l.contains("-> window:") || l.contains("-> window-partial:"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_window_aggregate_without_keys_is_pre_aggregated_on_every_subtask() {
+    let tumble = "FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))";
+    let edges = window_edges(
+        2,
+        &format!("SELECT MAX(price) + COUNT(*) + AVG(price) AS v {tumble} GROUP BY window_start, window_end"),
+    )
+    .await;
+    assert_eq!(
+        edges,
+        [
+            "window-input -> window-partial: CHAINED",
+            "window-partial -> window: REBALANCE"
+        ]
+    );
+    let hop = "FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))";
+    let edges = window_edges(
+        2,
+        &format!("SELECT MIN(price) AS v {hop} GROUP BY window_start, window_end"),
+    )
+    .await;
+    assert!(
+        edges.iter().any(|e| e.contains("window-partial")),
+        "{edges:?}"
+    );
+    // One subtask: nothing to save. Group keys spread rows already. An aggregate whose
+    // states are not known to merge (DataFusion's) and session windows: one phase.
+    for (parallelism, select) in [
+        (1, format!("SELECT MAX(price) AS v {tumble} GROUP BY window_start, window_end")),
+        (
+            2,
+            format!("SELECT MAX(price) AS v {tumble} GROUP BY auction, window_start, window_end"),
+        ),
+        (
+            2,
+            format!("SELECT STDDEV(price) AS v {tumble} GROUP BY window_start, window_end"),
+        ),
+        (
+            2,
+            "SELECT MAX(price) AS v FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) GROUP BY window_start, window_end".to_string(),
+        ),
+    ] {
+        let edges = window_edges(parallelism, &select).await;
+        assert!(
+            !edges.is_empty() && edges.iter().all(|e| !e.contains("window-partial")),
+            "{select}: {edges:?}"
+        );
+    }
+}

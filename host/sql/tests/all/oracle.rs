@@ -558,6 +558,27 @@ async fn late_bids_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bid.json");
     write_table_with(&path, NexmarkTable::Bid, 300_000, Some(40));
+    late_bids_are_counted_at(&path, 1).await;
+    // Two subtasks, each reading every other bid: each pre-aggregates its rows and
+    // classes late ones against its own watermark.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parts = dir.path().join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    for part in 0..2 {
+        let lines: String = text
+            .lines()
+            .skip(part)
+            .step_by(2)
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        std::fs::write(parts.join(format!("bid-{part}.json")), lines).unwrap();
+    }
+    late_bids_are_counted_at(&parts, 2).await;
+}
+
+/// Counts per second of the bids at `path` (a file or a directory) at `parallelism`:
+/// every bid missing from its window is counted as late.
+async fn late_bids_are_counted_at(path: &Path, parallelism: u32) {
     let mut config = SessionConfig::new();
     fungi_sql::flink_options(&mut config);
     let batch = SessionContext::new_with_config(config);
@@ -577,7 +598,7 @@ async fn late_bids_are_dropped_and_counted() {
     let mut session = SqlSession::default();
     let mut outcomes = session
         .execute_script(&format!(
-            "{ddl}\nSELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"
+            "SET 'parallelism.default' = '{parallelism}';\n{ddl}\nSELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"
         ))
         .await
         .unwrap();
@@ -608,7 +629,10 @@ async fn late_bids_are_dropped_and_counted() {
         )
         .await,
     );
-    assert!(late > 1000, "the file has late bids ({late} counted)");
+    assert!(
+        late > 1000,
+        "the file has late bids ({late} counted at {parallelism})"
+    );
     let mut missing = 0;
     let mut exact = 0;
     for (window, &n) in &expected {
@@ -617,6 +641,9 @@ async fn late_bids_are_dropped_and_counted() {
         missing += n - got;
         exact += usize::from(got == n);
     }
-    assert_eq!(missing, late, "every dropped bid is counted as late");
+    assert_eq!(
+        missing, late,
+        "every dropped bid is counted as late at {parallelism}"
+    );
     assert!(exact > expected.len() / 2, "most windows are complete");
 }

@@ -7,7 +7,9 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray}
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::pretty::pretty_format_batches;
-use fungi_streaming::aggregate::{AggregateCall, CountDistinct, avg, count, count_star, max, min, sum};
+use fungi_streaming::aggregate::{
+    AggregateCall, CountDistinct, avg, count, count_star, max, min, sum,
+};
 use fungi_streaming::window::WindowAssigner;
 use fungi_streaming::window_aggregate::{WindowAggregateSpec, WindowAggregator};
 use fungi_streaming::window_partial::{PartialWindowAggregator, partial_schema};
@@ -152,11 +154,18 @@ fn a_slice_is_sent_once_the_watermark_passes_its_end_and_all_ahead_of_a_barrier(
     // The first slice ends at 99: only it can be part of a window firing at 149.
     let sent = local.advance_watermark(149).unwrap().unwrap();
     assert_eq!(sent.num_rows(), 1);
-    let starts = sent.column(0).as_any().downcast_ref::<TimestampMillisecondArray>();
+    let starts = sent
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>();
     assert_eq!(starts.unwrap().value(0), 0);
     // A barrier takes the rest, with the rows each slice folded (NULLs included).
     let sent = local.flush().unwrap().unwrap();
-    let counts = sent.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+    let counts = sent
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
     assert_eq!(counts.values(), &[2, 1]);
     assert_eq!(local.open_slices(), 0);
     assert!(local.flush().unwrap().is_none());
