@@ -143,13 +143,15 @@ const SQL: &[(&str, &str)] = &[
 /// How often sources emit latency markers during a benchmark.
 const LATENCY_INTERVAL: Duration = Duration::from_millis(10);
 
-/// State and checkpoint settings of a benchmark run.
+/// State, checkpoint and SQL settings of a benchmark run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StateOptions {
     /// Checkpoint every this many ms (into a temporary directory); off if `None`.
     pub(crate) checkpoint_interval_ms: Option<u64>,
     /// Keyed state in RocksDB instead of memory.
     pub(crate) rocksdb: bool,
+    /// `SET 'key' = 'value'` ahead of every SQL query.
+    pub(crate) settings: Vec<(String, String)>,
 }
 
 impl StateOptions {
@@ -179,7 +181,18 @@ impl StateOptions {
         if self.rocksdb {
             args.extend(["--state-backend".to_string(), "rocksdb".to_string()]);
         }
+        for (k, v) in &self.settings {
+            args.extend(["--set".to_string(), format!("{k}={v}")]);
+        }
         args
+    }
+
+    /// The SQL settings as `SET` statements, one per line.
+    pub(crate) fn sql_settings(&self) -> String {
+        self.settings
+            .iter()
+            .map(|(k, v)| format!("SET '{k}' = '{v}';\n"))
+            .collect()
     }
 }
 
@@ -193,8 +206,8 @@ pub(crate) fn sql_text(query: &str, events: u64) -> Result<String> {
 }
 
 /// Plans an embedded Nexmark SQL file for `events` events under `config`.
-fn sql_graph(query: &str, events: u64, config: JobConfig) -> Result<JobGraph> {
-    let text = sql_text(query, events)?;
+fn sql_graph(query: &str, events: u64, config: JobConfig, settings: &str) -> Result<JobGraph> {
+    let text = format!("{settings}{}", sql_text(query, events)?);
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let outcomes = runtime.block_on(fungi_sql::SqlSession::new(config).execute_script(&text))?;
     outcomes
@@ -466,7 +479,7 @@ pub(crate) fn run_one(
                 Some(replay_factory(events)?),
             )?,
             None if query.starts_with("ds-") => graph(query, events, config, None)?,
-            None => sql_graph(query, events, config)?,
+            None => sql_graph(query, events, config, &state.sql_settings())?,
         };
         // Generating the replayed data is not part of the measurement.
         cpu0 = cpu_seconds();

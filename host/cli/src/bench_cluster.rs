@@ -21,6 +21,7 @@ fn settings(p: u32, state: &StateOptions, checkpoints: &std::path::Path) -> Stri
     if state.rocksdb {
         text.push_str("SET 'state.backend.type' = 'rocksdb';\n");
     }
+    text.push_str(&state.sql_settings());
     text
 }
 

@@ -211,6 +211,10 @@ struct NexmarkArgs {
     /// Where keyed state lives: memory (default) or rocksdb.
     #[arg(long, default_value = "memory", value_parser = ["memory", "rocksdb"])]
     state_backend: String,
+    /// A setting for every SQL query, as `SET 'KEY' = 'VALUE'` ahead of its text (for
+    /// example `table.optimizer.agg-phase-strategy=ONE_PHASE`); may be repeated.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
     /// Also run every SQL query on the cluster whose JobManager is at this address
     /// (`host:port`), right after it runs embedded, and compare the two.
     #[arg(long, value_name = "ADDR")]
@@ -608,10 +612,19 @@ fn savepoint(args: SavepointArgs) -> Result<()> {
     }
 }
 
+/// `KEY=VALUE` of `--set`.
+fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
 fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
     let state = bench::StateOptions {
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         rocksdb: args.state_backend == "rocksdb",
+        settings: args.settings.clone(),
     };
     if args.child {
         let result = bench::run_one(&args.query, args.events, args.parallelism, &state)?;

@@ -18,7 +18,7 @@ use fungi_execution::plan::PhysicalPlan;
 use crate::catalog::TableDef;
 use crate::ddl::parse_create_table;
 use crate::error::{Result, SqlError};
-use crate::planner::{Planned, Planner};
+use crate::planner::{PlanSettings, Planned, Planner};
 use crate::plugins::{self, SessionPlugins};
 use crate::statement::StatementKind;
 use crate::text::{closest, split_statements, unquote};
@@ -72,7 +72,7 @@ pub struct SqlSession {
     tables: BTreeMap<String, TableDef>,
     config: JobConfig,
     jobs: usize,
-    state_ttl_ms: Option<i64>,
+    settings: PlanSettings,
     plugins: SessionPlugins,
     dead_letter: DeadLetterSettings,
 }
@@ -129,7 +129,7 @@ impl SqlSession {
             tables: BTreeMap::new(),
             config,
             jobs: 0,
-            state_ttl_ms: None,
+            settings: PlanSettings::default(),
             dead_letter: DeadLetterSettings::default(),
             plugins: SessionPlugins::default(),
         }
@@ -289,7 +289,10 @@ impl SqlSession {
                 let ms = fungi_connector::options::parse_duration(&v)
                     .map_err(|e| SqlError::Plan(format!("SET '{k}': {e}")))?
                     .as_millis() as i64;
-                self.state_ttl_ms = (ms > 0).then_some(ms);
+                self.settings.state_ttl_ms = (ms > 0).then_some(ms);
+            }
+            "table.optimizer.agg-phase-strategy" => {
+                self.settings.agg_phase = v.parse()?;
             }
             "plugin.on-error" => {
                 self.plugins.on_error = v.parse().map_err(|_| {
@@ -384,7 +387,7 @@ impl SqlSession {
             }
             _ => {
                 return Err(SqlError::Plan(format!(
-                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, table.exec.source.idle-timeout, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), dead-letter.path, dead-letter.kafka.topic, dead-letter.kafka.bootstrap-servers, {}",
+                    "unknown setting '{k}'; known: parallelism.default, table.exec.resource.default-parallelism, pipeline.max-parallelism, table.exec.state.ttl, table.optimizer.agg-phase-strategy, table.exec.source.idle-timeout, execution.checkpointing.interval, execution.checkpointing.dir, execution.checkpointing.timeout, execution.checkpointing.min-pause, execution.checkpointing.num-retained, s3.endpoint, s3.access-key, s3.secret-key, s3.region, s3.path.style.access, state.backend.type, restart-strategy.type (and Flink's restart-strategy.* options), dead-letter.path, dead-letter.kafka.topic, dead-letter.kafka.bootstrap-servers, {}",
                     plugins::LIMIT_KEYS.join(", ")
                 )));
             }
@@ -626,7 +629,7 @@ impl SqlSession {
                     &state,
                     &self.tables,
                     &mut graph,
-                    self.state_ttl_ms,
+                    self.settings,
                     lookups.clone(),
                     &mut self.plugins,
                 );
@@ -673,7 +676,7 @@ impl SqlSession {
                     &state,
                     &self.tables,
                     &mut graph,
-                    self.state_ttl_ms,
+                    self.settings,
                     lookups.clone(),
                     &mut self.plugins,
                 );
@@ -732,6 +735,7 @@ pub const TENANT_SETTINGS: &[&str] = &[
     "pipeline.max-parallelism",
     "table.exec.source.idle-timeout",
     "table.exec.state.ttl",
+    "table.optimizer.agg-phase-strategy",
     "plugin.on-error",
     "plugin.batch-rows",
     "dead-letter.path",

@@ -326,7 +326,11 @@ impl Planner<'_> {
         // upstream subtasks, each pre-aggregates its rows and sends one partial row per
         // slice instead (local-global aggregation).
         let two_phase = key_names.is_empty()
-            && planned.parallelism > 1
+            && match self.agg_phase {
+                AggPhaseStrategy::Auto => planned.parallelism > 1,
+                AggPhaseStrategy::OnePhase => false,
+                AggPhaseStrategy::TwoPhase => true,
+            }
             && spec.assigner.slice_size().is_some()
             && spec
                 .aggregates

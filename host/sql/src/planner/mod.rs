@@ -99,6 +99,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) in_window_input: bool,
     /// `table.exec.state.ttl` in ms, for aggregations, joins and Top-N without a window.
     pub(crate) state_ttl_ms: Option<i64>,
+    /// `table.optimizer.agg-phase-strategy`.
+    agg_phase: AggPhaseStrategy,
     /// Tables joined with `FOR SYSTEM_TIME AS OF` in this statement (lookup joins).
     pub(crate) lookups: Vec<String>,
     /// Set while planning the input of a `rownum <= N` filter over `ROW_NUMBER()`.
@@ -108,6 +110,43 @@ pub(crate) struct Planner<'a> {
     /// The session's plugins: aggregates run as Fungi accumulators, scalar functions
     /// whose inputs are coalesced, the error policy, plugin connectors.
     pub(crate) plugins: &'a mut crate::plugins::SessionPlugins,
+}
+
+/// Settings of a session that shape its plans.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlanSettings {
+    /// `table.exec.state.ttl` in ms, for aggregations, joins and Top-N without a window.
+    pub(crate) state_ttl_ms: Option<i64>,
+    /// `table.optimizer.agg-phase-strategy`.
+    pub(crate) agg_phase: AggPhaseStrategy,
+}
+
+/// Flink's `table.optimizer.agg-phase-strategy`: whether a window aggregation without
+/// group keys is pre-aggregated on each upstream subtask (see `aggregate.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum AggPhaseStrategy {
+    /// In two phases when the input runs on several subtasks and the aggregation
+    /// can be split.
+    #[default]
+    Auto,
+    /// Always in one phase.
+    OnePhase,
+    /// In two phases whenever the aggregation can be split, even from one subtask.
+    TwoPhase,
+}
+
+impl std::str::FromStr for AggPhaseStrategy {
+    type Err = SqlError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "AUTO" => Ok(AggPhaseStrategy::Auto),
+            "ONE_PHASE" => Ok(AggPhaseStrategy::OnePhase),
+            "TWO_PHASE" => Ok(AggPhaseStrategy::TwoPhase),
+            _ => Err(SqlError::Plan(format!(
+                "SET 'table.optimizer.agg-phase-strategy': '{s}' is not AUTO, ONE_PHASE or TWO_PHASE"
+            ))),
+        }
+    }
 }
 
 /// What a filter over a `ROW_NUMBER()` column asks of the ranking below it.
@@ -136,7 +175,7 @@ impl<'a> Planner<'a> {
         state: &'a SessionState,
         tables: &'a std::collections::BTreeMap<String, TableDef>,
         graph: &'a mut JobGraph,
-        state_ttl_ms: Option<i64>,
+        settings: PlanSettings,
         lookups: Vec<String>,
         plugins: &'a mut crate::plugins::SessionPlugins,
     ) -> Self {
@@ -145,7 +184,8 @@ impl<'a> Planner<'a> {
             tables,
             graph,
             in_window_input: false,
-            state_ttl_ms,
+            state_ttl_ms: settings.state_ttl_ms,
+            agg_phase: settings.agg_phase,
             lookups,
             rank_request: None,
             rank_used_above: None,

@@ -97,10 +97,15 @@ async fn a_window_aggregate_without_keys_is_broadcast_to_an_interval_join() {
 
 /// The edges of a window aggregation `select` over bids at `parallelism`.
 async fn window_edges(parallelism: u32, select: &str) -> Vec<String> {
+    window_edges_with("", parallelism, select).await
+}
+
+/// [`window_edges`] after the `SET` statements `settings`.
+async fn window_edges_with(settings: &str, parallelism: u32, select: &str) -> Vec<String> {
     let mut session = SqlSession::default();
     let out = session
         .execute_script(&format!(
-            "SET 'parallelism.default' = '{parallelism}';
+            "{settings}SET 'parallelism.default' = '{parallelism}';
              CREATE TABLE bid WITH ('connector' = 'nexmark', 'table' = 'bid');
              CREATE TABLE sink (v DOUBLE) WITH ('connector' = 'blackhole');
              EXPLAIN INSERT INTO sink SELECT CAST(v AS DOUBLE) FROM ({select});"
@@ -164,4 +169,30 @@ async fn a_window_aggregate_without_keys_is_pre_aggregated_on_every_subtask() {
             "{select}: {edges:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_agg_phase_strategy_setting_chooses_one_or_two_phases() {
+    let select = "SELECT COUNT(*) AS v FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) GROUP BY window_start, window_end";
+    let one = "SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE';";
+    let edges = window_edges_with(one, 2, select).await;
+    assert_eq!(edges, ["window-input -> window: REBALANCE"]);
+    let two = "SET 'table.optimizer.agg-phase-strategy' = 'two_phase';";
+    let edges = window_edges_with(two, 1, select).await;
+    assert_eq!(
+        edges,
+        [
+            "window-input -> window-partial: CHAINED",
+            "window-partial -> window: REBALANCE"
+        ]
+    );
+    let err = SqlSession::default()
+        .execute_script("SET 'table.optimizer.agg-phase-strategy' = 'THREE_PHASE';")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'THREE_PHASE' is not AUTO, ONE_PHASE or TWO_PHASE"),
+        "{err}"
+    );
 }
