@@ -11,6 +11,10 @@
 #       first output the sinks commit after recovery), and the checkpoint durations
 #       across hosts (EVENTS and RATE size the job).
 #   FUNGI_BIN   the fungi binary (default: the release build in $CARGO_TARGET_DIR)
+#   TM_WORKER_THREADS  worker threads of each TaskManager (default: the machine's cores
+#       shared out among the TaskManagers, at least one each, so that the cluster runs as
+#       many threads as embedded mode at parallelism = cores; 0: tokio's default, one per
+#       core in every TaskManager)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fungi/target}"
@@ -36,8 +40,12 @@ done
 declare -A tm_pid
 task_managers=(tm1 tm2)
 $recovery && task_managers+=(tm3)
+threads=${TM_WORKER_THREADS:-$(( $(nproc) / ${#task_managers[@]} ))}
+[ "$threads" -ge 1 ] 2>/dev/null || threads=1
+worker_args=()
+[ "${TM_WORKER_THREADS:-}" = 0 ] || worker_args=(--worker-threads "$threads")
 for id in "${task_managers[@]}"; do
-  "$fungi" taskmanager --jobmanager "$address" --slots 1 --id "$id" > /dev/null 2> "$work/$id.log" &
+  "$fungi" taskmanager --jobmanager "$address" --slots 1 --id "$id" "${worker_args[@]}" > /dev/null 2> "$work/$id.log" &
   tm_pid[$id]=$!
   pids+=($!)
 done

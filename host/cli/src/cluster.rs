@@ -137,6 +137,10 @@ pub(crate) struct TaskManagerArgs {
     /// Slots offered: how many subtasks of one chain this TaskManager may run.
     #[arg(long, default_value_t = 1)]
     slots: u32,
+    /// Threads that run its subtasks (default: one per core). On a machine shared with
+    /// other TaskManagers, their sum is best kept at the cores they share.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    worker_threads: Option<u32>,
     /// Where its data endpoint (Arrow Flight, for other TaskManagers) listens; port 0
     /// picks one.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -238,9 +242,17 @@ fn plan_all(spec: &JobSpec) -> Result<Vec<PhysicalPlan>> {
     }
 }
 
-/// A runtime for a long-running role, and a token cancelled on Ctrl-C or SIGTERM.
-fn role_runtime() -> Result<(tokio::runtime::Runtime, CancellationToken)> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+/// A runtime for a long-running role (with `worker_threads`, or one per core), and a
+/// token cancelled on Ctrl-C or SIGTERM.
+fn role_runtime(
+    worker_threads: Option<u32>,
+) -> Result<(tokio::runtime::Runtime, CancellationToken)> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n as usize);
+    }
+    let runtime = builder.build().context("cannot start the tokio runtime")?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     runtime.spawn(async move {
@@ -262,7 +274,7 @@ fn role_runtime() -> Result<(tokio::runtime::Runtime, CancellationToken)> {
 
 /// `fungi jobmanager`.
 pub(crate) fn job_manager(args: JobManagerArgs) -> Result<()> {
-    let (runtime, shutdown) = role_runtime()?;
+    let (runtime, shutdown) = role_runtime(None)?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -325,7 +337,7 @@ pub(crate) fn task_manager(args: TaskManagerArgs) -> Result<()> {
     if args.slots == 0 {
         bail!("--slots must be at least 1");
     }
-    let (runtime, shutdown) = role_runtime()?;
+    let (runtime, shutdown) = role_runtime(args.worker_threads)?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -398,7 +410,7 @@ pub(crate) fn submit(args: &RunArgs, job_manager: &str) -> Result<()> {
     let artifacts = fungi_cluster::artifacts::collect(&spec.text, &std::env::current_dir()?)
         .context("cannot read a plugin or module the job names")?;
     let tls = args.cluster_tls.load()?;
-    let (runtime, stop) = role_runtime()?;
+    let (runtime, stop) = role_runtime(None)?;
     runtime.block_on(async {
         let client = ClusterClient::leader(job_manager, tls.as_ref()).await?;
         let mut runs = tokio::task::JoinSet::new();

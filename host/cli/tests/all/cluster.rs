@@ -100,6 +100,9 @@ impl Cluster {
                 &slots.to_string(),
                 "--listen",
                 &format!("{host}:0"),
+                // Several TaskManagers share this machine's cores.
+                "--worker-threads",
+                "2",
             ])
             .env("FUNGI_LOG", "info")
             .stdout(Stdio::null())
@@ -429,6 +432,19 @@ fn bad_submissions_are_refused_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("nowhere"), "{stderr}");
+    // A TaskManager without threads.
+    let out = fungi()
+        .args([
+            "taskmanager",
+            "--jobmanager",
+            &cluster.address,
+            "--worker-threads",
+            "0",
+        ])
+        .output_within(PROCESS_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
     // No JobManager there.
     let out = fungi()
         .args(["cluster", "status", "--jobmanager", "127.0.0.1:1"])

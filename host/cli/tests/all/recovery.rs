@@ -560,6 +560,28 @@ fn a_window_top_n_recovers_exactly_once() {
 }
 
 #[test]
+fn a_window_without_keys_pre_aggregated_per_subtask_recovers_exactly_once() {
+    // Two phases: each source subtask sends partial rows ahead of every barrier, so the
+    // partial operator keeps nothing; the one window subtask checkpoints the merged state.
+    check_sql_exactly_once(20, |dir| {
+        format!(
+            "{}{BID}
+             CREATE TABLE results (window_start TIMESTAMP(3), bids BIGINT, total BIGINT,
+                 low BIGINT, high BIGINT, mean BIGINT, bidders BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT window_start, COUNT(*), SUM(price), MIN(price), MAX(price), AVG(price),
+                    COUNT(DISTINCT bidder)
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '100' MILLISECOND,
+                            INTERVAL '1' SECOND))
+             GROUP BY window_start, window_end;",
+            settings(&dir.join("checkpoints"), 2),
+            dir.join("out").display()
+        )
+    });
+}
+
+#[test]
 fn an_interval_join_recovers_exactly_once() {
     check_sql_exactly_once(10, |dir| {
         format!(
