@@ -51,9 +51,12 @@ fn spec(assigner: WindowAssigner) -> WindowAggregateSpec {
     }
 }
 
+/// (time, value) rows.
+type Rows = Vec<(i64, Option<i64>)>;
+
 /// Rounds of batches, one per subtask, each round followed by a watermark: times run
 /// forward with disorder, some rows fall behind the watermark, some values are NULL.
-fn rounds(subtasks: usize) -> Vec<(Vec<Vec<(i64, Option<i64>)>>, i64)> {
+fn rounds(subtasks: usize) -> Vec<(Vec<Rows>, i64)> {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
         seed ^= seed << 13;
