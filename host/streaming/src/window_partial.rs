@@ -8,27 +8,28 @@
 //! aggregation behind it ([`WindowAggregator::merging`]) merges partial rows where it
 //! would have folded input rows, so only a handful of rows per slice and subtask travel.
 //!
-//! When partial rows are sent decides correctness:
+//! When partial rows are sent decides correctness, and keeps the results and late counts
+//! those of the one-phase aggregation:
 //! - A slice is sent once the watermark has passed its end, ahead of that watermark:
 //!   no window containing the slice can fire before, and the global aggregation sees the
-//!   partial row before the watermark that fires the window.
-//! - Everything is sent ahead of a checkpoint barrier and at the end of input, so the
-//!   operator holds no state in a checkpoint.
+//!   partial row before the watermark that fires the window. Until then its rows are on
+//!   time there too, since the global watermark is the smallest of its inputs'.
+//! - Rows of a slice whose end the watermark has already passed are sent at once, as
+//!   a partial row behind the batch they came in, so the global aggregation judges them
+//!   against its own watermark at the moment the one-phase aggregation would have: late
+//!   rows are counted there with the rows they stand for (`__rows`), rows within the
+//!   allowed lateness update their windows.
+//! - Everything is sent ahead of a checkpoint barrier, when the input goes idle and at
+//!   the end of input, so the operator holds no state in a checkpoint.
 //!
-//! A row whose windows have all closed at this subtask's watermark is late here, and
-//! returned for the late side output as the window operator returns it. A partial row
-//! that still reaches the global aggregation after its windows fired (its subtask was
-//! idle while the others advanced event time) is counted there as late with the rows it
-//! stands for (its `__rows`). Session windows are not split: a session's extent depends
-//! on every row of its key.
+//! Session windows are not split: a session's extent depends on every row of its key.
 //!
 //! [`WindowAggregator::merging`]: crate::window_aggregate::WindowAggregator::merging
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fungi_common::time::timestamps_millis;
 use fungi_common::{FungiError, Result};
@@ -102,7 +103,6 @@ fn check_splittable(spec: &WindowAggregateSpec) -> Result<()> {
 pub struct PartialWindowAggregator {
     assigner: WindowAssigner,
     slice: i64,
-    lateness: i64,
     time_column: String,
     time_index: usize,
     agg_inputs: Vec<Vec<usize>>,
@@ -116,7 +116,6 @@ pub struct PartialWindowAggregator {
     free: Vec<u32>,
     next: u32,
     watermark: i64,
-    late_records: u64,
     group_indices: Vec<u32>,
 }
 
@@ -146,7 +145,6 @@ impl PartialWindowAggregator {
                 .assigner
                 .slice_size()
                 .expect("checked: sliced assigner"),
-            lateness: spec.allowed_lateness,
             time_column: spec.time_column.clone(),
             time_index,
             agg_inputs: bound.inputs,
@@ -157,7 +155,6 @@ impl PartialWindowAggregator {
             free: Vec::new(),
             next: 0,
             watermark: i64::MIN,
-            late_records: 0,
             group_indices: Vec::new(),
         })
     }
@@ -167,45 +164,20 @@ impl PartialWindowAggregator {
         &self.schema
     }
 
-    /// Rows returned as late so far.
-    pub fn late_records(&self) -> u64 {
-        self.late_records
-    }
-
     /// Slices holding rows not sent yet.
     pub fn open_slices(&self) -> usize {
         self.slices.len()
     }
 
-    /// Folds a batch into its slices; returns the rows that are late here (every
-    /// window they belong to closed at this subtask's watermark).
+    /// Folds a batch into its slices; returns the partial rows of the slices whose end
+    /// the watermark has already passed (rows behind it), to be sent right away.
     pub fn process_batch(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let ts = timestamps_millis(batch.column(self.time_index), &self.time_column)?;
-        let watermark = self.watermark;
-        let is_late = |t: i64| {
-            let start = self.assigner.slice_start(t, self.slice);
-            self.assigner
-                .last_window_end(start)
-                .saturating_sub(1)
-                .saturating_add(self.lateness)
-                <= watermark
-        };
-        if watermark == i64::MIN || !ts.values().iter().any(|&t| is_late(t)) {
-            self.fold(batch, ts.values())?;
+        self.fold(batch, ts.values())?;
+        if self.watermark == i64::MIN {
             return Ok(None);
         }
-        let late: BooleanArray = ts.values().iter().map(|&t| Some(is_late(t))).collect();
-        let on_time = arrow::compute::not(&late)?;
-        let kept = filter_record_batch(batch, &on_time)?;
-        let kept_ts = arrow::compute::filter(ts.as_ref(), &on_time)?;
-        let kept_ts = kept_ts
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("filter keeps the type");
-        self.fold(&kept, kept_ts.values())?;
-        let late_rows = filter_record_batch(batch, &late)?;
-        self.late_records += late_rows.num_rows() as u64;
-        Ok(Some(late_rows))
+        self.send_ready()
     }
 
     fn fold(&mut self, batch: &RecordBatch, ts: &[i64]) -> Result<()> {
@@ -252,9 +224,14 @@ impl PartialWindowAggregator {
     /// or before it, to be sent ahead of the watermark.
     pub fn advance_watermark(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
         self.watermark = self.watermark.max(watermark);
-        // A slice [s, s + slice) may be part of a window that fires at this watermark
+        self.send_ready()
+    }
+
+    /// The partial rows of the slices that end at or before the watermark.
+    fn send_ready(&mut self) -> Result<Option<RecordBatch>> {
+        // A slice [s, s + slice) may be part of a window that fires at the watermark
         // once s + slice - 1 <= watermark.
-        let bound = watermark.saturating_sub(self.slice).saturating_add(1);
+        let bound = self.watermark.saturating_sub(self.slice).saturating_add(1);
         let ready: Vec<i64> = self.slices.range(..=bound).map(|(&s, _)| s).collect();
         self.send(&ready)
     }

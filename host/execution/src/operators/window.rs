@@ -131,13 +131,11 @@ impl Operator for WindowOperator {
 
 /// The local phase of a two-phase window aggregation (see
 /// [`fungi_streaming::window_partial`]): folds its subtask's rows into one partial row
-/// per slice, sent when the watermark passes the slice, ahead of every checkpoint
-/// barrier (so it saves no state) and when its input goes idle or ends. Late rows go to
-/// the side output [`LATE_TAG`].
+/// per slice, sent when the watermark passes the slice (at once for rows behind it),
+/// ahead of every checkpoint barrier (so it saves no state) and when its input goes
+/// idle or ends. The window behind it judges lateness.
 pub struct WindowPartialOperator {
     aggregator: PartialWindowAggregator,
-    late_tag: Arc<str>,
-    metrics: Option<Arc<OperatorMetrics>>,
 }
 
 impl WindowPartialOperator {
@@ -154,8 +152,6 @@ impl WindowPartialOperator {
         let factory: OperatorFactory = Arc::new(move |_| {
             Ok(Box::new(WindowPartialOperator {
                 aggregator: PartialWindowAggregator::try_new(&spec, &input)?,
-                late_tag: Arc::from(LATE_TAG),
-                metrics: None,
             }) as Box<dyn Operator>)
         });
         Ok((factory, schema))
@@ -170,17 +166,9 @@ impl WindowPartialOperator {
 }
 
 impl Operator for WindowPartialOperator {
-    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.metrics = Some(ctx.metrics.clone());
-        Ok(())
-    }
-
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let before = self.aggregator.late_records();
-        let late = self.aggregator.process_batch(&batch)?;
-        count_late(&self.metrics, before, self.aggregator.late_records());
-        if let Some(late) = late {
-            out.emit_side(&self.late_tag, late);
+        if let Some(partials) = self.aggregator.process_batch(&batch)? {
+            out.emit(partials);
         }
         Ok(())
     }

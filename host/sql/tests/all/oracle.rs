@@ -559,8 +559,8 @@ async fn late_bids_are_dropped_and_counted() {
     let path = dir.path().join("bid.json");
     write_table_with(&path, NexmarkTable::Bid, 300_000, Some(40));
     late_bids_are_counted_at(&path, 1).await;
-    // Two subtasks, each reading every other bid: each pre-aggregates its rows and
-    // classes late ones against its own watermark.
+    // Two subtasks, each reading every other bid: each pre-aggregates its rows, and the
+    // window counts the late ones among them.
     let text = std::fs::read_to_string(&path).unwrap();
     let parts = dir.path().join("parts");
     std::fs::create_dir(&parts).unwrap();
