@@ -56,22 +56,26 @@ pub struct BatchOutcome {
 
 /// Dense group ids with reuse.
 #[derive(Debug, Default)]
-struct GroupIds {
+pub(crate) struct GroupIds {
     next: u32,
     free: Vec<u32>,
 }
 
 impl GroupIds {
-    fn alloc(&mut self) -> u32 {
+    pub(crate) fn alloc(&mut self) -> u32 {
         self.free.pop().unwrap_or_else(|| {
             self.next += 1;
             self.next - 1
         })
     }
-    fn total(&self) -> usize {
+    /// Gives `groups` back for reuse.
+    pub(crate) fn release(&mut self, groups: &[u32]) {
+        self.free.extend_from_slice(groups);
+    }
+    pub(crate) fn total(&self) -> usize {
         self.next as usize
     }
-    fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.next as usize - self.free.len()
     }
 }
@@ -558,7 +562,7 @@ impl WindowAggregator {
         for acc in &mut self.accumulators {
             acc.reset(groups)?;
         }
-        self.ids.free.extend_from_slice(groups);
+        self.ids.release(groups);
         Ok(())
     }
 

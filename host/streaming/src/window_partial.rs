@@ -34,9 +34,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fungi_common::time::timestamps_millis;
 use fungi_common::{FungiError, Result};
 
-use crate::aggregate::{GroupsAccumulator, bind};
+use crate::aggregate::{BoundAggregates, GroupsAccumulator, bind};
 use crate::window::WindowAssigner;
-use crate::window_aggregate::WindowAggregateSpec;
+use crate::window_aggregate::{GroupIds, WindowAggregateSpec};
 
 /// The column of a partial row holding its slice's start.
 pub const PARTIAL_TIME: &str = "__time";
@@ -49,6 +49,15 @@ pub fn partial_schema(
     spec: &WindowAggregateSpec,
     input: &SchemaRef,
 ) -> Result<(SchemaRef, Vec<usize>)> {
+    let (schema, widths, _) = bind_partial(spec, input)?;
+    Ok((schema, widths))
+}
+
+/// [`partial_schema`], with the aggregates bound to `input`.
+fn bind_partial(
+    spec: &WindowAggregateSpec,
+    input: &SchemaRef,
+) -> Result<(SchemaRef, Vec<usize>, BoundAggregates)> {
     check_splittable(spec)?;
     let mut bound = bind(&spec.aggregates, input, false)?;
     let mut fields = vec![
@@ -71,7 +80,7 @@ pub fn partial_schema(
             ));
         }
     }
-    Ok((Arc::new(Schema::new(fields)), widths))
+    Ok((Arc::new(Schema::new(fields)), widths, bound))
 }
 
 /// Refuses a spec that cannot be aggregated in two phases (see the module docs).
@@ -112,9 +121,7 @@ pub struct PartialWindowAggregator {
     slices: BTreeMap<i64, u32>,
     /// Rows folded into each group id.
     rows: Vec<i64>,
-    /// Group ids of sent slices, for reuse.
-    free: Vec<u32>,
-    next: u32,
+    ids: GroupIds,
     watermark: i64,
     group_indices: Vec<u32>,
 }
@@ -134,8 +141,7 @@ impl PartialWindowAggregator {
     /// cannot be split (group keys, session windows, aggregates whose states do not
     /// merge).
     pub fn try_new(spec: &WindowAggregateSpec, input: &SchemaRef) -> Result<Self> {
-        let (schema, _) = partial_schema(spec, input)?;
-        let bound = bind(&spec.aggregates, input, false)?;
+        let (schema, _, bound) = bind_partial(spec, input)?;
         let time_index = input
             .index_of(&spec.time_column)
             .map_err(|_| crate::unknown_column(&spec.time_column, input))?;
@@ -152,8 +158,7 @@ impl PartialWindowAggregator {
             schema,
             slices: BTreeMap::new(),
             rows: Vec::new(),
-            free: Vec::new(),
-            next: 0,
+            ids: GroupIds::default(),
             watermark: i64::MIN,
             group_indices: Vec::new(),
         })
@@ -194,13 +199,8 @@ impl PartialWindowAggregator {
             let g = match last {
                 Some((ls, g)) if ls == s => g,
                 _ => {
-                    let (free, next) = (&mut self.free, &mut self.next);
-                    let g = *self.slices.entry(s).or_insert_with(|| {
-                        free.pop().unwrap_or_else(|| {
-                            *next += 1;
-                            *next - 1
-                        })
-                    });
+                    let ids = &mut self.ids;
+                    let g = *self.slices.entry(s).or_insert_with(|| ids.alloc());
                     if self.rows.len() <= g as usize {
                         self.rows.resize(g as usize + 1, 0);
                     }
@@ -211,7 +211,7 @@ impl PartialWindowAggregator {
             self.rows[g as usize] += 1;
             groups.push(g);
         }
-        let total = self.next as usize;
+        let total = self.ids.total();
         for (acc, inputs) in self.accumulators.iter_mut().zip(&self.agg_inputs) {
             let values: Vec<ArrayRef> = inputs.iter().map(|&i| batch.column(i).clone()).collect();
             acc.update_batch(&values, &groups, total)?;
@@ -266,10 +266,9 @@ impl PartialWindowAggregator {
         }
         if self.slices.is_empty() {
             // Every id is free again: start over so the accumulators stay small.
-            self.free.clear();
-            self.next = 0;
+            self.ids = GroupIds::default();
         } else {
-            self.free.extend_from_slice(&groups);
+            self.ids.release(&groups);
         }
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }

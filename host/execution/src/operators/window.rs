@@ -35,20 +35,7 @@ impl WindowOperator {
         spec: WindowAggregateSpec,
         input: &SchemaRef,
     ) -> Result<(OperatorFactory, SchemaRef)> {
-        // Validate (and learn the output schema) once, at planning time.
-        let schema = WindowAggregator::try_new(&spec, input)?
-            .output_schema()
-            .clone();
-        let input = input.clone();
-        let factory: OperatorFactory = Arc::new(move |s| {
-            Ok(Box::new(WindowOperator {
-                aggregator: WindowAggregator::try_new(&spec, &input)?,
-                late_tag: Arc::from(LATE_TAG),
-                metrics: None,
-                subtask: *s,
-            }) as Box<dyn Operator>)
-        });
-        Ok((factory, schema))
+        Self::factory_of(spec, input, WindowAggregator::try_new)
     }
 
     /// A factory for the global phase of a two-phase window aggregation: it merges the
@@ -58,13 +45,21 @@ impl WindowOperator {
         spec: WindowAggregateSpec,
         input: &SchemaRef,
     ) -> Result<(OperatorFactory, SchemaRef)> {
-        let schema = WindowAggregator::merging(&spec, input)?
-            .output_schema()
-            .clone();
+        Self::factory_of(spec, input, WindowAggregator::merging)
+    }
+
+    /// A factory of operators around the aggregators `build` makes.
+    fn factory_of(
+        spec: WindowAggregateSpec,
+        input: &SchemaRef,
+        build: fn(&WindowAggregateSpec, &SchemaRef) -> Result<WindowAggregator>,
+    ) -> Result<(OperatorFactory, SchemaRef)> {
+        // Validate (and learn the output schema) once, at planning time.
+        let schema = build(&spec, input)?.output_schema().clone();
         let input = input.clone();
         let factory: OperatorFactory = Arc::new(move |s| {
             Ok(Box::new(WindowOperator {
-                aggregator: WindowAggregator::merging(&spec, &input)?,
+                aggregator: build(&spec, &input)?,
                 late_tag: Arc::from(LATE_TAG),
                 metrics: None,
                 subtask: *s,
