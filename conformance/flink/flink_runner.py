@@ -59,17 +59,36 @@ def run(job):
     return {"id": job["id"], "columns": columns, "rows": rows}
 
 
+def error_text(e):
+    msg = str(e)
+    # Java exceptions arrive with a long stack: keep the cause lines.
+    lines = [line for line in msg.splitlines() if "Exception" in line or "rror" in line]
+    return " | ".join(lines[:4])[:800] or msg[:800]
+
+
+def run_with_retry(job):
+    """Runs a job, and once more in a fresh table environment when the first attempt
+    fails. Flink's planner keeps its metadata provider in a thread-local of the Java
+    thread that created the environment, and Py4J now and then serves a later call on
+    another thread of its pool, where planning fails with `NullPointerException:
+    metadataHandlerProvider` (about one job in 150). A failure of the query itself fails
+    the second attempt the same way, so it is still reported."""
+    try:
+        return run(job)
+    except Exception as first:  # noqa: BLE001 - every failure is a result to report
+        try:
+            result = run(job)
+        except Exception as e:  # noqa: BLE001
+            return {"id": job["id"], "error": error_text(e)}
+        result["retried_after"] = error_text(first)
+        return result
+
+
 def main():
     jobs = json.load(open(sys.argv[1]))
     with open(sys.argv[2], "w") as out:
         for job in jobs:
-            try:
-                result = run(job)
-            except Exception as e:  # noqa: BLE001 - every failure is a result to report
-                msg = str(e)
-                # Java exceptions arrive with a long stack: keep the cause lines.
-                lines = [line for line in msg.splitlines() if "Exception" in line or "rror" in line]
-                result = {"id": job["id"], "error": " | ".join(lines[:4])[:800] or msg[:800]}
+            result = run_with_retry(job)
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
             out.flush()
             print(f"flink: {job['id']}", file=sys.stderr, flush=True)

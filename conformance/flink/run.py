@@ -245,6 +245,8 @@ def main():
                        "detail": detail})
         mark = "ok  " if ok else "FAIL"
         print(f"{mark} {job_id:40} {status}: {detail[:300]}")
+        if "retried_after" in flink:
+            print(f"     {'':40} (Flink's first attempt failed: {flink['retried_after'][:200]})")
     print(f"\n{len(report) - failures}/{len(report)} runs as expected, {len(cases)} cases, "
           f"scale {args.scale}, {time.time() - started:.0f} s")
     if args.json:
