@@ -11,14 +11,26 @@
 //! either input is one. A state TTL bounds what is kept: rows older than it are
 //! forgotten, as in Flink with `table.exec.state.ttl`.
 //!
+//! Outer joins (LEFT, RIGHT, FULL) also emit each row of an outer input that has no
+//! partner, padded with NULLs, as Flink does: a row arriving with no partner emits
+//! `+I (row, NULL...)`; when its key's first partner arrives on the other side, that
+//! padded row is taken back (`-D`) before the pairs are emitted, and when its key's last
+//! partner is retracted it is emitted again. Matching is by the equality keys alone, so
+//! whether a row has a partner is whether the other side keeps a row with its key: no
+//! count per row is kept. A row with a NULL key has no partner. The output of an outer
+//! join is a changelog.
+//!
 //! In lookup mode (`JOIN t FOR SYSTEM_TIME AS OF ...` on a bounded table) the right
 //! input is the table: left rows are not kept; they are probed against the whole table,
-//! waiting (with their watermarks) until the table has been read.
+//! waiting (with their watermarks) until the table has been read. A LEFT lookup join
+//! emits a probe row without a partner padded, once: the table is complete, so its
+//! output stays append-only.
 
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
+    new_null_array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::{SortOptions, cast, take};
@@ -46,6 +58,18 @@ pub struct RegularJoinSpec {
     pub lookup: bool,
     /// Forget rows kept for longer than this (ms).
     pub ttl_ms: Option<i64>,
+    /// Which inputs also emit their rows that have no partner, padded with NULLs:
+    /// `[true, false]` is a LEFT join, `[false, true]` a RIGHT one, both a FULL one.
+    pub outer: [bool; 2],
+}
+
+/// One output row of a probe: a row of the probing batch, a kept row of the other
+/// side, or both (a pair); a missing side is padded with NULLs.
+#[derive(Debug, Clone, Copy)]
+struct Emitted {
+    own: Option<u32>,
+    other: Option<RowRef>,
+    kind: RowKind,
 }
 
 /// One input's kept rows: the rows, and for each key id the rows with that key.
@@ -119,11 +143,26 @@ impl RegularJoinOperator {
                 op,
             })
         };
+        if spec.lookup && spec.outer[1] {
+            return Err(FungiError::Plan(
+                "a lookup join keeps the rows of its probe side only (INNER or LEFT)".into(),
+            ));
+        }
         let sides = [side(left, spec.ops[0])?, side(right, spec.ops[1])?];
-        let updating = spec.ops.iter().any(Option::is_some);
+        // A lookup join's padded rows are final (the table is complete when probed).
+        let pads_change = !spec.lookup && spec.outer.iter().any(|&o| o);
+        let updating = spec.ops.iter().any(Option::is_some) || pads_change;
         let mut fields: Vec<Field> = Vec::new();
-        for s in &sides {
-            fields.extend(s.store.schema().fields().iter().map(|f| f.as_ref().clone()));
+        for (i, s) in sides.iter().enumerate() {
+            // The columns of an input are NULL in the padded rows of the other one.
+            let padded = spec.outer[1 - i];
+            fields.extend(
+                s.store
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(f.is_nullable() || padded)),
+            );
         }
         if updating {
             fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
@@ -203,46 +242,10 @@ impl RegularJoinOperator {
             }
         }
         let valid = |i: usize| nulls.as_ref().is_none_or(|b| b.is_valid(i));
-        // Probe the other side.
-        let other = 1 - side;
-        let ttl = self.spec.ttl_ms.is_some();
-        let (mut mine, mut theirs, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..n {
-            if !valid(i) {
-                continue;
-            }
-            let Side { store, index, .. } = &mut self.sides[other];
-            let list = &mut index[ids[i] as usize];
-            if ttl {
-                list.retain(|r| store.contains(*r));
-            }
-            let kind = match &retracts {
-                Some(r) if r[i] => RowKind::Delete,
-                _ => RowKind::Insert,
-            };
-            for &r in list.iter() {
-                mine.push(i as u32);
-                theirs.push(r);
-                kinds.push(kind as i8);
-            }
-        }
-        if !mine.is_empty() {
-            let idx = UInt32Array::from(mine);
-            let own: Vec<ArrayRef> = data
-                .columns()
-                .iter()
-                .map(|c| take(c, &idx, None))
-                .collect::<Result<_, _>>()?;
-            let other_cols = self.sides[other].store.gather(&theirs)?;
-            let mut columns = if side == 0 {
-                [own, other_cols].concat()
-            } else {
-                [other_cols, own].concat()
-            };
-            if self.updating {
-                columns.push(Arc::new(Int8Array::from(kinds)));
-            }
-            out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
+        let emitted = self.probe(side, n, &ids, retracts.as_deref(), &valid);
+        if !emitted.is_empty() {
+            let joined = self.emitted_rows(side, &data, &emitted)?;
+            out.emit(joined);
         }
         // Keep the rows (not the lookup join's probe side).
         if !(self.spec.lookup && side == 0) {
@@ -250,6 +253,152 @@ impl RegularJoinOperator {
         }
         self.key_ids = ids;
         Ok(())
+    }
+
+    /// The output rows of `n` rows of `side` (their key ids, which retract, which have a
+    /// key), in input order: pairs with the other side's kept rows and, for outer
+    /// inputs, padded rows and the padded rows they take back or bring back.
+    fn probe(
+        &mut self,
+        side: usize,
+        n: usize,
+        ids: &[u32],
+        retracts: Option<&[bool]>,
+        valid: &dyn Fn(usize) -> bool,
+    ) -> Vec<Emitted> {
+        let other = 1 - side;
+        let ttl = self.spec.ttl_ms.is_some();
+        let (own_outer, other_outer) = (self.spec.outer[side], self.spec.outer[other]);
+        // Rows of this batch seen so far per key (additions minus retractions): whether
+        // the other side's rows of a key were padded depends on the rows before.
+        let mut seen: std::collections::HashMap<u32, i64> = std::collections::HashMap::new();
+        let mut emitted = Vec::new();
+        for i in 0..n {
+            let retract = retracts.is_some_and(|r| r[i]);
+            let (kind, undo) = if retract {
+                (RowKind::Delete, RowKind::Insert)
+            } else {
+                (RowKind::Insert, RowKind::Delete)
+            };
+            if !valid(i) {
+                if own_outer {
+                    emitted.push(Emitted {
+                        own: Some(i as u32),
+                        other: None,
+                        kind,
+                    });
+                }
+                continue;
+            }
+            let key = ids[i] as usize;
+            let Side { store, index, .. } = &mut self.sides[other];
+            let list = &mut index[key];
+            if ttl {
+                list.retain(|r| store.contains(*r));
+            }
+            if list.is_empty() {
+                if own_outer {
+                    emitted.push(Emitted {
+                        own: Some(i as u32),
+                        other: None,
+                        kind,
+                    });
+                }
+            } else {
+                // The other side's rows of this key were padded while this side had
+                // none: an addition to no rows takes the padding back, the retraction
+                // of the last row brings it back.
+                let flips = other_outer && {
+                    let Side { store, index, .. } = &mut self.sides[side];
+                    let mine = &mut index[key];
+                    if ttl {
+                        mine.retain(|r| store.contains(*r));
+                    }
+                    let count = seen.entry(ids[i]).or_insert(mine.len() as i64);
+                    let before = *count;
+                    *count += if retract { -1 } else { 1 };
+                    if retract { before == 1 } else { before == 0 }
+                };
+                let list = &self.sides[other].index[key];
+                for &r in list {
+                    if flips && !retract {
+                        emitted.push(Emitted {
+                            own: None,
+                            other: Some(r),
+                            kind: undo,
+                        });
+                    }
+                    emitted.push(Emitted {
+                        own: Some(i as u32),
+                        other: Some(r),
+                        kind,
+                    });
+                    if flips && retract {
+                        emitted.push(Emitted {
+                            own: None,
+                            other: Some(r),
+                            kind: undo,
+                        });
+                    }
+                }
+            }
+        }
+        emitted
+    }
+
+    /// The rows `emitted` of a probe by `data` of `side`, in the output's columns.
+    fn emitted_rows(
+        &self,
+        side: usize,
+        data: &RecordBatch,
+        emitted: &[Emitted],
+    ) -> Result<RecordBatch> {
+        let own_idx: UInt32Array = emitted.iter().map(|e| e.own).collect();
+        let own: Vec<ArrayRef> = data
+            .columns()
+            .iter()
+            .map(|c| take(c, &own_idx, None))
+            .collect::<Result<_, _>>()?;
+        // The other side's rows, gathered once, then placed (NULL where padded).
+        let refs: Vec<RowRef> = emitted.iter().filter_map(|e| e.other).collect();
+        let other_store = &self.sides[1 - side].store;
+        let other_cols = if refs.is_empty() {
+            other_store
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), emitted.len()))
+                .collect()
+        } else if refs.len() == emitted.len() {
+            other_store.gather(&refs)?
+        } else {
+            let gathered = other_store.gather(&refs)?;
+            let mut next = 0u32;
+            let other_idx: UInt32Array = emitted
+                .iter()
+                .map(|e| {
+                    e.other.map(|_| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect();
+            gathered
+                .iter()
+                .map(|c| take(c, &other_idx, None))
+                .collect::<Result<_, _>>()?
+        };
+        let mut columns = if side == 0 {
+            [own, other_cols].concat()
+        } else {
+            [other_cols, own].concat()
+        };
+        if self.updating {
+            columns.push(Arc::new(Int8Array::from_iter_values(
+                emitted.iter().map(|e| e.kind as i8),
+            )));
+        }
+        Ok(RecordBatch::try_new(self.output.clone(), columns)?)
     }
 
     fn keep(
@@ -534,6 +683,7 @@ mod tests {
             ops: [None, None],
             lookup: false,
             ttl_ms: None,
+            outer: [false, false],
         };
         let mut j = join(spec.clone(), false);
         feed(
@@ -588,6 +738,7 @@ mod tests {
             ops: [Some(2), None],
             lookup: false,
             ttl_ms: None,
+            outer: [false, false],
         };
         let mut j = join(spec, true);
         assert!(
@@ -625,6 +776,7 @@ mod tests {
             ops: [None, None],
             lookup: true,
             ttl_ms: None,
+            outer: [false, false],
         };
         let mut j = join(spec, false);
         assert!(feed(&mut j, 0, batch(&[(Some(1), "probe")], None)).is_empty());
@@ -641,5 +793,126 @@ mod tests {
             vec!["1,p2,1,t"]
         );
         assert_eq!(j.kept_rows(), [0, 1]);
+    }
+
+    #[test]
+    fn a_left_join_pads_rows_without_a_partner_and_takes_the_padding_back() {
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [None, None],
+            lookup: false,
+            ttl_ms: None,
+            outer: [true, false],
+        };
+        let mut j = join(spec, false);
+        assert!(j.output.field(2).is_nullable() && j.output.field(3).is_nullable());
+        assert_eq!(
+            feed(
+                &mut j,
+                0,
+                batch(&[(Some(1), "a"), (None, "n")], None)
+            ),
+            vec!["1,a,,,0", ",n,,,0"],
+            "rows without a partner (and NULL keys) are padded"
+        );
+        assert_eq!(
+            feed(&mut j, 1, batch(&[(Some(1), "x"), (Some(2), "z")], None)),
+            vec!["1,a,,,3", "1,a,1,x,0"],
+            "the first partner takes the padded row back; the right side is not padded"
+        );
+        assert_eq!(
+            feed(&mut j, 1, batch(&[(Some(1), "y")], None)),
+            vec!["1,a,1,y,0"]
+        );
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(1), "b"), (Some(3), "c")], None)),
+            vec!["1,b,1,x,0", "1,b,1,y,0", "3,c,,,0"]
+        );
+    }
+
+    #[test]
+    fn a_full_join_over_a_changelog_pads_both_sides_in_order() {
+        use RowKind::*;
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [Some(2), None],
+            lookup: false,
+            ttl_ms: None,
+            outer: [true, true],
+        };
+        let mut j = join(spec.clone(), true);
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(1), "a")], Some(&[Insert]))),
+            vec!["1,a,,,0"]
+        );
+        assert_eq!(
+            feed(&mut j, 1, batch(&[(Some(1), "x"), (Some(2), "z")], None)),
+            vec!["1,a,,,3", "1,a,1,x,0", ",,2,z,0"]
+        );
+        // An update of the only left row of key 1: its pair goes, x is padded for a
+        // moment, then taken back by the new row.
+        assert_eq!(
+            feed(
+                &mut j,
+                0,
+                batch(
+                    &[(Some(1), "a"), (Some(1), "b")],
+                    Some(&[UpdateBefore, UpdateAfter])
+                )
+            ),
+            vec!["1,a,1,x,3", ",,1,x,0", ",,1,x,3", "1,b,1,x,0"]
+        );
+        // What was padded survives a checkpoint: a left row of key 2 takes z's
+        // padding back after a restore.
+        let state = j
+            .snapshot_state(CheckpointId(1), &mut Output::default())
+            .unwrap()
+            .unwrap();
+        let mut j = join(spec, true);
+        j.restore_state(&RestoredState {
+            checkpoint: 1,
+            old_parallelism: 1,
+            states: vec![(0, state)],
+            root: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(2), "c")], Some(&[Insert]))),
+            vec![",,2,z,3", "2,c,2,z,0"]
+        );
+        // The last left row of key 1 leaves: x is padded again.
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(1), "b")], Some(&[Delete]))),
+            vec!["1,b,1,x,3", ",,1,x,0"]
+        );
+        assert_eq!(j.kept_rows(), [1, 2]);
+    }
+
+    #[test]
+    fn a_left_lookup_join_pads_once_and_stays_append_only() {
+        let spec = RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [None, None],
+            lookup: true,
+            ttl_ms: None,
+            outer: [true, false],
+        };
+        let mut j = join(spec.clone(), false);
+        assert!(!j.updating);
+        assert!(feed(&mut j, 1, batch(&[(Some(2), "t")], None)).is_empty());
+        let mut out = Output::default();
+        j.input_ended(1, &mut out).unwrap();
+        assert_eq!(
+            feed(&mut j, 0, batch(&[(Some(1), "p"), (Some(2), "q")], None)),
+            vec!["1,p,,", "2,q,2,t"]
+        );
+        let right_outer = RegularJoinSpec {
+            outer: [false, true],
+            ..spec
+        };
+        assert!(
+            RegularJoinOperator::new(&right_outer, &schema(false), &schema(false)).is_err(),
+            "a lookup join cannot keep the table's rows without a partner"
+        );
     }
 }

@@ -28,6 +28,14 @@ pub(super) fn sides(e: &Expr, ls: &DFSchema, rs: &DFSchema) -> Sides {
     }
 }
 
+/// How a regular join treats its inputs.
+pub(super) struct JoinHow {
+    /// The looked-up table of a lookup join (`FOR SYSTEM_TIME AS OF`).
+    lookup: Option<String>,
+    /// Which inputs keep their rows without a partner (LEFT, RIGHT, FULL).
+    outer: [bool; 2],
+}
+
 /// The plan's scanned table, if it is a scan (possibly aliased).
 pub(super) fn scanned_table(plan: &LogicalPlan) -> Option<String> {
     match plan {
@@ -47,12 +55,20 @@ impl Planner<'_> {
         extra: Vec<Expr>,
     ) -> Result<Planned> {
         use datafusion::logical_expr::JoinType;
-        if j.join_type != JoinType::Inner {
-            return Err(SqlError::unsupported(
-                format!("{} joins", j.join_type),
-                "use an INNER join (outer joins are being built)",
-            ));
-        }
+        let outer = match j.join_type {
+            JoinType::Inner => [false, false],
+            JoinType::Left => [true, false],
+            JoinType::Right => [false, true],
+            JoinType::Full => [true, true],
+            other => {
+                return Err(SqlError::unsupported(
+                    format!("{other} joins (from IN or EXISTS with a subquery)"),
+                    "write the subquery as an INNER join (with DISTINCT on its side), or a \
+                     LEFT join and a WHERE ... IS NULL for NOT IN / NOT EXISTS",
+                ));
+            }
+        };
+        let is_outer = outer.contains(&true);
         if j.null_equality == datafusion::common::NullEquality::NullEqualsNull && !j.on.is_empty() {
             return Err(SqlError::unsupported(
                 "join keys compared with IS NOT DISTINCT FROM",
@@ -93,6 +109,9 @@ impl Planner<'_> {
             }
         }
         let lookup = scanned_table(&j.right).filter(|t| self.lookups.contains(t));
+        if is_outer {
+            return self.outer_join(j, outer, keys, [left_only, right_only], rest, lookup);
+        }
         let mut left = self.plan(&j.left)?;
         let mut right = self.plan(&j.right)?;
         if let Some(c) = left_only.into_iter().reduce(|a, b| a.and(b)) {
@@ -123,7 +142,75 @@ impl Planner<'_> {
         {
             return Ok(joined);
         }
-        self.regular_join(j, left, right, &keys, lookup, rest)
+        let how = JoinHow {
+            lookup,
+            outer: [false, false],
+        };
+        self.regular_join(j, left, right, &keys, how, rest)
+    }
+
+    /// A LEFT, RIGHT or FULL join: a regular (or LEFT lookup) join on the equalities
+    /// between its sides. A condition of the ON clause on one side filters that side
+    /// before the join when its rows are not kept without a partner; on a side whose
+    /// rows are kept, a row failing it has no partner, so it makes the row's key NULL.
+    fn outer_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        outer: [bool; 2],
+        mut keys: Vec<(Expr, Expr)>,
+        one_side: [Vec<Expr>; 2],
+        rest: Vec<Expr>,
+        lookup: Option<String>,
+    ) -> Result<Planned> {
+        let kind = j.join_type;
+        if let Some(c) = rest.first() {
+            return Err(SqlError::unsupported(
+                format!(
+                    "a {kind} join whose ON clause compares its two sides other than by \
+                     equality ({c}); interval and window joins are INNER joins"
+                ),
+                "join on equalities only and filter the joined rows in a WHERE clause, or \
+                 use an INNER join",
+            ));
+        }
+        if keys.is_empty() {
+            return Err(SqlError::unsupported(
+                format!("a {kind} join without an equality between its two sides"),
+                "join on a column of each side (`ON a.k = b.k`)",
+            ));
+        }
+        if lookup.is_some() && outer[1] {
+            return Err(SqlError::unsupported(
+                format!("a {kind} lookup join (FOR SYSTEM_TIME AS OF)"),
+                "use an INNER or a LEFT lookup join: the rows of the looked-up table are \
+                 not kept",
+            ));
+        }
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let mut inputs = [self.plan(&j.left)?, self.plan(&j.right)?];
+        for (side, conditions) in one_side.into_iter().enumerate() {
+            let Some(c) = conditions.into_iter().reduce(|a, b| a.and(b)) else {
+                continue;
+            };
+            if outer[side] {
+                // The row stays, without a partner: a NULL key matches nothing.
+                let key = if side == 0 {
+                    &mut keys[0].0
+                } else {
+                    &mut keys[0].1
+                };
+                *key = datafusion::logical_expr::when(c, key.clone()).end()?;
+            } else {
+                let predicate = self.physical(&c, if side == 0 { &ls } else { &rs })?;
+                inputs[side] = self.then(
+                    inputs[side],
+                    "filter",
+                    PredicateOperator::factory(self.plugins.on_error, predicate),
+                );
+            }
+        }
+        let [left, right] = inputs;
+        self.regular_join(j, left, right, &keys, JoinHow { lookup, outer }, Vec::new())
     }
 
     /// A window join or an interval join, if the keys and conditions make one.
@@ -217,9 +304,10 @@ impl Planner<'_> {
         left: Planned,
         right: Planned,
         keys: &[(Expr, Expr)],
-        lookup: Option<String>,
+        how: JoinHow,
         rest: Vec<Expr>,
     ) -> Result<Planned> {
+        let JoinHow { lookup, outer } = how;
         if let Some(table) = &lookup {
             let def = &self.tables[table];
             if !fungi_connector::descriptor::descriptor(&def.connector).is_some_and(|c| c.lookup) {
@@ -249,9 +337,12 @@ impl Planner<'_> {
             ops: [op_of(&left, &la), op_of(&right, &ra)],
             lookup: lookup.is_some(),
             ttl_ms: self.state_ttl_ms,
+            outer,
         };
         let (factory, output) = RegularJoinOperator::factory(spec, la.clone(), ra.clone())?;
-        let updating = left.updating || right.updating;
+        // Padded rows are taken back when a partner arrives, except in a lookup join.
+        let updating =
+            left.updating || right.updating || (lookup.is_none() && outer.contains(&true));
         let name = if lookup.is_some() {
             "lookup-join"
         } else {

@@ -398,8 +398,11 @@ impl Planner<'_> {
                 Ok(projected)
             }
             LogicalPlan::Filter(f) => {
-                if let LogicalPlan::Join(j) = f.input.as_ref() {
-                    // WHERE conditions over a join may be its time bounds (interval joins).
+                if let LogicalPlan::Join(j) = f.input.as_ref()
+                    && j.join_type == datafusion::logical_expr::JoinType::Inner
+                {
+                    // WHERE conditions over an inner join may be its time bounds (interval
+                    // joins). Over an outer join they filter its output, padded rows too.
                     let conditions = split_conjunction(&f.predicate)
                         .into_iter()
                         .cloned()

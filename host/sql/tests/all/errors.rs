@@ -45,9 +45,25 @@ async fn unsupported_sql_says_what_to_write() {
     );
     let e = error("SELECT * FROM bid ORDER BY price").await;
     assert!(e.contains("ORDER BY on an unbounded stream"), "{e}");
-    let e = error("SELECT a.auction FROM bid a LEFT JOIN bid b ON a.auction = b.auction").await;
+    let e = error(
+        "SELECT a.auction FROM bid a LEFT JOIN bid b ON a.auction = b.auction AND a.price < b.price",
+    )
+    .await;
     assert!(
-        e.contains("unsupported: Left joins") && e.contains("use an INNER join"),
+        e.contains("a LEFT join whose ON clause compares its two sides other than by equality")
+            && e.contains("a.price < b.price")
+            && e.contains("filter the joined rows in a WHERE clause"),
+        "{e}"
+    );
+    let e = error("SELECT a.auction FROM bid a FULL JOIN bid b ON a.price > 10").await;
+    assert!(
+        e.contains("a FULL join without an equality between its two sides")
+            && e.contains("ON a.k = b.k"),
+        "{e}"
+    );
+    let e = error("SELECT auction FROM bid WHERE auction IN (SELECT price FROM bid)").await;
+    assert!(
+        e.contains("joins (from IN or EXISTS with a subquery)") && e.contains("INNER join"),
         "{e}"
     );
     let e = error(

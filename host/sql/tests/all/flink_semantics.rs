@@ -404,3 +404,99 @@ async fn union_distinct_and_floor_answer_as_in_flink() {
         assert_eq!(got, expected, "{query}");
     }
 }
+
+/// `events` and `other` over the given rows, in a temporary directory.
+fn two_tables(dir: &tempfile::TempDir, left: &[String], right: &[String]) -> String {
+    let right_path = dir.path().join("other.json");
+    std::fs::write(&right_path, right.join("\n")).unwrap();
+    let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+    format!(
+        "{} CREATE TABLE other (k INT, v BIGINT, ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        events(dir, &refs),
+        right_path.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outer_joins_pad_the_rows_without_a_partner() {
+    let dir = tempfile::tempdir().unwrap();
+    let left = [
+        row(Some(1), Some(1), 1.0),
+        row(Some(2), Some(2), 2.0),
+        row(None, Some(3), 3.0),
+        row(Some(1), Some(4), 4.0),
+    ];
+    let right = [
+        row(Some(1), Some(10), 1.5),
+        row(Some(3), Some(30), 2.5),
+        row(None, Some(40), 3.5),
+    ];
+    let header = two_tables(&dir, &left, &right);
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            "LEFT JOIN other o ON e.k = o.k",
+            &["1 | 10", "2 | NULL", "3 | NULL", "4 | 10"],
+        ),
+        (
+            "RIGHT JOIN other o ON e.k = o.k",
+            &["1 | 10", "4 | 10", "NULL | 30", "NULL | 40"],
+        ),
+        (
+            "FULL OUTER JOIN other o ON e.k = o.k",
+            &["1 | 10", "2 | NULL", "3 | NULL", "4 | 10", "NULL | 30", "NULL | 40"],
+        ),
+        // A condition on the kept side: a row failing it has no partner, but stays.
+        (
+            "LEFT JOIN other o ON e.k = o.k AND e.v > 1",
+            &["1 | NULL", "2 | NULL", "3 | NULL", "4 | 10"],
+        ),
+        // A condition on the other side: its rows failing it are no partners.
+        (
+            "LEFT JOIN other o ON e.k = o.k AND o.v > 10",
+            &["1 | NULL", "2 | NULL", "3 | NULL", "4 | NULL"],
+        ),
+        // WHERE filters the joined rows, padded ones too (an anti-join).
+        (
+            "LEFT JOIN other o ON e.k = o.k WHERE o.v IS NULL",
+            &["2 | NULL", "3 | NULL"],
+        ),
+        (
+            "FULL JOIN other o ON e.k = o.k AND o.v < 40 AND e.v < 4",
+            &["1 | 10", "2 | NULL", "3 | NULL", "4 | NULL", "NULL | 30", "NULL | 40"],
+        ),
+    ];
+    for parallelism in [1, 2] {
+        for (join, want) in cases {
+            let mut session = SqlSession::default();
+            let sql = format!(
+                "{header} SET 'parallelism.default' = '{parallelism}';
+                 SELECT e.v, o.v FROM events e {join}"
+            );
+            assert_eq!(
+                select_final(&mut session, &sql).await,
+                want,
+                "{join} at parallelism {parallelism}"
+            );
+        }
+    }
+    // Over an updating input: a count per key, left-joined; the count's updates move
+    // the pairs and the padded rows with them.
+    let mut session = SqlSession::default();
+    let sql = format!(
+        "{header} SELECT c.k, c.n, o.v FROM
+           (SELECT k, count(*) AS n FROM events GROUP BY k) c
+           FULL JOIN other o ON c.k = o.k"
+    );
+    assert_eq!(
+        select_final(&mut session, &sql).await,
+        vec![
+            "1 | 2 | 10",
+            "2 | 1 | NULL",
+            "NULL | 1 | NULL",
+            "NULL | NULL | 30",
+            "NULL | NULL | 40"
+        ]
+    );
+}
