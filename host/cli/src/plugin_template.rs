@@ -297,7 +297,7 @@ mod tests {
     /// Every file of `sdk-rust/` (but its README) is in the copy a new plugin gets.
     #[test]
     fn the_vendored_sdk_is_complete() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = fungi_testkit::repo_root();
         let mut missing = Vec::new();
         let mut stack = vec![root.join("sdk-rust")];
         while let Some(dir) = stack.pop() {

@@ -56,7 +56,7 @@ mod proto_tests {
     /// now (needs `protoc`, installed by `scripts/install-test-services.sh`).
     #[test]
     fn the_generated_code_matches_the_proto_file() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = fungi_testkit::repo_root();
         let out = tempfile::tempdir().unwrap();
         tonic_prost_build::configure()
             .out_dir(out.path())

@@ -807,11 +807,7 @@ mod tests {
         let mut j = join(spec, false);
         assert!(j.output.field(2).is_nullable() && j.output.field(3).is_nullable());
         assert_eq!(
-            feed(
-                &mut j,
-                0,
-                batch(&[(Some(1), "a"), (None, "n")], None)
-            ),
+            feed(&mut j, 0, batch(&[(Some(1), "a"), (None, "n")], None)),
             vec!["1,a,,,0", ",n,,,0"],
             "rows without a partner (and NULL keys) are padded"
         );

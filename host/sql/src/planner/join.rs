@@ -162,7 +162,11 @@ impl Planner<'_> {
         rest: Vec<Expr>,
         lookup: Option<String>,
     ) -> Result<Planned> {
-        let kind = j.join_type;
+        let kind = match outer {
+            [true, false] => "LEFT",
+            [false, true] => "RIGHT",
+            _ => "FULL",
+        };
         if let Some(c) = rest.first() {
             return Err(SqlError::unsupported(
                 format!(

@@ -227,6 +227,19 @@ impl Planner<'_> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        let subquery = expr.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_)
+            ))
+        })?;
+        if subquery {
+            return Err(SqlError::unsupported(
+                "a subquery inside an expression (IN, EXISTS or a scalar subquery)",
+                "write it as a join: an INNER join on the subquery (with DISTINCT) for IN \
+                 and EXISTS, a LEFT join and `WHERE ... IS NULL` for NOT IN and NOT EXISTS",
+            ));
+        }
         let expr = self.rewrite_functions(expr.clone(), schema)?;
         Ok(self.state.create_physical_expr(expr, schema)?)
     }

@@ -61,11 +61,17 @@ async fn unsupported_sql_says_what_to_write() {
             && e.contains("ON a.k = b.k"),
         "{e}"
     );
-    let e = error("SELECT auction FROM bid WHERE auction IN (SELECT price FROM bid)").await;
-    assert!(
-        e.contains("joins (from IN or EXISTS with a subquery)") && e.contains("INNER join"),
-        "{e}"
-    );
+    for subquery in [
+        "SELECT auction FROM bid WHERE auction IN (SELECT price FROM bid)",
+        "SELECT auction FROM bid b WHERE NOT EXISTS (SELECT 1 FROM bid c WHERE c.price = b.auction)",
+        "SELECT auction, (SELECT max(price) FROM bid) FROM bid",
+    ] {
+        let e = error(subquery).await;
+        assert!(
+            e.contains("a subquery inside an expression") && e.contains("LEFT join"),
+            "{subquery}: {e}"
+        );
+    }
     let e = error(
         "SELECT auction, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bid",
     )

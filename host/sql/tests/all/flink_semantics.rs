@@ -445,7 +445,14 @@ async fn outer_joins_pad_the_rows_without_a_partner() {
         ),
         (
             "FULL OUTER JOIN other o ON e.k = o.k",
-            &["1 | 10", "2 | NULL", "3 | NULL", "4 | 10", "NULL | 30", "NULL | 40"],
+            &[
+                "1 | 10",
+                "2 | NULL",
+                "3 | NULL",
+                "4 | 10",
+                "NULL | 30",
+                "NULL | 40",
+            ],
         ),
         // A condition on the kept side: a row failing it has no partner, but stays.
         (
@@ -464,7 +471,14 @@ async fn outer_joins_pad_the_rows_without_a_partner() {
         ),
         (
             "FULL JOIN other o ON e.k = o.k AND o.v < 40 AND e.v < 4",
-            &["1 | 10", "2 | NULL", "3 | NULL", "4 | NULL", "NULL | 30", "NULL | 40"],
+            &[
+                "1 | 10",
+                "2 | NULL",
+                "3 | NULL",
+                "4 | NULL",
+                "NULL | 30",
+                "NULL | 40",
+            ],
         ),
     ];
     for parallelism in [1, 2] {
