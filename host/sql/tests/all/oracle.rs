@@ -524,6 +524,61 @@ mod nexmark {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outer_joins_match_batch() {
+        let f = fixture(100_000).await;
+        // Sellers without auctions, and auctions of sellers without a person row.
+        for join in ["LEFT", "RIGHT", "FULL"] {
+            let q = format!(
+                "SELECT P.id, P.name, A.id, A.category FROM person P {join} JOIN auction A
+                 ON P.id = A.seller AND A.category <> 10"
+            );
+            check(&f, 2, &q, &q).await;
+        }
+        // A LEFT lookup join: the side input holds every other key.
+        let side = f.dir.path().join("half_side_input.csv");
+        let text: String = (0..10_000)
+            .step_by(2)
+            .map(|k| format!("{k},side-{k}\n"))
+            .collect();
+        std::fs::write(&side, text).unwrap();
+        let ddl = format!(
+            "CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            side.display()
+        );
+        f.batch
+            .register_csv(
+                "side_input",
+                side.to_str().unwrap(),
+                datafusion::prelude::CsvReadOptions::new()
+                    .has_header(false)
+                    .schema(&arrow::datatypes::Schema::new(vec![
+                        arrow::datatypes::Field::new(
+                            "key",
+                            arrow::datatypes::DataType::Int64,
+                            false,
+                        ),
+                        arrow::datatypes::Field::new(
+                            "value",
+                            arrow::datatypes::DataType::Utf8,
+                            false,
+                        ),
+                    ])),
+            )
+            .await
+            .unwrap();
+        let stream = format!(
+            "{ddl}
+             SELECT B.auction, B.price, S.`value`
+             FROM (SELECT *, PROCTIME() AS p_time FROM bid) B
+             LEFT JOIN side_input FOR SYSTEM_TIME AS OF B.p_time AS S
+             ON mod(B.auction, 10000) = S.key"
+        );
+        let batch = "SELECT B.auction, B.price, S.value
+            FROM bid B LEFT JOIN side_input S ON B.auction % 10000 = S.key";
+        check(&f, 2, &stream, batch).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processing_time_windows_count_every_bid() {
         // q12's windows depend on the wall clock; their counts per bidder add up to the
         // bidder's bids, whichever windows the bids fell in.
