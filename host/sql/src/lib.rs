@@ -43,6 +43,7 @@ mod flink_strings;
 pub mod limits;
 mod names;
 mod operators;
+mod over;
 pub mod planner;
 mod plugins;
 mod python;

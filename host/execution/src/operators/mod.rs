@@ -27,6 +27,6 @@ pub use rank::{RankOperator, RankSpec};
 pub use regular_join::{RegularJoinOperator, RegularJoinSpec};
 pub use updating::UpdatingAggregateOperator;
 pub use watermark::{ProcessingTimeWatermarks, WatermarkAssigner};
-pub use window::{LATE_TAG, WindowOperator, WindowPartialOperator};
+pub use window::{LATE_TAG, WindowOperator, WindowPartialOperator, rescale_filter};
 pub use window_join::{WindowJoinOperator, WindowJoinSpec};
 pub use window_rank::{WindowRankOperator, WindowRankSpec};

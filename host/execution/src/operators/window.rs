@@ -200,7 +200,7 @@ impl Operator for WindowPartialOperator {
 
 /// For a restore into subtask `s`: the key groups it owns when the parallelism changed
 /// since `state` was saved (its keys must be filtered), `None` when it did not.
-pub(crate) fn rescale_filter(state: &RestoredState, s: &SubtaskInfo) -> Option<KeyGroupFilter> {
+pub fn rescale_filter(state: &RestoredState, s: &SubtaskInfo) -> Option<KeyGroupFilter> {
     state.rescaled(s.parallelism).then(|| {
         let key_groups = KeyGroups::new(s.max_parallelism);
         KeyGroupFilter {

@@ -58,11 +58,13 @@ use crate::udfs;
 
 mod aggregate;
 mod join;
+mod over;
 mod rank;
 mod scan;
 mod union;
 mod window;
 
+use self::over::*;
 use self::rank::*;
 use self::window::*;
 
@@ -446,6 +448,7 @@ impl Planner<'_> {
                 r
             }
             LogicalPlan::Join(j) => self.join(j, Vec::new()),
+            LogicalPlan::Window(w) if is_over_aggregate(w) => self.over_aggregate(w),
             LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Sort(_) => Err(SqlError::unsupported(
                 "ORDER BY on an unbounded stream",

@@ -514,3 +514,82 @@ async fn outer_joins_pad_the_rows_without_a_partner() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_aggregations_run_in_event_time_order_and_drop_late_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Key 1 out of order within the bound; key 2 with a NULL value and two rows at one
+    // time; the last row of key 1 is late (behind the last time key 1 emitted).
+    let rows = [
+        row(Some(1), Some(10), 1.0),
+        row(Some(1), Some(30), 3.0),
+        row(Some(1), Some(20), 2.0),
+        row(Some(2), None, 2.5),
+        row(Some(2), Some(5), 4.0),
+        row(Some(2), Some(7), 4.0),
+        row(None, Some(100), 5.0),
+        row(Some(1), Some(40), 9.0),
+        row(Some(1), Some(1), 2.5),
+    ];
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let header = events(&dir, &refs);
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW",
+            &[
+                "1 | 10 | 10 | 1 | 10",
+                "1 | 20 | 30 | 2 | 15",
+                "1 | 30 | 50 | 2 | 25",
+                "1 | 40 | 70 | 2 | 35",
+                "2 | 5 | 5 | 1 | 5",
+                "2 | 7 | 12 | 2 | 6",
+                "2 | NULL | NULL | 0 | NULL",
+                "NULL | 100 | 100 | 1 | 100",
+            ],
+        ),
+        // Rows of one time are peers in a RANGE frame: both rows at 4 s see each other.
+        (
+            "RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW",
+            &[
+                "1 | 10 | 10 | 1 | 10",
+                "1 | 20 | 30 | 2 | 15",
+                "1 | 30 | 60 | 3 | 20",
+                "1 | 40 | 40 | 1 | 40",
+                "2 | 5 | 12 | 2 | 6",
+                "2 | 7 | 12 | 2 | 6",
+                "2 | NULL | NULL | 0 | NULL",
+                "NULL | 100 | 100 | 1 | 100",
+            ],
+        ),
+        (
+            "ROWS BETWEEN CURRENT ROW AND CURRENT ROW",
+            &[
+                "1 | 10 | 10 | 1 | 10",
+                "1 | 20 | 20 | 1 | 20",
+                "1 | 30 | 30 | 1 | 30",
+                "1 | 40 | 40 | 1 | 40",
+                "2 | 5 | 5 | 1 | 5",
+                "2 | 7 | 7 | 1 | 7",
+                "2 | NULL | NULL | 0 | NULL",
+                "NULL | 100 | 100 | 1 | 100",
+            ],
+        ),
+    ];
+    for parallelism in [1, 2] {
+        for (frame, want) in cases {
+            let mut session = SqlSession::default();
+            let sql = format!(
+                "{header} SET 'parallelism.default' = '{parallelism}';
+                 SELECT k, v, SUM(v) OVER w AS s, COUNT(v) OVER w AS c, AVG(v) OVER w AS a
+                 FROM events WINDOW w AS (PARTITION BY k ORDER BY ts {frame})"
+            );
+            let ran = run(&mut session, &sql).await;
+            ran.result.as_ref().unwrap();
+            let mut rows = crate::rows_in_order(&ran.rows);
+            rows.sort();
+            assert_eq!(rows, want, "{frame} at parallelism {parallelism}");
+            let late: u64 = ran.metrics.iter().map(|o| o.late_records).sum();
+            assert_eq!(late, 1, "{frame} at parallelism {parallelism}");
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! OVER aggregations ordered by event time: `agg(x) OVER (PARTITION BY k ORDER BY ts
+//! ROWS BETWEEN n PRECEDING AND CURRENT ROW)` or `RANGE BETWEEN INTERVAL 'd' PRECEDING
+//! AND CURRENT ROW`, as Flink runs them.
+//!
+//! Every row is emitted once, with its aggregates appended, when the watermark reaches
+//! its time: rows wait until then, so that each partition's rows are aggregated in time
+//! order whatever order they arrived in (rows of one time in arrival order). A row whose
+//! time is not after the last time its partition already emitted is late: it goes to
+//! the `late` side output, as in Flink's `RowTimeRowsBoundedPrecedingFunction` and
+//! `RowTimeRangeBoundedPrecedingFunction`. Rows of one time are peers in a RANGE frame
+//! (each sees the others), not in a ROWS frame.
+//!
+//! The aggregates are DataFusion's window expressions, evaluated once per partition and
+//! watermark over the partition's kept rows and its new rows (sorted by time): the same
+//! frames, types and NULL handling as a batch query. Each partition keeps only the rows
+//! a later frame can reach (the last n rows, or those within d of its last time), so the
+//! state is bounded by the frame. Checkpoints save those rows, the rows still waiting
+//! and each partition's last time.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array,
+    UInt64Array,
+};
+use arrow::compute::{SortColumn, concat, concat_batches, filter_record_batch, lexsort_to_indices};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::physical_expr::window::WindowExpr;
+use fungi_common::ids::{CheckpointId, SubtaskInfo};
+use fungi_common::{FungiError, Result, Watermark};
+use fungi_execution::RestoredState;
+use fungi_execution::metrics::OperatorMetrics;
+use fungi_execution::operator::{OperatorContext, OperatorFactory};
+use fungi_execution::operators::{LATE_TAG, rescale_filter};
+use fungi_execution::{Operator, Output};
+use fungi_streaming::keys::KeyTable;
+use fungi_streaming::state_codec::{decode_batch, encode_batch};
+
+/// How far back an OVER aggregation's frame reaches from the current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverFrame {
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`.
+    Rows(u64),
+    /// `RANGE BETWEEN INTERVAL 'd' PRECEDING AND CURRENT ROW`, d in milliseconds.
+    Range(i64),
+}
+
+/// What an OVER aggregation computes.
+#[derive(Debug, Clone)]
+pub(crate) struct OverSpec {
+    /// Partition columns of the input.
+    pub(crate) partition: Vec<usize>,
+    /// The event-time column the rows are ordered by.
+    pub(crate) time: usize,
+    /// The frame every aggregate shares.
+    pub(crate) frame: OverFrame,
+    /// The aggregates, over the input's columns, each with the frame above.
+    pub(crate) functions: Vec<Arc<dyn WindowExpr>>,
+}
+
+/// Aggregates each row over the rows before it in its partition (see the module docs).
+pub(crate) struct OverAggregateOperator {
+    spec: OverSpec,
+    input: SchemaRef,
+    output: SchemaRef,
+    keys: KeyTable,
+    /// Per partition id: the time of the last row emitted (`i64::MIN`: none yet).
+    last_time: Vec<i64>,
+    /// Rows waiting for the watermark, in arrival order.
+    pending: Vec<RecordBatch>,
+    /// The rows later frames may reach, sorted by partition, time and arrival.
+    kept: RecordBatch,
+    kept_ids: Vec<u32>,
+    subtask: SubtaskInfo,
+    metrics: Option<Arc<OperatorMetrics>>,
+    late_tag: Arc<str>,
+    scratch_ids: Vec<u32>,
+}
+
+/// The rows of `batch` where `mask` is set.
+fn select(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> {
+    Ok(filter_record_batch(batch, mask)?)
+}
+
+impl OverAggregateOperator {
+    /// A factory over rows of `input`; returns the output schema (the input's columns,
+    /// then one per aggregate).
+    pub(crate) fn factory(
+        spec: OverSpec,
+        input: SchemaRef,
+    ) -> Result<(OperatorFactory, SchemaRef)> {
+        let output = Self::new(&spec, &input)?.output;
+        let out = output.clone();
+        let factory: OperatorFactory = Arc::new(move |s| {
+            let mut over = Self::new(&spec, &input)?;
+            over.subtask = *s;
+            Ok(Box::new(over) as Box<dyn Operator>)
+        });
+        Ok((factory, out))
+    }
+
+    fn new(spec: &OverSpec, input: &SchemaRef) -> Result<Self> {
+        if !matches!(input.field(spec.time).data_type(), DataType::Timestamp(..)) {
+            return Err(FungiError::Plan(format!(
+                "an OVER aggregation orders by a time column; '{}' is {}",
+                input.field(spec.time).name(),
+                input.field(spec.time).data_type()
+            )));
+        }
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for f in &spec.functions {
+            let field = f
+                .field()
+                .map_err(|e| FungiError::Plan(format!("OVER aggregate {}: {e}", f.name())))?;
+            fields.push(field.as_ref().clone().with_nullable(true));
+        }
+        let key_fields = spec
+            .partition
+            .iter()
+            .map(|&p| input.field(p).clone().with_nullable(true))
+            .collect();
+        Ok(OverAggregateOperator {
+            spec: spec.clone(),
+            input: input.clone(),
+            output: Arc::new(Schema::new(fields)),
+            keys: KeyTable::new(key_fields)?,
+            last_time: Vec::new(),
+            pending: Vec::new(),
+            kept: RecordBatch::new_empty(input.clone()),
+            kept_ids: Vec::new(),
+            subtask: SubtaskInfo {
+                index: 0,
+                parallelism: 1,
+                max_parallelism: 1,
+            },
+            metrics: None,
+            late_tag: Arc::from(LATE_TAG),
+            scratch_ids: Vec::new(),
+        })
+    }
+
+    /// The time column of `batch` in milliseconds.
+    fn times(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
+        let time = arrow::compute::cast(
+            batch.column(self.spec.time),
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        Ok(time
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("cast to milliseconds")
+            .clone())
+    }
+
+    /// Interns the partition keys of `batch` into `ids`.
+    fn intern(&mut self, batch: &RecordBatch, ids: &mut Vec<u32>) -> Result<()> {
+        let columns: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&p| batch.column(p).clone())
+            .collect();
+        self.keys.intern(&columns, batch.num_rows(), ids)?;
+        if self.last_time.len() < self.keys.len() {
+            self.last_time.resize(self.keys.len(), i64::MIN);
+        }
+        Ok(())
+    }
+
+    /// Emits every waiting row whose time is at or behind `watermark`.
+    fn fire(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let waiting = concat_batches(&self.input, &std::mem::take(&mut self.pending))?;
+        let times = self.times(&waiting)?;
+        let due: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_none_or(|t| t <= watermark)))
+            .collect();
+        let later = select(&waiting, &arrow::compute::not(&due)?)?;
+        if later.num_rows() > 0 {
+            self.pending.push(later);
+        }
+        let due = select(&waiting, &due)?;
+        if due.num_rows() == 0 {
+            return Ok(());
+        }
+        // Late: no time, or not after the last time the partition emitted.
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        self.intern(&due, &mut ids)?;
+        let times = self.times(&due)?;
+        let on_time: BooleanArray = (0..due.num_rows())
+            .map(|i| Some(times.is_valid(i) && times.value(i) > self.last_time[ids[i] as usize]))
+            .collect();
+        if on_time.true_count() < due.num_rows() {
+            let late = select(&due, &arrow::compute::not(&on_time)?)?;
+            if let Some(m) = &self.metrics {
+                m.late_records
+                    .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+            }
+            out.emit_side(&self.late_tag, late);
+        }
+        let fresh = select(&due, &on_time)?;
+        let fresh_ids: Vec<u32> = ids
+            .iter()
+            .zip(on_time.values().iter())
+            .filter_map(|(&id, ok)| ok.then_some(id))
+            .collect();
+        self.scratch_ids = ids;
+        if fresh.num_rows() > 0 {
+            self.aggregate(fresh, fresh_ids, out)?;
+        }
+        Ok(())
+    }
+
+    /// Aggregates `fresh` rows (partition ids `fresh_ids`) over the kept rows and emits
+    /// them; then keeps what later frames can reach.
+    fn aggregate(
+        &mut self,
+        fresh: RecordBatch,
+        fresh_ids: Vec<u32>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let old = self.kept.num_rows();
+        let all = concat_batches(&self.input, [&self.kept, &fresh])?;
+        let ids = UInt32Array::from_iter_values(self.kept_ids.iter().chain(&fresh_ids).copied());
+        let times = self.times(&all)?;
+        let arrival = UInt64Array::from_iter_values(0..all.num_rows() as u64);
+        let order = lexsort_to_indices(
+            &[
+                SortColumn {
+                    values: Arc::new(ids.clone()),
+                    options: None,
+                },
+                SortColumn {
+                    values: Arc::new(times),
+                    options: None,
+                },
+                SortColumn {
+                    values: Arc::new(arrival),
+                    options: None,
+                },
+            ],
+            None,
+        )?;
+        let sorted = arrow::compute::take_record_batch(&all, &order)?;
+        let sorted_ids: Vec<u32> = order
+            .values()
+            .iter()
+            .map(|&i| ids.value(i as usize))
+            .collect();
+        let is_new: Vec<bool> = order.values().iter().map(|&i| i as usize >= old).collect();
+        let times = self.times(&sorted)?;
+        let mut emitted: Vec<u32> = Vec::with_capacity(fresh.num_rows());
+        let mut results: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.functions.len()];
+        let mut keep = vec![false; sorted.num_rows()];
+        let mut start = 0;
+        while start < sorted.num_rows() {
+            let id = sorted_ids[start];
+            let end = start + sorted_ids[start..].iter().take_while(|&&x| x == id).count();
+            // A partition's new rows follow its kept rows: they are after its last time.
+            let first_new = (start..end).find(|&i| is_new[i]).unwrap_or(end);
+            if first_new < end {
+                let rows = sorted.slice(start, end - start);
+                for (f, result) in self.spec.functions.iter().zip(&mut results) {
+                    let values = f.evaluate(&rows).map_err(|e| FungiError::Operator {
+                        operator: "over-aggregate".into(),
+                        message: format!("{}: {e}", f.name()),
+                    })?;
+                    result.push(values.slice(first_new - start, end - first_new));
+                }
+                emitted.extend(first_new as u32..end as u32);
+                self.last_time[id as usize] = times.value(end - 1);
+            }
+            match self.spec.frame {
+                OverFrame::Rows(n) => {
+                    let from = end.saturating_sub(n as usize).max(start);
+                    keep[from..end].iter_mut().for_each(|k| *k = true);
+                }
+                OverFrame::Range(d) => {
+                    let last = self.last_time[id as usize];
+                    for (i, k) in keep.iter_mut().enumerate().take(end).skip(start) {
+                        *k = times.value(i) > last.saturating_sub(d);
+                    }
+                }
+            }
+            start = end;
+        }
+        if !emitted.is_empty() {
+            let rows = arrow::compute::take_record_batch(&sorted, &UInt32Array::from(emitted))?;
+            let mut columns = rows.columns().to_vec();
+            for parts in &results {
+                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                columns.push(concat(&parts)?);
+            }
+            out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
+        }
+        let keep = BooleanArray::from(keep);
+        self.kept = select(&sorted, &keep)?;
+        self.kept_ids = sorted_ids
+            .iter()
+            .zip(keep.values().iter())
+            .filter_map(|(&id, k)| k.then_some(id))
+            .collect();
+        Ok(())
+    }
+
+    /// The partitions' last times: partition columns, then `last_time`.
+    fn marks(&self) -> Result<RecordBatch> {
+        let ids: Vec<u32> = (0..self.last_time.len() as u32)
+            .filter(|&id| self.last_time[id as usize] != i64::MIN)
+            .collect();
+        let mut fields: Vec<Field> = self.keys.fields().to_vec();
+        fields.push(Field::new("last_time", DataType::Int64, false));
+        let mut columns = self.keys.columns(&ids)?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            ids.iter().map(|&id| self.last_time[id as usize]),
+        )));
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(ids.len()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Rows kept for later frames plus rows waiting for the watermark (for tests).
+    #[cfg(test)]
+    pub(crate) fn held_rows(&self) -> usize {
+        self.kept.num_rows()
+            + self
+                .pending
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>()
+    }
+}
+
+impl Operator for OverAggregateOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(ctx.metrics.clone());
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        if batch.num_rows() > 0 {
+            self.pending.push(batch);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = watermark {
+            self.fire(t, out)?;
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        self.fire(i64::MAX, out)
+    }
+
+    // The kept rows, the waiting rows and the partitions' last times.
+    fn snapshot_state(
+        &mut self,
+        checkpoint: CheckpointId,
+        _out: &mut Output,
+    ) -> Result<Option<Vec<u8>>> {
+        if checkpoint.is_final() {
+            return Ok(None);
+        }
+        let waiting = concat_batches(&self.input, &self.pending)?;
+        let parts = (
+            encode_batch(&self.kept)?,
+            encode_batch(&waiting)?,
+            encode_batch(&self.marks()?)?,
+        );
+        Ok(Some(
+            postcard::to_stdvec(&parts).expect("OVER aggregation state encoding cannot fail"),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
+        let filter = rescale_filter(state, &self.subtask);
+        let key_count = self.spec.partition.len();
+        for (_, bytes) in &state.states {
+            let (kept, waiting, marks): (Vec<u8>, Vec<u8>, Vec<u8>) =
+                postcard::from_bytes(bytes)
+                    .map_err(|e| FungiError::State(format!("bad OVER aggregation state: {e}")))?;
+            let (mut kept, mut waiting, mut marks) = (
+                decode_batch(&kept)?,
+                decode_batch(&waiting)?,
+                decode_batch(&marks)?,
+            );
+            if let Some(f) = &filter {
+                kept = f.retain(kept, &self.spec.partition)?;
+                waiting = f.retain(waiting, &self.spec.partition)?;
+                marks = f.retain(marks, &(0..key_count).collect::<Vec<_>>())?;
+            }
+            let mut ids = Vec::new();
+            let key_columns: Vec<ArrayRef> = marks.columns()[..key_count].to_vec();
+            self.keys.intern(&key_columns, marks.num_rows(), &mut ids)?;
+            self.last_time.resize(self.keys.len(), i64::MIN);
+            let times = marks
+                .column(key_count)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| {
+                    FungiError::State("bad OVER aggregation state: last times".into())
+                })?;
+            for (i, &id) in ids.iter().enumerate() {
+                let t = &mut self.last_time[id as usize];
+                *t = (*t).max(times.value(i));
+            }
+            self.intern(&kept, &mut ids)?;
+            self.kept = concat_batches(&self.input, [&self.kept, &kept])?;
+            self.kept_ids.extend(&ids);
+            if waiting.num_rows() > 0 {
+                self.pending.push(waiting);
+            }
+        }
+        Ok(())
+    }
+}
