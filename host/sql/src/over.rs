@@ -325,17 +325,6 @@ impl OverAggregateOperator {
             &options,
         )?)
     }
-
-    /// Rows kept for later frames plus rows waiting for the watermark (for tests).
-    #[cfg(test)]
-    pub(crate) fn held_rows(&self) -> usize {
-        self.kept.num_rows()
-            + self
-                .pending
-                .iter()
-                .map(RecordBatch::num_rows)
-                .sum::<usize>()
-    }
 }
 
 impl Operator for OverAggregateOperator {

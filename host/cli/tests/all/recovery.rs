@@ -582,6 +582,28 @@ fn a_window_without_keys_pre_aggregated_per_subtask_recovers_exactly_once() {
 }
 
 #[test]
+fn an_over_aggregation_recovers_exactly_once() {
+    // Each auction's bids with the sum and count of its bids in the second before:
+    // rows waiting for the watermark, each partition's recent rows and last time are
+    // state.
+    check_sql_exactly_once(1000, |dir| {
+        format!(
+            "{}{BID}
+             CREATE TABLE results (auction BIGINT, bidder BIGINT, price BIGINT, url VARCHAR,
+                 dateTime TIMESTAMP(3), total BIGINT, bids BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT auction, bidder, price, url, dateTime, SUM(price) OVER w, COUNT(*) OVER w
+             FROM bid
+             WINDOW w AS (PARTITION BY auction ORDER BY dateTime
+                          RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND CURRENT ROW);",
+            settings(&dir.join("checkpoints"), 2),
+            dir.join("out").display()
+        )
+    });
+}
+
+#[test]
 fn an_interval_join_recovers_exactly_once() {
     check_sql_exactly_once(10, |dir| {
         format!(

@@ -91,9 +91,15 @@ impl Planner<'_> {
         let params = shared.expect("a window node has expressions");
         let schema = w.input.schema();
         let not_time = || {
+            let by: Vec<String> = params.order_by.iter().map(ToString::to_string).collect();
             SqlError::unsupported(
-                "an OVER aggregation not ordered by the event-time attribute ascending",
-                "ORDER BY the table's WATERMARK FOR column (ascending) alone",
+                format!(
+                    "an OVER aggregation not ordered by the event-time attribute ascending \
+                     (ORDER BY {})",
+                    by.join(", ")
+                ),
+                "ORDER BY the table's WATERMARK FOR column (ascending) alone; declare one \
+                 with WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
             )
         };
         let [order] = params.order_by.as_slice() else {

@@ -72,6 +72,48 @@ async fn unsupported_sql_says_what_to_write() {
             "{subquery}: {e}"
         );
     }
+    for (over, message, hint) in [
+        (
+            "SUM(price) OVER (PARTITION BY auction ORDER BY dateTime)",
+            "an OVER frame starting UNBOUNDED PRECEDING",
+            "ROWS BETWEEN n PRECEDING AND CURRENT ROW",
+        ),
+        (
+            "SUM(price) OVER (PARTITION BY auction ORDER BY price ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+            "not ordered by the event-time attribute ascending",
+            "WATERMARK FOR column",
+        ),
+        (
+            "SUM(price) OVER (PARTITION BY auction ORDER BY dateTime DESC ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+            "not ordered by the event-time attribute ascending",
+            "WATERMARK FOR column",
+        ),
+        (
+            "SUM(price) OVER (ORDER BY dateTime ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)",
+            "does not end at the current row",
+            "AND CURRENT ROW",
+        ),
+        (
+            "SUM(price) OVER (ORDER BY dateTime ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), \
+             MAX(price) OVER (ORDER BY dateTime ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)",
+            "OVER aggregations over different windows",
+            "the same OVER",
+        ),
+        (
+            "approx_distinct(price) OVER (ORDER BY dateTime ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+            "approx_distinct as an OVER aggregation",
+            "count, sum, min, max, avg",
+        ),
+    ] {
+        let e = error(&format!("SELECT auction, {over} FROM bid")).await;
+        assert!(e.contains(message) && e.contains(hint), "{over}: {e}");
+    }
+    let e = error(
+        "SELECT n, SUM(n) OVER (ORDER BY t ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM \
+         (SELECT auction, count(*) AS n, max(dateTime) AS t FROM bid GROUP BY auction)",
+    )
+    .await;
+    assert!(e.contains("unsupported"), "{e}");
     let e = error(
         "SELECT auction, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bid",
     )

@@ -196,3 +196,49 @@ async fn the_agg_phase_strategy_setting_chooses_one_or_two_phases() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_over_aggregation_is_keyed_by_its_partition_and_an_outer_join_by_its_keys() {
+    let explain = |sql: &str| {
+        let sql = sql.to_string();
+        async move {
+            let mut session = SqlSession::default();
+            let out = session
+                .execute_script(&format!(
+                    "SET 'parallelism.default' = '2';
+                     CREATE TABLE bid (auction BIGINT, price BIGINT, dateTime TIMESTAMP(3),
+                       WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND)
+                     WITH ('connector' = 'nexmark', 'table' = 'bid');
+                     CREATE TABLE auction WITH ('connector' = 'nexmark', 'table' = 'auction');
+                     EXPLAIN {sql};"
+                ))
+                .await
+                .unwrap();
+            let Some(Outcome::Explain(text)) = out.last() else {
+                panic!("{out:?}")
+            };
+            text.clone()
+        }
+    };
+    let text = explain(
+        "SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY dateTime
+           ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) FROM bid",
+    )
+    .await;
+    assert!(
+        text.contains("over-aggregate [") && text.contains("-> over-aggregate: HASH[auction]"),
+        "{text}"
+    );
+    let text = explain(
+        "SELECT COUNT(*) OVER (ORDER BY dateTime RANGE BETWEEN INTERVAL '1' SECOND PRECEDING
+           AND CURRENT ROW) FROM bid",
+    )
+    .await;
+    assert!(text.contains("Task 1 x1:\n  over-aggregate"), "{text}");
+    let text =
+        explain("SELECT A.id, B.price FROM auction A LEFT JOIN bid B ON A.id = B.auction").await;
+    assert!(
+        text.contains("join [") && text.contains("-> join: HASH[id]"),
+        "{text}"
+    );
+}
