@@ -44,6 +44,7 @@ pub mod limits;
 mod names;
 mod operators;
 mod over;
+mod over_running;
 pub mod planner;
 mod plugins;
 mod python;

@@ -1,21 +1,24 @@
 //! OVER aggregations ordered by event time: `agg(x) OVER (PARTITION BY k ORDER BY ts
-//! ROWS BETWEEN n PRECEDING AND CURRENT ROW)` or `RANGE BETWEEN INTERVAL 'd' PRECEDING
-//! AND CURRENT ROW`, as Flink runs them.
+//! ROWS BETWEEN n PRECEDING AND CURRENT ROW)`, `RANGE BETWEEN INTERVAL 'd' PRECEDING AND
+//! CURRENT ROW`, or either from `UNBOUNDED PRECEDING`, as Flink runs them.
 //!
 //! Every row is emitted once, with its aggregates appended, when the watermark reaches
 //! its time: rows wait until then, so that each partition's rows are aggregated in time
-//! order whatever order they arrived in (rows of one time in arrival order). A row whose
-//! time is not after the last time its partition already emitted is late: it goes to
-//! the `late` side output, as in Flink's `RowTimeRowsBoundedPrecedingFunction` and
-//! `RowTimeRangeBoundedPrecedingFunction`. Rows of one time are peers in a RANGE frame
-//! (each sees the others), not in a ROWS frame.
+//! order whatever order they arrived in (rows of one time in arrival order). Late rows
+//! go to the `late` side output, judged as Flink does: over a bounded frame, a row whose
+//! time is not after the last time its partition already emitted
+//! (`RowTimeRowsBoundedPrecedingFunction`, `RowTimeRangeBoundedPrecedingFunction`); over
+//! an unbounded one, a row arriving at or behind the watermark
+//! (`AbstractRowTimeUnboundedPrecedingOver`). Rows of one time are peers in a RANGE
+//! frame (each sees the others), not in a ROWS frame.
 //!
 //! The aggregates are DataFusion's window expressions, evaluated once per partition and
 //! watermark over the partition's kept rows and its new rows (sorted by time): the same
 //! frames, types and NULL handling as a batch query. Each partition keeps only the rows
 //! a later frame can reach (the last n rows, or those within d of its last time), so the
-//! state is bounded by the frame. Checkpoints save those rows, the rows still waiting
-//! and each partition's last time.
+//! state is bounded by the frame; an unbounded frame keeps no rows but carries running
+//! aggregates ([`crate::over_running`]). Checkpoints save the kept rows, the rows still
+//! waiting, and each partition's last time and carried values.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +29,7 @@ use arrow::array::{
 };
 use arrow::compute::{SortColumn, concat, concat_batches, filter_record_batch, lexsort_to_indices};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
 use datafusion::physical_expr::window::WindowExpr;
 use fungi_common::ids::{CheckpointId, SubtaskInfo};
 use fungi_common::{FungiError, Result, Watermark};
@@ -37,6 +41,8 @@ use fungi_execution::{Operator, Output};
 use fungi_streaming::keys::KeyTable;
 use fungi_streaming::state_codec::{decode_batch, encode_batch};
 
+use crate::over_running::{Running, df_error};
+
 /// How far back an OVER aggregation's frame reaches from the current row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OverFrame {
@@ -44,6 +50,9 @@ pub(crate) enum OverFrame {
     Rows(u64),
     /// `RANGE BETWEEN INTERVAL 'd' PRECEDING AND CURRENT ROW`, d in milliseconds.
     Range(i64),
+    /// `ROWS` or `RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`: no row is kept,
+    /// each partition carries its running aggregates (see [`crate::over_running`]).
+    Unbounded,
 }
 
 /// What an OVER aggregation computes.
@@ -57,6 +66,8 @@ pub(crate) struct OverSpec {
     pub(crate) frame: OverFrame,
     /// The aggregates, over the input's columns, each with the frame above.
     pub(crate) functions: Vec<Arc<dyn WindowExpr>>,
+    /// For an unbounded frame: how each aggregate continues its carried value.
+    pub(crate) running: Vec<Running>,
 }
 
 /// Aggregates each row over the rows before it in its partition (see the module docs).
@@ -72,6 +83,12 @@ pub(crate) struct OverAggregateOperator {
     /// The rows later frames may reach, sorted by partition, time and arrival.
     kept: RecordBatch,
     kept_ids: Vec<u32>,
+    /// Unbounded frames: per partition id, the carried values of every aggregate, in
+    /// order (`initial` for a partition not seen yet).
+    carried: Vec<Vec<ScalarValue>>,
+    initial: Vec<ScalarValue>,
+    /// The latest watermark.
+    watermark: i64,
     subtask: SubtaskInfo,
     metrics: Option<Arc<OperatorMetrics>>,
     late_tag: Arc<str>,
@@ -115,6 +132,17 @@ impl OverAggregateOperator {
                 .map_err(|e| FungiError::Plan(format!("OVER aggregate {}: {e}", f.name())))?;
             fields.push(field.as_ref().clone().with_nullable(true));
         }
+        if (spec.frame == OverFrame::Unbounded) != (spec.running.len() == spec.functions.len()) {
+            return Err(FungiError::Plan(
+                "an OVER aggregation over an unbounded frame needs a running form of each \
+                 aggregate"
+                    .into(),
+            ));
+        }
+        let mut initial = Vec::new();
+        for (r, f) in spec.running.iter().zip(&spec.functions) {
+            initial.extend(r.initial(f)?);
+        }
         let key_fields = spec
             .partition
             .iter()
@@ -129,6 +157,9 @@ impl OverAggregateOperator {
             pending: Vec::new(),
             kept: RecordBatch::new_empty(input.clone()),
             kept_ids: Vec::new(),
+            carried: Vec::new(),
+            initial,
+            watermark: i64::MIN,
             subtask: SubtaskInfo {
                 index: 0,
                 parallelism: 1,
@@ -164,6 +195,7 @@ impl OverAggregateOperator {
         self.keys.intern(&columns, batch.num_rows(), ids)?;
         if self.last_time.len() < self.keys.len() {
             self.last_time.resize(self.keys.len(), i64::MIN);
+            self.carried.resize(self.keys.len(), self.initial.clone());
         }
         Ok(())
     }
@@ -194,15 +226,7 @@ impl OverAggregateOperator {
         let on_time: BooleanArray = (0..due.num_rows())
             .map(|i| Some(times.is_valid(i) && times.value(i) > self.last_time[ids[i] as usize]))
             .collect();
-        if on_time.true_count() < due.num_rows() {
-            let late = select(&due, &arrow::compute::not(&on_time)?)?;
-            if let Some(m) = &self.metrics {
-                m.late_records
-                    .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
-            }
-            out.emit_side(&self.late_tag, late);
-        }
-        let fresh = select(&due, &on_time)?;
+        let fresh = self.drop_late(&due, &on_time, out)?;
         let fresh_ids: Vec<u32> = ids
             .iter()
             .zip(on_time.values().iter())
@@ -213,6 +237,25 @@ impl OverAggregateOperator {
             self.aggregate(fresh, fresh_ids, out)?;
         }
         Ok(())
+    }
+
+    /// The rows of `batch` that are `on_time`; the others go to the late side output.
+    fn drop_late(
+        &self,
+        batch: &RecordBatch,
+        on_time: &BooleanArray,
+        out: &mut Output,
+    ) -> Result<RecordBatch> {
+        if on_time.true_count() == batch.num_rows() {
+            return Ok(batch.clone());
+        }
+        let late = select(batch, &arrow::compute::not(on_time)?)?;
+        if let Some(m) = &self.metrics {
+            m.late_records
+                .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+        }
+        out.emit_side(&self.late_tag, late);
+        select(batch, on_time)
     }
 
     /// Aggregates `fresh` rows (partition ids `fresh_ids`) over the kept rows and emits
@@ -264,12 +307,24 @@ impl OverAggregateOperator {
             let first_new = (start..end).find(|&i| is_new[i]).unwrap_or(end);
             if first_new < end {
                 let rows = sorted.slice(start, end - start);
-                for (f, result) in self.spec.functions.iter().zip(&mut results) {
-                    let values = f.evaluate(&rows).map_err(|e| FungiError::Operator {
-                        operator: "over-aggregate".into(),
-                        message: format!("{}: {e}", f.name()),
-                    })?;
-                    result.push(values.slice(first_new - start, end - first_new));
+                let mut slot = 0;
+                for (i, (f, result)) in self.spec.functions.iter().zip(&mut results).enumerate() {
+                    let values = match self.spec.running.get(i) {
+                        // Unbounded: every row of the run is new.
+                        Some(running) => {
+                            let carried = &mut self.carried[id as usize];
+                            let width = running.initial(f)?.len();
+                            let values =
+                                running.evaluate(f, &rows, &mut carried[slot..slot + width])?;
+                            slot += width;
+                            values
+                        }
+                        None => f
+                            .evaluate(&rows)
+                            .map_err(df_error)?
+                            .slice(first_new - start, end - first_new),
+                    };
+                    result.push(values);
                 }
                 emitted.extend(first_new as u32..end as u32);
                 self.last_time[id as usize] = times.value(end - 1);
@@ -279,6 +334,7 @@ impl OverAggregateOperator {
                     let from = end.saturating_sub(n as usize).max(start);
                     keep[from..end].iter_mut().for_each(|k| *k = true);
                 }
+                OverFrame::Unbounded => {}
                 OverFrame::Range(d) => {
                     let last = self.last_time[id as usize];
                     for (i, k) in keep.iter_mut().enumerate().take(end).skip(start) {
@@ -318,6 +374,21 @@ impl OverAggregateOperator {
         columns.push(Arc::new(Int64Array::from_iter_values(
             ids.iter().map(|&id| self.last_time[id as usize]),
         )));
+        for (slot, first) in self.initial.iter().enumerate() {
+            fields.push(Field::new(
+                format!("carried_{slot}"),
+                first.data_type(),
+                true,
+            ));
+            let values = ids
+                .iter()
+                .map(|&id| self.carried[id as usize][slot].clone());
+            columns.push(if ids.is_empty() {
+                arrow::array::new_empty_array(&first.data_type())
+            } else {
+                ScalarValue::iter_to_array(values).map_err(df_error)?
+            });
+        }
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(ids.len()));
         Ok(RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
@@ -333,7 +404,19 @@ impl Operator for OverAggregateOperator {
         Ok(())
     }
 
-    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        // Over an unbounded frame a row is late when it arrives behind the watermark,
+        // as in Flink's `AbstractRowTimeUnboundedPrecedingOver`.
+        let batch = if self.spec.frame == OverFrame::Unbounded {
+            let times = self.times(&batch)?;
+            let on_time: BooleanArray = times
+                .iter()
+                .map(|t| Some(t.is_some_and(|t| t > self.watermark)))
+                .collect();
+            self.drop_late(&batch, &on_time, out)?
+        } else {
+            batch
+        };
         if batch.num_rows() > 0 {
             self.pending.push(batch);
         }
@@ -342,6 +425,7 @@ impl Operator for OverAggregateOperator {
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
         if let Watermark::EventTime(t) = watermark {
+            self.watermark = self.watermark.max(t);
             self.fire(t, out)?;
         }
         out.emit_watermark(watermark);
@@ -393,6 +477,12 @@ impl Operator for OverAggregateOperator {
             let key_columns: Vec<ArrayRef> = marks.columns()[..key_count].to_vec();
             self.keys.intern(&key_columns, marks.num_rows(), &mut ids)?;
             self.last_time.resize(self.keys.len(), i64::MIN);
+            self.carried.resize(self.keys.len(), self.initial.clone());
+            if marks.num_columns() != key_count + 1 + self.initial.len() {
+                return Err(FungiError::State(
+                    "OVER aggregation state of another query: its aggregates differ".into(),
+                ));
+            }
             let times = marks
                 .column(key_count)
                 .as_any()
@@ -403,6 +493,11 @@ impl Operator for OverAggregateOperator {
             for (i, &id) in ids.iter().enumerate() {
                 let t = &mut self.last_time[id as usize];
                 *t = (*t).max(times.value(i));
+                for slot in 0..self.initial.len() {
+                    let column = marks.column(key_count + 1 + slot);
+                    self.carried[id as usize][slot] =
+                        ScalarValue::try_from_array(column, i).map_err(df_error)?;
+                }
             }
             self.intern(&kept, &mut ids)?;
             self.kept = concat_batches(&self.input, [&self.kept, &kept])?;

@@ -604,6 +604,26 @@ fn an_over_aggregation_recovers_exactly_once() {
 }
 
 #[test]
+fn running_over_aggregates_recover_exactly_once() {
+    // An unbounded frame keeps no rows: each partition carries its running aggregates.
+    check_sql_exactly_once(1000, |dir| {
+        format!(
+            "{}{BID}
+             CREATE TABLE results (auction BIGINT, bidder BIGINT, price BIGINT, url VARCHAR,
+                 dateTime TIMESTAMP(3), total BIGINT, bids BIGINT, mean BIGINT, top BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO results
+             SELECT auction, bidder, price, url, dateTime, SUM(price) OVER w, COUNT(*) OVER w,
+                    AVG(price) OVER w, MAX(price) OVER w
+             FROM bid
+             WINDOW w AS (PARTITION BY auction ORDER BY dateTime);",
+            settings(&dir.join("checkpoints"), 2),
+            dir.join("out").display()
+        )
+    });
+}
+
+#[test]
 fn an_interval_join_recovers_exactly_once() {
     check_sql_exactly_once(10, |dir| {
         format!(

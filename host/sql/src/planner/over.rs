@@ -4,6 +4,7 @@
 use super::join::interval_ms;
 use super::*;
 use crate::over::{OverAggregateOperator, OverFrame, OverSpec};
+use crate::over_running::Running;
 
 /// Aggregates an OVER clause may use: DataFusion's own, whose window evaluation runs
 /// in the engine (a plugin's aggregate would be called once per row).
@@ -111,15 +112,6 @@ impl Planner<'_> {
             return Err(not_time());
         }
         let frame = &params.window_frame;
-        let unbounded = || {
-            SqlError::unsupported(
-                "an OVER frame starting UNBOUNDED PRECEDING (the frame when ORDER BY has \
-                 none)",
-                "bound the frame: ROWS BETWEEN n PRECEDING AND CURRENT ROW, or RANGE \
-                 BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW; for a total over all \
-                 rows, GROUP BY the partition columns (an updating result)",
-            )
-        };
         if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
             return Err(SqlError::unsupported(
                 "an OVER frame that does not end at the current row",
@@ -127,11 +119,16 @@ impl Planner<'_> {
             ));
         }
         let frame = match (&frame.units, &frame.start_bound) {
-            (_, WindowFrameBound::Preceding(v)) if v.is_null() => return Err(unbounded()),
+            (_, WindowFrameBound::Preceding(v)) if v.is_null() => OverFrame::Unbounded,
             (WindowFrameUnits::Rows, WindowFrameBound::Preceding(v)) => {
                 match v.cast_to(&DataType::UInt64)? {
                     ScalarValue::UInt64(Some(n)) => OverFrame::Rows(n),
-                    _ => return Err(unbounded()),
+                    _ => {
+                        return Err(SqlError::unsupported(
+                            format!("the ROWS frame {v} PRECEDING"),
+                            "give the number of preceding rows as a whole number",
+                        ));
+                    }
                 }
             }
             (WindowFrameUnits::Rows, WindowFrameBound::CurrentRow) => OverFrame::Rows(0),
@@ -185,6 +182,15 @@ impl Planner<'_> {
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let running = if frame == OverFrame::Unbounded {
+            w.window_expr
+                .iter()
+                .zip(&functions)
+                .map(|(e, f)| self.running_form(e, f, schema))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let in_arrow = arrow_schema(schema);
         let names: Vec<String> = partition
             .iter()
@@ -195,8 +201,71 @@ impl Planner<'_> {
             time,
             frame,
             functions,
+            running,
         };
         let (factory, _) = OverAggregateOperator::factory(spec, in_arrow)?;
         Ok(self.add_keyed(&input, "over-aggregate", factory, &names, false))
+    }
+
+    /// How the aggregate `e` (planned as `f`) runs over a frame starting UNBOUNDED
+    /// PRECEDING: continued from a carried value rather than over kept rows.
+    fn running_form(
+        &self,
+        e: &Expr,
+        f: &Arc<dyn datafusion::physical_expr::window::WindowExpr>,
+        schema: &DFSchema,
+    ) -> Result<Running> {
+        use datafusion::logical_expr::ExprSchemable;
+        use datafusion::logical_expr::WindowFunctionDefinition;
+        let Expr::WindowFunction(call) = strip(e) else {
+            unreachable!("checked by over_aggregate")
+        };
+        let name = call.fun.name().to_string();
+        Ok(match name.as_str() {
+            "count" => Running::Count,
+            "sum" => Running::Sum,
+            "min" => Running::Min,
+            "max" => Running::Max,
+            "avg" | "mean"
+                if call.params.args.len() == 1
+                    && matches!(call.params.args[0].get_type(schema)?, t if t.is_integer() || t.is_floating()) =>
+            {
+                // The sum and count of the argument widened (DataFusion's SUM takes
+                // 64-bit numbers).
+                let arg = &call.params.args[0];
+                let wide = if arg.get_type(schema)?.is_floating() {
+                    DataType::Float64
+                } else {
+                    DataType::Int64
+                };
+                let arg = arg.clone().cast_to(&wide, schema)?;
+                let with = |udaf: Arc<datafusion::logical_expr::AggregateUDF>| {
+                    let mut other = call.as_ref().clone();
+                    other.fun = WindowFunctionDefinition::AggregateUDF(udaf);
+                    other.params.args = vec![arg.clone()];
+                    datafusion::physical_planner::create_window_expr(
+                        &Expr::WindowFunction(Box::new(other)),
+                        schema,
+                        self.state.execution_props(),
+                        &PhysicalPlanningContext::default(),
+                    )
+                };
+                Running::Avg {
+                    sum: with(datafusion::functions_aggregate::sum::sum_udaf())?,
+                    count: with(datafusion::functions_aggregate::count::count_udaf())?,
+                    output: f.field()?.data_type().clone(),
+                }
+            }
+            _ => {
+                return Err(SqlError::unsupported(
+                    format!(
+                        "{name} over an OVER frame starting UNBOUNDED PRECEDING (the frame when ORDER BY has none)"
+                    ),
+                    "use count, sum, min, max or avg (of numbers) there, or bound the frame: \
+                     ROWS BETWEEN n PRECEDING AND CURRENT ROW, or RANGE BETWEEN INTERVAL '1' \
+                     HOUR PRECEDING AND CURRENT ROW",
+                ));
+            }
+        })
     }
 }

@@ -74,8 +74,8 @@ async fn unsupported_sql_says_what_to_write() {
     }
     for (over, message, hint) in [
         (
-            "SUM(price) OVER (PARTITION BY auction ORDER BY dateTime)",
-            "an OVER frame starting UNBOUNDED PRECEDING",
+            "stddev(price) OVER (PARTITION BY auction ORDER BY dateTime)",
+            "stddev over an OVER frame starting UNBOUNDED PRECEDING",
             "ROWS BETWEEN n PRECEDING AND CURRENT ROW",
         ),
         (
