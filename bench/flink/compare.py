@@ -30,6 +30,8 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 # Queries the SQL layer runs; the others and why.
 QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15",
            "q16", "q17", "q18", "q19", "q20", "q21", "q22"]
+# Queries of bench/flink/queries/ over the same tables (run them with --queries).
+EXTRA = ["over_range", "over_running"]
 SKIPPED = {
     "q6": "OVER aggregation over a changelog: Flink refuses it too",
     "q10": "writes partitioned files, not a blackhole (a sink test, not a throughput one)",
@@ -41,7 +43,11 @@ SOURCE = re.compile(r"WITH \('connector' = 'nexmark', 'table' = '(\w+)'[^)]*\)")
 
 
 def script_for(engine, query, data):
-    text = open(os.path.join(ROOT, "examples", "nexmark", f"{query}.sql")).read()
+    # A Nexmark query, or one of this directory's own queries over the same tables.
+    path = os.path.join(ROOT, "examples", "nexmark", f"{query}.sql")
+    if not os.path.exists(path):
+        path = os.path.join(HERE, "queries", f"{query}.sql")
+    text = open(path).read()
 
     def source(m):
         path = os.path.join(data, f"{m.group(1)}.json")
@@ -101,7 +107,8 @@ def main():
     p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--queries", default=",".join(QUERIES))
+    p.add_argument("--queries", default=",".join(QUERIES),
+                   help=f"comma-separated; also {', '.join(EXTRA)} (bench/flink/queries)")
     p.add_argument("--data", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--no-generators", action="store_true",
