@@ -68,6 +68,9 @@ pub(crate) struct OverSpec {
     pub(crate) functions: Vec<Arc<dyn WindowExpr>>,
     /// For an unbounded frame: how each aggregate continues its carried value.
     pub(crate) running: Vec<Running>,
+    /// The time column is processing time: rows are aggregated as they arrive, in
+    /// arrival order, and none is late.
+    pub(crate) proctime: bool,
 }
 
 /// Aggregates each row over the rows before it in its partition (see the module docs).
@@ -224,7 +227,12 @@ impl OverAggregateOperator {
         self.intern(&due, &mut ids)?;
         let times = self.times(&due)?;
         let on_time: BooleanArray = (0..due.num_rows())
-            .map(|i| Some(times.is_valid(i) && times.value(i) > self.last_time[ids[i] as usize]))
+            .map(|i| {
+                Some(
+                    times.is_valid(i)
+                        && (self.spec.proctime || times.value(i) > self.last_time[ids[i] as usize]),
+                )
+            })
             .collect();
         let fresh = self.drop_late(&due, &on_time, out)?;
         let fresh_ids: Vec<u32> = ids
@@ -271,23 +279,22 @@ impl OverAggregateOperator {
         let ids = UInt32Array::from_iter_values(self.kept_ids.iter().chain(&fresh_ids).copied());
         let times = self.times(&all)?;
         let arrival = UInt64Array::from_iter_values(0..all.num_rows() as u64);
-        let order = lexsort_to_indices(
-            &[
-                SortColumn {
-                    values: Arc::new(ids.clone()),
-                    options: None,
-                },
-                SortColumn {
-                    values: Arc::new(times),
-                    options: None,
-                },
-                SortColumn {
-                    values: Arc::new(arrival),
-                    options: None,
-                },
-            ],
-            None,
-        )?;
+        // Processing time: in arrival order (the clock is read once per batch).
+        let mut by = vec![SortColumn {
+            values: Arc::new(ids.clone()),
+            options: None,
+        }];
+        if !self.spec.proctime {
+            by.push(SortColumn {
+                values: Arc::new(times),
+                options: None,
+            });
+        }
+        by.push(SortColumn {
+            values: Arc::new(arrival),
+            options: None,
+        });
+        let order = lexsort_to_indices(&by, None)?;
         let sorted = arrow::compute::take_record_batch(&all, &order)?;
         let sorted_ids: Vec<u32> = order
             .values()
@@ -327,7 +334,8 @@ impl OverAggregateOperator {
                     result.push(values);
                 }
                 emitted.extend(first_new as u32..end as u32);
-                self.last_time[id as usize] = times.value(end - 1);
+                let last = &mut self.last_time[id as usize];
+                *last = (*last).max(times.value(end - 1));
             }
             match self.spec.frame {
                 OverFrame::Rows(n) => {
@@ -407,7 +415,7 @@ impl Operator for OverAggregateOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         // Over an unbounded frame a row is late when it arrives behind the watermark,
         // as in Flink's `AbstractRowTimeUnboundedPrecedingOver`.
-        let batch = if self.spec.frame == OverFrame::Unbounded {
+        let batch = if self.spec.frame == OverFrame::Unbounded && !self.spec.proctime {
             let times = self.times(&batch)?;
             let on_time: BooleanArray = times
                 .iter()
@@ -419,6 +427,9 @@ impl Operator for OverAggregateOperator {
         };
         if batch.num_rows() > 0 {
             self.pending.push(batch);
+            if self.spec.proctime {
+                self.fire(i64::MAX, out)?;
+            }
         }
         Ok(())
     }

@@ -95,12 +95,13 @@ impl Planner<'_> {
             let by: Vec<String> = params.order_by.iter().map(ToString::to_string).collect();
             SqlError::unsupported(
                 format!(
-                    "an OVER aggregation not ordered by the event-time attribute ascending \
+                    "an OVER aggregation not ordered by a time attribute ascending \
                      (ORDER BY {})",
                     by.join(", ")
                 ),
-                "ORDER BY the table's WATERMARK FOR column (ascending) alone; declare one \
-                 with WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
+                "ORDER BY the table's WATERMARK FOR column or a PROCTIME() column \
+                 (ascending) alone; declare one with WATERMARK FOR ts AS ts - INTERVAL '1' \
+                 SECOND",
             )
         };
         let [order] = params.order_by.as_slice() else {
@@ -108,7 +109,8 @@ impl Planner<'_> {
         };
         let time = column_index(&order.expr, schema).ok_or_else(not_time)?;
         let time_name = schema.field(time).name().clone();
-        if !order.asc || !self.is_event_time(&time_name, &w.input) {
+        let proctime = is_proctime(&order.expr, schema, &w.input);
+        if !order.asc || !(proctime || self.is_event_time(&time_name, &w.input)) {
             return Err(not_time());
         }
         let frame = &params.window_frame;
@@ -202,6 +204,7 @@ impl Planner<'_> {
             frame,
             functions,
             running,
+            proctime,
         };
         let (factory, _) = OverAggregateOperator::factory(spec, in_arrow)?;
         Ok(self.add_keyed(&input, "over-aggregate", factory, &names, false))

@@ -80,12 +80,12 @@ async fn unsupported_sql_says_what_to_write() {
         ),
         (
             "SUM(price) OVER (PARTITION BY auction ORDER BY price ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
-            "not ordered by the event-time attribute ascending",
+            "not ordered by a time attribute ascending",
             "WATERMARK FOR column",
         ),
         (
             "SUM(price) OVER (PARTITION BY auction ORDER BY dateTime DESC ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
-            "not ordered by the event-time attribute ascending",
+            "not ordered by a time attribute ascending",
             "WATERMARK FOR column",
         ),
         (

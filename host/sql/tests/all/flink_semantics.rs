@@ -606,6 +606,31 @@ async fn over_aggregations_run_in_event_time_order_and_drop_late_rows() {
             ],
         ),
     ];
+    // By processing time: in arrival order (the file's), nothing late.
+    let mut session = SqlSession::default();
+    let sql = format!(
+        "{with_late} SELECT k, v, COUNT(*) OVER w AS n, SUM(v) OVER w AS s
+         FROM (SELECT *, PROCTIME() AS p FROM events)
+         WINDOW w AS (PARTITION BY k ORDER BY p ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    );
+    let ran = run(&mut session, &sql).await;
+    ran.result.as_ref().unwrap();
+    let mut rows = crate::rows_in_order(&ran.rows);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "1 | 1 | 5 | 101",
+            "1 | 10 | 1 | 10",
+            "1 | 20 | 3 | 60",
+            "1 | 30 | 2 | 40",
+            "1 | 40 | 4 | 100",
+            "2 | 5 | 2 | 5",
+            "2 | 7 | 3 | 12",
+            "2 | NULL | 1 | NULL",
+            "NULL | 100 | 1 | 100",
+        ]
+    );
     for (parallelism, header, late_rows) in [(1, &with_late, 1), (2, &on_time, 0)] {
         for (frame, want) in cases {
             let mut session = SqlSession::default();
