@@ -92,6 +92,10 @@ pub(crate) struct OverAggregateOperator {
     initial: Vec<ScalarValue>,
     /// The latest watermark.
     watermark: i64,
+    /// Per input column, whether an aggregate (or the partition or order) reads it.
+    read: Vec<bool>,
+    /// Scratch: the partitions a batch of new rows touches (all false between calls).
+    touched: Vec<bool>,
     subtask: SubtaskInfo,
     metrics: Option<Arc<OperatorMetrics>>,
     late_tag: Arc<str>,
@@ -101,6 +105,30 @@ pub(crate) struct OverAggregateOperator {
 /// The rows of `batch` where `mask` is set.
 fn select(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, mask)?)
+}
+
+/// Per input column, whether the aggregates, the partition or the time read it.
+fn read_columns(spec: &OverSpec, width: usize) -> Vec<bool> {
+    use datafusion::physical_expr::utils::collect_columns;
+    let mut read = vec![false; width];
+    for &c in spec.partition.iter().chain([&spec.time]) {
+        read[c] = true;
+    }
+    for f in &spec.functions {
+        let exprs = f
+            .expressions()
+            .into_iter()
+            .chain(f.order_by().iter().map(|s| s.expr.clone()))
+            .chain(f.partition_by().iter().cloned());
+        for e in exprs {
+            for c in collect_columns(&e) {
+                if c.index() < width {
+                    read[c.index()] = true;
+                }
+            }
+        }
+    }
+    read
 }
 
 impl OverAggregateOperator {
@@ -163,6 +191,8 @@ impl OverAggregateOperator {
             carried: Vec::new(),
             initial,
             watermark: i64::MIN,
+            read: read_columns(spec, input.fields().len()),
+            touched: Vec::new(),
             subtask: SubtaskInfo {
                 index: 0,
                 parallelism: 1,
@@ -274,9 +304,43 @@ impl OverAggregateOperator {
         fresh_ids: Vec<u32>,
         out: &mut Output,
     ) -> Result<()> {
-        let old = self.kept.num_rows();
-        let all = concat_batches(&self.input, [&self.kept, &fresh])?;
-        let ids = UInt32Array::from_iter_values(self.kept_ids.iter().chain(&fresh_ids).copied());
+        // Only the partitions with new rows take part: the others' kept rows stay aside.
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.resize(self.keys.len(), false);
+        fresh_ids.iter().for_each(|&id| touched[id as usize] = true);
+        let in_play: BooleanArray = self
+            .kept_ids
+            .iter()
+            .map(|&id| Some(touched[id as usize]))
+            .collect();
+        let (aside, aside_ids) = if in_play.true_count() == self.kept.num_rows() {
+            (None, Vec::new())
+        } else {
+            let aside = select(&self.kept, &arrow::compute::not(&in_play)?)?;
+            let ids: Vec<u32> = self
+                .kept_ids
+                .iter()
+                .copied()
+                .filter(|&id| !touched[id as usize])
+                .collect();
+            (Some(aside), ids)
+        };
+        let playing = match aside {
+            None => self.kept.clone(),
+            Some(_) => select(&self.kept, &in_play)?,
+        };
+        let playing_ids = self
+            .kept_ids
+            .iter()
+            .copied()
+            .filter(|&id| touched[id as usize]);
+        let old = playing.num_rows();
+        let all = concat_batches(&self.input, [&playing, &fresh])?;
+        let ids = UInt32Array::from_iter_values(playing_ids.chain(fresh_ids.iter().copied()));
+        fresh_ids
+            .iter()
+            .for_each(|&id| touched[id as usize] = false);
+        self.touched = touched;
         let times = self.times(&all)?;
         let arrival = UInt64Array::from_iter_values(0..all.num_rows() as u64);
         // Processing time: in arrival order (the clock is read once per batch).
@@ -361,14 +425,45 @@ impl OverAggregateOperator {
             }
             out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
         }
+        // Kept rows hold only the columns the aggregates read (the others NULL): they
+        // are never emitted again.
         let keep = BooleanArray::from(keep);
-        self.kept = select(&sorted, &keep)?;
-        self.kept_ids = sorted_ids
+        let kept = self.narrow(select(&sorted, &keep)?)?;
+        let mut kept_ids: Vec<u32> = sorted_ids
             .iter()
             .zip(keep.values().iter())
             .filter_map(|(&id, k)| k.then_some(id))
             .collect();
+        match aside {
+            None => {
+                self.kept = kept;
+                self.kept_ids = kept_ids;
+            }
+            Some(aside) => {
+                self.kept = concat_batches(&self.input, [&aside, &kept])?;
+                let mut ids = aside_ids;
+                ids.append(&mut kept_ids);
+                self.kept_ids = ids;
+            }
+        }
         Ok(())
+    }
+
+    /// `rows` with the columns no aggregate reads replaced by NULLs.
+    fn narrow(&self, rows: RecordBatch) -> Result<RecordBatch> {
+        let columns = rows
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if self.read[i] || c.null_count() == c.len() {
+                    c.clone()
+                } else {
+                    arrow::array::new_null_array(c.data_type(), c.len())
+                }
+            })
+            .collect();
+        Ok(RecordBatch::try_new(rows.schema(), columns)?)
     }
 
     /// The partitions' last times: partition columns, then `last_time`.

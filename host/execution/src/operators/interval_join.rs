@@ -5,11 +5,16 @@
 //! rows arrived second; the result is append-only. The watermark bounds the buffers: a
 //! left row can no longer match once every right row it could match is older than the
 //! watermark (`l.t - lower <= watermark`), and likewise for right rows.
+//!
+//! Outer interval joins (LEFT, RIGHT, FULL) remember which buffered rows of an outer
+//! side met a partner; when a batch leaves the buffer (or the input ends), its rows that
+//! met none are emitted padded with NULLs, once, as Flink's outer interval join does
+//! when a row can no longer match. The result stays append-only.
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
+use arrow::compute::{cast, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use fungi_checkpoint::RestoredState;
 use fungi_common::ids::{CheckpointId, SubtaskInfo};
@@ -36,14 +41,26 @@ pub struct IntervalJoinSpec {
     /// window aggregate without keys). Each row of the other side, wherever it goes,
     /// then meets every row it can match exactly once.
     pub broadcast: Option<usize>,
+    /// Which inputs also emit their rows that met no partner, padded with NULLs:
+    /// `[true, false]` is a LEFT join, `[false, true]` a RIGHT one, both a FULL one.
+    /// An outer join sends no side whole to every subtask.
+    pub outer: [bool; 2],
 }
 
-/// An inner interval join; output columns are the left columns then the right columns.
+/// A buffered batch of one side: its rows, their latest event time and, on an outer
+/// side, which rows met a partner.
+struct Buffered {
+    batch: RecordBatch,
+    latest: i64,
+    matched: Vec<bool>,
+}
+
+/// An interval join; output columns are the left columns then the right columns.
 pub struct IntervalJoinOperator {
     spec: IntervalJoinSpec,
     output: SchemaRef,
-    /// Buffered batches of each side with the latest event time in each.
-    buffers: [Vec<(RecordBatch, i64)>; 2],
+    /// Buffered batches of each side.
+    buffers: [Vec<Buffered>; 2],
     hashes: Vec<u64>,
     subtask: SubtaskInfo,
 }
@@ -60,8 +77,21 @@ impl IntervalJoinOperator {
         left: SchemaRef,
         right: SchemaRef,
     ) -> Result<(OperatorFactory, SchemaRef)> {
-        let mut fields: Vec<Field> = left.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(right.fields().iter().map(|f| f.as_ref().clone()));
+        if spec.broadcast.is_some() && spec.outer.contains(&true) {
+            return Err(FungiError::Plan(
+                "an outer interval join partitions both inputs by key".into(),
+            ));
+        }
+        // The columns of an input are NULL in the padded rows of the other one.
+        let side_fields = |schema: &SchemaRef, padded: bool| -> Vec<Field> {
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(f.is_nullable() || padded))
+                .collect()
+        };
+        let mut fields = side_fields(&left, spec.outer[1]);
+        fields.extend(side_fields(&right, spec.outer[0]));
         let output = Arc::new(Schema::new(fields));
         let out = output.clone();
         let factory: OperatorFactory = Arc::new(move |s| {
@@ -78,10 +108,16 @@ impl IntervalJoinOperator {
 
     /// Joins `new` (from side `side`) with the other side's buffer, one buffered batch at
     /// a time: the buffer is not copied, and batches too old to match are skipped.
-    fn probe(&mut self, side: usize, new: &RecordBatch, out: &mut Output) -> Result<()> {
+    /// Returns which new rows met a partner (on an outer side; empty otherwise).
+    fn probe(&mut self, side: usize, new: &RecordBatch, out: &mut Output) -> Result<Vec<bool>> {
         let other = 1 - side;
+        let mut new_matched = if self.spec.outer[side] {
+            vec![false; new.num_rows()]
+        } else {
+            Vec::new()
+        };
         if self.buffers[other].is_empty() || new.num_rows() == 0 {
-            return Ok(());
+            return Ok(new_matched);
         }
         let times = [self.spec.time.0, self.spec.time.1];
         let new_times = millis(new, times[side])?;
@@ -94,11 +130,18 @@ impl IntervalJoinOperator {
         } else {
             earliest.saturating_add(lower)
         };
-        for (buffered, latest) in &self.buffers[other] {
+        let other_outer = self.spec.outer[other];
+        for Buffered {
+            batch: buffered,
+            latest,
+            matched,
+        } in &mut self.buffers[other]
+        {
             if *latest < oldest_match {
                 continue;
             }
             let buffered_times = millis(buffered, times[other])?;
+            let buffered: &RecordBatch = buffered;
             let (left, right, lt, rt) = if side == 0 {
                 (new, buffered, &new_times, &buffered_times)
             } else {
@@ -116,25 +159,88 @@ impl IntervalJoinOperator {
                     d >= lower && d <= upper
                 },
             )?;
+            let (mine, theirs) = if side == 0 { (&li, &ri) } else { (&ri, &li) };
+            if !new_matched.is_empty() {
+                mine.iter().for_each(|&i| new_matched[i as usize] = true);
+            }
+            if other_outer {
+                theirs.iter().for_each(|&j| matched[j as usize] = true);
+            }
             if let Some(joined) = gather(&self.output, left, right, li, ri)? {
                 out.emit(joined);
             }
         }
+        Ok(new_matched)
+    }
+
+    /// Emits the rows of `gone` (a batch of `side` leaving the buffer) that met no
+    /// partner, padded with NULLs.
+    fn emit_unmatched(&self, side: usize, gone: &Buffered, out: &mut Output) -> Result<()> {
+        if !self.spec.outer[side] {
+            return Ok(());
+        }
+        let lonely: UInt32Array = (0..gone.batch.num_rows() as u32)
+            .filter(|&i| !gone.matched[i as usize])
+            .collect();
+        if lonely.is_empty() {
+            return Ok(());
+        }
+        let own = gone
+            .batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &lonely, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let width = gone.batch.num_columns();
+        let (own_range, other_range) = if side == 0 {
+            (0..width, width..self.output.fields().len())
+        } else {
+            let other = self.output.fields().len() - width;
+            (other..other + width, 0..other)
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output.fields().len());
+        for i in 0..self.output.fields().len() {
+            if own_range.contains(&i) {
+                columns.push(own[i - own_range.start].clone());
+            } else {
+                debug_assert!(other_range.contains(&i));
+                columns.push(new_null_array(
+                    self.output.field(i).data_type(),
+                    lonely.len(),
+                ));
+            }
+        }
+        out.emit(RecordBatch::try_new(self.output.clone(), columns)?);
         Ok(())
     }
 
     /// Drops buffered batches none of whose rows can match any more. Whole batches go
     /// at once, so eviction copies nothing; the time bounds are checked when probing.
-    fn evict(&mut self, watermark: i64) {
+    /// On an outer side, the rows of the dropped batches that met no partner are
+    /// emitted padded.
+    fn evict(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
         // Left rows match right times in [l.t - upper, l.t - lower]; right rows match left
         // times in [r.t + lower, r.t + upper]. Future rows are newer than the watermark.
-        let limits = [
-            watermark.saturating_add(self.spec.lower),
-            watermark.saturating_sub(self.spec.upper),
-        ];
-        for (buffer, limit) in self.buffers.iter_mut().zip(limits) {
-            buffer.retain(|(_, latest)| *latest > limit);
+        // At the end of input every batch goes.
+        let limits = if watermark == i64::MAX {
+            [i64::MAX, i64::MAX]
+        } else {
+            [
+                watermark.saturating_add(self.spec.lower),
+                watermark.saturating_sub(self.spec.upper),
+            ]
+        };
+        for (side, limit) in limits.into_iter().enumerate() {
+            let (gone, kept): (Vec<Buffered>, Vec<Buffered>) =
+                std::mem::take(&mut self.buffers[side])
+                    .into_iter()
+                    .partition(|b| b.latest <= limit);
+            self.buffers[side] = kept;
+            for b in &gone {
+                self.emit_unmatched(side, b, out)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -146,14 +252,20 @@ impl Operator for IntervalJoinOperator {
         _out: &mut Output,
     ) -> Result<Option<Vec<u8>>> {
         let mut sides: [Vec<(Vec<u8>, i64)>; 2] = [Vec::new(), Vec::new()];
-        for (side, buffer) in sides.iter_mut().zip(&self.buffers) {
-            for (batch, latest) in buffer {
-                side.push((encode_batch(batch)?, *latest));
+        let mut flags: [Vec<Vec<bool>>; 2] = [Vec::new(), Vec::new()];
+        for ((side, side_flags), buffer) in sides.iter_mut().zip(&mut flags).zip(&self.buffers) {
+            for b in buffer {
+                side.push((encode_batch(&b.batch)?, b.latest));
+                side_flags.push(b.matched.clone());
             }
         }
-        Ok(Some(
-            postcard::to_stdvec(&sides).expect("join state encoding cannot fail"),
-        ))
+        // An inner join's state is the buffers alone; an outer one's adds the flags.
+        let bytes = if self.spec.outer.contains(&true) {
+            postcard::to_stdvec(&(sides, flags))
+        } else {
+            postcard::to_stdvec(&sides)
+        };
+        Ok(Some(bytes.expect("join state encoding cannot fail")))
     }
 
     fn restore_state(&mut self, state: &RestoredState) -> Result<()> {
@@ -176,20 +288,50 @@ impl Operator for IntervalJoinOperator {
             self.spec.keys.iter().map(|k| k.0).collect(),
             self.spec.keys.iter().map(|k| k.1).collect(),
         ];
+        let bad = |e: postcard::Error| FungiError::State(format!("bad interval join state: {e}"));
         for (old, bytes) in &state.states {
-            let sides: [Vec<(Vec<u8>, i64)>; 2] = postcard::from_bytes(bytes)
-                .map_err(|e| FungiError::State(format!("bad interval join state: {e}")))?;
-            for (side, batches) in sides.into_iter().enumerate() {
+            type Sides = [Vec<(Vec<u8>, i64)>; 2];
+            let (sides, flags): (Sides, [Vec<Vec<bool>>; 2]) = if self.spec.outer.contains(&true) {
+                postcard::from_bytes(bytes).map_err(bad)?
+            } else {
+                (
+                    postcard::from_bytes(bytes).map_err(bad)?,
+                    Default::default(),
+                )
+            };
+            for (side, (batches, side_flags)) in sides.into_iter().zip(flags).enumerate() {
                 if !keeps(side, *old) {
                     continue;
                 }
+                let mut side_flags = side_flags.into_iter();
                 for (bytes, latest) in batches {
                     let mut batch = decode_batch(&bytes)?;
+                    let mut matched = side_flags.next().unwrap_or_default();
+                    if matched.len() != batch.num_rows() {
+                        matched = vec![false; batch.num_rows()];
+                    }
                     if let Some(f) = &filter {
-                        batch = f.retain(batch, &keys[side])?;
+                        let columns: Vec<ArrayRef> = keys[side]
+                            .iter()
+                            .map(|&i| batch.column(i).clone())
+                            .collect();
+                        let mask = f.mask(&columns, batch.num_rows())?;
+                        batch = filter_record_batch(&batch, &mask)?;
+                        matched = matched
+                            .into_iter()
+                            .zip(mask.values().iter())
+                            .filter_map(|(m, keep)| keep.then_some(m))
+                            .collect();
                     }
                     if batch.num_rows() > 0 {
-                        self.buffers[side].push((batch, latest));
+                        if !self.spec.outer[side] {
+                            matched.clear();
+                        }
+                        self.buffers[side].push(Buffered {
+                            batch,
+                            latest,
+                            matched,
+                        });
                     }
                 }
             }
@@ -208,7 +350,7 @@ impl Operator for IntervalJoinOperator {
         out: &mut Output,
     ) -> Result<()> {
         let side = input.min(1);
-        self.probe(side, &batch, out)?;
+        let matched = self.probe(side, &batch, out)?;
         if batch.num_rows() > 0 {
             let column = if side == 0 {
                 self.spec.time.0
@@ -219,18 +361,29 @@ impl Operator for IntervalJoinOperator {
                 .into_iter()
                 .max()
                 .unwrap_or(i64::MIN);
-            self.buffers[side].push((batch, latest));
+            self.buffers[side].push(Buffered {
+                batch,
+                latest,
+                matched,
+            });
         }
         Ok(())
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
         if let Watermark::EventTime(t) = watermark
-            && t != i64::MAX
+            && (t != i64::MAX || self.spec.outer.contains(&true))
         {
-            self.evict(t);
+            self.evict(t, out)?;
         }
         out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        if self.spec.outer.contains(&true) {
+            self.evict(i64::MAX, out)?;
+        }
         Ok(())
     }
 }
@@ -264,6 +417,7 @@ mod tests {
             lower: -10,
             upper: 0,
             broadcast,
+            outer: [false, false],
         };
         let schema = batch(&[]).schema();
         let (factory, _) = IntervalJoinOperator::factory(spec, schema.clone(), schema).unwrap();
@@ -360,5 +514,115 @@ mod tests {
             expected.extend((0..parallelism).map(|_| (1, 99, 105)));
             assert_eq!(met, expected, "at parallelism {parallelism}");
         }
+    }
+
+    /// The output rows as (left key, left time, right key, right time), NULLs as None.
+    fn rows_of(out: Output) -> Vec<[Option<i64>; 4]> {
+        use arrow::array::Array;
+        let mut rows = Vec::new();
+        for item in out.items {
+            if let OutputItem::Batch(None, b) = item {
+                let c = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
+                let cols = [c(0), c(1), c(2), c(3)];
+                for r in 0..b.num_rows() {
+                    rows.push(cols.each_ref().map(|c| c.is_valid(r).then(|| c.value(r))));
+                }
+            }
+        }
+        rows.sort_unstable();
+        rows
+    }
+
+    fn outer_join(outer: [bool; 2]) -> Box<dyn Operator> {
+        let spec = IntervalJoinSpec {
+            time: (1, 1),
+            keys: vec![(0, 0)],
+            lower: -10,
+            upper: 0,
+            broadcast: None,
+            outer,
+        };
+        let schema = batch(&[]).schema();
+        let (factory, output) =
+            IntervalJoinOperator::factory(spec, schema.clone(), schema).unwrap();
+        assert_eq!(
+            output
+                .fields()
+                .iter()
+                .map(|f| f.is_nullable())
+                .collect::<Vec<_>>(),
+            [outer[1], outer[1], outer[0], outer[0]]
+        );
+        factory(&SubtaskInfo {
+            index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn outer_rows_without_a_partner_are_padded_once_they_can_no_longer_match() {
+        // `l.t - r.t` in [-10, 0]; a FULL join.
+        let mut j = outer_join([true, true]);
+        let mut out = Output::default();
+        j.process_batch_from(0, batch(&[(1, 95), (3, 50)]), &mut out)
+            .unwrap();
+        j.process_batch_from(1, batch(&[(1, 100), (2, 100)]), &mut out)
+            .unwrap();
+        assert_eq!(rows_of(out), vec![[Some(1), Some(95), Some(1), Some(100)]]);
+        // At watermark 70, (3, 50) can no longer match (right rows from 60 on are to
+        // come), but it leaves with its batch, whose other row still can: nothing yet.
+        let mut out = Output::default();
+        j.process_watermark(Watermark::EventTime(70), &mut out)
+            .unwrap();
+        assert!(rows_of(out).is_empty());
+        let state = j
+            .snapshot_state(CheckpointId(1), &mut Output::default())
+            .unwrap()
+            .unwrap();
+        // Restored, what met a partner stays matched.
+        let mut j = outer_join([true, true]);
+        j.restore_state(&RestoredState {
+            checkpoint: 1,
+            old_parallelism: 1,
+            states: vec![(0, state)],
+            root: Default::default(),
+        })
+        .unwrap();
+        let mut out = Output::default();
+        j.process_watermark(Watermark::EventTime(200), &mut out)
+            .unwrap();
+        assert_eq!(
+            rows_of(out),
+            vec![
+                [None, None, Some(2), Some(100)],
+                [Some(3), Some(50), None, None]
+            ]
+        );
+        // The end of input pads what is left: nothing, here.
+        let mut out = Output::default();
+        j.finish(&mut out).unwrap();
+        assert!(rows_of(out).is_empty());
+    }
+
+    #[test]
+    fn a_left_interval_join_pads_left_rows_only_and_at_the_end_of_input() {
+        let mut j = outer_join([true, false]);
+        let mut out = Output::default();
+        j.process_batch_from(1, batch(&[(5, 100)]), &mut out)
+            .unwrap();
+        j.process_batch_from(0, batch(&[(5, 200), (6, 100)]), &mut out)
+            .unwrap();
+        assert!(rows_of(out).is_empty());
+        let mut out = Output::default();
+        j.process_watermark(Watermark::MAX, &mut out).unwrap();
+        assert_eq!(
+            rows_of(out),
+            vec![
+                [Some(5), Some(200), None, None],
+                [Some(6), Some(100), None, None]
+            ]
+        );
     }
 }

@@ -167,11 +167,14 @@ impl Planner<'_> {
             [false, true] => "RIGHT",
             _ => "FULL",
         };
+        if !rest.is_empty() && lookup.is_none() {
+            return self.outer_interval_join(j, outer, kind, &keys, one_side, rest);
+        }
         if let Some(c) = rest.first() {
             return Err(SqlError::unsupported(
                 format!(
                     "a {kind} join whose ON clause compares its two sides other than by \
-                     equality ({c}); interval and window joins are INNER joins"
+                     equality ({c})"
                 ),
                 "join on equalities only and filter the joined rows in a WHERE clause, or \
                  use an INNER join",
@@ -217,6 +220,111 @@ impl Planner<'_> {
         self.regular_join(j, left, right, &keys, JoinHow { lookup, outer }, Vec::new())
     }
 
+    /// A LEFT, RIGHT or FULL interval join: equalities and one condition
+    /// `l.t BETWEEN r.t + a AND r.t + b` between the sides; a row of a kept side that met
+    /// no partner is emitted padded once its time range has passed.
+    fn outer_interval_join(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        outer: [bool; 2],
+        kind: &str,
+        keys: &[(Expr, Expr)],
+        one_side: [Vec<Expr>; 2],
+        mut rest: Vec<Expr>,
+    ) -> Result<Planned> {
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let Some(pos) = rest
+            .iter()
+            .position(|c| interval_bounds(c, &ls, &rs).is_some())
+        else {
+            return Err(SqlError::unsupported(
+                format!(
+                    "a {kind} join whose ON clause compares its two sides other than by \
+                     equality ({})",
+                    rest[0]
+                ),
+                "join on equalities (and one time condition `l.ts BETWEEN r.ts - INTERVAL \
+                 ... AND r.ts + INTERVAL ...` for an interval join), and filter the joined \
+                 rows in a WHERE clause",
+            ));
+        };
+        let (time, lower, upper) = interval_bounds(&rest.remove(pos), &ls, &rs).expect("checked");
+        if let Some(c) = rest.first() {
+            return Err(SqlError::unsupported(
+                format!(
+                    "a condition across both sides of a {kind} interval join besides its time bounds ({c})"
+                ),
+                "filter the joined rows in a WHERE clause",
+            ));
+        }
+        let mut keys = keys.to_vec();
+        let mut inputs = [self.plan(&j.left)?, self.plan(&j.right)?];
+        for (side, conditions) in one_side.into_iter().enumerate() {
+            let Some(c) = conditions.into_iter().reduce(|a, b| a.and(b)) else {
+                continue;
+            };
+            if outer[side] {
+                // The row stays, without a partner: a NULL key matches nothing.
+                let Some(first) = keys.first_mut() else {
+                    return Err(SqlError::unsupported(
+                        format!(
+                            "a condition on a kept side of a {kind} interval join without equalities ({c})"
+                        ),
+                        "join on a column of each side as well (`ON a.k = b.k AND ...`)",
+                    ));
+                };
+                let key = if side == 0 {
+                    &mut first.0
+                } else {
+                    &mut first.1
+                };
+                *key = datafusion::logical_expr::when(c, key.clone()).end()?;
+                continue;
+            }
+            let predicate = self.physical(&c, if side == 0 { &ls } else { &rs })?;
+            inputs[side] = self.then(
+                inputs[side],
+                "filter",
+                PredicateOperator::factory(self.plugins.on_error, predicate),
+            );
+        }
+        if inputs.iter().any(|p| p.updating) {
+            return Err(SqlError::unsupported(
+                format!("a {kind} interval join of an updating result"),
+                "join append-only streams (tables, window aggregations)",
+            ));
+        }
+        // Key expressions that are not columns are computed as extra (last) columns, so
+        // the time columns keep their places.
+        let [left, right] = inputs;
+        let (left, la, lkeys) = self.with_key_columns(left, &ls, keys.iter().map(|k| &k.0))?;
+        let (right, ra, rkeys) = self.with_key_columns(right, &rs, keys.iter().map(|k| &k.1))?;
+        let pairs: Vec<(usize, usize)> = lkeys.into_iter().zip(rkeys).collect();
+        let spec = IntervalJoinSpec {
+            time,
+            keys: pairs.clone(),
+            lower,
+            upper,
+            broadcast: None,
+            outer,
+        };
+        let (factory, output) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
+        let joined = self.connect_join(
+            [&left, &right],
+            [&la, &ra],
+            &pairs,
+            factory,
+            "interval-join",
+            false,
+        );
+        let (lw, rw) = (ls.fields().len(), rs.fields().len());
+        let keep: Vec<usize> = (0..lw)
+            .chain(la.fields().len()..la.fields().len() + rw)
+            .collect();
+        let project = (keep.len() != output.fields().len()).then_some((keep, output));
+        self.join_output(j, joined, project, Vec::new())
+    }
+
     /// A window join or an interval join, if the keys and conditions make one.
     pub(super) fn time_join(
         &mut self,
@@ -256,6 +364,7 @@ impl Planner<'_> {
                 lower,
                 upper,
                 broadcast,
+                outer: [false, false],
             };
             let (factory, _) = IntervalJoinOperator::factory(spec, la.clone(), ra.clone())?;
             let joined = match broadcast {

@@ -55,6 +55,16 @@ async fn unsupported_sql_says_what_to_write() {
             && e.contains("filter the joined rows in a WHERE clause"),
         "{e}"
     );
+    let e = error(
+        "SELECT a.auction FROM bid a LEFT JOIN bid b ON a.auction = b.auction \
+         AND a.dateTime BETWEEN b.dateTime AND b.dateTime + INTERVAL '1' SECOND AND a.price < b.price",
+    )
+    .await;
+    assert!(
+        e.contains("a condition across both sides of a LEFT interval join besides its time bounds")
+            && e.contains("WHERE clause"),
+        "{e}"
+    );
     let e = error("SELECT a.auction FROM bid a FULL JOIN bid b ON a.price > 10").await;
     assert!(
         e.contains("a FULL join without an equality between its two sides")

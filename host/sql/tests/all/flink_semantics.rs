@@ -495,6 +495,29 @@ async fn outer_joins_pad_the_rows_without_a_partner() {
             );
         }
     }
+    // Interval joins: a row without a partner within the bounds is padded once it can
+    // no longer match (append-only).
+    for (join, want) in [
+        (
+            "LEFT JOIN other o ON e.k = o.k AND o.ts BETWEEN e.ts AND e.ts + INTERVAL '1' SECOND",
+            &["1 | 10", "2 | NULL", "3 | NULL", "4 | NULL"][..],
+        ),
+        (
+            "FULL JOIN other o ON e.k = o.k AND o.ts BETWEEN e.ts AND e.ts + INTERVAL '1' SECOND",
+            &[
+                "1 | 10",
+                "2 | NULL",
+                "3 | NULL",
+                "4 | NULL",
+                "NULL | 30",
+                "NULL | 40",
+            ][..],
+        ),
+    ] {
+        let mut session = SqlSession::default();
+        let sql = format!("{header} SELECT e.v, o.v FROM events e {join}");
+        assert_eq!(select(&mut session, &sql).await, want, "{join}");
+    }
     // Over an updating input: a count per key, left-joined; the count's updates move
     // the pairs and the padded rows with them.
     let mut session = SqlSession::default();
