@@ -81,8 +81,9 @@ pub(crate) struct OverAggregateOperator {
     keys: KeyTable,
     /// Per partition id: the time of the last row emitted (`i64::MIN`: none yet).
     last_time: Vec<i64>,
-    /// Rows waiting for the watermark, in arrival order.
-    pending: Vec<RecordBatch>,
+    /// Rows waiting for the watermark, in arrival order, each batch with its earliest
+    /// time (`i64::MIN` with a row without one).
+    pending: Vec<(RecordBatch, i64)>,
     /// The rows later frames may reach, sorted by partition, time and arrival.
     kept: RecordBatch,
     kept_ids: Vec<u32>,
@@ -105,6 +106,15 @@ pub(crate) struct OverAggregateOperator {
 /// The rows of `batch` where `mask` is set.
 fn select(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, mask)?)
+}
+
+/// The earliest time of `times`; `i64::MIN` when one is NULL (such a row is due, and
+/// late, at the next watermark).
+fn earliest_time(times: &TimestampMillisecondArray) -> i64 {
+    if times.null_count() > 0 {
+        return i64::MIN;
+    }
+    times.values().iter().copied().min().unwrap_or(i64::MAX)
 }
 
 /// Per input column, whether the aggregates, the partition or the time read it.
@@ -235,23 +245,34 @@ impl OverAggregateOperator {
 
     /// Emits every waiting row whose time is at or behind `watermark`.
     fn fire(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
-        if self.pending.is_empty() {
+        // Only the waiting batches that hold a due row are split; the others stay as
+        // they are (no copy).
+        let mut due_parts = Vec::new();
+        let mut still = Vec::with_capacity(self.pending.len());
+        for (batch, earliest) in std::mem::take(&mut self.pending) {
+            if earliest > watermark {
+                still.push((batch, earliest));
+                continue;
+            }
+            let times = self.times(&batch)?;
+            let due: BooleanArray = times
+                .iter()
+                .map(|t| Some(t.is_none_or(|t| t <= watermark)))
+                .collect();
+            if due.true_count() == batch.num_rows() {
+                due_parts.push(batch);
+                continue;
+            }
+            let later = select(&batch, &arrow::compute::not(&due)?)?;
+            due_parts.push(select(&batch, &due)?);
+            let earliest = earliest_time(&self.times(&later)?);
+            still.push((later, earliest));
+        }
+        self.pending = still;
+        if due_parts.is_empty() {
             return Ok(());
         }
-        let waiting = concat_batches(&self.input, &std::mem::take(&mut self.pending))?;
-        let times = self.times(&waiting)?;
-        let due: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_none_or(|t| t <= watermark)))
-            .collect();
-        let later = select(&waiting, &arrow::compute::not(&due)?)?;
-        if later.num_rows() > 0 {
-            self.pending.push(later);
-        }
-        let due = select(&waiting, &due)?;
-        if due.num_rows() == 0 {
-            return Ok(());
-        }
+        let due = concat_batches(&self.input, &due_parts)?;
         // Late: no time, or not after the last time the partition emitted.
         let mut ids = std::mem::take(&mut self.scratch_ids);
         self.intern(&due, &mut ids)?;
@@ -335,7 +356,9 @@ impl OverAggregateOperator {
             .copied()
             .filter(|&id| touched[id as usize]);
         let old = playing.num_rows();
-        let all = concat_batches(&self.input, [&playing, &fresh])?;
+        // Sorted and aggregated without the columns no aggregate reads; the emitted rows
+        // are taken whole from `fresh`.
+        let all = concat_batches(&self.input, [&playing, &self.narrow(fresh.clone())?])?;
         let ids = UInt32Array::from_iter_values(playing_ids.chain(fresh_ids.iter().copied()));
         fresh_ids
             .iter()
@@ -417,7 +440,11 @@ impl OverAggregateOperator {
             start = end;
         }
         if !emitted.is_empty() {
-            let rows = arrow::compute::take_record_batch(&sorted, &UInt32Array::from(emitted))?;
+            let from_fresh: UInt32Array = emitted
+                .iter()
+                .map(|&p| order.value(p as usize) - old as u32)
+                .collect();
+            let rows = arrow::compute::take_record_batch(&fresh, &from_fresh)?;
             let mut columns = rows.columns().to_vec();
             for parts in &results {
                 let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
@@ -428,7 +455,7 @@ impl OverAggregateOperator {
         // Kept rows hold only the columns the aggregates read (the others NULL): they
         // are never emitted again.
         let keep = BooleanArray::from(keep);
-        let kept = self.narrow(select(&sorted, &keep)?)?;
+        let kept = select(&sorted, &keep)?;
         let mut kept_ids: Vec<u32> = sorted_ids
             .iter()
             .zip(keep.values().iter())
@@ -521,7 +548,8 @@ impl Operator for OverAggregateOperator {
             batch
         };
         if batch.num_rows() > 0 {
-            self.pending.push(batch);
+            let earliest = earliest_time(&self.times(&batch)?);
+            self.pending.push((batch, earliest));
             if self.spec.proctime {
                 self.fire(i64::MAX, out)?;
             }
@@ -551,7 +579,8 @@ impl Operator for OverAggregateOperator {
         if checkpoint.is_final() {
             return Ok(None);
         }
-        let waiting = concat_batches(&self.input, &self.pending)?;
+        let waiting: Vec<&RecordBatch> = self.pending.iter().map(|(b, _)| b).collect();
+        let waiting = concat_batches(&self.input, waiting)?;
         let parts = (
             encode_batch(&self.kept)?,
             encode_batch(&waiting)?,
@@ -609,7 +638,8 @@ impl Operator for OverAggregateOperator {
             self.kept = concat_batches(&self.input, [&self.kept, &kept])?;
             self.kept_ids.extend(&ids);
             if waiting.num_rows() > 0 {
-                self.pending.push(waiting);
+                let earliest = earliest_time(&self.times(&waiting)?);
+                self.pending.push((waiting, earliest));
             }
         }
         Ok(())
