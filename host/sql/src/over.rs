@@ -407,7 +407,7 @@ impl OverAggregateOperator {
                         // Unbounded: every row of the run is new.
                         Some(running) => {
                             let carried = &mut self.carried[id as usize];
-                            let width = running.initial(f)?.len();
+                            let width = running.width();
                             let values =
                                 running.evaluate(f, &rows, &mut carried[slot..slot + width])?;
                             slot += width;

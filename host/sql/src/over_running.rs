@@ -45,6 +45,14 @@ pub(crate) enum Running {
 }
 
 impl Running {
+    /// How many values a partition carries for this aggregate.
+    pub(crate) fn width(&self) -> usize {
+        match self {
+            Running::Avg { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// The carried values of a partition that has emitted nothing yet, for an aggregate
     /// `function`.
     pub(crate) fn initial(&self, function: &Arc<dyn WindowExpr>) -> Result<Vec<ScalarValue>> {

@@ -666,7 +666,20 @@ mod tests {
         v
     }
 
-    fn join(spec: RegularJoinSpec, left_op: bool) -> RegularJoinOperator {
+    /// A join on the first column; the left input a changelog (change column 2) if
+    /// `left_op`.
+    fn spec(left_op: bool, lookup: bool, outer: [bool; 2]) -> RegularJoinSpec {
+        RegularJoinSpec {
+            keys: vec![(0, 0)],
+            ops: [left_op.then_some(2), None],
+            lookup,
+            ttl_ms: None,
+            outer,
+        }
+    }
+
+    fn join(spec: RegularJoinSpec) -> RegularJoinOperator {
+        let left_op = spec.ops[0].is_some();
         RegularJoinOperator::new(&spec, &schema(left_op), &schema(false)).unwrap()
     }
 
@@ -678,14 +691,8 @@ mod tests {
 
     #[test]
     fn kept_rows_survive_a_checkpoint_and_split_by_key_group() {
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [None, None],
-            lookup: false,
-            ttl_ms: None,
-            outer: [false, false],
-        };
-        let mut j = join(spec.clone(), false);
+        let spec = spec(false, false, [false, false]);
+        let mut j = join(spec.clone());
         feed(
             &mut j,
             0,
@@ -697,7 +704,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let restored = |index: u32, parallelism: u32, old: u32| {
-            let mut j = join(spec.clone(), false);
+            let mut j = join(spec.clone());
             j.subtask = SubtaskInfo {
                 index,
                 parallelism,
@@ -733,14 +740,8 @@ mod tests {
     #[test]
     fn changelog_input_retracts_pairs() {
         use RowKind::*;
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [Some(2), None],
-            lookup: false,
-            ttl_ms: None,
-            outer: [false, false],
-        };
-        let mut j = join(spec, true);
+        let spec = spec(true, false, [false, false]);
+        let mut j = join(spec);
         assert!(
             feed(
                 &mut j,
@@ -771,14 +772,8 @@ mod tests {
 
     #[test]
     fn lookup_rows_wait_for_the_table_and_are_not_kept() {
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [None, None],
-            lookup: true,
-            ttl_ms: None,
-            outer: [false, false],
-        };
-        let mut j = join(spec, false);
+        let spec = spec(false, true, [false, false]);
+        let mut j = join(spec);
         assert!(feed(&mut j, 0, batch(&[(Some(1), "probe")], None)).is_empty());
         let mut out = Output::default();
         j.process_watermark(Watermark::EventTime(10), &mut out)
@@ -797,14 +792,8 @@ mod tests {
 
     #[test]
     fn a_left_join_pads_rows_without_a_partner_and_takes_the_padding_back() {
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [None, None],
-            lookup: false,
-            ttl_ms: None,
-            outer: [true, false],
-        };
-        let mut j = join(spec, false);
+        let spec = spec(false, false, [true, false]);
+        let mut j = join(spec);
         assert!(j.output.field(2).is_nullable() && j.output.field(3).is_nullable());
         assert_eq!(
             feed(&mut j, 0, batch(&[(Some(1), "a"), (None, "n")], None)),
@@ -829,14 +818,8 @@ mod tests {
     #[test]
     fn a_full_join_over_a_changelog_pads_both_sides_in_order() {
         use RowKind::*;
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [Some(2), None],
-            lookup: false,
-            ttl_ms: None,
-            outer: [true, true],
-        };
-        let mut j = join(spec.clone(), true);
+        let spec = spec(true, false, [true, true]);
+        let mut j = join(spec.clone());
         assert_eq!(
             feed(&mut j, 0, batch(&[(Some(1), "a")], Some(&[Insert]))),
             vec!["1,a,,,0"]
@@ -864,7 +847,7 @@ mod tests {
             .snapshot_state(CheckpointId(1), &mut Output::default())
             .unwrap()
             .unwrap();
-        let mut j = join(spec, true);
+        let mut j = join(spec);
         j.restore_state(&RestoredState {
             checkpoint: 1,
             old_parallelism: 1,
@@ -886,14 +869,8 @@ mod tests {
 
     #[test]
     fn a_left_lookup_join_pads_once_and_stays_append_only() {
-        let spec = RegularJoinSpec {
-            keys: vec![(0, 0)],
-            ops: [None, None],
-            lookup: true,
-            ttl_ms: None,
-            outer: [true, false],
-        };
-        let mut j = join(spec.clone(), false);
+        let spec = spec(false, true, [true, false]);
+        let mut j = join(spec.clone());
         assert!(!j.updating);
         assert!(feed(&mut j, 1, batch(&[(Some(2), "t")], None)).is_empty());
         let mut out = Output::default();

@@ -112,24 +112,7 @@ impl Planner<'_> {
         if is_outer {
             return self.outer_join(j, outer, keys, [left_only, right_only], rest, lookup);
         }
-        let mut left = self.plan(&j.left)?;
-        let mut right = self.plan(&j.right)?;
-        if let Some(c) = left_only.into_iter().reduce(|a, b| a.and(b)) {
-            let predicate = self.physical(&c, &ls)?;
-            left = self.then(
-                left,
-                "filter",
-                PredicateOperator::factory(self.plugins.on_error, predicate),
-            );
-        }
-        if let Some(c) = right_only.into_iter().reduce(|a, b| a.and(b)) {
-            let predicate = self.physical(&c, &rs)?;
-            right = self.then(
-                right,
-                "filter",
-                PredicateOperator::factory(self.plugins.on_error, predicate),
-            );
-        }
+        let [left, right] = self.join_inputs(j, outer, &mut keys, [left_only, right_only])?;
         let column_pairs: Option<Vec<(usize, usize)>> = keys
             .iter()
             .map(|(a, b)| Some((column_index(a, &ls)?, column_index(b, &rs)?)))
@@ -193,31 +176,53 @@ impl Planner<'_> {
                  not kept",
             ));
         }
-        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let [left, right] = self.join_inputs(j, outer, &mut keys, one_side)?;
+        self.regular_join(j, left, right, &keys, JoinHow { lookup, outer }, Vec::new())
+    }
+
+    /// Both inputs of a join, planned, with the conditions of the ON clause on one side
+    /// (`one_side`) applied: a side whose rows are not kept without a partner is
+    /// filtered before the join; on a kept side (`outer`), a row failing the condition
+    /// has no partner but stays, so the condition makes its first key NULL (a NULL key
+    /// matches nothing).
+    fn join_inputs(
+        &mut self,
+        j: &datafusion::logical_expr::Join,
+        outer: [bool; 2],
+        keys: &mut [(Expr, Expr)],
+        one_side: [Vec<Expr>; 2],
+    ) -> Result<[Planned; 2]> {
+        let schemas = [j.left.schema().clone(), j.right.schema().clone()];
         let mut inputs = [self.plan(&j.left)?, self.plan(&j.right)?];
         for (side, conditions) in one_side.into_iter().enumerate() {
             let Some(c) = conditions.into_iter().reduce(|a, b| a.and(b)) else {
                 continue;
             };
-            if outer[side] {
-                // The row stays, without a partner: a NULL key matches nothing.
-                let key = if side == 0 {
-                    &mut keys[0].0
-                } else {
-                    &mut keys[0].1
-                };
-                *key = datafusion::logical_expr::when(c, key.clone()).end()?;
-            } else {
-                let predicate = self.physical(&c, if side == 0 { &ls } else { &rs })?;
+            if !outer[side] {
+                let predicate = self.physical(&c, &schemas[side])?;
                 inputs[side] = self.then(
                     inputs[side],
                     "filter",
                     PredicateOperator::factory(self.plugins.on_error, predicate),
                 );
+                continue;
             }
+            let Some(first) = keys.first_mut() else {
+                return Err(SqlError::unsupported(
+                    format!(
+                        "a condition on the kept side of an outer join without equalities ({c})"
+                    ),
+                    "join on a column of each side as well (`ON a.k = b.k AND ...`)",
+                ));
+            };
+            let key = if side == 0 {
+                &mut first.0
+            } else {
+                &mut first.1
+            };
+            *key = datafusion::logical_expr::when(c, key.clone()).end()?;
         }
-        let [left, right] = inputs;
-        self.regular_join(j, left, right, &keys, JoinHow { lookup, outer }, Vec::new())
+        Ok(inputs)
     }
 
     /// A LEFT, RIGHT or FULL interval join: equalities and one condition
@@ -258,36 +263,7 @@ impl Planner<'_> {
             ));
         }
         let mut keys = keys.to_vec();
-        let mut inputs = [self.plan(&j.left)?, self.plan(&j.right)?];
-        for (side, conditions) in one_side.into_iter().enumerate() {
-            let Some(c) = conditions.into_iter().reduce(|a, b| a.and(b)) else {
-                continue;
-            };
-            if outer[side] {
-                // The row stays, without a partner: a NULL key matches nothing.
-                let Some(first) = keys.first_mut() else {
-                    return Err(SqlError::unsupported(
-                        format!(
-                            "a condition on a kept side of a {kind} interval join without equalities ({c})"
-                        ),
-                        "join on a column of each side as well (`ON a.k = b.k AND ...`)",
-                    ));
-                };
-                let key = if side == 0 {
-                    &mut first.0
-                } else {
-                    &mut first.1
-                };
-                *key = datafusion::logical_expr::when(c, key.clone()).end()?;
-                continue;
-            }
-            let predicate = self.physical(&c, if side == 0 { &ls } else { &rs })?;
-            inputs[side] = self.then(
-                inputs[side],
-                "filter",
-                PredicateOperator::factory(self.plugins.on_error, predicate),
-            );
-        }
+        let inputs = self.join_inputs(j, outer, &mut keys, one_side)?;
         if inputs.iter().any(|p| p.updating) {
             return Err(SqlError::unsupported(
                 format!("a {kind} interval join of an updating result"),

@@ -486,37 +486,36 @@ mod nexmark {
         check(&f, 2, &example_query(8), &batch).await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn lookup_join_matches_batch() {
-        let f = fixture(100_000).await;
+    /// Writes the side input `key,side-key` for `keys`, registers it with the batch
+    /// oracle, and returns its streaming DDL.
+    async fn side_input(f: &Fixture, keys: impl Iterator<Item = i64>) -> String {
         let side = f.dir.path().join("side_input.csv");
-        let text: String = (0..10_000).map(|k| format!("{k},side-{k}\n")).collect();
+        let text: String = keys.map(|k| format!("{k},side-{k}\n")).collect();
         std::fs::write(&side, text).unwrap();
-        let ddl = format!(
-            "CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
-            side.display()
-        );
+        let schema = arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("key", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new("value", arrow::datatypes::DataType::Utf8, false),
+        ]);
         f.batch
             .register_csv(
                 "side_input",
                 side.to_str().unwrap(),
                 datafusion::prelude::CsvReadOptions::new()
                     .has_header(false)
-                    .schema(&arrow::datatypes::Schema::new(vec![
-                        arrow::datatypes::Field::new(
-                            "key",
-                            arrow::datatypes::DataType::Int64,
-                            false,
-                        ),
-                        arrow::datatypes::Field::new(
-                            "value",
-                            arrow::datatypes::DataType::Utf8,
-                            false,
-                        ),
-                    ])),
+                    .schema(&schema),
             )
             .await
             .unwrap();
+        format!(
+            "CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            side.display()
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookup_join_matches_batch() {
+        let f = fixture(100_000).await;
+        let ddl = side_input(&f, 0..10_000).await;
         let stream = format!("{ddl}\n{}", example_query(13));
         let batch = "SELECT B.auction, B.bidder, B.price, B.dateTime, S.value
             FROM bid B JOIN side_input S ON B.auction % 10000 = S.key";
@@ -535,37 +534,7 @@ mod nexmark {
             check(&f, 2, &q, &q).await;
         }
         // A LEFT lookup join: the side input holds every other key.
-        let side = f.dir.path().join("half_side_input.csv");
-        let text: String = (0..10_000)
-            .step_by(2)
-            .map(|k| format!("{k},side-{k}\n"))
-            .collect();
-        std::fs::write(&side, text).unwrap();
-        let ddl = format!(
-            "CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
-            side.display()
-        );
-        f.batch
-            .register_csv(
-                "side_input",
-                side.to_str().unwrap(),
-                datafusion::prelude::CsvReadOptions::new()
-                    .has_header(false)
-                    .schema(&arrow::datatypes::Schema::new(vec![
-                        arrow::datatypes::Field::new(
-                            "key",
-                            arrow::datatypes::DataType::Int64,
-                            false,
-                        ),
-                        arrow::datatypes::Field::new(
-                            "value",
-                            arrow::datatypes::DataType::Utf8,
-                            false,
-                        ),
-                    ])),
-            )
-            .await
-            .unwrap();
+        let ddl = side_input(&f, (0..10_000).step_by(2)).await;
         let stream = format!(
             "{ddl}
              SELECT B.auction, B.price, S.`value`
